@@ -1,0 +1,5 @@
+"""Model backends: anything that turns chat messages into an answer."""
+
+from hybrid_router.backends.base import BackendError, ChatBackend, Completion
+
+__all__ = ["BackendError", "ChatBackend", "Completion"]

@@ -1,0 +1,38 @@
+"""The one interface every model backend implements (local llama.cpp, SageMaker, OpenAI-compatible URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class BackendError(RuntimeError):
+    """A backend could not answer. `cause` is short and becomes `fallback:<cause>` in the decision record."""
+
+    def __init__(self, message: str, cause: str = "error", status_code: int = 502):
+        super().__init__(message)
+        self.cause = cause
+        self.status_code = status_code
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """messages are OpenAI-style dicts: [{"role": "user", "content": "..."}]."""
+
+    name: str
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion: ...
+
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+        """Yields text pieces. After exhaustion, `last_usage` holds (prompt_tokens, completion_tokens)."""
+        ...
