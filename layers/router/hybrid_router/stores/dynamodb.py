@@ -1,0 +1,456 @@
+"""Decision records in DynamoDB: the cloud copy of every device's log.
+
+Table design (one table, `TABLE_SCHEMA`; template.yaml must match it):
+- item key: pk = "DEVICE#<tenant>#<device>", sk = "DECISION#<decision_id>" (ULIDs sort by time,
+  so a device's decisions since a time are one Query on a key range);
+  feedback lives on the same partition as sk = "FEEDBACK#<decision_id>".
+- GSI "by_day": day_pk = "DAY#<tenant>#<yyyy-mm-dd>", sort key sk: a tenant's decisions of one day.
+  Only decision items carry day_pk, so feedback stays out of the index.
+- TTL attribute "expires_at" (epoch seconds, RETENTION_DAYS after the decision).
+
+Writes are conditional puts (attribute_not_exists(sk)): re-sending a record is a counted duplicate,
+never an overwrite. A record counts as accepted only once DynamoDB acknowledged its put.
+The same code runs against AWS and against a local DynamoDB server (endpoint_url, or env
+AWS_ENDPOINT_URL_DYNAMODB which boto3 reads itself).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from hybrid_router.decision import DecisionRecord, utc_now_iso
+from hybrid_router.ulid import new_ulid
+from hybrid_router.usage import UsageSummary
+
+RETENTION_DAYS = 400
+DAY_INDEX = "by_day"
+TTL_ATTRIBUTE = "expires_at"
+
+TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+        {"AttributeName": "day_pk", "AttributeType": "S"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": DAY_INDEX,
+            "KeySchema": [
+                {"AttributeName": "day_pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+    "TimeToLiveAttribute": TTL_ATTRIBUTE,
+}
+
+_THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+}
+_KEY_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at")
+_INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.annotation is int}
+
+
+class DecisionNotFound(LookupError):
+    """No decision with that id exists for this device."""
+
+
+@dataclass
+class PutResult:
+    accepted: int = 0
+    duplicates: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "failed": [{"decision_id": d, "error": e} for d, e in self.failed],
+        }
+
+
+def device_pk(tenant: str, device: str) -> str:
+    return f"DEVICE#{_key_part(tenant, 'tenant')}#{_key_part(device, 'device')}"
+
+
+def day_pk(tenant: str, day: str) -> str:
+    return f"DAY#{_key_part(tenant, 'tenant')}#{day}"
+
+
+def _key_part(value: str, what: str) -> str:
+    if not value or "#" in value:
+        raise ValueError(f"{what} id must be non-empty and must not contain '#': {value!r}")
+    return value
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def _ulid_floor(since: str | date | datetime) -> str:
+    """The smallest ULID made at or after `since` (for a key range on sk)."""
+    if isinstance(since, str):
+        since = datetime.fromisoformat(since.replace("Z", "+00:00")) if len(since) > 10 else date.fromisoformat(since)
+    if not isinstance(since, datetime):
+        since = datetime(since.year, since.month, since.day, tzinfo=timezone.utc)
+    elif since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    ms = max(int(since.timestamp() * 1000), 0)
+    return new_ulid(ms)[:10] + "0" * 16
+
+
+def _iso_bound(value: str | date | datetime) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 3) -> Any:
+    """A DynamoDB client; endpoint_url None means AWS (or env AWS_ENDPOINT_URL_DYNAMODB)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        max_pool_connections=32,
+        connect_timeout=5,
+        read_timeout=20,
+    )
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=config,
+    )
+
+
+def create_table(client: Any, table_name: str, wait: bool = True) -> None:
+    """Create the decisions table from TABLE_SCHEMA (tests and the local stack; AWS gets it from template.yaml)."""
+    schema = {k: v for k, v in TABLE_SCHEMA.items() if k != "TimeToLiveAttribute"}
+    client.create_table(TableName=table_name, **schema)
+    if wait:
+        client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TABLE_SCHEMA["TimeToLiveAttribute"]},
+    )
+
+
+class DynamoDecisionStore:
+    def __init__(
+        self,
+        table_name: str | None = None,
+        client: Any = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_attempts: int = 6,
+        base_delay_s: float = 0.05,
+        max_delay_s: float = 2.0,
+        workers: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table_name = table_name or os.environ.get("HYBRID_ROUTER_TABLE") or "hybrid-router-decisions"
+        self.client = client if client is not None else make_client(endpoint_url, region)
+        self.max_attempts = max_attempts
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.workers = workers
+        self._sleep = sleep
+        self.retries = 0  # throttled calls retried, for tests and metrics
+
+    # writes
+
+    def put_records(
+        self,
+        records: Iterable[DecisionRecord | Mapping[str, Any]],
+        owner: tuple[str, str] | None = None,
+    ) -> PutResult:
+        """Store records idempotently. `owner` = (tenant, device) stamps the caller's identity on every record
+        (the API passes the identity from the gateway, never the one in the body)."""
+        result = PutResult()
+        valid: list[DecisionRecord] = []
+        seen: set[str] = set()
+        for item in records:
+            try:
+                record = item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
+                if owner is not None:
+                    record = record.model_copy(update={"tenant_id": owner[0], "device_id": owner[1]})
+                device_pk(record.tenant_id, record.device_id)
+            except (ValidationError, ValueError) as error:
+                ident = item.get("decision_id", "?") if isinstance(item, Mapping) else "?"
+                result.failed.append((str(ident), _short_error(error)))
+                continue
+            if record.decision_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(record.decision_id)
+            valid.append(record)
+        if not valid:
+            return result
+        if self.workers > 1 and len(valid) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(valid))) as pool:
+                outcomes = list(pool.map(self._put_one, valid))
+        else:
+            outcomes = [self._put_one(record) for record in valid]
+        for record, outcome in zip(valid, outcomes):
+            if outcome == "accepted":
+                result.accepted += 1
+            elif outcome == "duplicate":
+                result.duplicates += 1
+            else:
+                result.failed.append((record.decision_id, outcome))
+        return result
+
+    def _put_one(self, record: DecisionRecord) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        item = self._item(record)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(sk)",
+                )
+                return "accepted"
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    return "duplicate"
+                if code not in _THROTTLING or attempt == self.max_attempts:
+                    return f"{code}: {error.response.get('Error', {}).get('Message', '')}".strip()
+            except BotoCoreError as error:
+                if attempt == self.max_attempts:
+                    return f"{type(error).__name__}: {error}"
+            self.retries += 1
+            self._backoff(attempt)
+        return "not stored"  # unreachable: the loop returns on its last attempt
+
+    def _backoff(self, attempt: int) -> None:
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        self._sleep(random.uniform(ceiling / 2, ceiling))
+
+    def _item(self, record: DecisionRecord) -> dict[str, Any]:
+        from boto3.dynamodb.types import TypeSerializer
+
+        serializer = TypeSerializer()
+        data = {k: _to_dynamo(v) for k, v in record.model_dump().items() if v is not None}
+        created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00"))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+        data.update(
+            pk=device_pk(record.tenant_id, record.device_id),
+            sk=f"DECISION#{record.decision_id}",
+            day_pk=day_pk(record.tenant_id, record.day),
+            entity="decision",
+            stored_at=utc_now_iso(),
+            **{TTL_ATTRIBUTE: int((created + timedelta(days=RETENTION_DAYS)).timestamp())},
+        )
+        return {k: serializer.serialize(v) for k, v in data.items()}
+
+    def put_feedback(
+        self, tenant: str, device: str, decision_id: str, rating: int | float, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Store (or replace) the user's rating of one decision of this device; DecisionNotFound if there is none."""
+        from boto3.dynamodb.types import TypeSerializer
+        from botocore.exceptions import ClientError
+
+        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or rating != rating:
+            raise ValueError("rating must be a number")
+        if comment is not None and len(comment) > 4000:
+            raise ValueError("comment must be at most 4000 characters")
+        pk = device_pk(tenant, device)
+        feedback = {
+            "pk": pk,
+            "sk": f"FEEDBACK#{decision_id}",
+            "entity": "feedback",
+            "decision_id": decision_id,
+            "tenant_id": tenant,
+            "device_id": device,
+            "rating": _to_dynamo(rating),
+            "created_at": utc_now_iso(),
+        }
+        if comment is not None:
+            feedback["comment"] = comment
+        serializer = TypeSerializer()
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": {"S": pk}, "sk": {"S": f"DECISION#{decision_id}"}},
+                            "ConditionExpression": "attribute_exists(sk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {k: serializer.serialize(v) for k, v in feedback.items()},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            reasons = error.response.get("CancellationReasons") or []
+            if code == "TransactionCanceledException" and (
+                not reasons or reasons[0].get("Code") == "ConditionalCheckFailed"
+            ):
+                raise DecisionNotFound(f"no decision {decision_id} for device {tenant}/{device}") from error
+            raise
+        return {k: v for k, v in feedback.items() if k not in ("pk", "sk", "entity")}
+
+    def get_feedback(self, tenant: str, device: str, decision_id: str) -> dict[str, Any] | None:
+        item = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": device_pk(tenant, device)}, "sk": {"S": f"FEEDBACK#{decision_id}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            return None
+        plain = _plain(item)
+        return {k: v for k, v in plain.items() if k not in ("pk", "sk", "entity")}
+
+    # reads
+
+    def records_for_device(
+        self,
+        tenant: str,
+        device: str,
+        since: str | date | datetime | None = None,
+        until: str | date | datetime | None = None,
+    ) -> list[DecisionRecord]:
+        """A device's decisions, oldest first (decision ids are ULIDs made when the decision was made)."""
+        low = "DECISION#" + (_ulid_floor(since) if since is not None else "")
+        high = "DECISION#" + (_ulid_floor(until) if until is not None else "~")
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": device_pk(tenant, device)},
+                ":low": {"S": low},
+                ":high": {"S": high},
+            },
+        }
+        records = [self._record(item) for item in self._query(params)]
+        return _in_window(records, since, until)
+
+    def records_for_tenant_day(self, tenant: str, day: str | date) -> list[DecisionRecord]:
+        """All devices' decisions of one tenant on one UTC day (the by_day index)."""
+        day_text = day.isoformat() if isinstance(day, date) else day
+        params = {
+            "TableName": self.table_name,
+            "IndexName": DAY_INDEX,
+            "KeyConditionExpression": "day_pk = :d",
+            "ExpressionAttributeValues": {":d": {"S": day_pk(tenant, day_text)}},
+        }
+        return [self._record(item) for item in self._query(params)]
+
+    def usage(
+        self,
+        tenant: str,
+        device: str,
+        since: str | date | datetime | None = None,
+        until: str | date | datetime | None = None,
+    ) -> UsageSummary:
+        return UsageSummary.from_records(self.records_for_device(tenant, device, since, until))
+
+    def tenant_usage(self, tenant: str, since: str | date, until: str | date | None = None) -> UsageSummary:
+        """A tenant's usage over whole days (since .. until inclusive, default today), across devices."""
+        first = date.fromisoformat(since) if isinstance(since, str) else since
+        last = (date.fromisoformat(until) if isinstance(until, str) else until) or datetime.now(timezone.utc).date()
+        records: list[DecisionRecord] = []
+        day = first
+        while day <= last:
+            records.extend(self.records_for_tenant_day(tenant, day))
+            day += timedelta(days=1)
+        return UsageSummary.from_records(records)
+
+    def _query(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        from botocore.exceptions import ClientError
+
+        start_key = None
+        while True:
+            page_params = dict(params, ExclusiveStartKey=start_key) if start_key else params
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    page = self.client.query(**page_params)
+                    break
+                except ClientError as error:
+                    code = error.response.get("Error", {}).get("Code", "")
+                    if code not in _THROTTLING or attempt == self.max_attempts:
+                        raise
+                    self.retries += 1
+                    self._backoff(attempt)
+            yield from page.get("Items", [])
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+    @staticmethod
+    def _record(item: Mapping[str, Any]) -> DecisionRecord:
+        plain = _plain(item)
+        fields = {k: v for k, v in plain.items() if k not in _KEY_ATTRIBUTES}
+        return DecisionRecord.model_validate(fields)
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    plain = {}
+    for key, value in item.items():
+        value = deserializer.deserialize(value)
+        if isinstance(value, Decimal):
+            integral = key in _INT_FIELDS or (key not in DecisionRecord.model_fields and value == value.to_integral_value())
+            value = int(value) if integral else float(value)
+        plain[key] = value
+    return plain
+
+
+def _in_window(
+    records: Sequence[DecisionRecord], since: str | date | datetime | None, until: str | date | datetime | None
+) -> list[DecisionRecord]:
+    low = _iso_bound(since) if since is not None else None
+    high = _iso_bound(until) if until is not None else None
+    return [
+        r for r in records if (low is None or r.created_at >= low) and (high is None or r.created_at < high)
+    ]
+
+
+def _short_error(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "record"
+        return f"invalid record: {where}: {first.get('msg')}"
+    return str(error)

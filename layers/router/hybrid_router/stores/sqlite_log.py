@@ -1,0 +1,247 @@
+"""The device's decision log: SQLite, one row per decision, durable before `append` returns.
+
+Durability: WAL journal with `synchronous=FULL`, so every committed append is fsynced to the WAL
+before `append` returns and survives a power cut, not only a crash of the process
+(`NORMAL` in WAL mode can lose the last commits on power loss).
+Several processes may use one log at once (the local server appends while `sync` marks rows):
+WAL lets readers run beside the one writer, `busy_timeout` makes writers wait instead of failing,
+and writes that read first take the write lock up front (`BEGIN IMMEDIATE`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.usage import UsageSummary
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    created_at  TEXT NOT NULL,
+    day         TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    cost_usd    REAL NOT NULL,
+    record      TEXT NOT NULL,
+    synced_at   TEXT,
+    sync_batch  TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (decision_id) WHERE synced_at IS NULL;
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
+CREATE INDEX IF NOT EXISTS decisions_day ON decisions (day);
+"""
+
+_SQLITE_MAX_VARIABLES = 500
+
+
+class DecisionLogError(RuntimeError):
+    """The decision log could not be read or written; the message says why and what was not saved."""
+
+
+def _utc_iso(value: str | date | datetime) -> str:
+    """A bound comparable with stored `created_at` values (UTC, ISO 8601, `Z`)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if len(value) > 10:
+        try:
+            return _utc_iso(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _explain(error: sqlite3.Error, path: Path, action: str) -> DecisionLogError:
+    text = str(error).lower()
+    if "full" in text:
+        why = "the disk (or the log's size limit) is full"
+    elif "readonly" in text or "read-only" in text:
+        why = "the log file or its folder is read-only"
+    elif "locked" in text or "busy" in text:
+        why = "another process held the log locked for too long"
+    elif "unable to open" in text:
+        why = "the log file cannot be opened (missing folder or no permission)"
+    else:
+        why = str(error)
+    return DecisionLogError(f"decision log {path}: cannot {action}: {why} ({error})")
+
+
+class DecisionLog:
+    """Decision records kept on the device until the cloud has acknowledged them."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 15_000, max_bytes: int | None = None) -> None:
+        """`max_bytes` caps the log file's size; past it, appends fail with DecisionLogError like a full disk."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise DecisionLogError(f"decision log {self.path}: WAL journal not available (got {mode})")
+            self._db.execute("PRAGMA synchronous = FULL")
+            if max_bytes is not None:
+                page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+                self._db.execute(f"PRAGMA max_page_count = {max(int(max_bytes) // page_size, 1)}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise _explain(error, self.path, "open") from error
+        except OSError as error:
+            raise DecisionLogError(f"decision log {self.path}: cannot open: {error}") from error
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "DecisionLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # writes
+
+    def append(self, record: DecisionRecord) -> bool:
+        """Store one record; True if it was new, False if that decision id was already logged."""
+        return self.append_many([record]) == 1
+
+    def append_many(self, records: Iterable[DecisionRecord]) -> int:
+        """Store records in one transaction; returns how many were new."""
+        rows = [
+            (r.decision_id, _utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json())
+            for r in records
+        ]
+        if not rows:
+            return 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    before = self._db.total_changes
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO decisions (decision_id, created_at, day, route, cost_usd, record)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    added = self._db.total_changes - before
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                ids = ", ".join(row[0] for row in rows[:3]) + (" ..." if len(rows) > 3 else "")
+                raise _explain(error, self.path, f"save {len(rows)} decision(s) [{ids}]") from error
+        return added
+
+    def mark_synced(self, decision_ids: Sequence[str], batch: str | None = None) -> int:
+        """Mark decisions the cloud has acknowledged; returns how many rows changed from pending to synced."""
+        ids = list(decision_ids)
+        if not ids:
+            return 0
+        now = _utc_iso(datetime.now(timezone.utc))
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    changed = 0
+                    for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+                        chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+                        marks = ",".join("?" * len(chunk))
+                        cursor = self._db.execute(
+                            f"UPDATE decisions SET synced_at = ?, sync_batch = ?"
+                            f" WHERE synced_at IS NULL AND decision_id IN ({marks})",
+                            [now, batch, *chunk],
+                        )
+                        changed += cursor.rowcount
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise _explain(error, self.path, f"mark {len(ids)} decision(s) synced") from error
+        return changed
+
+    # reads
+
+    def _query(self, sql: str, params: Sequence[object], action: str) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise _explain(error, self.path, action) from error
+
+    def pending(self, limit: int = 100, after: str | None = None) -> list[DecisionRecord]:
+        """The oldest decisions not yet acknowledged by the cloud (ULIDs sort by time); `after` pages on."""
+        rows = self._query(
+            "SELECT record FROM decisions WHERE synced_at IS NULL AND decision_id > ?"
+            " ORDER BY decision_id LIMIT ?",
+            (after or "", int(limit)),
+            "read pending decisions",
+        )
+        return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def pending_count(self) -> int:
+        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL", (), "count pending")[0][0]
+
+    def count(self) -> int:
+        return self._query("SELECT count(*) FROM decisions", (), "count decisions")[0][0]
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        rows = self._query("SELECT record FROM decisions WHERE decision_id = ?", (decision_id,), "read a decision")
+        return DecisionRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def is_synced(self, decision_id: str) -> bool:
+        rows = self._query(
+            "SELECT synced_at IS NOT NULL FROM decisions WHERE decision_id = ?", (decision_id,), "read a decision"
+        )
+        return bool(rows and rows[0][0])
+
+    def records(
+        self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
+    ) -> list[DecisionRecord]:
+        """Decisions created at or after `since` and before `until`, oldest first."""
+        where, params = self._window(since, until)
+        rows = self._query(
+            f"SELECT record FROM decisions {where} ORDER BY created_at, decision_id", params, "read decisions"
+        )
+        return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def usage(
+        self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
+    ) -> UsageSummary:
+        return UsageSummary.from_records(self.records(since, until))
+
+    def spend_since(self, since: str | date | datetime) -> float:
+        """What strong answers cost since `since` (e.g. the start of today or of the month): the budget cap's input."""
+        rows = self._query(
+            "SELECT coalesce(sum(cost_usd), 0.0) FROM decisions WHERE route = 'strong' AND created_at >= ?",
+            (_utc_iso(since),),
+            "sum spend",
+        )
+        return float(rows[0][0])
+
+    @staticmethod
+    def _window(
+        since: str | date | datetime | None, until: str | date | datetime | None
+    ) -> tuple[str, list[str]]:
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(_utc_iso(since))
+        if until is not None:
+            clauses.append("created_at < ?")
+            params.append(_utc_iso(until))
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+

@@ -1,0 +1,120 @@
+"""Usage totals over decision records: one copy for the device CLI, the cloud `/v1/usage` and the tests.
+
+Sums use `math.fsum`, so a summary does not depend on the order the records came in
+(the device log and DynamoDB return them in different orders).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from hybrid_router.decision import DecisionRecord
+
+
+class UsageTotals(BaseModel):
+    """Totals over a set of decisions.
+
+    `strong_cost_usd` is what the same requests would have cost had all gone to the strong model;
+    `saving_usd` = `strong_cost_usd` - `cost_usd`; `saving_share` is that saving as a share of `strong_cost_usd`.
+    """
+
+    requests: int = 0
+    strong: int = 0
+    weak: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    strong_share: float = 0.0
+    cost_usd: float = 0.0
+    strong_cost_usd: float = 0.0
+    saving_usd: float = 0.0
+    saving_share: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens: int = 0
+    energy_wh: float = 0.0
+    mean_router_latency_ms: float = 0.0
+    first_at: str | None = None
+    last_at: str | None = None
+
+
+class UsageSummary(BaseModel):
+    totals: UsageTotals
+    by_day: dict[str, UsageTotals]
+    by_route: dict[str, UsageTotals]
+
+    @classmethod
+    def from_records(cls, records: Iterable[DecisionRecord | Mapping[str, Any]]) -> "UsageSummary":
+        totals = _Accumulator()
+        by_day: dict[str, _Accumulator] = {}
+        by_route: dict[str, _Accumulator] = {}
+        for item in records:
+            record = item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
+            totals.add(record)
+            by_day.setdefault(record.day, _Accumulator()).add(record)
+            by_route.setdefault(record.route, _Accumulator()).add(record)
+        return cls(
+            totals=totals.totals(),
+            by_day={day: by_day[day].totals() for day in sorted(by_day)},
+            by_route={route: by_route[route].totals() for route in sorted(by_route)},
+        )
+
+
+@dataclass
+class _Accumulator:
+    requests: int = 0
+    strong: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: list[float] = field(default_factory=list)
+    strong_cost: list[float] = field(default_factory=list)
+    energy: list[float] = field(default_factory=list)
+    router_latency: list[float] = field(default_factory=list)
+    first_at: str | None = None
+    last_at: str | None = None
+
+    def add(self, record: DecisionRecord) -> None:
+        self.requests += 1
+        self.strong += record.route == "strong"
+        self.fallbacks += record.reason.startswith("fallback:")
+        self.errors += record.status == "error"
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        self.cost.append(record.cost_usd)
+        self.strong_cost.append(record.strong_cost_usd)
+        self.energy.append(record.energy_wh)
+        self.router_latency.append(record.router_latency_ms)
+        if self.first_at is None or record.created_at < self.first_at:
+            self.first_at = record.created_at
+        if self.last_at is None or record.created_at > self.last_at:
+            self.last_at = record.created_at
+
+    def totals(self) -> UsageTotals:
+        cost = math.fsum(self.cost)
+        strong_cost = math.fsum(self.strong_cost)
+        saving = strong_cost - cost
+        return UsageTotals(
+            requests=self.requests,
+            strong=self.strong,
+            weak=self.requests - self.strong,
+            fallbacks=self.fallbacks,
+            errors=self.errors,
+            strong_share=self.strong / self.requests if self.requests else 0.0,
+            cost_usd=cost,
+            strong_cost_usd=strong_cost,
+            saving_usd=saving,
+            saving_share=saving / strong_cost if strong_cost > 0 else 0.0,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            tokens=self.prompt_tokens + self.completion_tokens,
+            energy_wh=math.fsum(self.energy),
+            mean_router_latency_ms=math.fsum(self.router_latency) / self.requests if self.requests else 0.0,
+            first_at=self.first_at,
+            last_at=self.last_at,
+        )

@@ -1,0 +1,174 @@
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+
+import pytest
+
+from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
+from hybrid_router.usage import UsageSummary
+
+
+@pytest.fixture
+def log(tmp_path):
+    with DecisionLog(tmp_path / "decisions.db") as log:
+        yield log
+
+
+def test_wal_and_full_sync_are_on(log):
+    raw = sqlite3.connect(log.path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+    assert log._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_append_is_idempotent_and_round_trips(log, make_decision):
+    record = make_decision("strong", prompt="hello")
+    assert log.append(record) is True
+    assert log.append(record) is False
+    assert log.count() == 1
+    assert log.get(record.decision_id) == record
+
+
+def test_append_is_durable_for_another_connection(log, make_decision):
+    record = make_decision()
+    log.append(record)
+    other = DecisionLog(log.path)
+    assert other.get(record.decision_id) == record
+    other.close()
+
+
+def test_pending_oldest_first_and_mark_synced(log, make_decision):
+    records = [make_decision(at=f"2025-01-01T00:00:{s:02d}Z") for s in range(10)]
+    for r in reversed(records):
+        log.append(r)
+    assert [r.decision_id for r in log.pending(4)] == [r.decision_id for r in records[:4]]
+    assert log.mark_synced([r.decision_id for r in records[:4]], batch="b1") == 4
+    assert log.mark_synced([records[0].decision_id]) == 0  # already synced
+    assert log.pending_count() == 6
+    assert log.is_synced(records[0].decision_id) and not log.is_synced(records[4].decision_id)
+    page = log.pending(3)
+    assert [r.decision_id for r in page] == [r.decision_id for r in records[4:7]]
+    assert [r.decision_id for r in log.pending(10, after=page[-1].decision_id)] == [
+        r.decision_id for r in records[7:]
+    ]
+
+
+def test_mark_synced_many_ids(log, make_decision):
+    records = [make_decision() for _ in range(1200)]
+    assert log.append_many(records) == 1200
+    assert log.append_many(records) == 0
+    assert log.mark_synced([r.decision_id for r in records]) == 1200
+    assert log.pending(5) == []
+
+
+def test_records_window_usage_and_spend(log, make_decision):
+    records = [
+        make_decision("strong", at="2025-02-27T23:59:59Z", cost_usd=0.5, strong_cost_usd=0.5),
+        make_decision("strong", at="2025-03-01T00:00:00Z", cost_usd=0.25, strong_cost_usd=0.25),
+        make_decision("weak", at="2025-03-01T12:00:00Z", cost_usd=0.001, strong_cost_usd=0.3),
+        make_decision("strong", at="2025-03-02T08:00:00+02:00", cost_usd=0.125, strong_cost_usd=0.125),
+    ]
+    log.append_many(records)
+    assert log.records() == sorted(records, key=lambda r: r.created_at)
+    march = log.records(since="2025-03-01")
+    assert [r.decision_id for r in march] == [r.decision_id for r in records[1:]]
+    assert [r.decision_id for r in log.records(since="2025-03-01", until="2025-03-02")] == [
+        records[1].decision_id, records[2].decision_id
+    ]
+    # 08:00+02:00 is 06:00Z, compared in UTC
+    assert [r.decision_id for r in log.records(since=datetime(2025, 3, 2, 6, 30, tzinfo=timezone.utc))] == []
+    assert log.usage(since="2025-03-01") == UsageSummary.from_records(records[1:])
+    assert log.spend_since("2025-03-01") == pytest.approx(0.375)  # strong only
+    assert log.spend_since(datetime(2025, 2, 1)) == pytest.approx(0.875)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from hybrid_router.decision import DecisionRecord
+    from hybrid_router.stores.sqlite_log import DecisionLog
+    path, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    log = DecisionLog(path)
+    if mode == "write":
+        for i in range(n):
+            log.append(DecisionRecord(router_id="r", router_version="1", score=0.5, threshold=0.5, route="weak",
+                                      weak_model="w", strong_model="s", model_used="w"))
+    else:
+        marked = 0
+        while marked < n:
+            batch = log.pending(50)
+            marked += log.mark_synced([r.decision_id for r in batch])
+    print("ok")
+    """
+)
+
+
+def test_concurrent_writer_processes(tmp_path):
+    path = tmp_path / "shared.db"
+    DecisionLog(path).close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "150", "write"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(3)
+    ]
+    syncer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "300", "sync"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    for proc in [*writers, syncer]:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    log = DecisionLog(path)
+    assert log.count() == 450
+    assert log.count() - log.pending_count() >= 300  # every mark the syncer counted stuck
+    log.close()
+
+
+def test_size_limit_raises_clear_error_and_keeps_what_was_saved(tmp_path, make_decision):
+    log = DecisionLog(tmp_path / "small.db", max_bytes=64 * 1024)
+    saved = []
+    with pytest.raises(DecisionLogError, match="full") as caught:
+        for _ in range(10_000):
+            record = make_decision(prompt="x" * 500)
+            log.append(record)
+            saved.append(record)
+    assert record.decision_id in str(caught.value)  # the message names what was not saved
+    assert 0 < len(saved) < 10_000
+    log.close()
+    reopened = DecisionLog(tmp_path / "small.db")
+    assert reopened.count() == len(saved)
+    assert reopened.get(saved[-1].decision_id) == saved[-1]
+    assert reopened.get(record.decision_id) is None
+    reopened.close()
+
+
+def _mount_tmpfs(target, size="256k"):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny filesystem needs root")
+    target.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {done.stderr.strip()}")
+
+
+def test_real_full_disk_and_read_only_disk(tmp_path, make_decision):
+    mount = tmp_path / "tiny"
+    _mount_tmpfs(mount)
+    try:
+        log = DecisionLog(mount / "decisions.db")
+        saved = 0
+        with pytest.raises(DecisionLogError, match="full"):
+            for _ in range(10_000):
+                log.append(make_decision(prompt="y" * 800))
+                saved += 1
+        assert saved > 0
+        log.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with pytest.raises(DecisionLogError, match="read-only|cannot open"):
+            DecisionLog(mount / "decisions.db").append(make_decision())
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
