@@ -1,0 +1,125 @@
+"""Request and response bodies of the cloud API (chat completions use hybrid_router.openai_schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    routes: list[str]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "hybrid-router"
+    description: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class RouteRequest(BaseModel):
+    """Decision only: the prompt (or chat messages, whose last user turn is scored) and optional routing knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
+    model: str = "router"
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "RouteRequest":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'prompt' or 'messages'")
+        if self.threshold is not None and self.strong_share is not None:
+            raise ValueError("send at most one of 'threshold' or 'strong_share'")
+        return self
+
+    def text(self) -> str:
+        if self.prompt is not None:
+            return self.prompt
+        assert self.messages is not None
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return self.messages[-1].text()
+
+
+class RouteResponse(BaseModel):
+    """The decision. `decision_id` is for the caller's own decision record (this call stores none)."""
+
+    decision_id: str
+    score: float
+    threshold: float
+    route: Literal["weak", "strong"]
+    model: str
+    router_id: str
+    router_kind: str
+    router_version: str
+    strong_model: str
+    weak_model: str
+    latency_ms: float
+
+
+class DecisionBatch(BaseModel):
+    """Records are checked one by one (a bad record fails alone), so they arrive as plain objects here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]]
+
+
+class FailedRecord(BaseModel):
+    decision_id: str
+    error: str
+
+
+class DecisionBatchResult(BaseModel):
+    accepted: int
+    duplicates: int
+    failed: list[FailedRecord]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=26, max_length=26)
+    rating: int = Field(description="1..5 stars, or -1 / +1 thumbs")
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _rating_scale(self) -> "FeedbackRequest":
+        if self.rating not in (-1, 1, 2, 3, 4, 5):
+            raise ValueError("rating must be 1..5 (stars) or -1/+1 (thumbs)")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    decision_id: str
+    rating: int
+    comment: str | None = None
+    created_at: str
+
+
+class UsageResponse(BaseModel):
+    """The caller's own usage (hybrid_router.usage.UsageSummary) over [since, until)."""
+
+    tenant_id: str
+    device_id: str
+    since: str | None
+    until: str | None
+    totals: dict[str, Any]
+    by_day: dict[str, dict[str, Any]]
+    by_route: dict[str, dict[str, Any]]

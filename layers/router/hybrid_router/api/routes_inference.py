@@ -1,0 +1,257 @@
+"""Inference routes: POST /v1/chat/completions, GET /v1/models, POST /v1/route."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import StreamingResponse
+
+from hybrid_router.api.deps import caller, services
+from hybrid_router.api.errors import ApiError
+from hybrid_router.api.identity import Identity
+from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
+from hybrid_router.api.services import Services
+from hybrid_router.backends.base import BackendError, ChatBackend
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.openai_schema import (ChatCompletionRequest, ChatCompletionResponse, Choice, Usage,
+                                         completion_chunk, error_body)
+from hybrid_router.ulid import new_ulid
+
+router = APIRouter()
+
+
+@dataclass
+class Plan:
+    """What a request will do: the router's decision, and which side answers (and why)."""
+
+    decision_id: str
+    router_info: Any
+    score: float
+    threshold: float
+    decided_route: str          # what the router (or a forced model name) chose
+    route: str                  # what actually answers
+    reason: str
+    model_used: str
+    backend: ChatBackend
+    router_latency_ms: float
+
+
+def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
+    """(router, forced route or "", threshold named in the model) for a `model` name; unknown names are 404."""
+    from hybrid_router.routing import parse_router_model
+
+    spec = parse_router_model(model)
+    if spec is not None:
+        return svc.router_for_kind(spec.kind), "", spec.threshold
+    if model == svc.strong_model_name():
+        return svc.router, "strong", None
+    if model == svc.weak_model_name() and svc.has_weak_backend:
+        return svc.router, "weak", None
+    raise ApiError(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
+                   code="model_not_found", param="model")
+
+
+def _decide(svc: Services, prompt: str, model: str, threshold: float | None = None,
+            strong_share: float | None = None) -> tuple[Any, str, Any]:
+    """(router, forced route or "", RouteDecision). Forced requests are scored too: the record keeps the score."""
+    router_, forced, named_threshold = _resolve_model(svc, model)
+    if threshold is None and strong_share is None:
+        threshold = named_threshold
+    try:
+        decision = router_.decide(prompt, threshold=threshold, strong_share=strong_share)
+    except ValueError as exc:  # e.g. strong_share on a router without a calibration table
+        raise ApiError(422, f"Cannot route this request: {exc}", code="invalid_value") from None
+    return router_, forced, decision
+
+
+def _plan(svc: Services, body: ChatCompletionRequest) -> Plan:
+    router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
+    decided = forced or decision.route
+    reason = "forced" if forced else "routed"
+    route, backend, model_used = decided, None, ""
+    if decided == "weak":
+        backend = svc.weak_backend()
+        model_used = svc.weak_model_name()
+        if backend is None:
+            # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
+            route, reason = "strong", "fallback:no_weak_endpoint"
+    if route == "strong":
+        backend, model_used = svc.strong_backend(), svc.strong_model_name()
+    assert backend is not None
+    return Plan(decision_id=new_ulid(), router_info=router_.info, score=float(decision.score), threshold=float(decision.threshold),
+                decided_route=decided, route=route, reason=reason, model_used=model_used, backend=backend,
+                router_latency_ms=float(decision.latency_ms))
+
+
+def _record(svc: Services, plan: Plan, who: Identity, prompt_tokens: int, completion_tokens: int,
+            generation_s: float, error: BackendError | None = None) -> DecisionRecord:
+    costs = svc.cost_model
+    strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
+    if plan.route == "strong":
+        cost = strong_cost
+    else:
+        # A cloud weak endpoint has no price in prices.toml: its energy estimate plus the cloud request.
+        cost = costs.weak_cost_usd(generation_s) + costs.cloud_overhead_usd()
+    info = plan.router_info
+    return DecisionRecord(
+        decision_id=plan.decision_id, tenant_id=who.tenant_id, device_id=who.device_id,
+        router_id=info.router_id, router_version=info.version, score=min(max(plan.score, 0.0), 1.0),
+        threshold=min(max(plan.threshold, 0.0), 1.0), route=plan.route,  # type: ignore[arg-type]
+        reason=plan.reason,
+        weak_model=svc.weak_model_name(), strong_model=svc.strong_model_name(), model_used=plan.model_used,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
+        cost_usd=cost if error is None else 0.0, strong_cost_usd=strong_cost,
+        energy_wh=costs.weak_energy_wh(generation_s) if plan.route == "weak" else 0.0,
+        status="ok" if error is None else "error", error=None if error is None else str(error)[:500])
+
+
+def _save(svc: Services, record: DecisionRecord, caller_logs: bool) -> None:
+    """Stores the record (unless the caller keeps it). The answer is already paid for: a failed write is
+    reported in logs/metrics and does not turn the answer into an error."""
+    svc.telemetry.decision(record, source="chat")
+    if caller_logs:
+        return
+    try:
+        svc.call_store("put_records", svc.store.put_records, [record])
+    except ApiError as exc:
+        svc.telemetry.store_failure("put_records", exc.message)
+
+
+def _routing_info(plan: Plan) -> dict[str, Any]:
+    info = plan.router_info
+    return {"decision_id": plan.decision_id, "route": plan.route, "decided_route": plan.decided_route,
+            "reason": plan.reason, "score": plan.score, "threshold": plan.threshold, "model_used": plan.model_used,
+            "router_id": info.router_id, "router_version": info.version}
+
+
+def _backend_error(exc: BackendError) -> ApiError:
+    status = exc.status_code if exc.status_code in (502, 503, 504) else 502
+    what = "timed out" if status == 504 else "failed"
+    return ApiError(status, f"The model endpoint {what}: {exc}", code=f"upstream_{exc.cause}")
+
+
+def _caller_decision_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from hybrid_router.ulid import is_ulid
+    if not is_ulid(value.strip()):
+        raise ApiError(422, "x-decision-id must be a 26-character ULID.", code="invalid_value", param="x-decision-id")
+    return value.strip()
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, response_model_exclude_none=True,
+             responses={200: {"content": {"text/event-stream": {}}}})
+def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller),
+                     svc: Services = Depends(services),
+                     x_decision_id: str | None = Header(default=None)) -> Any:
+    """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
+    forces strong. A caller that keeps its own decision log (the edge client) sends `x-decision-id`: the answer
+    then carries that id and no record is stored here (the device uploads its own, so nothing counts twice)."""
+    caller_id = _caller_decision_id(x_decision_id)
+    plan = _plan(svc, body)
+    if caller_id:
+        plan.decision_id = caller_id
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    max_tokens = body.token_limit(svc.settings.default_max_tokens)
+    temperature = body.temperature if body.temperature is not None else 0.0
+    if body.stream:
+        return _stream(svc, plan, who, messages, max_tokens, temperature, caller_logs=bool(caller_id))
+    started = time.perf_counter()
+    try:
+        completion = plan.backend.complete(messages, max_tokens=max_tokens, temperature=temperature)
+    except BackendError as exc:
+        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), bool(caller_id))
+        raise _backend_error(exc) from None
+    elapsed = time.perf_counter() - started
+    record = _record(svc, plan, who, completion.prompt_tokens, completion.completion_tokens, elapsed)
+    _save(svc, record, bool(caller_id))
+    return ChatCompletionResponse(
+        id=f"chatcmpl-{plan.decision_id}", model=plan.model_used,
+        choices=[Choice(message={"role": "assistant", "content": completion.text},
+                        finish_reason=completion.finish_reason)],
+        usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                    total_tokens=completion.prompt_tokens + completion.completion_tokens),
+        routing=_routing_info(plan))
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_tokens: int,
+            temperature: float, caller_logs: bool) -> StreamingResponse:
+    """Server-sent events. Under uvicorn they flow as generated; Mangum (Lambda) collects the whole body and
+    returns it as one buffered text/event-stream response: same chunks, same [DONE], delivered at the end.
+    The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status."""
+    started = time.perf_counter()
+    pieces = plan.backend.stream(messages, max_tokens=max_tokens, temperature=temperature)
+    try:
+        first = next(iter(pieces), None)
+    except BackendError as exc:
+        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), caller_logs)
+        raise _backend_error(exc) from None
+    completion_id, created = f"chatcmpl-{plan.decision_id}", int(time.time())
+    model = plan.model_used
+
+    def events() -> Iterator[str]:
+        error: BackendError | None = None
+        chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
+        chunk["routing"] = _routing_info(plan)
+        yield _sse(chunk)
+        count = 0
+        try:
+            if first is not None:
+                count += 1
+                yield _sse(completion_chunk(completion_id, model, {"content": first}, created=created))
+            for piece in pieces:
+                count += 1
+                yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
+        except BackendError as exc:
+            error = exc
+            yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
+                                  code=f"upstream_{exc.cause}"))
+        usage = getattr(plan.backend, "last_usage", None) or (0, count)
+        elapsed = time.perf_counter() - started
+        _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), caller_logs)
+        if error is None:
+            yield _sse(completion_chunk(completion_id, model, {}, finish_reason="stop", created=created))
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-decision-id": plan.decision_id})
+
+
+@router.get("/v1/models", response_model=ModelList)
+def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelList:
+    info = svc.router.info
+    cards = [
+        ModelCard(id="router", description=f"{info.kind} router at its default threshold "
+                                           f"{info.default_threshold:g}"),
+        ModelCard(id=f"router-{info.kind}-{info.default_threshold:g}", description="the same router, named"),
+    ]
+    if svc.settings.strong_endpoint_name:
+        cards.append(ModelCard(id=svc.strong_model_name(), description="strong model (SageMaker endpoint)"))
+    if svc.has_weak_backend:
+        cards.append(ModelCard(id=svc.weak_model_name(), description="weak model (SageMaker endpoint)"))
+    return ModelList(data=cards)
+
+
+@router.post("/v1/route", response_model=RouteResponse)
+def route(body: RouteRequest, _: Identity = Depends(caller), svc: Services = Depends(services)) -> RouteResponse:
+    """Decision only. Nothing is stored: the caller logs its decision under the returned decision_id."""
+    router_, forced, decision = _decide(svc, body.text(), body.model, body.threshold, body.strong_share)
+    info = router_.info
+    chosen = forced or decision.route
+    svc.telemetry.route_only(chosen, float(decision.latency_ms))
+    return RouteResponse(
+        decision_id=new_ulid(), score=float(decision.score), threshold=float(decision.threshold), route=chosen,
+        model=svc.strong_model_name() if chosen == "strong" else svc.weak_model_name(),
+        router_id=info.router_id, router_kind=info.kind, router_version=info.version,
+        strong_model=svc.strong_model_name(), weak_model=svc.weak_model_name(),
+        latency_ms=float(decision.latency_ms))

@@ -1,0 +1,95 @@
+"""Record routes: POST /v1/decisions (device uploads), GET /v1/usage, POST /v1/feedback."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, Query
+
+from hybrid_router.api.deps import caller, services
+from hybrid_router.api.errors import ApiError
+from hybrid_router.api.identity import Identity
+from hybrid_router.api.models import (DecisionBatch, DecisionBatchResult, FailedRecord, FeedbackRequest,
+                                      FeedbackResponse, UsageResponse)
+from hybrid_router.api.services import Services
+from hybrid_router.decision import DecisionRecord
+
+router = APIRouter()
+
+_RETRYABLE = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "InternalServerError", "ServiceUnavailable", "TransactionConflictException", "EndpointConnectionError",
+              "ConnectTimeoutError", "ReadTimeoutError")
+
+
+@router.post("/v1/decisions", response_model=DecisionBatchResult)
+def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
+                     svc: Services = Depends(services)) -> DecisionBatchResult:
+    """Idempotent by decision id. Every record is stored under the caller's tenant/device (from the gateway),
+    whatever the body says. A bad record fails alone; if DynamoDB kept refusing some records after retries,
+    the whole call is 503 and the batch can be re-sent as is (stored records come back as duplicates)."""
+    if len(body.records) > svc.settings.max_batch_records:
+        raise ApiError(413, f"Too many records: at most {svc.settings.max_batch_records} per request.",
+                       code="batch_too_large", param="records")
+    result = svc.call_store("put_records", svc.store.put_records, body.records,
+                            owner=(who.tenant_id, who.device_id))
+    retryable = [f for f in result.failed if f[1].startswith(_RETRYABLE)]
+    svc.telemetry.batch(result.accepted, result.duplicates, len(result.failed))
+    if retryable:
+        raise ApiError(503, f"The decision store is throttling: {len(retryable)} of {len(body.records)} records "
+                            f"were not stored ({result.accepted} stored). Re-send the batch in a few seconds; "
+                            f"stored records will count as duplicates.", code="store_throttled",
+                       headers={"Retry-After": "2"})
+    failed_ids = {decision_id for decision_id, _ in result.failed}
+    for item in body.records:
+        if item.get("decision_id") not in failed_ids:
+            try:
+                record = DecisionRecord.model_validate(item)
+            except ValueError:
+                continue
+            svc.telemetry.decision(record, source="device")
+    return DecisionBatchResult(accepted=result.accepted, duplicates=result.duplicates,
+                               failed=[FailedRecord(decision_id=d, error=e) for d, e in result.failed])
+
+
+def _bound(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+        else:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time, got {value!r}.",
+                       code="invalid_value", param=name) from None
+    return value
+
+
+@router.get("/v1/usage", response_model=UsageResponse)
+def usage(since: str | None = Query(default=None, max_length=40),
+          until: str | None = Query(default=None, max_length=40),
+          who: Identity = Depends(caller), svc: Services = Depends(services)) -> UsageResponse:
+    """The caller's own decisions only (its tenant/device partition); `until` is exclusive."""
+    since, until = _bound(since, "since"), _bound(until, "until")
+    if since and until and since >= until:
+        raise ApiError(422, "since must be before until.", code="invalid_value", param="since")
+    summary = svc.call_store("usage", svc.store.usage, who.tenant_id, who.device_id, since, until)
+    dumped = summary.model_dump()
+    return UsageResponse(tenant_id=who.tenant_id, device_id=who.device_id, since=since, until=until, **dumped)
+
+
+@router.post("/v1/feedback", response_model=FeedbackResponse)
+def feedback(body: FeedbackRequest, who: Identity = Depends(caller),
+             svc: Services = Depends(services)) -> FeedbackResponse:
+    """A rating of one of the caller's own decisions (404 if the caller has no decision with that id)."""
+    from hybrid_router.stores.dynamodb import DecisionNotFound
+    try:
+        stored = svc.call_store("put_feedback", svc.store.put_feedback, who.tenant_id, who.device_id,
+                                body.decision_id, body.rating, body.comment)
+    except DecisionNotFound:
+        raise ApiError(404, f"No decision {body.decision_id} for this device.", code="decision_not_found",
+                       param="decision_id") from None
+    except ValueError as exc:
+        raise ApiError(422, str(exc), code="invalid_value") from None
+    return FeedbackResponse(decision_id=body.decision_id, rating=int(stored["rating"]),
+                            comment=stored.get("comment"), created_at=stored["created_at"])

@@ -1,0 +1,122 @@
+"""The parts the API talks to, built on first use (so a function that never routes never loads the router)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from hybrid_router.api.errors import ApiError
+from hybrid_router.api.settings import ApiSettings
+from hybrid_router.api.telemetry import LogTelemetry, Telemetry
+from hybrid_router.backends.base import ChatBackend
+from hybrid_router.costs import CostModel
+
+# Codes DynamoDB answers when it is overloaded; boto3 has already retried them (standard mode) when we see them.
+_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+               "TransactionConflictException"}
+
+
+class Services:
+    def __init__(self, settings: ApiSettings, *, router: Any = None, store: Any = None,
+                 strong_backend: ChatBackend | None = None, weak_backend: ChatBackend | None = None,
+                 cost_model: CostModel | None = None, telemetry: Telemetry | None = None):
+        self.settings = settings
+        self._router = router
+        self._store = store
+        self._strong = strong_backend
+        self._weak = weak_backend
+        self._cost_model = cost_model
+        self.telemetry: Telemetry = telemetry or LogTelemetry()
+        self._lock = threading.Lock()
+
+    @property
+    def router(self) -> Any:
+        if self._router is None:
+            with self._lock:
+                if self._router is None:
+                    from hybrid_router.routing import RouterLoadError, load_router
+                    try:
+                        self._router = load_router(self.settings.router_path)
+                    except RouterLoadError as exc:
+                        raise ApiError(503, f"The router could not be loaded: {exc}", code="router_unavailable")
+        return self._router
+
+    def router_for_kind(self, kind: str | None) -> Any:
+        """The router a `router-<kind>` name asks for: the deployed one, or another shipped kind; else 404."""
+        if kind is None or kind == self.router.info.kind:
+            return self.router
+        from hybrid_router.routing import RouterLoadError, load_router_for_kind
+        try:
+            return load_router_for_kind(kind)
+        except RouterLoadError:
+            raise ApiError(404, f"No router of kind '{kind}' is deployed here; this API serves "
+                                f"'router-{self.router.info.kind}'.", code="model_not_found", param="model")
+
+    @property
+    def cost_model(self) -> CostModel:
+        if self._cost_model is None:
+            self._cost_model = CostModel.default()
+        return self._cost_model
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            if not self.settings.table_name:
+                raise ApiError(503, "No decision table is configured (DECISIONS_TABLE_NAME).",
+                               code="store_unavailable")
+            with self._lock:
+                if self._store is None:
+                    from hybrid_router.stores.dynamodb import DynamoDecisionStore
+                    # The store retries throttled calls itself (backoff), then reports them as failed.
+                    self._store = DynamoDecisionStore(self.settings.table_name, region=self.settings.region)
+        return self._store
+
+    @property
+    def has_weak_backend(self) -> bool:
+        return self._weak is not None or bool(self.settings.weak_endpoint_name)
+
+    def strong_backend(self) -> ChatBackend:
+        if self._strong is None:
+            if not self.settings.strong_endpoint_name:
+                raise ApiError(503, "No strong model endpoint is configured (STRONG_ENDPOINT_NAME).",
+                               code="strong_unavailable")
+            self._strong = self._sagemaker(self.settings.strong_endpoint_name)
+        return self._strong
+
+    def weak_backend(self) -> ChatBackend | None:
+        if self._weak is None and self.settings.weak_endpoint_name:
+            self._weak = self._sagemaker(self.settings.weak_endpoint_name)
+        return self._weak
+
+    def _sagemaker(self, endpoint_name: str) -> ChatBackend:
+        from hybrid_router.backends.sagemaker import SageMakerBackend
+        s = self.settings
+        model_name = self.strong_model_name() if endpoint_name == s.strong_endpoint_name else self.weak_model_name()
+        return SageMakerBackend(endpoint_name, region=s.region, endpoint_url=s.sagemaker_endpoint_url,
+                                body_format=s.sagemaker_body_format, timeout_s=s.sagemaker_timeout_s,
+                                chat_template=s.sagemaker_chat_template, model_name=model_name)
+
+    def strong_model_name(self) -> str:
+        return self.settings.strong_model_name or self.router.info.strong_model
+
+    def weak_model_name(self) -> str:
+        return self.settings.weak_model_name or self.router.info.weak_model
+
+    def call_store(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Runs a store call; DynamoDB trouble becomes 503 (throttled/unreachable) or 502, with a clear message."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            self.telemetry.store_failure(operation, code)
+            if code in _THROTTLING:
+                raise ApiError(503, "The decision store is throttling requests; retry in a few seconds.",
+                               code="store_throttled", headers={"Retry-After": "2"})
+            if code == "ResourceNotFoundException":
+                raise ApiError(503, "The decision table does not exist.", code="store_unavailable")
+            raise ApiError(502, f"The decision store refused the request ({code}).", code="store_error")
+        except BotoCoreError as exc:
+            self.telemetry.store_failure(operation, type(exc).__name__)
+            raise ApiError(503, "The decision store is unreachable; retry later.", code="store_unavailable",
+                           headers={"Retry-After": "2"})

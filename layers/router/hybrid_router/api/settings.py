@@ -1,0 +1,69 @@
+"""Settings of the cloud API, read from the environment (template.yaml sets the same names in Lambda)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybrid_router.api.identity import Identity, parse_key_map
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit; the app enforces it under uvicorn too.
+
+
+class ApiSettings(BaseModel):
+    """Everything the API reads from its environment. Env names are in `from_env`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strong_endpoint_name: str | None = None
+    weak_endpoint_name: str | None = None
+    sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
+    sagemaker_endpoint_url: str | None = None
+    sagemaker_timeout_s: float = Field(default=60.0, gt=0)
+    sagemaker_chat_template: Literal["chatml", "llama3", "plain"] = "chatml"
+    strong_model_name: str | None = None
+    weak_model_name: str | None = None
+    region: str | None = None
+    table_name: str | None = None
+    router_path: str | None = None
+    # Local (uvicorn) identity: secret key -> tenant/device. In Lambda: API key *id* -> tenant/device (optional).
+    api_keys: dict[str, Identity] = Field(default_factory=dict)
+    key_identities: dict[str, Identity] = Field(default_factory=dict)
+    default_tenant: str = "default"
+    default_max_tokens: int = Field(default=512, ge=1)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
+    max_batch_records: int = Field(default=500, ge=1)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ApiSettings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        values: dict[str, object] = {
+            "strong_endpoint_name": get("STRONG_ENDPOINT_NAME"),
+            "weak_endpoint_name": get("WEAK_ENDPOINT_NAME"),
+            "sagemaker_endpoint_url": get("SAGEMAKER_ENDPOINT_URL"),
+            "strong_model_name": get("STRONG_MODEL_NAME"),
+            "weak_model_name": get("WEAK_MODEL_NAME"),
+            "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
+            "table_name": get("DECISIONS_TABLE_NAME"),
+            "router_path": get("HYBRID_ROUTER_ROUTER"),
+            "api_keys": parse_key_map(get("HYBRID_ROUTER_API_KEYS") or ""),
+            "key_identities": parse_key_map(get("HYBRID_ROUTER_KEY_IDENTITIES") or ""),
+        }
+        optional = {
+            "sagemaker_body_format": get("SAGEMAKER_BODY_FORMAT"),
+            "sagemaker_timeout_s": get("SAGEMAKER_TIMEOUT_S"),
+            "sagemaker_chat_template": get("SAGEMAKER_CHAT_TEMPLATE"),
+            "default_tenant": get("TENANT_ID"),
+            "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
+            "max_batch_records": get("MAX_BATCH_RECORDS"),
+        }
+        values.update({k: v for k, v in optional.items() if v is not None})
+        return cls.model_validate(values)
