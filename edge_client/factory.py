@@ -1,0 +1,68 @@
+"""Builds the edge service's parts from settings: the local model, the strong backend, the router, the log."""
+
+from __future__ import annotations
+
+from hybrid_router.backends.base import ChatBackend
+from hybrid_router.backends.llama_cpp import LlamaCppBackend, StatusCallback
+from hybrid_router.stores.sqlite_log import DecisionLog
+
+from edge_client.config import ConfigError, Settings
+from edge_client.routing_source import LocalRouteSource, RemoteRouteSource, RouteSource
+from edge_client.service import EdgeService
+
+DEFAULT_CLOUD_STRONG_MODEL = "strong"
+
+
+def build_weak(settings: Settings, on_status: StatusCallback | None = None) -> LlamaCppBackend:
+    return LlamaCppBackend(settings.local_model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                           name=settings.local_model_name, on_status=on_status)
+
+
+def build_strong(settings: Settings) -> ChatBackend | None:
+    """The configured strong backend, or None when it is not configured (strong routes then fall back local)."""
+    kind = settings.strong_kind
+    timeout = settings.strong_timeout_s
+    if kind == "sagemaker":
+        if not settings.sagemaker_endpoint_name:
+            return None
+        from hybrid_router.backends.sagemaker import SageMakerBackend
+
+        return SageMakerBackend(settings.sagemaker_endpoint_name, region=settings.sagemaker_region,
+                                endpoint_url=settings.sagemaker_endpoint_url,
+                                body_format=settings.sagemaker_body_format, timeout_s=timeout,
+                                model_name=settings.strong_model)
+    from hybrid_router.backends.openai_compat import OpenAICompatBackend
+
+    if kind == "openai":
+        if not settings.openai_url:
+            return None
+        model = settings.strong_model or "default"
+        backend = OpenAICompatBackend(settings.openai_url, api_key=settings.openai_api_key, model=model,
+                                      timeout_s=timeout)
+    else:
+        if not settings.cloud_url:
+            return None
+        model = settings.strong_model or DEFAULT_CLOUD_STRONG_MODEL
+        backend = OpenAICompatBackend(settings.cloud_url.rstrip("/") + "/v1", api_key=settings.api_key, model=model,
+                                      timeout_s=timeout, api_key_header="x-api-key")
+    backend.name = model
+    return backend
+
+
+def build_route_source(settings: Settings) -> RouteSource:
+    if settings.routing_mode == "remote":
+        if not settings.cloud_url:
+            raise ConfigError("routing_mode is remote but cloud_url is not set")
+        return RemoteRouteSource(settings.cloud_url, settings.api_key, timeout_s=min(settings.strong_timeout_s, 10.0))
+    return LocalRouteSource(settings.router_path)
+
+
+def build_service(settings: Settings, on_status: StatusCallback | None = None,
+                  weak: ChatBackend | None = None, strong: ChatBackend | None = None) -> EdgeService:
+    return EdgeService(
+        settings,
+        weak=weak or build_weak(settings, on_status),
+        strong=strong if strong is not None else build_strong(settings),
+        route_source=build_route_source(settings),
+        decision_log=DecisionLog(settings.decision_log_path),
+    )

