@@ -1,0 +1,172 @@
+"""Strong model behind any OpenAI-compatible URL (our cloud API, vLLM, TGI's Messages API, a hosted provider)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import httpx
+
+from hybrid_router.backends.base import BackendError, Completion
+from hybrid_router.backends.sagemaker import estimate_tokens, message_text
+
+ApiKeyHeader = Literal["authorization", "x-api-key"]
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        for key in ("message", "detail", "Message"):
+            if body.get(key):
+                return str(body[key])
+    return json.dumps(body)[:500]
+
+
+class OpenAICompatBackend:
+    """ChatBackend over POST {base_url}/chat/completions (base_url usually ends in /v1)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, model: str = "default", timeout_s: float = 60.0,
+                 api_key_header: ApiKeyHeader = "authorization", connect_timeout_s: float = 5.0,
+                 extra_body: dict[str, Any] | None = None, transport: httpx.BaseTransport | None = None):
+        if api_key_header not in ("authorization", "x-api-key"):
+            raise ValueError("api_key_header must be 'authorization' or 'x-api-key'")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.name = f"openai:{model}"
+        self.extra_body = dict(extra_body or {})
+        self.last_usage: tuple[int, int] = (0, 0)
+        self.last_finish_reason = "stop"
+        headers = {"accept": "application/json"}
+        if api_key:
+            if api_key_header == "authorization":
+                headers["authorization"] = f"Bearer {api_key}"
+            else:
+                headers["x-api-key"] = api_key
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
+                                  timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _payload(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                   "temperature": temperature, "stream": stream, **self.extra_body}
+        if stream:
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    def _prompt_estimate(self, messages: list[dict]) -> int:
+        return estimate_tokens("".join(message_text(m) for m in messages)) + 4 * len(messages)
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        if not response.is_closed:
+            response.read()
+        message = f"{self.base_url} answered {response.status_code}: {_error_message(response)}"
+        if response.status_code in (401, 403):
+            raise BackendError(message, cause="strong_auth", status_code=502)
+        if response.status_code in (408, 504):
+            raise BackendError(message, cause="strong_timeout", status_code=504)
+        raise BackendError(message, cause="strong_error", status_code=502)
+
+    def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.PoolTimeout):
+            return BackendError(f"{self.base_url} timed out after {self.timeout_s:g}s ({type(exc).__name__})",
+                                cause="strong_timeout", status_code=504)
+        if isinstance(exc, httpx.ConnectError):
+            return BackendError(f"{self.base_url} is unreachable: {exc}", cause="strong_unreachable",
+                                status_code=503)
+        if mid_stream:
+            return BackendError(f"{self.base_url} stream broke off: {type(exc).__name__}: {exc}",
+                                cause="strong_stream_broken")
+        return BackendError(f"{self.base_url} call failed: {type(exc).__name__}: {exc}", cause="strong_error")
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+        try:
+            response = self._http.post("/chat/completions",
+                                       json=self._payload(messages, max_tokens, temperature, stream=False))
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, mid_stream=False) from exc
+        self._check(response)
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            text = message_text(choice.get("message") or {})
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"{self.base_url} returned a body that is not a chat completion: "
+                               f"{response.text[:200]}", cause="strong_error") from exc
+        usage = body.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens") or self._prompt_estimate(messages)
+        completion_tokens = usage.get("completion_tokens")
+        if completion_tokens is None:
+            completion_tokens = estimate_tokens(text)
+        finish = choice.get("finish_reason") or "stop"
+        self.last_usage = (prompt_tokens, completion_tokens)
+        self.last_finish_reason = finish
+        return Completion(text=text, model=body.get("model") or self.model, prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, finish_reason=finish)
+
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+        self.last_usage = (0, 0)
+        payload = self._payload(messages, max_tokens, temperature, stream=True)
+        pieces: list[str] = []
+        usage: dict[str, Any] = {}
+        finish = "stop"
+        chunks = 0
+        started = False
+        finished = False
+        try:
+            with self._http.stream("POST", "/chat/completions", json=payload) as response:
+                self._check(response)
+                started = True
+                for line in response.iter_lines():
+                    line = line.strip()
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    try:
+                        event = json.loads(data)
+                    except ValueError as exc:
+                        raise BackendError(f"{self.base_url} sent a stream line that is not JSON: {data[:200]}",
+                                           cause="strong_stream_broken") from exc
+                    if "error" in event and not event.get("choices"):
+                        error = event["error"]
+                        message = error.get("message") if isinstance(error, dict) else str(error)
+                        raise BackendError(f"{self.base_url} failed mid-stream: {message}",
+                                           cause="strong_stream_broken")
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                            finished = True
+                        if text:
+                            chunks += 1
+                            pieces.append(text)
+                            yield text
+        except BackendError:
+            raise
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, mid_stream=started) from exc
+        if not finished:
+            raise BackendError(f"{self.base_url} ended the stream without a finish reason or [DONE]",
+                               cause="strong_stream_broken")
+        text = "".join(pieces)
+        self.last_usage = (usage.get("prompt_tokens") or self._prompt_estimate(messages),
+                           usage.get("completion_tokens") or chunks or estimate_tokens(text))
+        self.last_finish_reason = finish

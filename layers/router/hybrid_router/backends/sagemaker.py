@@ -1,0 +1,372 @@
+"""Strong model behind a SageMaker real-time endpoint, called through boto3's `sagemaker-runtime` client.
+
+Two request shapes, as the serving containers accept them:
+  - "tgi": Hugging Face TGI / DJL-LMI, {"inputs": <prompt rendered with a chat template>, "parameters": {...}}
+  - "messages": the OpenAI messages shape, {"messages": [...], "max_tokens": n}
+Streaming uses InvokeEndpointWithResponseStream; the PayloadPart bytes carry either TGI/LMI token lines
+(`data:{"token": {"text": ...}}`) or OpenAI chunks (`data: {"choices": [{"delta": ...}]}`), split anywhere.
+
+The same code runs against AWS and against the local stand-in: pass endpoint_url, or set
+AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (boto3 reads it itself).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+from hybrid_router.backends.base import BackendError, Completion
+
+BodyFormat = Literal["tgi", "messages"]
+
+CHAT_TEMPLATES = ("chatml", "llama3", "plain")
+_TEMPLATE_STOPS = {"chatml": ["<|im_end|>"], "llama3": ["<|eot_id|>"], "plain": []}
+_AUTH_ERROR_CODES = {
+    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+    "ExpiredTokenException", "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId",
+}
+_TGI_FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (about 4 characters a token) when the server does not report one."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def message_text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def render_chat_prompt(messages: list[dict], template: str = "chatml") -> str:
+    """Render OpenAI-style messages into one prompt string, ending where the assistant's answer begins."""
+    if template == "chatml":
+        turns = [f"<|im_start|>{m['role']}\n{message_text(m)}<|im_end|>\n" for m in messages]
+        return "".join(turns) + "<|im_start|>assistant\n"
+    if template == "llama3":
+        turns = [f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{message_text(m)}<|eot_id|>" for m in messages]
+        return "<|begin_of_text|>" + "".join(turns) + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    if template == "plain":
+        return "\n\n".join(f"{m['role']}: {message_text(m)}" for m in messages) + "\n\nassistant:"
+    raise ValueError(f"unknown chat template {template!r}; choose one of {', '.join(CHAT_TEMPLATES)}")
+
+
+def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens: int, temperature: float,
+                       stream: bool, chat_template: str = "chatml", model: str | None = None) -> dict[str, Any]:
+    if body_format == "tgi":
+        parameters: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "details": True,
+            "return_full_text": False,
+            "stop": _TEMPLATE_STOPS.get(chat_template, []),
+        }
+        if temperature > 0:  # TGI rejects temperature 0; greedy decoding is do_sample=false.
+            parameters.update(do_sample=True, temperature=temperature)
+        else:
+            parameters["do_sample"] = False
+        if not stream:
+            parameters["decoder_input_details"] = True  # prefill tokens: the exact prompt token count
+        body: dict[str, Any] = {"inputs": render_chat_prompt(messages, chat_template), "parameters": parameters}
+        if stream:
+            body["stream"] = True
+        return body
+    if body_format == "messages":
+        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}
+        if model:
+            body["model"] = model
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+    raise ValueError(f"unknown body_format {body_format!r}; use 'tgi' or 'messages'")
+
+
+class _StopTrimmer:
+    """Cuts streamed text at the first stop string; holds back only a tail that could start one."""
+
+    def __init__(self, stops: Iterable[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        self.pending += text
+        for stop in self.stops:
+            index = self.pending.find(stop)
+            if index >= 0:
+                self.stopped = True
+                out, self.pending = self.pending[:index], ""
+                return out
+        hold = 0
+        for stop in self.stops:
+            for size in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:size]):
+                    hold = max(hold, size)
+                    break
+        out = self.pending[: len(self.pending) - hold]
+        self.pending = self.pending[len(self.pending) - hold:]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.stopped else self.pending), ""
+        return out
+
+
+def _trim_stops(text: str, stops: Iterable[str]) -> str:
+    trimmer = _StopTrimmer(stops)
+    return trimmer.feed(text) + trimmer.flush()
+
+
+def parse_response_body(raw: bytes, stops: Iterable[str] = ()) -> tuple[str, str, int | None, int | None]:
+    """(text, finish_reason, prompt_tokens or None, completion_tokens or None) from a TGI/LMI or OpenAI body."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BackendError(f"SageMaker endpoint returned a body that is not JSON: {raw[:200]!r}",
+                           cause="strong_error") from exc
+    if isinstance(data, list):
+        if not data:
+            raise BackendError("SageMaker endpoint returned an empty list", cause="strong_error")
+        data = data[0]
+    if not isinstance(data, dict):
+        raise BackendError(f"SageMaker endpoint returned an unexpected body: {raw[:200]!r}", cause="strong_error")
+    if "error" in data and "choices" not in data and "generated_text" not in data:
+        error = data["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise BackendError(f"SageMaker model error: {message}", cause="strong_error")
+    if "choices" in data:
+        choice = data["choices"][0]
+        text = message_text(choice.get("message") or {}) or choice.get("text", "")
+        usage = data.get("usage") or {}
+        return (text, choice.get("finish_reason") or "stop", usage.get("prompt_tokens"),
+                usage.get("completion_tokens"))
+    if "generated_text" in data:
+        details = data.get("details") or {}
+        prefill = details.get("prefill")
+        finish = _TGI_FINISH_REASONS.get(details.get("finish_reason", ""), "stop")
+        return (_trim_stops(data["generated_text"], stops), finish, len(prefill) if prefill else None,
+                details.get("generated_tokens"))
+    raise BackendError(f"SageMaker endpoint returned a body with neither 'generated_text' nor 'choices': "
+                       f"{raw[:200]!r}", cause="strong_error")
+
+
+class StreamLineDecoder:
+    """Turns PayloadPart byte chunks (split anywhere) into text pieces, and remembers usage and finish reason."""
+
+    def __init__(self, stops: Iterable[str] = ()):
+        self.buffer = b""
+        self.trimmer = _StopTrimmer(stops)
+        self.finish_reason = "stop"
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.tokens_seen = 0
+
+    def feed(self, chunk: bytes) -> Iterator[str]:
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            yield from self._line(line)
+
+    def close(self) -> Iterator[str]:
+        if self.buffer.strip():
+            line, self.buffer = self.buffer, b""
+            yield from self._line(line)
+        tail = self.trimmer.flush()
+        if tail:
+            yield tail
+
+    def _line(self, line: bytes) -> Iterator[str]:
+        line = line.strip()
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+        if not line or line == b"[DONE]" or line.startswith((b"event:", b"id:", b"retry:", b":")):
+            return
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            raise BackendError(f"SageMaker stream sent a line that is not JSON: {line[:200]!r}",
+                               cause="strong_stream_broken") from exc
+        if not isinstance(event, dict):
+            return
+        if "error" in event and "token" not in event and "choices" not in event:
+            error = event["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise BackendError(f"SageMaker model error mid-stream: {message}", cause="strong_stream_broken")
+        text = ""
+        if "token" in event:  # TGI / LMI token streaming
+            token = event["token"] or {}
+            self.tokens_seen += 1
+            if not token.get("special"):
+                text = token.get("text") or ""
+            details = event.get("details") or {}
+            if details:
+                self.finish_reason = _TGI_FINISH_REASONS.get(details.get("finish_reason", ""), "stop")
+                self.completion_tokens = details.get("generated_tokens", self.completion_tokens)
+        elif "choices" in event:  # OpenAI chunks
+            for choice in event["choices"]:
+                delta = choice.get("delta") or {}
+                text += delta.get("content") or choice.get("text") or ""
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+            if text:
+                self.tokens_seen += 1
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+        if text:
+            out = self.trimmer.feed(text)
+            if out:
+                yield out
+
+
+class SageMakerBackend:
+    """ChatBackend over a SageMaker real-time endpoint (InvokeEndpoint / InvokeEndpointWithResponseStream)."""
+
+    def __init__(self, endpoint_name: str, region: str | None = None, endpoint_url: str | None = None,
+                 body_format: BodyFormat = "tgi", timeout_s: float = 60.0, connect_timeout_s: float = 5.0,
+                 max_attempts: int = 1, chat_template: str = "chatml", model_name: str | None = None,
+                 client: Any = None):
+        if body_format not in ("tgi", "messages"):
+            raise ValueError(f"unknown body_format {body_format!r}; use 'tgi' or 'messages'")
+        if chat_template not in CHAT_TEMPLATES:
+            raise ValueError(f"unknown chat template {chat_template!r}; choose one of {', '.join(CHAT_TEMPLATES)}")
+        self.endpoint_name = endpoint_name
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.body_format: BodyFormat = body_format
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_attempts = max_attempts
+        self.chat_template = chat_template
+        self.model_name = model_name or endpoint_name
+        self.name = f"sagemaker:{endpoint_name}"
+        self.last_usage: tuple[int, int] = (0, 0)
+        self.last_finish_reason = "stop"
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(read_timeout=self.timeout_s, connect_timeout=self.connect_timeout_s,
+                            retries={"total_max_attempts": self.max_attempts, "mode": "standard"})
+            session = boto3.session.Session()
+            region = (self.region or session.region_name
+                      or ("us-east-1" if self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+                          else None))
+            if region is None:
+                raise BackendError("No AWS region for the SageMaker runtime client: set AWS_REGION or pass region=",
+                                   cause="strong_error", status_code=500)
+            self._client = session.client("sagemaker-runtime", region_name=region, endpoint_url=self.endpoint_url,
+                                          config=config)
+        return self._client
+
+    def _stops(self) -> list[str]:
+        return _TEMPLATE_STOPS.get(self.chat_template, []) if self.body_format == "tgi" else []
+
+    def _body(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool) -> dict[str, Any]:
+        model = self.model_name if self.model_name != self.endpoint_name else None
+        return build_request_body(messages, self.body_format, max_tokens, temperature, stream,
+                                  chat_template=self.chat_template, model=model)
+
+    def _prompt_estimate(self, messages: list[dict]) -> int:
+        if self.body_format == "tgi":
+            return estimate_tokens(render_chat_prompt(messages, self.chat_template))
+        return estimate_tokens("".join(message_text(m) for m in messages)) + 4 * len(messages)
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+        body = self._body(messages, max_tokens, temperature, stream=False)
+        try:
+            response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, ContentType="application/json",
+                                                   Accept="application/json", Body=json.dumps(body).encode())
+            raw = response["Body"].read()
+        except BackendError:
+            raise
+        except Exception as exc:  # botocore/urllib3 errors, mapped to causes
+            raise self._translate(exc, mid_stream=False) from exc
+        text, finish, prompt_tokens, completion_tokens = parse_response_body(raw, self._stops())
+        usage = (prompt_tokens if prompt_tokens is not None else self._prompt_estimate(messages),
+                 completion_tokens if completion_tokens is not None else estimate_tokens(text))
+        self.last_usage = usage
+        self.last_finish_reason = finish
+        return Completion(text=text, model=self.model_name, prompt_tokens=usage[0], completion_tokens=usage[1],
+                          finish_reason=finish)
+
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+        body = self._body(messages, max_tokens, temperature, stream=True)
+        decoder = StreamLineDecoder(self._stops())
+        self.last_usage = (0, 0)
+        try:
+            response = self.client.invoke_endpoint_with_response_stream(
+                EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json",
+                Body=json.dumps(body).encode())
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, mid_stream=False) from exc
+        pieces: list[str] = []
+        event_stream = response["Body"]
+        try:
+            for event in event_stream:
+                part = event.get("PayloadPart")
+                if part is None:
+                    continue
+                for piece in decoder.feed(part.get("Bytes", b"")):
+                    pieces.append(piece)
+                    yield piece
+            for piece in decoder.close():
+                pieces.append(piece)
+                yield piece
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, mid_stream=True) from exc
+        finally:
+            event_stream.close()
+        text = "".join(pieces)
+        self.last_usage = (
+            decoder.prompt_tokens if decoder.prompt_tokens is not None else self._prompt_estimate(messages),
+            decoder.completion_tokens if decoder.completion_tokens is not None
+            else (decoder.tokens_seen or estimate_tokens(text)),
+        )
+        self.last_finish_reason = decoder.finish_reason
+
+    def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
+        from botocore import exceptions as boto_errors
+
+        where = f"SageMaker endpoint {self.endpoint_name!r}"
+        if isinstance(exc, (boto_errors.ReadTimeoutError, boto_errors.ConnectTimeoutError)):
+            return BackendError(f"{where} timed out after {self.timeout_s:g}s: {exc}", cause="strong_timeout",
+                                status_code=504)
+        if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError)):
+            return BackendError(
+                f"No usable AWS credentials to call {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                f"AWS_PROFILE, or run with an IAM role ({exc})", cause="strong_auth", status_code=502)
+        if isinstance(exc, boto_errors.EventStreamError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            return BackendError(f"{where} stream failed ({code}): {message}", cause="strong_stream_broken")
+        if isinstance(exc, boto_errors.ClientError):
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            message = error.get("Message") or str(exc)
+            if code in _AUTH_ERROR_CODES or status in (401, 403):
+                return BackendError(f"{where} refused the credentials ({code}): {message}", cause="strong_auth")
+            return BackendError(f"{where} failed ({code or status}): {message}", cause="strong_error")
+        if isinstance(exc, boto_errors.EndpointConnectionError) and not mid_stream:
+            return BackendError(f"{where} is unreachable: {exc}", cause="strong_unreachable", status_code=503)
+        if mid_stream:
+            return BackendError(f"{where} stream broke off: {exc}", cause="strong_stream_broken")
+        if isinstance(exc, boto_errors.ConnectionClosedError):
+            return BackendError(f"{where} closed the connection: {exc}", cause="strong_error")
+        return BackendError(f"{where} call failed: {type(exc).__name__}: {exc}", cause="strong_error")

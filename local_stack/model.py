@@ -1,0 +1,111 @@
+"""The real llama.cpp model behind the stand-in SageMaker container: raw-prompt and chat generation.
+
+TGI/LMI-shaped requests carry a prompt already rendered with a chat template, so the container needs plain
+completion on a prompt; messages-shaped requests use the chat template stored in the GGUF file.
+llama.cpp is not thread-safe: every generation holds the lock until its stream is exhausted or closed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Piece:
+    """One generated token's text (may be empty), and, on the last piece, the finish reason."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LlamaTextModel:
+    def __init__(self, model_path: str | os.PathLike[str], n_ctx: int = 2048, n_threads: int | None = None,
+                 name: str | None = None, seed: int = 0):
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
+        self.seed = seed
+        self.name = name or self.model_path.name.removesuffix(".gguf").split(".")[0].lower()
+        self.load_seconds: float | None = None
+        self._llama: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    def load(self) -> None:
+        with self._lock:
+            self._ensure_loaded()
+
+    def _ensure_loaded(self) -> Any:
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            started = time.perf_counter()
+            self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
+            self.load_seconds = time.perf_counter() - started
+        return self._llama
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return len(self._ensure_loaded().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def prompt_tokens(self, text: str) -> list[tuple[int, str]]:
+        """(id, text) of each prompt token, as TGI's `prefill` details list them."""
+        with self._lock:
+            llama = self._ensure_loaded()
+            ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            return [(i, llama.detokenize([i]).decode("utf-8", errors="replace")) for i in ids]
+
+    def stream_prompt(self, prompt: str, max_tokens: int, temperature: float,
+                      stop: list[str] | None = None) -> Iterator[Piece]:
+        with self._lock:
+            llama = self._ensure_loaded()
+            for chunk in llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                                                 stop=stop or None, stream=True):
+                choice = chunk["choices"][0]
+                yield Piece(choice.get("text") or "", choice.get("finish_reason"))
+
+    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Iterator[Piece]:
+        with self._lock:
+            llama = self._ensure_loaded()
+            for chunk in llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                      temperature=temperature, stream=True):
+                choice = chunk["choices"][0]
+                yield Piece((choice.get("delta") or {}).get("content") or "", choice.get("finish_reason"))
+
+    def complete_prompt(self, prompt: str, max_tokens: int, temperature: float,
+                        stop: list[str] | None = None) -> Generation:
+        with self._lock:
+            result = self._ensure_loaded().create_completion(prompt=prompt, max_tokens=max_tokens,
+                                                             temperature=temperature, stop=stop or None)
+        return self._generation(result["choices"][0].get("text") or "", result)
+
+    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Generation:
+        with self._lock:
+            result = self._ensure_loaded().create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                                  temperature=temperature)
+        return self._generation(result["choices"][0]["message"].get("content") or "", result)
+
+    @staticmethod
+    def _generation(text: str, result: dict) -> Generation:
+        usage = result.get("usage") or {}
+        return Generation(text=text, finish_reason=result["choices"][0].get("finish_reason") or "stop",
+                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)))

@@ -1,0 +1,249 @@
+"""A local stand-in for the SageMaker runtime API, speaking its wire protocol so boto3 runs unchanged.
+
+  POST /endpoints/{name}/invocations                  -> InvokeEndpoint
+  POST /endpoints/{name}/invocations-response-stream  -> InvokeEndpointWithResponseStream (AWS event-stream framing)
+
+Each endpoint name maps to a model container's base URL (the BYOC `/invocations` contract, local_stack.container).
+Errors use AWS's JSON error shape with `x-amzn-ErrorType`, so botocore raises the same exceptions as against AWS:
+ValidationError (400, unknown endpoint), ModelError (424, the container failed), ServiceUnavailable (503),
+InternalFailure (500); in a stream, a ModelStreamError exception event.
+
+Fault injection (for fallback tests; the stand-in only): a FaultPlan set with POST /_stand_in/faults, cleared
+with DELETE, or given at start in env LOCAL_SAGEMAKER_FAULTS (JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from local_stack.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
+from local_stack.eventstream import exception_event, payload_part
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+VARIANT = "AllTraffic"
+FAULTS_ENV = "LOCAL_SAGEMAKER_FAULTS"
+
+FaultMode = Literal["none", "latency", "model_error", "service_error", "cut", "stream_error", "stall"]
+
+
+class FaultPlan(BaseModel):
+    """What goes wrong on the next requests.
+
+    latency: wait latency_s before answering. model_error: the container "answers" `status` (-> ModelError 424).
+    service_error: the runtime itself fails with `status` (500 InternalFailure, 503 ServiceUnavailable).
+    cut: drop the connection after `after_parts` stream parts. stream_error: send a ModelStreamError event after
+    `after_parts` parts. stall: pause latency_s after `after_parts` parts.
+    """
+
+    mode: FaultMode = "none"
+    latency_s: float = Field(default=0.0, ge=0.0, le=600.0)
+    status: int = Field(default=500, ge=400, le=599)
+    after_parts: int = Field(default=1, ge=0)
+    remaining: int | None = Field(default=None, ge=1, description="requests it applies to; None = until cleared")
+    endpoint: str | None = None
+    operation: Literal["any", "invoke", "stream"] = "any"
+
+
+class _Faults:
+    def __init__(self, plan: FaultPlan | None = None):
+        self.plan = plan or FaultPlan()
+
+    def take(self, endpoint: str, operation: str) -> FaultPlan | None:
+        plan = self.plan
+        if plan.mode == "none" or (plan.endpoint and plan.endpoint != endpoint):
+            return None
+        if plan.operation != "any" and plan.operation != operation:
+            return None
+        if plan.remaining is not None:
+            left = plan.remaining - 1
+            self.plan = plan.model_copy(update={"remaining": left}) if left > 0 else FaultPlan()
+        return plan
+
+
+class _CutConnection(Exception):
+    """Raised inside a streaming body to make the server drop the connection mid-response (fault injection)."""
+
+
+def aws_error(status: int, error_type: str, message: str, **extra: object) -> JSONResponse:
+    body: dict[str, object] = {"message": message, **extra}
+    return JSONResponse(body, status_code=status, headers={"x-amzn-ErrorType": error_type,
+                                                           "x-amzn-RequestId": os.urandom(16).hex()})
+
+
+def _model_error(status: int, message: str) -> JSONResponse:
+    kind = "client" if status < 500 else "server"
+    return aws_error(
+        424, "ModelError",
+        f'Received {kind} error ({status}) from primary with message "{message}". See '
+        f"https://{REGION}.console.aws.amazon.com/cloudwatch/home for more information.",
+        Message=f"Received {kind} error ({status}) from primary", OriginalStatusCode=status,
+        OriginalMessage=message, ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
+        LogStreamArn=f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/local",
+    )
+
+
+def _service_error(status: int) -> JSONResponse:
+    if status == 503:
+        return aws_error(503, "ServiceUnavailable", "The service is unavailable. Try your call again.")
+    return aws_error(status, "InternalFailure", "An internal failure occurred (injected by the local stand-in).")
+
+
+def _container_message(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")[:500]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        if error:
+            return str(error)
+    return json.dumps(body)[:500]
+
+
+def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = None,
+                       container_timeout_s: float = 300.0) -> FastAPI:
+    """endpoints: endpoint name -> container base URL (e.g. {"strong": "http://127.0.0.1:8081"})."""
+    if faults is None and os.environ.get(FAULTS_ENV):
+        faults = FaultPlan.model_validate_json(os.environ[FAULTS_ENV])
+    state = _Faults(faults)
+    routes = {name: url.rstrip("/") for name, url in endpoints.items()}
+    http = httpx.AsyncClient(timeout=httpx.Timeout(container_timeout_s, connect=5.0))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await http.aclose()
+
+    app = FastAPI(title="local SageMaker runtime stand-in", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.faults = state
+
+    def container_url(name: str) -> str | None:
+        return routes.get(name)
+
+    def unknown(name: str) -> JSONResponse:
+        return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+
+    async def before(plan: FaultPlan | None) -> Response | None:
+        if plan is None:
+            return None
+        if plan.mode == "latency":
+            await asyncio.sleep(plan.latency_s)
+        elif plan.mode == "model_error":
+            return _model_error(plan.status, "injected container failure")
+        elif plan.mode == "service_error":
+            return _service_error(plan.status)
+        return None
+
+    def forward_headers(request: Request, accept_header: str) -> dict[str, str]:
+        headers = {"content-type": request.headers.get("content-type", "application/json")}
+        if request.headers.get(accept_header):
+            headers["accept"] = request.headers[accept_header]
+        custom = request.headers.get("x-amzn-sagemaker-custom-attributes")
+        if custom:
+            headers["x-amzn-sagemaker-custom-attributes"] = custom
+        return headers
+
+    @app.post("/endpoints/{name}/invocations")
+    async def invoke_endpoint(name: str, request: Request) -> Response:
+        base = container_url(name)
+        if base is None:
+            return unknown(name)
+        failed = await before(state.take(name, "invoke"))
+        if failed is not None:
+            return failed
+        body = await request.body()
+        try:
+            answer = await http.post(f"{base}/invocations", content=body, headers=forward_headers(request, "accept"))
+        except httpx.HTTPError as exc:
+            return _model_error(502, f"container unreachable: {type(exc).__name__}")
+        if answer.status_code >= 400:
+            return _model_error(answer.status_code, _container_message(answer.content))
+        headers = {"x-Amzn-Invoked-Production-Variant": VARIANT}
+        custom = answer.headers.get("x-amzn-sagemaker-custom-attributes")
+        if custom:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
+        return Response(answer.content, media_type=answer.headers.get("content-type", "application/json"),
+                        headers=headers)
+
+    @app.post("/endpoints/{name}/invocations-response-stream")
+    async def invoke_endpoint_with_response_stream(name: str, request: Request) -> Response:
+        base = container_url(name)
+        if base is None:
+            return unknown(name)
+        plan = state.take(name, "stream")
+        failed = await before(plan)
+        if failed is not None:
+            return failed
+        body = await request.body()
+        outgoing = http.build_request("POST", f"{base}/invocations", content=body,
+                                      headers=forward_headers(request, "x-amzn-sagemaker-accept"))
+        try:
+            answer = await http.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            return _model_error(502, f"container unreachable: {type(exc).__name__}")
+        if answer.status_code >= 400:
+            raw = await answer.aread()
+            await answer.aclose()
+            return _model_error(answer.status_code, _container_message(raw))
+
+        async def events() -> AsyncIterator[bytes]:
+            parts = 0
+            stalled = False
+            try:
+                async for chunk in answer.aiter_bytes():
+                    if plan is not None and parts >= plan.after_parts:
+                        if plan.mode == "cut":
+                            raise _CutConnection("connection cut by fault injection")
+                        if plan.mode == "stream_error":
+                            yield exception_event("ModelStreamError", "An error occurred while streaming the "
+                                                  "response body (injected by the local stand-in).",
+                                                  "ModelStreamError")
+                            return
+                        if plan.mode == "stall" and not stalled:
+                            stalled = True
+                            await asyncio.sleep(plan.latency_s)
+                    yield payload_part(chunk)
+                    parts += 1
+            except httpx.HTTPError:
+                yield exception_event("ModelStreamError", "The model container's response stream broke off.",
+                                      "ModelStreamError")
+            finally:
+                await answer.aclose()
+
+        headers = {"x-Amzn-Invoked-Production-Variant": VARIANT,
+                   "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json")}
+        return StreamingResponse(events(), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
+
+    @app.get("/_stand_in/faults")
+    def get_faults() -> dict:
+        return state.plan.model_dump()
+
+    @app.post("/_stand_in/faults")
+    def set_faults(plan: FaultPlan) -> dict:
+        state.plan = plan
+        return plan.model_dump()
+
+    @app.delete("/_stand_in/faults")
+    def clear_faults() -> dict:
+        state.plan = FaultPlan()
+        return state.plan.model_dump()
+
+    @app.get("/_stand_in/health")
+    def health() -> dict:
+        return {"status": "ok", "endpoints": sorted(routes)}
+
+    return app
+
