@@ -128,3 +128,33 @@ def test_eval_json_with_the_packaged_router(capsys):
     assert REQUIRED_KEYS <= result.keys()
     assert result["n"] == 72
     assert not result["router"].startswith("scores:")
+
+
+@pytest.fixture(scope="module")
+def tiny_router(tmp_path_factory) -> Path:
+    """A small real router file (onnxruntime + the MiniLM tokenizer around a trivial graph) from bench/tiny_router.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_router", Path(__file__).resolve().parents[2] / "bench" / "tiny_router.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_tiny_router(tmp_path_factory.mktemp("tiny"))
+
+
+def test_score_then_eval_matches_eval_with_router(tiny_router, tmp_path, capsys):
+    out = tmp_path / "mt_scores.jsonl"
+    assert scoring.main(["--input", str(MT_BENCH), "--router", str(tiny_router), "--output", str(out), "--batch-size", "16"]) == 0
+    assert "scoring 80/80" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    source_ids = [json.loads(line)["id"] for line in MT_BENCH.read_text().splitlines()]
+    assert [line["id"] for line in lines] == source_ids
+    assert all(set(line) == {"id", "score"} and 0.0 <= line["score"] <= 1.0 for line in lines)
+
+    common = ["--benchmark", str(MT_BENCH), "--json", "--bootstrap", "30"]
+    assert evaluate.main([*common, "--router", str(tiny_router)]) == 0
+    via_router = json.loads(capsys.readouterr().out)
+    assert evaluate.main([*common, "--scores", str(out)]) == 0
+    via_scores = json.loads(capsys.readouterr().out)
+    assert REQUIRED_KEYS <= via_router.keys()
+    assert via_router["router"] == "tiny-token-mean"
+    assert via_router["apgr"] == via_scores["apgr"] and via_router["cpt50"] == via_scores["cpt50"]
