@@ -94,9 +94,9 @@ def score_prompts(
     router: Any,
     prompts: Sequence[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: TextIO | None = sys.stderr,
+    progress: bool = True,
 ) -> np.ndarray:
-    """Score prompts in batches with `router.score`; a progress line goes to `progress` (None: silent)."""
+    """Score prompts in batches with `router.score`; a progress line goes to stderr unless progress=False."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
     out = np.empty(len(prompts), dtype=np.float64)
@@ -108,12 +108,12 @@ def score_prompts(
         if not np.all(np.isfinite(got)):
             raise ValueError(f"router returned a non-finite score in prompts {start}..{start + len(batch) - 1}")
         out[start : start + len(batch)] = got
-        if progress is not None:
-            progress.write(f"\rscoring {start + len(batch)}/{len(prompts)}")
-            progress.flush()
-    if progress is not None and len(prompts):
-        progress.write("\n")
-        progress.flush()
+        if progress:
+            sys.stderr.write(f"\rscoring {start + len(batch)}/{len(prompts)}")
+            sys.stderr.flush()
+    if progress and len(prompts):
+        sys.stderr.write("\n")
+        sys.stderr.flush()
     return out
 
 
