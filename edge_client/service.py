@@ -149,14 +149,15 @@ class EdgeService:
 
     # answering
 
-    def _attempts(self, plan: Plan) -> list[_Attempt]:
+    def _attempts(self, plan: Plan) -> tuple[list[_Attempt], str]:
+        """Backends to try in order, and the reason to log if the first one answers."""
         weak = _Attempt("weak", self.weak)
         strong = _Attempt("strong", self.strong) if self.strong is not None else None
         if plan.route == "strong":
-            return [strong, weak] if strong else [weak]
+            return ([strong, weak], plan.reason) if strong else ([weak], "fallback:strong_not_configured")
         if plan.reason == "budget":
-            return [weak]  # over the cap: never spend on strong, not even as a fallback
-        return [weak, strong] if strong else [weak]
+            return [weak], plan.reason  # over the cap: never spend on strong, not even as a fallback
+        return ([weak, strong] if strong else [weak]), plan.reason
 
     def _record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
                 completion_tokens: int, generation_s: float, error: str | None = None) -> DecisionRecord:
@@ -195,10 +196,10 @@ class EdgeService:
         messages = self._messages(request)
         max_tokens = request.token_limit(self.settings.max_tokens)
         temperature = request.temperature or 0.0
-        reason = plan.reason
+        attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
-        for attempt in self._attempts(plan):
+        for attempt in attempts:
             try:
                 began = time.perf_counter()
                 completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature)
@@ -229,10 +230,10 @@ class EdgeService:
         messages = self._messages(request)
         max_tokens = request.token_limit(self.settings.max_tokens)
         temperature = request.temperature or 0.0
-        reason = plan.reason
+        attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
-        for attempt in self._attempts(plan):
+        for attempt in attempts:
             began = time.perf_counter()
             pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature)
             try:

