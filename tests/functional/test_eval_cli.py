@@ -38,6 +38,7 @@ def _length_scores(benchmark: Path, out: Path) -> Path:
 
 
 def test_eval_json_with_scores_file_as_a_real_process(tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the train extra)")
     scores = _length_scores(MT_BENCH, tmp_path / "scores.jsonl")
     plot = tmp_path / "curve.png"
     proc = subprocess.run(
@@ -135,6 +136,7 @@ def tiny_router(tmp_path_factory) -> Path:
     """A small real router file (onnxruntime + the MiniLM tokenizer around a trivial graph) from bench/tiny_router.py."""
     import importlib.util
 
+    pytest.importorskip("onnx", reason="building the tiny router file needs onnx (the train extra)")
     spec = importlib.util.spec_from_file_location("tiny_router", Path(__file__).resolve().parents[2] / "bench" / "tiny_router.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
