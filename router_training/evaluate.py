@@ -404,7 +404,11 @@ def _format_text(result: dict[str, Any]) -> str:
         f"models      strong {result['strong_model']} = {result['strong_mean']:.4f}, weak {result['weak_model']} = {result['weak_mean']:.4f}",
         f"APGR        {result['apgr']:.3f}" + (f"  (90% CI {ci[0]:.3f}..{ci[1]:.3f})" if ci else "")
         + f"  [RouteLLM deciles {result['apgr_routellm_deciles']:.3f}]",
-        f"random      {result['random_apgr']:.3f} ± {result['random_apgr_std'] or 0:.3f} over {result['random_seeds']} seeds",
+        (
+            f"random      {result['random_apgr']:.3f} ± {result['random_apgr_std'] or 0:.3f} over {result['random_seeds']} seeds"
+            if result["random_apgr"] is not None
+            else "random      (not computed)"
+        ),
         f"oracle      {result['oracle_apgr']:.3f}",
         f"CPT         20%: {pct(result['cpt20'])}  50%: {pct(result['cpt50'])}  80%: {pct(result['cpt80'])}  95%: {pct(result['cpt95'])}",
         "PGR at      " + "  ".join(f"{pct(float(k))}: {v:.3f}" for k, v in result["pgr_at"].items()),
