@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -140,7 +141,7 @@ def make_client(endpoint_url: str | None = None, region: str | None = None, max_
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         max_pool_connections=32,
         connect_timeout=5,
         read_timeout=20,
@@ -176,6 +177,7 @@ class DynamoDecisionStore:
         base_delay_s: float = 0.05,
         max_delay_s: float = 2.0,
         workers: int = 8,
+        query_page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.table_name = table_name or os.environ.get("HYBRID_ROUTER_TABLE") or "hybrid-router-decisions"
@@ -184,8 +186,10 @@ class DynamoDecisionStore:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.workers = workers
+        self.query_page_size = query_page_size  # items per Query page (None: DynamoDB's 1 MB pages)
         self._sleep = sleep
         self.retries = 0  # throttled calls retried, for tests and metrics
+        self._retries_lock = threading.Lock()
 
     # writes
 
@@ -251,9 +255,13 @@ class DynamoDecisionStore:
             except BotoCoreError as error:
                 if attempt == self.max_attempts:
                     return f"{type(error).__name__}: {error}"
-            self.retries += 1
+            self._count_retry()
             self._backoff(attempt)
         return "not stored"  # unreachable: the loop returns on its last attempt
+
+    def _count_retry(self) -> None:
+        with self._retries_lock:
+            self.retries += 1
 
     def _backoff(self, attempt: int) -> None:
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
@@ -399,6 +407,8 @@ class DynamoDecisionStore:
     def _query(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         from botocore.exceptions import ClientError
 
+        if self.query_page_size:
+            params = dict(params, Limit=self.query_page_size)
         start_key = None
         while True:
             page_params = dict(params, ExclusiveStartKey=start_key) if start_key else params
@@ -410,7 +420,7 @@ class DynamoDecisionStore:
                     code = error.response.get("Error", {}).get("Code", "")
                     if code not in _THROTTLING or attempt == self.max_attempts:
                         raise
-                    self.retries += 1
+                    self._count_retry()
                     self._backoff(attempt)
             yield from page.get("Items", [])
             start_key = page.get("LastEvaluatedKey")
