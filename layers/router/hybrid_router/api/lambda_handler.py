@@ -1,0 +1,39 @@
+"""The Lambda entry point shared by every function: Mangum over create_app, wrapped in Powertools.
+
+Logger (correlation id = the API Gateway request id), Metrics (EMF, namespace HybridRouter) and Tracer (X-Ray).
+Mangum cannot stream: a `stream: true` chat request is answered as one buffered text/event-stream body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from hybrid_router.api.app import RouteGroup
+
+METRICS_NAMESPACE = "HybridRouter"
+
+
+def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict, Any], dict]:
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.logging import correlation_paths
+    from mangum import Mangum
+
+    from hybrid_router.api.app import create_app
+    from hybrid_router.api.telemetry import PowertoolsTelemetry
+
+    logger = Logger()  # service name and level: POWERTOOLS_SERVICE_NAME / POWERTOOLS_LOG_LEVEL
+    tracer = Tracer()
+    metrics = Metrics(namespace=METRICS_NAMESPACE)
+    parts.setdefault("telemetry", PowertoolsTelemetry(metrics, logger))
+    asgi = Mangum(create_app(groups=groups, **parts), lifespan="off")
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict, context: Any) -> dict:
+        return asgi(event, context)
+
+    handler.asgi_app = asgi.app  # type: ignore[attr-defined]
+    handler.metrics = metrics  # type: ignore[attr-defined]
+    return handler
