@@ -179,7 +179,7 @@ def _since(days: int) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
 
 
-def _bar(value: float, largest: float, width: int = 24) -> str:
+def _bar(value: float, largest: float, width: int = 16) -> str:
     if largest <= 0:
         return ""
     return "█" * max(1 if value > 0 else 0, round(width * value / largest))
@@ -205,8 +205,9 @@ def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, help
                   f"({totals.saving_share:.0%})", highlight=False)
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
-        for column in ("", "requests", "strong share", "cost $", "saved $", ""):
-            table.add_column(column, justify="right" if column else "left")
+        for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):
+            table.add_column(column, justify="left" if column in ("", "saved") else "right", no_wrap=True,
+                             min_width=16 if column == "saved" else None)
         largest = max((g.saving_usd for g in groups.values()), default=0.0)
         for key, group in groups.items():
             table.add_row(key, str(group.requests), f"{group.strong_share:.0%}", f"{group.cost_usd:.6f}",
@@ -215,12 +216,15 @@ def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, help
 
 
 @app.command()
-def sync(ctx: typer.Context) -> None:
+def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Upload pending decision records to the cloud (batched, idempotent)."""
     from edge_client.sync import sync_decisions
 
-    result: Any = sync_decisions(_settings(ctx).settings)
-    console.print(str(result), highlight=False)
+    report: Any = sync_decisions(_settings(ctx).settings)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        console.print(str(report), highlight=False)
 
 
 @app.command("config")
