@@ -161,10 +161,10 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
         base = container_url(name)
         if base is None:
             return unknown(name)
+        body = await request.body()
         failed = await before(state.take(name, "invoke"))
         if failed is not None:
             return failed
-        body = await request.body()
         try:
             answer = await http.post(f"{base}/invocations", content=body, headers=forward_headers(request, "accept"))
         except httpx.HTTPError as exc:
@@ -183,11 +183,11 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
         base = container_url(name)
         if base is None:
             return unknown(name)
+        body = await request.body()
         plan = state.take(name, "stream")
         failed = await before(plan)
         if failed is not None:
             return failed
-        body = await request.body()
         outgoing = http.build_request("POST", f"{base}/invocations", content=body,
                                       headers=forward_headers(request, "x-amzn-sagemaker-accept"))
         try:

@@ -342,9 +342,10 @@ class SageMakerBackend:
 
     def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
         from botocore import exceptions as boto_errors
+        from urllib3.exceptions import TimeoutError as _Urllib3Timeout  # a stalled stream, read by urllib3
 
         where = f"SageMaker endpoint {self.endpoint_name!r}"
-        if isinstance(exc, (boto_errors.ReadTimeoutError, boto_errors.ConnectTimeoutError)):
+        if isinstance(exc, (boto_errors.ReadTimeoutError, boto_errors.ConnectTimeoutError, _Urllib3Timeout)):
             return BackendError(f"{where} timed out after {self.timeout_s:g}s: {exc}", cause="strong_timeout",
                                 status_code=504)
         if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError)):

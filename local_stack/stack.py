@@ -1,0 +1,257 @@
+"""Start the whole local stand-in cloud with one command: `python -m local_stack` (or `hybrid-router stack`).
+
+  DynamoDB        moto's server mode, with the decisions table created from TABLE_SCHEMA
+  SageMaker       the runtime stand-in (local_stack.sagemaker_runtime) in front of a BYOC container
+                  (local_stack.container) running a real llama.cpp model (Qwen2.5-Coder-0.5B by default)
+  cloud API       hybrid_router.api.create_app under uvicorn, configured through the same environment variables
+                  Lambda gets, pointed at the stand-ins
+
+It prints the API URL and a generated local API key, and writes them (with every stand-in's URL) to
+`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up.
+`start_stack(...)` is the same thing as a context manager for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from local_stack.container import create_container_app
+from local_stack.model import LlamaTextModel
+from local_stack.sagemaker_runtime import FaultPlan, create_runtime_app
+from local_stack.servers import ServerThread
+from local_stack.weights import resolve_model
+
+DEFAULT_TABLE = "hybrid-router-decisions"
+DEFAULT_ENDPOINT = "hybrid-router-strong"
+DEFAULT_REGION = "us-east-1"
+STATE_FILE_ENV = "HYBRID_ROUTER_STACK_FILE"
+
+
+def default_state_file() -> Path:
+    if os.environ.get(STATE_FILE_ENV):
+        return Path(os.environ[STATE_FILE_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hybrid-router")) / "local_stack.json"
+
+
+@dataclass
+class StackInfo:
+    api_url: str | None
+    api_key: str
+    tenant: str
+    device: str
+    sagemaker_runtime_url: str
+    container_url: str
+    dynamodb_url: str
+    endpoint_name: str
+    table_name: str
+    region: str
+    model_name: str
+    model_path: str
+    pid: int
+
+
+def stack_environment(info: StackInfo) -> dict[str, str]:
+    """The environment the cloud API runs with: the names template.yaml gives the Lambda functions."""
+    return {
+        "AWS_ACCESS_KEY_ID": "local-stack",
+        "AWS_SECRET_ACCESS_KEY": "local-stack",
+        "AWS_REGION": info.region,
+        "AWS_DEFAULT_REGION": info.region,
+        "AWS_ENDPOINT_URL_DYNAMODB": info.dynamodb_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": info.sagemaker_runtime_url,
+        "SAGEMAKER_ENDPOINT_URL": info.sagemaker_runtime_url,
+        "STRONG_ENDPOINT_NAME": info.endpoint_name,
+        "STRONG_MODEL_NAME": info.model_name,
+        "SAGEMAKER_BODY_FORMAT": "tgi",
+        "SAGEMAKER_CHAT_TEMPLATE": "chatml",
+        "DECISIONS_TABLE_NAME": info.table_name,
+        "HYBRID_ROUTER_API_KEYS": f"{info.api_key}={info.tenant}/{info.device}",
+    }
+
+
+class Stack:
+    """Running stand-ins; stop() (or leaving the `with` block) shuts them down and restores the environment."""
+
+    def __init__(self) -> None:
+        self.info: StackInfo | None = None
+        self.model: LlamaTextModel | None = None
+        self.state_file: Path | None = None
+        self._servers: list[ServerThread] = []
+        self._moto: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def runtime_url(self) -> str:
+        assert self.info is not None
+        return self.info.sagemaker_runtime_url
+
+    def set_faults(self, **plan: Any) -> None:
+        """Fault injection on the SageMaker stand-in, e.g. set_faults(mode="latency", latency_s=5)."""
+        import httpx
+
+        httpx.post(f"{self.runtime_url}/_stand_in/faults", json=FaultPlan(**plan).model_dump()).raise_for_status()
+
+    def clear_faults(self) -> None:
+        import httpx
+
+        httpx.delete(f"{self.runtime_url}/_stand_in/faults").raise_for_status()
+
+    def _set_env(self, env: dict[str, str]) -> None:
+        for key, value in env.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def stop(self) -> None:
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        if self.state_file is not None and self.state_file.is_file():
+            try:
+                if json.loads(self.state_file.read_text()).get("pid") == os.getpid():
+                    self.state_file.unlink()
+            except (OSError, ValueError):
+                pass
+
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.0.0.1", api_port: int = 0,
+                table_name: str = DEFAULT_TABLE, endpoint_name: str = DEFAULT_ENDPOINT, region: str = DEFAULT_REGION,
+                api_key: str | None = None, tenant: str = "local", device: str = "local-device",
+                n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
+                state_file: str | Path | None = None, log_level: str = "warning") -> Stack:
+    """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
+
+    The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
+    state_file: where to write the connection info (None: don't write one).
+    """
+    from moto.server import ThreadedMotoServer
+
+    from hybrid_router.stores.dynamodb import create_table, make_client
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
+    stack = Stack()
+    try:
+        stack._moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+        stack._moto.start()
+        moto_host, moto_port = stack._moto.get_host_and_port()
+        dynamodb_url = f"http://{moto_host}:{moto_port}"
+
+        model_path = resolve_model(model)
+        text_model = LlamaTextModel(model_path, n_ctx=n_ctx, n_threads=n_threads)
+        stack.model = text_model
+        container = ServerThread(create_container_app(text_model), host=host, log_level=log_level,
+                                 name="sagemaker-container")
+        stack._servers.append(container.start())
+        runtime = ServerThread(create_runtime_app({endpoint_name: container.url}, faults=faults), host=host,
+                               log_level=log_level, name="sagemaker-runtime")
+        stack._servers.append(runtime.start())
+
+        info = StackInfo(api_url=None, api_key=api_key or f"hr-local-{secrets.token_urlsafe(18)}", tenant=tenant,
+                         device=device, sagemaker_runtime_url=runtime.url, container_url=container.url,
+                         dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
+                         region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid())
+        stack._set_env(stack_environment(info))
+        create_table(make_client(endpoint_url=dynamodb_url, region=region), table_name)
+
+        if api:
+            from hybrid_router.api import create_app
+
+            server = ServerThread(create_app(), host=host, port=api_port, log_level=log_level, name="cloud-api")
+            stack._servers.append(server.start())
+            info.api_url = server.url
+        stack.info = info
+        if state_file is not None:
+            path = Path(state_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+            path.chmod(0o600)
+            stack.state_file = path
+        return stack
+    except BaseException:
+        stack.stop()
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybrid-router stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None,
+                        help="strong stand-in model: qwen (default), smollm2, or a .gguf path")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8300, help="cloud API port (0: any free port)")
+    parser.add_argument("--api-key", default=None, help="local API key (default: generated)")
+    parser.add_argument("--tenant", default="local")
+    parser.add_argument("--device", default="local-device")
+    parser.add_argument("--table", default=DEFAULT_TABLE)
+    parser.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT)
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads for the strong model")
+    parser.add_argument("--state-file", default=None, help=f"connection info JSON (default {default_state_file()})")
+    parser.add_argument("--ready-file", default=None, help="touch this file once everything answers")
+    parser.add_argument("--no-api", action="store_true", help="start only the AWS stand-ins")
+    parser.add_argument("--log-level", default="warning")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    state_file = Path(args.state_file) if args.state_file else default_state_file()
+    print("starting the local stack (the strong model loads first) ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        stack = start_stack(args.model, api=not args.no_api, host=args.host, api_port=args.port,
+                            table_name=args.table, endpoint_name=args.endpoint_name, api_key=args.api_key,
+                            tenant=args.tenant, device=args.device, n_threads=args.threads,
+                            state_file=state_file, log_level=args.log_level)
+    except Exception as exc:  # a clear one-line reason instead of a stack trace
+        print(f"error: the local stack did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    with stack:
+        info = stack.info
+        assert info is not None
+        print(f"local stack up in {time.perf_counter() - started:.1f}s", flush=True)
+        if info.api_url:
+            print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
+        print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
+        print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
+        print(f"  connection info  {state_file}")
+        print("Ctrl-C stops everything.", flush=True)
+        if args.ready_file:
+            Path(args.ready_file).write_text(json.dumps(asdict(info)) + "\n")
+        stop.wait()
+        print("stopping ...", file=sys.stderr, flush=True)
+        if args.ready_file:
+            Path(args.ready_file).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""OpenAICompatBackend against a real OpenAI-compatible server: the stand-in container's /v1 routes with a real
+llama.cpp model behind an API key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from hybrid_router.backends.base import BackendError  # noqa: E402
+from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
+from local_stack.container import create_container_app  # noqa: E402
+from local_stack.model import LlamaTextModel  # noqa: E402
+from local_stack.servers import ServerThread  # noqa: E402
+from local_stack.weights import resolve_model  # noqa: E402
+
+KEY = "sk-local-test"
+MESSAGES = [{"role": "user", "content": "Name a primary color. One word."}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    model = LlamaTextModel(resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")),
+                           n_ctx=1024, n_threads=1)
+    with ServerThread(create_container_app(model, api_key=KEY), name="openai-container") as running:
+        yield running
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+def test_complete_and_stream_agree(server, header):
+    strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", api_key_header=header,
+                                 timeout_s=60)
+    completion = strong.complete(MESSAGES, max_tokens=6, temperature=0.0)
+    assert completion.text.strip()
+    assert completion.prompt_tokens > 5 and 1 <= completion.completion_tokens <= 6
+    pieces = list(strong.stream(MESSAGES, max_tokens=6, temperature=0.0))
+    assert "".join(pieces) == completion.text
+    assert strong.last_usage[1] == completion.completion_tokens
+    assert strong.last_usage[0] > 5
+
+
+def test_wrong_key_is_strong_auth(server):
+    strong = OpenAICompatBackend(f"{server.url}/v1", api_key="wrong", model="stand-in", timeout_s=10)
+    with pytest.raises(BackendError) as raised:
+        strong.complete(MESSAGES, max_tokens=4)
+    assert raised.value.cause == "strong_auth"
+    assert "API key" in str(raised.value)
+
+
+def test_invalid_request_carries_the_server_message(server):
+    strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", timeout_s=10)
+    with pytest.raises(BackendError) as raised:
+        strong.complete([{"role": "wizard", "content": "hi"}], max_tokens=4)
+    assert raised.value.cause == "strong_error"
+    assert "invalid request body" in str(raised.value)

@@ -1,0 +1,221 @@
+"""boto3's real sagemaker-runtime client and SageMakerBackend against the local SageMaker runtime stand-in,
+in front of the BYOC container running a real llama.cpp model.
+
+The stand-in strong model is SmolLM2-135M by default (fast); HYBRID_ROUTER_TEST_STRONG_MODEL=qwen runs the
+demo's Qwen2.5-Coder-0.5B instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+pytest.importorskip("llama_cpp")
+
+from hybrid_router.backends.base import BackendError  # noqa: E402
+from hybrid_router.backends.sagemaker import SageMakerBackend  # noqa: E402
+from local_stack.container import create_container_app  # noqa: E402
+from local_stack.model import LlamaTextModel  # noqa: E402
+from local_stack.sagemaker_runtime import create_runtime_app  # noqa: E402
+from local_stack.servers import ServerThread  # noqa: E402
+from local_stack.weights import resolve_model  # noqa: E402
+
+ENDPOINT = "strong-test"
+MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+MAX_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaTextModel:
+    return LlamaTextModel(resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")),
+                          n_ctx=1024, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def runtime(model):
+    with ServerThread(create_container_app(model), name="container") as container, \
+            ServerThread(create_runtime_app({ENDPOINT: container.url}), log_level="critical",
+                         name="runtime") as server:
+        yield server
+
+
+@pytest.fixture
+def faults(runtime):
+    def set_plan(**plan):
+        httpx.post(f"{runtime.url}/_stand_in/faults", json=plan).raise_for_status()
+
+    yield set_plan
+    httpx.delete(f"{runtime.url}/_stand_in/faults").raise_for_status()
+
+
+@pytest.fixture
+def client(runtime):
+    return boto3.client("sagemaker-runtime", endpoint_url=runtime.url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def backend(runtime, body_format="tgi", timeout_s=60.0, endpoint=ENDPOINT) -> SageMakerBackend:
+    return SageMakerBackend(endpoint, region="us-east-1", endpoint_url=runtime.url, body_format=body_format,
+                            timeout_s=timeout_s, connect_timeout_s=2)
+
+
+def _tgi_body(stream=False, details=True):
+    body = {"inputs": "<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n",
+            "parameters": {"max_new_tokens": MAX_TOKENS, "details": details, "decoder_input_details": details,
+                           "stop": ["<|im_end|>"]}}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def test_invoke_endpoint_tgi_shape(client, model):
+    response = client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
+                                      Accept="application/json", Body=json.dumps(_tgi_body()))
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    assert response["ContentType"] == "application/json"
+    answer = json.loads(response["Body"].read())
+    assert isinstance(answer, list) and answer[0]["generated_text"].strip()
+    details = answer[0]["details"]
+    assert 1 <= details["generated_tokens"] <= MAX_TOKENS
+    assert len(details["prefill"]) == len(model.prompt_tokens(_tgi_body()["inputs"])) > 5
+
+
+def test_invoke_endpoint_messages_shape(client):
+    body = {"messages": MESSAGES, "max_tokens": MAX_TOKENS, "temperature": 0}
+    response = client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps(body))
+    answer = json.loads(response["Body"].read())
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"].strip()
+    assert answer["usage"]["prompt_tokens"] > 5
+    assert 1 <= answer["usage"]["completion_tokens"] <= MAX_TOKENS
+
+
+def test_response_stream_is_decoded_by_boto3(client):
+    response = client.invoke_endpoint_with_response_stream(
+        EndpointName=ENDPOINT, ContentType="application/json", Accept="application/json",
+        Body=json.dumps(_tgi_body(stream=True, details=False)))
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    events = list(response["Body"])
+    assert events and all("PayloadPart" in e for e in events)
+    lines = [line for line in b"".join(e["PayloadPart"]["Bytes"] for e in events).split(b"\n") if line.strip()]
+    decoded = [json.loads(line.removeprefix(b"data:")) for line in lines]
+    tokens = "".join(e["token"]["text"] for e in decoded if not e["token"]["special"])
+    assert tokens.strip()
+    assert decoded[-1]["generated_text"] == tokens
+    assert decoded[-1]["details"]["generated_tokens"] == len(decoded) - 1
+
+
+def test_unknown_endpoint_is_validation_error(client):
+    with pytest.raises(client.exceptions.ValidationError) as raised:
+        client.invoke_endpoint(EndpointName="no-such-endpoint", ContentType="application/json", Body=b"{}")
+    assert "no-such-endpoint" in raised.value.response["Error"]["Message"]
+
+
+def test_container_rejecting_the_body_is_model_error(client):
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json", Body=b'{"prompt": "x"}')
+    assert raised.value.response["OriginalStatusCode"] == 400
+    assert "'inputs'" in raised.value.response["OriginalMessage"]
+
+
+@pytest.mark.parametrize("body_format", ["tgi", "messages"])
+def test_backend_complete_and_stream_agree(runtime, body_format):
+    strong = backend(runtime, body_format)
+    completion = strong.complete(MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0)
+    assert completion.text.strip()
+    assert completion.model == ENDPOINT
+    assert completion.prompt_tokens > 5 and 1 <= completion.completion_tokens <= MAX_TOKENS
+    pieces = list(strong.stream(MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0))
+    assert len(pieces) >= 1
+    assert "".join(pieces) == completion.text  # greedy decoding: the same answer either way
+    prompt_tokens, completion_tokens = strong.last_usage
+    assert prompt_tokens > 5 and completion_tokens == completion.completion_tokens
+
+
+def test_unknown_endpoint_through_backend(runtime):
+    with pytest.raises(BackendError) as raised:
+        backend(runtime, endpoint="no-such-endpoint").complete(MESSAGES, max_tokens=MAX_TOKENS)
+    assert raised.value.cause == "strong_error"
+    assert "ValidationError" in str(raised.value)
+
+
+@pytest.mark.parametrize("operation", ["complete", "stream"])
+def test_latency_beyond_the_timeout_is_strong_timeout(runtime, faults, operation):
+    faults(mode="latency", latency_s=3)
+    strong = backend(runtime, timeout_s=1)
+    with pytest.raises(BackendError) as raised:
+        if operation == "complete":
+            strong.complete(MESSAGES, max_tokens=MAX_TOKENS)
+        else:
+            list(strong.stream(MESSAGES, max_tokens=MAX_TOKENS))
+    assert raised.value.cause == "strong_timeout"
+
+
+def test_latency_within_the_timeout_still_answers(runtime, faults):
+    faults(mode="latency", latency_s=0.3, remaining=1)
+    assert backend(runtime, timeout_s=30).complete(MESSAGES, max_tokens=MAX_TOKENS).text.strip()
+
+
+@pytest.mark.parametrize("plan", [{"mode": "model_error", "status": 500}, {"mode": "service_error", "status": 503},
+                                  {"mode": "service_error", "status": 500}])
+@pytest.mark.parametrize("operation", ["complete", "stream"])
+def test_server_errors_are_strong_error(runtime, faults, plan, operation):
+    faults(**plan)
+    strong = backend(runtime)
+    with pytest.raises(BackendError) as raised:
+        if operation == "complete":
+            strong.complete(MESSAGES, max_tokens=MAX_TOKENS)
+        else:
+            list(strong.stream(MESSAGES, max_tokens=MAX_TOKENS))
+    assert raised.value.cause == "strong_error"
+
+
+@pytest.mark.parametrize("mode", ["cut", "stream_error"])
+def test_stream_broken_mid_way(runtime, faults, mode):
+    faults(mode=mode, after_parts=2)
+    strong = backend(runtime)
+    received = []
+    with pytest.raises(BackendError) as raised:
+        for piece in strong.stream(MESSAGES, max_tokens=MAX_TOKENS):
+            received.append(piece)
+    assert raised.value.cause == "strong_stream_broken"
+    assert received, "the first parts arrived before the break"
+
+
+def test_stream_stalling_mid_way_is_strong_timeout(runtime, faults):
+    faults(mode="stall", after_parts=1, latency_s=3)
+    with pytest.raises(BackendError) as raised:
+        list(backend(runtime, timeout_s=1).stream(MESSAGES, max_tokens=MAX_TOKENS))
+    assert raised.value.cause == "strong_timeout"
+
+
+def test_missing_credentials_is_strong_auth(runtime, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(BackendError) as raised:
+        backend(runtime).complete(MESSAGES, max_tokens=MAX_TOKENS)
+    assert raised.value.cause == "strong_auth"
+    assert "AWS_ACCESS_KEY_ID" in str(raised.value)
+
+
+def test_unreachable_runtime_is_strong_unreachable():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    strong = SageMakerBackend(ENDPOINT, region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", timeout_s=2,
+                              connect_timeout_s=1)
+    with pytest.raises(BackendError) as raised:
+        strong.complete(MESSAGES, max_tokens=MAX_TOKENS)
+    assert raised.value.cause == "strong_unreachable"
