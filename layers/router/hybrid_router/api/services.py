@@ -68,7 +68,8 @@ class Services:
                 if self._store is None:
                     from hybrid_router.stores.dynamodb import DynamoDecisionStore
                     # The store retries throttled calls itself (backoff), then reports them as failed.
-                    self._store = DynamoDecisionStore(self.settings.table_name, region=self.settings.region)
+                    self._store = DynamoDecisionStore(self.settings.table_name, region=self.settings.region,
+                                                      endpoint_url=self.settings.dynamodb_endpoint_url)
         return self._store
 
     @property

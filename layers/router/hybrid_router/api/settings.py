@@ -28,6 +28,7 @@ class ApiSettings(BaseModel):
     weak_model_name: str | None = None
     region: str | None = None
     table_name: str | None = None
+    dynamodb_endpoint_url: str | None = None
     router_path: str | None = None
     # Local (uvicorn) identity: secret key -> tenant/device. In Lambda: API key *id* -> tenant/device (optional).
     api_keys: dict[str, Identity] = Field(default_factory=dict)
@@ -48,7 +49,8 @@ class ApiSettings(BaseModel):
         values: dict[str, object] = {
             "strong_endpoint_name": get("STRONG_ENDPOINT_NAME"),
             "weak_endpoint_name": get("WEAK_ENDPOINT_NAME"),
-            "sagemaker_endpoint_url": get("SAGEMAKER_ENDPOINT_URL"),
+            "sagemaker_endpoint_url": get("SAGEMAKER_ENDPOINT_URL") or get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"),
+            "dynamodb_endpoint_url": get("AWS_ENDPOINT_URL_DYNAMODB"),
             "strong_model_name": get("STRONG_MODEL_NAME"),
             "weak_model_name": get("WEAK_MODEL_NAME"),
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
