@@ -17,6 +17,7 @@ METRICS_NAMESPACE = "HybridRouter"
 def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict, Any], dict]:
     from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.metrics import MetricUnit
     from mangum import Mangum
 
     from hybrid_router.api.app import create_app
@@ -32,7 +33,14 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict, context: Any) -> dict:
-        return asgi(event, context)
+        response = asgi(event, context)
+        status = int(response.get("statusCode", 500))
+        metrics.add_metric(name="HttpResponses", unit=MetricUnit.Count, value=1)
+        if status >= 500:
+            metrics.add_metric(name="HttpServerErrors", unit=MetricUnit.Count, value=1)
+        logger.info("request", extra={"method": event.get("httpMethod"), "path": event.get("path"),
+                                      "status": status})
+        return response
 
     handler.asgi_app = asgi.app  # type: ignore[attr-defined]
     handler.metrics = metrics  # type: ignore[attr-defined]

@@ -66,10 +66,12 @@ class Services:
                                code="store_unavailable")
             with self._lock:
                 if self._store is None:
-                    from hybrid_router.stores.dynamodb import DynamoDecisionStore
-                    # The store retries throttled calls itself (backoff), then reports them as failed.
-                    self._store = DynamoDecisionStore(self.settings.table_name, region=self.settings.region,
-                                                      endpoint_url=self.settings.dynamodb_endpoint_url)
+                    from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
+                    # One retry loop (the store's, with jittered backoff), bounded to about a second, so a
+                    # throttled request answers 503 well inside API Gateway's 29 s limit.
+                    client = make_client(self.settings.dynamodb_endpoint_url, self.settings.region, max_attempts=1)
+                    self._store = DynamoDecisionStore(self.settings.table_name, client=client, max_attempts=5,
+                                                      base_delay_s=0.05, max_delay_s=0.5)
         return self._store
 
     @property
