@@ -136,17 +136,17 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest) -> Iterator[b
     yield _sse(completion_chunk(completion_id, model.name, {"role": "assistant", "content": ""}))
     count = 0
     finish = "stop"
+    prompt_tokens = 0
     for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0):
         if piece.finish_reason:
             finish = piece.finish_reason
+            prompt_tokens = piece.prompt_tokens or 0
         if piece.text:
             count += 1
             yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
     yield _sse(completion_chunk(completion_id, model.name, {}, finish_reason=finish))
     options = getattr(request, "stream_options", None) or {}
     if isinstance(options, dict) and options.get("include_usage"):
-        text = "".join(m.text() for m in request.messages)
-        prompt_tokens = len(model.prompt_tokens(text))
         yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": 0, "model": model.name,
                     "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": count,
                                              "total_tokens": prompt_tokens + count}})

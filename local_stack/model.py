@@ -18,10 +18,11 @@ from typing import Any
 
 @dataclass
 class Piece:
-    """One generated token's text (may be empty), and, on the last piece, the finish reason."""
+    """One generated token's text (may be empty); the last piece also has the finish reason and prompt size."""
 
     text: str
     finish_reason: str | None = None
+    prompt_tokens: int | None = None
 
 
 @dataclass
@@ -77,18 +78,31 @@ class LlamaTextModel:
                       stop: list[str] | None = None) -> Iterator[Piece]:
         with self._lock:
             llama = self._ensure_loaded()
-            for chunk in llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                                                 stop=stop or None, stream=True):
-                choice = chunk["choices"][0]
-                yield Piece(choice.get("text") or "", choice.get("finish_reason"))
+            chunks = llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                                             stop=stop or None, stream=True)
+            yield from self._pieces(llama, chunks, lambda choice: choice.get("text") or "")
 
     def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Iterator[Piece]:
         with self._lock:
             llama = self._ensure_loaded()
-            for chunk in llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                      temperature=temperature, stream=True):
-                choice = chunk["choices"][0]
-                yield Piece((choice.get("delta") or {}).get("content") or "", choice.get("finish_reason"))
+            chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                  temperature=temperature, stream=True)
+            yield from self._pieces(llama, chunks, lambda choice: (choice.get("delta") or {}).get("content") or "")
+
+    @staticmethod
+    def _pieces(llama: Any, chunks: Iterator[dict], text_of: Any) -> Iterator[Piece]:
+        generated = 0
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            text = text_of(choice)
+            finish = choice.get("finish_reason")
+            generated += 1 if text else 0
+            if finish:
+                # The context holds prompt + generated tokens (the last one unevaluated on the length limit).
+                prompt = int(llama.n_tokens) - generated + (1 if finish == "length" else 0)
+                yield Piece(text, finish, prompt_tokens=max(prompt, 0))
+            else:
+                yield Piece(text)
 
     def complete_prompt(self, prompt: str, max_tokens: int, temperature: float,
                         stop: list[str] | None = None) -> Generation:

@@ -137,6 +137,8 @@ def test_backend_complete_and_stream_agree(runtime, body_format):
     assert "".join(pieces) == completion.text  # greedy decoding: the same answer either way
     prompt_tokens, completion_tokens = strong.last_usage
     assert prompt_tokens > 5 and completion_tokens == completion.completion_tokens
+    if body_format == "messages":  # the container reports usage; the TGI stream carries no prompt count
+        assert prompt_tokens == completion.prompt_tokens
 
 
 def test_unknown_endpoint_through_backend(runtime):
@@ -179,7 +181,7 @@ def test_server_errors_are_strong_error(runtime, faults, plan, operation):
 
 @pytest.mark.parametrize("mode", ["cut", "stream_error"])
 def test_stream_broken_mid_way(runtime, faults, mode):
-    faults(mode=mode, after_parts=2)
+    faults(mode=mode, after_parts=1)
     strong = backend(runtime)
     received = []
     with pytest.raises(BackendError) as raised:
