@@ -240,3 +240,46 @@ def test_streaming_chat_is_buffered_sse(chat_env) -> None:
     chunks = [json.loads(block[6:]) for block in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip()
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# ---------------------------------------------------------------- the template's permissions, checked live
+
+
+def _template_operations() -> dict[str, set[tuple[str, str]]]:
+    """tests/unit/test_template.py checks template.yaml grants exactly these operations' IAM actions."""
+    spec = importlib.util.spec_from_file_location("template_checks", REPO / "tests" / "unit" / "test_template.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.OPERATIONS
+
+
+@pytest.fixture
+def aws_calls(monkeypatch) -> list[tuple[str, str]]:
+    """Every AWS API call the code makes, as (service, operation) (observed, then passed on unchanged)."""
+    from botocore.client import BaseClient
+
+    calls: list[tuple[str, str]] = []
+    original = BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        calls.append((self.meta.service_model.service_name, operation_name))
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    return calls
+
+
+def test_ingest_calls_stay_within_the_template_permissions(lambda_env, aws_calls) -> None:
+    handler = load_handler("ingest")
+    for name in ("decisions_post.json", "usage_get.json", "feedback_post.json", "health_get.json"):
+        response, _ = invoke(handler, load_event(name))
+        assert response["statusCode"] == 200, (name, response["body"])
+    assert set(aws_calls) == _template_operations()["IngestFunction"]
+
+
+def test_api_calls_stay_within_the_template_permissions(chat_env, aws_calls) -> None:
+    handler = load_handler("api")
+    for name in ("chat_post.json", "chat_stream_post.json", "route_post.json", "models_get.json"):
+        response, _ = invoke(handler, load_event(name))
+        assert response["statusCode"] == 200, (name, response["body"])
+    assert set(aws_calls) == _template_operations()["ApiFunction"]

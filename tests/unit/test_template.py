@@ -1,0 +1,181 @@
+"""template.yaml wiring: what each function may do matches what its code does, the layer is attached,
+environment variables match what the code reads, the table matches TABLE_SCHEMA, the events match the routes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML parses template.yaml")
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+# What the code calls (boto3 operation) -> the IAM actions that call needs.
+# TransactWriteItems has no IAM action of its own: each item needs the action of its kind.
+IAM_FOR_OPERATION = {
+    ("dynamodb", "PutItem"): {"dynamodb:PutItem"},
+    ("dynamodb", "Query"): {"dynamodb:Query"},
+    ("dynamodb", "TransactWriteItems"): {"dynamodb:ConditionCheckItem", "dynamodb:PutItem"},
+    ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
+    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): {"sagemaker:InvokeEndpointWithResponseStream"},
+}
+# Which store/backend calls each route group makes (hybrid_router.api.routes_*; checked live in
+# tests/functional/test_api_lambda.py::test_calls_stay_within_the_template_permissions).
+OPERATIONS = {
+    "ApiFunction": {("dynamodb", "PutItem"), ("sagemaker-runtime", "InvokeEndpoint"),
+                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream")},
+    "IngestFunction": {("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems")},
+}
+GROUPS = {"ApiFunction": "inference", "IngestFunction": "records"}
+
+
+class _Loader(yaml.SafeLoader):
+    """Keeps CloudFormation short-form tags as {"Fn::X": value} / {"Ref": value}."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_Loader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in template["Resources"].items()
+            if r["Type"] == "AWS::Serverless::Function"}
+
+
+def allowed_actions(props: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for policy in props.get("Policies", []):
+        assert isinstance(policy, dict) and "Statement" in policy, "only inline statements (reviewable) are used"
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            action = statement["Action"]
+            actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def test_each_function_may_do_what_its_code_does_and_no_more(template) -> None:
+    found = functions(template)
+    assert set(found) == set(OPERATIONS)
+    for name, operations in OPERATIONS.items():
+        needed = set().union(*(IAM_FOR_OPERATION[op] for op in operations))
+        assert allowed_actions(found[name]) == needed, name
+
+
+def test_permissions_are_scoped_to_resources(template) -> None:
+    for name, props in functions(template).items():
+        for policy in props["Policies"]:
+            for statement in policy["Statement"]:
+                resource = statement["Resource"]
+                assert resource != "*" and "*" not in str(resource), f"{name}: {statement['Sid']} is not scoped"
+                if any(a.startswith("dynamodb:") for a in statement["Action"]):
+                    # The table only: no function reads the by_day index.
+                    assert resource == {"Fn::GetAtt": ["DecisionsTable", "Arn"]}, name
+
+
+def test_the_layer_is_built_and_attached(template) -> None:
+    layer = template["Resources"]["RouterLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/router"
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert set(function_globals["Architectures"]) <= set(layer["Properties"]["CompatibleArchitectures"])
+    assert layer["Metadata"]["BuildArchitecture"] in function_globals["Architectures"]
+    assert {"Ref": "RouterLayer"} in function_globals["Layers"]
+    assert (REPO / "layers/router/hybrid_router/__init__.py").is_file()
+    for props in functions(template).values():
+        assert (REPO / props["CodeUri"] / "app.py").is_file() and props["Handler"] == "app.handler"
+
+
+def _names_read_by_code() -> set[str]:
+    sources = [REPO / "layers/router/hybrid_router/api/settings.py", REPO / "layers/router/hybrid_router/routing/router.py"]
+    names: set[str] = set()
+    for path in sources:
+        text = path.read_text()
+        names.update(re.findall(r'get\("([A-Z][A-Z0-9_]+)"\)', text))
+        names.update(re.findall(r'ENV_[A-Z_]+ = "([A-Z][A-Z0-9_]+)"', text))
+    return names
+
+
+def test_environment_variables_are_ones_the_code_reads(template) -> None:
+    read = _names_read_by_code()
+    assert {"STRONG_ENDPOINT_NAME", "DECISIONS_TABLE_NAME", "SAGEMAKER_BODY_FORMAT", "TENANT_ID"} <= read
+    shared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for name, props in functions(template).items():
+        env = shared | set(props.get("Environment", {}).get("Variables", {}))
+        unknown = {v for v in env - read if not v.startswith("POWERTOOLS_")}
+        assert not unknown, f"{name} sets variables no code reads: {unknown}"
+        assert "DECISIONS_TABLE_NAME" in env and "POWERTOOLS_SERVICE_NAME" in env
+    api_env = functions(template)["ApiFunction"]["Environment"]["Variables"]
+    assert {"STRONG_ENDPOINT_NAME", "WEAK_ENDPOINT_NAME", "SAGEMAKER_BODY_FORMAT"} <= set(api_env)
+
+
+def test_table_matches_table_schema(template) -> None:
+    from hybrid_router.stores.dynamodb import TABLE_SCHEMA
+
+    table = template["Resources"]["DecisionsTable"]["Properties"]
+    key = lambda items: sorted(items, key=lambda i: i["AttributeName"])  # noqa: E731
+    assert key(table["AttributeDefinitions"]) == key(TABLE_SCHEMA["AttributeDefinitions"])
+    assert table["KeySchema"] == TABLE_SCHEMA["KeySchema"]
+    assert table["GlobalSecondaryIndexes"] == TABLE_SCHEMA["GlobalSecondaryIndexes"]
+    assert table["BillingMode"] == TABLE_SCHEMA["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TABLE_SCHEMA["TimeToLiveAttribute"], "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_events_match_the_routes_each_function_serves(template) -> None:
+    from hybrid_router.api import ApiSettings, create_app
+
+    for name, props in functions(template).items():
+        events = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in props["Events"].values()}
+        app = create_app(ApiSettings(), groups=(GROUPS[name],))
+        routes = {(path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops}
+        gateway_only = {("/health", "GET")} if name == "IngestFunction" else set()
+        assert events == routes - gateway_only, name
+        for event in props["Events"].values():
+            assert event["Properties"]["RestApiId"] == {"Ref": "HybridRouterApi"}
+            key_required = event["Properties"].get("Auth", {}).get("ApiKeyRequired", True)
+            assert key_required == (event["Properties"]["Path"] != "/health")
+
+
+def test_api_key_usage_plan_and_outputs(template) -> None:
+    resources = template["Resources"]
+    assert resources["HybridRouterApi"]["Properties"]["Auth"]["ApiKeyRequired"] is True
+    plan = resources["UsagePlan"]["Properties"]
+    assert plan["Throttle"] == {"RateLimit": {"Ref": "ThrottleRateLimit"}, "BurstLimit": {"Ref": "ThrottleBurstLimit"}}
+    assert plan["Quota"]["Limit"] == {"Ref": "QuotaLimit"}
+    assert resources["DeviceApiKeyUsage"]["Properties"]["KeyId"] == {"Ref": "DeviceApiKey"}
+    assert {"ApiUrl", "ApiKeyId", "DecisionsTableName", "StrongEndpointName"} <= set(template["Outputs"])
+
+
+def test_sagemaker_resources_are_skipped_for_an_existing_endpoint(template) -> None:
+    resources = template["Resources"]
+    for name in ("SageMakerExecutionRole", "StrongModel", "StrongEndpointConfig", "StrongEndpoint"):
+        assert resources[name]["Condition"] == "CreateEndpoint", name
+    assert template["Conditions"]["CreateEndpoint"] == {"Fn::Equals": [{"Ref": "ExistingEndpointName"}, ""]}
+    assert template["Parameters"]["InstanceType"]["Default"] == "ml.g5.xlarge"
+    alarms = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"5XXError", "Invocation5XXErrors"} <= alarms
