@@ -1,0 +1,280 @@
+"""Upload the device's pending decision records to the cloud: batched, retried, idempotent.
+
+A record is marked synced only after the cloud acknowledged it (accepted, or already stored = duplicate).
+The cloud dedups by decision id, so a batch re-sent after a crash, a kill or a dropped connection comes back
+as duplicates: killing `sync` at any moment loses nothing and stores nothing twice.
+
+    python -m edge_client.sync [--db PATH] [--url URL] [--api-key KEY] [--batch-size N] [--json]
+(missing options come from the device settings: HYBRID_ROUTER_* env and the settings file)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
+from hybrid_router.ulid import new_ulid
+
+DECISIONS_PATH = "/v1/decisions"
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class SyncError(ConnectionError):
+    """Sync stopped before every pending record was acknowledged; what was acknowledged stays marked."""
+
+    def __init__(self, message: str, report: "SyncReport | None" = None):
+        super().__init__(message)
+        self.report = report
+
+
+class SyncAuthError(SyncError):
+    """The cloud refused the API key (401/403): retrying cannot help."""
+
+
+@dataclass
+class SyncReport:
+    sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    batches: int = 0
+    retries: int = 0
+    remaining: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rejected = f"; {len(self.failed)} rejected by the cloud (kept pending)" if self.failed else ""
+        return (f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
+                f"({self.accepted} new, {self.duplicates} already in the cloud) in {self.batches} batches, "
+                f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = [{"decision_id": d, "error": e} for d, e in self.failed]
+        return data
+
+
+def sync_decisions(
+    log: DecisionLog | Any,
+    client: httpx.Client | str | None = None,
+    *,
+    api_key: str | None = None,
+    batch_size: int = 100,
+    max_retries: int = 5,
+    base_delay_s: float = 0.5,
+    max_delay_s: float = 30.0,
+    timeout_s: float = 30.0,
+    max_batches: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SyncReport:
+    """Send pending records oldest first, `batch_size` a request, to POST /v1/decisions.
+
+    `log` is a DecisionLog, or the device Settings (then the log, URL, key and batch size come from them).
+    `client` is an httpx.Client whose base_url is the cloud API, or that base URL.
+    Retries connection errors, timeouts, 408/429/5xx with exponential backoff and full jitter
+    (`max_retries` per batch, Retry-After honoured); raises SyncAuthError on 401/403 and SyncError
+    when a batch still fails after its retries or the cloud answers something unusable.
+    """
+    if not isinstance(log, DecisionLog) and hasattr(log, "decision_log_path"):
+        return _sync_with_settings(log, client, max_retries=max_retries, sleep=sleep)
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    own_client = not isinstance(client, httpx.Client)
+    if own_client:
+        if not client:
+            raise SyncError("no cloud URL to sync to (set cloud_url / HYBRID_ROUTER_CLOUD_URL)")
+        http = httpx.Client(base_url=str(client), timeout=timeout_s)
+    else:
+        http = client
+    headers = {"x-api-key": api_key} if api_key else {}
+    report = SyncReport()
+    started = time.monotonic()
+    cursor: str | None = None
+    size = batch_size
+    try:
+        while max_batches is None or report.batches < max_batches:
+            batch = log.pending(size, after=cursor)
+            if not batch:
+                break
+            body = {"records": [record.model_dump(mode="json") for record in batch]}
+            answer = _post(http, body, headers, max_retries, base_delay_s, max_delay_s, sleep, report)
+            if answer is None:  # 413: the batch was too big for the cloud; halve it and try again
+                if size == 1:
+                    raise SyncError(f"the cloud refuses even a single record as too large ({batch[0].decision_id})")
+                size = max(1, len(batch) // 2)
+                continue
+            ids = [record.decision_id for record in batch]
+            failed = _acknowledged(answer, ids)
+            acked = [decision_id for decision_id in ids if decision_id not in failed]
+            log.mark_synced(acked, batch=new_ulid())
+            report.sent += len(batch)
+            report.batches += 1
+            report.accepted += int(answer["accepted"])
+            report.duplicates += int(answer["duplicates"])
+            report.failed.extend(failed.items())
+            cursor = batch[-1].decision_id
+    except SyncError as error:
+        error.report = _finish(report, log, started)
+        raise
+    finally:
+        if own_client:
+            http.close()
+    return _finish(report, log, started)
+
+
+def _finish(report: SyncReport, log: DecisionLog, started: float) -> SyncReport:
+    report.seconds = time.monotonic() - started
+    report.remaining = log.pending_count()
+    return report
+
+
+def _post(
+    http: httpx.Client,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    max_retries: int,
+    base_delay_s: float,
+    max_delay_s: float,
+    sleep: Callable[[float], None],
+    report: SyncReport,
+) -> dict[str, Any] | None:
+    """The cloud's answer to one batch; None if the batch was too large (413)."""
+    for attempt in range(max_retries + 1):
+        retry_after: float | None = None
+        try:
+            response = http.post(DECISIONS_PATH, json=body, headers=headers)
+        except httpx.TransportError as error:
+            problem = f"{type(error).__name__}: {error}"
+        else:
+            status = response.status_code
+            if status in (401, 403):
+                raise SyncAuthError(f"the cloud refused the API key ({status}): {_message(response)}")
+            if status == 413:
+                return None
+            if 200 <= status < 300:
+                try:
+                    return response.json()
+                except ValueError:
+                    problem = f"unreadable answer ({status}): {response.text[:200]!r}"
+            elif status in _RETRY_STATUS:
+                problem = f"HTTP {status}: {_message(response)}"
+                retry_after = _retry_after(response)
+            else:
+                raise SyncError(f"the cloud rejected the batch ({status}): {_message(response)}")
+        if attempt == max_retries:
+            raise SyncError(f"gave up after {max_retries + 1} attempts: {problem}")
+        report.retries += 1
+        ceiling = min(max_delay_s, base_delay_s * 2**attempt)
+        delay = random.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, max_delay_s))
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _acknowledged(answer: Any, ids: Sequence[str]) -> dict[str, str]:
+    """The records the cloud did not store ({id: error}); raises SyncError if the answer does not add up."""
+    try:
+        accepted, duplicates = int(answer["accepted"]), int(answer["duplicates"])
+        failed: dict[str, str] = {}
+        for item in answer.get("failed") or []:
+            if isinstance(item, dict):
+                failed[str(item["decision_id"])] = str(item.get("error", ""))
+            else:
+                failed[str(item[0])] = str(item[1])
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise SyncError(f"unusable answer from the cloud ({error}): {str(answer)[:200]}") from None
+    unknown = set(failed) - set(ids)
+    if unknown or accepted < 0 or duplicates < 0 or accepted + duplicates + len(failed) != len(ids):
+        # Marking on an answer that does not add up could lose records: mark none, the re-send is harmless.
+        raise SyncError(
+            f"the cloud's answer does not match the batch of {len(ids)}: accepted {accepted}, "
+            f"duplicates {duplicates}, failed {len(failed)}" + (f" (unknown ids {sorted(unknown)[:3]})" if unknown else "")
+        )
+    return failed
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+        if isinstance(data, dict):
+            error = data.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                return str(error["message"])
+            if data.get("detail"):
+                return str(data["detail"])
+    except ValueError:
+        pass
+    return response.text[:200] or response.reason_phrase
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _sync_with_settings(settings: Any, client: httpx.Client | str | None, **options: Any) -> SyncReport:
+    with DecisionLog(settings.decision_log_path) as log:
+        return sync_decisions(
+            log,
+            client or settings.cloud_url,
+            api_key=settings.api_key,
+            batch_size=settings.sync_batch_size,
+            **options,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_client.sync", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", help="decision log (default: from the device settings)")
+    parser.add_argument("--url", help="cloud API base URL (default: cloud_url setting)")
+    parser.add_argument("--api-key", help="cloud API key (default: api_key setting)")
+    parser.add_argument("--batch-size", type=int, help="records per request (default: sync_batch_size setting)")
+    parser.add_argument("--max-retries", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+
+    settings = None
+    if not (args.db and args.url and args.api_key and args.batch_size):
+        from edge_client.config import ConfigError, load_settings
+
+        try:
+            settings = load_settings().settings
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    db = args.db or settings.decision_log_path
+    url = args.url or settings.cloud_url
+    api_key = args.api_key or (settings.api_key if settings else None)
+    batch_size = args.batch_size or (settings.sync_batch_size if settings else 100)
+    try:
+        with DecisionLog(db) as log:
+            report = sync_decisions(log, url, api_key=api_key, batch_size=batch_size,
+                                    max_retries=args.max_retries, timeout_s=args.timeout)
+    except SyncAuthError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except (SyncError, DecisionLogError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        report = getattr(error, "report", None)
+        if report is not None:
+            print(str(report), file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict()) if args.json else str(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

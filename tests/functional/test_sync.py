@@ -1,0 +1,251 @@
+"""Device -> cloud sync end to end: DecisionLog (SQLite) -> httpx -> the real cloud API app (uvicorn, real socket)
+-> DynamoDecisionStore -> moto server. A small HTTP proxy in front of the API slows it down, drops connections
+after the API stored a batch, or answers 503/429, the way a flaky network or gateway would."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import uvicorn
+
+from edge_client.sync import SyncAuthError, SyncError, _acknowledged, sync_decisions
+from hybrid_router.api.app import create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.api.settings import ApiSettings
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.stores.sqlite_log import DecisionLog
+
+API_KEY = "device-key-1"
+TENANT, DEVICE = "acme", "laptop-7"
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Forwards to the API. Per server: `delay_s` after the API answered; `drop` answers to swallow (the API has
+    stored the batch, the device never hears back); `errors` [(status, headers)] answered instead of forwarding."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802
+        state = self.server.state
+        with state["lock"]:
+            state["active"] += 1
+        try:
+            self._forward(state)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the device went away (killed): the API may still have stored the batch
+        finally:
+            with state["lock"]:
+                state["active"] -= 1
+
+    def _forward(self, state):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with state["lock"]:
+            state["requests"] += 1
+            error = state["errors"].pop(0) if state["errors"] else None
+        if error:
+            status, headers = error
+            payload = json.dumps({"error": {"message": "injected", "type": "server_error"}}).encode()
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "x-api-key")}
+        answer = state["http"].post(state["upstream"] + self.path, content=body, headers=headers)
+        time.sleep(state["delay_s"])
+        with state["lock"]:
+            drop = state["drop"] > 0
+            state["drop"] -= drop
+        if drop:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(answer.status_code)
+        for key in ("content-type", "retry-after"):
+            if key in answer.headers:
+                self.send_header(key, answer.headers[key])
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def cloud(dynamodb_client, decision_table):
+    """The cloud API (records routes) on uvicorn, behind the flaky proxy. Yields (proxy_url, store, proxy_state)."""
+    store = DynamoDecisionStore(decision_table, client=dynamodb_client)
+    settings = ApiSettings(table_name=decision_table, api_keys=parse_key_map(f"{API_KEY}={TENANT}/{DEVICE}"))
+    app = create_app(settings, groups=("records",), store=store)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    api = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    api_thread = threading.Thread(target=api.run, kwargs={"sockets": [sock]}, daemon=True)
+    api_thread.start()
+    while not api.started:
+        time.sleep(0.02)
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    proxy.daemon_threads = True
+    proxy.state = {"upstream": f"http://127.0.0.1:{sock.getsockname()[1]}", "http": httpx.Client(timeout=60),
+                   "lock": threading.Lock(), "requests": 0, "active": 0, "delay_s": 0.0, "drop": 0, "errors": []}
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_port}", store, proxy.state
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        proxy.state["http"].close()
+        api.should_exit = True
+        api_thread.join(timeout=10)
+
+
+@pytest.fixture
+def log(tmp_path):
+    with DecisionLog(tmp_path / "device.db") as log:
+        yield log
+
+
+def _cloud_ids(store):
+    return [r.decision_id for r in store.records_for_device(TENANT, DEVICE)]
+
+
+def test_sync_end_to_end_and_again_is_a_no_op(cloud, log, make_decision):
+    url, store, _ = cloud
+    records = [make_decision("strong" if i % 3 == 0 else "weak") for i in range(230)]
+    log.append_many(records)
+    report = sync_decisions(log, url, api_key=API_KEY, batch_size=50)
+    assert (report.sent, report.accepted, report.duplicates, report.failed) == (230, 230, 0, [])
+    assert (report.batches, report.remaining) == (5, 0)
+    stored = store.records_for_device(TENANT, DEVICE)
+    assert [r.model_copy(update={"tenant_id": "local", "device_id": "local"}) for r in stored] == sorted(
+        records, key=lambda r: r.decision_id)
+    assert store.usage(TENANT, DEVICE) == log.usage()
+    again = sync_decisions(log, url, api_key=API_KEY, batch_size=50)
+    assert (again.sent, again.batches) == (0, 0)
+
+
+def test_dropped_connection_after_store_resends_as_duplicates(cloud, log, make_decision):
+    url, store, state = cloud
+    log.append_many([make_decision() for _ in range(60)])
+    state["drop"] = 2  # the first batch is stored twice over, the device hears nothing twice
+    report = sync_decisions(log, url, api_key=API_KEY, batch_size=25, base_delay_s=0.01)
+    assert report.retries == 2
+    assert (report.accepted, report.duplicates, report.remaining) == (35, 25, 0)
+    assert sorted(_cloud_ids(store)) == sorted(r.decision_id for r in log.records())
+
+
+def test_transient_errors_are_retried_with_retry_after(cloud, log, make_decision):
+    url, store, state = cloud
+    log.append_many([make_decision() for _ in range(10)])
+    state["errors"] = [(503, {}), (429, {"Retry-After": "0.2"}), (502, {})]
+    slept = []
+    report = sync_decisions(log, url, api_key=API_KEY, batch_size=10, base_delay_s=0.01,
+                            sleep=lambda s: (slept.append(s), time.sleep(s)))
+    assert (report.retries, report.accepted, report.remaining) == (3, 10, 0)
+    assert slept[1] >= 0.2  # Retry-After honoured
+    assert len(_cloud_ids(store)) == 10
+
+
+def test_gives_up_after_max_retries_keeping_everything_pending(cloud, log, make_decision):
+    url, store, state = cloud
+    log.append_many([make_decision() for _ in range(5)])
+    state["errors"] = [(503, {})] * 3
+    with pytest.raises(SyncError, match="gave up after 3 attempts") as caught:
+        sync_decisions(log, url, api_key=API_KEY, max_retries=2, base_delay_s=0.001)
+    assert caught.value.report.remaining == 5
+    assert log.pending_count() == 5 and _cloud_ids(store) == []
+
+
+def test_bad_api_key_stops_at_once(cloud, log, make_decision):
+    url, _, state = cloud
+    log.append_many([make_decision() for _ in range(5)])
+    with pytest.raises(SyncAuthError, match="403"):
+        sync_decisions(log, url, api_key="wrong", base_delay_s=0.001)
+    with pytest.raises(SyncAuthError, match="401"):
+        sync_decisions(log, url, api_key=None, base_delay_s=0.001)
+    assert state["requests"] == 2 and log.pending_count() == 5
+
+
+def test_unreachable_cloud_is_a_clear_error(log, make_decision):
+    log.append(make_decision())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening
+        with pytest.raises(SyncError, match="ConnectError"):
+            sync_decisions(log, dead, api_key=API_KEY, max_retries=1, base_delay_s=0.001)
+    assert log.pending_count() == 1
+
+
+def test_an_answer_that_does_not_add_up_marks_nothing():
+    ids = ["01J0000000000000000000000A", "01J0000000000000000000000B"]
+    assert _acknowledged({"accepted": 1, "duplicates": 0, "failed": [{"decision_id": ids[1], "error": "x"}]},
+                         ids) == {ids[1]: "x"}
+    with pytest.raises(SyncError, match="does not match"):
+        _acknowledged({"accepted": 1, "duplicates": 0, "failed": []}, ids)
+    with pytest.raises(SyncError, match="unknown ids"):
+        _acknowledged({"accepted": 1, "duplicates": 0, "failed": [["01J000000000000000000000ZZ", "x"]]}, ids)
+    with pytest.raises(SyncError, match="unusable"):
+        _acknowledged({"ok": True}, ids)
+
+
+def _run_sync(db, url, batch_size):
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_client.sync", "--db", str(db), "--url", url, "--api-key", API_KEY,
+         "--batch-size", str(batch_size), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _synced(db):
+    with DecisionLog(db) as log:
+        return log.count() - log.pending_count()
+
+
+def test_kill_mid_sync_loses_nothing_and_duplicates_nothing(cloud, tmp_path, make_decision):
+    """THE KILL TEST: SIGKILL a real sync process twice mid-run, then let a third finish."""
+    url, store, state = cloud
+    db = tmp_path / "device.db"
+    with DecisionLog(db) as log:
+        records = [make_decision("strong" if i % 4 == 0 else "weak") for i in range(2000)]
+        assert log.append_many(records) == 2000
+    state["delay_s"] = 0.05  # the API has stored the batch; the answer is slow: a kill often lands right here
+    for kill_after in (300, 900):
+        proc = _run_sync(db, url, batch_size=20)
+        deadline = time.monotonic() + 120
+        while _synced(db) < kill_after and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, f"sync ended before it could be killed: {proc.communicate()}"
+        time.sleep(0.03)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        assert kill_after <= _synced(db) < 2000
+    while state["active"]:  # a killed device's last batch may still be on its way into the table
+        time.sleep(0.05)
+    in_cloud_before, synced_before = len(_cloud_ids(store)), _synced(db)
+    finish = _run_sync(db, url, batch_size=20)
+    out, err = finish.communicate(timeout=300)
+    assert finish.returncode == 0, err
+    report = json.loads(out)
+    assert report["remaining"] == 0 and report["failed"] == []
+    assert report["sent"] == 2000 - synced_before
+    assert report["accepted"] == 2000 - in_cloud_before
+    assert report["duplicates"] == in_cloud_before - synced_before  # stored, killed before the device marked them
+
+    cloud_ids = _cloud_ids(store)
+    assert len(cloud_ids) == 2000 and set(cloud_ids) == {r.decision_id for r in records}
+    with DecisionLog(db) as log:
+        assert log.pending_count() == 0 and log.count() == 2000
+        assert store.usage(TENANT, DEVICE) == log.usage()
