@@ -145,10 +145,12 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                 table_name: str = DEFAULT_TABLE, endpoint_name: str = DEFAULT_ENDPOINT, region: str = DEFAULT_REGION,
                 api_key: str | None = None, tenant: str = "local", device: str = "local-device",
                 n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
-                state_file: str | Path | None = None, log_level: str = "warning") -> Stack:
+                state_file: str | Path | None = None, router_path: str | Path | None = None,
+                log_level: str = "warning") -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
+    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default).
     state_file: where to write the connection info (None: don't write one).
     """
     from moto.server import ThreadedMotoServer
@@ -178,6 +180,8 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                          dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
                          region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid())
         stack._set_env(stack_environment(info))
+        if router_path is not None:
+            stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
         create_table(make_client(endpoint_url=dynamodb_url, region=region), table_name)
 
         if api:
@@ -210,6 +214,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="local-device")
     parser.add_argument("--table", default=DEFAULT_TABLE)
     parser.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT)
+    parser.add_argument("--router", default=None, help="router file or folder for the cloud API "
+                        "(default: HYBRID_ROUTER_ROUTER or the packaged router)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads for the strong model")
     parser.add_argument("--state-file", default=None, help=f"connection info JSON (default {default_state_file()})")
     parser.add_argument("--ready-file", default=None, help="touch this file once everything answers")
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = start_stack(args.model, api=not args.no_api, host=args.host, api_port=args.port,
                             table_name=args.table, endpoint_name=args.endpoint_name, api_key=args.api_key,
                             tenant=args.tenant, device=args.device, n_threads=args.threads,
-                            state_file=state_file, log_level=args.log_level)
+                            state_file=state_file, router_path=args.router, log_level=args.log_level)
     except Exception as exc:  # a clear one-line reason instead of a stack trace
         print(f"error: the local stack did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

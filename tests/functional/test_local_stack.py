@@ -3,8 +3,11 @@ API under uvicorn, wired through the environment the Lambda functions get."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
+from pathlib import Path
 
 import boto3
 import httpx
@@ -18,12 +21,29 @@ from hybrid_router.backends.sagemaker import SageMakerBackend  # noqa: E402
 from local_stack.stack import start_stack  # noqa: E402
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def router_dir(tmp_path_factory) -> Path:
+    """A small real router file (bench/tiny_router.py), so the test needs no trained router."""
+    pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
+    spec = importlib.util.spec_from_file_location("tiny_router", REPO / "bench" / "tiny_router.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("tiny_router", module)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("stack-router")
+    module.write_tiny_router(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, router_dir):
     state_file = tmp_path_factory.mktemp("stack") / "local_stack.json"
-    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_DYNAMODB", "HYBRID_ROUTER_API_KEYS")}
+    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_DYNAMODB", "HYBRID_ROUTER_API_KEYS",
+                                             "HYBRID_ROUTER_ROUTER")}
     with start_stack(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2"), n_ctx=1024, n_threads=1,
-                     state_file=state_file) as running:
+                     state_file=state_file, router_path=router_dir) as running:
         yield running
     assert {k: os.environ.get(k) for k in before} == before, "stop() restores the environment"
     assert not state_file.exists(), "stop() removes its state file"
@@ -56,6 +76,12 @@ def test_cloud_api_serves_the_strong_model(stack):
     completion = client.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)
     assert completion.text.strip()
     assert completion.completion_tokens >= 1
+    # The API logged the decision in the stand-in DynamoDB: the caller's usage counts it.
+    usage = httpx.get(f"{stack.info.api_url}/v1/usage", headers={"x-api-key": stack.info.api_key})
+    assert usage.status_code == 200
+    body = usage.json()
+    assert (body["tenant_id"], body["device_id"]) == (stack.info.tenant, stack.info.device)
+    assert body["by_route"]["strong"]["requests"] >= 1
 
 
 def test_cloud_api_rejects_a_wrong_key(stack):
