@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -12,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-BENCHMARK_GLOB = "/work/shared/data/benchmarks/*.jsonl"
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder: env HYBRID_ROUTER_SHARED_DATA, else ../shared/data beside the repo, else /work/shared/data."""
+    if os.environ.get("HYBRID_ROUTER_SHARED_DATA"):
+        return Path(os.environ["HYBRID_ROUTER_SHARED_DATA"])
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else Path("/work/shared/data")
+
+
+BENCHMARK_GLOB = str(shared_data_dir() / "benchmarks" / "*.jsonl")
 _SPACE = re.compile(r"\s+")
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 from onnx import TensorProto, helper, numpy_helper
 
 ENCODER_FILES = {"minilm": "minilm_int8.onnx", "static": "static_int8.onnx"}
@@ -237,6 +238,27 @@ def export_encoders(out_dir: Path, which: tuple[str, ...] = ("minilm", "static")
                 export_static(out_dir)
         paths[name] = path
     return paths
+
+
+def encoder_from_router(router_path: Path, out_dir: Path) -> tuple[Path, str]:
+    """Cuts the encoder (input_ids, attention_mask -> embedding) out of an existing router file.
+
+    Lets a router be retrained on the exact encoder of a shipped one, without torch. Returns (path, variant).
+    """
+    model = onnx.load(str(router_path))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    variant = meta.get("embedding", {}).get("variant")
+    if variant not in ENCODER_FILES:
+        raise ValueError(f"{router_path} holds no known encoder (embedding variant {variant!r})")
+    keep = {"input_ids", "attention_mask"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{variant}_from_{file_sha256(router_path)[:12]}.onnx"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp.onnx")
+        onnx.save(model, str(tmp))
+        onnx.utils.extract_model(str(tmp), str(path), sorted(keep), ["embedding"])
+        tmp.unlink()
+    return path, variant
 
 
 # --------------------------------------------------------------------------------------------- measuring

@@ -74,28 +74,34 @@ def linear_head_nodes(head: LinearHead) -> tuple[list, list, list]:
 
 
 def random_graph(max_tokens: int, seed: int) -> onnx.ModelProto:
-    """The random baseline: score = frac(sin(sum_i id_i * k_i) * 43758.5453), a deterministic hash of the tokens.
+    """The random baseline: a deterministic integer hash of the token ids, scaled to [0, 1).
 
-    The same prompt always gets the same score; over many prompts the scores are near uniform on [0, 1).
+    h = sum_i id_i * k_i (k_i seeded random integers), then two Lehmer steps x -> 48271 x mod (2^31 - 1).
+    Integer arithmetic is exact, so the score does not depend on batching or summation order. The same prompt
+    always gets the same score; over many prompts the scores are near uniform.
     """
-    k = np.random.default_rng(seed).uniform(0.5, 1.5, size=(max_tokens,)).astype(np.float32) * 0.001
+    k = np.random.default_rng(seed).integers(1, 1 << 20, size=(max_tokens,), dtype=np.int64)
     nodes = [
         helper.make_node("Shape", ["input_ids"], ["r_shape"]),
         helper.make_node("Slice", ["r_shape", "r_one", "r_two"], ["r_len"]),
         helper.make_node("Slice", ["r_k", "r_zero", "r_len"], ["r_kl"]),
-        helper.make_node("Cast", ["input_ids"], ["r_ids"], to=TensorProto.FLOAT),
-        helper.make_node("Cast", ["attention_mask"], ["r_mask"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["r_ids", "r_mask"], ["r_idm"]),
+        helper.make_node("Mul", ["input_ids", "attention_mask"], ["r_idm"]),
         helper.make_node("Mul", ["r_idm", "r_kl"], ["r_weighted"]),
         helper.make_node("ReduceSum", ["r_weighted", "r_one"], ["r_sum"], keepdims=0),
-        helper.make_node("Sin", ["r_sum"], ["r_sin"]),
-        helper.make_node("Mul", ["r_sin", "r_big"], ["r_big_sin"]),
-        helper.make_node("Floor", ["r_big_sin"], ["r_floor"]),
-        helper.make_node("Sub", ["r_big_sin", "r_floor"], ["score"]),
+        helper.make_node("Mod", ["r_sum", "r_prime"], ["r_h0"]),
+        helper.make_node("Mul", ["r_h0", "r_mult"], ["r_h1a"]),
+        helper.make_node("Mod", ["r_h1a", "r_prime"], ["r_h1"]),
+        helper.make_node("Mul", ["r_h1", "r_mult"], ["r_h2a"]),
+        helper.make_node("Mod", ["r_h2a", "r_prime"], ["r_h2"]),
+        helper.make_node("Cast", ["r_h2"], ["r_hf"], to=TensorProto.DOUBLE),
+        helper.make_node("Div", ["r_hf", "r_prime_f"], ["r_unit"]),
+        helper.make_node("Cast", ["r_unit"], ["score"], to=TensorProto.FLOAT),
     ]
+    prime = (1 << 31) - 1
     inits = [
         _const("r_k", k), _const("r_zero", np.array([0], dtype=np.int64)), _const("r_one", np.array([1], dtype=np.int64)),
-        _const("r_two", np.array([2], dtype=np.int64)), _const("r_big", np.array(43758.5453, dtype=np.float32)),
+        _const("r_two", np.array([2], dtype=np.int64)), _const("r_prime", np.array(prime, dtype=np.int64)),
+        _const("r_mult", np.array(48271, dtype=np.int64)), _const("r_prime_f", np.array(float(prime), dtype=np.float64)),
     ]
     graph = helper.make_graph(
         nodes, "random_router",

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=0, help="use at most N labelled rows (0: all)")
     p.add_argument("--epochs", type=int, default=300, help="MF: full-batch Adam steps")
     p.add_argument("--encoder", choices=list(ENCODER_FILES), default="minilm")
+    p.add_argument("--encoder-from", type=Path, default=None,
+                   help="reuse the encoder inside this router file (no torch export needed)")
     p.add_argument("--encoder-dir", type=Path, default=Path.home() / ".cache" / "hybrid-router" / "encoders")
     p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)")
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
@@ -165,7 +167,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from router_training.embed_cache import DEFAULT_CACHE, EmbeddingCache
 
-        encoder_path = export_encoders(args.encoder_dir, (encoder_name,))[encoder_name]
+        if args.encoder_from is not None:
+            from router_training.embedding_export import encoder_from_router
+
+            encoder_path, encoder_name = encoder_from_router(args.encoder_from, args.encoder_dir)
+            truncation = TRUNCATION[encoder_name]
+        else:
+            encoder_path = export_encoders(args.encoder_dir, (encoder_name,))[encoder_name]
         cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=args.cache_dir or DEFAULT_CACHE, **truncation)
         emb = cache.embed([r.prompt for r in labelled], progress=True)
         lens = length_feature([len(r.prompt) for r in labelled])

@@ -1,0 +1,105 @@
+"""Train tiny routers end to end (real data, real encoder from the shipped router, real onnxruntime) and load them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid_router.routing import Router
+from hybrid_router.routing.router import DEFAULT_ROUTER_DIR
+from router_training.data import shared_data_dir
+from router_training.train import main as train_main
+
+TRAIN = shared_data_dir() / "train"
+BENCHMARKS = shared_data_dir() / "benchmarks"
+pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason="shared training data not present")
+
+
+def _small_train_file(tmp_path: Path, rows: int = 120) -> Path:
+    """A mix of arena (judge 1-10) and routerbench (correctness) rows, both labelling the default pair."""
+    lines = []
+    for name, take in (("arena_bench_v1.jsonl", rows // 2), ("routerbench_train.jsonl", rows // 2)):
+        with open(TRAIN / name, encoding="utf-8") as handle:
+            lines += [next(handle) for _ in range(take)]
+    path = tmp_path / "small.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def _common(tmp_path: Path) -> list[str]:
+    return [
+        "--encoder-from", str(DEFAULT_ROUTER_DIR / "router.onnx"),
+        "--encoder-dir", str(tmp_path / "encoders"), "--cache-dir", str(tmp_path / "cache"),
+        "--reference-per-file", "40", "--seed", "1",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["mf", "clf"])
+def test_train_tiny_router_and_load_it(tmp_path: Path, kind: str) -> None:
+    data = _small_train_file(tmp_path)
+    out = tmp_path / f"router_{kind}"
+    started = time.time()
+    code = train_main(["--data", str(data), "--kind", kind, "--out", str(out), "--max-rows", "300",
+                       "--epochs", "30", *_common(tmp_path)])
+    assert code == 0
+    assert time.time() - started < 60
+    for name in ("router.onnx", "tokenizer.json", "training_report.json"):
+        assert (out / name).is_file()
+    router = Router(out)
+    assert router.info.kind == kind
+    assert router.info.strong_model == "gpt-4-1106-preview"
+    assert len(router.info.metadata["calibration"]["quantiles"]) == 101
+    assert router.info.metadata["training_data"][0]["file"] == "small.jsonl"
+    scores = router.score(["What is 2 + 2?", "Write a sonnet about entropy in the style of Shakespeare."])
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["rows_labelled_used"] == 120
+    assert report["export_check_max_abs_diff"] < 2e-3
+    if kind == "mf":
+        assert "gpt-4-1106-preview" in router.info.models and len(router.info.models) > 2
+    # Retraining reuses the embedding cache.
+    started = time.time()
+    assert train_main(["--data", str(data), "--kind", kind, "--out", str(tmp_path / "again"), "--max-rows", "300",
+                       "--epochs", "30", *_common(tmp_path)]) == 0
+    again = Router(tmp_path / "again")
+    np.testing.assert_allclose(again.score(["What is 2 + 2?"]), router.score(["What is 2 + 2?"]), atol=1e-5)
+
+
+def test_train_random_router(tmp_path: Path) -> None:
+    data = _small_train_file(tmp_path, rows=20)
+    out = tmp_path / "random"
+    assert train_main(["--data", str(data), "--kind", "random", "--out", str(out), "--reference-per-file", "20"]) == 0
+    router = Router(out)
+    assert router.info.kind == "random"
+    prompts = [f"prompt number {i}" for i in range(200)]
+    scores = router.score(prompts)
+    assert np.all((scores >= 0) & (scores < 1))
+    assert 0.3 < scores.mean() < 0.7 and scores.std() > 0.2
+    np.testing.assert_array_equal(scores, router.score(prompts)), "the hash router is deterministic"
+
+
+def test_refuses_training_data_that_overlaps_a_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _small_train_file(tmp_path, rows=20)
+    with open(BENCHMARKS / "routellm_gsm8k.jsonl", encoding="utf-8") as handle:
+        leaked = json.loads(handle.readline())
+    row = {"id": "leak/1", "prompt": "  " + leaked["prompt"].upper() + "\n", "scores": {"a": 1, "b": 0}}
+    with open(data, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    out = tmp_path / "refused"
+    code = train_main(["--data", str(data), "--kind", "clf", "--out", str(out), *_common(tmp_path)])
+    assert code == 2
+    assert "leak/1" in capsys.readouterr().err
+    assert not (out / "router.onnx").exists()
+
+
+def test_bad_input_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_main(["--data", str(tmp_path / "missing.jsonl"), "--kind", "mf", "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "prompt": "x", "scores": {}}\nnot json\n')
+    assert train_main(["--data", str(bad), "--kind", "mf", "--out", str(tmp_path / "o")]) == 2
+    assert "bad JSON" in capsys.readouterr().err
