@@ -122,6 +122,16 @@ def test_route_through_the_api_function(lambda_env, capsys) -> None:
     assert {"RouteOnlyRequests", "RouterLatency", "RouteOnlyStrongShare"} <= metric_names(lines)
 
 
+def test_broken_router_file_is_a_clear_503_not_a_crash(lambda_env, monkeypatch, tmp_path) -> None:
+    (tmp_path / "router.onnx").write_bytes(b"this is not an onnx graph")
+    monkeypatch.setenv("HYBRID_ROUTER_ROUTER", str(tmp_path))
+    handler = load_handler("api")  # the init phase survives
+    response, _ = invoke(handler, load_event("route_post.json"))
+    assert response["statusCode"] == 503
+    assert body_of(response)["error"]["code"] == "router_unavailable"
+    assert invoke(handler, load_event("health_get.json"))[0]["statusCode"] == 200
+
+
 def test_models(lambda_env) -> None:
     response, _ = invoke(load_handler("api"), load_event("models_get.json"))
     assert response["statusCode"] == 200

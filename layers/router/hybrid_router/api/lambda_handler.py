@@ -27,11 +27,20 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
     tracer = Tracer()
     metrics = Metrics(namespace=METRICS_NAMESPACE)
     parts.setdefault("telemetry", PowertoolsTelemetry(metrics, logger))
-    asgi = Mangum(create_app(groups=groups, **parts), lifespan="off")
+    app = create_app(groups=groups, **parts)
+    if "inference" in groups:
+        # Load the router during the init phase (full CPU, before the first request's clock starts).
+        # A broken router file is not fatal here: requests then get a clear 503 naming the problem.
+        from hybrid_router.api.errors import ApiError
+        try:
+            app.state.services.router
+        except ApiError as exc:
+            logger.error("router not loaded at init", extra={"error": exc.message})
+    asgi = Mangum(app, lifespan="off")
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @tracer.capture_lambda_handler
-    @metrics.log_metrics
+    @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict, context: Any) -> dict:
         response = asgi(event, context)
         status = int(response.get("statusCode", 500))
