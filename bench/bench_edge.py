@@ -141,6 +141,16 @@ def server_stream(http: httpx.Client, model: str, prompt: str, max_tokens: int) 
     return time.perf_counter() - started, tokens
 
 
+def interleaved(i: int, backend: LlamaCppBackend, direct, server) -> tuple[float, int, float, int]:
+    """Both paths on the same prompt, alternating which goes first; the KV cache is cleared before each,
+    so neither reuses the other's evaluated prompt."""
+    results = {}
+    for name in (("direct", "server") if i % 2 == 0 else ("server", "direct")):
+        backend._llama.reset()
+        results[name] = direct() if name == "direct" else server()
+    return (*results["direct"], *results["server"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
@@ -171,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             direct, routed, overhead = [], [], []
             for i in range(args.requests):
                 prompt = PROMPTS[i % len(PROMPTS)]
-                d, d_tokens = direct_call(backend, prompt, args.max_tokens)
-                s, s_tokens = server_call(http, model, prompt, args.max_tokens)
+                d, d_tokens, s, s_tokens = interleaved(
+                    i, backend, lambda: direct_call(backend, prompt, args.max_tokens),
+                    lambda: server_call(http, model, prompt, args.max_tokens))
                 assert d_tokens == s_tokens, "the two paths generated different answers"
                 direct.append(d * 1000)
                 routed.append(s * 1000)
@@ -180,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             raw_tps, server_tps = [], []
             for i in range(args.stream_requests):
                 prompt = LONG_PROMPTS[i % len(LONG_PROMPTS)]
-                d, d_tokens = direct_stream(backend, prompt, args.stream_tokens)
-                s, s_tokens = server_stream(http, model, prompt, args.stream_tokens)
+                d, d_tokens, s, s_tokens = interleaved(
+                    i, backend, lambda: direct_stream(backend, prompt, args.stream_tokens),
+                    lambda: server_stream(http, model, prompt, args.stream_tokens))
                 raw_tps.append(d_tokens / d)
                 server_tps.append(s_tokens / s)
         decisions = service.log.count()

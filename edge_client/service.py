@@ -298,23 +298,24 @@ class StreamingAnswer:
             self._finish(error)
 
     def close(self) -> None:
-        """Ends the stream early (client gone): releases the backend and logs what was produced."""
-        if self.record is None:
-            closer = getattr(self.rest, "close", None)
-            if closer:
-                try:
-                    closer()
-                except ValueError:  # still running in a worker thread; it ends on its own
-                    pass
-            self._finish("client_disconnected")
+        """Ends the stream (early if the client is gone): releases the backend and logs what was produced."""
+        closer = getattr(self.rest, "close", None)
+        if closer:
+            try:
+                closer()
+            except ValueError:  # still running in another thread; it ends on its own
+                pass
+        self._finish("client_disconnected")
 
     def _finish(self, error: str | None) -> None:
         if self.record is not None:
             return
         backend = self.attempt.backend
         usage = self.usage
-        if usage is None:
-            usage = getattr(backend, "last_usage", None) or (0, len(self.text_parts))
+        if usage is None and error is None:
+            usage = getattr(backend, "last_usage", None)
+        if usage is None:  # cut short: count what was produced (one piece is about one token)
+            usage = (0, len(self.text_parts))
         self.finish_reason = getattr(backend, "last_finish_reason", "stop") or "stop"
         self.record = self.service._record(self.plan, self.request, self.route, self.reason, int(usage[0]),
                                            int(usage[1]), time.perf_counter() - self.began, error=error)
