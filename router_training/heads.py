@@ -40,9 +40,13 @@ class MFHead:
 def train_mf(
     emb: np.ndarray, lengths: np.ndarray, pairs: tuple[np.ndarray, ...], models: list[str],
     dim: int = 128, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-    use_length: bool = True,
+    use_length: bool = True, per_prompt: bool = False,
 ) -> MFHead:
-    """Full-batch Adam on the pairwise logistic loss over every (prompt, model a, model b) outcome."""
+    """Full-batch Adam on the pairwise logistic loss over every (prompt, model a, model b) outcome.
+
+    per_prompt weights each outcome by 1 / (outcomes of its prompt), so every prompt counts the same
+    whatever the number of models that answered it; otherwise every outcome counts the same.
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -57,7 +61,13 @@ def train_mf(
     c = torch.nn.Parameter(torch.zeros(n_models))
     params = [W1, V, w2, b] + ([c] if use_length else [])
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    if per_prompt:
+        counts = torch.bincount(rows, minlength=emb.shape[0]).to(torch.float32)
+        weight = 1.0 / counts[rows]
+        weight = weight / weight.mean()
+    else:
+        weight = torch.ones(len(rows))
+    loss_fn = torch.nn.BCEWithLogitsLoss(weight=weight)
     for _ in range(max(1, epochs)):
         optimizer.zero_grad()
         proj = e @ W1.T  # [N, dim]

@@ -44,7 +44,8 @@ def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, m
                 ) -> dict[str, tuple[np.ndarray, str, str, np.ndarray, np.ndarray]]:
     """For each held-out group: (row indices, strong model, weak model, strong labels, weak labels).
 
-    The requested pair where the group labels it, else the group's best model against its median model.
+    The requested pair where both label 80 % of the group, else the group's best model against its median model
+    (among models labelling 80 % of it); only rows labelled for both models are used.
     Groups where the two differ by less than min_gap in mean score are skipped (PGR is noise there).
     """
     members: dict[str, list[int]] = defaultdict(list)
@@ -52,21 +53,24 @@ def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, m
         members[rows[i].group].append(int(i))
     out = {}
     for group, indices in sorted(members.items()):
-        per_model: dict[str, list[float]] = defaultdict(list)
-        for i in indices:
-            for model, value in unit_scores(rows[i]).items():
-                per_model[model].append(value)
-        complete = {m: np.mean(v) for m, v in per_model.items() if len(v) == len(indices)}
-        if len(complete) < 2:
-            continue
-        if strong in complete and weak in complete:
+        labels = [unit_scores(rows[i]) for i in indices]
+        coverage: dict[str, int] = defaultdict(int)
+        for scores in labels:
+            for model in scores:
+                coverage[model] += 1
+        common = [m for m, n in coverage.items() if n >= 0.8 * len(indices)]
+        if strong in common and weak in common:
             s_model, w_model = strong, weak
         else:
-            ranked = sorted(complete, key=lambda m: complete[m])
+            if len(common) < 2:
+                continue
+            means = {m: np.mean([s[m] for s in labels if m in s]) for m in common}
+            ranked = sorted(common, key=lambda m: means[m])
             s_model, w_model = ranked[-1], ranked[len(ranked) // 2]
-        if complete[s_model] - complete[w_model] < min_gap:
+        both = [k for k, s in enumerate(labels) if s_model in s and w_model in s]
+        s_lab = np.array([labels[k][s_model] for k in both])
+        w_lab = np.array([labels[k][w_model] for k in both])
+        if len(both) < 10 or s_lab.mean() - w_lab.mean() < min_gap:
             continue
-        s_lab = np.array([unit_scores(rows[i])[s_model] for i in indices])
-        w_lab = np.array([unit_scores(rows[i])[w_model] for i in indices])
-        out[group] = (np.array(indices), s_model, w_model, s_lab, w_lab)
+        out[group] = (np.array(indices)[both], s_model, w_model, s_lab, w_lab)
     return out

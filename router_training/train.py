@@ -28,7 +28,7 @@ from router_training.selection import apgr, group_pairs, holdout_split
 
 DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-TRUNCATION = {"minilm": {"max_tokens": 256, "head_tokens": 64}, "static": {"max_tokens": 512, "head_tokens": 128}}
+TRUNCATION = {"minilm": {"max_tokens": 128, "head_tokens": 48}, "static": {"max_tokens": 512, "head_tokens": 128}}
 ROUTER_VERSION = "1"
 
 
@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
     p.add_argument("--holdout", action="append", default=None,
                    help="group (file/dataset) or file held out for model selection (repeatable; default: seeded choice)")
-    p.add_argument("--target", choices=["difficulty", "strong_beats_weak"], default="difficulty", help="clf target")
+    p.add_argument("--target", choices=["difficulty", "difficulty_centered", "strong_beats_weak"],
+                   default="difficulty", help="clf target (difficulty_centered: minus its file's mean)")
     p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
+    p.add_argument("--pair-weighting", default="pair,prompt",
+                   help="MF: candidate outcome weightings (pair: each outcome 1; prompt: each prompt 1)")
     p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths")
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
@@ -87,10 +90,14 @@ def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHea
         if len(pairs[0]) == 0:
             raise UsageError("no pairwise outcomes: the data needs rows scored for at least two models")
         return train_mf(emb, lens, pairs, models, dim=params["dim"], epochs=args.epochs, seed=args.seed,
-                        use_length=not args.no_length)
+                        use_length=not args.no_length, per_prompt=params["weighting"] == "prompt")
     cal_mask, cal_label = _strong_needed(rows, args.strong, args.weak)
-    if args.target == "difficulty":
+    if args.target.startswith("difficulty"):
         target = np.array([D.difficulty(r) for r in rows])
+        if args.target == "difficulty_centered":
+            files = np.array([r.file for r in rows])
+            for file in set(files):
+                target[files == file] -= np.nanmean(target[files == file])
     else:
         target = np.where(cal_mask, cal_label, np.nan)
         if cal_mask.sum() < 10:
@@ -179,7 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lens = length_feature([len(r.prompt) for r in labelled])
         held = holdout_split(labelled, args.holdout, args.seed)
         groups = group_pairs(labelled, held, args.strong, args.weak)
-        grid = ([{"dim": int(d)} for d in args.dims.split(",")] if args.kind == "mf"
+        grid = ([{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
+                if args.kind == "mf"
                 else [{"alpha": float(a)} for a in args.alphas.split(",")])
         tr = ~held
         train_rows = [r for r, h in zip(labelled, held) if not h]
