@@ -353,3 +353,45 @@ def test_serve_command_in_a_subprocess(tmp_path, router_dir, strong_server) -> N
     assert strong.model == STRONG_NAME and strong.model_extra["routing"]["reason"] == "routed"
     with DecisionLog(tmp_path / "decisions.sqlite3") as log:
         assert [r.route for r in log.records()] == ["weak", "strong"]
+
+
+def test_client_leaving_mid_stream_frees_the_model_and_logs_the_partial_answer(edge) -> None:
+    server, service = edge
+    long = [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]
+    body = {"model": ALWAYS_WEAK, "messages": long, "max_tokens": 400, "stream": True}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            decision_id = response.headers["x-hybrid-router-decision-id"]
+            lines = response.iter_lines()
+            seen = [line for _, line in zip(range(6), lines)]
+        assert any('"content"' in line for line in seen)
+        started = time.monotonic()
+        # the next request gets the model long before 400 tokens could have been generated
+        after = http.post("/v1/chat/completions", json={"model": ALWAYS_WEAK, "messages": PROMPT, "max_tokens": 4})
+        assert after.status_code == 200 and time.monotonic() - started < 15
+    deadline = time.monotonic() + 10
+    while service.log.get(decision_id) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = logged(service, decision_id)
+    assert record.status == "error" and record.error == "client_disconnected"
+    assert 0 < record.completion_tokens < 400
+
+
+def test_concurrent_requests_take_turns_on_the_model(edge) -> None:
+    server, service = edge
+    results: list[tuple[int, str]] = []
+
+    def ask(max_tokens: int) -> None:
+        response = httpx.post(server.url + "/v1/chat/completions", timeout=120,
+                              json={"model": ALWAYS_WEAK, "messages": PROMPT, "max_tokens": max_tokens,
+                                    "stream": max_tokens % 2 == 0})
+        results.append((response.status_code, response.text))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in (8, 9, 10, 11)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(status for status, _ in results) == [200] * 4
+    assert all("data: [DONE]" in text or '"choices"' in text for _, text in results)
+    assert {r.status for r in service.log.records()} == {"ok"}
