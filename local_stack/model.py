@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local_stack.weights import model_name_for
+
 
 @dataclass
 class Piece:
@@ -40,7 +42,7 @@ class LlamaTextModel:
         self.n_ctx = n_ctx
         self.n_threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
         self.seed = seed
-        self.name = name or self.model_path.name.removesuffix(".gguf").split(".")[0].lower()
+        self.name = name or model_name_for(self.model_path)
         self.load_seconds: float | None = None
         self._llama: Any = None
         self._lock = threading.Lock()
@@ -62,6 +64,12 @@ class LlamaTextModel:
                                 n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
             self.load_seconds = time.perf_counter() - started
         return self._llama
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
 
     def count_tokens(self, text: str) -> int:
         with self._lock:

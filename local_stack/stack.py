@@ -121,6 +121,9 @@ class Stack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

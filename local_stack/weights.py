@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 STRONG_MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+STRONG_MODEL_NAME = "qwen2.5-coder-0.5b-instruct"
 STRONG_MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 STRONG_MODEL_SIZE = 491_400_064
 PART_PACKAGE_VERSION = "0.9.0"
@@ -115,6 +116,15 @@ def smollm2_path() -> Path:
     if not found:
         raise WeightsError(f"no .gguf file inside {folder}")
     return found[0]
+
+
+def model_name_for(path: Path) -> str:
+    """The name the stand-in serves a GGUF under: the file name without quantization suffix and extension."""
+    if path.name == STRONG_MODEL_FILE:
+        return STRONG_MODEL_NAME
+    from hybrid_router.backends.llama_cpp import model_name_for as local_model_name
+
+    return local_model_name(path)
 
 
 def resolve_model(spec: str | None) -> Path:
