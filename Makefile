@@ -3,11 +3,22 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 WHEELS   ?= $(HOME)/.cache/hybrid-router/wheels
 STAMP    := $(VENV)/.installed
+# SAM CLI and cfn-lint live in their own venv on Python 3.12 (Lambda's runtime): they pin their own dependencies.
+SAM_VENV ?= .venv-sam
+SAM_PY   ?= $(shell command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python)
+SAM_STAMP := $(SAM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast stack bench lint sam-build clean
+.PHONY: install sam-tools demo test stack bench sam-build clean
 
 install: $(STAMP)
+
+sam-tools: $(SAM_STAMP)
+
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(SAM_PY) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0
+	touch $(SAM_STAMP)
 
 $(STAMP): pyproject.toml scripts/build_llama_wheel.sh
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,7 +32,7 @@ $(STAMP): pyproject.toml scripts/build_llama_wheel.sh
 demo: install
 	$(PY) -m edge_client.demo
 
-test: install
+test: install sam-tools
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 stack: install
@@ -29,6 +40,9 @@ stack: install
 
 bench: install
 	$(PY) bench/bench_router.py
+
+sam-build: sam-tools
+	PYENV_VERSION=3.11.7:3.12.1 $(SAM_VENV)/bin/sam build
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache
