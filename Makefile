@@ -5,7 +5,7 @@ WHEELS   ?= $(HOME)/.cache/hybrid-router/wheels
 STAMP    := $(VENV)/.installed
 # SAM CLI and cfn-lint live in their own venv on Python 3.12 (Lambda's runtime): they pin their own dependencies.
 SAM_VENV ?= .venv-sam
-SAM_PY   ?= $(shell command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python)
+SAM_PY   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 SAM_STAMP := $(SAM_VENV)/.installed
 PYTEST_ARGS ?=
 
