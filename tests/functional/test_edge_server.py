@@ -32,10 +32,12 @@ from fastapi.responses import JSONResponse  # noqa: E402
 
 from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
 from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
+from hybrid_router.costs import CostModel  # noqa: E402
+from hybrid_router.routing import RouterSpec  # noqa: E402
 from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
 
 from edge_client.config import Settings  # noqa: E402
-from edge_client.routing_source import LocalRouteSource  # noqa: E402
+from edge_client.routing_source import LocalRouteSource, RoutingError  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
 
@@ -395,3 +397,40 @@ def test_concurrent_requests_take_turns_on_the_model(edge) -> None:
     assert sorted(status for status, _ in results) == [200] * 4
     assert all("data: [DONE]" in text or '"choices"' in text for _, text in results)
     assert {r.status for r in service.log.records()} == {"ok"}
+
+
+def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_dir, weak) -> None:
+    """routing_mode=remote asks the cloud API's POST /v1/route; strong_kind=cloud asks its chat endpoint
+    with the x-api-key header. Both built by the edge factory from settings."""
+    api = pytest.importorskip("hybrid_router.api.app")
+    from hybrid_router.api.identity import Identity
+    from hybrid_router.api.settings import ApiSettings
+
+    from edge_client.factory import build_route_source, build_strong
+
+    cloud_model = LlamaCppBackend(n_ctx=1024, n_threads=1, name=STRONG_NAME)
+    cloud_settings = ApiSettings(router_path=str(router_dir), strong_model_name=STRONG_NAME,
+                                 api_keys={"device-secret-key": Identity(tenant_id="acme", device_id="laptop")})
+    with ServerThread(api.create_app(cloud_settings, strong_backend=cloud_model)) as cloud:
+        settings = Settings(data_dir=str(tmp_path), routing_mode="remote", strong_kind="cloud", cloud_url=cloud.url,
+                            api_key="device-secret-key", strong_model=STRONG_NAME, max_tokens=12)
+        service = EdgeService(settings, weak=weak, strong=build_strong(settings),
+                              route_source=build_route_source(settings),
+                              decision_log=DecisionLog(settings.decision_log_path))
+        with ServerThread(create_app(service)) as server:
+            client = client_for(server)
+            to_cloud = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT)
+            local = client.chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT)
+        wrong_key = Settings(data_dir=str(tmp_path / "other"), routing_mode="remote", cloud_url=cloud.url,
+                             api_key="not-the-key")
+        with pytest.raises(RoutingError) as info:
+            build_route_source(wrong_key).decide("hi", RouterSpec("router"), None, None)
+        assert "answered 401" in str(info.value) or "answered 403" in str(info.value)
+    strong_record = logged(service, to_cloud.model_extra["routing"]["decision_id"])
+    weak_record = logged(service, local.model_extra["routing"]["decision_id"])
+    assert (strong_record.route, strong_record.router_id, strong_record.threshold) == ("strong", "tiny-token-mean",
+                                                                                        0.0)
+    assert to_cloud.choices[0].message.content.strip() and strong_record.completion_tokens > 0
+    assert (weak_record.route, weak_record.threshold) == ("weak", 1.0)
+    # the remote decision cost a cloud request: the local answer is not free
+    assert weak_record.cost_usd > CostModel.default().cloud_overhead_usd()
