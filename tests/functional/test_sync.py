@@ -286,3 +286,35 @@ def test_kill_mid_sync_loses_nothing_and_duplicates_nothing(cloud, tmp_path, mak
     assert _missing_in_cloud(store, [r.decision_id for r in records]) == []  # ... and nothing lost
     with DecisionLog(db) as log:
         assert log.pending_count() == 0 and log.count() == 2000
+
+
+def test_device_settings_drive_sync_from_env(cloud, tmp_path, make_decision):
+    """`python -m edge_client.sync` with no options reads the device settings (HYBRID_ROUTER_* env), and
+    sync_decisions(settings) (what `hybrid-router sync` calls) does the same in-process."""
+    from edge_client.config import load_settings
+
+    url, store, _ = cloud
+    env = {**os.environ, "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"), "HYBRID_ROUTER_DATA_DIR": str(tmp_path),
+           "HYBRID_ROUTER_CLOUD_URL": url, "HYBRID_ROUTER_API_KEY": API_KEY, "HYBRID_ROUTER_SYNC_BATCH_SIZE": "7"}
+    settings = load_settings(env=env).settings
+    with DecisionLog(settings.decision_log_path) as log:
+        log.append_many([make_decision() for _ in range(10)])
+    done = subprocess.run([sys.executable, "-m", "edge_client.sync", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["accepted"], report["batches"], report["remaining"]) == (10, 2, 0)
+
+    with DecisionLog(settings.decision_log_path) as log:
+        log.append_many([make_decision() for _ in range(3)])
+    result = sync_decisions(settings)
+    assert (result.accepted, result.remaining) == (3, 0)
+    assert "synced 3 of 3" in str(result)
+    assert _count_in_cloud(store) == 13
+
+    with DecisionLog(settings.decision_log_path) as log:
+        log.append(make_decision())
+    bad = subprocess.run([sys.executable, "-m", "edge_client.sync"], env={**env, "HYBRID_ROUTER_API_KEY": "nope"},
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 3 and "refused the API key" in bad.stderr and "Traceback" not in bad.stderr
+    assert _count_in_cloud(store) == 13
