@@ -74,7 +74,8 @@ def _error(status: int, message: str, error_type: str = "invalid_request_error")
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"invalid request body: {where}: {first.get('msg')}" if where else f"invalid request body: {first.get('msg')}"
+    detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    return f"invalid request body: {detail}"
 
 
 def _sse(event: dict[str, Any], space: bool = True) -> bytes:

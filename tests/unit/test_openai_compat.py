@@ -54,7 +54,8 @@ def _misbehaving_app() -> FastAPI:
                 if model == "no-done":
                     return
                 yield _chunk(finish="stop")
-                yield "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}) + "\n\n"
+                usage = {"prompt_tokens": 9, "completion_tokens": 2}
+                yield "data: " + json.dumps({"choices": [], "usage": usage}) + "\n\n"
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream")
         return {"id": "x", "object": "chat.completion", "model": model,
