@@ -34,6 +34,7 @@ REGION = "us-east-1"
 VARIANT = "AllTraffic"
 FAULTS_ENV = "LOCAL_SAGEMAKER_FAULTS"
 
+_STREAM_ONLY_MODES = {"cut", "stream_error", "stall"}
 FaultMode = Literal["none", "latency", "model_error", "service_error", "cut", "stream_error", "stall"]
 
 
@@ -64,6 +65,8 @@ class _Faults:
         if plan.mode == "none" or (plan.endpoint and plan.endpoint != endpoint):
             return None
         if plan.operation != "any" and plan.operation != operation:
+            return None
+        if operation == "invoke" and plan.mode in _STREAM_ONLY_MODES:
             return None
         if plan.remaining is not None:
             left = plan.remaining - 1
