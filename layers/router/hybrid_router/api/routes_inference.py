@@ -48,9 +48,9 @@ def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
     spec = parse_router_model(model)
     if spec is not None:
         return svc.router_for_kind(spec.kind), "", spec.threshold
-    if model == svc.strong_model_name():
+    if model in (svc.strong_model_name(), "strong"):
         return svc.router, "strong", None
-    if model == svc.weak_model_name() and svc.has_weak_backend:
+    if model in (svc.weak_model_name(), "weak") and svc.has_weak_backend:
         return svc.router, "weak", None
     raise ApiError(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
                    code="model_not_found", param="model")
@@ -237,6 +237,7 @@ def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)
     ]
     if svc.settings.strong_endpoint_name:
         cards.append(ModelCard(id=svc.strong_model_name(), description="strong model (SageMaker endpoint)"))
+        cards.append(ModelCard(id="strong", description=f"alias of {svc.strong_model_name()}"))
     if svc.has_weak_backend:
         cards.append(ModelCard(id=svc.weak_model_name(), description="weak model (SageMaker endpoint)"))
     return ModelList(data=cards)
