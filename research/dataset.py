@@ -1,6 +1,7 @@
 """Assemble train rows, targets and cheap features for router research (train/ only; benchmarks for final eval)."""
 from __future__ import annotations
 
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -42,8 +43,8 @@ def irt_difficulty(S: np.ndarray, M: np.ndarray, iters: int = 300, lr: float = 0
     for _ in range(iters):
         p = 1 / (1 + np.exp(-(th[None] - b[:, None])))
         r = (S - p) * M
-        b -= lr * (-r.sum(1) / np.maximum(M.sum(1), 1) + l2 * b)
-        th -= lr * (r.sum(0) / np.maximum(M.sum(0), 1))
+        b -= lr * (r.sum(1) / np.maximum(M.sum(1), 1) + l2 * b)
+        th += lr * (r.sum(0) / np.maximum(M.sum(0), 1))
         th -= th.mean()
     return b
 
@@ -71,9 +72,26 @@ def score_matrix(rows, scale=lambda x: x):
     return models, S, M
 
 
+EMB_KIND = os.environ.get("ROUTER_EMB", "minilm")  # minilm | static0 | static
+
+
+def _static_part(file: str, rows: list) -> Part:
+    from static_embed import static_embed, token_ids
+    table = np.load(CACHE / ("static_table0.npy" if EMB_KIND == "static0" else "static_table.npy"))
+    ids = token_ids([question_text(r) for r in rows])
+    emb = static_embed(table, ids)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return Part(file, rows, emb, np.array([len(i) + 2 for i in ids], float))
+
+
 def load_part(file: str) -> Part:
-    z = np.load(CACHE / f"{file}.npz")
     rows = load_train(file) if file in TRAIN_FILES else load_bench(file, keep_contaminated=True)
+    if EMB_KIND != "minilm":
+        return _static_part(file, rows)
+    z = np.load(CACHE / f"{file}.npz")
+    if len(z["ids"]) < len(rows):  # a cached random subset (embed_cache.py name:N)
+        by_id = {r["id"]: r for r in rows}
+        rows = [by_id[i] for i in z["ids"]]
     assert list(z["ids"]) == [r["id"] for r in rows]
     return Part(file, rows, z["emb"], z["ntok"].astype(float))
 

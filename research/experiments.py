@@ -6,6 +6,7 @@ Writes research/results/<variant>.json and prints one table row per variant.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -141,7 +142,11 @@ def selection(parts, cfg, oof_scores):
         p = parts[f]
         s = oof_scores[f]
         m = np.ones(len(p.rows), bool) if sub is None else np.array([r["dataset"] in sub for r in p.rows])
-        res[f] = apgr(s[m], p.strong_score[m], p.weak_score[m])
+        if f == "routerdc_small_models":
+            # small models only: an always-right strong model vs the mean of the 7 small models
+            res[f] = apgr(s[m], np.ones(m.sum()), 1 - p.targets["mean_wrong"][m])
+        else:
+            res[f] = apgr(s[m], p.strong_score[m], p.weak_score[m])
     res["MMLU-like"] = (res["mmlu_pro"] + res["routerbench_train"]) / 2
     res["GSM-like"] = res["routerdc_small_models"]
     res["chat-like"] = (res["arena_bench_v1"] + res["alpaca_eval_prefs"]) / 2
@@ -213,7 +218,7 @@ def run_variant(parts, name, cfg):
     bench = bench_eval(scores)
     res = {"variant": name, "config": full, "selection": sel, "bench": bench}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
+    (RESULTS / f"{name}.{os.environ.get('ROUTER_EMB', 'minilm')}.json").write_text(json.dumps(res, indent=1, default=str))
     return res
 
 
