@@ -202,7 +202,8 @@ class EdgeService:
         for attempt in attempts:
             try:
                 began = time.perf_counter()
-                completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature)
+                completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                                      decision_id=plan.decision_id)
             except BackendError as exc:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
@@ -235,7 +236,8 @@ class EdgeService:
         started = time.perf_counter()
         for attempt in attempts:
             began = time.perf_counter()
-            pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                            decision_id=plan.decision_id)
             try:
                 first = next(pieces)
             except StopIteration as stop:

@@ -27,12 +27,19 @@ class Completion:
 
 @runtime_checkable
 class ChatBackend(Protocol):
-    """messages are OpenAI-style dicts: [{"role": "user", "content": "..."}]."""
+    """messages are OpenAI-style dicts: [{"role": "user", "content": "..."}].
+
+    decision_id names the decision record this call answers. Backends that reach hybrid-router's own
+    cloud send it (`x-decision-id`) so the cloud does not log a second record for an answer the
+    device already logs; SageMaker gets it as the InferenceId; local backends ignore it.
+    """
 
     name: str
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion: ...
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+                 decision_id: str | None = None) -> Completion: ...
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+               decision_id: str | None = None) -> Iterator[str]:
         """Yields text pieces. After exhaustion, `last_usage` holds (prompt_tokens, completion_tokens)."""
         ...

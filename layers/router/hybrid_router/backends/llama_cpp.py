@@ -112,7 +112,8 @@ class LlamaCppBackend:
             raise BackendError(f"prompt is longer than the local model's context ({self.n_ctx} tokens)",
                                cause="local_context_exceeded", status_code=400)
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+                 decision_id: str | None = None) -> Completion:
         with self._lock:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
@@ -129,8 +130,8 @@ class LlamaCppBackend:
                           prompt_tokens=self.last_usage[0], completion_tokens=self.last_usage[1],
                           finish_reason=self.last_finish_reason)
 
-    def stream(self, messages: list[dict], max_tokens: int = 256,
-               temperature: float = 0.0) -> Generator[str, None, tuple[int, int]]:
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+               decision_id: str | None = None) -> Generator[str, None, tuple[int, int]]:
         """Yields text pieces; returns (and leaves in `last_usage`) (prompt_tokens, completion_tokens)."""
         with self._lock:
             llama = self._ensure_loaded()

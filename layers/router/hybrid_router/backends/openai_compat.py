@@ -92,10 +92,16 @@ class OpenAICompatBackend:
                                 cause="strong_stream_broken")
         return BackendError(f"{self.base_url} call failed: {type(exc).__name__}: {exc}", cause="strong_error")
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+    @staticmethod
+    def _decision_headers(decision_id: str | None) -> dict[str, str]:
+        return {"x-decision-id": decision_id} if decision_id else {}
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+                 decision_id: str | None = None) -> Completion:
         try:
             response = self._http.post("/chat/completions",
-                                       json=self._payload(messages, max_tokens, temperature, stream=False))
+                                       json=self._payload(messages, max_tokens, temperature, stream=False),
+                                       headers=self._decision_headers(decision_id))
         except httpx.HTTPError as exc:
             raise self._translate(exc, mid_stream=False) from exc
         self._check(response)
@@ -117,7 +123,8 @@ class OpenAICompatBackend:
         return Completion(text=text, model=body.get("model") or self.model, prompt_tokens=prompt_tokens,
                           completion_tokens=completion_tokens, finish_reason=finish)
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+               decision_id: str | None = None) -> Iterator[str]:
         self.last_usage = (0, 0)
         payload = self._payload(messages, max_tokens, temperature, stream=True)
         pieces: list[str] = []
@@ -127,7 +134,8 @@ class OpenAICompatBackend:
         started = False
         finished = False
         try:
-            with self._http.stream("POST", "/chat/completions", json=payload) as response:
+            with self._http.stream("POST", "/chat/completions", json=payload,
+                                   headers=self._decision_headers(decision_id)) as response:
                 self._check(response)
                 started = True
                 for line in response.iter_lines():

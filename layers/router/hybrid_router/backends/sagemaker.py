@@ -226,6 +226,11 @@ class StreamLineDecoder:
                 yield out
 
 
+def _inference_id(decision_id: str | None) -> dict[str, str]:
+    """SageMaker's InferenceId ties the endpoint's own logs (data capture) to the decision record."""
+    return {"InferenceId": decision_id} if decision_id else {}
+
+
 class SageMakerBackend:
     """ChatBackend over a SageMaker real-time endpoint (InvokeEndpoint / InvokeEndpointWithResponseStream)."""
 
@@ -283,11 +288,13 @@ class SageMakerBackend:
             return estimate_tokens(render_chat_prompt(messages, self.chat_template))
         return estimate_tokens("".join(message_text(m) for m in messages)) + 4 * len(messages)
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Completion:
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+                 decision_id: str | None = None) -> Completion:
         body = self._body(messages, max_tokens, temperature, stream=False)
         try:
             response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, ContentType="application/json",
-                                                   Accept="application/json", Body=json.dumps(body).encode())
+                                                   Accept="application/json", Body=json.dumps(body).encode(),
+                                                   **_inference_id(decision_id))
             raw = response["Body"].read()
         except BackendError:
             raise
@@ -301,14 +308,15 @@ class SageMakerBackend:
         return Completion(text=text, model=self.model_name, prompt_tokens=usage[0], completion_tokens=usage[1],
                           finish_reason=finish)
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+               decision_id: str | None = None) -> Iterator[str]:
         body = self._body(messages, max_tokens, temperature, stream=True)
         decoder = StreamLineDecoder(self._stops())
         self.last_usage = (0, 0)
         try:
             response = self.client.invoke_endpoint_with_response_stream(
                 EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json",
-                Body=json.dumps(body).encode())
+                Body=json.dumps(body).encode(), **_inference_id(decision_id))
         except BackendError:
             raise
         except Exception as exc:
