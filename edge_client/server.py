@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionRecord
+from hybrid_router.stores.sqlite_log import DecisionLogError
 from hybrid_router.openai_schema import (
     MAX_PROMPT_CHARS,
     ChatCompletionRequest,
@@ -212,6 +213,9 @@ def create_app(service: EdgeService) -> FastAPI:
             result = await run_in_threadpool(service.complete, request, plan)
         except BackendError as exc:
             return _error(exc.status_code if exc.status_code >= 400 else 502, str(exc), "api_error", code=exc.cause)
+        except DecisionLogError as exc:
+            return _error(507, f"the decision log cannot be written, so the answer is withheld: {exc}",
+                          "api_error", code="decision_log_unwritable")
         record = result.record
         routing = _record_routing(plan, record)
         response = ChatCompletionResponse(

@@ -17,7 +17,7 @@ from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.routing import RouterSpec, parse_router_model
-from hybrid_router.stores.sqlite_log import DecisionLog
+from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
 from edge_client.config import Settings
@@ -182,10 +182,16 @@ class EdgeService:
         )
 
     def _write(self, record: DecisionRecord) -> None:
+        """Fail closed: an answer whose decision cannot be logged (disk full, read-only) is not returned.
+
+        DecisionLogError reaches the caller (HTTP 507 from the server, one error line from the CLI), so no
+        decision ever goes unrecorded. A stream that already started is cut with that error instead.
+        """
         try:
             self.log.append(record)
-        except Exception as exc:  # the answer still goes out; the failure is reported
-            log.error("decision %s not logged: %s", record.decision_id, exc)
+        except DecisionLogError:
+            log.error("decision %s not logged; the answer is withheld", record.decision_id)
+            raise
 
     @staticmethod
     def _messages(request: ChatCompletionRequest) -> list[dict]:

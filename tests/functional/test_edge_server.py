@@ -34,7 +34,8 @@ from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path
 from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
 from hybrid_router.costs import CostModel  # noqa: E402
 from hybrid_router.routing import RouterSpec  # noqa: E402
-from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
+from hybrid_router.decision import DecisionRecord  # noqa: E402
+from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError  # noqa: E402
 
 from edge_client.config import Settings  # noqa: E402
 from edge_client.routing_source import LocalRouteSource, RoutingError  # noqa: E402
@@ -435,3 +436,26 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_
     assert (weak_record.route, weak_record.threshold) == ("weak", 1.0)
     # the remote decision cost a cloud request: the local answer is not free
     assert weak_record.cost_usd > CostModel.default().cloud_overhead_usd()
+
+
+def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, weak) -> None:
+    config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
+    DecisionLog(config.decision_log_path).close()
+    full_log = DecisionLog(config.decision_log_path, max_bytes=config.decision_log_path.stat().st_size)
+    for padding in (500, 0):  # fill what is left, as a full disk would be
+        with pytest.raises(DecisionLogError):
+            for _ in range(10_000):
+                full_log.append(DecisionRecord(router_id="filler", router_version="0", score=0.5, threshold=0.5,
+                                               route="weak", weak_model="w", strong_model="s", model_used="w",
+                                               prompt="x" * padding or None))
+    stored = full_log.count()
+    service = EdgeService(config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)),
+                          decision_log=full_log)
+    with ServerThread(create_app(service)) as server:
+        response = httpx.post(server.url + "/v1/chat/completions", timeout=60,
+                              json={"model": ALWAYS_WEAK, "messages": PROMPT})
+    assert response.status_code == 507
+    error = response.json()["error"]
+    assert error["code"] == "decision_log_unwritable"
+    assert "withheld" in error["message"]
+    assert full_log.count() == stored
