@@ -164,7 +164,8 @@ def test_throttled_puts_are_retried_and_nothing_is_lost(dynamodb_endpoint, dynam
     try:
         # botocore's own retries off, so the store's backoff does the work
         client = make_client(f"http://127.0.0.1:{server.server_port}", max_attempts=1)
-        store = DynamoDecisionStore(decision_table, client=client, base_delay_s=0.001, max_delay_s=0.01)
+        store = DynamoDecisionStore(decision_table, client=client, base_delay_s=0.001, max_delay_s=0.01,
+                                    max_attempts=30)  # 8 threads share one every-other throttle
         records = [make_decision(tenant_id="t", device_id="d") for _ in range(40)]
         result = store.put_records(records)
         assert (result.accepted, result.duplicates, result.failed) == (40, 0, [])
