@@ -146,8 +146,26 @@ def export_minilm(out_dir: Path) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------------------------- static table
-def distill_static_table(dims: int = 256, batch: int = 512) -> tuple[np.ndarray, dict]:
-    """[V, dims] float32: each token's MiniLM output, PCA-reduced and Zipf-weighted (model2vec recipe)."""
+def token_frequencies(texts: list[str]) -> np.ndarray:
+    """Relative frequency of each vocabulary id over `texts` (WordPiece, no special tokens)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
+    for encoding in tokenizer.encode_batch([t[:20_000] for t in texts], add_special_tokens=False):
+        np.add.at(counts, encoding.ids, 1.0)
+    return counts / max(1.0, counts.sum())
+
+
+def distill_static_table(dims: int = 256, batch: int = 512, frequencies: np.ndarray | None = None,
+                         sif_a: float = 1e-3) -> tuple[np.ndarray, dict]:
+    """[V, dims] float32: each token's MiniLM output, PCA-reduced and weighted (model2vec recipe).
+
+    Weights: SIF a / (a + p(token)) when token frequencies are given (tokens never seen weigh 1), else
+    Zipf log-rank from the vocabulary order.
+    """
     import torch
 
     model = build_torch_minilm()
@@ -168,12 +186,16 @@ def distill_static_table(dims: int = 256, batch: int = 512) -> tuple[np.ndarray,
     _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
     reduced = (rows - mean) @ vt[:dims].T
     # WordPiece ids are roughly frequency-ordered after the special tokens: Zipf weight ~ log(1 + rank).
-    rank = np.arange(size, dtype=np.float64)
-    weights = np.log1p(rank + 1.0)
-    weights = (weights / weights.max()).astype(np.float32)
+    if frequencies is not None:
+        weights = (sif_a / (sif_a + frequencies[:size])).astype(np.float32)
+    else:
+        rank = np.arange(size, dtype=np.float64)
+        weights = np.log1p(rank + 1.0)
+        weights = (weights / weights.max()).astype(np.float32)
     table = reduced * weights[:, None]
     table[[vocab["[PAD]"]]] = 0.0
-    return table.astype(np.float32), {"dims": dims, "recipe": "model2vec-style: MiniLM([CLS] tok [SEP]) mean, PCA, log-rank weight"}
+    recipe = "SIF a/(a+p) from training-prompt token counts" if frequencies is not None else "log-rank weight"
+    return table.astype(np.float32), {"dims": dims, "recipe": f"model2vec-style: MiniLM([CLS] tok [SEP]) mean, PCA, {recipe}"}
 
 
 def static_encoder_graph(table: np.ndarray, info: dict) -> onnx.ModelProto:
@@ -216,9 +238,10 @@ def static_encoder_graph(table: np.ndarray, info: dict) -> onnx.ModelProto:
     return model
 
 
-def export_static(out_dir: Path, dims: int = 256) -> Path:
+def export_static(out_dir: Path, dims: int = 256, frequency_texts: list[str] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    table, info = distill_static_table(dims=dims)
+    frequencies = token_frequencies(frequency_texts) if frequency_texts else None
+    table, info = distill_static_table(dims=dims, frequencies=frequencies)
     path = out_dir / ENCODER_FILES["static"]
     onnx.save(static_encoder_graph(table, info), str(path))
     return path

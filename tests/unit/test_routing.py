@@ -159,15 +159,19 @@ def test_calibration_holds_on_fresh_training_prompts(router: Router) -> None:
     assert 0.1 <= share <= 0.6
 
 
-def test_mf_pair_scores(router: Router) -> None:
-    if router.info.kind != "mf":
-        pytest.skip("default router is not MF")
+def test_mf_pair_scores() -> None:
+    router = load_router_for_kind("mf")
+    assert len(router.info.models) >= 30, "the MF router covers all models of the training files"
     logits = router.model_logits(PROMPTS)
     assert logits.shape == (len(PROMPTS), len(router.info.models))
     pair = router.score_pair(PROMPTS, router.info.strong_model, router.info.weak_model)
     np.testing.assert_allclose(pair, router.score(PROMPTS), atol=1e-5)
     with pytest.raises(ValueError, match="does not know"):
         router.score_pair(PROMPTS, "no-such-model", router.info.weak_model)
+    other = router.score_pair(PROMPTS, "gpt-4o-2024-05-13", "Llama-2-7b-hf")
+    assert other.shape == (len(PROMPTS),) and np.all((other > 0) & (other < 1))
+    with pytest.raises(ValueError, match="no per-model logits"):
+        load_router().model_logits(PROMPTS)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -247,3 +251,18 @@ def test_parse_router_model(name: str, kind: str | None, threshold: float | None
 @pytest.mark.parametrize("name", ["gpt-4", "routers", "router-mf-1.5", "router-mf-abc", "router--0.1", "", "router-mf-0.1-x"])
 def test_parse_router_model_rejects(name: str) -> None:
     assert parse_router_model(name) is None
+
+
+def test_every_shipped_kind_loads_and_routes() -> None:
+    from hybrid_router.routing import available_kinds
+
+    kinds = available_kinds()
+    assert load_router().info.kind in kinds
+    for kind, path in kinds.items():
+        spec = parse_router_model(f"router-{kind}-0.5")
+        assert spec is not None and spec.kind == kind
+        router = load_router_for_kind(spec.kind)
+        assert router.info.kind == kind
+        assert router.path == path.resolve()
+        decision = router.decide(PROMPTS[0], threshold=spec.threshold)
+        assert decision.route in {"weak", "strong"} and decision.threshold == 0.5
