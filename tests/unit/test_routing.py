@@ -266,3 +266,11 @@ def test_every_shipped_kind_loads_and_routes() -> None:
         assert router.path == path.resolve()
         decision = router.decide(PROMPTS[0], threshold=spec.threshold)
         assert decision.route in {"weak", "strong"} and decision.threshold == 0.5
+
+
+def test_thread_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    two = Router(DEFAULT_ROUTER_DIR, intra_op_num_threads=2)
+    np.testing.assert_allclose(two.score(PROMPTS), load_router(DEFAULT_ROUTER_DIR).score(PROMPTS), atol=1e-6)
+    monkeypatch.setenv("HYBRID_ROUTER_THREADS", "many")
+    with pytest.raises(RouterLoadError, match="whole number"):
+        Router(DEFAULT_ROUTER_DIR)

@@ -47,7 +47,12 @@ class Router:
 
     def __init__(self, path: str | os.PathLike[str], intra_op_num_threads: int | None = None):
         self.path = resolve_router_path(path)
-        threads = intra_op_num_threads if intra_op_num_threads is not None else int(os.environ.get(ENV_THREADS, "1"))
+        threads = intra_op_num_threads
+        if threads is None:
+            try:
+                threads = int(os.environ.get(ENV_THREADS, "1"))
+            except ValueError:
+                raise RouterLoadError(f"{ENV_THREADS} must be a whole number, got {os.environ[ENV_THREADS]!r}") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
