@@ -103,3 +103,11 @@ def test_bad_input_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_text('{"id": 1, "prompt": "x", "scores": {}}\nnot json\n')
     assert train_main(["--data", str(bad), "--kind", "mf", "--out", str(tmp_path / "o")]) == 2
     assert "bad JSON" in capsys.readouterr().err
+
+
+def test_unknown_model_pair_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _small_train_file(tmp_path, rows=40)
+    code = train_main(["--data", str(data), "--kind", "mf", "--strong", "no-such-model", "--out", str(tmp_path / "o"),
+                       *_common(tmp_path)])
+    assert code == 2
+    assert "no-such-model" in capsys.readouterr().err
