@@ -73,14 +73,15 @@ def _labelled(rows: list[D.Row]) -> list[D.Row]:
 
 
 def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, label) over rows: label = 1 if strong scored above weak, 0.5 if equal, 0 if below."""
+    """(mask, label) over rows: label = 1 if the strong model scored above the weak one (the strong model was
+    needed), else 0 (equal scores: the weak answer was as good)."""
     mask = np.zeros(len(rows), dtype=bool)
     label = np.zeros(len(rows), dtype=np.float64)
     for i, row in enumerate(rows):
         s = D.unit_scores(row)
         if strong in s and weak in s:
             mask[i] = True
-            label[i] = 1.0 if s[strong] > s[weak] else (0.5 if s[strong] == s[weak] else 0.0)
+            label[i] = 1.0 if s[strong] > s[weak] else 0.0
     return mask, label
 
 
