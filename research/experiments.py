@@ -122,7 +122,44 @@ def build_training(parts, cfg):
     return np.vstack(X), np.concatenate(y), np.concatenate(w), np.concatenate(fold), np.concatenate(keys)
 
 
-def fit(cfg, X, y, w):
+CHAT_FILES = ("arena_bench_v1", "alpaca_eval_prefs")
+
+
+def fit_logistic(X, y, w, alpha, iters=300, lr=0.5):
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mu) / sd
+    beta, b0 = np.zeros(Z.shape[1]), 0.0
+    wn = w / w.sum()
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(Z @ beta + b0)))
+        g = p - y
+        beta -= lr * (Z.T @ (wn * g) + alpha * beta / len(y))
+        b0 -= lr * (wn * g).sum()
+    return {"coef": beta / sd, "bias": b0 - (mu / sd) @ beta}
+
+
+def fit_mix(cfg, X, y, w, keys):
+    """Two ridge experts (chat files / task files) blended by a logistic chat-vs-task gate."""
+    chat = np.isin(keys, CHAT_FILES)
+    hc = fit_ridge(X[chat], y[chat], w[chat], cfg["alpha_chat"])
+    ht = fit_ridge(X[~chat], y[~chat], w[~chat], cfg["alpha"])
+    # balanced gate
+    wg = np.where(chat, 0.5 / chat.sum(), 0.5 / (~chat).sum())
+    hg = fit_logistic(X, chat.astype(float), wg, cfg.get("alpha_gate", 1.0))
+    sc, st = predict_linear(hc, X[chat]), predict_linear(ht, X[~chat])
+    return {"chat": hc, "task": ht, "gate": hg, "zc": (sc.mean(), sc.std()), "zt": (st.mean(), st.std())}
+
+
+def predict_mix(h, X):
+    p = 1 / (1 + np.exp(-predict_linear(h["gate"], X)))
+    sc = (predict_linear(h["chat"], X) - h["zc"][0]) / h["zc"][1]
+    st = (predict_linear(h["task"], X) - h["zt"][0]) / h["zt"][1]
+    return p * sc + (1 - p) * st
+
+
+def fit(cfg, X, y, w, keys=None):
+    if cfg["head"] == "mix":
+        return fit_mix(cfg, X, y, w, keys)
     if cfg["head"] == "ridge":
         return fit_ridge(X, y, w, cfg["alpha"])
     if cfg["head"] == "mlp":
@@ -131,6 +168,8 @@ def fit(cfg, X, y, w):
 
 
 def predict(cfg, h, X):
+    if cfg["head"] == "mix":
+        return predict_mix(h, X)
     return predict_linear(h, X) if cfg["head"] == "ridge" else predict_mlp(h, X)
 
 
@@ -160,7 +199,7 @@ def oof_predictions(parts, cfg, score_fn=None):
     oof = {f: np.zeros(len(parts[f].rows)) for f in parts}
     for k in range(K):
         tr = fold != k
-        h = fit(cfg, X[tr], y[tr], w[tr])
+        h = fit(cfg, X[tr], y[tr], w[tr], keys[tr])
         for f, p in parts.items():
             if f == "gsm8k_train":
                 continue
@@ -200,8 +239,8 @@ def bench_eval(scores_by_bench):
 
 
 def final_scores(parts, cfg):
-    X, y, w, _, _ = build_training(parts, cfg)
-    h = fit(cfg, X, y, w)
+    X, y, w, _, keys = build_training(parts, cfg)
+    h = fit(cfg, X, y, w, keys)
     out = {}
     for name in BENCH_FILES:
         p = bench_part(name)
@@ -255,6 +294,18 @@ VARIANTS = {
     "difficulty_equal_files": {"file_weight": {f: 3000 for f in DEFAULT["target"]}},
     # head
     "difficulty_mlp": {"head": "mlp", "alpha": 0.01},
+    "mix_filestd": {"head": "mix", "std": "file", "alpha_chat": 100.0},
+    "mix_filestd_chat_a10": {"head": "mix", "std": "file", "alpha_chat": 10.0},
+    "mix_filestd_chat_a1000": {"head": "mix", "std": "file", "alpha_chat": 1000.0},
+    "mix_groupstd": {"head": "mix", "std": "group", "alpha_chat": 100.0},
+    "mix_filestd_cheap": {"head": "mix", "std": "file", "alpha_chat": 100.0, "features": "emb+cheap"},
+    "mix_filestd_a1000_cheap": {"head": "mix", "std": "file", "alpha_chat": 1000.0, "features": "emb+cheap"},
+    "mix_filestd_a1000_len": {"head": "mix", "std": "file", "alpha_chat": 1000.0, "features": "emb+len"},
+    "mix_filestd_a3000": {"head": "mix", "std": "file", "alpha_chat": 3000.0},
+    "mix_groupstd_a1000": {"head": "mix", "std": "group", "alpha_chat": 1000.0},
+    "mix_filestd_a1000_task100": {"head": "mix", "std": "file", "alpha_chat": 1000.0, "alpha": 100.0},
+    "mix_filestd_a1000_pairgain_chat": {"head": "mix", "std": "file", "alpha_chat": 1000.0,
+                                        "target": {"arena_bench_v1": "pair_gain", "alpaca_eval_prefs": "pair_gain"}},
 }
 
 if __name__ == "__main__":
