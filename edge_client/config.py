@@ -7,6 +7,7 @@ Keys in the file are the setting names below; each environment variable is HYBRI
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -124,6 +125,25 @@ def _env_sources(env: Mapping[str, str], values: dict[str, str]) -> dict[str, st
     return sources
 
 
+STACK_FILE_ENV = "HYBRID_ROUTER_STACK_FILE"
+_STACK_FIELDS = {"api_url": "cloud_url", "api_key": "api_key", "tenant": "tenant_id", "device": "device_id"}
+
+
+def _read_running_stack(env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """The cloud settings of a `hybrid-router stack` running on this machine, if there is one.
+
+    The stack writes its URL and key to a state file; it is used only while that process is alive.
+    """
+    path = Path(env.get(STACK_FILE_ENV) or Path(platformdirs.user_data_dir(APP_NAME)) / "local_stack.json")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, ""
+    values = {field: state[key] for key, field in _STACK_FIELDS.items() if state.get(key)}
+    return values, f"local_stack:{path}"
+
+
 def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path | None = None,
                   **overrides: Any) -> LoadedSettings:
     """Effective settings. `overrides` (e.g. CLI flags; None values ignored) win over everything."""
@@ -133,7 +153,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
     env_values = _read_env(env)
     env_sources = _env_sources(env, env_values)
     given = {k: v for k, v in overrides.items() if v is not None}
-    merged = {**file_values, **env_values, **given}
+    stack_values, stack_source = {}, ""
+    if not any("cloud_url" in values for values in (file_values, env_values, given)):
+        stack_values, stack_source = _read_running_stack(env)
+    merged = {**stack_values, **file_values, **env_values, **given}
     sources = {}
     for field in Settings.model_fields:
         if field in given:
@@ -142,6 +165,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             sources[field] = env_sources[field]
         elif field in file_values:
             sources[field] = f"file:{path}"
+        elif field in stack_values:
+            sources[field] = stack_source
         else:
             sources[field] = "default"
     try:

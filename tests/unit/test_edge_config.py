@@ -21,7 +21,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
-    loaded = load_settings(env={}, config_path=tmp_path / "absent.toml")
+    loaded = load_settings(env={"HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no-stack.json")},
+                           config_path=tmp_path / "absent.toml")
     assert loaded.settings.routing_mode == "local"
     assert loaded.settings.store_prompts is False
     assert loaded.settings.max_tokens == 256
@@ -111,3 +112,28 @@ def test_invalid_settings_exit_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: invalid settings: n_ctx (env:HYBRID_ROUTER_N_CTX)")
+
+
+def _stack_file(tmp_path: Path, pid: int) -> Path:
+    path = tmp_path / "local_stack.json"
+    path.write_text(json.dumps({"api_url": "http://127.0.0.1:4567", "api_key": "stack-key", "tenant": "local",
+                                "device": "laptop", "pid": pid}))
+    return path
+
+
+def test_a_running_local_stack_is_the_default_cloud(tmp_path: Path) -> None:
+    env = {"HYBRID_ROUTER_STACK_FILE": str(_stack_file(tmp_path, os.getpid()))}
+    loaded = load_settings(env=env, config_path=tmp_path / "none.toml")
+    assert loaded.settings.cloud_url == "http://127.0.0.1:4567"
+    assert loaded.settings.device_id == "laptop"
+    assert loaded.sources["api_key"].startswith("local_stack:")
+    explicit = load_settings(env={**env, "HYBRID_ROUTER_CLOUD_URL": "https://api.example.com"},
+                             config_path=tmp_path / "none.toml")
+    assert explicit.settings.cloud_url == "https://api.example.com" and explicit.settings.api_key is None
+
+
+def test_a_stopped_local_stack_is_ignored(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    env = {"HYBRID_ROUTER_STACK_FILE": str(_stack_file(tmp_path, int(dead.stdout)))}
+    loaded = load_settings(env=env, config_path=tmp_path / "none.toml")
+    assert loaded.settings.cloud_url is None and loaded.sources["cloud_url"] == "default"
