@@ -2,6 +2,7 @@
 
     python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|random --out DIR
         [--strong M --weak M] [--seed N] [--max-rows N] [--epochs N] [--encoder minilm|static]
+        [--holdout GROUP ...] [--exclude GROUP ...]
 
 Writes DIR/router.onnx, DIR/tokenizer.json and DIR/training_report.json. Exit code 2 (and nothing written)
 when the data is unusable, in particular when a training prompt equals a benchmark prompt.
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
     p.add_argument("--holdout", action="append", default=None,
                    help="group (file/dataset) or file held out for model selection (repeatable; default: seeded choice)")
+    p.add_argument("--exclude", action="append", default=None,
+                   help="group (file/dataset or file/category) or file left out of training entirely: not used for "
+                        "selection, the final refit or the calibration reference (repeatable)")
     p.add_argument("--target", choices=["difficulty", "difficulty_centered", "strong_beats_weak"],
                    default="difficulty", help="clf target (difficulty_centered: minus its file's mean)")
     p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
@@ -124,12 +128,18 @@ def _validate(head, emb, lens, groups) -> dict[str, Any]:
     return {"mean_apgr": round(float(np.mean(values)), 4) if values else None, "groups": per_group}
 
 
-def _reference_prompts(paths: list[Path], per_file: int, seed: int) -> list[str]:
+def _excluded(row: D.Row, exclude: set[str]) -> bool:
+    return row.group in exclude or row.file in exclude
+
+
+def _reference_prompts(paths: list[Path], per_file: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
     """A fixed, seeded sample of up to per_file prompts from each training file (labelled or not)."""
     rng = np.random.default_rng(seed)
     prompts: list[str] = []
     for path in paths:
-        file_prompts = [r.prompt for r in D.read_rows([path])]
+        file_prompts = [r.prompt for r in D.read_rows([path]) if not _excluded(r, exclude)]
+        if not file_prompts:
+            continue
         take = min(per_file, len(file_prompts))
         prompts.extend(file_prompts[i] for i in sorted(rng.choice(len(file_prompts), size=take, replace=False)))
     return prompts
@@ -142,6 +152,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not path.is_file():
             raise UsageError(f"training file not found: {path}")
     rows = D.read_rows(paths)
+    exclude = set(args.exclude or ())
+    unmatched = sorted(name for name in exclude if not any(_excluded(r, {name}) for r in rows))
+    if unmatched:
+        raise UsageError(f"--exclude names no group or file of the training data: {', '.join(unmatched)}")
+    rows = [r for r in rows if not _excluded(r, exclude)]
     if not rows:
         raise UsageError("the training files hold no rows")
     D.check_decontaminated(rows, args.benchmarks)
@@ -159,12 +174,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.kind == "mf" and model not in models:
                 raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
     report: dict[str, Any] = {"kind": args.kind, "seed": args.seed, "files": [str(p) for p in paths],
-                              "rows_read": len(rows), "rows_labelled_used": len(labelled), "models": len(models)}
+                              "rows_read": len(rows), "rows_labelled_used": len(labelled), "models": len(models),
+                              "excluded_groups": sorted(exclude)}
 
     encoder_name = args.encoder
     truncation = TRUNCATION[encoder_name]
     tokenizer_src = minilm_dir() / "tokenizer.json"
-    reference = _reference_prompts(paths, args.reference_per_file, args.seed)
+    reference = _reference_prompts(paths, args.reference_per_file, args.seed, exclude)
     if args.kind == "random":
         from router_training.router_graph import random_graph
 
@@ -240,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "target": ("pairwise outcomes among all models (ties " + args.ties + ")") if args.kind == "mf"
             else (args.target if args.kind == "clf" else "none"),
             "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
-            "max_rows": args.max_rows, "epochs": args.epochs, "seed": args.seed,
+            "max_rows": args.max_rows, "epochs": args.epochs, "excluded_groups": sorted(exclude), "seed": args.seed,
             "selection": report.get("selection", {}).get("chosen"), "length_feature": not args.no_length,
         },
         "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],

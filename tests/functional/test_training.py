@@ -111,3 +111,25 @@ def test_unknown_model_pair_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
                        *_common(tmp_path)])
     assert code == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_exclude_leaves_groups_out_of_training_entirely(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _small_train_file(tmp_path)  # 60 arena rows (group "small"), 60 routerbench rows ("small/arc-challenge")
+    out = tmp_path / "excluded"
+    code = train_main(["--data", str(data), "--kind", "clf", "--out", str(out), "--alphas", "1,10",
+                       "--exclude", "small/arc-challenge", "--holdout", "small/arc-challenge",
+                       *_common(tmp_path), "--reference-per-file", "100"])
+    assert code == 0
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["rows_labelled_used"] == 60
+    assert report["excluded_groups"] == ["small/arc-challenge"]
+    assert report["selection"]["held_out_groups"] == [], "an excluded group cannot be used for selection either"
+    metadata = Router(out).info.metadata
+    assert metadata["protocol"]["excluded_groups"] == ["small/arc-challenge"]
+    assert metadata["calibration"]["n"] == 60, "excluded prompts are not in the calibration reference"
+
+    code = train_main(["--data", str(data), "--kind", "clf", "--out", str(tmp_path / "typo"),
+                       "--exclude", "small/no-such-group", *_common(tmp_path)])
+    assert code == 2
+    assert "small/no-such-group" in capsys.readouterr().err
+    assert not (tmp_path / "typo" / "router.onnx").exists()
