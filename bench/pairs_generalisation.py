@@ -1,0 +1,214 @@
+"""Does the router generalise to other strong/weak pairs, on subjects it never saw?
+
+Protocol: a few MMLU-Pro categories are left out of training ENTIRELY (`train --exclude`: not used for selection,
+for the final refit or for the calibration reference). A `clf` and an `mf` router are trained on everything else
+with the shipped routers' settings (router_training/README.md), then evaluated with router_training.evaluate on the
+excluded rows for several model pairs labelled there. The mf router scores each pair with
+Router.score_pair(prompts, strong, weak); the clf router's score does not depend on the pair (prompt difficulty).
+Prompt length in characters is the plain baseline; the shipped routers, which were trained on these very rows,
+are shown for reference.
+
+    python bench/pairs_generalisation.py [--out runs/pairs] [--reuse] [--markdown FILE]
+
+Prints a Markdown table; writes OUT/results.json. Training takes a few minutes on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from hybrid_router.routing import Router  # noqa: E402
+from hybrid_router.routing.router import DEFAULT_ROUTER_DIR  # noqa: E402
+from router_training.data import shared_data_dir  # noqa: E402
+from router_training.evaluate import evaluate_benchmark  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = DEFAULT_ROUTER_DIR.parent
+TRAIN_FILES = ("mmlu_pro", "routerbench_train", "arena_bench_v1", "gsm8k_train", "routerdc_small_models",
+               "alpaca_eval_prefs")
+# The shipped routers' selection groups (router_training/README.md); the excluded categories are none of them.
+SELECTION_HOLDOUT = ("mmlu_pro/biology", "mmlu_pro/economics", "mmlu_pro/math", "routerbench_train/arc-challenge",
+                     "routerdc_small_models/gsm8k", "arena_bench_v1", "alpaca_eval_prefs/vicuna",
+                     "alpaca_eval_prefs/koala")
+# Four kinds of subject: a hard-science one, an applied/quantitative one, a social science, a small technical one.
+EXCLUDED_CATEGORIES = ("physics", "business", "psychology", "computer science")
+PAIRS = (
+    ("gpt-4o-2024-05-13", "Meta-Llama-3_1-8B-Instruct"),
+    ("gpt-4o-2024-05-13", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    ("Meta-Llama-3_1-70B-Instruct", "Meta-Llama-3_1-8B-Instruct"),
+    ("gemini-1.5-pro-002", "Phi-3-mini-4k-instruct"),
+)
+# Same settings as the shipped routers, except the excluded groups.
+KIND_ARGS = {
+    "clf": ["--kind", "clf", "--target", "difficulty_centered", "--alphas", "0.3,1,3,10"],
+    "mf": ["--kind", "mf", "--epochs", "200", "--dims", "64,128", "--pair-weighting", "prompt"],
+}
+SHORT = {"gpt-4o-2024-05-13": "GPT-4o", "Meta-Llama-3_1-8B-Instruct": "Llama-3.1-8B-Instruct",
+         "mistralai/Mixtral-8x7B-Instruct-v0.1": "Mixtral-8x7B-Instruct", "Meta-Llama-3_1-70B-Instruct":
+         "Llama-3.1-70B-Instruct", "gemini-1.5-pro-002": "Gemini-1.5-Pro-002", "Phi-3-mini-4k-instruct":
+         "Phi-3-mini-4k-instruct"}
+
+
+def train_command(kind: str, train_dir: Path, out: Path, categories: Sequence[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "router_training.train"]
+    for name in TRAIN_FILES:
+        cmd += ["--data", str(train_dir / f"{name}.jsonl")]
+    for group in SELECTION_HOLDOUT:
+        cmd += ["--holdout", group]
+    for category in categories:
+        cmd += ["--exclude", f"mmlu_pro/{category}"]
+    cmd += KIND_ARGS[kind]
+    cmd += ["--encoder", "static", "--encoder-from", str(ARTIFACTS / "default" / "router.onnx"),
+            "--router-id", f"{kind}-static-excl-{len(categories)}cats", "--out", str(out)]
+    return cmd
+
+
+def train(kind: str, train_dir: Path, out: Path, categories: Sequence[str], reuse: bool) -> dict:
+    report_path = out / "training_report.json"
+    if reuse and report_path.is_file():
+        report = json.loads(report_path.read_text())
+        if report.get("excluded_groups") == sorted(f"mmlu_pro/{c}" for c in categories):
+            print(f"reusing {out}", file=sys.stderr)
+            return report
+    cmd = train_command(kind, train_dir, out, categories)
+    print("+ " + " ".join(f"'{a}'" if " " in a else a for a in cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return json.loads(report_path.read_text())
+
+
+def held_out_rows(train_dir: Path, categories: Sequence[str]) -> list[dict]:
+    rows = []
+    with open(train_dir / "mmlu_pro.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            obj = json.loads(line)
+            if obj.get("category") in categories:
+                rows.append({"id": obj["id"], "prompt": obj["prompt"], "scores": obj["scores"],
+                             "category": obj["category"], "contaminated": False})
+    return rows
+
+
+def evaluate_pairs(routers: dict[str, Router], rows: list[dict], pairs: Sequence[tuple[str, str]],
+                   bootstrap: int, random_seeds: int) -> list[dict]:
+    prompts = [r["prompt"] for r in rows]
+    pair_free = {name: r.score(prompts) for name, r in routers.items() if r.info.kind != "mf"}
+    pair_free["prompt length"] = np.array([len(p) for p in prompts], dtype=np.float64)
+    results = []
+    for strong, weak in pairs:
+        labelled = np.array([strong in r["scores"] and weak in r["scores"] for r in rows])
+        sub_rows = [r for r, keep in zip(rows, labelled) if keep]
+        scores = dict(pair_free)
+        for name, router in routers.items():
+            if router.info.kind == "mf":
+                scores[name] = router.score_pair(prompts, strong, weak)
+        categories = sorted({r["category"] for r in sub_rows})
+        for name, values in scores.items():
+            values = np.asarray(values, dtype=np.float64)[labelled]
+            entry = {"strong": strong, "weak": weak, "router": name,
+                     "overall": evaluate_benchmark(sub_rows, values, strong, weak, bootstrap=bootstrap,
+                                                   random_seeds=random_seeds),
+                     "by_category": {}}
+            for category in categories:
+                mask = np.array([r["category"] == category for r in sub_rows])
+                cat_rows = [r for r, keep in zip(sub_rows, mask) if keep]
+                try:
+                    entry["by_category"][category] = evaluate_benchmark(
+                        cat_rows, values[mask], strong, weak, bootstrap=bootstrap, random_seeds=random_seeds)
+                except ValueError as exc:  # strong and weak tie on this category: PGR undefined
+                    entry["by_category"][category] = {"error": str(exc)}
+            results.append(entry)
+    return results
+
+
+def _pct(x: float | None) -> str:
+    return "never" if x is None else f"{100 * x:.1f}%"
+
+
+def markdown(results: list[dict], categories: Sequence[str]) -> str:
+    lines = ["| pair (strong vs weak) | n | strong / weak accuracy | router | APGR (90% CI) | CPT50 | CPT80 |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    pairs = list(dict.fromkeys((e["strong"], e["weak"]) for e in results))
+    for strong, weak in pairs:
+        entries = [e for e in results if (e["strong"], e["weak"]) == (strong, weak)]
+        first = entries[0]["overall"]
+        label = f"{SHORT.get(strong, strong)} vs {SHORT.get(weak, weak)}"
+        means = f"{100 * first['strong_mean']:.1f}% / {100 * first['weak_mean']:.1f}%"
+        for e in entries:
+            o = e["overall"]
+            ci = o["apgr_ci90"]
+            lines.append(f"| {label} | {o['n']} | {means} | {e['router']} | {o['apgr']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) "
+                         f"| {_pct(o['cpt50'])} | {_pct(o['cpt80'])} |")
+            label, means = "", ""
+        lines.append(f"| | | | random (mean ± sd, {first['random_seeds']} seeds) | "
+                     f"{first['random_apgr']:.3f} ± {first['random_apgr_std']:.3f} | | |")
+    cat_names = sorted(categories)
+    routers = list(dict.fromkeys(e["router"] for e in results))
+    lines += ["", "APGR per excluded category (n; strong / weak accuracy):", "",
+              "| pair | category | n | strong / weak | " + " | ".join(routers) + " |",
+              "| --- | --- | ---: | ---: |" + " ---: |" * len(routers)]
+    for strong, weak in pairs:
+        entries = {e["router"]: e for e in results if (e["strong"], e["weak"]) == (strong, weak)}
+        for category in cat_names:
+            ref = entries[routers[0]]["by_category"].get(category, {})
+            if "apgr" not in ref:
+                continue
+            cells = [f"{entries[r]['by_category'][category]['apgr']:.3f}" for r in routers]
+            lines.append(f"| {SHORT.get(strong, strong)} vs {SHORT.get(weak, weak)} | {category} | {ref['n']} | "
+                         f"{100 * ref['strong_mean']:.1f}% / {100 * ref['weak_mean']:.1f}% | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "pairs", help="where the routers are trained")
+    parser.add_argument("--train-dir", type=Path, default=shared_data_dir() / "train")
+    parser.add_argument("--category", action="append", default=None,
+                        help=f"MMLU-Pro category to exclude (repeatable; default: {', '.join(EXCLUDED_CATEGORIES)})")
+    parser.add_argument("--reuse", action="store_true", help="reuse routers already trained in --out")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped routers (trained on these rows)")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--random-seeds", type=int, default=20)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    categories = tuple(args.category or EXCLUDED_CATEGORIES)
+    started = time.time()
+
+    reports = {kind: train(kind, args.train_dir, args.out / kind, categories, args.reuse) for kind in ("clf", "mf")}
+    routers = {f"{kind} (excluded)": Router(args.out / kind / "router.onnx") for kind in ("clf", "mf")}
+    if not args.no_shipped:
+        routers["shipped default clf (saw these rows)"] = Router(ARTIFACTS / "default" / "router.onnx")
+        routers["shipped mf (saw these rows)"] = Router(ARTIFACTS / "mf" / "router.onnx")
+    rows = held_out_rows(args.train_dir, categories)
+    if not rows:
+        print(f"error: no mmlu_pro rows in categories {categories}", file=sys.stderr)
+        return 2
+    for kind, report in reports.items():
+        if report.get("excluded_groups") != sorted(f"mmlu_pro/{c}" for c in categories):
+            raise RuntimeError(f"{kind} router was not trained with the categories excluded")
+    results = evaluate_pairs(routers, rows, PAIRS, args.bootstrap, args.random_seeds)
+    table = markdown(results, categories)
+    out = {"excluded_categories": list(categories), "n_rows": len(rows),
+           "training": {k: {"selection": r.get("selection", {}).get("chosen"), "rows_labelled_used":
+                            r["rows_labelled_used"], "seconds": r.get("seconds")} for k, r in reports.items()},
+           "bootstrap": args.bootstrap, "random_seeds": args.random_seeds, "results": results,
+           "seconds": round(time.time() - started, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(out, indent=1))
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
