@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from hybrid_router.routing import Router  # noqa: E402
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR  # noqa: E402
 from router_training.data import shared_data_dir  # noqa: E402
-from router_training.evaluate import evaluate_benchmark  # noqa: E402
+from router_training.evaluate import apgr, evaluate_benchmark  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = DEFAULT_ROUTER_DIR.parent
@@ -54,6 +54,7 @@ KIND_ARGS = {
     "clf": ["--kind", "clf", "--target", "difficulty_centered", "--alphas", "0.3,1,3,10"],
     "mf": ["--kind", "mf", "--epochs", "200", "--dims", "64,128", "--pair-weighting", "prompt"],
 }
+SHIPPED_OF = {"clf (excluded)": "shipped default clf (saw these rows)", "mf (excluded)": "shipped mf (saw these rows)"}
 SHORT = {"gpt-4o-2024-05-13": "GPT-4o", "Meta-Llama-3_1-8B-Instruct": "Llama-3.1-8B-Instruct",
          "mistralai/Mixtral-8x7B-Instruct-v0.1": "Mixtral-8x7B-Instruct", "Meta-Llama-3_1-70B-Instruct":
          "Llama-3.1-70B-Instruct", "gemini-1.5-pro-002": "Gemini-1.5-Pro-002", "Phi-3-mini-4k-instruct":
@@ -98,6 +99,27 @@ def held_out_rows(train_dir: Path, categories: Sequence[str]) -> list[dict]:
     return rows
 
 
+def category_split(values: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each prompt's category mean of the score, the score minus that mean): the between- and within-category parts."""
+    means = np.zeros_like(values)
+    for category in np.unique(categories):
+        means[categories == category] = values[categories == category].mean()
+    return means, values - means
+
+
+def paired_delta(a: np.ndarray, b: np.ndarray, strong: np.ndarray, weak: np.ndarray, resamples: int,
+                 seed: int = 0) -> dict:
+    """APGR(a) - APGR(b) on the same prompts, with a paired bootstrap 90% interval."""
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(strong), len(strong))
+        if abs(strong[idx].mean() - weak[idx].mean()) > 1e-12:
+            deltas.append(apgr(a[idx], strong[idx], weak[idx]) - apgr(b[idx], strong[idx], weak[idx]))
+    return {"delta": round(apgr(a, strong, weak) - apgr(b, strong, weak), 6),
+            "ci90": [round(float(np.percentile(deltas, 5)), 6), round(float(np.percentile(deltas, 95)), 6)]}
+
+
 def evaluate_pairs(routers: dict[str, Router], rows: list[dict], pairs: Sequence[tuple[str, str]],
                    bootstrap: int, random_seeds: int) -> list[dict]:
     prompts = [r["prompt"] for r in rows]
@@ -112,12 +134,25 @@ def evaluate_pairs(routers: dict[str, Router], rows: list[dict], pairs: Sequence
             if router.info.kind == "mf":
                 scores[name] = router.score_pair(prompts, strong, weak)
         categories = sorted({r["category"] for r in sub_rows})
+        cat_of = np.array([r["category"] for r in sub_rows])
+        s_lab = np.array([r["scores"][strong] for r in sub_rows], dtype=np.float64)
+        w_lab = np.array([r["scores"][weak] for r in sub_rows], dtype=np.float64)
+        # The router that knows each category's true strong-minus-weak gap (uses the labels: an upper bound for
+        # routing by subject alone).
+        category_oracle = apgr(category_split(s_lab - w_lab, cat_of)[0], s_lab, w_lab)
         for name, values in scores.items():
             values = np.asarray(values, dtype=np.float64)[labelled]
+            between, within = category_split(values, cat_of)
             entry = {"strong": strong, "weak": weak, "router": name,
                      "overall": evaluate_benchmark(sub_rows, values, strong, weak, bootstrap=bootstrap,
                                                    random_seeds=random_seeds),
-                     "by_category": {}}
+                     "by_category": {}, "between_category_apgr": round(apgr(between, s_lab, w_lab), 6),
+                     "within_category_apgr": round(apgr(within, s_lab, w_lab), 6),
+                     "category_oracle_apgr": round(category_oracle, 6)}
+            shipped = SHIPPED_OF.get(name)
+            if shipped in scores:
+                entry["delta_vs_shipped"] = paired_delta(
+                    values, np.asarray(scores[shipped], dtype=np.float64)[labelled], s_lab, w_lab, bootstrap)
             for category in categories:
                 mask = np.array([r["category"] == category for r in sub_rows])
                 cat_rows = [r for r, keep in zip(sub_rows, mask) if keep]
@@ -165,6 +200,21 @@ def markdown(results: list[dict], categories: Sequence[str]) -> str:
             cells = [f"{entries[r]['by_category'][category]['apgr']:.3f}" for r in routers]
             lines.append(f"| {SHORT.get(strong, strong)} vs {SHORT.get(weak, weak)} | {category} | {ref['n']} | "
                          f"{100 * ref['strong_mean']:.1f}% / {100 * ref['weak_mean']:.1f}% | " + " | ".join(cells) + " |")
+    lines += ["", "Where the APGR comes from: the router's score replaced by its mean per category (between categories: "
+              "routing by subject) or by its deviation from that mean (within a category); the category oracle "
+              "routes by each category's true strong-minus-weak gap (it uses the labels). Δ vs shipped: APGR of the "
+              "router trained without these categories minus the shipped one's, paired bootstrap 90% CI.", "",
+              "| pair | router | APGR | between categories | within categories | category oracle | Δ vs shipped (90% CI) |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for strong, weak in pairs:
+        for e in results:
+            if (e["strong"], e["weak"]) != (strong, weak) or e["router"] not in SHIPPED_OF and e["router"] != "prompt length":
+                continue
+            d = e.get("delta_vs_shipped")
+            delta = f"{d['delta']:+.3f} ({d['ci90'][0]:+.3f} to {d['ci90'][1]:+.3f})" if d else ""
+            lines.append(f"| {SHORT.get(strong, strong)} vs {SHORT.get(weak, weak)} | {e['router']} | "
+                         f"{e['overall']['apgr']:.3f} | {e['between_category_apgr']:.3f} | "
+                         f"{e['within_category_apgr']:.3f} | {e['category_oracle_apgr']:.3f} | {delta} |")
     return "\n".join(lines)
 
 
