@@ -188,9 +188,9 @@ def markdown(results: list[dict], categories: Sequence[str]) -> str:
                      f"{first['random_apgr']:.3f} ± {first['random_apgr_std']:.3f} | | |")
     cat_names = sorted(categories)
     routers = list(dict.fromkeys(e["router"] for e in results))
-    lines += ["", "APGR per excluded category (n; strong / weak accuracy):", "",
-              "| pair | category | n | strong / weak | " + " | ".join(routers) + " |",
-              "| --- | --- | ---: | ---: |" + " ---: |" * len(routers)]
+    lines += ["", "APGR per excluded category (random: sd of a random router's APGR over the seeds, the noise floor):", "",
+              "| pair | category | n | strong / weak | random sd | " + " | ".join(routers) + " |",
+              "| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(routers)]
     for strong, weak in pairs:
         entries = {e["router"]: e for e in results if (e["strong"], e["weak"]) == (strong, weak)}
         for category in cat_names:
@@ -199,7 +199,8 @@ def markdown(results: list[dict], categories: Sequence[str]) -> str:
                 continue
             cells = [f"{entries[r]['by_category'][category]['apgr']:.3f}" for r in routers]
             lines.append(f"| {SHORT.get(strong, strong)} vs {SHORT.get(weak, weak)} | {category} | {ref['n']} | "
-                         f"{100 * ref['strong_mean']:.1f}% / {100 * ref['weak_mean']:.1f}% | " + " | ".join(cells) + " |")
+                         f"{100 * ref['strong_mean']:.1f}% / {100 * ref['weak_mean']:.1f}% | {ref['random_apgr_std']:.3f} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "Where the APGR comes from: the router's score replaced by its mean per category (between categories: "
               "routing by subject) or by its deviation from that mean (within a category); the category oracle "
               "routes by each category's true strong-minus-weak gap (it uses the labels). Δ vs shipped: APGR of the "
