@@ -7,6 +7,8 @@ After the run, the cloud's /v1/usage must equal the device's own log: no record 
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -29,7 +31,8 @@ PROMPTS = [
 def stack():
     from local_stack.stack import start_stack
 
-    with start_stack("smollm2", n_threads=1, state_file=None) as running:
+    # moto keeps one in-memory backend per process: a table name of our own keeps other tests' stacks apart
+    with start_stack("smollm2", n_threads=1, state_file=None, table_name=f"e2e-{uuid.uuid4().hex[:8]}") as running:
         yield running.info
 
 
