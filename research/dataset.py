@@ -80,7 +80,8 @@ def _static_part(file: str, rows: list) -> Part:
     table = np.load(CACHE / ("static_table0.npy" if EMB_KIND == "static0" else "static_table.npy"))
     ids = token_ids([question_text(r) for r in rows])
     emb = static_embed(table, ids)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    if os.environ.get("ROUTER_STATIC_NORM", "1") == "1":
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     return Part(file, rows, emb, np.array([len(i) + 2 for i in ids], float))
 
 
@@ -88,7 +89,8 @@ def load_part(file: str) -> Part:
     rows = load_train(file) if file in TRAIN_FILES else load_bench(file, keep_contaminated=True)
     if EMB_KIND != "minilm":
         return _static_part(file, rows)
-    z = np.load(CACHE / f"{file}.npz")
+    full = file == "routellm_mmlu" and os.environ.get("ROUTER_FULL_MMLU") == "1"
+    z = np.load(CACHE / (f"{file}_full.npz" if full else f"{file}.npz"))
     if len(z["ids"]) < len(rows):  # a cached random subset (embed_cache.py name:N)
         by_id = {r["id"]: r for r in rows}
         rows = [by_id[i] for i in z["ids"]]

@@ -249,16 +249,53 @@ def final_scores(parts, cfg):
     return out, h
 
 
+def _full(cfg):
+    return {**DEFAULT, **cfg, "target": {**DEFAULT["target"], **cfg.get("target", {})}}
+
+
+def ensemble(parts, names):
+    """Average of the components' scores, each z-scored with its out-of-fold score mean/std over all labelled train rows."""
+    oof_sum, bench_sum = None, None
+    for n in names:
+        c = _full(VARIANTS[n])
+        oof = oof_predictions(parts, c)
+        allv = np.concatenate([v for f, v in oof.items() if f != "gsm8k_train"])
+        mu, sd = allv.mean(), allv.std()
+        sc, _ = final_scores(parts, c)
+        oz = {f: (v - mu) / sd for f, v in oof.items()}
+        bz = {f: (v - mu) / sd for f, v in sc.items()}
+        oof_sum = oz if oof_sum is None else {f: oof_sum[f] + oz[f] for f in oz}
+        bench_sum = bz if bench_sum is None else {f: bench_sum[f] + bz[f] for f in bz}
+    return oof_sum, bench_sum
+
+
 def run_variant(parts, name, cfg):
-    full = {**DEFAULT, **cfg, "target": {**DEFAULT["target"], **cfg.get("target", {})}}
+    full = _full(cfg)
+    if "ensemble" in cfg:
+        oof, scores = ensemble(parts, cfg["ensemble"])
+        sel = selection(parts, full, oof)
+        bench = bench_eval(scores)
+        res = {"variant": name, "config": cfg, "selection": sel, "bench": bench}
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{name}.{_suffix()}.json").write_text(json.dumps(res, indent=1, default=str))
+        return res
     oof = oof_predictions(parts, full)
     sel = selection(parts, full, oof)
     scores, _ = final_scores(parts, full)
     bench = bench_eval(scores)
     res = {"variant": name, "config": full, "selection": sel, "bench": bench}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.{os.environ.get('ROUTER_EMB', 'minilm')}.json").write_text(json.dumps(res, indent=1, default=str))
+    (RESULTS / f"{name}.{_suffix()}.json").write_text(json.dumps(res, indent=1, default=str))
     return res
+
+
+def _suffix():
+    s = os.environ.get("ROUTER_EMB", "minilm")
+    if os.environ.get("ROUTER_STATIC_NORM", "1") != "1":
+        s += "-nonorm"
+    if os.environ.get("ROUTER_FULL_MMLU") == "1":
+        s += "-fullmmlu"
+    return s
 
 
 def fmt(res):
@@ -298,6 +335,8 @@ VARIANTS = {
     "mix_filestd_chat_a10": {"head": "mix", "std": "file", "alpha_chat": 10.0},
     "mix_filestd_chat_a1000": {"head": "mix", "std": "file", "alpha_chat": 1000.0},
     "mix_groupstd": {"head": "mix", "std": "group", "alpha_chat": 100.0},
+    "ens_mix_a1000+groupstd": {"ensemble": ["mix_filestd_chat_a1000", "difficulty_groupstd"]},
+    "ens_mix_a1000+filestd": {"ensemble": ["mix_filestd_chat_a1000", "difficulty_filestd"]},
     "mix_filestd_cheap": {"head": "mix", "std": "file", "alpha_chat": 100.0, "features": "emb+cheap"},
     "mix_filestd_a1000_cheap": {"head": "mix", "std": "file", "alpha_chat": 1000.0, "features": "emb+cheap"},
     "mix_filestd_a1000_len": {"head": "mix", "std": "file", "alpha_chat": 1000.0, "features": "emb+len"},
