@@ -8,12 +8,13 @@ llama.cpp is not thread-safe: every generation holds the lock until its stream i
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hybrid_router.backends.llama_cpp import LlamaCppBackend
 
 from local_stack.weights import model_name_for
 
@@ -35,33 +36,20 @@ class Generation:
     completion_tokens: int
 
 
-class LlamaTextModel:
+class LlamaTextModel(LlamaCppBackend):
+    """The device's llama.cpp backend (loading, lock, chat) plus generation on an already-rendered prompt."""
+
     def __init__(self, model_path: str | os.PathLike[str], n_ctx: int = 2048, n_threads: int | None = None,
                  name: str | None = None, seed: int = 0):
-        self.model_path = Path(model_path)
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
-        self.seed = seed
-        self.name = name or model_name_for(self.model_path)
+        path = Path(model_path)
+        super().__init__(path, n_ctx=n_ctx, n_threads=n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+                         or None, name=name or model_name_for(path), seed=seed)
         self.load_seconds: float | None = None
-        self._llama: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._llama is not None
-
-    def load(self) -> None:
-        with self._lock:
-            self._ensure_loaded()
 
     def _ensure_loaded(self) -> Any:
         if self._llama is None:
-            from llama_cpp import Llama
-
             started = time.perf_counter()
-            self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
+            super()._ensure_loaded()
             self.load_seconds = time.perf_counter() - started
         return self._llama
 
