@@ -76,6 +76,7 @@ def read_rows(paths: Sequence[str | Path]) -> list[Row]:
                     Row(
                         id=str(obj.get("id", f"{path.stem}/{line_no}")), prompt=prompt, scores=clean,
                         file=path.stem, group=_group_of(obj, path.stem),
+                        extra={"answer": obj["answer"]} if isinstance(obj.get("answer"), str) else {},
                     )
                 )
         if any(s > 1.0 for r in file_rows for s in r.scores.values()):

@@ -267,7 +267,11 @@ def encoder_from_router(router_path: Path, out_dir: Path) -> tuple[Path, str]:
     """Cuts the encoder (input_ids, attention_mask -> embedding) out of an existing router file.
 
     Lets a router be retrained on the exact encoder of a shipped one, without torch. Returns (path, variant).
+    router_path is the router file or the folder that holds router.onnx.
     """
+    router_path = Path(router_path)
+    if router_path.is_dir():
+        router_path = router_path / "router.onnx"
     model = onnx.load(str(router_path))
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     variant = meta.get("embedding", {}).get("variant")

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hybrid_router.routing.artifact import FORMAT_KEY, FORMAT_VERSION
 from router_training.heads import LinearHead, MFHead
+from router_training.mix import MixHead
 
 OPSET = 17
 
@@ -69,6 +70,28 @@ def linear_head_nodes(head: LinearHead) -> tuple[list, list, list]:
     inits = len_inits + [
         _const("clf_w", head.w.astype(np.float32)[:, None]), _const("clf_u", np.array(head.u, dtype=np.float32)),
         _const("clf_b", np.array(head.b, dtype=np.float32)), _const("h_axis1", np.array([1], dtype=np.int64)),
+    ]
+    return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+
+
+def mix_head_nodes(head: MixHead) -> tuple[list, list, list]:
+    """h = e @ W + b ([B, 3]: gate logit, z_chat, z_task); score = sigmoid(z_task + sigmoid(gate) * (z_chat - z_task))."""
+    nodes = [
+        helper.make_node("MatMul", ["embedding", "mix_W"], ["mix_eW"]),
+        helper.make_node("Add", ["mix_eW", "mix_b"], ["mix_h"]),
+        helper.make_node("Gather", ["mix_h", "mix_i0"], ["mix_gate"], axis=1),
+        helper.make_node("Gather", ["mix_h", "mix_i1"], ["mix_chat"], axis=1),
+        helper.make_node("Gather", ["mix_h", "mix_i2"], ["mix_task"], axis=1),
+        helper.make_node("Sigmoid", ["mix_gate"], ["mix_p"]),
+        helper.make_node("Sub", ["mix_chat", "mix_task"], ["mix_diff"]),
+        helper.make_node("Mul", ["mix_p", "mix_diff"], ["mix_pdiff"]),
+        helper.make_node("Add", ["mix_task", "mix_pdiff"], ["mix_raw"]),
+        helper.make_node("Sigmoid", ["mix_raw"], ["score"]),
+    ]
+    inits = [
+        _const("mix_W", head.W.astype(np.float32)), _const("mix_b", head.b.astype(np.float32)[None, :]),
+        _const("mix_i0", np.array(0, dtype=np.int64)), _const("mix_i1", np.array(1, dtype=np.int64)),
+        _const("mix_i2", np.array(2, dtype=np.int64)),
     ]
     return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
 

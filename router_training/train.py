@@ -1,6 +1,6 @@
 """Train a router from train/-format JSONL files and export it as one ONNX file.
 
-    python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|random --out DIR
+    python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|mix|random --out DIR
         [--strong M --weak M] [--seed N] [--max-rows N] [--epochs N] [--encoder minilm|static]
         [--holdout GROUP ...] [--exclude GROUP ...]
 
@@ -25,6 +25,7 @@ from hybrid_router.routing.calibration import score_quantiles, threshold_for_sha
 from router_training import data as D
 from router_training.embedding_export import ENCODER_FILES, export_encoders, file_sha256, minilm_dir
 from router_training.heads import LinearHead, MFHead, length_feature, train_clf, train_mf
+from router_training.mix import CHAT_FILES, MixHead, question_text, self_labelled, train_mix
 from router_training.selection import apgr, group_pairs, holdout_split
 
 DEFAULT_STRONG = "gpt-4-1106-preview"
@@ -40,7 +41,7 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
     p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
-    p.add_argument("--kind", choices=["mf", "clf", "random"], default="mf")
+    p.add_argument("--kind", choices=["mf", "clf", "mix", "random"], default="mf")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--strong", default=DEFAULT_STRONG)
     p.add_argument("--weak", default=DEFAULT_WEAK)
@@ -63,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
     p.add_argument("--pair-weighting", default="pair,prompt",
                    help="MF: candidate outcome weightings (pair: each outcome 1; prompt: each prompt 1)")
-    p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths")
+    p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths; mix: of the task expert")
+    p.add_argument("--chat-alphas", default="1000", help="mix: candidate ridge strengths of the chat expert")
+    p.add_argument("--chat-files", default=",".join(CHAT_FILES), help="mix: training files (stems) of the chat expert")
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
@@ -74,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _labelled(rows: list[D.Row]) -> list[D.Row]:
     return [r for r in rows if len(r.scores) >= 2]
+
+
+def _self_labelled(rows: list[D.Row]) -> list[D.Row]:
+    """Rows of files with no model labels at all whose worked answers give the mix head its step-count target."""
+    labelled_files = {r.file for r in rows if len(r.scores) >= 2}
+    return [r for r in rows if r.file not in labelled_files and self_labelled(r)]
 
 
 def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +98,10 @@ def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarra
     return mask, label
 
 
-def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHead:
+def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHead | MixHead:
+    if kind == "mix":
+        return train_mix(emb, rows, alpha=params["alpha"], alpha_chat=params["alpha_chat"],
+                         chat_files=args.chat_files.split(","))
     if kind == "mf":
         pairs = D.pairwise_outcomes(rows, models, ties=args.ties)
         if len(pairs[0]) == 0:
@@ -166,6 +178,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_rows and len(labelled) > args.max_rows:
         keep = np.sort(rng.choice(len(labelled), size=args.max_rows, replace=False))
         labelled = [labelled[i] for i in keep]
+    extra_rows = _self_labelled(rows) if args.kind == "mix" else []
+    if args.max_rows and len(extra_rows) > args.max_rows:
+        keep = np.sort(rng.choice(len(extra_rows), size=args.max_rows, replace=False))
+        extra_rows = [extra_rows[i] for i in keep]
     models = sorted({m for r in labelled for m in r.scores})
     if args.kind != "random":
         if len(labelled) < 10:
@@ -176,6 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"kind": args.kind, "seed": args.seed, "files": [str(p) for p in paths],
                               "rows_read": len(rows), "rows_labelled_used": len(labelled), "models": len(models),
                               "excluded_groups": sorted(exclude)}
+    if args.kind == "mix":
+        report["rows_self_labelled_used"] = len(extra_rows)
 
     encoder_name = args.encoder
     truncation = TRUNCATION[encoder_name]
@@ -199,31 +217,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             encoder_path = export_encoders(args.encoder_dir, (encoder_name,))[encoder_name]
         cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=args.cache_dir or DEFAULT_CACHE, **truncation)
-        emb = cache.embed([r.prompt for r in labelled], progress=True)
-        lens = length_feature([len(r.prompt) for r in labelled])
-        held = holdout_split(labelled, args.holdout, args.seed)
-        groups = group_pairs(labelled, held, args.strong, args.weak)
-        grid = ([{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
-                if args.kind == "mf"
-                else [{"alpha": float(a)} for a in args.alphas.split(",")])
+        fit_rows = labelled + extra_rows
+        emb = cache.embed([r.prompt for r in fit_rows], progress=True)
+        # The mix head fits on the asked question (research recipe); validation and export see the prompt as is.
+        fit_emb = cache.embed([question_text(r) for r in fit_rows]) if args.kind == "mix" else emb
+        lens = length_feature([len(r.prompt) for r in fit_rows])
+        held = holdout_split(fit_rows, args.holdout, args.seed)
+        groups = group_pairs(fit_rows, held, args.strong, args.weak)
+        if args.kind == "mf":
+            grid = [{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
+        elif args.kind == "mix":
+            grid = [{"alpha": float(a), "alpha_chat": float(c)}
+                    for a in args.alphas.split(",") for c in args.chat_alphas.split(",")]
+        else:
+            grid = [{"alpha": float(a)} for a in args.alphas.split(",")]
         tr = ~held
-        train_rows = [r for r, h in zip(labelled, held) if not h]
+        train_rows = [r for r, h in zip(fit_rows, held) if not h]
         candidates = []
         for params in grid:
             if not groups or tr.sum() < 10:
                 candidates.append({"params": params, "validation": None})
                 continue
-            fitted = _fit(args.kind, emb[tr], lens[tr], train_rows, models, args, params)
+            fitted = _fit(args.kind, fit_emb[tr], lens[tr], train_rows, models, args, params)
             candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups)})
         scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
         best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
         report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
                                "candidates": candidates, "chosen": best}
-        head = _fit(args.kind, emb, lens, labelled, models, args, best)  # refit on all rows with the chosen settings
+        head = _fit(args.kind, fit_emb, lens, fit_rows, models, args, best)  # refit on all rows, chosen settings
         from router_training import router_graph as G
 
         if isinstance(head, MFHead):
             nodes, inits, outputs = G.mf_head_nodes(head, args.strong, args.weak)
+        elif isinstance(head, MixHead):
+            nodes, inits, outputs = G.mix_head_nodes(head)
         else:
             nodes, inits, outputs = G.linear_head_nodes(head)
         model = G.attach_head(encoder_path, nodes, inits, outputs)
@@ -253,11 +280,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
         "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
         "protocol": {
-            "target": ("pairwise outcomes among all models (ties " + args.ties + ")") if args.kind == "mf"
-            else (args.target if args.kind == "clf" else "none"),
+            "target": {"mf": "pairwise outcomes among all models (ties " + args.ties + ")", "clf": args.target,
+                       "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
+                              "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
+                              f"logistic chat gate (chat files: {args.chat_files})"}.get(args.kind, "none"),
             "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
             "max_rows": args.max_rows, "epochs": args.epochs, "excluded_groups": sorted(exclude), "seed": args.seed,
-            "selection": report.get("selection", {}).get("chosen"), "length_feature": not args.no_length,
+            "selection": report.get("selection", {}).get("chosen"),
+            "length_feature": not args.no_length and args.kind != "mix",
         },
         "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],
         "strong_model": args.strong, "weak_model": args.weak,

@@ -133,3 +133,55 @@ def test_exclude_leaves_groups_out_of_training_entirely(tmp_path: Path, capsys: 
     assert code == 2
     assert "small/no-such-group" in capsys.readouterr().err
     assert not (tmp_path / "typo" / "router.onnx").exists()
+
+
+def _mix_train_files(tmp_path: Path) -> list[Path]:
+    """Small copies of four real training files under their own names (the mix head picks chat files by name)."""
+    folder = tmp_path / "mixdata"
+    folder.mkdir()
+    paths = []
+    for name, take in (("arena_bench_v1", 60), ("alpaca_eval_prefs", 60), ("routerbench_train", 80),
+                       ("gsm8k_train", 60)):
+        with open(TRAIN / f"{name}.jsonl", encoding="utf-8") as handle:
+            lines = [next(handle) for _ in range(take)]
+        path = folder / f"{name}.jsonl"
+        path.write_text("".join(lines), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_train_tiny_mix_router_and_load_it(tmp_path: Path) -> None:
+    from hybrid_router.routing import load_router
+
+    paths = _mix_train_files(tmp_path)
+    out = tmp_path / "router_mix"
+    data = [arg for path in paths for arg in ("--data", str(path))]
+    started = time.time()
+    code = train_main([*data, "--kind", "mix", "--out", str(out), "--max-rows", "500", "--alphas", "3,30",
+                       "--chat-alphas", "100,1000", "--holdout", "routerbench_train", "--holdout", "alpaca_eval_prefs",
+                       *_common(tmp_path)])
+    assert code == 0
+    assert time.time() - started < 60
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["kind"] == "mix"
+    assert report["rows_self_labelled_used"] == 60, "gsm8k_train rows train on their calculator-step label"
+    assert len(report["selection"]["candidates"]) == 4
+    assert set(report["selection"]["chosen"]) == {"alpha", "alpha_chat"}
+    assert report["export_check_max_abs_diff"] < 2e-3
+    router = load_router(out)
+    assert router.info.kind == "mix"
+    assert router.info.metadata["protocol"]["length_feature"] is False
+    assert len(router.info.metadata["calibration"]["quantiles"]) == 101
+    prompts = ["What is 2 + 2?", "Write a sonnet about entropy in the style of Shakespeare.", ""]
+    scores = router.score(prompts)
+    assert scores.shape == (3,) and np.all((scores > 0) & (scores < 1)) and np.ptp(scores) > 0
+    decision = router.decide("Prove that there are infinitely many primes.")
+    assert decision.route in ("weak", "strong") and decision.threshold == router.info.default_threshold
+
+
+def test_mix_needs_chat_and_task_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _small_train_file(tmp_path)  # one file named "small": no chat file for the chat expert
+    code = train_main(["--data", str(data), "--kind", "mix", "--out", str(tmp_path / "o"), *_common(tmp_path)])
+    assert code == 2
+    assert "chat rows" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "router.onnx").exists()
