@@ -207,6 +207,7 @@ class EdgeService:
         started = time.perf_counter()
         for attempt in attempts:
             try:
+                _load(attempt.backend)
                 began = time.perf_counter()
                 completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
                                                       decision_id=plan.decision_id)
@@ -241,6 +242,12 @@ class EdgeService:
         errors: list[BackendError] = []
         started = time.perf_counter()
         for attempt in attempts:
+            try:
+                _load(attempt.backend)
+            except BackendError as exc:
+                errors.append(exc)
+                reason = f"fallback:{exc.cause}"
+                continue
             began = time.perf_counter()
             pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature,
                                             decision_id=plan.decision_id)
@@ -254,6 +261,12 @@ class EdgeService:
                 continue
             return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
         raise self._give_up(plan, request, errors, time.perf_counter() - started)
+
+
+def _load(backend: ChatBackend) -> None:
+    """Load a lazy local model before the clock starts: generation latency and energy exclude loading."""
+    if getattr(backend, "loaded", True) is False:
+        backend.load()
 
 
 @dataclass

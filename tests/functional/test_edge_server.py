@@ -459,3 +459,22 @@ def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, w
     assert error["code"] == "decision_log_unwritable"
     assert "withheld" in error["message"]
     assert full_log.count() == stored
+
+
+class _SlowLoadingBackend(LlamaCppBackend):
+    def load(self) -> None:
+        time.sleep(1.0)
+        super().load()
+
+
+def test_model_loading_is_not_billed_as_generation(tmp_path, router_dir) -> None:
+    from hybrid_router.openai_schema import ChatCompletionRequest
+
+    weak = _SlowLoadingBackend(n_ctx=1024, n_threads=1)
+    service = make_service(tmp_path, router_dir, weak, None)
+    request = ChatCompletionRequest(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=4)
+    began = time.perf_counter()
+    record = service.complete(request).record
+    wall_ms = (time.perf_counter() - began) * 1000
+    assert weak.loaded
+    assert record.generation_latency_ms < wall_ms - 1000
