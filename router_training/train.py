@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-alphas", default="1000", help="mix: candidate ridge strengths of the chat expert")
     p.add_argument("--chat-files", default=",".join(CHAT_FILES), help="mix: training files (stems) of the chat expert")
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
+    p.add_argument("--features", choices=["none", "cheap", "task-cheap"], default="none",
+                   help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
+                        "soft chat/maths/task gate on the embedding (task-cheap); see router_training/cheap_features.py")
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
@@ -119,7 +122,27 @@ def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHea
         target = np.where(cal_mask, cal_label, np.nan)
         if cal_mask.sum() < 10:
             raise UsageError(f"fewer than 10 rows label both {args.strong} and {args.weak}")
+    if getattr(args, "features", "none") != "none":
+        from router_training.cheap_features import train_feature_clf
+
+        gate = _gate(args, {r.group for r in rows}) if args.features == "task-cheap" else None
+        return train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=args.features,
+                                 gate=gate)
     return train_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], use_length=not args.no_length)
+
+
+def _gate(args, fit_groups: set[str]):
+    """The task gate, fitted on the gate pool minus the held-out groups (fit_groups: groups of the fitted rows;
+    pool rows of files without model labels, e.g. gsm8k_train, count unless their group is held out)."""
+    emb, labels, groups, labelled = args.gate_pool
+    keep = np.array([g in fit_groups or (not lab and g not in args.held_groups) for g, lab in zip(groups, labelled)])
+    key = tuple(np.flatnonzero(keep)[:: max(1, keep.sum() // 64)]) + (int(keep.sum()),)
+    cache = args.__dict__.setdefault("gate_cache", {})
+    if key not in cache:
+        from router_training.cheap_features import fit_gate
+
+        cache[key] = fit_gate(emb[keep], labels[keep])
+    return cache[key]
 
 
 def _pair_scores(head, emb, lens, strong: str, weak: str) -> np.ndarray:
@@ -223,6 +246,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fit_emb = cache.embed([question_text(r) for r in fit_rows]) if args.kind == "mix" else emb
         lens = length_feature([len(r.prompt) for r in fit_rows])
         held = holdout_split(fit_rows, args.holdout, args.seed)
+        if args.kind == "clf" and args.features != "none":
+            from hybrid_router.routing.tokens import PromptTokenizer
+            from router_training import cheap_features as CF
+            from tokenizers import Tokenizer
+
+            cf_tables = CF.token_tables(Tokenizer.from_file(str(tokenizer_src)).get_vocab())
+            cf_tok = PromptTokenizer(tokenizer_src, **truncation)
+
+            def cheap_base(prompts):
+                ids, chars = cf_tok.encode(prompts)
+                return CF.base_features(ids, chars, cf_tables)
+
+            lens = cheap_base([r.prompt for r in fit_rows])
+            if args.features == "task-cheap":
+                labelled_files = {r.file for r in fit_rows}
+                pool = fit_rows + [r for r in rows if r.file not in labelled_files]
+                args.gate_pool = (cache.embed([r.prompt for r in pool]),
+                                  np.array([CF.task_of(r.file, r.group) for r in pool]),
+                                  [r.group for r in pool], [r.file in labelled_files for r in pool])
+                args.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(args.holdout or ())
         groups = group_pairs(fit_rows, held, args.strong, args.weak)
         if args.kind == "mf":
             grid = [{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
@@ -244,6 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
         report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
                                "candidates": candidates, "chosen": best}
+        args.held_groups = set()
         head = _fit(args.kind, fit_emb, lens, fit_rows, models, args, best)  # refit on all rows, chosen settings
         from router_training import router_graph as G
 
@@ -251,6 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             nodes, inits, outputs = G.mf_head_nodes(head, args.strong, args.weak)
         elif isinstance(head, MixHead):
             nodes, inits, outputs = G.mix_head_nodes(head)
+        elif args.kind == "clf" and args.features != "none":
+            nodes, inits, outputs = CF.feature_head_nodes(head, cf_tables)
         else:
             nodes, inits, outputs = G.linear_head_nodes(head)
         model = G.attach_head(encoder_path, nodes, inits, outputs)
@@ -259,7 +305,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "pooling": "mean over attention mask, L2-normalised",
                         "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale"}
         ref_emb = cache.embed(reference)
-        ref_scores = _pair_scores(head, ref_emb, length_feature([len(p) for p in reference]), args.strong, args.weak)
+        ref_lens = (cheap_base(reference) if args.kind == "clf" and args.features != "none"
+                    else length_feature([len(p) for p in reference]))
+        ref_scores = _pair_scores(head, ref_emb, ref_lens, args.strong, args.weak)
 
     if ref_scores is None:
         from hybrid_router.routing.tokens import PromptTokenizer
@@ -288,6 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_rows": args.max_rows, "epochs": args.epochs, "excluded_groups": sorted(exclude), "seed": args.seed,
             "selection": report.get("selection", {}).get("chosen"),
             "length_feature": not args.no_length and args.kind != "mix",
+            **({"cheap_features": args.features} if args.kind == "clf" and args.features != "none" else {}),
         },
         "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],
         "strong_model": args.strong, "weak_model": args.weak,

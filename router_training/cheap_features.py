@@ -1,0 +1,251 @@
+"""Cheap prompt features for the clf head (`--features cheap|task-cheap`), computed the same way in numpy and in ONNX.
+
+From the token ids (the runtime's truncated [CLS] ... [SEP] sequence) and `prompt_chars` only:
+
+    x = [len, digit share, maths-symbol share, code-token share, non-ASCII share, log(1 + '?' tokens),
+         log(1 + option markers)]
+
+len is the existing length feature log(1 + chars) / 10; a share is (tokens with the indicator) / (tokens); an
+option marker is a single letter a-j followed by '.' or ')' (the uncased tokenizer sees "A." as "a", ".").
+Per-token indicators live in a small [V, 5] lookup table gathered and pooled like the static encoder's table.
+
+`task-cheap` adds a soft 3-way task gate g = softmax(e G + c) (chat / maths / other task, a multinomial logistic
+fitted on the training prompts' files and groups) and feeds the ridge the interactions g_k * x_j plus g, so the
+length/digit/... weights can differ per task. The gate is fixed before the ridge; the ridge sees standardised
+extra columns (the standardisation is folded into the exported weights).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from router_training.heads import fit_logistic_1d
+
+N_TOKEN = 5  # digit, maths, code, non-ASCII, question mark
+SHARE_COLS = 4  # the first four are shares, the question mark a log count
+N_BASE = 1 + N_TOKEN + 1  # len, token features, option markers
+TASKS = ("chat", "maths", "task")
+MATHS_SYMBOLS = set("=+*/^$%<>") | {"\\", "sqrt", "frac"}
+CODE_TOKENS = {"{", "}", ";", "def", "return", "import", "`", "#", "_", "print", "int", "self", "class"}
+
+
+def token_tables(vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([V, 5] indicators, [V] option letter, [V] option punctuation) from a WordPiece vocabulary."""
+    size = max(vocab.values()) + 1
+    table = np.zeros((size, N_TOKEN), dtype=np.float32)
+    letter = np.zeros(size, dtype=np.float32)
+    punct = np.zeros(size, dtype=np.float32)
+    for token, idx in vocab.items():
+        piece = token[2:] if token.startswith("##") else token
+        if token.startswith("[") and token.endswith("]"):
+            continue
+        table[idx, 0] = float(piece.isdigit())
+        table[idx, 1] = float(piece in MATHS_SYMBOLS)
+        table[idx, 2] = float(piece in CODE_TOKENS)
+        table[idx, 3] = float(any(ord(ch) > 127 for ch in piece))
+        table[idx, 4] = float(piece == "?")
+        letter[idx] = float(token in set(string.ascii_lowercase[:10]))
+        punct[idx] = float(token in {".", ")"})
+    return table, letter, punct
+
+
+def base_features(id_lists: Sequence[Sequence[int]], chars: np.ndarray, tables) -> np.ndarray:
+    """[N, 7] cheap features, exactly as the graph computes them (float32)."""
+    table, letter, punct = tables
+    out = np.zeros((len(id_lists), N_BASE), dtype=np.float32)
+    out[:, 0] = (np.log1p(np.asarray(chars, dtype=np.float64)) / 10.0).astype(np.float32)
+    for i, ids in enumerate(id_lists):
+        ids = np.asarray(ids, dtype=np.int64)
+        counts = table[ids].sum(axis=0)
+        out[i, 1:1 + SHARE_COLS] = counts[:SHARE_COLS] / np.float32(len(ids))
+        out[i, 1 + SHARE_COLS:1 + N_TOKEN] = np.log1p(counts[SHARE_COLS:])
+        out[i, -1] = np.log1p((letter[ids[:-1]] * punct[ids[1:]]).sum())
+    return out
+
+
+def task_of(file: str, group: str) -> int:
+    if file in ("arena_bench_v1", "alpaca_eval_prefs"):
+        return 0
+    if "gsm8k" in group or group.endswith("/math"):
+        return 1
+    return 2
+
+
+def fit_gate(emb: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic on the embedding (full-batch L-BFGS). Returns (W [D, 3], b [3])."""
+    import torch
+
+    x = torch.tensor(emb, dtype=torch.float64)
+    y = torch.tensor(labels, dtype=torch.long)
+    counts = np.bincount(labels, minlength=len(TASKS)).astype(np.float64)
+    weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(TASKS), 0.0))
+    W = torch.zeros((emb.shape[1], len(TASKS)), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(TASKS), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ W + b, y, weight=weight) + l2 * (W ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    b_np = b.detach().numpy().copy()
+    b_np[counts == 0] = -30.0  # a task with no prompts is never chosen
+    return W.detach().numpy().astype(np.float32), b_np.astype(np.float32)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class FeatureHead:
+    """score = sigmoid(e.w + extra(e, x).v + b); extra = x ("cheap") or [g (x) x, g] ("task-cheap")."""
+
+    w: np.ndarray  # [D]
+    v: np.ndarray  # [F]
+    b: float
+    mode: str
+    gate_W: np.ndarray | None = None  # [D, 3]
+    gate_b: np.ndarray | None = None  # [3]
+
+    def gate(self, emb: np.ndarray) -> np.ndarray:
+        return _softmax(emb.astype(np.float32) @ self.gate_W + self.gate_b).astype(np.float32)
+
+    def extra(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
+        return extra_features(self.mode, base, self.gate(emb) if self.mode == "task-cheap" else None)
+
+    def raw(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
+        return emb @ self.w + self.extra(emb, base) @ self.v + self.b
+
+    def score(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.raw(emb, base)))
+
+
+def extra_features(mode: str, base: np.ndarray, gate: np.ndarray | None) -> np.ndarray:
+    if mode == "cheap":
+        return base
+    inter = (gate[:, :, None] * base[:, None, :]).reshape(len(base), -1)
+    return np.hstack([inter, gate]).astype(np.float32)
+
+
+def train_feature_clf(emb: np.ndarray, base: np.ndarray, target: np.ndarray, cal_mask: np.ndarray,
+                      cal_labels: np.ndarray, alpha: float, mode: str, gate: tuple[np.ndarray, np.ndarray] | None
+                      ) -> FeatureHead:
+    """Ridge of the target on [e, standardised extra features, 1], then the clf's 1-D logistic calibration."""
+    head = FeatureHead(w=np.zeros(emb.shape[1], np.float32), v=np.zeros(1, np.float32), b=0.0, mode=mode,
+                       gate_W=None if gate is None else gate[0], gate_b=None if gate is None else gate[1])
+    extra = head.extra(emb, base).astype(np.float64)
+    ok = np.isfinite(target)
+    mu = extra[ok].mean(axis=0)
+    sd = extra[ok].std(axis=0) + 1e-6
+    Z = (extra - mu) / sd
+    n = emb.shape[0]
+    X = np.hstack([emb.astype(np.float64), Z, np.ones((n, 1))])
+    penalty = alpha * np.eye(X.shape[1])
+    penalty[-1, -1] = 0.0
+    Xo = X[ok]
+    coef = np.linalg.solve(Xo.T @ Xo + penalty, Xo.T @ np.asarray(target[ok], dtype=np.float64))
+    d = emb.shape[1]
+    w, vz, b = coef[:d], coef[d:-1], coef[-1]
+    v = vz / sd
+    b = b - mu @ v
+    raw = emb @ w + extra @ v + b
+    a, c = 4.0, -2.0
+    if cal_mask.sum() >= 20:
+        a, c = fit_logistic_1d(raw[cal_mask], cal_labels[cal_mask])
+        if a <= 0:
+            a, c = 1.0, 0.0
+    head.w = (w * a).astype(np.float32)
+    head.v = (v * a).astype(np.float32)
+    head.b = float(b * a + c)
+    return head
+
+
+def _c(name: str, value) -> object:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
+    """ONNX nodes: input_ids, attention_mask, prompt_chars, embedding -> score (same maths as FeatureHead)."""
+    table, letter, punct = tables
+    select_share = np.zeros((N_TOKEN, N_TOKEN), dtype=np.float32)
+    select_log = np.zeros((N_TOKEN, N_TOKEN), dtype=np.float32)
+    for k in range(N_TOKEN):
+        (select_share if k < SHARE_COLS else select_log)[k, k] = 1.0
+    nodes = [
+        helper.make_node("Add", ["prompt_chars", "cf_one"], ["cf_chars1"]),
+        helper.make_node("Log", ["cf_chars1"], ["cf_logchars"]),
+        helper.make_node("Mul", ["cf_logchars", "cf_tenth"], ["cf_len"]),
+        helper.make_node("Unsqueeze", ["cf_len", "cf_axis1"], ["cf_len_col"]),
+        helper.make_node("Cast", ["attention_mask"], ["cf_mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["cf_mask", "cf_axis2"], ["cf_mask3"]),
+        helper.make_node("Gather", ["cf_table", "input_ids"], ["cf_tok"]),
+        helper.make_node("Mul", ["cf_tok", "cf_mask3"], ["cf_tok_m"]),
+        helper.make_node("ReduceSum", ["cf_tok_m", "cf_axis1"], ["cf_counts"], keepdims=0),
+        helper.make_node("ReduceSum", ["cf_mask", "cf_axis1"], ["cf_ntok"], keepdims=1),
+        helper.make_node("Div", ["cf_counts", "cf_ntok"], ["cf_shares"]),
+        helper.make_node("Add", ["cf_counts", "cf_one"], ["cf_counts1"]),
+        helper.make_node("Log", ["cf_counts1"], ["cf_logcounts"]),
+        helper.make_node("MatMul", ["cf_shares", "cf_sel_share"], ["cf_tok_a"]),
+        helper.make_node("MatMul", ["cf_logcounts", "cf_sel_log"], ["cf_tok_b"]),
+        helper.make_node("Add", ["cf_tok_a", "cf_tok_b"], ["cf_tokfeat"]),
+        helper.make_node("Gather", ["cf_letter", "input_ids"], ["cf_let"]),
+        helper.make_node("Gather", ["cf_punct", "input_ids"], ["cf_pun"]),
+        helper.make_node("Mul", ["cf_let", "cf_mask"], ["cf_let_m"]),
+        helper.make_node("Mul", ["cf_pun", "cf_mask"], ["cf_pun_m"]),
+        helper.make_node("Slice", ["cf_let_m", "cf_zero", "cf_minus1", "cf_axis1"], ["cf_let_s"]),
+        helper.make_node("Slice", ["cf_pun_m", "cf_one_i", "cf_big", "cf_axis1"], ["cf_pun_s"]),
+        helper.make_node("Mul", ["cf_let_s", "cf_pun_s"], ["cf_opt_tok"]),
+        helper.make_node("ReduceSum", ["cf_opt_tok", "cf_axis1"], ["cf_opt"], keepdims=1),
+        helper.make_node("Add", ["cf_opt", "cf_one"], ["cf_opt1"]),
+        helper.make_node("Log", ["cf_opt1"], ["cf_logopt"]),
+        helper.make_node("Concat", ["cf_len_col", "cf_tokfeat", "cf_logopt"], ["cf_base"], axis=1),
+    ]
+    inits = [
+        _c("cf_one", np.array(1.0, dtype=np.float32)), _c("cf_tenth", np.array(0.1, dtype=np.float32)),
+        _c("cf_axis1", np.array([1], dtype=np.int64)), _c("cf_axis2", np.array([2], dtype=np.int64)),
+        _c("cf_table", table), _c("cf_letter", letter), _c("cf_punct", punct),
+        _c("cf_sel_share", select_share), _c("cf_sel_log", select_log),
+        _c("cf_zero", np.array([0], dtype=np.int64)), _c("cf_minus1", np.array([-1], dtype=np.int64)),
+        _c("cf_one_i", np.array([1], dtype=np.int64)), _c("cf_big", np.array([1 << 40], dtype=np.int64)),
+    ]
+    if head.mode == "task-cheap":
+        nodes += [
+            helper.make_node("MatMul", ["embedding", "cf_gate_W"], ["cf_gate_z0"]),
+            helper.make_node("Add", ["cf_gate_z0", "cf_gate_b"], ["cf_gate_z"]),
+            helper.make_node("Softmax", ["cf_gate_z"], ["cf_gate"], axis=1),
+            helper.make_node("Unsqueeze", ["cf_gate", "cf_axis2"], ["cf_gate3"]),
+            helper.make_node("Unsqueeze", ["cf_base", "cf_axis1"], ["cf_base3"]),
+            helper.make_node("Mul", ["cf_gate3", "cf_base3"], ["cf_inter3"]),
+            helper.make_node("Reshape", ["cf_inter3", "cf_inter_shape"], ["cf_inter"]),
+            helper.make_node("Concat", ["cf_inter", "cf_gate"], ["cf_extra"], axis=1),
+        ]
+        inits += [
+            _c("cf_gate_W", head.gate_W.astype(np.float32)), _c("cf_gate_b", head.gate_b.astype(np.float32)[None, :]),
+            _c("cf_inter_shape", np.array([-1, len(TASKS) * N_BASE], dtype=np.int64)),
+        ]
+        extra = "cf_extra"
+    else:
+        extra = "cf_base"
+    nodes += [
+        helper.make_node("MatMul", ["embedding", "cf_w"], ["cf_ew2"]),
+        helper.make_node("MatMul", [extra, "cf_v"], ["cf_xv2"]),
+        helper.make_node("Add", ["cf_ew2", "cf_xv2"], ["cf_raw2"]),
+        helper.make_node("Squeeze", ["cf_raw2", "cf_axis1"], ["cf_raw0"]),
+        helper.make_node("Add", ["cf_raw0", "cf_b"], ["cf_raw"]),
+        helper.make_node("Sigmoid", ["cf_raw"], ["score"]),
+    ]
+    inits += [
+        _c("cf_w", head.w.astype(np.float32)[:, None]), _c("cf_v", head.v.astype(np.float32)[:, None]),
+        _c("cf_b", np.array(head.b, dtype=np.float32)),
+    ]
+    return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
