@@ -380,3 +380,22 @@ def test_no_strong_endpoint_configured_is_503(tiny_router_dir, table, dynamodb_e
             assert_openai_error(chat(client), 503, "strong_unavailable")
     finally:
         server.stop()
+
+
+def test_record_the_store_refused_comes_back_to_be_resent(tiny_router_dir, throttling_dynamodb, sagemaker_stand_in,
+                                                          api) -> None:
+    settings = settings_for(tiny_router_dir, "decisions", throttling_dynamodb, strong_endpoint_name=STRONG_ENDPOINT,
+                            sagemaker_endpoint_url=sagemaker_stand_in.url, sagemaker_timeout_s=20,
+                            strong_model_name="strong-model", default_max_tokens=8)
+    server = serve(settings)
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=120) as client:
+            response = chat(client)
+    finally:
+        server.stop()
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
+    unstored = response.json()["routing"]["unstored_record"]
+    assert unstored["decision_id"] == response.json()["routing"]["decision_id"]
+    resent = api.post("/v1/decisions", json={"records": [unstored]})
+    assert resent.status_code == 200 and resent.json()["accepted"] == 1
+    assert api.get("/v1/usage").json()["totals"]["requests"] == 1

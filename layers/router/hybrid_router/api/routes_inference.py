@@ -111,16 +111,25 @@ def _record(svc: Services, plan: Plan, who: Identity, prompt_tokens: int, comple
         status="ok" if error is None else "error", error=None if error is None else str(error)[:500])
 
 
-def _save(svc: Services, record: DecisionRecord, caller_logs: bool) -> None:
-    """Stores the record (unless the caller keeps it). The answer is already paid for: a failed write is
-    reported in logs/metrics and does not turn the answer into an error."""
+def _save(svc: Services, record: DecisionRecord, caller_logs: bool) -> bool:
+    """Stores the record (unless the caller keeps it); False when the write failed.
+
+    The answer is already paid for, so a failed write does not turn it into an error. Nothing is lost: the
+    whole record goes to the error log (and a metric), and a plain answer carries it back in
+    `routing.unstored_record`, which the caller can re-send to POST /v1/decisions (idempotent by id).
+    """
     svc.telemetry.decision(record, source="chat")
     if caller_logs:
-        return
+        return True
     try:
-        svc.call_store("put_records", svc.store.put_records, [record])
+        result = svc.call_store("put_records", svc.store.put_records, [record])
     except ApiError as exc:
-        svc.telemetry.store_failure("put_records", exc.message)
+        svc.telemetry.store_failure("put_records", exc.message, record)
+        return False
+    if result.failed:
+        svc.telemetry.store_failure("put_records", result.failed[0][1], record)
+        return False
+    return True
 
 
 def _routing_info(plan: Plan) -> dict[str, Any]:
@@ -170,14 +179,16 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
         raise _backend_error(exc) from None
     elapsed = time.perf_counter() - started
     record = _record(svc, plan, who, completion.prompt_tokens, completion.completion_tokens, elapsed)
-    _save(svc, record, bool(caller_id))
+    routing = _routing_info(plan)
+    if not _save(svc, record, bool(caller_id)):
+        routing["unstored_record"] = record.model_dump(mode="json")
     return ChatCompletionResponse(
         id=f"chatcmpl-{plan.decision_id}", model=plan.model_used,
         choices=[Choice(message={"role": "assistant", "content": completion.text},
                         finish_reason=completion.finish_reason)],
         usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                     total_tokens=completion.prompt_tokens + completion.completion_tokens),
-        routing=_routing_info(plan))
+        routing=routing)
 
 
 def _sse(data: Any) -> str:

@@ -19,7 +19,8 @@ class Telemetry(Protocol):
 
     def batch(self, accepted: int, duplicates: int, failed: int) -> None: ...
 
-    def store_failure(self, operation: str, error: str) -> None: ...
+    def store_failure(self, operation: str, error: str, record: DecisionRecord | None = None) -> None:
+        """A store call failed; `record`, when given, is logged whole so it can be replayed from the logs."""
 
 
 class LogTelemetry:
@@ -35,8 +36,9 @@ class LogTelemetry:
     def batch(self, accepted: int, duplicates: int, failed: int) -> None:
         log.info("decision batch accepted=%d duplicates=%d failed=%d", accepted, duplicates, failed)
 
-    def store_failure(self, operation: str, error: str) -> None:
-        log.error("decision store %s failed: %s", operation, error)
+    def store_failure(self, operation: str, error: str, record: DecisionRecord | None = None) -> None:
+        log.error("decision store %s failed: %s; record: %s", operation, error,
+                  record.model_dump_json() if record is not None else "-")
 
 
 class PowertoolsTelemetry:
@@ -83,7 +85,9 @@ class PowertoolsTelemetry:
         self._add("RecordsDuplicate", unit.Count, duplicates)
         self._add("RecordsFailed", unit.Count, failed)
 
-    def store_failure(self, operation: str, error: str) -> None:
+    def store_failure(self, operation: str, error: str, record: DecisionRecord | None = None) -> None:
         self._add("DecisionStoreFailures", self._unit.Count, 1)
         if self._logger is not None:
-            self._logger.error("decision store failure", extra={"operation": operation, "error": error})
+            unstored = record.model_dump(mode="json") if record is not None else None
+            self._logger.error("decision store failure",
+                               extra={"operation": operation, "error": error, "unstored_record": unstored})
