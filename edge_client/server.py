@@ -146,6 +146,11 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
             yield _sse(error_body(f"the answer broke off: {exc}", "api_error", code=exc.cause))
             yield _sse("[DONE]")
             return
+        except DecisionLogError as exc:  # the text already went out; say it is not recorded, no traceback
+            yield _sse(error_body(f"the decision log cannot be written, so this answer is not recorded: {exc}",
+                                  "api_error", code="decision_log_unwritable"))
+            yield _sse("[DONE]")
+            return
         await pump.future  # the record is written once the worker has finished
         record = answer.record
         last = completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason)

@@ -438,8 +438,7 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_
     assert weak_record.cost_usd > CostModel.default().cloud_overhead_usd()
 
 
-def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, weak) -> None:
-    config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
+def _full_log(config: Settings) -> DecisionLog:
     DecisionLog(config.decision_log_path).close()
     full_log = DecisionLog(config.decision_log_path, max_bytes=config.decision_log_path.stat().st_size)
     for padding in (500, 0):  # fill what is left, as a full disk would be
@@ -448,6 +447,12 @@ def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, w
                 full_log.append(DecisionRecord(router_id="filler", router_version="0", score=0.5, threshold=0.5,
                                                route="weak", weak_model="w", strong_model="s", model_used="w",
                                                prompt="x" * padding or None))
+    return full_log
+
+
+def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, weak) -> None:
+    config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
+    full_log = _full_log(config)
     stored = full_log.count()
     service = EdgeService(config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)),
                           decision_log=full_log)
@@ -458,6 +463,23 @@ def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, w
     error = response.json()["error"]
     assert error["code"] == "decision_log_unwritable"
     assert "withheld" in error["message"]
+    assert full_log.count() == stored
+
+
+def test_full_decision_log_cuts_a_stream_with_an_error_event(tmp_path, router_dir, weak) -> None:
+    config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
+    full_log = _full_log(config)
+    stored = full_log.count()
+    service = EdgeService(config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)),
+                          decision_log=full_log)
+    with ServerThread(create_app(service)) as server:
+        with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=60,
+                          json={"model": ALWAYS_WEAK, "messages": PROMPT, "stream": True}) as response:
+            events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "decision_log_unwritable" and "not recorded" in error["message"]
+    assert not any("routing" in json.loads(event) for event in events[:-1])
     assert full_log.count() == stored
 
 
