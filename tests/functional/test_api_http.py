@@ -179,6 +179,22 @@ def test_a_bad_record_fails_alone(api) -> None:
     assert all(f["error"] for f in result["failed"])
 
 
+def test_records_that_cannot_be_stored_fail_alone_not_the_batch(api) -> None:
+    """A null, a string, an unhashable id or an unusable created_at is one failed record, never a 500 or a 422
+    for the whole batch (a device would otherwise re-send that batch forever)."""
+    good = dict(device_records()[0], decision_id=new_ulid())
+    odd = [None, "a record", dict(good, decision_id={"not": "a string"}),
+           dict(good, decision_id=(garbage_time := new_ulid()), created_at="yesterday"),
+           dict(good, decision_id=(far_future := new_ulid()), created_at="9999-12-31T23:59:59Z")]
+    response = api.post("/v1/decisions", json={"records": [good, *odd]})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["duplicates"] == 0 and len(result["failed"]) == len(odd)
+    failed = {f["decision_id"]: f["error"] for f in result["failed"]}
+    assert "created_at" in failed[garbage_time] and "created_at" in failed[far_future]
+    assert all(error for error in failed.values())
+
+
 def test_batch_limits(api) -> None:
     record = device_records()[0]
     too_many = [dict(record, decision_id=new_ulid()) for _ in range(501)]

@@ -78,7 +78,7 @@ class DecisionBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    records: list[dict[str, Any]]
+    records: list[Any]  # not list[dict]: a null or a string among the records fails alone too
 
 
 class FailedRecord(BaseModel):

@@ -41,11 +41,11 @@ def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                        headers={"Retry-After": "2"})
     failed_ids = {decision_id for decision_id, _ in result.failed}
     for item in body.records:
-        if item.get("decision_id") not in failed_ids:
-            try:
-                record = DecisionRecord.model_validate(item)
-            except ValueError:
-                continue
+        try:
+            record = DecisionRecord.model_validate(item)
+        except ValueError:
+            continue
+        if record.decision_id not in failed_ids:
             svc.telemetry.decision(record, source="device")
     return DecisionBatchResult(accepted=result.accepted, duplicates=result.duplicates,
                                failed=[FailedRecord(decision_id=d, error=e) for d, e in result.failed])

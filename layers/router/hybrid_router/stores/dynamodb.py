@@ -209,9 +209,10 @@ class DynamoDecisionStore:
                 if owner is not None:
                     record = record.model_copy(update={"tenant_id": owner[0], "device_id": owner[1]})
                 device_pk(record.tenant_id, record.device_id)
+                _expires_at(record.created_at)
             except (ValidationError, ValueError) as error:
                 ident = item.get("decision_id", "?") if isinstance(item, Mapping) else "?"
-                result.failed.append((str(ident), _short_error(error)))
+                result.failed.append((str(ident)[:64], _short_error(error)))
                 continue
             if record.decision_id in seen:
                 result.duplicates += 1
@@ -272,16 +273,13 @@ class DynamoDecisionStore:
 
         serializer = TypeSerializer()
         data = {k: _to_dynamo(v) for k, v in record.model_dump().items() if v is not None}
-        created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00"))
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
         data.update(
             pk=device_pk(record.tenant_id, record.device_id),
             sk=f"DECISION#{record.decision_id}",
             day_pk=day_pk(record.tenant_id, record.day),
             entity="decision",
             stored_at=utc_now_iso(),
-            **{TTL_ATTRIBUTE: int((created + timedelta(days=RETENTION_DAYS)).timestamp())},
+            **{TTL_ATTRIBUTE: _expires_at(record.created_at)},
         )
         return {k: serializer.serialize(v) for k, v in data.items()}
 
@@ -432,6 +430,17 @@ class DynamoDecisionStore:
         plain = _plain(item)
         fields = {k: v for k, v in plain.items() if k not in _KEY_ATTRIBUTES}
         return DecisionRecord.model_validate(fields)
+
+
+def _expires_at(created_at: str) -> int:
+    """The TTL (epoch seconds) of a record made at `created_at`; ValueError if that is no ISO 8601 time."""
+    try:
+        created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+        return int((created + timedelta(days=RETENTION_DAYS)).timestamp())
+    except (ValueError, OverflowError):
+        raise ValueError(f"invalid record: created_at must be an ISO 8601 time, got {created_at[:40]!r}") from None
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
