@@ -70,6 +70,9 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
         return _error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
     if not isinstance(data, dict):
         return _error(400, "request body must be a JSON object", code="invalid_json")
+    if data.get("n", 1) not in (1, None):  # one answer per request; never silently fewer than asked for
+        return _error(400, f"n={data['n']!r} is not supported: one answer per request (n=1)", param="n",
+                      code="unsupported_value")
     if not data.get("messages"):
         return _error(400, "'messages' must be a non-empty list of chat messages", param="messages",
                       code="invalid_messages")
