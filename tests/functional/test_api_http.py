@@ -217,6 +217,19 @@ def test_usage_is_the_callers_own_and_windowed(api) -> None:
     assert other["device_id"] == "device-b" and other["totals"]["requests"] == 0
 
 
+def test_usage_window_in_any_iso_spelling_means_the_same_instant(api) -> None:
+    """Offsets, week dates and the basic format are valid ISO 8601: they must select what the UTC spelling
+    selects, not silently compare as strings against created_at."""
+    api.post("/v1/decisions", json={"records": device_records()}).raise_for_status()
+    requests = lambda **params: api.get("/v1/usage", params=params).json()["totals"]["requests"]  # noqa: E731
+    assert requests(since="2024-11-27T09:16:00Z") == 1
+    assert requests(since="2024-11-27T14:46:00+05:30") == 1          # 09:16Z
+    assert requests(since="2024-11-27T06:16:00-03:00", until="2024-11-27T09:00:00-12:00") == 1   # 09:16Z..21:00Z
+    assert requests(until="2024-11-27T09:00:00-12:00") == 2
+    assert requests(since="20241127") == 2 and requests(since="2024-W48-3") == 2   # both 2024-11-27
+    assert requests(since="2024-W48-4") == 0
+
+
 @pytest.mark.parametrize("params", [{"since": "yesterday"}, {"since": "2024-13-01"},
                                     {"since": "2024-11-02", "until": "2024-11-01"}])
 def test_usage_bad_dates_are_422(api, params) -> None:

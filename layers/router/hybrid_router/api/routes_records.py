@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from fastapi import APIRouter, Depends, Query
 
@@ -52,17 +52,20 @@ def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
 
 
 def _bound(value: str | None, name: str) -> str | None:
+    """The bound in the form records' created_at has (YYYY-MM-DD, or a UTC time ending in Z), so that the store's
+    comparisons and `since < until` hold for any ISO 8601 spelling (offsets, week dates, basic format)."""
     if value is None or value == "":
         return None
     try:
         if len(value) == 10:
-            date.fromisoformat(value)
-        else:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+            return date.fromisoformat(value).isoformat()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError):
         raise ApiError(422, f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time, got {value!r}.",
                        code="invalid_value", param=name) from None
-    return value
 
 
 @router.get("/v1/usage", response_model=UsageResponse)
