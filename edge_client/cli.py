@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -66,6 +67,8 @@ def main_options(ctx: typer.Context,
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand in {"train", "eval", "score", "stack"}:
         return
+    if config and not Path(config).expanduser().is_file():  # a mistyped --config never means "use defaults"
+        raise ConfigError(f"settings file not found: {config} (given with --config)")
     ctx.obj["settings"] = load_settings(config_path=config)
 
 

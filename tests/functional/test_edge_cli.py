@@ -92,3 +92,11 @@ def test_chat_with_strong_unconfigured_falls_back_locally(env) -> None:
     result = cli(env, "chat", "Say hello.", "--model", "router-tiny-0.0", "--max-tokens", "8")
     assert result.returncode == 0, result.stderr
     assert "route weak (fallback:strong_not_configured)" in result.stderr
+
+
+def test_missing_config_file_given_with_the_flag_is_an_error(env, tmp_path) -> None:
+    missing = tmp_path / "confg.toml"
+    result = cli(env, "--config", str(missing), "config", "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "settings file not found" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
