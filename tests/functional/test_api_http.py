@@ -127,6 +127,8 @@ def test_malformed_json_is_400(api) -> None:
     response = api.post("/v1/route", content=b'{"prompt": "unterminated', headers={"content-type": "application/json"})
     assert_openai_error(response, 400, "invalid_json")
     assert_openai_error(api.post("/v1/decisions", content=b""), 400)
+    not_utf8 = api.post("/v1/route", content=b'{"prompt": "\xff\xfe caf\xe9"}', headers={"content-type": "application/json"})
+    assert "UTF-8" in assert_openai_error(not_utf8, 400, "invalid_json")["message"]
 
 
 def test_wrong_types_are_422_with_the_field_named(api) -> None:

@@ -78,6 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's words for a body that is not UTF-8 (json.loads never saw it).
+            return error_response(400, "The request body is not valid JSON: it must be UTF-8 encoded.",
+                                  code="invalid_json")
         messages = {404: "No such route.", 405: "Method not allowed on this route."}
         message = messages.get(exc.status_code) or str(exc.detail)
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
