@@ -164,7 +164,9 @@ class EdgeService:
         costs = self.costs
         strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
         overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
-        if route == "strong":
+        if error is not None:  # no answer was produced: nothing to pay, as the cloud API records it
+            cost, energy = 0.0, 0.0
+        elif route == "strong":
             cost, energy = strong_cost, 0.0
         else:
             cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)

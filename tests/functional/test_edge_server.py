@@ -275,6 +275,7 @@ def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) ->
     assert "strong_unreachable" in error["message"] and "local_model_missing" in error["message"]
     [record] = service.log.records()
     assert record.status == "error" and record.error
+    assert record.cost_usd == 0.0 and record.energy_wh == 0.0  # nothing answered: nothing to pay or cap
 
 
 def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, strong_server) -> None:
