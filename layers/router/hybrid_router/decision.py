@@ -58,6 +58,18 @@ class DecisionRecord(BaseModel):
             raise ValueError("decision_id must be a 26-character ULID")
         return value
 
+    @field_validator("created_at")
+    @classmethod
+    def _utc_time(cls, value: str) -> str:
+        """One spelling everywhere (UTC, milliseconds, `Z`), so stores can compare times as strings."""
+        try:
+            moment = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ValueError("created_at must be an ISO 8601 date-time, e.g. 2026-11-28T10:00:00Z") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
