@@ -15,6 +15,7 @@ from hybrid_router.stores.dynamodb import (
     DynamoDecisionStore,
     make_client,
 )
+from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
 
@@ -182,3 +183,13 @@ def test_unreachable_table_reports_failures_not_accepts(dynamodb_client, make_de
     result = store.put_records([make_decision(), make_decision()])
     assert result.accepted == 0 and len(result.failed) == 2
     assert all("ResourceNotFound" in error for _, error in result.failed)
+
+
+def test_window_uses_created_at_even_when_the_id_is_older(store, make_decision):
+    """An id is made when the request is planned; created_at when a long answer ends, minutes later."""
+    planned = datetime(2025, 3, 1, 11, 58, tzinfo=timezone.utc)
+    record = make_decision(at="2025-03-01T12:02:00Z", tenant_id="t9", device_id="d9")
+    record = record.model_copy(update={"decision_id": new_ulid(int(planned.timestamp() * 1000))})
+    store.put_records([record])
+    assert store.usage("t9", "d9", since="2025-03-01T12:00:00Z").totals.requests == 1
+    assert store.usage("t9", "d9", until="2025-03-01T12:00:00Z").totals.requests == 0

@@ -113,15 +113,20 @@ def _to_dynamo(value: Any) -> Any:
     return value
 
 
-def _ulid_floor(since: str | date | datetime) -> str:
-    """The smallest ULID made at or after `since` (for a key range on sk)."""
+# A decision id is made when the request is planned, its created_at when the answer ends: the two can differ
+# by a generation's length. Key ranges on the id are widened by this much; created_at then decides exactly.
+ID_TIME_SLACK_MS = 3_600_000
+
+
+def _ulid_floor(since: str | date | datetime, shift_ms: int = 0) -> str:
+    """The smallest ULID made at or after `since` + shift_ms (for a key range on sk)."""
     if isinstance(since, str):
         since = datetime.fromisoformat(since.replace("Z", "+00:00")) if len(since) > 10 else date.fromisoformat(since)
     if not isinstance(since, datetime):
         since = datetime(since.year, since.month, since.day, tzinfo=timezone.utc)
     elif since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    ms = max(int(since.timestamp() * 1000), 0)
+    ms = max(int(since.timestamp() * 1000) + shift_ms, 0)
     return new_ulid(ms)[:10] + "0" * 16
 
 
@@ -357,8 +362,8 @@ class DynamoDecisionStore:
         until: str | date | datetime | None = None,
     ) -> list[DecisionRecord]:
         """A device's decisions, oldest first (decision ids are ULIDs made when the decision was made)."""
-        low = "DECISION#" + (_ulid_floor(since) if since is not None else "")
-        high = "DECISION#" + (_ulid_floor(until) if until is not None else "~")
+        low = "DECISION#" + (_ulid_floor(since, -ID_TIME_SLACK_MS) if since is not None else "")
+        high = "DECISION#" + (_ulid_floor(until, ID_TIME_SLACK_MS) if until is not None else "~")
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
