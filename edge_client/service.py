@@ -212,7 +212,8 @@ class EdgeService:
                 _load(attempt.backend)
                 began = time.perf_counter()
                 completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                                                      decision_id=plan.decision_id)
+                                                      decision_id=plan.decision_id, stop=request.stop_list(),
+                                                      top_p=request.top_p)
             except BackendError as exc:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
@@ -252,7 +253,8 @@ class EdgeService:
                 continue
             began = time.perf_counter()
             pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature,
-                                            decision_id=plan.decision_id)
+                                            decision_id=plan.decision_id, stop=request.stop_list(),
+                                            top_p=request.top_p)
             try:
                 first = next(pieces)
             except StopIteration as stop:

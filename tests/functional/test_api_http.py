@@ -430,3 +430,18 @@ def test_record_the_store_refused_comes_back_to_be_resent(tiny_router_dir, throt
     resent = api.post("/v1/decisions", json={"records": [unstored]})
     assert resent.status_code == 200 and resent.json()["accepted"] == 1
     assert api.get("/v1/usage").json()["totals"]["requests"] == 1
+
+
+def test_stop_sequences_reach_the_sagemaker_model(chat_api) -> None:
+    request = {"model": "strong-model", "max_tokens": 24,
+               "messages": [{"role": "user", "content": "Describe the sea in two sentences."}]}
+    free = chat_api.post("/v1/chat/completions", json=request).json()["choices"][0]["message"]["content"]
+    words = free.split()
+    assert len(words) > 6, free
+    stop = words[4]  # greedy decoding: the same answer again, cut before its fifth word
+    stopped = chat_api.post("/v1/chat/completions", json={**request, "stop": [stop]}).json()
+    text = stopped["choices"][0]["message"]["content"]
+    assert stop not in text and free.startswith(text.rstrip()) and len(text) < len(free)
+    streamed = chat_api.post("/v1/chat/completions", json={**request, "stop": stop, "stream": True}).text
+    pieces = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    assert stop not in "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces if p.get("choices"))

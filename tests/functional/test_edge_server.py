@@ -503,3 +503,17 @@ def test_model_loading_is_not_billed_as_generation(tmp_path, router_dir) -> None
     wall_ms = (time.perf_counter() - began) * 1000
     assert weak.loaded
     assert record.generation_latency_ms < wall_ms - 1000
+
+
+def test_stop_sequences_reach_the_local_model(edge) -> None:
+    server, _ = edge
+    client = client_for(server)
+    counting = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
+    free = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40)
+    assert "4" in free.choices[0].message.content, "the model should count past 4 without a stop"
+    stopped = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop=["4"])
+    text = stopped.choices[0].message.content
+    assert "4" not in text and len(text) < len(free.choices[0].message.content)
+    streamed = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop="4",
+                                              stream=True)
+    assert "4" not in "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)

@@ -37,6 +37,11 @@ class ChatCompletionRequest(BaseModel):
     def token_limit(self, default: int) -> int:
         return self.max_completion_tokens or self.max_tokens or default
 
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
     def last_user_text(self) -> str:
         """What the router scores: the last user turn (RouteLLM routes on the user prompt)."""
         for message in reversed(self.messages):

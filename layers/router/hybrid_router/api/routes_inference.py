@@ -170,10 +170,12 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
     max_tokens = body.token_limit(svc.settings.default_max_tokens)
     temperature = body.temperature if body.temperature is not None else 0.0
     if body.stream:
-        return _stream(svc, plan, who, messages, max_tokens, temperature, caller_logs=bool(caller_id))
+        return _stream(svc, plan, who, messages, max_tokens, temperature, caller_logs=bool(caller_id),
+                       stop=body.stop_list(), top_p=body.top_p)
     started = time.perf_counter()
     try:
-        completion = plan.backend.complete(messages, max_tokens=max_tokens, temperature=temperature)
+        completion = plan.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                               stop=body.stop_list(), top_p=body.top_p)
     except BackendError as exc:
         _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), bool(caller_id))
         raise _backend_error(exc) from None
@@ -196,12 +198,13 @@ def _sse(data: Any) -> str:
 
 
 def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_tokens: int,
-            temperature: float, caller_logs: bool) -> StreamingResponse:
+            temperature: float, caller_logs: bool, stop: list[str] | None = None,
+            top_p: float | None = None) -> StreamingResponse:
     """Server-sent events. Under uvicorn they flow as generated; Mangum (Lambda) collects the whole body and
     returns it as one buffered text/event-stream response: same chunks, same [DONE], delivered at the end.
     The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status."""
     started = time.perf_counter()
-    pieces = plan.backend.stream(messages, max_tokens=max_tokens, temperature=temperature)
+    pieces = plan.backend.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, top_p=top_p)
     try:
         first = next(iter(pieces), None)
     except BackendError as exc:

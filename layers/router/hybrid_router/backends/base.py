@@ -16,6 +16,16 @@ class BackendError(RuntimeError):
         self.status_code = status_code
 
 
+def sampling_options(stop: list[str] | None, top_p: float | None) -> dict:
+    """OpenAI's stop and top_p as keyword arguments, only where given (a backend keeps its defaults otherwise)."""
+    options: dict = {}
+    if stop:
+        options["stop"] = list(stop)
+    if top_p is not None:
+        options["top_p"] = top_p
+    return options
+
+
 @dataclass
 class Completion:
     text: str
@@ -29,6 +39,7 @@ class Completion:
 class ChatBackend(Protocol):
     """messages are OpenAI-style dicts: [{"role": "user", "content": "..."}].
 
+    stop and top_p are OpenAI's sampling options (None: the backend's default).
     decision_id names the decision record this call answers. Backends that reach hybrid-router's own
     cloud send it (`x-decision-id`) so the cloud does not log a second record for an answer the
     device already logs; SageMaker gets it as the InferenceId; local backends ignore it.
@@ -37,9 +48,11 @@ class ChatBackend(Protocol):
     name: str
 
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None) -> Completion: ...
+                 decision_id: str | None = None, stop: list[str] | None = None,
+                 top_p: float | None = None) -> Completion: ...
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None) -> Iterator[str]:
+               decision_id: str | None = None, stop: list[str] | None = None,
+               top_p: float | None = None) -> Iterator[str]:
         """Yields text pieces. After exhaustion, `last_usage` holds (prompt_tokens, completion_tokens)."""
         ...

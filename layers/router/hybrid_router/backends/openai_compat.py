@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import httpx
 
-from hybrid_router.backends.base import BackendError, Completion
+from hybrid_router.backends.base import BackendError, Completion, sampling_options
 from hybrid_router.backends.sagemaker import estimate_tokens, message_text
 
 ApiKeyHeader = Literal["authorization", "x-api-key"]
@@ -58,9 +58,11 @@ class OpenAICompatBackend:
     def close(self) -> None:
         self._http.close()
 
-    def _payload(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool) -> dict[str, Any]:
+    def _payload(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool,
+                 stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                                   "temperature": temperature, "stream": stream, **self.extra_body}
+                                   "temperature": temperature, "stream": stream, **self.extra_body,
+                                   **sampling_options(stop, top_p)}
         if stream:
             payload["stream_options"] = {"include_usage": True}
         return payload
@@ -97,10 +99,12 @@ class OpenAICompatBackend:
         return {"x-decision-id": decision_id} if decision_id else {}
 
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None) -> Completion:
+                 decision_id: str | None = None, stop: list[str] | None = None,
+                 top_p: float | None = None) -> Completion:
         try:
             response = self._http.post("/chat/completions",
-                                       json=self._payload(messages, max_tokens, temperature, stream=False),
+                                       json=self._payload(messages, max_tokens, temperature, stream=False, stop=stop,
+                                                          top_p=top_p),
                                        headers=self._decision_headers(decision_id))
         except httpx.HTTPError as exc:
             raise self._translate(exc, mid_stream=False) from exc
@@ -124,9 +128,10 @@ class OpenAICompatBackend:
                           completion_tokens=completion_tokens, finish_reason=finish)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None) -> Iterator[str]:
+               decision_id: str | None = None, stop: list[str] | None = None,
+               top_p: float | None = None) -> Iterator[str]:
         self.last_usage = (0, 0)
-        payload = self._payload(messages, max_tokens, temperature, stream=True)
+        payload = self._payload(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
         finish = "stop"

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
-from hybrid_router.backends.base import BackendError, Completion
+from hybrid_router.backends.base import BackendError, Completion, sampling_options
 
 BodyFormat = Literal["tgi", "messages"]
 
@@ -57,14 +57,17 @@ def render_chat_prompt(messages: list[dict], template: str = "chatml") -> str:
 
 
 def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens: int, temperature: float,
-                       stream: bool, chat_template: str = "chatml", model: str | None = None) -> dict[str, Any]:
+                       stream: bool, chat_template: str = "chatml", model: str | None = None,
+                       stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
     if body_format == "tgi":
         parameters: dict[str, Any] = {
             "max_new_tokens": max_tokens,
             "details": True,
             "return_full_text": False,
-            "stop": _TEMPLATE_STOPS.get(chat_template, []),
+            "stop": _TEMPLATE_STOPS.get(chat_template, []) + list(stop or []),
         }
+        if top_p is not None and top_p < 1.0:  # TGI accepts 0 < top_p < 1 only
+            parameters["top_p"] = top_p
         if temperature > 0:  # TGI rejects temperature 0; greedy decoding is do_sample=false.
             parameters.update(do_sample=True, temperature=temperature)
         else:
@@ -76,7 +79,8 @@ def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens
             body["stream"] = True
         return body
     if body_format == "messages":
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}
+        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "stream": stream,
+                **sampling_options(stop, top_p)}
         if model:
             body["model"] = model
         if stream:
@@ -275,13 +279,15 @@ class SageMakerBackend:
                                           config=config)
         return self._client
 
-    def _stops(self) -> list[str]:
-        return _TEMPLATE_STOPS.get(self.chat_template, []) if self.body_format == "tgi" else []
+    def _stops(self, stop: list[str] | None = None) -> list[str]:
+        template = _TEMPLATE_STOPS.get(self.chat_template, []) if self.body_format == "tgi" else []
+        return template + list(stop or [])
 
-    def _body(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool) -> dict[str, Any]:
+    def _body(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool,
+              stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
         model = self.model_name if self.model_name != self.endpoint_name else None
         return build_request_body(messages, self.body_format, max_tokens, temperature, stream,
-                                  chat_template=self.chat_template, model=model)
+                                  chat_template=self.chat_template, model=model, stop=stop, top_p=top_p)
 
     def _prompt_estimate(self, messages: list[dict]) -> int:
         if self.body_format == "tgi":
@@ -289,8 +295,9 @@ class SageMakerBackend:
         return estimate_tokens("".join(message_text(m) for m in messages)) + 4 * len(messages)
 
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None) -> Completion:
-        body = self._body(messages, max_tokens, temperature, stream=False)
+                 decision_id: str | None = None, stop: list[str] | None = None,
+                 top_p: float | None = None) -> Completion:
+        body = self._body(messages, max_tokens, temperature, stream=False, stop=stop, top_p=top_p)
         try:
             response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, ContentType="application/json",
                                                    Accept="application/json", Body=json.dumps(body).encode(),
@@ -300,7 +307,7 @@ class SageMakerBackend:
             raise
         except Exception as exc:  # botocore/urllib3 errors, mapped to causes
             raise self._translate(exc, mid_stream=False) from exc
-        text, finish, prompt_tokens, completion_tokens = parse_response_body(raw, self._stops())
+        text, finish, prompt_tokens, completion_tokens = parse_response_body(raw, self._stops(stop))
         usage = (prompt_tokens if prompt_tokens is not None else self._prompt_estimate(messages),
                  completion_tokens if completion_tokens is not None else estimate_tokens(text))
         self.last_usage = usage
@@ -309,9 +316,10 @@ class SageMakerBackend:
                           finish_reason=finish)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None) -> Iterator[str]:
-        body = self._body(messages, max_tokens, temperature, stream=True)
-        decoder = StreamLineDecoder(self._stops())
+               decision_id: str | None = None, stop: list[str] | None = None,
+               top_p: float | None = None) -> Iterator[str]:
+        body = self._body(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
+        decoder = StreamLineDecoder(self._stops(stop))
         self.last_usage = (0, 0)
         try:
             response = self.client.invoke_endpoint_with_response_stream(
