@@ -293,3 +293,15 @@ def test_api_calls_stay_within_the_template_permissions(chat_env, aws_calls) -> 
         response, _ = invoke(handler, load_event(name))
         assert response["statusCode"] == 200, (name, response["body"])
     assert set(aws_calls) == _template_operations()["ApiFunction"]
+
+
+@pytest.mark.parametrize("damage", ["no_request_context", "bad_base64"])
+def test_an_unreadable_event_is_a_clear_400_not_a_crash(lambda_env, damage) -> None:
+    event = load_event("route_post.json")
+    if damage == "no_request_context":
+        del event["requestContext"]
+    else:
+        event["isBase64Encoded"], event["body"] = True, "%%% not base64 %%%"
+    response, _ = invoke(load_handler("api"), event)
+    assert response["statusCode"] == 400
+    assert body_of(response)["error"]["code"] == "unreadable_event"

@@ -6,12 +6,21 @@ Mangum cannot stream: a `stream: true` chat request is answered as one buffered 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from typing import Any
 
 from hybrid_router.api.app import RouteGroup
 
 METRICS_NAMESPACE = "HybridRouter"
+
+
+def _unreadable_event_response(exc: Exception) -> dict:
+    from hybrid_router.openai_schema import error_body
+
+    message = f"This function could not read the API Gateway event ({type(exc).__name__}: {exc})."
+    return {"statusCode": 400, "headers": {"content-type": "application/json"}, "isBase64Encoded": False,
+            "body": json.dumps(error_body(message, code="unreadable_event"))}
 
 
 def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict, Any], dict]:
@@ -42,7 +51,11 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
     @tracer.capture_lambda_handler
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict, context: Any) -> dict:
-        response = asgi(event, context)
+        try:
+            response = asgi(event, context)
+        except Exception as exc:  # an event the adapter cannot read (API Gateway never sends one): answer, not crash
+            logger.exception("event not handled")
+            response = _unreadable_event_response(exc)
         status = int(response.get("statusCode", 500))
         metrics.add_metric(name="HttpResponses", unit=MetricUnit.Count, value=1)
         if status >= 500:
