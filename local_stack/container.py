@@ -38,10 +38,12 @@ class TextModel(Protocol):
     def prompt_tokens(self, text: str) -> list[tuple[int, str]]: ...
     def stream_prompt(self, prompt: str, max_tokens: int, temperature: float,
                       stop: list[str] | None = None) -> Iterator[Piece]: ...
-    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Iterator[Piece]: ...
+    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float,
+                    stop: list[str] | None = None, top_p: float | None = None) -> Iterator[Piece]: ...
     def complete_prompt(self, prompt: str, max_tokens: int, temperature: float,
                         stop: list[str] | None = None) -> Generation: ...
-    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Generation: ...
+    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float,
+                      stop: list[str] | None = None, top_p: float | None = None) -> Generation: ...
 
 
 class TgiParameters(BaseModel):
@@ -118,7 +120,8 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
 
 def _chat_response(model: TextModel, request: ChatCompletionRequest) -> dict[str, Any]:
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
-    result = model.complete_chat(messages, request.token_limit(256), request.temperature or 0.0)
+    result = model.complete_chat(messages, request.token_limit(256), request.temperature or 0.0,
+                                 stop=request.stop_list(), top_p=request.top_p)
     return {
         "id": f"chatcmpl-{new_ulid()}",
         "object": "chat.completion",
@@ -138,7 +141,8 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest) -> Iterator[b
     count = 0
     finish = "stop"
     prompt_tokens = 0
-    for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0):
+    for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
+                                   stop=request.stop_list(), top_p=request.top_p):
         if piece.finish_reason:
             finish = piece.finish_reason
             prompt_tokens = piece.prompt_tokens or 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hybrid_router.backends.base import sampling_options
 from hybrid_router.backends.llama_cpp import LlamaCppBackend
 
 from local_stack.weights import model_name_for
@@ -78,11 +79,13 @@ class LlamaTextModel(LlamaCppBackend):
                                              stop=stop or None, stream=True)
             yield from self._pieces(llama, chunks, lambda choice: choice.get("text") or "")
 
-    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Iterator[Piece]:
+    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float,
+                    stop: list[str] | None = None, top_p: float | None = None) -> Iterator[Piece]:
         with self._lock:
             llama = self._ensure_loaded()
             chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                  temperature=temperature, stream=True)
+                                                  temperature=temperature, stream=True,
+                                                  **sampling_options(stop, top_p))
             yield from self._pieces(llama, chunks, lambda choice: (choice.get("delta") or {}).get("content") or "")
 
     @staticmethod
@@ -107,10 +110,12 @@ class LlamaTextModel(LlamaCppBackend):
                                                              temperature=temperature, stop=stop or None)
         return self._generation(result["choices"][0].get("text") or "", result)
 
-    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float) -> Generation:
+    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float,
+                      stop: list[str] | None = None, top_p: float | None = None) -> Generation:
         with self._lock:
             result = self._ensure_loaded().create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                                  temperature=temperature)
+                                                                  temperature=temperature,
+                                                                  **sampling_options(stop, top_p))
         return self._generation(result["choices"][0]["message"].get("content") or "", result)
 
     @staticmethod

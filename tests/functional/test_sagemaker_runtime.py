@@ -221,3 +221,16 @@ def test_unreachable_runtime_is_strong_unreachable():
     with pytest.raises(BackendError) as raised:
         strong.complete(MESSAGES, max_tokens=MAX_TOKENS)
     assert raised.value.cause == "strong_unreachable"
+
+
+@pytest.mark.parametrize("body_format", ["tgi", "messages"])
+def test_stop_strings_cut_the_answer_in_both_body_shapes(runtime, body_format):
+    strong = backend(runtime, body_format)
+    messages = [{"role": "user", "content": "Describe the sea in two sentences."}]
+    free = strong.complete(messages, max_tokens=24).text
+    words = free.split()
+    assert len(words) > 6, free
+    stop = words[4]  # greedy decoding: the same answer again, cut before its fifth word
+    cut = strong.complete(messages, max_tokens=24, stop=[stop]).text
+    assert stop not in cut and free.startswith(cut.rstrip()) and len(cut) < len(free)
+    assert stop not in "".join(strong.stream(messages, max_tokens=24, stop=[stop]))
