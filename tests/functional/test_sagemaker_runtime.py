@@ -234,3 +234,24 @@ def test_stop_strings_cut_the_answer_in_both_body_shapes(runtime, body_format):
     cut = strong.complete(messages, max_tokens=24, stop=[stop]).text
     assert stop not in cut and free.startswith(cut.rstrip()) and len(cut) < len(free)
     assert stop not in "".join(strong.stream(messages, max_tokens=24, stop=[stop]))
+
+
+def _drain(stream) -> tuple[str, tuple[int, int]]:
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(stream))
+        except StopIteration as done:
+            return "".join(pieces), done.value
+
+
+def test_each_stream_returns_its_own_token_counts(runtime):
+    """Shared backend state (`last_usage`) is overwritten by the next call; the stream's result is not."""
+    shared = backend(runtime)
+    messages = [{"role": "user", "content": "Describe the sea in two sentences."}]
+    short = shared.stream(messages, max_tokens=3)
+    long = shared.stream(messages, max_tokens=20)
+    _, short_usage = _drain(short)
+    _, long_usage = _drain(long)
+    assert short_usage[1] <= 3 < long_usage[1]
+    assert shared.last_usage == long_usage

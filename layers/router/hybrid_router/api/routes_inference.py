@@ -219,18 +219,24 @@ def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_
         chunk["routing"] = _routing_info(plan)
         yield _sse(chunk)
         count = 0
+        returned = None  # the stream's own (prompt, completion) token counts, when it returns them
         try:
             if first is not None:
                 count += 1
                 yield _sse(completion_chunk(completion_id, model, {"content": first}, created=created))
-            for piece in pieces:
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as done:
+                    returned = done.value
+                    break
                 count += 1
                 yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
         except BackendError as exc:
             error = exc
             yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
                                   code=f"upstream_{exc.cause}"))
-        usage = getattr(plan.backend, "last_usage", None) or (0, count)
+        usage = returned or getattr(plan.backend, "last_usage", None) or (0, count)
         elapsed = time.perf_counter() - started
         _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), caller_logs)
         if error is None:

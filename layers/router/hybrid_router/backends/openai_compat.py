@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Literal
 
 import httpx
@@ -129,7 +129,7 @@ class OpenAICompatBackend:
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Iterator[str]:
+               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
         self.last_usage = (0, 0)
         payload = self._payload(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         pieces: list[str] = []
@@ -183,3 +183,4 @@ class OpenAICompatBackend:
         self.last_usage = (usage.get("prompt_tokens") or self._prompt_estimate(messages),
                            usage.get("completion_tokens") or chunks or estimate_tokens(text))
         self.last_finish_reason = finish
+        return self.last_usage  # the generator's own result: safe when several streams share this backend

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Literal
 
 from hybrid_router.backends.base import BackendError, Completion, sampling_options
@@ -317,7 +317,7 @@ class SageMakerBackend:
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Iterator[str]:
+               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
         body = self._body(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         decoder = StreamLineDecoder(self._stops(stop))
         self.last_usage = (0, 0)
@@ -355,6 +355,7 @@ class SageMakerBackend:
             else (decoder.tokens_seen or estimate_tokens(text)),
         )
         self.last_finish_reason = decoder.finish_reason
+        return self.last_usage  # the generator's own result: safe when several streams share this backend
 
     def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
         from botocore import exceptions as boto_errors
