@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP_NAME = "hybrid-router"
 ENV_PREFIX = "HYBRID_ROUTER_"
@@ -64,6 +64,13 @@ class Settings(BaseModel):
     tenant_id: str = "local"
     device_id: str = "local"
     sync_batch_size: int = Field(100, ge=1, le=1000)
+
+    @field_validator("cloud_url", "openai_url", "sagemaker_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_threshold_rule(self) -> "Settings":

@@ -248,6 +248,7 @@ def test_feedback_on_own_decision_only(api) -> None:
                        json={"decision_id": decision_id, "rating": 5})
     assert_openai_error(other, 404, "decision_not_found")
     assert_openai_error(api.post("/v1/feedback", json={"decision_id": decision_id, "rating": 7}), 422)
+    assert_openai_error(api.post("/v1/feedback", json={"decision_id": decision_id, "rating": True}), 422)
     assert_openai_error(api.post("/v1/feedback", json={"decision_id": "short", "rating": 1}), 422)
 
 

@@ -66,6 +66,7 @@ def test_router_runtime_variable_is_honoured_as_router_path(tmp_path: Path) -> N
         ("", {"HYBRID_ROUTER_N_THREADS": "many"}, "n_threads (env:HYBRID_ROUTER_N_THREADS)"),
         ('routing_mode = "sideways"\n', {}, "routing_mode (file:"),
         ("threshold = 0.3\nstrong_share = 0.2\n", {}, "threshold or strong_share"),
+        ("", {"HYBRID_ROUTER_CLOUD_URL": "api.example.com"}, "cloud_url (env:HYBRID_ROUTER_CLOUD_URL)"),
     ],
 )
 def test_bad_settings_name_the_culprit(tmp_path: Path, text: str, env: dict, needle: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage
 
@@ -96,7 +96,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: str = Field(min_length=26, max_length=26)
-    rating: int = Field(description="1..5 stars, or -1 / +1 thumbs")
+    rating: StrictInt = Field(description="1..5 stars, or -1 / +1 thumbs")
     comment: str | None = Field(default=None, max_length=4000)
 
     @model_validator(mode="after")
