@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,8 +13,23 @@ Route = Literal["weak", "strong"]
 Status = Literal["ok", "error"]
 
 
+def utc_iso(value: str | date | datetime) -> str:
+    """Any ISO 8601 date or time, spelled as records spell times: UTC, milliseconds, `Z`.
+
+    A plain date is its midnight UTC; a time without an offset is taken as UTC. One spelling lets every store
+    compare times as strings. ValueError for text that is not ISO 8601.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    elif not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(timezone.utc))
 
 
 class DecisionRecord(BaseModel):
@@ -63,12 +78,9 @@ class DecisionRecord(BaseModel):
     def _utc_time(cls, value: str) -> str:
         """One spelling everywhere (UTC, milliseconds, `Z`), so stores can compare times as strings."""
         try:
-            moment = datetime.fromisoformat(value)
+            return utc_iso(value)
         except (TypeError, ValueError):
             raise ValueError("created_at must be an ISO 8601 date-time, e.g. 2026-11-28T10:00:00Z") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     @field_validator("reason")
     @classmethod

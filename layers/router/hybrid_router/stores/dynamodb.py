@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hybrid_router.decision import DecisionRecord, utc_now_iso
+from hybrid_router.decision import DecisionRecord, utc_iso, utc_now_iso
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
@@ -130,14 +130,6 @@ def _ulid_floor(since: str | date | datetime, shift_ms: int = 0) -> str:
     return new_ulid(ms)[:10] + "0" * 16
 
 
-def _iso_bound(value: str | date | datetime) -> str:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 3) -> Any:
@@ -465,8 +457,8 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
 def _in_window(
     records: Sequence[DecisionRecord], since: str | date | datetime | None, until: str | date | datetime | None
 ) -> list[DecisionRecord]:
-    low = _iso_bound(since) if since is not None else None
-    high = _iso_bound(until) if until is not None else None
+    low = utc_iso(since) if since is not None else None
+    high = utc_iso(until) if until is not None else None
     return [
         r for r in records if (low is None or r.created_at >= low) and (high is None or r.created_at < high)
     ]

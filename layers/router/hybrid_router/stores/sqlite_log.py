@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionRecord, utc_iso
 from hybrid_router.usage import UsageSummary
 
 _SCHEMA = """
@@ -40,22 +40,6 @@ _SQLITE_MAX_VARIABLES = 500
 
 class DecisionLogError(RuntimeError):
     """The decision log could not be read or written; the message says why and what was not saved."""
-
-
-def _utc_iso(value: str | date | datetime) -> str:
-    """A bound comparable with stored `created_at` values (UTC, ISO 8601, `Z`)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if len(value) > 10:
-        try:
-            return _utc_iso(datetime.fromisoformat(value))
-        except ValueError:
-            return value
-    return value
 
 
 def _explain(error: sqlite3.Error, path: Path, action: str) -> DecisionLogError:
@@ -118,7 +102,7 @@ class DecisionLog:
     def append_many(self, records: Iterable[DecisionRecord]) -> int:
         """Store records in one transaction; returns how many were new."""
         rows = [
-            (r.decision_id, _utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json())
+            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json())
             for r in records
         ]
         if not rows:
@@ -149,7 +133,7 @@ class DecisionLog:
         ids = list(decision_ids)
         if not ids:
             return 0
-        now = _utc_iso(datetime.now(timezone.utc))
+        now = utc_iso(datetime.now(timezone.utc))
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -227,7 +211,7 @@ class DecisionLog:
         """What strong answers cost since `since` (e.g. the start of today or of the month): the budget cap's input."""
         rows = self._query(
             "SELECT coalesce(sum(cost_usd), 0.0) FROM decisions WHERE route = 'strong' AND created_at >= ?",
-            (_utc_iso(since),),
+            (utc_iso(since),),
             "sum spend",
         )
         return float(rows[0][0])
@@ -239,9 +223,9 @@ class DecisionLog:
         clauses, params = [], []
         if since is not None:
             clauses.append("created_at >= ?")
-            params.append(_utc_iso(since))
+            params.append(utc_iso(since))
         if until is not None:
             clauses.append("created_at < ?")
-            params.append(_utc_iso(until))
+            params.append(utc_iso(until))
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
