@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from router_training.scoring import iter_jsonl
+
 
 
 def shared_data_dir() -> Path:
@@ -60,25 +62,18 @@ def read_rows(paths: Sequence[str | Path]) -> list[Row]:
     for path in paths:
         path = Path(path)
         file_rows: list[Row] = []
-        with open(path, encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: bad JSON ({exc.msg})") from None
-                prompt, scores = obj.get("prompt"), obj.get("scores", {})
-                if not isinstance(prompt, str) or not isinstance(scores, dict):
-                    raise ValueError(f"{path}:{line_no}: needs a string 'prompt' and an object 'scores'")
-                clean = {str(m): float(s) for m, s in scores.items() if isinstance(s, (int, float)) and not isinstance(s, bool)}
-                file_rows.append(
-                    Row(
-                        id=str(obj.get("id", f"{path.stem}/{line_no}")), prompt=prompt, scores=clean,
-                        file=path.stem, group=_group_of(obj, path.stem),
-                        extra={"answer": obj["answer"]} if isinstance(obj.get("answer"), str) else {},
-                    )
+        for line_no, obj in iter_jsonl(path):
+            prompt, scores = obj.get("prompt"), obj.get("scores", {})
+            if not isinstance(prompt, str) or not isinstance(scores, dict):
+                raise ValueError(f"{path}:{line_no}: needs a string 'prompt' and an object 'scores'")
+            clean = {str(m): float(s) for m, s in scores.items() if isinstance(s, (int, float)) and not isinstance(s, bool)}
+            file_rows.append(
+                Row(
+                    id=str(obj.get("id", f"{path.stem}/{line_no}")), prompt=prompt, scores=clean,
+                    file=path.stem, group=_group_of(obj, path.stem),
+                    extra={"answer": obj["answer"]} if isinstance(obj.get("answer"), str) else {},
                 )
+            )
         if any(s > 1.0 for r in file_rows for s in r.scores.values()):
             for r in file_rows:
                 r.scale = "judge_1_10"
