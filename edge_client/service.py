@@ -199,11 +199,15 @@ class EdgeService:
     def _messages(request: ChatCompletionRequest) -> list[dict]:
         return [{"role": m.role, "content": m.text()} for m in request.messages]
 
+    def _generation_options(self, request: ChatCompletionRequest, plan: Plan) -> dict:
+        """Keyword arguments of ChatBackend.complete/stream for this request."""
+        return {"max_tokens": request.token_limit(self.settings.max_tokens),
+                "temperature": request.temperature or 0.0, "decision_id": plan.decision_id,
+                "stop": request.stop_list(), "top_p": request.top_p}
+
     def complete(self, request: ChatCompletionRequest, plan: Plan | None = None) -> Answer:
         plan = plan or self.plan(request)
-        messages = self._messages(request)
-        max_tokens = request.token_limit(self.settings.max_tokens)
-        temperature = request.temperature or 0.0
+        messages, options = self._messages(request), self._generation_options(request, plan)
         attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
@@ -211,9 +215,7 @@ class EdgeService:
             try:
                 _load(attempt.backend)
                 began = time.perf_counter()
-                completion = attempt.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                                                      decision_id=plan.decision_id, stop=request.stop_list(),
-                                                      top_p=request.top_p)
+                completion = attempt.backend.complete(messages, **options)
             except BackendError as exc:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
@@ -238,9 +240,7 @@ class EdgeService:
     def stream(self, request: ChatCompletionRequest, plan: Plan | None = None) -> "StreamingAnswer":
         """Starts the answer: fallbacks happen before the first piece, so the route is known up front."""
         plan = plan or self.plan(request)
-        messages = self._messages(request)
-        max_tokens = request.token_limit(self.settings.max_tokens)
-        temperature = request.temperature or 0.0
+        messages, options = self._messages(request), self._generation_options(request, plan)
         attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
@@ -252,9 +252,7 @@ class EdgeService:
                 reason = f"fallback:{exc.cause}"
                 continue
             began = time.perf_counter()
-            pieces = attempt.backend.stream(messages, max_tokens=max_tokens, temperature=temperature,
-                                            decision_id=plan.decision_id, stop=request.stop_list(),
-                                            top_p=request.top_p)
+            pieces = attempt.backend.stream(messages, **options)
             try:
                 first = next(pieces)
             except StopIteration as stop:
