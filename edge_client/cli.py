@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 from rich.console import Console
 from rich.table import Table
 
@@ -101,7 +102,7 @@ def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None
 def chat(ctx: typer.Context,
          prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
          model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
-         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
          system: Optional[str] = typer.Option(None, "--system", help="system prompt")) -> None:
     """Chat: each prompt is routed, the answer streams, then route, score, latency, cost and saving."""
     service = _service(_settings(ctx))
@@ -159,7 +160,7 @@ def route(ctx: typer.Context, prompt: str = typer.Argument(..., help="the prompt
 
 @app.command()
 def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
-          port: int = typer.Option(8080, "--port"),
+          port: int = typer.Option(8080, "--port", min=1, max=65535),
           preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
     """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health)."""
     import uvicorn
@@ -189,7 +190,7 @@ def _bar(value: float, largest: float, width: int = 16) -> str:
 
 
 @app.command()
-def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, help="how many days back"),
+def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, max=36500, help="how many days back"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Cost and savings from the decision log, by day and by route."""
     from hybrid_router.stores.sqlite_log import DecisionLog
@@ -286,6 +287,17 @@ def stack(ctx: typer.Context) -> None:
     _passthrough("local_stack.stack", ctx)
 
 
+def _usage_message(exc: Exception) -> str:
+    """Typer's message for a usage error (it names the option), plus the allowed range of a number option."""
+    message = exc.format_message().strip()
+    param = getattr(exc, "param", None)
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is None and high is None:
+        return message
+    allowed = f"{low} to {high}" if low is not None and high is not None else f">= {low}" if high is None else f"<= {high}"
+    return f"{message} (allowed: {allowed})"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, prog_name="hybrid-router", standalone_mode=False)
@@ -298,10 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line, never a traceback
         import click
 
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
             return 130
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        # typer >= 0.29 raises its own click's errors (a bad option value: exit 2), older typer raises click's
+        if isinstance(exc, (click.ClickException, getattr(typer, "TyperException", click.ClickException))):
+            message = _usage_message(exc)
+            if message:  # empty when typer has printed the help (no arguments)
+                err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             return exc.exit_code
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
+from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP_NAME = "hybrid-router"
@@ -38,7 +39,7 @@ class Settings(BaseModel):
     local_model_name: str | None = Field(None, description="model name shown to clients; default from the file name")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: llama.cpp's choice")
     n_ctx: int = Field(2048, ge=128)
-    max_tokens: int = Field(256, ge=1, le=32768, description="default answer length when a request sets none")
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT, description="default answer length when a request sets none")
     # routing
     router_path: str | None = Field(None, description="router.onnx file or folder; default: the packaged router")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")

@@ -69,6 +69,20 @@ def test_errors_are_one_line_without_traceback(env) -> None:
     assert "router file not found" in no_router.stderr
 
 
+@pytest.mark.parametrize("args, option, allowed", [
+    (("chat", "hi", "--max-tokens", "0"), "'--max-tokens'", "1 to 32768"),
+    (("chat", "hi", "--max-tokens", "40000"), "'--max-tokens'", "1 to 32768"),
+    (("chat", "hi", "--max-tokens", "many"), "'--max-tokens'", "1 to 32768"),
+    (("usage", "--days", "0"), "'--days'", "1 to 36500"),
+    (("serve", "--port", "70000"), "'--port'", "1 to 65535"),
+])
+def test_a_bad_number_option_is_a_one_line_usage_error(env, args, option, allowed) -> None:
+    result = cli(env, *args)
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: Invalid value for {option}:") and f"(allowed: {allowed})" in line
+
+
 @pytest.mark.slow
 def test_chat_streams_an_answer_and_logs_it(env) -> None:
     pytest.importorskip("llama_cpp")
