@@ -181,6 +181,38 @@ def test_no_api_key_identity_is_401(lambda_env) -> None:
     assert body_of(response)["error"]["code"] == "missing_api_key"
 
 
+@pytest.mark.parametrize("function, event_name", [("ingest", "decisions_post.json"), ("ingest", "usage_get.json"),
+                                                   ("ingest", "feedback_post.json"), ("api", "route_post.json")])
+@pytest.mark.parametrize("where, value", [("tenant", "acme#evil"), ("device", "key#1")])
+def test_a_hash_in_the_callers_tenant_or_device_id_is_a_clear_403(lambda_env, dynamodb_client, function, event_name,
+                                                                   where, value) -> None:
+    """'#' joins tenant and device in the store's keys: such an identity is refused before anything is stored."""
+    event = load_event(event_name)
+    if where == "tenant":
+        event["stageVariables"] = {"tenantId": value}
+    else:
+        event["requestContext"]["identity"]["apiKeyId"] = value
+    response, _ = invoke(load_handler(function), event)
+    assert response["statusCode"] == 403, response["body"]
+    error = body_of(response)["error"]
+    assert error["code"] == "invalid_identity" and f"{where} id {value!r}" in error["message"]
+    assert "no '#'" in error["message"]
+    assert dynamodb_client.scan(TableName=lambda_env["DECISIONS_TABLE_NAME"])["Items"] == []
+
+
+def test_a_hash_in_a_records_own_device_id_is_harmless(lambda_env, dynamodb_client) -> None:
+    """Uploaded records are stored under the caller's identity, so a device id in the body never reaches a key."""
+    event = load_event("decisions_post.json")
+    body = json.loads(event["body"])
+    for record in body["records"]:
+        record.update(tenant_id="acme#evil", device_id="laptop#7")
+    event["body"] = json.dumps(body)
+    response, _ = invoke(load_handler("ingest"), event)
+    assert body_of(response) == {"accepted": 2, "duplicates": 0, "failed": []}
+    store = DynamoDecisionStore(lambda_env["DECISIONS_TABLE_NAME"], client=dynamodb_client)
+    assert {(r.tenant_id, r.device_id) for r in store.records_for_device("acme", KEY_ID)} == {("acme", KEY_ID)}
+
+
 def test_body_identity_headers_are_not_trusted_in_lambda(lambda_env, monkeypatch) -> None:
     """A local-style x-api-key mapping must not work inside Lambda: only the gateway's context counts."""
     monkeypatch.setenv("HYBRID_ROUTER_API_KEYS", "local-key=evil/device")

@@ -26,5 +26,5 @@ def caller(request: Request) -> Identity:
             key = token.strip() if scheme.lower() == "bearer" else None
         return identity_from_header(key, settings.api_keys)
     except IdentityError as exc:
-        code = "missing_api_key" if exc.status_code == 401 else "invalid_api_key"
+        code = exc.code or ("missing_api_key" if exc.status_code == 401 else "invalid_api_key")
         raise ApiError(exc.status_code, exc.message, code=code)

@@ -5,6 +5,8 @@ puts its id in `requestContext.identity.apiKeyId`. Each device gets its own API 
 device id = apiKeyId and tenant = the stage variable `tenantId` (else env TENANT_ID). A key id listed in
 HYBRID_ROUTER_KEY_IDENTITIES="<apiKeyId>=<tenant>/<device>,..." gets that tenant/device instead (several tenants
 on one stage, or readable device names). The request body never names the caller.
+Tenant and device ids are 1-128 of A-Z a-z 0-9 _ . : @ - (no '#': the store joins them with '#' into its keys);
+an identity outside that is refused (403 invalid_identity) before any route runs.
 
 Local (uvicorn): the `x-api-key` header must be a key in HYBRID_ROUTER_API_KEYS="<key>=<tenant>/<device>,...".
 """
@@ -28,10 +30,18 @@ class Identity(BaseModel):
 
 
 class IdentityError(Exception):
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.code = code
+
+
+def _id_part(value: str, what: str, origin: str) -> str:
+    if not _PART.match(value):
+        raise IdentityError(403, f"The caller's {what} {value[:64]!r} ({origin}) is not a valid id: it must be 1 to "
+                                 "128 letters, digits or _ . : @ - (no '#').", code="invalid_identity")
+    return value
 
 
 def parse_key_map(text: str) -> dict[str, Identity]:
@@ -58,7 +68,8 @@ def identity_from_event(event: dict[str, Any], key_identities: dict[str, Identit
     if api_key_id in key_identities:
         return key_identities[api_key_id].model_copy(update={"source": "api_gateway"})
     tenant = ((event.get("stageVariables") or {}).get("tenantId") or default_tenant).strip()
-    return Identity(tenant_id=tenant, device_id=api_key_id, source="api_gateway")
+    return Identity(tenant_id=_id_part(tenant, "tenant id", "stage variable tenantId, else TENANT_ID"),
+                    device_id=_id_part(api_key_id, "device id", "the API key id"), source="api_gateway")
 
 
 def identity_from_header(api_key: str | None, api_keys: dict[str, Identity]) -> Identity:
