@@ -104,6 +104,17 @@ def metric_names(lines: list[dict]) -> set[str]:
     return names
 
 
+def metric_sums(lines: list[dict]) -> dict[str, float]:
+    """Each metric's total over the EMF blobs (a blob holds one value or a list of values per metric)."""
+    sums: dict[str, float] = {}
+    for line in lines:
+        for directive in line.get("_aws", {}).get("CloudWatchMetrics", []):
+            for name in (metric["Name"] for metric in directive["Metrics"]):
+                values = line[name] if isinstance(line[name], list) else [line[name]]
+                sums[name] = sums.get(name, 0) + sum(values)
+    return sums
+
+
 def test_health(lambda_env) -> None:
     for function in ("api", "ingest"):
         response, _ = invoke(load_handler(function), load_event("health_get.json"))
@@ -157,6 +168,23 @@ def test_decisions_usage_feedback_through_the_ingest_function(lambda_env, dynamo
 
     feedback, _ = invoke(handler, load_event("feedback_post.json"))
     assert feedback["statusCode"] == 200 and body_of(feedback)["rating"] == 4
+
+
+def test_device_metrics_count_only_newly_stored_records(lambda_env, capsys) -> None:
+    handler = load_handler("ingest")
+    event = load_event("decisions_post.json")
+    body = json.loads(event["body"])
+    first = dict(event, body=json.dumps({"records": body["records"][:1]}))
+    assert body_of(invoke(handler, first)[0])["accepted"] == 1
+    capsys.readouterr()
+    response, lines = invoke(handler, event, capsys)  # the stored record again, and one new record
+    assert body_of(response) == {"accepted": 1, "duplicates": 1, "failed": []}
+    sums = metric_sums(lines)
+    assert (sums["RecordsAccepted"], sums["RecordsDuplicate"], sums["DeviceRequests"]) == (1, 1, 1)
+    response, lines = invoke(handler, event, capsys)  # a whole batch re-sent
+    assert body_of(response) == {"accepted": 0, "duplicates": 2, "failed": []}
+    sums = metric_sums(lines)
+    assert sums["RecordsDuplicate"] == 2 and not [name for name in sums if name.startswith("Device")]
 
 
 def test_stage_variable_and_key_map_name_the_tenant(lambda_env, monkeypatch, dynamodb_client) -> None:

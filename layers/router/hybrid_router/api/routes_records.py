@@ -12,7 +12,6 @@ from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import (DecisionBatch, DecisionBatchResult, FailedRecord, FeedbackRequest,
                                       FeedbackResponse, UsageResponse)
 from hybrid_router.api.services import Services
-from hybrid_router.decision import DecisionRecord
 
 router = APIRouter()
 
@@ -34,19 +33,13 @@ def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                             owner=(who.tenant_id, who.device_id))
     retryable = [f for f in result.failed if f[1].startswith(_RETRYABLE)]
     svc.telemetry.batch(result.accepted, result.duplicates, len(result.failed))
+    for record in result.stored:  # Device* metrics: newly stored records only, never a re-sent duplicate
+        svc.telemetry.decision(record, source="device")
     if retryable:
         raise ApiError(503, f"The decision store is throttling: {len(retryable)} of {len(body.records)} records "
                             f"were not stored ({result.accepted} stored). Re-send the batch in a few seconds; "
                             f"stored records will count as duplicates.", code="store_throttled",
                        headers={"Retry-After": "2"})
-    failed_ids = {decision_id for decision_id, _ in result.failed}
-    for item in body.records:
-        try:
-            record = DecisionRecord.model_validate(item)
-        except ValueError:
-            continue
-        if record.decision_id not in failed_ids:
-            svc.telemetry.decision(record, source="device")
     return DecisionBatchResult(accepted=result.accepted, duplicates=result.duplicates,
                                failed=[FailedRecord(decision_id=d, error=e) for d, e in result.failed])
 

@@ -12,7 +12,8 @@ log = logging.getLogger("hybrid_router.api")
 
 class Telemetry(Protocol):
     def decision(self, record: DecisionRecord, source: str) -> None:
-        """One decision answered here (`source` "chat") or uploaded by a device (`source` "device")."""
+        """One decision answered here (`source` "chat") or newly stored from a device's upload (`source` "device";
+        a re-sent record, already stored, is not counted again)."""
 
     def route_only(self, route: str, router_latency_ms: float) -> None:
         """One POST /v1/route decision (no answer, no record here)."""

@@ -79,9 +79,13 @@ class DecisionNotFound(LookupError):
 
 @dataclass
 class PutResult:
-    accepted: int = 0
+    stored: list[DecisionRecord] = field(default_factory=list)  # newly stored by this call, as stored
     duplicates: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.stored)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -225,7 +229,7 @@ class DynamoDecisionStore:
             outcomes = [self._put_one(record) for record in valid]
         for record, outcome in zip(valid, outcomes):
             if outcome == "accepted":
-                result.accepted += 1
+                result.stored.append(record)
             elif outcome == "duplicate":
                 result.duplicates += 1
             else:
