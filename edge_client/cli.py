@@ -294,7 +294,7 @@ def _usage_message(exc: Exception) -> str:
     low, high = getattr(param, "min", None), getattr(param, "max", None)
     if low is None and high is None:
         return message
-    allowed = f"{low} to {high}" if low is not None and high is not None else f">= {low}" if high is None else f"<= {high}"
+    allowed = f">= {low}" if high is None else f"<= {high}" if low is None else f"{low} to {high}"
     return f"{message} (allowed: {allowed})"
 
 
