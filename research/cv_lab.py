@@ -8,12 +8,12 @@ import numpy as np
 
 import ens_lab as E
 from ens_lab import L
+from sel_lab import STRONG, WEAK
 from router_training.evaluate import apgr
 from router_training.selection import group_pairs
 
 ALL = np.ones(len(L.rows), bool)
-GROUPS = group_pairs(L.rows, ALL, E.T.DEFAULT_STRONG if hasattr(E.T, "DEFAULT_STRONG") else "gpt-4-1106-preview",
-                     "mistralai/Mixtral-8x7B-Instruct-v0.1")
+GROUPS = group_pairs(L.rows, ALL, STRONG, WEAK)
 names = sorted(GROUPS, key=lambda g: -len(GROUPS[g][0]))
 FOLD_OF = {g: i % 5 for i, g in enumerate(names)}
 fold = np.array([FOLD_OF.get(r.group, -1) for r in L.rows])
