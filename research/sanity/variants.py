@@ -8,7 +8,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ens_lab as E  # noqa: E402
 from ens_lab import L  # noqa: E402
-from check import auc, PROMPTS  # noqa: E402
+from router_training.obvious_cases import auc, load_cases  # noqa: E402
+PROMPTS = load_cases()
 from router_training.heads import length_feature  # noqa: E402
 
 E.tr = np.ones(len(L.rows), bool)
