@@ -13,6 +13,11 @@ Per-token indicators live in a small [V, 5] lookup table gathered and pooled lik
 fitted on the training prompts' files and groups) and feeds the ridge the interactions g_k * x_j plus g, so the
 length/digit/... weights can differ per task. The gate is fixed before the ridge; the ridge sees standardised
 extra columns (the standardisation is folded into the exported weights).
+
+`--maths-expert` (with task-cheap) re-orders maths prompts among themselves by a second ridge, fitted on worked
+answers (gsm8k_train: log(1 + calculator steps)) over [e, x] and standardised: raw' = (1 - g_maths) raw +
+g_maths (m + s z), with m and s the maths-gate-weighted mean and spread of raw over the training rows. Maths prompts keep their
+level against other prompts; within maths, the step-count expert decides the order.
 """
 
 from __future__ import annotations
@@ -107,6 +112,20 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class MathsExpert:
+    """z = e.w + x.v + c: predicted calculator steps, standardised; blended into maths prompts' raw score."""
+
+    w: np.ndarray  # [D]
+    v: np.ndarray  # [N_BASE]
+    c: float
+    level: float  # mean raw score of the maths training rows
+    spread: float  # their standard deviation
+
+    def z(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
+        return emb @ self.w + base @ self.v + self.c
+
+
+@dataclass
 class FeatureHead:
     """score = sigmoid(e.w + extra(e, x).v + b); extra = x ("cheap") or [g (x) x, g] ("task-cheap")."""
 
@@ -116,6 +135,7 @@ class FeatureHead:
     mode: str
     gate_W: np.ndarray | None = None  # [D, 3]
     gate_b: np.ndarray | None = None  # [3]
+    maths: MathsExpert | None = None
 
     def gate(self, emb: np.ndarray) -> np.ndarray:
         return _softmax(emb.astype(np.float32) @ self.gate_W + self.gate_b).astype(np.float32)
@@ -124,7 +144,11 @@ class FeatureHead:
         return extra_features(self.mode, base, self.gate(emb) if self.mode == "task-cheap" else None)
 
     def raw(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
-        return emb @ self.w + self.extra(emb, base) @ self.v + self.b
+        raw = emb @ self.w + self.extra(emb, base) @ self.v + self.b
+        if self.maths is None:
+            return raw
+        g = self.gate(emb)[:, TASKS.index("maths")]
+        return raw + g * (self.maths.level + self.maths.spread * self.maths.z(emb, base) - raw)
 
     def score(self, emb: np.ndarray, base: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.raw(emb, base)))
@@ -168,6 +192,27 @@ def train_feature_clf(emb: np.ndarray, base: np.ndarray, target: np.ndarray, cal
     head.v = (v * a).astype(np.float32)
     head.b = float(b * a + c)
     return head
+
+
+def fit_maths_expert(head: FeatureHead, answer_emb: np.ndarray, answer_base: np.ndarray, steps: np.ndarray,
+                     emb: np.ndarray, base: np.ndarray, alpha: float = 10.0) -> MathsExpert:
+    """Ridge of log(1 + steps) on [e, x] over worked answers, standardised on them; level and spread = the mean
+    and standard deviation of the head's raw scores over the training rows (emb, base), weighted by the maths gate."""
+    X = np.hstack([answer_emb, answer_base]).astype(np.float64)
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mu) / sd
+    beta = np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (steps - steps.mean()))
+    coef = beta / sd
+    pred = X @ coef
+    scale = pred.std() + 1e-9
+    coef = coef / scale
+    d = answer_emb.shape[1]
+    raw = head.raw(emb, base)
+    g = head.gate(emb)[:, TASKS.index("maths")].astype(np.float64)
+    level = float(np.average(raw, weights=g))
+    spread = float(np.sqrt(np.average((raw - level) ** 2, weights=g)))
+    return MathsExpert(w=coef[:d].astype(np.float32), v=coef[d:].astype(np.float32), c=float(-pred.mean() / scale),
+                       level=level, spread=spread)
 
 
 def _c(name: str, value) -> object:
@@ -242,10 +287,32 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
         helper.make_node("Add", ["cf_ew2", "cf_xv2"], ["cf_raw2"]),
         helper.make_node("Squeeze", ["cf_raw2", "cf_axis1"], ["cf_raw0"]),
         helper.make_node("Add", ["cf_raw0", "cf_b"], ["cf_raw"]),
-        helper.make_node("Sigmoid", ["cf_raw"], ["score"]),
     ]
     inits += [
         _c("cf_w", head.w.astype(np.float32)[:, None]), _c("cf_v", head.v.astype(np.float32)[:, None]),
         _c("cf_b", np.array(head.b, dtype=np.float32)),
     ]
+    raw = "cf_raw"
+    if head.maths is not None:
+        m = head.maths
+        nodes += [
+            helper.make_node("MatMul", ["embedding", "mx_w"], ["mx_ew"]),
+            helper.make_node("MatMul", ["cf_base", "mx_v"], ["mx_xv"]),
+            helper.make_node("Add", ["mx_ew", "mx_xv"], ["mx_z2"]),
+            helper.make_node("Squeeze", ["mx_z2", "cf_axis1"], ["mx_z"]),
+            helper.make_node("Mul", ["mx_z", "mx_spread"], ["mx_zs"]),
+            helper.make_node("Add", ["mx_zs", "mx_offset"], ["mx_target"]),
+            helper.make_node("Gather", ["cf_gate", "mx_task"], ["mx_g"], axis=1),
+            helper.make_node("Sub", ["mx_target", "cf_raw"], ["mx_delta"]),
+            helper.make_node("Mul", ["mx_g", "mx_delta"], ["mx_step"]),
+            helper.make_node("Add", ["cf_raw", "mx_step"], ["mx_raw"]),
+        ]
+        inits += [
+            _c("mx_w", m.w.astype(np.float32)[:, None]), _c("mx_v", m.v.astype(np.float32)[:, None]),
+            _c("mx_spread", np.array(m.spread, dtype=np.float32)),
+            _c("mx_offset", np.array(m.level + m.spread * m.c, dtype=np.float32)),
+            _c("mx_task", np.array(TASKS.index("maths"), dtype=np.int64)),
+        ]
+        raw = "mx_raw"
+    nodes.append(helper.make_node("Sigmoid", [raw], ["score"]))
     return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]

@@ -74,3 +74,18 @@ def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, m
             continue
         out[group] = (np.array(indices)[both], s_model, w_model, s_lab, w_lab)
     return out
+
+
+def group_difficulty(rows: Sequence[Row], held: np.ndarray, min_models: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each held-out group: (row indices, mean score over the models that answered), rows with min_models+.
+
+    The "difficulty APGR" of a router on a group is its APGR against a strong model that is always right and a
+    weak model that scores each prompt's mean: how well it ranks prompts by how hard they are for models in
+    general, the part of routing that does not depend on one particular pair.
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(held):
+        if len(rows[i].scores) >= min_models:
+            members[rows[i].group].append(int(i))
+    return {group: (np.array(indices), np.array([np.mean(list(unit_scores(rows[i]).values())) for i in indices]))
+            for group, indices in sorted(members.items()) if len(indices) >= 10}

@@ -26,7 +26,7 @@ from router_training import data as D
 from router_training.embedding_export import ENCODER_FILES, export_encoders, file_sha256, minilm_dir
 from router_training.heads import LinearHead, MFHead, length_feature, train_clf, train_mf
 from router_training.mix import CHAT_FILES, MixHead, question_text, self_labelled, train_mix
-from router_training.selection import apgr, group_pairs, holdout_split
+from router_training.selection import apgr, group_difficulty, group_pairs, holdout_split
 
 DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", choices=["none", "cheap", "task-cheap"], default="none",
                    help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
                         "soft chat/maths/task gate on the embedding (task-cheap); see router_training/cheap_features.py")
+    p.add_argument("--maths-expert", action="store_true",
+                   help="with --features task-cheap: order maths prompts among themselves by a ridge on calculator "
+                        "steps, fitted on the worked answers of files without model labels (gsm8k_train)")
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
@@ -126,8 +129,13 @@ def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHea
         from router_training.cheap_features import train_feature_clf
 
         gate = _gate(args, {r.group for r in rows}) if args.features == "task-cheap" else None
-        return train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=args.features,
+        head = train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=args.features,
                                  gate=gate)
+        if args.maths_expert:
+            from router_training.cheap_features import fit_maths_expert
+
+            head.maths = fit_maths_expert(head, *args.maths_answers, emb, lens)
+        return head
     return train_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], use_length=not args.no_length)
 
 
@@ -151,8 +159,12 @@ def _pair_scores(head, emb, lens, strong: str, weak: str) -> np.ndarray:
     return head.score(emb, lens)
 
 
-def _validate(head, emb, lens, groups) -> dict[str, Any]:
+def _validate(head, emb, lens, groups, difficulty_groups=None, pair=(DEFAULT_STRONG, DEFAULT_WEAK)) -> dict[str, Any]:
     per_group = {}
+    difficulty = {}
+    for group, (idx, mean_score) in (difficulty_groups or {}).items():
+        scores = _pair_scores(head, emb[idx], lens[idx], *pair)
+        difficulty[group] = round(apgr(scores, np.ones(len(idx)), mean_score), 4)
     for group, (idx, s_model, w_model, s_lab, w_lab) in groups.items():
         if isinstance(head, MFHead) and (s_model not in head.models or w_model not in head.models):
             continue
@@ -160,7 +172,10 @@ def _validate(head, emb, lens, groups) -> dict[str, Any]:
         per_group[group] = {"apgr": round(apgr(scores, s_lab, w_lab), 4), "n": int(len(idx)),
                             "strong": s_model, "weak": w_model}
     values = [g["apgr"] for g in per_group.values() if np.isfinite(g["apgr"])]
-    return {"mean_apgr": round(float(np.mean(values)), 4) if values else None, "groups": per_group}
+    result = {"mean_apgr": round(float(np.mean(values)), 4) if values else None, "groups": per_group}
+    if difficulty:
+        result["difficulty_apgr"] = {"mean": round(float(np.mean(list(difficulty.values()))), 4), "groups": difficulty}
+    return result
 
 
 def _excluded(row: D.Row, exclude: set[str]) -> bool:
@@ -186,6 +201,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for path in paths:
         if not path.is_file():
             raise UsageError(f"training file not found: {path}")
+    if args.maths_expert and (args.kind != "clf" or args.features != "task-cheap"):
+        raise UsageError("--maths-expert needs --kind clf --features task-cheap (it blends by the task gate)")
     rows = D.read_rows(paths)
     exclude = set(args.exclude or ())
     unmatched = sorted(name for name in exclude if not any(_excluded(r, {name}) for r in rows))
@@ -266,7 +283,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   np.array([CF.task_of(r.file, r.group) for r in pool]),
                                   [r.group for r in pool], [r.file in labelled_files for r in pool])
                 args.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(args.holdout or ())
+                if args.maths_expert:
+                    from router_training.mix import file_target
+
+                    answers = _self_labelled(rows)
+                    if not answers:
+                        raise UsageError("--maths-expert needs a training file of worked answers (gsm8k_train)")
+                    args.maths_answers = (cache.embed([r.prompt for r in answers]),
+                                          cheap_base([r.prompt for r in answers]),
+                                          file_target(answers[0].file, answers))
+                    report["rows_self_labelled_used"] = len(answers)
         groups = group_pairs(fit_rows, held, args.strong, args.weak)
+        difficulty_groups = group_difficulty(fit_rows, held)
         if args.kind == "mf":
             grid = [{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
         elif args.kind == "mix":
@@ -282,7 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 candidates.append({"params": params, "validation": None})
                 continue
             fitted = _fit(args.kind, fit_emb[tr], lens[tr], train_rows, models, args, params)
-            candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups)})
+            candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups, difficulty_groups,
+                                                                           (args.strong, args.weak))})
         scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
         best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
         report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
@@ -337,6 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "selection": report.get("selection", {}).get("chosen"),
             "length_feature": not args.no_length and args.kind != "mix",
             **({"cheap_features": args.features} if args.kind == "clf" and args.features != "none" else {}),
+            **({"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
+               if args.maths_expert else {}),
         },
         "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],
         "strong_model": args.strong, "weak_model": args.weak,

@@ -39,19 +39,28 @@ def _files(tmp_path: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("features", ["cheap", "task-cheap"])
-def test_train_clf_with_cheap_features_and_load_it(tmp_path: Path, features: str) -> None:
-    out = tmp_path / features
-    code = train_main([*_files(tmp_path), "--kind", "clf", "--features", features, "--out", str(out),
+def _train(tmp_path: Path, features: str, *extra: str) -> int:
+    return train_main([*_files(tmp_path), "--kind", "clf", "--features", features, *extra,
+                       "--out", str(tmp_path / (features + "".join(extra))),
                        "--encoder-from", str(DEFAULT_ROUTER_DIR / "router.onnx"),
                        "--encoder-dir", str(tmp_path / "encoders"), "--cache-dir", str(tmp_path / "cache"),
                        "--reference-per-file", "30", "--seed", "1", "--alphas", "1,10"])
-    assert code == 0
+
+
+@pytest.mark.parametrize("features, extra", [("cheap", ()), ("task-cheap", ()), ("task-cheap", ("--maths-expert",))])
+def test_train_clf_with_cheap_features_and_load_it(tmp_path: Path, features: str, extra: tuple[str, ...]) -> None:
+    out = tmp_path / (features + "".join(extra))
+    assert _train(tmp_path, features, *extra) == 0
     report = json.loads((out / "training_report.json").read_text())
     assert report["export_check_max_abs_diff"] < 2e-3  # the graph's features equal the numpy ones
+    validation = report["selection"]["candidates"][0]["validation"]
+    assert 0.0 < validation["difficulty_apgr"]["mean"] < 1.5  # held-out groups labelled by 3+ models
     router = load_router(out)
     assert router.info.kind == "clf"
     assert router.info.metadata["protocol"]["cheap_features"] == features
+    assert ("maths_expert" in router.info.metadata["protocol"]) == bool(extra)
+    if extra:
+        assert report["rows_self_labelled_used"] == 30  # the GSM8K rows' worked answers
     scores = router.score(PROMPTS)
     assert scores.shape == (len(PROMPTS),) and np.all((scores >= 0) & (scores <= 1))
     # One prompt per run (the runtime) and a padded batch through the graph agree.
@@ -63,6 +72,11 @@ def test_train_clf_with_cheap_features_and_load_it(tmp_path: Path, features: str
     sess = ort.InferenceSession(str(out / "router.onnx"), providers=["CPUExecutionProvider"])
     batch = sess.run(["score"], {"input_ids": input_ids, "attention_mask": mask, "prompt_chars": chars})[0]
     np.testing.assert_allclose(batch, scores, atol=1e-4)
+
+
+def test_maths_expert_needs_the_task_gate(tmp_path: Path, capsys) -> None:
+    assert _train(tmp_path, "cheap", "--maths-expert") == 2
+    assert "--maths-expert needs --kind clf --features task-cheap" in capsys.readouterr().err
 
 
 def test_cheap_features_in_numpy() -> None:
