@@ -6,7 +6,10 @@ import textwrap
 from datetime import datetime, timezone
 
 import pytest
+from pydantic import ValidationError
 
+from hybrid_router.decision import DecisionNotFound
+from hybrid_router.feedback import FeedbackRequest, unit_score
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.usage import UsageSummary
 
@@ -172,3 +175,96 @@ def test_real_full_disk_and_read_only_disk(tmp_path, make_decision):
             DecisionLog(mount / "decisions.db").append(make_decision())
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# ------------------------------------------------------------------------------------------------ feedback
+
+
+def test_a_rating_is_kept_replaced_and_pending_until_the_cloud_has_it(log, make_decision):
+    record = make_decision()
+    log.append(record)
+    first = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=1), "thumbs")
+    assert (first.rating, first.scale, first.synced_at) == (1, "thumbs", None)
+    assert log.pending_feedback() == []  # the cloud has not got the decision yet: it would refuse the rating
+    assert log.feedback_pending_count() == 1
+    log.mark_synced([record.decision_id])
+    [pending] = log.pending_feedback()
+    assert pending == first
+    assert log.mark_feedback(pending) is True
+    assert log.feedback(record.decision_id).synced_at is not None and log.feedback_pending_count() == 0
+    second = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=4, comment="good enough"))
+    assert second.scale == "stars"
+    assert log.pending_feedback() == [second]  # re-rating replaces the rating and makes it pending again
+    [(stored, decision)] = log.rated()
+    assert (stored.rating, stored.comment, decision) == (4, "good enough", record)
+
+
+def test_a_rating_sent_before_a_re_rating_does_not_mark_the_new_one(log, make_decision):
+    record = make_decision()
+    log.append(record)
+    log.mark_synced([record.decision_id])
+    sent = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=-1), None)
+    log.rate(FeedbackRequest(decision_id=record.decision_id, rating=5))
+    assert log.mark_feedback(sent) is False
+    assert log.mark_feedback(sent, error="refused") is False
+    [pending] = log.pending_feedback()
+    assert (pending.rating, pending.sync_error) == (5, None)
+    assert log.mark_feedback(pending, error="HTTP 404: no such decision") is True
+    [pending] = log.pending_feedback()  # a refused rating stays pending, with the cloud's reason
+    assert pending.sync_error == "HTTP 404: no such decision" and pending.synced_at is None
+
+
+def test_rating_an_unknown_decision_or_off_the_scale_is_an_error(log, make_decision):
+    record = make_decision()
+    log.append(record)
+    with pytest.raises(DecisionNotFound, match="no decision"):
+        log.rate(FeedbackRequest(decision_id=make_decision().decision_id, rating=5))
+    with pytest.raises(ValidationError, match="rating must be 1..5"):
+        FeedbackRequest(decision_id=record.decision_id, rating=7)
+    with pytest.raises(ValueError, match="ambiguous"):
+        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=1))
+    with pytest.raises(ValueError, match="not on the thumbs scale"):
+        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=3), "thumbs")
+    assert log.rated() == [] and log.feedback_pending_count() == 0
+
+
+def test_ratings_map_to_unit_scores():
+    assert [unit_score(r, "stars") for r in (1, 2, 3, 4, 5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [unit_score(r, "thumbs") for r in (-1, 1)] == [0.0, 1.0]
+
+
+def test_a_log_file_from_before_feedback_opens_and_gains_the_table(tmp_path, make_decision):
+    """A log written by the previous version (no feedback table) opens as is and takes ratings."""
+    path = tmp_path / "old.sqlite3"
+    record = make_decision(prompt="What is 2 + 2?")
+    old = sqlite3.connect(path)
+    old.executescript("""
+        PRAGMA journal_mode = WAL;
+        CREATE TABLE decisions (decision_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, day TEXT NOT NULL,
+            route TEXT NOT NULL, cost_usd REAL NOT NULL, record TEXT NOT NULL, synced_at TEXT, sync_batch TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX decisions_pending ON decisions (decision_id) WHERE synced_at IS NULL;
+    """)
+    old.execute("INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.decision_id, record.created_at, record.day, record.route, record.cost_usd,
+                 record.model_dump_json()))
+    old.commit()
+    old.close()
+    with DecisionLog(path) as log:
+        assert log.records() == [record] and log.pending_count() == 1
+        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=2))
+        [(stored, decision)] = log.rated()
+    assert (stored.rating, stored.scale, decision.prompt) == (2, "stars", "What is 2 + 2?")
+
+
+def test_a_full_log_refuses_a_rating_with_the_logs_clear_error(tmp_path, make_decision):
+    log = DecisionLog(tmp_path / "small.db", max_bytes=64 * 1024)
+    record = make_decision()
+    log.append(record)
+    with pytest.raises(DecisionLogError, match="full"):
+        for _ in range(10_000):
+            log.append(make_decision(prompt="x" * 500))
+    with pytest.raises(DecisionLogError, match=f"cannot save the rating of decision {record.decision_id}: .* full"):
+        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=3, comment="y" * 4000))
+    assert log.rated() == []
+    log.close()

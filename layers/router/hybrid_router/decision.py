@@ -28,6 +28,10 @@ def utc_iso(value: str | date | datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class DecisionNotFound(LookupError):
+    """No decision with that id exists for this device (in its log, or in the cloud under its identity)."""
+
+
 def utc_now_iso() -> str:
     return utc_iso(datetime.now(timezone.utc))
 

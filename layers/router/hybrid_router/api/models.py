@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hybrid_router.feedback import FeedbackRequest, FeedbackResponse  # noqa: F401  (the feedback bodies live there)
 from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage
 
 
@@ -90,27 +91,6 @@ class DecisionBatchResult(BaseModel):
     accepted: int
     duplicates: int
     failed: list[FailedRecord]
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision_id: str = Field(min_length=26, max_length=26)
-    rating: StrictInt = Field(description="1..5 stars, or -1 / +1 thumbs")
-    comment: str | None = Field(default=None, max_length=4000)
-
-    @model_validator(mode="after")
-    def _rating_scale(self) -> "FeedbackRequest":
-        if self.rating not in (-1, 1, 2, 3, 4, 5):
-            raise ValueError("rating must be 1..5 (stars) or -1/+1 (thumbs)")
-        return self
-
-
-class FeedbackResponse(BaseModel):
-    decision_id: str
-    rating: int
-    comment: str | None = None
-    created_at: str
 
 
 class UsageResponse(BaseModel):

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hybrid_router.decision import DecisionRecord, utc_iso, utc_now_iso
+from hybrid_router.decision import DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
@@ -71,10 +71,6 @@ _THROTTLING = {
 }
 _KEY_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at")
 _INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.annotation is int}
-
-
-class DecisionNotFound(LookupError):
-    """No decision with that id exists for this device."""
 
 
 @dataclass

@@ -6,17 +6,22 @@ before `append` returns and survives a power cut, not only a crash of the proces
 Several processes may use one log at once (the local server appends while `sync` marks rows):
 WAL lets readers run beside the one writer, `busy_timeout` makes writers wait instead of failing,
 and writes that read first take the write lock up front (`BEGIN IMMEDIATE`).
+
+The same file keeps the user's ratings of answers (`feedback`, one per decision id) until the cloud has them.
+Tables are created when missing each time a log is opened, so an older log file gains the feedback table then.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from hybrid_router.decision import DecisionRecord, utc_iso
+from hybrid_router.decision import DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
+from hybrid_router.feedback import FeedbackRequest, FeedbackResponse, Scale, rating_scale
 from hybrid_router.usage import UsageSummary
 
 _SCHEMA = """
@@ -33,7 +38,18 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (decision_id) WHERE synced_at IS NULL;
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
 CREATE INDEX IF NOT EXISTS decisions_day ON decisions (day);
+CREATE TABLE IF NOT EXISTS feedback (
+    decision_id TEXT PRIMARY KEY,
+    rating      INTEGER NOT NULL,
+    scale       TEXT NOT NULL,
+    comment     TEXT,
+    created_at  TEXT NOT NULL,
+    synced_at   TEXT,
+    sync_error  TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_pending ON feedback (decision_id) WHERE synced_at IS NULL;
 """
+_FEEDBACK_COLUMNS = ("decision_id", "rating", "scale", "comment", "created_at", "synced_at", "sync_error")
 
 _SQLITE_MAX_VARIABLES = 500
 
@@ -55,6 +71,14 @@ def _explain(error: sqlite3.Error, path: Path, action: str) -> DecisionLogError:
     else:
         why = str(error)
     return DecisionLogError(f"decision log {path}: cannot {action}: {why} ({error})")
+
+
+class StoredFeedback(FeedbackResponse):
+    """A rating as the device keeps it: its scale, and whether (or why not) the cloud has it."""
+
+    scale: Scale
+    synced_at: str | None = None
+    sync_error: str | None = None  # the cloud's last refusal; the rating stays pending
 
 
 class DecisionLog:
@@ -93,6 +117,23 @@ class DecisionLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from the start; a SQLite failure becomes a
+        DecisionLogError saying what could not be done (`action`), and nothing of it is kept."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise _explain(error, self.path, action) from error
+
     # writes
 
     def append(self, record: DecisionRecord) -> bool:
@@ -107,25 +148,15 @@ class DecisionLog:
         ]
         if not rows:
             return 0
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    before = self._db.total_changes
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO decisions (decision_id, created_at, day, route, cost_usd, record)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    added = self._db.total_changes - before
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                ids = ", ".join(row[0] for row in rows[:3]) + (" ..." if len(rows) > 3 else "")
-                raise _explain(error, self.path, f"save {len(rows)} decision(s) [{ids}]") from error
+        ids = ", ".join(row[0] for row in rows[:3]) + (" ..." if len(rows) > 3 else "")
+        with self._transaction(f"save {len(rows)} decision(s) [{ids}]") as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO decisions (decision_id, created_at, day, route, cost_usd, record)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            added = db.total_changes - before
         return added
 
     def mark_synced(self, decision_ids: Sequence[str], batch: str | None = None) -> int:
@@ -134,28 +165,49 @@ class DecisionLog:
         if not ids:
             return 0
         now = utc_iso(datetime.now(timezone.utc))
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    changed = 0
-                    for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
-                        chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
-                        marks = ",".join("?" * len(chunk))
-                        cursor = self._db.execute(
-                            f"UPDATE decisions SET synced_at = ?, sync_batch = ?"
-                            f" WHERE synced_at IS NULL AND decision_id IN ({marks})",
-                            [now, batch, *chunk],
-                        )
-                        changed += cursor.rowcount
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                raise _explain(error, self.path, f"mark {len(ids)} decision(s) synced") from error
+        changed = 0
+        with self._transaction(f"mark {len(ids)} decision(s) synced") as db:
+            for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+                chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+                marks = ",".join("?" * len(chunk))
+                cursor = db.execute(
+                    f"UPDATE decisions SET synced_at = ?, sync_batch = ?"
+                    f" WHERE synced_at IS NULL AND decision_id IN ({marks})",
+                    [now, batch, *chunk],
+                )
+                changed += cursor.rowcount
         return changed
+
+    def rate(self, feedback: FeedbackRequest, scale: str | None = None) -> StoredFeedback:
+        """Keep the user's rating of a logged decision, replacing an earlier one (which makes it pending again).
+
+        `scale` ("stars" or "thumbs") is needed for a rating of 1 (see hybrid_router.feedback.rating_scale).
+        Raises DecisionNotFound if the decision is not in this log, ValueError if the scale does not fit.
+        """
+        stored = StoredFeedback(decision_id=feedback.decision_id, rating=feedback.rating, comment=feedback.comment,
+                                scale=rating_scale(feedback.rating, scale), created_at=utc_now_iso())
+        with self._transaction(f"save the rating of decision {feedback.decision_id}") as db:
+            if db.execute("SELECT 1 FROM decisions WHERE decision_id = ?", (feedback.decision_id,)).fetchone() is None:
+                raise DecisionNotFound(f"no decision {feedback.decision_id} in the decision log {self.path}")
+            db.execute(
+                "INSERT OR REPLACE INTO feedback (decision_id, rating, scale, comment, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (stored.decision_id, stored.rating, stored.scale, stored.comment, stored.created_at),
+            )
+        return stored
+
+    def mark_feedback(self, sent: StoredFeedback, error: str | None = None) -> bool:
+        """The cloud's answer to a rating sent to it: synced, or (with `error`) still pending with the reason.
+        Changes nothing if the user re-rated meanwhile (the new rating stays pending); True if it changed."""
+        update = "synced_at = ?, sync_error = NULL" if error is None else "sync_error = ?"
+        with self._transaction(f"mark the rating of decision {sent.decision_id}") as db:
+            cursor = db.execute(
+                f"UPDATE feedback SET {update} WHERE decision_id = ? AND synced_at IS NULL"
+                " AND created_at = ? AND rating = ? AND scale = ? AND comment IS ?",
+                (utc_now_iso() if error is None else error, sent.decision_id, sent.created_at, sent.rating,
+                 sent.scale, sent.comment),
+            )
+        return cursor.rowcount == 1
 
     # reads
 
@@ -191,6 +243,38 @@ class DecisionLog:
             "SELECT synced_at IS NOT NULL FROM decisions WHERE decision_id = ?", (decision_id,), "read a decision"
         )
         return bool(rows and rows[0][0])
+
+    def feedback(self, decision_id: str) -> StoredFeedback | None:
+        rows = self._query(f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback WHERE decision_id = ?",
+                           (decision_id,), "read a rating")
+        return StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, rows[0]))) if rows else None
+
+    def pending_feedback(self, limit: int = 100, after: str | None = None) -> list[StoredFeedback]:
+        """Ratings the cloud does not have yet, of decisions it has (it refuses ratings of unknown decisions)."""
+        columns = ", ".join(f"f.{name}" for name in _FEEDBACK_COLUMNS)
+        rows = self._query(
+            f"SELECT {columns} FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id"
+            " WHERE f.synced_at IS NULL AND d.synced_at IS NOT NULL AND f.decision_id > ?"
+            " ORDER BY f.decision_id LIMIT ?",
+            (after or "", int(limit)),
+            "read pending ratings",
+        )
+        return [StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))) for row in rows]
+
+    def feedback_pending_count(self) -> int:
+        return self._query("SELECT count(*) FROM feedback WHERE synced_at IS NULL", (), "count pending ratings")[0][0]
+
+    def rated(self) -> list[tuple[StoredFeedback, DecisionRecord]]:
+        """Every rating with its decision, by decision id."""
+        columns = ", ".join(f"f.{name}" for name in _FEEDBACK_COLUMNS)
+        rows = self._query(
+            f"SELECT {columns}, d.record FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id"
+            " ORDER BY f.decision_id",
+            (),
+            "read ratings",
+        )
+        return [(StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))), DecisionRecord.model_validate_json(row[-1]))
+                for row in rows]
 
     def records(
         self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
