@@ -26,9 +26,9 @@ class CliError(Exception):
     """Printed as one line; the command exits 1."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -85,17 +85,42 @@ def _summary(record) -> str:
     return (f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
             f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | "
             f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
-            f"cost ${record.cost_usd:.6f} | saved ${saving:.6f}")
+            f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}")
 
 
-def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None) -> str:
+def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None):
+    """Streams one answer; returns (its text, its decision record)."""
     answer = service.stream(_request(messages, model, max_tokens, stream=True))
     for piece in answer:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
     if answer.record is not None:
         err_console.print(f"[dim]{_summary(answer.record)}[/]", highlight=False, soft_wrap=True)
-    return answer.text
+    return answer.text, answer.record
+
+
+def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = None) -> str:
+    """Keeps a rating (validated by the cloud API's FeedbackRequest); returns the line that says so.
+    Raises ValueError (bad rating or id) or DecisionNotFound (not in the log)."""
+    from hybrid_router.feedback import FeedbackRequest
+
+    stored = log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, comment=comment), scale)
+    said = (("thumbs up" if stored.rating > 0 else "thumbs down") if stored.scale == "thumbs"
+            else f"{stored.rating} star{'s' if stored.rating > 1 else ''}")
+    return f"rated decision {decision_id}: {said} (hybrid-router sync uploads it)"
+
+
+def _problem(exc: Exception) -> str:
+    """One line for a bad rating: pydantic's errors without their boilerplate."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message)
+    return "; ".join(parts)
 
 
 @app.command()
@@ -104,13 +129,19 @@ def chat(ctx: typer.Context,
          model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
          max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
          system: Optional[str] = typer.Option(None, "--system", help="system prompt")) -> None:
-    """Chat: each prompt is routed, the answer streams, then route, score, latency, cost and saving."""
+    """Chat: each prompt is routed, the answer streams, then route, score, latency, cost, saving and decision id.
+
+    Interactive: type /good or /bad after an answer to rate it (thumbs up or down; see `feedback`)."""
+    from hybrid_router.decision import DecisionNotFound
+
     service = _service(_settings(ctx))
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
         _chat_once(service, history + [{"role": "user", "content": prompt}], model, max_tokens)
         return
-    err_console.print("[dim]interactive chat; empty line, 'exit' or Ctrl-D ends it[/]")
+    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; empty line, 'exit' or Ctrl-D "
+                      "ends it[/]")
+    last = None  # the last answer's decision record
     while True:
         try:
             line = console.input("[bold]> [/]")
@@ -118,12 +149,22 @@ def chat(ctx: typer.Context,
             break
         if not line.strip() or line.strip() in {"exit", "quit"}:
             break
+        if line.strip() in {"/good", "/bad"}:
+            try:
+                if last is None:
+                    raise CliError("no answer to rate yet")
+                said = _rate(service.log, last.decision_id, 1 if line.strip() == "/good" else -1, "thumbs")
+                err_console.print(f"[dim]{said}[/]", highlight=False)
+            except (*_known_errors(), DecisionNotFound) as exc:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            continue
         history.append({"role": "user", "content": line})
         try:
-            text = _chat_once(service, history, model, max_tokens)
+            text, last = _chat_once(service, history, model, max_tokens)
         except _known_errors() as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             history.pop()
+            last = None
             continue
         history.append({"role": "assistant", "content": text})
 
@@ -229,6 +270,40 @@ def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> N
         print(json.dumps(report.as_dict()))
     else:
         console.print(str(report), highlight=False)
+
+
+@app.command(context_settings={"ignore_unknown_options": True})  # so that -1 is a rating, not an option
+def feedback(ctx: typer.Context,
+             decision_id: str = typer.Argument(..., help="the answer's decision id (chat prints it; the server "
+                                                         "returns it in routing.decision_id)"),
+             rating: str = typer.Argument(..., help="1..5 stars, or +1 / -1 thumbs (signed: 1 alone is one star)"),
+             comment: Optional[str] = typer.Option(None, "--comment", help="what was right or wrong")) -> None:
+    """Rate one answer by its decision id. `sync` uploads ratings; `export-feedback` makes them training rows."""
+    from hybrid_router.decision import DecisionNotFound
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    from edge_client.feedback import parse_rating
+
+    with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
+        try:
+            said = _rate(log, decision_id, *parse_rating(rating), comment)
+        except (ValueError, DecisionNotFound) as exc:
+            _fail(_problem(exc), code=2)
+    console.print(said, highlight=False, soft_wrap=True)
+
+
+@app.command("export-feedback")
+def export_feedback(ctx: typer.Context,
+                    out: Path = typer.Option(..., "--out", help="JSONL file to write (replaced)")) -> None:
+    """Rated answers whose prompt was kept (store_prompts) as training rows: `hybrid-router train --data FILE`."""
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    from edge_client.feedback import export_training_rows
+
+    with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
+        written, skipped = export_training_rows(log, out)
+    console.print(f"wrote {written} training row(s) to {out}; skipped {skipped} rated answer(s) with no stored prompt"
+                  + (" (turn on store_prompts to keep prompts)" if skipped else ""), highlight=False, soft_wrap=True)
 
 
 @app.command("config")

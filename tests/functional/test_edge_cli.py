@@ -114,3 +114,88 @@ def test_missing_config_file_given_with_the_flag_is_an_error(env, tmp_path) -> N
     assert result.returncode == 1 and result.stdout == ""
     assert "settings file not found" in result.stderr and str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _log(env: dict[str, str]) -> DecisionLog:
+    return DecisionLog(Path(env["HYBRID_ROUTER_DATA_DIR"]) / "decisions.sqlite3")
+
+
+def test_feedback_rates_a_logged_answer_and_a_new_rating_replaces_it(env, make_decision) -> None:
+    record = make_decision()
+    with _log(env) as log:
+        log.append(record)
+    down = cli(env, "feedback", record.decision_id, "-1")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == f"rated decision {record.decision_id}: thumbs down (hybrid-router sync uploads it)"
+    stars = cli(env, "feedback", record.decision_id, "4", "--comment", "fine, a bit long")
+    assert stars.returncode == 0 and len(stars.stdout.strip().splitlines()) == 1 and "4 stars" in stars.stdout
+    with _log(env) as log:
+        [(stored, _)] = log.rated()
+    assert (stored.rating, stored.scale, stored.comment, stored.synced_at) == (4, "stars", "fine, a bit long", None)
+
+
+@pytest.mark.parametrize("rating, problem", [
+    ("7", "rating must be 1..5 (stars) or -1/+1 (thumbs)"),
+    ("good", "rating must be 1..5 (stars) or +1/-1 (thumbs), got 'good'"),
+    ("+3", "rating 3 is not on the thumbs scale"),
+])
+def test_feedback_with_a_bad_rating_is_a_one_line_error(env, make_decision, rating, problem) -> None:
+    record = make_decision()
+    with _log(env) as log:
+        log.append(record)
+    result = cli(env, "feedback", record.decision_id, rating)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and problem in line
+    with _log(env) as log:
+        assert log.rated() == []
+
+
+def test_feedback_on_an_unknown_decision_is_a_one_line_error(env, make_decision) -> None:
+    unknown = make_decision().decision_id
+    result = cli(env, "feedback", unknown, "+1")
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: no decision {unknown} in the decision log")
+    short = cli(env, "feedback", "not-an-id", "5")
+    assert short.returncode == 2 and "decision_id: String should have at least 26 characters" in short.stderr
+
+
+def test_export_feedback_writes_training_rows_and_skips_answers_without_a_prompt(env, make_decision,
+                                                                                  tmp_path) -> None:
+    from router_training.data import read_rows
+
+    kept = make_decision("strong", prompt="Prove that there are infinitely many primes.")
+    no_prompt = make_decision()  # store_prompts was off: the log has no text to train on
+    unrated = make_decision(prompt="Not rated.")
+    with _log(env) as log:
+        log.append_many([kept, no_prompt, unrated])
+    for decision_id, rating in ((kept.decision_id, "2"), (no_prompt.decision_id, "+1")):
+        assert cli(env, "feedback", decision_id, rating).returncode == 0
+    out = tmp_path / "rows" / "feedback.jsonl"
+    result = cli(env, "export-feedback", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"wrote 1 training row(s) to {out}; skipped 1 rated answer(s) with no stored "
+                                     "prompt (turn on store_prompts to keep prompts)")
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row == {"id": f"feedback/{kept.decision_id}", "prompt": kept.prompt, "scores": {"llama-3-70b": 0.25},
+                   "source": "hybrid-router feedback", "route": "strong", "decision_id": kept.decision_id}
+    [read] = read_rows([out])  # the training tools read it as a [0, 1]-scored file
+    assert (read.id, read.scores, read.scale) == (row["id"], {"llama-3-70b": 0.25}, "unit")
+
+
+@pytest.mark.slow
+def test_interactive_chat_rates_the_last_answer_with_good_and_bad(env) -> None:
+    pytest.importorskip("llama_cpp")
+    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0",
+                              "--max-tokens", "8"], input="/good\nSay hello.\n/bad\n/good\n\n", env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=240)
+    assert session.returncode == 0, session.stderr
+    assert "/good or /bad rates the last answer" in session.stderr
+    assert "error: no answer to rate yet" in session.stderr  # /good before any answer
+    with _log(env) as log:
+        [record] = log.records()
+        [(stored, _)] = log.rated()
+    assert f"decision {record.decision_id}" in session.stderr  # the summary line names the decision
+    assert (stored.decision_id, stored.rating, stored.scale) == (record.decision_id, 1, "thumbs")  # the last word
+    assert session.stderr.count(f"rated decision {record.decision_id}") == 2
