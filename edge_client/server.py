@@ -1,4 +1,5 @@
-"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models, GET /health.
+"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models, GET /health,
+and POST /v1/feedback (a rating of one answer, as the cloud API takes it, kept in the device's decision log).
 
 Each answer carries its decision: a `routing` field (and, for streams, on the last chunk) plus
 x-hybrid-router-* response headers. Errors use OpenAI's error body.
@@ -13,13 +14,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.backends.base import BackendError
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionNotFound, DecisionRecord
+from hybrid_router.feedback import FeedbackRequest, FeedbackResponse, Scale
 from hybrid_router.stores.sqlite_log import DecisionLogError
 from hybrid_router.openai_schema import (
     MAX_PROMPT_CHARS,
@@ -191,6 +195,10 @@ def create_app(service: EdgeService) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
 
+    @app.exception_handler(RequestValidationError)  # bodies FastAPI parses (feedback): the cloud API's errors
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error_response(exc)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         weak = service.weak
@@ -241,5 +249,21 @@ def create_app(service: EdgeService) -> FastAPI:
             routing=routing,
         )
         return JSONResponse(response.model_dump(), headers=_headers(routing))
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    def feedback(body: FeedbackRequest, scale: Scale | None = None) -> Any:
+        """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it. A rating of 1 is
+        one star or thumbs up: `?scale=stars|thumbs` says which (-1 is thumbs, 2..5 stars without it)."""
+        try:
+            stored = service.log.rate(body, scale)
+        except DecisionNotFound:
+            return error_response(404, f"No decision {body.decision_id} for this device.", code="decision_not_found",
+                                  param="decision_id")
+        except ValueError as exc:
+            return error_response(422, str(exc), code="invalid_value", param="scale")
+        except DecisionLogError as exc:
+            return _error(507, f"the decision log cannot be written, so the rating is not saved: {exc}", "api_error",
+                          code="decision_log_unwritable")
+        return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
 
     return app

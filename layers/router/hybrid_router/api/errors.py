@@ -61,6 +61,17 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     return "; ".join(parts) + more, first_param
 
 
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    """A request FastAPI could not parse: 400 for missing or malformed JSON, else 422 naming the field."""
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "The request body is not valid JSON.", code="invalid_json")
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return error_response(400, "A JSON request body is required.", code="missing_body")
+    message, param = _describe(errors)
+    return error_response(422, f"Invalid request: {message}", code="invalid_value", param=param)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -68,13 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "The request body is not valid JSON.", code="invalid_json")
-        if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
-            return error_response(400, "A JSON request body is required.", code="missing_body")
-        message, param = _describe(errors)
-        return error_response(422, f"Invalid request: {message}", code="invalid_value", param=param)
+        return validation_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
