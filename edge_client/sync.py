@@ -1,8 +1,11 @@
-"""Upload the device's pending decision records to the cloud: batched, retried, idempotent.
+"""Upload the device's pending decision records, then its pending ratings, to the cloud: batched, retried, idempotent.
 
 A record is marked synced only after the cloud acknowledged it (accepted, or already stored = duplicate).
 The cloud dedups by decision id, so a batch re-sent after a crash, a kill or a dropped connection comes back
 as duplicates: killing `sync` at any moment loses nothing and stores nothing twice.
+Ratings go one per request to POST /v1/feedback once the cloud has their decision; the cloud keeps one rating per
+decision, so a re-sent rating replaces itself. A rating the cloud refuses (a 4xx other than throttling) stays
+pending with the cloud's reason recorded in the log, is reported, and is offered again by the next sync.
 
     python -m edge_client.sync [--db PATH] [--url URL] [--api-key KEY] [--batch-size N] [--json]
 (missing options come from the device settings: HYBRID_ROUTER_* env and the settings file)
@@ -17,14 +20,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
 
+from hybrid_router.feedback import FeedbackRequest
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
 DECISIONS_PATH = "/v1/decisions"
+FEEDBACK_PATH = "/v1/feedback"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -40,6 +46,10 @@ class SyncAuthError(SyncError):
     """The cloud refused the API key (401/403): retrying cannot help."""
 
 
+class SyncRejected(SyncError):
+    """The cloud refused what was sent (a 4xx other than auth, size or throttling): re-sending it as is cannot help."""
+
+
 @dataclass
 class SyncReport:
     sent: int = 0
@@ -50,16 +60,25 @@ class SyncReport:
     retries: int = 0
     remaining: int = 0
     seconds: float = 0.0
+    feedback_sent: int = 0
+    feedback_accepted: int = 0
+    feedback_failed: list[tuple[str, str]] = field(default_factory=list)
+    feedback_remaining: int = 0
 
     def __str__(self) -> str:
         rejected = f"; {len(self.failed)} rejected by the cloud (kept pending)" if self.failed else ""
+        refused = (f", {len(self.feedback_failed)} refused by the cloud (kept pending; first: "
+                   f"{self.feedback_failed[0][0]}: {self.feedback_failed[0][1]})" if self.feedback_failed else "")
         return (f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
                 f"({self.accepted} new, {self.duplicates} already in the cloud) in {self.batches} batches, "
-                f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending")
+                f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending; "
+                f"ratings: {self.feedback_accepted} of {self.feedback_sent} sent accepted{refused}, "
+                f"{self.feedback_remaining} left pending")
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["failed"] = [{"decision_id": d, "error": e} for d, e in self.failed]
+        for key in ("failed", "feedback_failed"):
+            data[key] = [{"decision_id": d, "error": e} for d, e in getattr(self, key)]
         return data
 
 
@@ -76,7 +95,8 @@ def sync_decisions(
     max_batches: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SyncReport:
-    """Send pending records oldest first, `batch_size` a request, to POST /v1/decisions.
+    """Send pending records oldest first, `batch_size` a request, to POST /v1/decisions; then pending ratings
+    (of decisions the cloud has) to POST /v1/feedback, one a request.
 
     `log` is a DecisionLog, or the device Settings (then the log, URL, key and batch size come from them).
     `client` is an httpx.Client whose base_url is the cloud API, or that base URL.
@@ -97,6 +117,8 @@ def sync_decisions(
         http = client
     headers = {"x-api-key": api_key} if api_key else {}
     report = SyncReport()
+    post = partial(_post, http, headers=headers, max_retries=max_retries, base_delay_s=base_delay_s,
+                   max_delay_s=max_delay_s, sleep=sleep, report=report)
     started = time.monotonic()
     cursor: str | None = None
     size = batch_size
@@ -106,7 +128,7 @@ def sync_decisions(
             if not batch:
                 break
             body = {"records": [record.model_dump(mode="json") for record in batch]}
-            answer = _post(http, body, headers, max_retries, base_delay_s, max_delay_s, sleep, report)
+            answer = post(DECISIONS_PATH, body)
             if answer is None:  # 413: the batch was too big for the cloud; halve it and try again
                 if size == 1:
                     raise SyncError(f"the cloud refuses even a single record as too large ({batch[0].decision_id})")
@@ -122,6 +144,7 @@ def sync_decisions(
             report.duplicates += int(answer["duplicates"])
             report.failed.extend(failed.items())
             cursor = batch[-1].decision_id
+        _sync_feedback(log, post, batch_size, report)
     except SyncError as error:
         error.report = _finish(report, log, started)
         raise
@@ -131,14 +154,38 @@ def sync_decisions(
     return _finish(report, log, started)
 
 
+def _sync_feedback(log: DecisionLog, post: Callable[..., Any], page_size: int, report: SyncReport) -> None:
+    """Pending ratings whose decision the cloud has, one request each; marked synced once the cloud echoed them."""
+    cursor: str | None = None
+    while page := log.pending_feedback(page_size, after=cursor):
+        for feedback in page:
+            body = FeedbackRequest(decision_id=feedback.decision_id, rating=feedback.rating, comment=feedback.comment)
+            report.feedback_sent += 1
+            try:
+                answer = post(FEEDBACK_PATH, body.model_dump(mode="json"))
+                if answer is None:
+                    raise SyncRejected("the cloud refused the rating as too large (413)")
+            except SyncRejected as error:
+                log.mark_feedback(feedback, error=str(error))
+                report.feedback_failed.append((feedback.decision_id, str(error)))
+                continue
+            if not isinstance(answer, dict) or answer.get("decision_id") != feedback.decision_id:
+                raise SyncError(f"unusable answer from the cloud to a rating: {str(answer)[:200]}")
+            log.mark_feedback(feedback)
+            report.feedback_accepted += 1
+        cursor = page[-1].decision_id
+
+
 def _finish(report: SyncReport, log: DecisionLog, started: float) -> SyncReport:
     report.seconds = time.monotonic() - started
     report.remaining = log.pending_count()
+    report.feedback_remaining = log.feedback_pending_count()
     return report
 
 
 def _post(
     http: httpx.Client,
+    path: str,
     body: dict[str, Any],
     headers: dict[str, str],
     max_retries: int,
@@ -147,11 +194,11 @@ def _post(
     sleep: Callable[[float], None],
     report: SyncReport,
 ) -> dict[str, Any] | None:
-    """The cloud's answer to one batch; None if the batch was too large (413)."""
+    """The cloud's answer to one request; None if the body was too large (413)."""
     for attempt in range(max_retries + 1):
         retry_after: float | None = None
         try:
-            response = http.post(DECISIONS_PATH, json=body, headers=headers)
+            response = http.post(path, json=body, headers=headers)
         except httpx.TransportError as error:
             problem = f"{type(error).__name__}: {error}"
         else:
@@ -168,8 +215,10 @@ def _post(
             elif status in _RETRY_STATUS:
                 problem = f"HTTP {status}: {_message(response)}"
                 retry_after = _retry_after(response)
+            elif 400 <= status < 500:
+                raise SyncRejected(f"the cloud rejected {path} ({status}): {_message(response)}")
             else:
-                raise SyncError(f"the cloud rejected the batch ({status}): {_message(response)}")
+                raise SyncError(f"the cloud failed {path} ({status}): {_message(response)}")
         if attempt == max_retries:
             raise SyncError(f"gave up after {max_retries + 1} attempts: {problem}")
         report.retries += 1

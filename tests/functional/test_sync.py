@@ -18,6 +18,7 @@ import uvicorn
 
 from edge_client.sync import SyncAuthError, SyncError, _acknowledged, sync_decisions
 from hybrid_router.api.app import create_app
+from hybrid_router.feedback import FeedbackRequest
 from hybrid_router.api.identity import parse_key_map
 from hybrid_router.api.settings import ApiSettings
 from hybrid_router.stores.dynamodb import DynamoDecisionStore, device_pk
@@ -318,3 +319,89 @@ def test_device_settings_drive_sync_from_env(cloud, tmp_path, make_decision):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 3 and "refused the API key" in bad.stderr and "Traceback" not in bad.stderr
     assert _count_in_cloud(store) == 13
+
+
+# ------------------------------------------------------------------------------------------------ ratings
+
+
+def _rate(log, decision_id, rating, scale=None, comment=None):
+    return log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, comment=comment), scale)
+
+
+def _cloud_feedback(store):
+    """Every feedback item on the device's partition, read straight from DynamoDB."""
+    page = store.client.query(TableName=store.table_name, ConsistentRead=True,
+                              KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+                              ExpressionAttributeValues={":pk": {"S": device_pk(TENANT, DEVICE)},
+                                                         ":f": {"S": "FEEDBACK#"}})
+    return {item["decision_id"]["S"]: (int(item["rating"]["N"]), item.get("comment", {}).get("S"))
+            for item in page["Items"]}
+
+
+def test_ratings_follow_their_decisions_and_a_re_sync_duplicates_nothing(cloud, log, make_decision):
+    url, store, state = cloud
+    records = [make_decision() for _ in range(5)]
+    log.append_many(records)
+    _rate(log, records[0].decision_id, 5, comment="spot on")
+    _rate(log, records[3].decision_id, -1)
+    # one sync: the decisions go first, so the cloud knows the ids the ratings name
+    report = sync_decisions(log, url, api_key=API_KEY, batch_size=2)
+    assert (report.accepted, report.feedback_sent, report.feedback_accepted, report.feedback_failed) == (5, 2, 2, [])
+    assert report.feedback_remaining == 0 and "ratings: 2 of 2 sent accepted, 0 left pending" in str(report)
+    assert _cloud_feedback(store) == {records[0].decision_id: (5, "spot on"), records[3].decision_id: (-1, None)}
+    assert log.feedback(records[0].decision_id).synced_at is not None
+
+    again = sync_decisions(log, url, api_key=API_KEY)
+    assert (again.sent, again.feedback_sent) == (0, 0)
+    # a new rating replaces the old one; the cloud hears it once more but holds one rating per decision, even when
+    # the device never hears back after the cloud stored it and sends it again
+    _rate(log, records[0].decision_id, 2, comment="on reflection, wrong")
+    state["drop"] = 1
+    resent = sync_decisions(log, url, api_key=API_KEY, base_delay_s=0.01)
+    assert (resent.retries, resent.feedback_sent, resent.feedback_accepted, resent.feedback_remaining) == (1, 1, 1, 0)
+    assert _cloud_feedback(store) == {records[0].decision_id: (2, "on reflection, wrong"),
+                                      records[3].decision_id: (-1, None)}
+
+
+def test_a_rating_waits_while_its_decision_is_not_in_the_cloud(cloud, log, make_decision):
+    url, store, state = cloud
+    record = make_decision()
+    log.append(record)
+    _rate(log, record.decision_id, 4)
+    state["errors"] = [(503, {})] * 2  # the decisions batch fails: no rating may go before its decision
+    with pytest.raises(SyncError, match="gave up"):
+        sync_decisions(log, url, api_key=API_KEY, max_retries=1, base_delay_s=0.001)
+    assert state["requests"] == 2 and log.feedback_pending_count() == 1 and _cloud_feedback(store) == {}
+    state["errors"] = [(429, {"Retry-After": "0"})]  # throttling on the rating is retried, not a refusal
+    report = sync_decisions(log, url, api_key=API_KEY, base_delay_s=0.001)
+    assert (report.accepted, report.feedback_accepted, report.retries, report.feedback_failed) == (1, 1, 1, [])
+
+
+def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reported(cloud, log, make_decision,
+                                                                                   tmp_path):
+    url, store, _ = cloud
+    kept, expired = make_decision(), make_decision()
+    log.append_many([kept, expired])
+    sync_decisions(log, url, api_key=API_KEY)
+    # the cloud no longer has one decision (past its retention): it answers 404 to a rating of it
+    store.client.delete_item(TableName=store.table_name, Key={"pk": {"S": device_pk(TENANT, DEVICE)},
+                                                             "sk": {"S": f"DECISION#{expired.decision_id}"}})
+    _rate(log, kept.decision_id, 1, "thumbs")
+    _rate(log, expired.decision_id, 3)
+    report = sync_decisions(log, url, api_key=API_KEY)
+    assert (report.feedback_sent, report.feedback_accepted, report.feedback_remaining) == (2, 1, 1)
+    [(failed_id, error)] = report.feedback_failed
+    assert failed_id == expired.decision_id and "(404)" in error and "No decision" in error
+    assert f"1 refused by the cloud (kept pending; first: {expired.decision_id}: " in str(report)
+    assert report.as_dict()["feedback_failed"] == [{"decision_id": expired.decision_id, "error": error}]
+    pending = log.feedback(expired.decision_id)
+    assert (pending.synced_at, pending.sync_error, pending.rating) == (None, error, 3)
+    assert _cloud_feedback(store) == {kept.decision_id: (1, None)}
+    # not dropped: the next sync offers it again, and reports it again
+    again = subprocess.run([sys.executable, "-m", "edge_client.sync", "--db", str(log.path), "--url", url,
+                            "--api-key", API_KEY, "--json"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["feedback_sent"], summary["feedback_accepted"], summary["feedback_remaining"]) == (1, 0, 1)
+    assert summary["feedback_failed"][0]["decision_id"] == expired.decision_id
