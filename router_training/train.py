@@ -81,8 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _labelled(rows: list[D.Row]) -> list[D.Row]:
-    return [r for r in rows if len(r.scores) >= 2]
+def _min_labels(args: argparse.Namespace) -> int:
+    """Model labels a row needs: one for clf on a difficulty target (one score s gives difficulty 1 - s, e.g. a
+    user's rating exported by `hybrid-router export-feedback`), two for everything that learns from model pairs."""
+    return 1 if args.kind == "clf" and args.target.startswith("difficulty") else 2
+
+
+def _labelled(rows: list[D.Row], min_labels: int = 2) -> list[D.Row]:
+    return [r for r in rows if len(r.scores) >= min_labels]
 
 
 def _self_labelled(rows: list[D.Row]) -> list[D.Row]:
@@ -213,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("the training files hold no rows")
     D.check_decontaminated(rows, args.benchmarks)
     rows = D.deduplicate(rows)
-    labelled = _labelled(rows)
+    labelled = _labelled(rows, _min_labels(args))
     rng = np.random.default_rng(args.seed)
     if args.max_rows and len(labelled) > args.max_rows:
         keep = np.sort(rng.choice(len(labelled), size=args.max_rows, replace=False))
@@ -225,13 +231,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models = sorted({m for r in labelled for m in r.scores})
     if args.kind != "random":
         if len(labelled) < 10:
-            raise UsageError(f"only {len(labelled)} rows are labelled for 2+ models; need at least 10")
+            raise UsageError(f"only {len(labelled)} rows are labelled for {_min_labels(args)}+ models; "
+                             "need at least 10")
         for model in (args.strong, args.weak):
             if args.kind == "mf" and model not in models:
                 raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
     report: dict[str, Any] = {"kind": args.kind, "seed": args.seed, "files": [str(p) for p in paths],
-                              "rows_read": len(rows), "rows_labelled_used": len(labelled), "models": len(models),
-                              "excluded_groups": sorted(exclude)}
+                              "rows_read": len(rows), "rows_labelled_used": len(labelled),
+                              "rows_single_label_used": sum(len(r.scores) == 1 for r in labelled),
+                              "models": len(models), "excluded_groups": sorted(exclude)}
     if args.kind == "mix":
         report["rows_self_labelled_used"] = len(extra_rows)
 

@@ -135,6 +135,39 @@ def test_exclude_leaves_groups_out_of_training_entirely(tmp_path: Path, capsys: 
     assert not (tmp_path / "typo" / "router.onnx").exists()
 
 
+FEEDBACK_PROMPTS = [f"{verb} the {thing} for our {team} team, please." for verb, thing, team in [
+    ("Summarise", "Q3 roadmap", "billing"), ("Draft", "release notes", "mobile"), ("Explain", "retry policy", "data"),
+    ("Translate", "onboarding email", "sales"), ("Rewrite", "incident report", "search"), ("Plan", "offsite", "design"),
+    ("Review", "SQL migration", "payments"), ("Outline", "design doc", "growth"), ("Proofread", "FAQ", "support"),
+    ("Shorten", "job advert", "platform"), ("Estimate", "budget", "infra"), ("Critique", "API naming", "identity"),
+]]
+
+
+def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, make_decision) -> None:
+    """Ratings exported by the device (one model label per row) count for clf's difficulty target; MF needs pairs."""
+    from edge_client.feedback import export_training_rows
+    from hybrid_router.feedback import FeedbackRequest
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    with DecisionLog(tmp_path / "device.sqlite3") as log:
+        for i, prompt in enumerate(FEEDBACK_PROMPTS):
+            record = make_decision("strong" if i % 3 == 0 else "weak", prompt=prompt)
+            log.append(record)
+            log.rate(FeedbackRequest(decision_id=record.decision_id, rating=(-1, 1, 2, 5)[i % 4]),
+                     "thumbs" if i % 4 < 2 else "stars")
+        feedback = tmp_path / "feedback.jsonl"
+        assert export_training_rows(log, feedback) == (len(FEEDBACK_PROMPTS), 0)
+    data = _small_train_file(tmp_path)
+    for kind, used, single in (("clf", 120 + len(FEEDBACK_PROMPTS), len(FEEDBACK_PROMPTS)), ("mf", 120, 0)):
+        out = tmp_path / kind
+        assert train_main(["--data", str(data), "--data", str(feedback), "--kind", kind, "--out", str(out),
+                           "--alphas", "1", "--dims", "64", "--pair-weighting", "pair", "--epochs", "30",
+                           *_common(tmp_path)]) == 0
+        report = json.loads((out / "training_report.json").read_text())
+        assert (report["rows_labelled_used"], report["rows_single_label_used"]) == (used, single), kind
+        assert Router(out).score(FEEDBACK_PROMPTS[:2]).shape == (2,)
+
+
 def _mix_train_files(tmp_path: Path) -> list[Path]:
     """Small copies of four real training files under their own names (the mix head picks chat files by name)."""
     folder = tmp_path / "mixdata"
