@@ -154,7 +154,7 @@ def chat(ctx: typer.Context,
                 if last is None:
                     raise CliError("no answer to rate yet")
                 said = _rate(service.log, last.decision_id, 1 if line.strip() == "/good" else -1, "thumbs")
-                err_console.print(f"[dim]{said}[/]", highlight=False)
+                err_console.print(f"[dim]{said}[/]", highlight=False, soft_wrap=True)
             except (*_known_errors(), DecisionNotFound) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             continue
@@ -203,7 +203,8 @@ def route(ctx: typer.Context, prompt: str = typer.Argument(..., help="the prompt
 def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
           port: int = typer.Option(8080, "--port", min=1, max=65535),
           preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
-    """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health)."""
+    """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health,
+    POST /v1/feedback)."""
     import uvicorn
 
     from edge_client.server import create_app
