@@ -104,7 +104,7 @@ def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = 
     Raises ValueError (bad rating or id) or DecisionNotFound (not in the log)."""
     from hybrid_router.feedback import FeedbackRequest
 
-    stored = log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, comment=comment), scale)
+    stored = log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, scale=scale, comment=comment))
     said = (("thumbs up" if stored.rating > 0 else "thumbs down") if stored.scale == "thumbs"
             else f"{stored.rating} star{'s' if stored.rating > 1 else ''}")
     return f"rated decision {decision_id}: {said} (hybrid-router sync uploads it)"

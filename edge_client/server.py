@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
-from hybrid_router.feedback import FeedbackRequest, FeedbackResponse, Scale
+from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
 from hybrid_router.stores.sqlite_log import DecisionLogError
 from hybrid_router.openai_schema import (
     MAX_PROMPT_CHARS,
@@ -251,16 +251,13 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(response.model_dump(), headers=_headers(routing))
 
     @app.post("/v1/feedback", response_model=FeedbackResponse)
-    def feedback(body: FeedbackRequest, scale: Scale | None = None) -> Any:
-        """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it. A rating of 1 is
-        one star or thumbs up: `?scale=stars|thumbs` says which (-1 is thumbs, 2..5 stars without it)."""
+    def feedback(body: FeedbackRequest) -> Any:
+        """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it."""
         try:
-            stored = service.log.rate(body, scale)
+            stored = service.log.rate(body)
         except DecisionNotFound:
             return error_response(404, f"No decision {body.decision_id} for this device.", code="decision_not_found",
                                   param="decision_id")
-        except ValueError as exc:
-            return error_response(422, str(exc), code="invalid_value", param="scale")
         except DecisionLogError as exc:
             return _error(507, f"the decision log cannot be written, so the rating is not saved: {exc}", "api_error",
                           code="decision_log_unwritable")

@@ -159,7 +159,8 @@ def _sync_feedback(log: DecisionLog, post: Callable[..., Any], page_size: int, r
     cursor: str | None = None
     while page := log.pending_feedback(page_size, after=cursor):
         for feedback in page:
-            body = FeedbackRequest(decision_id=feedback.decision_id, rating=feedback.rating, comment=feedback.comment)
+            body = FeedbackRequest(decision_id=feedback.decision_id, rating=feedback.rating, scale=feedback.scale,
+                                   comment=feedback.comment)
             report.feedback_sent += 1
             try:
                 answer = post(FEEDBACK_PATH, body.model_dump(mode="json"))

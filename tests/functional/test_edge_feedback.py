@@ -46,8 +46,8 @@ def test_a_rating_is_kept_in_the_log_and_answered_as_the_cloud_answers(sides) ->
     body = {"decision_id": record.decision_id, "rating": 4, "comment": "right, but long"}
     mine, theirs = edge.post("/v1/feedback", json=body), cloud.post("/v1/feedback", json=body)
     assert mine.status_code == theirs.status_code == 200
-    assert set(mine.json()) == set(theirs.json()) == {"decision_id", "rating", "comment", "created_at"}
-    assert {k: v for k, v in mine.json().items() if k != "created_at"} == {**body}
+    assert set(mine.json()) == set(theirs.json()) == {"decision_id", "rating", "scale", "comment", "created_at"}
+    assert {k: v for k, v in mine.json().items() if k != "created_at"} == {**body, "scale": "stars"}  # inferred
     stored = log.feedback(record.decision_id)
     assert (stored.rating, stored.scale, stored.comment, stored.synced_at) == (4, "stars", "right, but long", None)
     assert edge.post("/v1/feedback", json={"decision_id": record.decision_id, "rating": -1}).status_code == 200
@@ -80,22 +80,25 @@ def test_bad_ratings_get_the_cloud_apis_errors(sides, make_decision, body) -> No
     assert log.feedback(record.decision_id) is None
 
 
-def test_a_rating_of_1_says_its_scale(sides) -> None:
-    """1 is one star or thumbs up; the log keeps ratings as training labels, so it asks which."""
-    edge, log, _, record = sides
+@pytest.mark.parametrize("side", ["edge", "cloud"])
+def test_a_rating_of_1_says_its_scale(sides, side) -> None:
+    """1 is one star or thumbs up; ratings become training labels, so both APIs ask which, and keep the answer."""
+    edge, log, cloud, record = sides
+    api = edge if side == "edge" else cloud
     body = {"decision_id": record.decision_id, "rating": 1}
-    ambiguous = edge.post("/v1/feedback", json=body)
-    assert ambiguous.status_code == 422
-    assert ambiguous.json()["error"]["param"] == "scale" and "ambiguous" in ambiguous.json()["error"]["message"]
-    assert log.feedback(record.decision_id) is None
-    assert edge.post("/v1/feedback?scale=thumbs", json=body).status_code == 200
-    assert log.feedback(record.decision_id).scale == "thumbs"
-    assert edge.post("/v1/feedback?scale=stars", json=body).status_code == 200
-    assert log.feedback(record.decision_id).scale == "stars"
-    wrong = edge.post("/v1/feedback?scale=thumbs", json={**body, "rating": 3})
+    ambiguous = api.post("/v1/feedback", json=body)
+    assert ambiguous.status_code == 422 and "ambiguous" in ambiguous.json()["error"]["message"]
+    for scale in ("thumbs", "stars"):
+        answer = api.post("/v1/feedback", json={**body, "scale": scale})
+        assert answer.status_code == 200 and answer.json()["scale"] == scale
+        if side == "edge":
+            assert log.feedback(record.decision_id).scale == scale
+    inferred = api.post("/v1/feedback", json={**body, "rating": -1})
+    assert inferred.status_code == 200 and inferred.json()["scale"] == "thumbs"
+    wrong = api.post("/v1/feedback", json={**body, "rating": 3, "scale": "thumbs"})
     assert wrong.status_code == 422 and "not on the thumbs scale" in wrong.json()["error"]["message"]
-    odd = edge.post("/v1/feedback?scale=emoji", json=body)
-    assert odd.status_code == 422 and odd.json()["error"]["param"] == "query.scale"
+    odd = api.post("/v1/feedback", json={**body, "scale": "emoji"})
+    assert odd.status_code == 422 and odd.json()["error"]["param"] == "scale"
 
 
 def test_a_rating_the_full_log_cannot_keep_is_a_507(tmp_path, make_decision) -> None:

@@ -325,7 +325,7 @@ def test_device_settings_drive_sync_from_env(cloud, tmp_path, make_decision):
 
 
 def _rate(log, decision_id, rating, scale=None, comment=None):
-    return log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, comment=comment), scale)
+    return log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, scale=scale, comment=comment))
 
 
 def _cloud_feedback(store):
@@ -361,6 +361,16 @@ def test_ratings_follow_their_decisions_and_a_re_sync_duplicates_nothing(cloud, 
     assert (resent.retries, resent.feedback_sent, resent.feedback_accepted, resent.feedback_remaining) == (1, 1, 1, 0)
     assert _cloud_feedback(store) == {records[0].decision_id: (2, "on reflection, wrong"),
                                       records[3].decision_id: (-1, None)}
+
+
+def test_a_rating_of_1_reaches_the_cloud_with_its_scale(cloud, log, make_decision):
+    url, store, _ = cloud
+    records = [make_decision() for _ in range(2)]
+    log.append_many(records)
+    _rate(log, records[0].decision_id, 1, scale="thumbs")
+    _rate(log, records[1].decision_id, 1, scale="stars")
+    assert sync_decisions(log, url, api_key=API_KEY).feedback_accepted == 2
+    assert [store.get_feedback(TENANT, DEVICE, r.decision_id)["scale"] for r in records] == ["thumbs", "stars"]
 
 
 def test_a_rating_waits_while_its_decision_is_not_in_the_cloud(cloud, log, make_decision):

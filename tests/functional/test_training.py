@@ -153,8 +153,8 @@ def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, m
         for i, prompt in enumerate(FEEDBACK_PROMPTS):
             record = make_decision("strong" if i % 3 == 0 else "weak", prompt=prompt)
             log.append(record)
-            log.rate(FeedbackRequest(decision_id=record.decision_id, rating=(-1, 1, 2, 5)[i % 4]),
-                     "thumbs" if i % 4 < 2 else "stars")
+            log.rate(FeedbackRequest(decision_id=record.decision_id, rating=(-1, 1, 2, 5)[i % 4],
+                                     scale="thumbs" if i % 4 < 2 else "stars"))
         feedback = tmp_path / "feedback.jsonl"
         assert export_training_rows(log, feedback) == (len(FEEDBACK_PROMPTS), 0)
     data = _small_train_file(tmp_path)

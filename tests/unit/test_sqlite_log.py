@@ -183,7 +183,7 @@ def test_real_full_disk_and_read_only_disk(tmp_path, make_decision):
 def test_a_rating_is_kept_replaced_and_pending_until_the_cloud_has_it(log, make_decision):
     record = make_decision()
     log.append(record)
-    first = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=1), "thumbs")
+    first = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=1, scale="thumbs"))
     assert (first.rating, first.scale, first.synced_at) == (1, "thumbs", None)
     assert log.pending_feedback() == []  # the cloud has not got the decision yet: it would refuse the rating
     assert log.feedback_pending_count() == 1
@@ -203,7 +203,7 @@ def test_a_rating_sent_before_a_re_rating_does_not_mark_the_new_one(log, make_de
     record = make_decision()
     log.append(record)
     log.mark_synced([record.decision_id])
-    sent = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=-1), None)
+    sent = log.rate(FeedbackRequest(decision_id=record.decision_id, rating=-1))
     log.rate(FeedbackRequest(decision_id=record.decision_id, rating=5))
     assert log.mark_feedback(sent) is False
     assert log.mark_feedback(sent, error="refused") is False
@@ -221,10 +221,10 @@ def test_rating_an_unknown_decision_or_off_the_scale_is_an_error(log, make_decis
         log.rate(FeedbackRequest(decision_id=make_decision().decision_id, rating=5))
     with pytest.raises(ValidationError, match="rating must be 1..5"):
         FeedbackRequest(decision_id=record.decision_id, rating=7)
-    with pytest.raises(ValueError, match="ambiguous"):
-        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=1))
-    with pytest.raises(ValueError, match="not on the thumbs scale"):
-        log.rate(FeedbackRequest(decision_id=record.decision_id, rating=3), "thumbs")
+    with pytest.raises(ValidationError, match="ambiguous"):
+        FeedbackRequest(decision_id=record.decision_id, rating=1)
+    with pytest.raises(ValidationError, match="not on the thumbs scale"):
+        FeedbackRequest(decision_id=record.decision_id, rating=3, scale="thumbs")
     assert log.rated() == [] and log.feedback_pending_count() == 0
 
 

@@ -1,8 +1,9 @@
 """A user's rating of one answer, keyed by its decision id: the cloud API's body, the device log's row,
 and a training label.
 
-Ratings are 1..5 stars or -1/+1 thumbs. The two scales share the value 1 (one star, or thumbs up), so where
-a rating is kept for training (the device log) its scale is kept too; `rating_scale` resolves it.
+Ratings are 1..5 stars or -1/+1 thumbs. The two scales share the value 1 (one star, or thumbs up), so a rating
+of 1 must say its `scale`; for any other rating the scale follows from the value. Every accepted request carries
+its resolved scale, so the device log, the cloud and a training row all know what the rating meant.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ class FeedbackRequest(BaseModel):
 
     decision_id: str = Field(min_length=26, max_length=26)
     rating: StrictInt = Field(description="1..5 stars, or -1 / +1 thumbs")
+    scale: Scale | None = Field(default=None, description="stars or thumbs: needed for a rating of 1, else inferred")
     comment: str | None = Field(default=None, max_length=4000)
 
     @model_validator(mode="after")
     def _rating_scale(self) -> "FeedbackRequest":
         if not any(self.rating in ratings for ratings in _SCALES.values()):
             raise ValueError("rating must be 1..5 (stars) or -1/+1 (thumbs)")
+        self.scale = rating_scale(self.rating, self.scale)
         return self
 
 
 class FeedbackResponse(BaseModel):
     decision_id: str
     rating: int
+    scale: Scale | None = None
     comment: str | None = None
     created_at: str
 

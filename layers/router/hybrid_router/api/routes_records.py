@@ -81,11 +81,11 @@ def feedback(body: FeedbackRequest, who: Identity = Depends(caller),
     from hybrid_router.stores.dynamodb import DecisionNotFound
     try:
         stored = svc.call_store("put_feedback", svc.store.put_feedback, who.tenant_id, who.device_id,
-                                body.decision_id, body.rating, body.comment)
+                                body.decision_id, body.rating, body.comment, body.scale)
     except DecisionNotFound:
         raise ApiError(404, f"No decision {body.decision_id} for this device.", code="decision_not_found",
                        param="decision_id") from None
     except ValueError as exc:
         raise ApiError(422, str(exc), code="invalid_value") from None
-    return FeedbackResponse(decision_id=body.decision_id, rating=int(stored["rating"]),
+    return FeedbackResponse(decision_id=body.decision_id, rating=int(stored["rating"]), scale=stored.get("scale"),
                             comment=stored.get("comment"), created_at=stored["created_at"])

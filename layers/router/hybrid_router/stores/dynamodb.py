@@ -281,7 +281,8 @@ class DynamoDecisionStore:
         return {k: serializer.serialize(v) for k, v in data.items()}
 
     def put_feedback(
-        self, tenant: str, device: str, decision_id: str, rating: int | float, comment: str | None = None
+        self, tenant: str, device: str, decision_id: str, rating: int | float, comment: str | None = None,
+        scale: str | None = None,
     ) -> dict[str, Any]:
         """Store (or replace) the user's rating of one decision of this device; DecisionNotFound if there is none."""
         from boto3.dynamodb.types import TypeSerializer
@@ -304,6 +305,8 @@ class DynamoDecisionStore:
         }
         if comment is not None:
             feedback["comment"] = comment
+        if scale is not None:
+            feedback["scale"] = scale
         serializer = TypeSerializer()
         try:
             self.client.transact_write_items(

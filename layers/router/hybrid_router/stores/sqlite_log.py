@@ -178,14 +178,11 @@ class DecisionLog:
                 changed += cursor.rowcount
         return changed
 
-    def rate(self, feedback: FeedbackRequest, scale: str | None = None) -> StoredFeedback:
+    def rate(self, feedback: FeedbackRequest) -> StoredFeedback:
         """Keep the user's rating of a logged decision, replacing an earlier one (which makes it pending again).
-
-        `scale` ("stars" or "thumbs") is needed for a rating of 1 (see hybrid_router.feedback.rating_scale).
-        Raises DecisionNotFound if the decision is not in this log, ValueError if the scale does not fit.
-        """
+        Raises DecisionNotFound if the decision is not in this log."""
         stored = StoredFeedback(decision_id=feedback.decision_id, rating=feedback.rating, comment=feedback.comment,
-                                scale=rating_scale(feedback.rating, scale), created_at=utc_now_iso())
+                                scale=rating_scale(feedback.rating, feedback.scale), created_at=utc_now_iso())
         with self._transaction(f"save the rating of decision {feedback.decision_id}") as db:
             if db.execute("SELECT 1 FROM decisions WHERE decision_id = ?", (feedback.decision_id,)).fetchone() is None:
                 raise DecisionNotFound(f"no decision {feedback.decision_id} in the decision log {self.path}")
