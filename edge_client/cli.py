@@ -302,9 +302,11 @@ def export_feedback(ctx: typer.Context,
     from edge_client.feedback import export_training_rows
 
     with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
-        written, skipped = export_training_rows(log, out)
+        written, skipped, failed = export_training_rows(log, out)
     console.print(f"wrote {written} training row(s) to {out}; skipped {skipped} rated answer(s) with no stored prompt"
-                  + (" (turn on store_prompts to keep prompts)" if skipped else ""), highlight=False, soft_wrap=True)
+                  + (" (turn on store_prompts to keep prompts)" if skipped else "")
+                  + (f" and {failed} rated request(s) that ended in an error" if failed else ""),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("config")

@@ -1,7 +1,8 @@
 """Ratings on the device: parse one typed by the user; turn the decision log's ratings into training rows.
 
 Training rows have the format of the shared train/ files (router_training.data.read_rows reads them): one row per
-rated decision whose prompt the device kept (setting store_prompts), scored for the model that answered.
+rated decision whose prompt the device kept (setting store_prompts) and that got an answer, scored for the model
+that answered. A rating of a request that ended in an error says nothing about a model's answer, so it is skipped.
 """
 
 from __future__ import annotations
@@ -25,25 +26,29 @@ def parse_rating(text: str) -> tuple[int, Scale]:
     return rating, "thumbs" if text.strip()[:1] in "+-" else "stars"
 
 
-def training_rows(log: DecisionLog) -> tuple[list[dict], int]:
-    """(rows, how many rated decisions were skipped for having no stored prompt)."""
-    rows, skipped = [], 0
+def training_rows(log: DecisionLog) -> tuple[list[dict], int, int]:
+    """(rows, rated decisions skipped for having no stored prompt, rated decisions skipped for having no answer)."""
+    rows, no_prompt, no_answer = [], 0, 0
     for feedback, record in log.rated():
+        if record.status != "ok":
+            no_answer += 1
+            continue
         if not record.prompt:
-            skipped += 1
+            no_prompt += 1
             continue
         rows.append({"id": f"feedback/{record.decision_id}", "prompt": record.prompt,
                      "scores": {record.model_used: unit_score(feedback.rating, feedback.scale)},
                      "source": SOURCE, "route": record.route, "decision_id": record.decision_id})
-    return rows, skipped
+    return rows, no_prompt, no_answer
 
 
-def export_training_rows(log: DecisionLog, out: str | Path) -> tuple[int, int]:
-    """Write training_rows to `out` (JSONL, replaced whole); returns (rows written, rows skipped)."""
-    rows, skipped = training_rows(log)
+def export_training_rows(log: DecisionLog, out: str | Path) -> tuple[int, int, int]:
+    """Write training_rows to `out` (JSONL, replaced whole); returns (rows written, skipped for no prompt,
+    skipped for no answer)."""
+    rows, no_prompt, no_answer = training_rows(log)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     os.replace(partial, out)
-    return len(rows), skipped
+    return len(rows), no_prompt, no_answer

@@ -156,7 +156,7 @@ def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, m
             log.rate(FeedbackRequest(decision_id=record.decision_id, rating=(-1, 1, 2, 5)[i % 4],
                                      scale="thumbs" if i % 4 < 2 else "stars"))
         feedback = tmp_path / "feedback.jsonl"
-        assert export_training_rows(log, feedback) == (len(FEEDBACK_PROMPTS), 0)
+        assert export_training_rows(log, feedback) == (len(FEEDBACK_PROMPTS), 0, 0)
     data = _small_train_file(tmp_path)
     for kind, used, single in (("clf", 120 + len(FEEDBACK_PROMPTS), len(FEEDBACK_PROMPTS)), ("mf", 120, 0)):
         out = tmp_path / kind
