@@ -168,6 +168,38 @@ def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, m
         assert Router(out).score(FEEDBACK_PROMPTS[:2]).shape == (2,)
 
 
+def test_ratings_teach_the_router_which_prompts_the_local_model_handles(tmp_path: Path, make_decision) -> None:
+    """The whole loop: local answers rated on the device, exported, trained on; the new router sends prompts like
+    the badly rated ones to the strong model before prompts like the well rated ones, more than without them."""
+    from edge_client.feedback import export_training_rows
+    from hybrid_router.feedback import FeedbackRequest
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    languages = ["French", "German", "Spanish", "Italian", "Dutch", "Swedish", "Polish", "Greek", "Turkish",
+                 "Danish", "Czech", "Finnish"]
+    easy = [f"Translate 'good morning' into {language}." for language in languages]
+    hard = [f"Prove that n^{k} - n is divisible by {k} for every integer n, step by step." for k in range(2, 14)]
+    with DecisionLog(tmp_path / "device.sqlite3") as log:
+        for prompts, stars in ((easy, 5), (hard, 1)):
+            for prompt in prompts:
+                record = make_decision("weak", prompt=prompt)
+                log.append(record)
+                log.rate(FeedbackRequest(decision_id=record.decision_id, rating=stars, scale="stars"))
+        feedback = tmp_path / "feedback.jsonl"
+        assert export_training_rows(log, feedback) == (24, 0, 0)
+    data = _small_train_file(tmp_path)
+    unseen = ["Translate 'thank you' into Portuguese.", "Prove that n^3 + 2n is divisible by 3 for every integer n."]
+    margins = {}
+    for name, extra in (("without", []), ("with", ["--data", str(feedback)])):
+        out = tmp_path / name
+        assert train_main(["--data", str(data), *extra, "--kind", "clf", "--out", str(out), "--alphas", "1",
+                           *_common(tmp_path)]) == 0
+        easy_score, hard_score = Router(out).score(unseen)
+        margins[name] = float(hard_score - easy_score)
+    assert margins["with"] > margins["without"] + 0.05, margins
+    assert margins["with"] > 0
+
+
 def _mix_train_files(tmp_path: Path) -> list[Path]:
     """Small copies of four real training files under their own names (the mix head picks chat files by name)."""
     folder = tmp_path / "mixdata"
