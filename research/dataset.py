@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from router_training.mix import _irt_difficulty
 from common import BENCH_FILES, CACHE, STRONG, TRAIN_FILES, WEAK, load_bench, load_train, question_text
 
 # For each labelled train file: the (strong, weak) pair used for held-out APGR (selection only).
@@ -34,19 +35,7 @@ def fold_of(file: str, row: dict, k: int = 5) -> int:
     return zlib.crc32(key.encode()) % k
 
 
-def irt_difficulty(S: np.ndarray, M: np.ndarray, iters: int = 300, lr: float = 0.5, l2: float = 0.01) -> np.ndarray:
-    """1PL IRT on a rows x models matrix of scores in [0,1] (M = mask of present labels):
-    P(correct) = sigmoid(theta_m - b_i). Returns b (difficulty) per row."""
-    n, m = S.shape
-    b = np.zeros(n)
-    th = np.zeros(m)
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(th[None] - b[:, None])))
-        r = (S - p) * M
-        b -= lr * (r.sum(1) / np.maximum(M.sum(1), 1) + l2 * b)
-        th += lr * (r.sum(0) / np.maximum(M.sum(0), 1))
-        th -= th.mean()
-    return b
+irt_difficulty = _irt_difficulty  # router_training.mix: one copy of the 1PL IRT fit
 
 
 @dataclass

@@ -22,10 +22,12 @@ Held-out selection 0.550 (MiniLM) / 0.546 (static); benchmark numbers in researc
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from common import question_text  # noqa: F401  (one copy, shared with the experiments)
+from router_training.mix import _irt_difficulty  # the production IRT, same defaults
 
 DEFAULT_CONFIG = {"alpha": 10.0, "alpha_chat": 1000.0, "alpha_gate": 1.0, "std": "file"}
 CHAT_FILES = ("arena_bench_v1", "alpaca_eval_prefs")
@@ -33,26 +35,6 @@ CHAT_FILES = ("arena_bench_v1", "alpaca_eval_prefs")
 
 def file_of(row: dict) -> str:
     return row["id"].split("/", 1)[0]
-
-
-def question_text(row: dict) -> str:
-    p = row["prompt"]
-    if row.get("dataset") in ("arc-challenge", "winogrande"):
-        p = p.strip().split("\n\n")[-1]
-        p = re.sub(r"\nPrint only a single choice.*$", "", p, flags=re.S)
-    return p
-
-
-def _irt_difficulty(S, M, iters=300, lr=0.5, l2=0.01):
-    n, m = S.shape
-    b, th = np.zeros(n), np.zeros(m)
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(th[None] - b[:, None])))
-        r = (S - p) * M
-        b -= lr * (r.sum(1) / np.maximum(M.sum(1), 1) + l2 * b)
-        th += lr * (r.sum(0) / np.maximum(M.sum(0), 1))
-        th -= th.mean()
-    return b
 
 
 def difficulty_target(file: str, rows: Sequence[dict]) -> np.ndarray:
