@@ -78,6 +78,8 @@ def test_sam_build_succeeds_and_fits_lambda(tmp_path) -> None:
     assert (layer / "hybrid_router" / "api" / "app.py").is_file()
     for package in ("onnxruntime", "tokenizers", "numpy", "pydantic", "fastapi", "mangum", "aws_lambda_powertools"):
         assert (layer / package).is_dir(), f"{package} missing from the layer"
+    for package in ("boto3", "botocore", "huggingface_hub", "hf_xet"):  # the runtime's boto3; no hub downloads
+        assert not (layer / package).exists(), f"{package} is in the layer"
     native = next(layer.glob("onnxruntime/capi/onnxruntime_pybind11_state*.so"))
     assert "aarch64" in native.name, "the layer must carry arm64 wheels"
     for function in ("ApiFunction", "IngestFunction"):

@@ -98,7 +98,10 @@ def test_the_layer_is_built_and_attached(template) -> None:
     layer = template["Resources"]["RouterLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/router"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    # layers/router/Makefile installs wheels for its ARCH default: it must be the layer's architecture.
+    arch = re.search(r"^ARCH\s*\?=\s*(\S+)", (REPO / "layers/router/Makefile").read_text(), re.M).group(1)
+    assert {"aarch64": "arm64"}.get(arch, arch) == layer["Metadata"]["BuildArchitecture"]
     function_globals = template["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.12"
     assert set(function_globals["Architectures"]) <= set(layer["Properties"]["CompatibleArchitectures"])
