@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths; mix: of the task expert")
     p.add_argument("--chat-alphas", default="1000", help="mix: candidate ridge strengths of the chat expert")
     p.add_argument("--chat-files", default=",".join(CHAT_FILES), help="mix: training files (stems) of the chat expert")
+    p.add_argument("--anchored-file", action="append", default=None, metavar="STEM",
+                   help="difficulty_centered: centre this file's rows by the other files' mean difficulty instead of "
+                        "its own mean, so its absolute level counts (e.g. easy_prompts, whose rows are all easy)")
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
     p.add_argument("--features", choices=["none", "cheap", "task-cheap"], default="none",
                    help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
@@ -123,10 +126,14 @@ def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHea
     cal_mask, cal_label = _strong_needed(rows, args.strong, args.weak)
     if args.target.startswith("difficulty"):
         target = np.array([D.difficulty(r) for r in rows])
+        difficulties = target.copy()
         if args.target == "difficulty_centered":
             files = np.array([r.file for r in rows])
-            for file in set(files):
+            anchored = np.isin(files, list(args.anchored_file or ()))
+            for file in set(files[~anchored]):
                 target[files == file] -= np.nanmean(target[files == file])
+            if anchored.any():
+                target[anchored] -= np.nanmean(difficulties[~anchored]) if (~anchored).any() else 0.0
     else:
         target = np.where(cal_mask, cal_label, np.nan)
         if cal_mask.sum() < 10:
@@ -215,6 +222,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unmatched:
         raise UsageError(f"--exclude names no group or file of the training data: {', '.join(unmatched)}")
     rows = [r for r in rows if not _excluded(r, exclude)]
+    missing = sorted(set(args.anchored_file or ()) - {r.file for r in rows})
+    if missing:
+        raise UsageError(f"--anchored-file names no training file: {', '.join(missing)}")
+    if args.anchored_file and args.target != "difficulty_centered":
+        raise UsageError("--anchored-file needs --target difficulty_centered")
     if not rows:
         raise UsageError("the training files hold no rows")
     D.check_decontaminated(rows, args.benchmarks)
@@ -246,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder_name = args.encoder
     truncation = TRUNCATION[encoder_name]
     tokenizer_src = minilm_dir() / "tokenizer.json"
-    reference = _reference_prompts(paths, args.reference_per_file, args.seed, exclude)
+    reference = _reference_prompts(paths, args.reference_per_file, args.seed, exclude | set(args.anchored_file or ()))
     if args.kind == "random":
         from router_training.router_graph import random_graph
 
