@@ -8,12 +8,16 @@ from typing import Protocol
 
 import httpx
 
-from hybrid_router.routing import RouterSpec, load_router, load_router_for_kind
+from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing.router import Router
 
 
 class RoutingError(RuntimeError):
     """No decision could be made (router file unreadable, cloud router unreachable)."""
+
+
+class UnknownRouterKind(RoutingError):
+    """A `router-<kind>` name asks for a kind that is not installed: the caller's mistake, not an outage."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class LocalRouteSource:
         try:
             return load_router_for_kind(kind)
         except Exception as exc:
+            if isinstance(exc, RouterLoadError) and kind not in available_kinds():
+                raise UnknownRouterKind(str(exc)) from exc
             raise RoutingError(str(exc)) from exc
 
     def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
@@ -91,12 +97,22 @@ class RemoteRouteSource:
         except httpx.HTTPError as exc:
             raise RoutingError(f"cloud router {self.base_url} unreachable: {exc}") from exc
         latency_ms = (time.perf_counter() - started) * 1000.0
+        if response.status_code == 404 and _error_code(response) == "model_not_found":
+            raise UnknownRouterKind(f"the cloud router does not serve {spec.name!r}: {response.text[:200]}")
         if response.status_code != 200:
             raise RoutingError(f"cloud router answered {response.status_code}: {response.text[:200]}")
-        data = response.json()
         try:
+            data = response.json()
             return Scored(score=float(data["score"]), threshold=float(data["threshold"]), route=str(data["route"]),
                           latency_ms=latency_ms, router_id=str(data.get("router_id", "remote")),
                           router_version=str(data.get("router_version", "unknown")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RoutingError(f"cloud router sent an unexpected answer: {str(data)[:200]}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: not JSON at all
+            raise RoutingError(f"cloud router sent an unexpected answer: {response.text[:200]}") from exc
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The `error.code` of an OpenAI-style error body, if the body is one."""
+    try:
+        return response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -21,14 +21,14 @@ from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
 from edge_client.config import Settings
-from edge_client.routing_source import RouteSource, RoutingError
+from edge_client.routing_source import RouteSource, RoutingError, UnknownRouterKind
 
 log = logging.getLogger("hybrid_router.edge")
 
 
 class UnknownModelError(ValueError):
-    def __init__(self, model: str, valid: list[str]):
-        super().__init__(f"unknown model {model!r}; valid models: {', '.join(valid)} "
+    def __init__(self, model: str, valid: list[str], why: str | None = None):
+        super().__init__(f"unknown model {model!r}{f' ({why})' if why else ''}; valid models: {', '.join(valid)} "
                          "(or router-<kind>-<threshold>, e.g. router-mf-0.2)")
         self.model = model
         self.valid = valid
@@ -138,8 +138,11 @@ class EdgeService:
             plan = Plan(decision_id, model, forced, "forced", 0.0, self.route_source.default_threshold,
                         "remote", "unknown", 0.0, remote=True)
         else:
-            scored = self.route_source.decide(request.last_user_text(), spec or RouterSpec(name="router"),
-                                              self.settings.threshold, self.settings.strong_share)
+            try:
+                scored = self.route_source.decide(request.last_user_text(), spec or RouterSpec(name="router"),
+                                                  self.settings.threshold, self.settings.strong_share)
+            except UnknownRouterKind as exc:  # router-<kind> of a kind not installed: as unknown as any name
+                raise UnknownModelError(model, self.model_names(), why=str(exc)) from None
             plan = Plan(decision_id, model, forced or scored.route, "forced" if forced else "routed",
                         scored.score, scored.threshold, scored.router_id, scored.router_version,
                         scored.latency_ms, remote=self.route_source.kind == "remote")

@@ -300,6 +300,7 @@ def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, str
         (json.dumps({"model": "router", "messages": []}).encode(), 400, "invalid_messages"),
         (json.dumps({"model": "router"}).encode(), 400, "invalid_messages"),
         (json.dumps({"model": "gpt-17", "messages": PROMPT}).encode(), 404, "model_not_found"),
+        (json.dumps({"model": "router-nosuchkind-0.5", "messages": PROMPT}).encode(), 404, "model_not_found"),
         (json.dumps({"model": "router", "messages": [{"role": "wizard", "content": "x"}]}).encode(), 400,
          "invalid_value"),
         (json.dumps({"model": "router", "messages": [{"role": "user", "content": "a" * (1 << 20)}]}).encode(),
