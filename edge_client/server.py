@@ -89,12 +89,10 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
     if sum(len(m.text()) for m in request.messages) > MAX_PROMPT_CHARS:
         return _error(413, f"prompt is longer than {MAX_PROMPT_CHARS} characters", param="messages",
                       code="prompt_too_large")
-    for index, message in enumerate(request.messages):
-        try:
-            message.text().encode("utf-8")
-        except UnicodeEncodeError:  # a lone \ud800-\udfff escape: no model can take it
-            return _error(400, f"messages.{index}.content holds an unpaired UTF-16 surrogate, which is not text",
-                          param=f"messages.{index}.content", code="invalid_value")
+    index = request.unencodable_message()
+    if index is not None:
+        return _error(400, f"messages.{index}.content holds an unpaired UTF-16 surrogate, which is not text",
+                      param=f"messages.{index}.content", code="invalid_value")
     return request
 
 

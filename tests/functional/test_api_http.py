@@ -336,6 +336,22 @@ def test_chat_with_callers_decision_id_stores_nothing(chat_api) -> None:
     assert_openai_error(bad, 422)
 
 
+@pytest.mark.parametrize("extra, status, code", [
+    ({"n": 2}, 422, "unsupported_value"),
+    ({"messages": [{"role": "user", "content": "a" * 1_000_001}]}, 413, "prompt_too_large"),
+    ({"messages": [{"role": "user", "content": "a \ud800 b"}]}, 422, "invalid_value"),
+])
+def test_chat_input_no_model_can_take_is_refused_before_routing(chat_api, extra, status, code) -> None:
+    """n > 1 (one answer would come back), a prompt over MAX_PROMPT_CHARS, a lone surrogate: refused as the
+    device's server refuses them, not sent to the endpoint (which would fail, or answer once) and logged."""
+    body = {"model": "router-tiny-0.0", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **extra}
+    response = chat_api.post("/v1/chat/completions", content=json.dumps(body),  # json.dumps escapes a surrogate
+                             headers={"content-type": "application/json"})
+    error = assert_openai_error(response, status, code)
+    assert error["param"] in ("n", "messages", "messages.0.content")
+    assert chat_api.store.records_for_device("acme", "device-a") == []
+
+
 def test_chat_stream_is_valid_sse(chat_api) -> None:
     with chat_api.stream("POST", "/v1/chat/completions",
                          json={"model": "router-tiny-0.0", "stream": True, "max_tokens": 8,

@@ -43,6 +43,16 @@ class ChatCompletionRequest(BaseModel):
             return None
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
+    def unencodable_message(self) -> int | None:
+        """Index of the first message whose text cannot be UTF-8 encoded (a lone \\ud800-\\udfff escape: no model
+        can take it), else None."""
+        for index, message in enumerate(self.messages):
+            try:
+                message.text().encode("utf-8")
+            except UnicodeEncodeError:
+                return index
+        return None
+
     def last_user_text(self) -> str:
         """What the router scores: the last user turn (RouteLLM routes on the user prompt)."""
         for message in reversed(self.messages):
