@@ -108,6 +108,23 @@ def test_chat_with_strong_unconfigured_falls_back_locally(env) -> None:
     assert "route weak (fallback:strong_not_configured)" in result.stderr
 
 
+def test_a_prompt_that_is_not_utf8_is_a_one_line_error_and_nothing_is_logged(env) -> None:
+    """Bytes that are not UTF-8 (a Latin-1 file piped in, a mis-set terminal) reach Python as surrogate escapes:
+    they were sent to the model (a codec error, logged as a failed request) or, with store_prompts, broke the
+    record itself (a JSON serialisation error, and the decision was lost)."""
+    env = dict(env, HYBRID_ROUTER_STORE_PROMPTS="true")
+    for args in ((b"chat", b"caf\xe9 au lait"), (b"chat", b"hi", b"--system", b"\xff"), (b"route", b"caf\xe9")):
+        result = subprocess.run([sys.executable.encode(), b"-m", b"edge_client.cli", *args], env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=240)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "is not valid UTF-8 text (byte 0x" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat"], input=b"caf\xe9\n", env=env,
+                             cwd=REPO, capture_output=True, timeout=240)
+    assert session.returncode == 0 and b"byte 0xe9" in session.stderr
+    with _log(env) as log:
+        assert log.count() == 0
+
+
 def test_missing_config_file_given_with_the_flag_is_an_error(env, tmp_path) -> None:
     missing = tmp_path / "confg.toml"
     result = cli(env, "--config", str(missing), "config", "--json")
