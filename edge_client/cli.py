@@ -99,8 +99,16 @@ def _summary(record) -> str:
 def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None):
     """Streams one answer; returns (its text, its decision record)."""
     answer = service.stream(_request(messages, model, max_tokens, stream=True))
-    for piece in answer:
-        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    pieces = iter(answer)  # held here: a loop's own iterator is closed (as a disconnect) before `except` runs
+    try:
+        for piece in pieces:
+            console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:  # Ctrl-C: the answer stops; its record says so and counts what was produced
+        answer.close("interrupted")
+        console.print()
+        if answer.record is not None:
+            err_console.print(f"[dim]interrupted: {_summary(answer.record)}[/]", highlight=False, soft_wrap=True)
+        raise
     console.print()
     if answer.record is not None:
         err_console.print(f"[dim]{_summary(answer.record)}[/]", highlight=False, soft_wrap=True)
@@ -147,8 +155,8 @@ def chat(ctx: typer.Context,
     if prompt is not None:
         _chat_once(service, history + [{"role": "user", "content": prompt}], model, max_tokens)
         return
-    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; empty line, 'exit' or Ctrl-D "
-                      "ends it[/]")
+    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; Ctrl-C stops an answer; empty "
+                      "line, 'exit' or Ctrl-D ends the session[/]")
     last = None  # the last answer's decision record
     while True:
         try:
@@ -171,6 +179,10 @@ def chat(ctx: typer.Context,
             text, last = _chat_once(service, history, model, max_tokens)
         except _known_errors() as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            history.pop()
+            last = None
+            continue
+        except KeyboardInterrupt:  # stops this answer, not the session (Ctrl-D or an empty line ends that)
             history.pop()
             last = None
             continue

@@ -264,6 +264,10 @@ class EdgeService:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
                 continue
+            except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
+                self._write(self._record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
+                                         error="interrupted"))
+                raise
             return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
         raise self._give_up(plan, request, errors, time.perf_counter() - started)
 
@@ -320,18 +324,22 @@ class StreamingAnswer:
         except GeneratorExit:
             error = "client_disconnected"
             raise
+        except KeyboardInterrupt:  # Ctrl-C in the CLI while the model generates
+            error = "interrupted"
+            raise
         finally:
             self._finish(error)
 
-    def close(self) -> None:
-        """Ends the stream (early if the client is gone): releases the backend and logs what was produced."""
+    def close(self, error: str = "client_disconnected") -> None:
+        """Ends the stream (early if the client is gone, or the user pressed Ctrl-C: `error` says which): releases
+        the backend and logs what was produced. A stream already finished is logged already, and stays as it is."""
         closer = getattr(self.rest, "close", None)
         if closer:
             try:
                 closer()
             except ValueError:  # still running in another thread; it ends on its own
                 pass
-        self._finish("client_disconnected")
+        self._finish(error)
 
     def _finish(self, error: str | None) -> None:
         if self.record is not None:

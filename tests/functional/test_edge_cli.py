@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,34 @@ def test_chat_streams_an_answer_and_logs_it(env) -> None:
     assert summary["totals"]["requests"] == 1 and summary["by_route"]["weak"]["requests"] == 1
     table = cli(env, "usage")
     assert table.returncode == 0 and "by route" in table.stdout
+
+
+LONG = "Write a very long story about a dragon, in ten chapters."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interactive", [False, True])
+def test_ctrl_c_mid_answer_is_logged_as_interrupted(env, interactive) -> None:
+    """Ctrl-C while the answer streams: the record said status ok with 0 tokens (and the interactive session died);
+    now it says `interrupted` with what was produced, and an interactive session goes on to the next prompt."""
+    pytest.importorskip("llama_cpp")
+    args = ["chat", "--model", "router-tiny-1.0", "--max-tokens", "600"] + ([] if interactive else [LONG])
+    process = subprocess.Popen([sys.executable, "-m", "edge_client.cli", *args], env=env, cwd=REPO,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if interactive:
+            process.stdin.write(f"{LONG}\n".encode())
+            process.stdin.flush()
+        assert process.stdout.read(8 if interactive else 6)  # the answer is streaming ("> " is the prompt)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(input=b"exit\n" if interactive else None, timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == (0 if interactive else 130) and b"Traceback" not in err, err
+    assert b"interrupted: route weak" in err
+    with _log(env) as log:
+        [record] = log.records()
+    assert (record.status, record.error) == ("error", "interrupted") and 0 < record.completion_tokens < 600
 
 
 @pytest.mark.slow
