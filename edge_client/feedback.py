@@ -47,8 +47,14 @@ def export_training_rows(log: DecisionLog, out: str | Path) -> tuple[int, int, i
     skipped for no answer)."""
     rows, no_prompt, no_answer = training_rows(log)
     out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder: give the name of the JSONL file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(partial, out)
+    try:
+        partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        os.replace(partial, out)
+    except BaseException:  # a full disk or a bad name: no half-written file left beside `out`
+        partial.unlink(missing_ok=True)
+        raise
     return len(rows), no_prompt, no_answer

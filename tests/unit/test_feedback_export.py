@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from edge_client.feedback import export_training_rows
 from hybrid_router.feedback import FeedbackRequest
 from hybrid_router.stores.sqlite_log import DecisionLog
@@ -19,3 +21,20 @@ def test_only_answered_decisions_with_a_prompt_become_rows(tmp_path, make_decisi
         assert export_training_rows(log, out) == (1, 1, 1)
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert (row["prompt"], row["scores"]) == ("What is 2 + 2?", {answered.model_used: 1.0})
+
+
+def test_a_folder_or_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with DecisionLog(tmp_path / "log.sqlite3") as log:
+        with pytest.raises(IsADirectoryError, match="is a folder"):
+            export_training_rows(log, folder)
+        assert not list(tmp_path.glob("*.partial")) and not list(folder.iterdir())
+
+        def full_disk(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr("edge_client.feedback.os.replace", full_disk)
+        out = tmp_path / "rows.jsonl"
+        with pytest.raises(OSError, match="No space left"):
+            export_training_rows(log, out)
+        assert not out.exists() and not (tmp_path / "rows.jsonl.partial").exists()
