@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -201,6 +202,10 @@ def _post(
         try:
             response = http.post(path, json=body, headers=headers)
         except httpx.TransportError as error:
+            tls = _tls_failure(error)
+            if tls is not None:
+                raise SyncError(f"TLS handshake with {http.base_url} failed ({tls}): check that cloud_url's scheme "
+                                "(http or https) and certificate are right; retrying cannot help") from error
             problem = f"{type(error).__name__}: {error}"
         else:
             status = response.status_code
@@ -265,6 +270,16 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         pass
     return response.text[:200] or response.reason_phrase
+
+
+def _tls_failure(error: BaseException) -> str | None:
+    """The TLS error behind a transport error (a wrong scheme or a bad certificate), if that is what it is."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -169,6 +169,16 @@ def test_gives_up_after_max_retries_keeping_everything_pending(cloud, log, make_
     assert log.pending_count() == 5 and _cloud_ids(store) == []
 
 
+def test_an_https_url_to_a_plain_http_cloud_stops_at_once_with_a_tls_message(cloud, log, make_decision):
+    url, store, _ = cloud
+    log.append_many([make_decision() for _ in range(3)])
+    slept = []
+    with pytest.raises(SyncError, match="TLS handshake with https://.* failed .*scheme") as caught:
+        sync_decisions(log, url.replace("http://", "https://"), api_key=API_KEY, sleep=slept.append)
+    assert slept == [] and caught.value.report.retries == 0  # a wrong scheme is not retried
+    assert log.pending_count() == 3 and _cloud_ids(store) == []
+
+
 def test_bad_api_key_stops_at_once(cloud, log, make_decision):
     url, _, state = cloud
     log.append_many([make_decision() for _ in range(5)])
