@@ -8,23 +8,35 @@ Streaming is chosen by the body's "stream": true (TGI's convention on SageMaker)
 transfer encoding, which the runtime turns into PayloadPart events for InvokeEndpointWithResponseStream.
 The same app also serves `POST /v1/chat/completions` and `GET /v1/models`, so it doubles as a plain
 OpenAI-compatible server (optionally behind an API key).
+
+Input the model cannot take is refused as TGI refuses it, before any generation: 422
+{"error": "Input validation error: ...", "error_type": "validation"} for a prompt whose tokens plus max_new_tokens
+exceed the context window (TGI's max_total_tokens), a content part that is not text, or text that is not UTF-8
+(a lone surrogate). A body that does not parse is 400 with an OpenAI-style error. A generation that fails anyway is a
+JSON 500, or, once a stream has started, a last `{"error": ..., "error_type": "generation"}` event: never a bare
+traceback or a dropped connection. Model work runs off the event loop, so /ping answers while a stream generates.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hybrid_router.openai_schema import ChatCompletionRequest, completion_chunk, error_body
 from hybrid_router.ulid import new_ulid
-from local_stack.model import Generation, LlamaTextModel, Piece
+from local_stack.model import Generation, LlamaTextModel, Piece, PromptTooLong
+
+log = logging.getLogger("local_stack.container")
 
 MAX_NEW_TOKENS = 4096
 _TGI_FINISH = {"length": "length", "stop": "eos_token"}
@@ -33,8 +45,12 @@ _TGI_FINISH = {"length": "length", "stop": "eos_token"}
 class TextModel(Protocol):
     name: str
     loaded: bool
+    n_ctx: int
 
     def load(self) -> None: ...
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None: ...
+    def prompt_token_count(self, prompt: str) -> int: ...
+    def chat_token_count(self, messages: list[dict]) -> int: ...
     def prompt_tokens(self, text: str) -> list[tuple[int, str]]: ...
     def stream_prompt(self, prompt: str, max_tokens: int, temperature: float,
                       stop: list[str] | None = None) -> Iterator[Piece]: ...
@@ -73,6 +89,25 @@ def _error(status: int, message: str, error_type: str = "invalid_request_error")
     return JSONResponse(error_body(message, error_type), status_code=status)
 
 
+class InputRejected(Exception):
+    """Input the model cannot take; answered as TGI answers it: 422, error_type "validation"."""
+
+
+def _rejected(message: str) -> JSONResponse:
+    return JSONResponse({"error": f"Input validation error: {message}", "error_type": "validation"}, status_code=422)
+
+
+def _context_error(exc: ValueError) -> bool:
+    """llama.cpp's own refusal of a prompt longer than the context ("Requested tokens (n) exceed context window")."""
+    return isinstance(exc, PromptTooLong) or "exceed context window" in str(exc)
+
+
+def _stream_error(exc: Exception) -> dict[str, Any]:
+    kind = "validation" if isinstance(exc, ValueError) and _context_error(exc) else "generation"
+    return {"error": f"{'Input validation error' if kind == 'validation' else 'Generation failed'}: {exc}",
+            "error_type": kind}
+
+
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
@@ -103,14 +138,20 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
     params = request.parameters
     pieces: list[str] = []
     finish = "stop"
-    for piece in model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
-                                     params.stop):
-        if piece.finish_reason:
-            finish = piece.finish_reason
-        if piece.text:
-            pieces.append(piece.text)
-            token = {"id": None, "text": piece.text, "logprob": None, "special": False}
-            yield _sse({"index": len(pieces), "token": token, "generated_text": None, "details": None}, space=False)
+    try:
+        for piece in model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
+                                         params.stop):
+            if piece.finish_reason:
+                finish = piece.finish_reason
+            if piece.text:
+                pieces.append(piece.text)
+                token = {"id": None, "text": piece.text, "logprob": None, "special": False}
+                yield _sse({"index": len(pieces), "token": token, "generated_text": None, "details": None},
+                           space=False)
+    except Exception as exc:  # the status is sent already: TGI ends such a stream with an error event
+        log.warning("stream failed after %d tokens: %s: %s", len(pieces), type(exc).__name__, exc)
+        yield _sse(_stream_error(exc), space=False)
+        return
     # TGI closes with the end token (special), carrying the whole text and the details.
     last = {"id": None, "text": "", "logprob": None, "special": True}
     details = {"finish_reason": _TGI_FINISH.get(finish, "eos_token"), "generated_tokens": len(pieces), "seed": None}
@@ -118,8 +159,23 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
                space=False)
 
 
-def _chat_response(model: TextModel, request: ChatCompletionRequest) -> dict[str, Any]:
-    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+def _chat_messages(request: ChatCompletionRequest) -> list[dict]:
+    """The messages as a chat template takes them: content as one string (text parts joined, null as empty)."""
+    index = request.unencodable_message()
+    if index is not None:
+        raise InputRejected(f"messages.{index}.content is not valid UTF-8 text (it holds an unpaired surrogate)")
+    messages = []
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, list):
+            for j, part in enumerate(message.content):
+                if part.get("type", "text") != "text":
+                    raise InputRejected(f"messages.{i}.content.{j} is of type {part.get('type')!r}; this model takes "
+                                        "text only")
+        messages.append({**message.model_dump(exclude_none=True), "content": message.text()})
+    return messages
+
+
+def _chat_response(model: TextModel, request: ChatCompletionRequest, messages: list[dict]) -> dict[str, Any]:
     result = model.complete_chat(messages, request.token_limit(256), request.temperature or 0.0,
                                  stop=request.stop_list(), top_p=request.top_p)
     return {
@@ -134,21 +190,26 @@ def _chat_response(model: TextModel, request: ChatCompletionRequest) -> dict[str
     }
 
 
-def _chat_stream(model: TextModel, request: ChatCompletionRequest) -> Iterator[bytes]:
-    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: list[dict]) -> Iterator[bytes]:
     completion_id = f"chatcmpl-{new_ulid()}"
     yield _sse(completion_chunk(completion_id, model.name, {"role": "assistant", "content": ""}))
     count = 0
     finish = "stop"
     prompt_tokens = 0
-    for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
-                                   stop=request.stop_list(), top_p=request.top_p):
-        if piece.finish_reason:
-            finish = piece.finish_reason
-            prompt_tokens = piece.prompt_tokens or 0
-        if piece.text:
-            count += 1
-            yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
+    try:
+        for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
+                                       stop=request.stop_list(), top_p=request.top_p):
+            if piece.finish_reason:
+                finish = piece.finish_reason
+                prompt_tokens = piece.prompt_tokens or 0
+            if piece.text:
+                count += 1
+                yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
+    except Exception as exc:  # the status is sent already: end with an error event and [DONE]
+        log.warning("stream failed after %d tokens: %s: %s", count, type(exc).__name__, exc)
+        yield _sse(_stream_error(exc))
+        yield b"data: [DONE]\n\n"
+        return
     yield _sse(completion_chunk(completion_id, model.name, {}, finish_reason=finish))
     options = getattr(request, "stream_options", None) or {}
     if isinstance(options, dict) and options.get("include_usage"):
@@ -179,22 +240,42 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
     app.state.model = model
 
     def answer_chat(body: Any) -> Response:
+        """Runs in a worker thread (so does any stream's generation): the event loop never waits for the model."""
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
             return _error(400, _validation_message(exc))
-        if request.stream:
-            return StreamingResponse(_chat_stream(model, request), media_type="text/event-stream")
-        return JSONResponse(_chat_response(model, request))
+        try:
+            messages = _chat_messages(request)
+            try:
+                prompt_tokens = model.chat_token_count(messages)
+            except (TemplateError, ValueError) as exc:  # the template's own raise_exception, e.g. role order
+                raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
+            model.check_fits(prompt_tokens, request.token_limit(256))
+            if request.stream:
+                return StreamingResponse(_chat_stream(model, request, messages), media_type="text/event-stream")
+            return JSONResponse(_chat_response(model, request, messages))
+        except InputRejected as exc:
+            return _rejected(str(exc))
+        except ValueError as exc:
+            if _context_error(exc):
+                return _rejected(str(exc))
+            raise
 
     def answer_tgi(body: Any) -> Response:
         try:
             request = TgiRequest.model_validate(body)
         except ValidationError as exc:
             return _error(400, _validation_message(exc))
-        if request.stream:
-            return StreamingResponse(_tgi_stream(model, request), media_type="text/event-stream")
-        return JSONResponse([_tgi_response(model, request)])
+        try:
+            model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
+            if request.stream:
+                return StreamingResponse(_tgi_stream(model, request), media_type="text/event-stream")
+            return JSONResponse([_tgi_response(model, request)])
+        except ValueError as exc:
+            if _context_error(exc):
+                return _rejected(str(exc))
+            raise
 
     @app.get("/ping")
     def ping() -> Response:
@@ -206,9 +287,9 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
         if "messages" in body:
-            return answer_chat(body)
+            return await run_in_threadpool(answer_chat, body)
         if "inputs" in body:
-            return answer_tgi(body)
+            return await run_in_threadpool(answer_tgi, body)
         return _error(400, "request body needs 'inputs' (TGI/LMI shape) or 'messages' (OpenAI shape)")
 
     def authorized(request: Request) -> bool:
@@ -230,7 +311,13 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
         body = await _json_body(request)
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
-        return answer_chat(body)
+        return await run_in_threadpool(answer_chat, body)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # JSON, as TGI answers a failed generation; the traceback goes to the server log only.
+        return JSONResponse({"error": f"Generation failed: {type(exc).__name__}: {exc}", "error_type": "generation"},
+                            status_code=500)
 
     return app
 

@@ -2,7 +2,8 @@
 
 TGI/LMI-shaped requests carry a prompt already rendered with a chat template, so the container needs plain
 completion on a prompt; messages-shaped requests use the chat template stored in the GGUF file.
-llama.cpp is not thread-safe: every generation holds the lock until its stream is exhausted or closed.
+llama.cpp is not thread-safe: every generation holds the lock until its stream is exhausted or closed. Counting
+a prompt's tokens reads only the vocabulary, so it takes no lock and never waits for a running generation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ class Generation:
     completion_tokens: int
 
 
+class PromptTooLong(ValueError):
+    """The prompt and the tokens asked for do not fit the context window: TGI's check, in TGI's words."""
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, n_ctx: int):
+        super().__init__(f"`inputs` tokens + `max_new_tokens` must be <= {n_ctx}. Given: {prompt_tokens} `inputs` "
+                         f"tokens and {max_new_tokens} `max_new_tokens`")
+        self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.n_ctx = n_ctx
+
+
 class LlamaTextModel(LlamaCppBackend):
     """The device's llama.cpp backend (loading, lock, chat) plus generation on an already-rendered prompt."""
 
@@ -46,6 +58,7 @@ class LlamaTextModel(LlamaCppBackend):
         super().__init__(path, n_ctx=n_ctx, n_threads=n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
                          or None, name=name or model_name_for(path), seed=seed)
         self.load_seconds: float | None = None
+        self._chat_formatter: Any = None
 
     def _ensure_loaded(self) -> Any:
         if self._llama is None:
@@ -63,6 +76,44 @@ class LlamaTextModel(LlamaCppBackend):
     def count_tokens(self, text: str) -> int:
         with self._lock:
             return len(self._ensure_loaded().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _loaded(self) -> Any:
+        if self._llama is None:
+            with self._lock:
+                self._ensure_loaded()
+        return self._llama
+
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Raises PromptTooLong unless prompt + answer fit the context (llama.cpp would fail on a prompt that does
+        not fit, and silently shorten an answer that does not)."""
+        if prompt_tokens + max_new_tokens > self.n_ctx:
+            raise PromptTooLong(prompt_tokens, max_new_tokens, self.n_ctx)
+
+    def prompt_token_count(self, prompt: str) -> int:
+        """Tokens of an already-rendered prompt, as create_completion counts them (BOS if the model adds one)."""
+        return len(self._loaded().tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
+    def chat_token_count(self, messages: list[dict]) -> int:
+        """Tokens of messages rendered with the GGUF file's chat template, as create_chat_completion counts them;
+        without a template, the tokens of the texts alone (a lower bound)."""
+        llama = self._loaded()
+        if self._chat_formatter is None:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if template:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                def token_text(token: int) -> str:
+                    return llama.detokenize([token], special=True).decode("utf-8", "replace") if token != -1 else ""
+
+                self._chat_formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
+                                                           bos_token=token_text(llama.token_bos()))
+            else:
+                self._chat_formatter = False
+        if self._chat_formatter:
+            text = self._chat_formatter(messages=messages).prompt
+        else:
+            text = "\n".join(str(m.get("content") or "") for m in messages)
+        return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def prompt_tokens(self, text: str) -> list[tuple[int, str]]:
         """(id, text) of each prompt token, as TGI's `prefill` details list them."""

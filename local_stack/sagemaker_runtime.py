@@ -15,7 +15,6 @@ with DELETE, or given at start in env LOCAL_SAGEMAKER_FAULTS (JSON).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -103,17 +102,9 @@ def _service_error(status: int) -> JSONResponse:
 
 
 def _container_message(raw: bytes) -> str:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", errors="replace")[:500]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message", error))
-        if error:
-            return str(error)
-    return json.dumps(body)[:500]
+    """The container's error body as it came, as SageMaker passes it on (OriginalMessage): TGI's is JSON,
+    {"error": "Input validation error: ...", "error_type": "validation"}."""
+    return raw.decode("utf-8", errors="replace").strip()[:4000]
 
 
 def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = None,

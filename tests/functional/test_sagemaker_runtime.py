@@ -29,12 +29,14 @@ from local_stack.weights import resolve_model  # noqa: E402
 ENDPOINT = "strong-test"
 MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 MAX_TOKENS = 8
+N_CTX = 1024
+LONG_TEXT = " ".join(["word"] * (N_CTX + 100))  # one token a word: over the context by itself
 
 
 @pytest.fixture(scope="module")
 def model() -> LlamaTextModel:
     return LlamaTextModel(resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")),
-                          n_ctx=1024, n_threads=1)
+                          n_ctx=N_CTX, n_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,7 @@ def runtime(model):
     with ServerThread(create_container_app(model), name="container") as container, \
             ServerThread(create_runtime_app({ENDPOINT: container.url}), log_level="critical",
                          name="runtime") as server:
+        server.container_url = container.url
         yield server
 
 
@@ -123,6 +126,74 @@ def test_container_rejecting_the_body_is_model_error(client):
         client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json", Body=b'{"prompt": "x"}')
     assert raised.value.response["OriginalStatusCode"] == 400
     assert "'inputs'" in raised.value.response["OriginalMessage"]
+
+
+def _tgi_validation_error(response: httpx.Response) -> str:
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error_type"] == "validation" and body["error"].startswith("Input validation error: "), body
+    return body["error"]
+
+
+@pytest.mark.parametrize("body", [
+    {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}},
+    {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}, "stream": True},
+    {"inputs": "Say hi.", "parameters": {"max_new_tokens": N_CTX}},  # fits, but not with the answer asked for
+    {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8},
+    {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8, "stream": True},
+], ids=["tgi", "tgi-stream", "tgi-max-new-tokens", "messages", "messages-stream"])
+def test_container_refuses_what_does_not_fit_the_context_as_tgi_does(runtime, body):
+    """TGI's 422 `inputs` tokens + `max_new_tokens` must be <= max_total_tokens, not llama.cpp's ValueError as a
+    500 (or, streaming, a dropped connection); the container stays up."""
+    message = _tgi_validation_error(httpx.post(f"{runtime.container_url}/invocations", json=body, timeout=60))
+    assert f"`inputs` tokens + `max_new_tokens` must be <= {N_CTX}" in message
+    assert httpx.get(f"{runtime.container_url}/ping").status_code == 200
+
+
+def test_context_overflow_reaches_boto3_as_tgi_model_error(client):
+    """SageMaker passes the container's own body on: ModelError, OriginalStatusCode 422, OriginalMessage the JSON."""
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
+                               Body=json.dumps({"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}}))
+    assert raised.value.response["OriginalStatusCode"] == 422
+    original = json.loads(raised.value.response["OriginalMessage"])
+    assert original["error_type"] == "validation" and "max_new_tokens" in original["error"]
+
+
+@pytest.mark.parametrize("messages, fragment", [
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], "text only"),
+    ([{"role": "user", "content": "a \ud800 b"}], "unpaired surrogate"),
+])
+@pytest.mark.parametrize("path", ["/invocations", "/v1/chat/completions"])
+def test_container_refuses_messages_no_text_model_can_take(runtime, messages, fragment, path):
+    body = json.dumps({"messages": messages, "max_tokens": 2})  # json.dumps escapes the lone surrogate
+    response = httpx.post(f"{runtime.container_url}{path}", content=body, headers={"content-type": "application/json"})
+    assert fragment in _tgi_validation_error(response)
+
+
+def test_container_takes_content_parts_and_null_content(runtime):
+    """OpenAI's text parts and an assistant turn with null content were a TypeError / UndefinedError (500) in the
+    chat template."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Say"}, {"type": "text", "text": " hi."}]},
+                {"role": "assistant", "content": None}, {"role": "user", "content": "Again."}]
+    response = httpx.post(f"{runtime.container_url}/invocations", json={"messages": messages, "max_tokens": 2},
+                          timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_container_answers_while_a_stream_generates(runtime):
+    """Generation ran on the event loop: a request arriving during a stream waited for the model's lock there, so
+    the container hung (even /ping) until the stream's client gave up."""
+    body = {"inputs": "<|im_start|>user\nTell a story.<|im_end|>\n<|im_start|>assistant\n",
+            "parameters": {"max_new_tokens": 40}, "stream": True}
+    with httpx.stream("POST", f"{runtime.container_url}/invocations", json=body, timeout=60) as stream:
+        lines = stream.iter_lines()  # kept: dropping it would close the connection
+        assert next(lines).startswith("data:")
+        assert httpx.get(f"{runtime.container_url}/ping", timeout=5).status_code == 200
+        short = httpx.post(f"{runtime.container_url}/invocations", json=_tgi_body(), timeout=30)
+        assert short.status_code == 200
+        assert sum(1 for line in lines if line.startswith("data:")) >= 1
 
 
 @pytest.mark.parametrize("body_format", ["tgi", "messages"])
