@@ -407,6 +407,33 @@ def test_sagemaker_5xx_is_502(chat_api, faults) -> None:
     assert_openai_error(chat(chat_api), 502)
 
 
+LONG_PROMPT = " ".join(["word"] * 1100)  # one token a word: over the stand-in strong model's 1024-token context
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_prompt_over_the_strong_models_context_is_the_callers_400(chat_api, stream) -> None:
+    """The endpoint refused the input (TGI's 422, a ModelError to boto3): a 400 naming its reason, not a 502 the
+    caller would retry; the record says error, with that reason, once."""
+    response = chat(chat_api, messages=[{"role": "user", "content": LONG_PROMPT}], stream=stream)
+    error = assert_openai_error(response, 400, "strong_rejected_input")
+    assert error["type"] == "invalid_request_error"
+    assert "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024" \
+        in error["message"]
+    [record] = chat_api.store.records_for_device("acme", "device-a")
+    assert (record.status, record.route, record.cost_usd, record.completion_tokens) == ("error", "strong", 0, 0)
+    assert "rejected the input (422): Input validation error" in record.error
+
+
+@pytest.mark.parametrize("status, expected, code", [(422, 400, "strong_rejected_input"),
+                                                    (413, 400, "strong_rejected_input"),
+                                                    (429, 502, "upstream_strong_error")])
+def test_endpoint_4xx_is_the_callers_error_only_when_it_refuses_the_input(chat_api, faults, status, expected,
+                                                                           code) -> None:
+    faults(mode="model_error", status=status)
+    for stream in (False, True):
+        assert_openai_error(chat(chat_api, stream=stream), expected, code)
+
+
 def test_broken_stream(chat_api, faults) -> None:
     faults(mode="cut", after_parts=0, operation="stream")
     assert_openai_error(chat(chat_api, stream=True), 502)

@@ -212,6 +212,35 @@ def test_backend_complete_and_stream_agree(runtime, body_format):
         assert prompt_tokens == completion.prompt_tokens
 
 
+@pytest.mark.parametrize("body_format", ["tgi", "messages"])
+@pytest.mark.parametrize("operation", ["complete", "stream"])
+def test_prompt_over_the_context_is_rejected_input_not_strong_error(runtime, body_format, operation):
+    """The container's 422 reaches the backend as ModelError (OriginalStatusCode 422): the input was refused, which
+    is the caller's error, not the endpoint failing."""
+    strong = backend(runtime, body_format)
+    with pytest.raises(BackendError) as raised:
+        if operation == "complete":
+            strong.complete([{"role": "user", "content": LONG_TEXT}], max_tokens=MAX_TOKENS)
+        else:
+            list(strong.stream([{"role": "user", "content": LONG_TEXT}], max_tokens=MAX_TOKENS))
+    assert (raised.value.cause, raised.value.status_code) == ("strong_rejected_input", 400)
+    assert f"rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= {N_CTX}" \
+        in str(raised.value)
+
+
+@pytest.mark.parametrize("status, cause", [(400, "strong_rejected_input"), (413, "strong_rejected_input"),
+                                           (422, "strong_rejected_input"), (424, "strong_error"),
+                                           (429, "strong_error"), (404, "strong_error")])
+def test_only_statuses_that_refuse_the_input_are_rejected_input(runtime, faults, status, cause):
+    """TGI's 429 (overloaded) and 424 (generation failed), a container's 404 (wrong route) are the endpoint's
+    trouble: still strong_error, which the device falls back from."""
+    faults(mode="model_error", status=status)
+    with pytest.raises(BackendError) as raised:
+        backend(runtime).complete(MESSAGES, max_tokens=MAX_TOKENS)
+    assert raised.value.cause == cause
+    assert "injected container failure" in str(raised.value)
+
+
 def test_unknown_endpoint_through_backend(runtime):
     with pytest.raises(BackendError) as raised:
         backend(runtime, endpoint="no-such-endpoint").complete(MESSAGES, max_tokens=MAX_TOKENS)

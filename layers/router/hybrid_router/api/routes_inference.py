@@ -16,7 +16,7 @@ from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
 from hybrid_router.api.services import Services
-from hybrid_router.backends.base import BackendError, ChatBackend
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import (MAX_PROMPT_CHARS, ChatCompletionRequest, ChatCompletionResponse, Choice,
                                          Usage, completion_chunk, error_body)
@@ -140,6 +140,9 @@ def _routing_info(plan: Plan) -> dict[str, Any]:
 
 
 def _backend_error(exc: BackendError) -> ApiError:
+    """What the caller hears when the endpoint fails before the first byte (plain and streaming requests alike)."""
+    if exc.cause == INPUT_REJECTED:  # the endpoint refused this input: the caller's error, not ours to retry
+        return ApiError(400, str(exc), code=INPUT_REJECTED)
     status = exc.status_code if exc.status_code in (502, 503, 504) else 502
     what = "timed out" if status == 504 else "failed"
     return ApiError(status, f"The model endpoint {what}: {exc}", code=f"upstream_{exc.cause}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -14,6 +15,42 @@ class BackendError(RuntimeError):
         super().__init__(message)
         self.cause = cause
         self.status_code = status_code
+
+
+# The endpoint refused this input (TGI's 422 validation error, vLLM's or OpenAI's 400 context_length_exceeded, a 413):
+# the same request fails again, anywhere. Callers answer it as the client's error (400), and the device does not
+# retry it on its local model, whose context is smaller still.
+INPUT_REJECTED = "strong_rejected_input"
+_REJECTING_STATUSES = frozenset({400, 413, 422})
+_MESSAGE_LIMIT = 400
+
+
+def endpoint_message(body: str | bytes) -> str:
+    """The endpoint's own words from an error body: TGI's {"error": "..."}, OpenAI's {"error": {"message"}}, a
+    {"message"} or plain text; trimmed."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        found = error or data.get("message") or data.get("detail")
+        if found:
+            text = str(found)
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT - 1] + "\u2026"
+
+
+def rejected_input(where: str, status: int | None, body: str | bytes) -> BackendError | None:
+    """The one rule for every strong backend: an endpoint status that says the input itself was refused becomes
+    cause INPUT_REJECTED (status 400) with the endpoint's message; anything else is None (the caller's usual error)."""
+    if status not in _REJECTING_STATUSES:
+        return None
+    return BackendError(f"{where} rejected the input ({status}): {endpoint_message(body)}", cause=INPUT_REJECTED,
+                        status_code=400)
 
 
 def sampling_options(stop: list[str] | None, top_p: float | None) -> dict:

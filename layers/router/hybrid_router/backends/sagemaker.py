@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Literal
 
-from hybrid_router.backends.base import BackendError, Completion, sampling_options
+from hybrid_router.backends.base import BackendError, Completion, rejected_input, sampling_options
 
 BodyFormat = Literal["tgi", "messages"]
 
@@ -29,6 +30,7 @@ _AUTH_ERROR_CODES = {
     "ExpiredTokenException", "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId",
 }
 _TGI_FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
+_MODEL_ERROR_STATUS = re.compile(r"Received (?:client|server) error \((\d{3})\)")
 
 
 def estimate_tokens(text: str) -> int:
@@ -380,6 +382,13 @@ class SageMakerBackend:
             message = error.get("Message") or str(exc)
             if code in _AUTH_ERROR_CODES or status in (401, 403):
                 return BackendError(f"{where} refused the credentials ({code}): {message}", cause="strong_auth")
+            if code == "ModelError":  # the container answered an error: its status and body ride along
+                found = _MODEL_ERROR_STATUS.search(message)
+                original = exc.response.get("OriginalStatusCode") or (found.group(1) if found else 0)
+                rejected = rejected_input(where, int(original) if str(original).isdigit() else None,
+                                          exc.response.get("OriginalMessage") or message)
+                if rejected is not None:
+                    return rejected
             return BackendError(f"{where} failed ({code or status}): {message}", cause="strong_error")
         if isinstance(exc, boto_errors.EndpointConnectionError) and not mid_stream:
             return BackendError(f"{where} is unreachable: {exc}", cause="strong_unreachable", status_code=503)
