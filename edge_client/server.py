@@ -232,7 +232,9 @@ def create_app(service: EdgeService) -> FastAPI:
                                          media_type="text/event-stream", headers=_headers(routing))
             result = await run_in_threadpool(service.complete, request, plan)
         except BackendError as exc:
-            return _error(exc.status_code if exc.status_code >= 400 else 502, str(exc), "api_error", code=exc.cause)
+            status = exc.status_code if exc.status_code >= 400 else 502
+            kind = "invalid_request_error" if status < 500 else "api_error"  # 4xx: the request, e.g. too long
+            return _error(status, str(exc), kind, code=exc.cause)
         except DecisionLogError as exc:
             return _error(507, f"the decision log cannot be written, so the answer is withheld: {exc}",
                           "api_error", code="decision_log_unwritable")

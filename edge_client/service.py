@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from hybrid_router.backends.base import BackendError, ChatBackend
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
@@ -222,6 +222,8 @@ class EdgeService:
             except BackendError as exc:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
+                if exc.cause == INPUT_REJECTED:
+                    break
                 continue
             record = self._record(plan, request, attempt.route, reason, completion.prompt_tokens,
                                   completion.completion_tokens, time.perf_counter() - began)
@@ -231,12 +233,20 @@ class EdgeService:
 
     def _give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
                  seconds: float) -> BackendError:
+        """Logs the failed request and returns the error to raise. A strong model that refused the input (e.g. a
+        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
+        with a smaller context, would not be a fallback but a silent different answer (README: fallbacks are for
+        a cloud that is unreachable, slow or failing)."""
         message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
         route = plan.route
         reason = f"fallback:{errors[-1].cause}" if len(errors) > 1 else plan.reason
         self._write(self._record(plan, request, route, reason, 0, 0, seconds, error=message[:500]))
         last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
-        failed = BackendError(f"no model could answer: {message}", cause=last.cause,
+        lead = "no model could answer"
+        if last.cause == INPUT_REJECTED:
+            lead = "the strong model refused this request" + ("" if len(errors) > 1 else ", so it was not retried "
+                                                               "on the local model")
+        failed = BackendError(f"{lead}: {message}", cause=last.cause,
                               status_code=last.status_code if last.status_code >= 400 else 502)
         return failed
 
@@ -263,6 +273,8 @@ class EdgeService:
             except BackendError as exc:
                 errors.append(exc)
                 reason = f"fallback:{exc.cause}"
+                if exc.cause == INPUT_REJECTED:
+                    break
                 continue
             except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
                 self._write(self._record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,

@@ -53,5 +53,14 @@ def test_invalid_request_carries_the_server_message(server):
     strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", timeout_s=10)
     with pytest.raises(BackendError) as raised:
         strong.complete([{"role": "wizard", "content": "hi"}], max_tokens=4)
-    assert raised.value.cause == "strong_error"
+    assert raised.value.cause == "strong_rejected_input"  # the server refused the input: no local fallback
     assert "invalid request body" in str(raised.value)
+
+
+def test_prompt_over_the_context_is_rejected_input(server):
+    strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", timeout_s=30)
+    with pytest.raises(BackendError) as raised:
+        strong.complete([{"role": "user", "content": " ".join(["word"] * 1100)}], max_tokens=4)
+    assert (raised.value.cause, raised.value.status_code) == ("strong_rejected_input", 400)
+    assert "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024" \
+        in str(raised.value)

@@ -43,6 +43,9 @@ def _misbehaving_app() -> FastAPI:
             await asyncio.sleep(3)
         if model == "error-500":
             return JSONResponse({"error": {"message": "model overloaded, try later"}}, 500)
+        if model.startswith("error-4"):  # TGI's shape, as TGI's Messages API answers
+            return JSONResponse({"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be "
+                                          "<= 4096", "error_type": "validation"}, int(model[6:]))
         if model == "not-json":
             return JSONResponse(["not", "a", "completion"])
         if body.get("stream"):
@@ -106,6 +109,21 @@ def test_server_error_carries_its_message(server):
         backend(server, model="error-500").complete(MESSAGES)
     assert raised.value.cause == "strong_error"
     assert "model overloaded, try later" in str(raised.value)
+
+
+@pytest.mark.parametrize("status, cause", [(400, "strong_rejected_input"), (413, "strong_rejected_input"),
+                                           (422, "strong_rejected_input"), (429, "strong_error"),
+                                           (404, "strong_error")])
+@pytest.mark.parametrize("operation", ["complete", "stream"])
+def test_a_refused_input_is_rejected_input_other_4xx_strong_error(server, status, cause, operation):
+    """400/413/422 say the input was refused (the device does not fall back from it); 429, 404 are the endpoint's."""
+    client = backend(server, model=f"error-{status}")
+    with pytest.raises(BackendError) as raised:
+        client.complete(MESSAGES) if operation == "complete" else list(client.stream(MESSAGES))
+    assert raised.value.cause == cause
+    assert "Input validation error" in str(raised.value)
+    if cause == "strong_rejected_input":
+        assert raised.value.status_code == 400 and f"rejected the input ({status})" in str(raised.value)
 
 
 def test_body_that_is_not_a_completion_is_strong_error(server):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import httpx
 
-from hybrid_router.backends.base import BackendError, Completion, sampling_options
+from hybrid_router.backends.base import BackendError, Completion, rejected_input, sampling_options
 from hybrid_router.backends.sagemaker import estimate_tokens, message_text
 
 ApiKeyHeader = Literal["authorization", "x-api-key"]
@@ -80,6 +80,9 @@ class OpenAICompatBackend:
             raise BackendError(message, cause="strong_auth", status_code=502)
         if response.status_code in (408, 504):
             raise BackendError(message, cause="strong_timeout", status_code=504)
+        rejected = rejected_input(self.base_url, response.status_code, response.content)
+        if rejected is not None:
+            raise rejected
         raise BackendError(message, cause="strong_error", status_code=502)
 
     def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
