@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hybrid_router.backends.sagemaker import TGI_MAX_STOP_SEQUENCES
 from hybrid_router.openai_schema import ChatCompletionRequest, completion_chunk, error_body
 from hybrid_router.ulid import new_ulid
 from local_stack.model import Generation, LlamaTextModel, Piece, PromptTooLong
@@ -267,6 +268,9 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
             request = TgiRequest.model_validate(body)
         except ValidationError as exc:
             return _error(400, _validation_message(exc))
+        stops = len(request.parameters.stop)
+        if stops > TGI_MAX_STOP_SEQUENCES:  # TGI's own check and wording
+            return _rejected(f"`stop` supports up to {TGI_MAX_STOP_SEQUENCES} stop sequences. Given: {stops}")
         try:
             model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
             if request.stream:

@@ -489,3 +489,15 @@ def test_stop_sequences_reach_the_sagemaker_model(chat_api) -> None:
     streamed = chat_api.post("/v1/chat/completions", json={**request, "stop": stop, "stream": True}).text
     pieces = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
     assert stop not in "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces if p.get("choices"))
+
+
+def test_four_stop_sequences_fit_tgi_and_a_fifth_is_refused_before_routing(chat_api) -> None:
+    # TGI refuses more than 4 stop sequences (422); the body builder's end-of-turn marker must not push four
+    # caller stops over that limit, and OpenAI's own limit (4) is checked before anything is routed or charged.
+    four = chat(chat_api, stop=["zq1", "zq2", "zq3", "zq4"])
+    assert four.status_code == 200, four.text
+    assert four.json()["choices"][0]["message"]["content"]
+    five = chat(chat_api, stop=["zq1", "zq2", "zq3", "zq4", "zq5"])
+    assert five.status_code in (400, 422) and five.json()["error"]["type"] == "invalid_request_error"
+    assert "at most 4 stop sequences" in five.json()["error"]["message"]
+    assert len(chat_api.store.records_for_device("acme", "device-a")) == 1  # only the answered request

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_PROMPT_CHARS = 1_000_000
 MAX_TOKENS_LIMIT = 32768  # the largest max_tokens a request (or the edge CLI's --max-tokens) may ask for
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit on `stop`
 
 
 class ChatMessage(BaseModel):
@@ -33,7 +34,14 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, description="up to 4 stop sequences, as in OpenAI's API")
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {len(value)}")
+        return value
 
     def token_limit(self, default: int) -> int:
         return self.max_completion_tokens or self.max_tokens or default

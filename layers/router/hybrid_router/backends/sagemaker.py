@@ -25,6 +25,7 @@ BodyFormat = Literal["tgi", "messages"]
 
 CHAT_TEMPLATES = ("chatml", "llama3", "plain")
 _TEMPLATE_STOPS = {"chatml": ["<|im_end|>"], "llama3": ["<|eot_id|>"], "plain": []}
+TGI_MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences: a request with more is refused (422)
 _AUTH_ERROR_CODES = {
     "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
     "ExpiredTokenException", "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId",
@@ -58,6 +59,15 @@ def render_chat_prompt(messages: list[dict], template: str = "chatml") -> str:
     raise ValueError(f"unknown chat template {template!r}; choose one of {', '.join(CHAT_TEMPLATES)}")
 
 
+def tgi_stops(stop: list[str] | None, chat_template: str) -> list[str]:
+    """The caller's stops, then the template's end-of-turn marker if TGI's limit leaves room for it (the model's
+    own end-of-sequence token ends the turn anyway; the marker only guards models whose EOS differs)."""
+    stops = list(stop or [])
+    room = TGI_MAX_STOP_SEQUENCES - len(stops)
+    extra = [s for s in _TEMPLATE_STOPS.get(chat_template, []) if s not in stops]
+    return stops + extra[:max(room, 0)]
+
+
 def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens: int, temperature: float,
                        stream: bool, chat_template: str = "chatml", model: str | None = None,
                        stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
@@ -66,7 +76,7 @@ def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens
             "max_new_tokens": max_tokens,
             "details": True,
             "return_full_text": False,
-            "stop": _TEMPLATE_STOPS.get(chat_template, []) + list(stop or []),
+            "stop": tgi_stops(stop, chat_template),
         }
         if top_p is not None and top_p < 1.0:  # TGI accepts 0 < top_p < 1 only
             parameters["top_p"] = top_p
