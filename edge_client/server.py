@@ -1,4 +1,4 @@
-"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models, GET /health,
+"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models[/{model}], GET /health,
 and POST /v1/feedback (a rating of one answer, as the cloud API takes it, kept in the device's decision log).
 
 Each answer carries its decision: a `routing` field (and, for streams, on the last chunk) plus
@@ -208,6 +208,13 @@ def create_app(service: EdgeService) -> FastAPI:
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
                                            for name in service.model_names()]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str) -> Any:
+        if not await run_in_threadpool(service.serves, model):
+            return _error(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
+                          code="model_not_found", param="model")
+        return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(http_request: Request) -> Any:

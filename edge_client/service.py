@@ -111,6 +111,22 @@ class EdgeService:
             names.append(self.strong_name)
         return names
 
+    def serves(self, model: str) -> bool:
+        """Whether `model` names something a chat request may ask for (GET /v1/models/{model})."""
+        if model in (self.weak_name, self.strong_name):
+            return True
+        spec = parse_router_model(model)
+        if spec is None or self.route_source is None:
+            return False
+        router_for = getattr(self.route_source, "router_for", None)
+        if router_for is None:  # remote routing: the cloud decides which router names it serves
+            return True
+        try:
+            router_for(spec.kind)
+        except UnknownRouterKind:
+            return False
+        return True
+
     # deciding
 
     def _budget_exceeded(self) -> str | None:

@@ -383,6 +383,10 @@ def test_openai_client_works_against_the_api(chat_api) -> None:
     assert "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "Hi"}])
+    assert client.models.retrieve("strong-model").id == "strong-model"
+    assert client.models.retrieve("router-tiny-0.25").id == "router-tiny-0.25"  # not listed, but served
+    with pytest.raises(openai.NotFoundError, match="does not exist here"):
+        client.models.retrieve("no-such-model")
 
 
 def test_sagemaker_timeout_is_504(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in,

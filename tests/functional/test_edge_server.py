@@ -195,6 +195,11 @@ def test_strong_route_over_http_and_models_list(edge) -> None:
     assert forced.model_extra["routing"]["reason"] == "forced"
     ids = [model.id for model in client.models.list()]
     assert ids[:2] == ["router", "router-tiny-0.500"] and service.weak_name in ids and STRONG_NAME in ids
+    assert [client.models.retrieve(name).id for name in (STRONG_NAME, "router-tiny-0.1")] == [STRONG_NAME,
+                                                                                            "router-tiny-0.1"]
+    for unknown in ("no-such-model", "router-zz-0.5"):
+        with pytest.raises(openai.NotFoundError, match="does not exist here"):
+            client.models.retrieve(unknown)
     assert httpx.get(server.url + "/health").json()["weak_loaded"] is True
 
 

@@ -1,4 +1,4 @@
-"""Inference routes: POST /v1/chat/completions, GET /v1/models, POST /v1/route."""
+"""Inference routes: POST /v1/chat/completions, GET /v1/models[/{model}], POST /v1/route."""
 
 from __future__ import annotations
 
@@ -280,6 +280,17 @@ def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)
     if svc.has_weak_backend:
         cards.append(ModelCard(id=svc.weak_model_name(), description="weak model (SageMaker endpoint)"))
     return ModelList(data=cards)
+
+
+@router.get("/v1/models/{model:path}", response_model=ModelCard)
+def retrieve_model(model: str, identity: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelCard:
+    """One model by name: a listed one, or any name a chat request accepts (e.g. `router-mf-0.4`); else 404."""
+    listed = {card.id: card for card in list_models(identity, svc).data}
+    if model in listed:
+        return listed[model]
+    router_, _, threshold = _resolve_model(svc, model)
+    return ModelCard(id=model, description=f"{router_.info.kind} router at threshold {threshold:g}"
+                     if threshold is not None else f"{router_.info.kind} router at its default threshold")
 
 
 @router.post("/v1/route", response_model=RouteResponse)
