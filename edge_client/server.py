@@ -74,9 +74,6 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
         return _error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
     if not isinstance(data, dict):
         return _error(400, "request body must be a JSON object", code="invalid_json")
-    if data.get("n", 1) not in (1, None):  # one answer per request; never silently fewer than asked for
-        return _error(400, f"n={data['n']!r} is not supported: one answer per request (n=1)", param="n",
-                      code="unsupported_value")
     if not data.get("messages"):
         return _error(400, "'messages' must be a non-empty list of chat messages", param="messages",
                       code="invalid_messages")
@@ -86,13 +83,9 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         return _error(400, f"invalid request: {param}: {first['msg']}", param=param, code="invalid_value")
-    if sum(len(m.text()) for m in request.messages) > MAX_PROMPT_CHARS:
-        return _error(413, f"prompt is longer than {MAX_PROMPT_CHARS} characters", param="messages",
-                      code="prompt_too_large")
-    index = request.unencodable_message()
-    if index is not None:
-        return _error(400, f"messages.{index}.content holds an unpaired UTF-16 surrogate, which is not text",
-                      param=f"messages.{index}.content", code="invalid_value")
+    problem = request.input_problem()
+    if problem is not None:
+        return _error(413 if problem.too_large else 400, problem.message, param=problem.param, code=problem.code)
     return request
 
 

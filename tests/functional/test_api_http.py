@@ -340,6 +340,10 @@ def test_chat_with_callers_decision_id_stores_nothing(chat_api) -> None:
     ({"n": 2}, 422, "unsupported_value"),
     ({"messages": [{"role": "user", "content": "a" * 1_000_001}]}, 413, "prompt_too_large"),
     ({"messages": [{"role": "user", "content": "a \ud800 b"}]}, 422, "invalid_value"),
+    ({"tools": [{"type": "function", "function": {"name": "get_weather"}}]}, 422, "unsupported_value"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
+     422, "unsupported_value"),
+    ({"stream": "yes"}, 422, None),
 ])
 def test_chat_input_no_model_can_take_is_refused_before_routing(chat_api, extra, status, code) -> None:
     """n > 1 (one answer would come back), a prompt over MAX_PROMPT_CHARS, a lone surrogate: refused as the
@@ -348,7 +352,7 @@ def test_chat_input_no_model_can_take_is_refused_before_routing(chat_api, extra,
     response = chat_api.post("/v1/chat/completions", content=json.dumps(body),  # json.dumps escapes a surrogate
                              headers={"content-type": "application/json"})
     error = assert_openai_error(response, status, code)
-    assert error["param"] in ("n", "messages", "messages.0.content")
+    assert error["param"] in ("n", "messages", "messages.0.content", "tools", "stream")
     assert chat_api.store.records_for_device("acme", "device-a") == []
 
 

@@ -312,6 +312,12 @@ def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, str
          413, None),
         (b'{"model": "router", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400, "invalid_value"),
         (json.dumps({"model": "router", "messages": PROMPT, "n": 2}).encode(), 400, "unsupported_value"),
+        (json.dumps({"model": "router", "messages": PROMPT, "tools": [{"type": "function"}]}).encode(), 400,
+         "unsupported_value"),
+        (json.dumps({"model": "router", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "x"}}]}]}).encode(),
+         400, "unsupported_value"),
+        (json.dumps({"model": "router", "messages": PROMPT, "stream": "yes"}).encode(), 400, "invalid_value"),
     ],
 )
 def test_bad_requests_get_openai_error_bodies(edge, body: bytes, status: int, code: str | None) -> None:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_PROMPT_CHARS = 1_000_000
 MAX_TOKENS_LIMIT = 32768  # the largest max_tokens a request (or the edge CLI's --max-tokens) may ask for
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit on `stop`
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """Why a well-formed request cannot be served (`code` and `param` as in an OpenAI error body)."""
+
+    code: str
+    param: str
+    message: str
+    too_large: bool = False  # HTTP 413 rather than the surface's usual 400/422
 
 
 class ChatMessage(BaseModel):
@@ -29,7 +40,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = "router"
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # "yes" or 1 is an error, as in OpenAI's API
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -50,6 +61,34 @@ class ChatCompletionRequest(BaseModel):
         if self.stop is None:
             return None
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def input_problem(self) -> InputProblem | None:
+        """What validation lets through but no model here can honour; both servers refuse it before routing, so
+        nothing is charged or logged: n > 1, function calling, non-text content, an over-long prompt, and text
+        that is not text (a lone UTF-16 surrogate)."""
+        extra = self.model_extra or {}
+        n = extra.get("n")
+        if n not in (None, 1):  # one answer per request; never silently fewer than asked for
+            return InputProblem("unsupported_value", "n", f"n={n!r} is not supported: one answer per request (n=1)")
+        for name in ("tools", "functions"):
+            if extra.get(name):  # an empty list is harmless; a tool list would be silently ignored
+                return InputProblem("unsupported_value", name, f"'{name}' (function calling) is not supported: "
+                                    "the router's models answer with text only")
+        for index, message in enumerate(self.messages):
+            if isinstance(message.content, list):
+                for part in message.content:
+                    kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+                    if kind != "text":
+                        return InputProblem("unsupported_value", f"messages.{index}.content",
+                                            f"content parts of type {kind!r} are not supported: text only")
+        if sum(len(m.text()) for m in self.messages) > MAX_PROMPT_CHARS:
+            return InputProblem("prompt_too_large", "messages",
+                                f"the prompt is longer than {MAX_PROMPT_CHARS} characters", too_large=True)
+        index = self.unencodable_message()
+        if index is not None:
+            return InputProblem("invalid_value", f"messages.{index}.content",
+                                f"messages.{index}.content holds an unpaired UTF-16 surrogate, which is not text")
+        return None
 
     def unencodable_message(self) -> int | None:
         """Index of the first message whose text cannot be UTF-8 encoded (a lone \\ud800-\\udfff escape: no model

@@ -18,7 +18,7 @@ from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteRe
 from hybrid_router.api.services import Services
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
 from hybrid_router.decision import DecisionRecord
-from hybrid_router.openai_schema import (MAX_PROMPT_CHARS, ChatCompletionRequest, ChatCompletionResponse, Choice,
+from hybrid_router.openai_schema import (ChatCompletionRequest, ChatCompletionResponse, Choice,
                                          Usage, completion_chunk, error_body)
 from hybrid_router.ulid import new_ulid
 
@@ -150,17 +150,10 @@ def _backend_error(exc: BackendError) -> ApiError:
 
 def _check_input(body: ChatCompletionRequest) -> None:
     """What validation lets through but no model should see: refused before routing, so nothing is charged or logged."""
-    n = (body.model_extra or {}).get("n")
-    if n not in (None, 1):  # one answer per request; never silently fewer than asked for
-        raise ApiError(422, f"n={n!r} is not supported: one answer per request (n=1).", code="unsupported_value",
-                       param="n")
-    if sum(len(m.text()) for m in body.messages) > MAX_PROMPT_CHARS:
-        raise ApiError(413, f"The prompt is longer than {MAX_PROMPT_CHARS} characters.", code="prompt_too_large",
-                       param="messages")
-    index = body.unencodable_message()
-    if index is not None:
-        raise ApiError(422, f"messages.{index}.content holds an unpaired UTF-16 surrogate, which is not text.",
-                       code="invalid_value", param=f"messages.{index}.content")
+    problem = body.input_problem()
+    if problem is not None:
+        raise ApiError(413 if problem.too_large else 422, problem.message[0].upper() + problem.message[1:] + ".",
+                       code=problem.code, param=problem.param)
 
 
 def _caller_decision_id(value: str | None) -> str | None:
