@@ -255,7 +255,7 @@ class EdgeService:
         a cloud that is unreachable, slow or failing)."""
         message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
         route = plan.route
-        reason = f"fallback:{errors[-1].cause}" if len(errors) > 1 else plan.reason
+        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
         self._write(self._record(plan, request, route, reason, 0, 0, seconds, error=message[:500]))
         last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
         lead = "no model could answer"

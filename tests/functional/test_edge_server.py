@@ -280,6 +280,7 @@ def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) ->
     assert "strong_unreachable" in error["message"] and "local_model_missing" in error["message"]
     [record] = service.log.records()
     assert record.status == "error" and record.error
+    assert record.reason == "fallback:strong_unreachable"  # why it fell back, not how the fallback failed
     assert record.cost_usd == 0.0 and record.energy_wh == 0.0  # nothing answered: nothing to pay or cap
 
 
