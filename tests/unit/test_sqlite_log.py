@@ -177,6 +177,13 @@ def test_real_full_disk_and_read_only_disk(tmp_path, make_decision):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_a_data_folder_that_is_a_file_is_named_in_the_error(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    for path in (tmp_path / "data" / "decisions.db", tmp_path / "data" / "sub" / "decisions.db"):
+        with pytest.raises(DecisionLogError, match=f"{tmp_path / 'data'} is a file, not a folder"):
+            DecisionLog(path)
+
+
 # ------------------------------------------------------------------------------------------------ feedback
 
 

@@ -105,6 +105,10 @@ class DecisionLog:
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
         except OSError as error:
+            blocker = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
+            if blocker is not None and not blocker.is_dir():
+                raise DecisionLogError(f"decision log {self.path}: {blocker} is a file, not a folder; "
+                                       "set the data folder (data_dir) to a folder") from error
             raise DecisionLogError(f"decision log {self.path}: cannot open: {error}") from error
 
     def close(self) -> None:
