@@ -15,6 +15,8 @@ exceed the context window (TGI's max_total_tokens), a content part that is not t
 (a lone surrogate). A body that does not parse is 400 with an OpenAI-style error. A generation that fails anyway is a
 JSON 500, or, once a stream has started, a last `{"error": ..., "error_type": "generation"}` event: never a bare
 traceback or a dropped connection. Model work runs off the event loop, so /ping answers while a stream generates.
+A client that goes away mid-stream stops the generation: the stream is closed at once (ClosingStreamingResponse) and
+the model's lock released for the next request.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +38,7 @@ from hybrid_router.backends.sagemaker import TGI_MAX_STOP_SEQUENCES
 from hybrid_router.openai_schema import ChatCompletionRequest, completion_chunk, error_body
 from hybrid_router.ulid import new_ulid
 from local_stack.model import Generation, LlamaTextModel, Piece, PromptTooLong
+from local_stack.streaming import ClosingStreamingResponse
 
 log = logging.getLogger("local_stack.container")
 
@@ -140,15 +143,18 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
     pieces: list[str] = []
     finish = "stop"
     try:
-        for piece in model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
-                                         params.stop):
-            if piece.finish_reason:
-                finish = piece.finish_reason
-            if piece.text:
-                pieces.append(piece.text)
-                token = {"id": None, "text": piece.text, "logprob": None, "special": False}
-                yield _sse({"index": len(pieces), "token": token, "generated_text": None, "details": None},
-                           space=False)
+        # closing(): when the client goes away this generator is closed, and the model's stream with it at once
+        # (that releases the model's lock), not whenever the garbage collector gets to it.
+        with closing(model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
+                                         params.stop)) as stream:
+            for piece in stream:
+                if piece.finish_reason:
+                    finish = piece.finish_reason
+                if piece.text:
+                    pieces.append(piece.text)
+                    token = {"id": None, "text": piece.text, "logprob": None, "special": False}
+                    yield _sse({"index": len(pieces), "token": token, "generated_text": None, "details": None},
+                               space=False)
     except Exception as exc:  # the status is sent already: TGI ends such a stream with an error event
         log.warning("stream failed after %d tokens: %s: %s", len(pieces), type(exc).__name__, exc)
         yield _sse(_stream_error(exc), space=False)
@@ -198,14 +204,15 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: lis
     finish = "stop"
     prompt_tokens = 0
     try:
-        for piece in model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
-                                       stop=request.stop_list(), top_p=request.top_p):
-            if piece.finish_reason:
-                finish = piece.finish_reason
-                prompt_tokens = piece.prompt_tokens or 0
-            if piece.text:
-                count += 1
-                yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
+        with closing(model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
+                                       stop=request.stop_list(), top_p=request.top_p)) as stream:
+            for piece in stream:
+                if piece.finish_reason:
+                    finish = piece.finish_reason
+                    prompt_tokens = piece.prompt_tokens or 0
+                if piece.text:
+                    count += 1
+                    yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
     except Exception as exc:  # the status is sent already: end with an error event and [DONE]
         log.warning("stream failed after %d tokens: %s: %s", count, type(exc).__name__, exc)
         yield _sse(_stream_error(exc))
@@ -254,7 +261,8 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
                 raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
             model.check_fits(prompt_tokens, request.token_limit(256))
             if request.stream:
-                return StreamingResponse(_chat_stream(model, request, messages), media_type="text/event-stream")
+                return ClosingStreamingResponse(_chat_stream(model, request, messages),
+                                                media_type="text/event-stream")
             return JSONResponse(_chat_response(model, request, messages))
         except InputRejected as exc:
             return _rejected(str(exc))
@@ -274,7 +282,7 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
         try:
             model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
             if request.stream:
-                return StreamingResponse(_tgi_stream(model, request), media_type="text/event-stream")
+                return ClosingStreamingResponse(_tgi_stream(model, request), media_type="text/event-stream")
             return JSONResponse([_tgi_response(model, request)])
         except ValueError as exc:
             if _context_error(exc):

@@ -2,8 +2,9 @@
 
 TGI/LMI-shaped requests carry a prompt already rendered with a chat template, so the container needs plain
 completion on a prompt; messages-shaped requests use the chat template stored in the GGUF file.
-llama.cpp is not thread-safe: every generation holds the lock until its stream is exhausted or closed. Counting
-a prompt's tokens reads only the vocabulary, so it takes no lock and never waits for a running generation.
+llama.cpp is not thread-safe: every generation holds the lock until its stream is exhausted or closed (the
+container closes a stream as soon as its client goes away). Counting a prompt's tokens reads only the vocabulary,
+so it takes no lock and never waits for a running generation.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ class LlamaTextModel(LlamaCppBackend):
             llama = self._ensure_loaded()
             chunks = llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
                                              stop=stop or None, stream=True)
-            yield from self._pieces(llama, chunks, lambda choice: choice.get("text") or "")
+            try:
+                yield from self._pieces(llama, chunks, lambda choice: choice.get("text") or "")
+            finally:  # closed early (the client went away): stop llama.cpp's generator before the lock goes
+                chunks.close()
 
     def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float,
                     stop: list[str] | None = None, top_p: float | None = None) -> Iterator[Piece]:
@@ -137,7 +141,10 @@ class LlamaTextModel(LlamaCppBackend):
             chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
                                                   temperature=temperature, stream=True,
                                                   **sampling_options(stop, top_p))
-            yield from self._pieces(llama, chunks, lambda choice: (choice.get("delta") or {}).get("content") or "")
+            try:
+                yield from self._pieces(llama, chunks, lambda choice: (choice.get("delta") or {}).get("content") or "")
+            finally:
+                chunks.close()
 
     @staticmethod
     def _pieces(llama: Any, chunks: Iterator[dict], text_of: Any) -> Iterator[Piece]:

@@ -10,6 +10,9 @@ InternalFailure (500); in a stream, a ModelStreamError exception event.
 
 Fault injection (for fallback tests; the stand-in only): a FaultPlan set with POST /_stand_in/faults, cleared
 with DELETE, or given at start in env LOCAL_SAGEMAKER_FAULTS (JSON).
+
+A caller that closes a response stream early closes the stand-in's connection to the container as well, so the
+container stops generating and frees the model for the next request.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import anyio
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from local_stack.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from local_stack.eventstream import exception_event, payload_part
+from local_stack.streaming import ClosingStreamingResponse
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -215,11 +220,14 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
                 yield exception_event("ModelStreamError", "The model container's response stream broke off.",
                                       "ModelStreamError")
             finally:
-                await answer.aclose()
+                # The caller went away (or the stream ended): close the container connection too, at once, so the
+                # container stops generating. Shielded, as a disconnect arrives here as a cancellation.
+                with anyio.CancelScope(shield=True):
+                    await answer.aclose()
 
         headers = {"x-Amzn-Invoked-Production-Variant": VARIANT,
                    "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json")}
-        return StreamingResponse(events(), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
+        return ClosingStreamingResponse(events(), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
 
     @app.get("/_stand_in/faults")
     def get_faults() -> dict:

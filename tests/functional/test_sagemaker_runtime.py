@@ -7,14 +7,17 @@ demo's Qwen2.5-Coder-0.5B instead.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
+import time
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
 pytest.importorskip("llama_cpp")
 
@@ -194,6 +197,90 @@ def test_container_answers_while_a_stream_generates(runtime):
         short = httpx.post(f"{runtime.container_url}/invocations", json=_tgi_body(), timeout=30)
         assert short.status_code == 200
         assert sum(1 for line in lines if line.startswith("data:")) >= 1
+
+
+LONG_ANSWER = 600  # SmolLM2 writes all 600 tokens for this prompt: about 10 s here, so it is still going on a leave
+STORY = "Write a long story about a dragon."
+LONG_STREAMS = {
+    "tgi": {"inputs": f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n",
+            "parameters": {"max_new_tokens": LONG_ANSWER}, "stream": True},
+    "messages": {"messages": [{"role": "user", "content": STORY}], "max_tokens": LONG_ANSWER, "stream": True},
+}
+FREED_WITHIN_S = 3.0  # a short answer takes ~0.3 s; the abandoned generation alone would take ~10 s
+
+
+@pytest.fixture
+def no_gc():
+    """The abandoned stream sat in a reference cycle: only a cyclic collection that happened to run freed the model.
+    With the collector off, the test shows whether closing is deterministic, not whether the collector was lucky."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _post_and_leave(url: str, path: str, body: dict, until: bytes, count: int) -> None:
+    """POST over a raw socket, read until `count` occurrences of `until` arrived, then close the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        received = b""
+        while received.partition(b"\r\n\r\n")[2].count(until) < count:
+            chunk = sock.recv(4096)
+            assert chunk, f"the server closed the stream first: {received[:300]!r}"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received[:300]
+
+
+def _seconds_to_answer_a_short_request(url: str) -> float:
+    started = time.monotonic()
+    try:
+        response = httpx.post(f"{url}/invocations", json=_tgi_body(details=False), timeout=10)
+    except httpx.TimeoutException:
+        pytest.fail("the next request got no answer within 10 s: the abandoned stream still holds the model")
+    assert response.status_code == 200, response.text
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("body_format", ["tgi", "messages"])
+def test_a_client_leaving_mid_stream_frees_the_model(runtime, no_gc, body_format):
+    """A client that closed its connection mid-stream (Ctrl-C in a chat) left the generator suspended, holding the
+    model's lock until the garbage collector happened to free it: the next request, from anyone, hung (45 s and
+    more in QA's and our runs)."""
+    _post_and_leave(runtime.container_url, "/invocations", LONG_STREAMS[body_format], b"data:", 3)
+    elapsed = _seconds_to_answer_a_short_request(runtime.container_url)
+    assert elapsed < FREED_WITHIN_S, f"the next request waited {elapsed:.1f}s for the abandoned stream"
+
+
+def test_a_boto3_caller_closing_its_stream_frees_the_model(runtime, no_gc):
+    """The same one level up: the runtime stand-in closes its container connection when its caller goes away."""
+    client = boto3.client("sagemaker-runtime", endpoint_url=runtime.url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing",
+                          config=Config(retries={"total_max_attempts": 1}, read_timeout=10))
+    response = client.invoke_endpoint_with_response_stream(EndpointName=ENDPOINT, ContentType="application/json",
+                                                           Body=json.dumps(LONG_STREAMS["tgi"]))
+    events = iter(response["Body"])
+    assert "PayloadPart" in next(events) and "PayloadPart" in next(events)
+    response["Body"].close()
+    started = time.monotonic()
+    try:
+        answer = client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
+                                        Body=json.dumps(_tgi_body(details=False)))
+    except ReadTimeoutError:
+        pytest.fail("the next request got no answer within 10 s: the abandoned stream still holds the model")
+    elapsed = time.monotonic() - started
+    assert json.loads(answer["Body"].read())[0]["generated_text"]
+    assert elapsed < FREED_WITHIN_S, f"the next request waited {elapsed:.1f}s for the abandoned stream"
+
+
+def test_a_caller_leaving_the_runtime_mid_stream_frees_the_model(runtime, no_gc):
+    _post_and_leave(runtime.url, f"/endpoints/{ENDPOINT}/invocations-response-stream", LONG_STREAMS["messages"],
+                    b":message-type", 3)
+    elapsed = _seconds_to_answer_a_short_request(runtime.container_url)
+    assert elapsed < FREED_WITHIN_S, f"the next request waited {elapsed:.1f}s for the abandoned stream"
 
 
 @pytest.mark.parametrize("body_format", ["tgi", "messages"])
