@@ -38,7 +38,7 @@ from hybrid_router.backends.sagemaker import TGI_MAX_STOP_SEQUENCES
 from hybrid_router.openai_schema import ChatCompletionRequest, completion_chunk, error_body
 from hybrid_router.ulid import new_ulid
 from local_stack.model import Generation, LlamaTextModel, Piece, PromptTooLong
-from local_stack.streaming import ClosingStreamingResponse
+from hybrid_router.api.streaming import ClosingStreamingResponse
 
 log = logging.getLogger("local_stack.container")
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from local_stack.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from local_stack.eventstream import exception_event, payload_part
-from local_stack.streaming import ClosingStreamingResponse
+from hybrid_router.api.streaming import ClosingStreamingResponse
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

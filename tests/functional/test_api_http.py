@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -509,3 +511,33 @@ def test_four_stop_sequences_fit_tgi_and_a_fifth_is_refused_before_routing(chat_
     assert five.status_code in (400, 422) and five.json()["error"]["type"] == "invalid_request_error"
     assert "at most 4 stop sequences" in five.json()["error"]["message"]
     assert len(chat_api.store.records_for_device("acme", "device-a")) == 1  # only the answered request
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_and_frees_the_endpoint(chat_api) -> None:
+    # Without closing the response body on disconnect, the suspended stream kept the endpoint's answer open and
+    # never wrote its record; the garbage collector is off so that nothing closes it by chance.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        body = {"model": "strong-model", "stream": True, "max_tokens": 400,
+                "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
+        with httpx.Client(base_url=chat_api.server.url, headers={"x-api-key": KEY}, timeout=60) as client:
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                read = [next(lines) for _ in range(6)]  # the role chunk and the first pieces, then hang up
+                decision_id = response.headers["x-decision-id"]
+        assert any('"content"' in line for line in read)
+        records, deadline = [], time.monotonic() + 5
+        while not records and time.monotonic() < deadline:
+            records = chat_api.store.records_for_device("acme", "device-a")
+            time.sleep(0.1)
+        [record] = records
+        assert (record.decision_id, record.status, record.error) == (decision_id, "error", "client_disconnected")
+        assert record.completion_tokens >= 1 and record.cost_usd == 0.0
+        started = time.perf_counter()
+        assert chat(chat_api, model="strong-model", max_tokens=4).status_code == 200
+        assert time.perf_counter() - started < 3  # the abandoned 400-token answer alone takes about 7 s
+    finally:
+        if collecting:
+            gc.enable()

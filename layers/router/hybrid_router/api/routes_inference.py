@@ -16,6 +16,7 @@ from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
 from hybrid_router.api.services import Services
+from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import (ChatCompletionRequest, ChatCompletionResponse, Choice,
@@ -89,7 +90,7 @@ def _plan(svc: Services, body: ChatCompletionRequest) -> Plan:
 
 
 def _record(svc: Services, plan: Plan, who: Identity, prompt_tokens: int, completion_tokens: int,
-            generation_s: float, error: BackendError | None = None) -> DecisionRecord:
+            generation_s: float, error: BackendError | str | None = None) -> DecisionRecord:
     costs = svc.cost_model
     strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
     if plan.route == "strong":
@@ -227,36 +228,46 @@ def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_
 
     def events() -> Iterator[str]:
         error: BackendError | None = None
-        chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
-        chunk["routing"] = _routing_info(plan)
-        yield _sse(chunk)
         count = 0
         returned = None  # the stream's own (prompt, completion) token counts, when it returns them
+        saved = False
         try:
-            if first is not None:
-                count += 1
-                yield _sse(completion_chunk(completion_id, model, {"content": first}, created=created))
-            while True:
-                try:
-                    piece = next(pieces)
-                except StopIteration as done:
-                    returned = done.value
-                    break
-                count += 1
-                yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
-        except BackendError as exc:
-            error = exc
-            yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
-                                  code=f"upstream_{exc.cause}"))
-        usage = returned or getattr(plan.backend, "last_usage", None) or (0, count)
-        elapsed = time.perf_counter() - started
-        _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), caller_logs)
-        if error is None:
-            yield _sse(completion_chunk(completion_id, model, {}, finish_reason="stop", created=created))
-        yield "data: [DONE]\n\n"
+            chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
+            chunk["routing"] = _routing_info(plan)
+            yield _sse(chunk)
+            try:
+                if first is not None:
+                    count += 1
+                    yield _sse(completion_chunk(completion_id, model, {"content": first}, created=created))
+                while True:
+                    try:
+                        piece = next(pieces)
+                    except StopIteration as done:
+                        returned = done.value
+                        break
+                    count += 1
+                    yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
+            except BackendError as exc:
+                error = exc
+                yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
+                                      code=f"upstream_{exc.cause}"))
+            usage = returned or getattr(plan.backend, "last_usage", None) or (0, count)
+            elapsed = time.perf_counter() - started
+            _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), caller_logs)
+            saved = True
+            if error is None:
+                yield _sse(completion_chunk(completion_id, model, {}, finish_reason="stop", created=created))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not saved:  # the client went away mid-answer: stop reading the endpoint, record what was sent
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+                _save(svc, _record(svc, plan, who, 0, count, time.perf_counter() - started, "client_disconnected"),
+                      caller_logs)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-decision-id": plan.decision_id})
+    return ClosingStreamingResponse(events(), media_type="text/event-stream",
+                                    headers={"cache-control": "no-cache", "x-decision-id": plan.decision_id})
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -1,11 +1,11 @@
 """A StreamingResponse that closes its body as soon as the response ends, however it ends.
 
 Starlette stops iterating a streaming body when the client disconnects (it cancels the sending task), but it never
-closes the body: a sync generator (the container's, which holds the model's lock while it generates) or an async
-one (the runtime stand-in's, which holds the upstream connection to the container) stays suspended until the garbage
-collector finds it, which can be never. So the next request waited for the model's lock indefinitely.
-ClosingStreamingResponse closes the body in a `finally` of the response itself: the generator's own `finally`
-(releasing the lock, closing llama.cpp's stream, closing the upstream response) runs right after the disconnect.
+closes the body: the generator stays suspended until the garbage collector finds it, which can be never. For the
+cloud API that meant the endpoint's stream stayed open and the decision record was never written; for the local
+stand-ins (local_stack), that the model's lock stayed held and the next request waited indefinitely.
+ClosingStreamingResponse closes the body in a `finally` of the response itself, so the generator's own `finally`
+(recording the request, closing the upstream stream, releasing the lock) runs right after the disconnect.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-log = logging.getLogger("local_stack.streaming")
+log = logging.getLogger("hybrid_router.api.streaming")
 
 
 class ClosingStreamingResponse(StreamingResponse):
