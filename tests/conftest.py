@@ -5,23 +5,42 @@
     decision_table         a fresh decisions table (TABLE_SCHEMA) per test; yields its name
     new_decision_table(client) -> name   create another fresh table
     free_port() -> int
+    bench_script(name) -> module   bench/<name>.py loaded as a module (bench/ holds scripts, not a package)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], ModuleType]:
+    def load(name: str) -> ModuleType:
+        if name not in sys.modules:  # one module object per script, shared by every test that asks
+            spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+    return load
 
 
 def free_port() -> int:

@@ -6,9 +6,7 @@ the SageMaker runtime stand-in in front of a real llama.cpp model (local_stack),
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,15 +27,11 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def tiny_router_dir(tmp_path_factory) -> Path:
+def tiny_router_dir(tmp_path_factory, bench_script) -> Path:
     """bench/tiny_router.py: a real router.onnx + tokenizer.json whose score is a fixed function of token ids."""
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
-    spec = importlib.util.spec_from_file_location("tiny_router", REPO / "bench" / "tiny_router.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tiny_router", module)
-    spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("api-router")
-    module.write_tiny_router(out)
+    bench_script("tiny_router").write_tiny_router(out)
     return out
 
 

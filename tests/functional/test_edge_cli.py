@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,12 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("tiny_router", REPO / "bench" / "tiny_router.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def router_dir(tmp_path_factory, bench_script) -> Path:
     out = tmp_path_factory.mktemp("router")
-    module.write_tiny_router(out)
+    bench_script("tiny_router").write_tiny_router(out)
     return out
 
 

@@ -132,15 +132,10 @@ def test_eval_json_with_the_packaged_router(capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_router(tmp_path_factory) -> Path:
+def tiny_router(tmp_path_factory, bench_script) -> Path:
     """A small real router file (onnxruntime + the MiniLM tokenizer around a trivial graph) from bench/tiny_router.py."""
-    import importlib.util
-
     pytest.importorskip("onnx", reason="building the tiny router file needs onnx (the train extra)")
-    spec = importlib.util.spec_from_file_location("tiny_router", Path(__file__).resolve().parents[2] / "bench" / "tiny_router.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_tiny_router(tmp_path_factory.mktemp("tiny"))
+    return bench_script("tiny_router").write_tiny_router(tmp_path_factory.mktemp("tiny"))
 
 
 def test_score_then_eval_matches_eval_with_router(tiny_router, tmp_path, capsys):

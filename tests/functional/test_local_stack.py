@@ -3,10 +3,8 @@ API under uvicorn, wired through the environment the Lambda functions get."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import boto3
@@ -25,15 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory) -> Path:
+def router_dir(tmp_path_factory, bench_script) -> Path:
     """A small real router file (bench/tiny_router.py), so the test needs no trained router."""
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
-    spec = importlib.util.spec_from_file_location("tiny_router", REPO / "bench" / "tiny_router.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tiny_router", module)
-    spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("stack-router")
-    module.write_tiny_router(out)
+    bench_script("tiny_router").write_tiny_router(out)
     return out
 
 

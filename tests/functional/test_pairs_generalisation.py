@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,9 @@ TRAIN = shared_data_dir() / "train"
 pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason="shared training data not present")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("pairs_generalisation", REPO / "bench" / "pairs_generalisation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_train_command_excludes_every_category_and_keeps_the_shipped_selection() -> None:
-    bench = _bench()
+def test_train_command_excludes_every_category_and_keeps_the_shipped_selection(bench_script) -> None:
+    bench = bench_script("pairs_generalisation")
     cmd = bench.train_command("mf", TRAIN, Path("out"), ["physics", "computer science"])
     excluded = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--exclude"]
     held = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--holdout"]
@@ -34,8 +27,8 @@ def test_train_command_excludes_every_category_and_keeps_the_shipped_selection()
     assert "mmlu_pro/biology" in held and cmd[cmd.index("--kind") + 1] == "mf"
 
 
-def test_evaluates_each_pair_on_the_excluded_rows_only() -> None:
-    bench = _bench()
+def test_evaluates_each_pair_on_the_excluded_rows_only(bench_script) -> None:
+    bench = bench_script("pairs_generalisation")
     rows = bench.held_out_rows(TRAIN, ["computer science"])
     assert len(rows) == 136 and all(r["category"] == "computer science" and r["contaminated"] is False for r in rows)
     artifacts = bench.ARTIFACTS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shlex
@@ -19,15 +18,9 @@ DATA = shared_data_dir()
 pytestmark = pytest.mark.skipif(not (DATA / "train").is_dir(), reason="shared data not present")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("variants", REPO / "bench" / "variants.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_the_default_variant_is_the_shipped_training_command() -> None:
-    bench = _bench()
+def test_the_default_variant_is_the_shipped_training_command(bench_script) -> None:
+    bench = bench_script("variants")
     readme = (REPO / "router_training" / "README.md").read_text()
     line = next(l for l in readme.splitlines() if l.startswith("python -m router_training.train") and "$A/default" in l)
     shipped = shlex.split(line)[3:]
@@ -40,8 +33,8 @@ def test_the_default_variant_is_the_shipped_training_command() -> None:
     assert held[1::2] == bench.HOLDOUT
 
 
-def test_one_variant_end_to_end(tmp_path: Path) -> None:
-    bench = _bench()
+def test_one_variant_end_to_end(bench_script, tmp_path: Path) -> None:
+    bench = bench_script("variants")
     assert bench.main(["--out", str(tmp_path), "--only", "random", "--markdown", str(tmp_path / "t.md")]) == 0
     table = (tmp_path / "t.md").read_text().splitlines()
     assert table[0].startswith("| variant | held-out selection") and len(table) == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,23 +12,16 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def tiny_router(tmp_path_factory) -> Path:
+def tiny_router(tmp_path_factory, bench_script) -> Path:
     pytest.importorskip("onnx", reason="building the tiny router file needs onnx (the train extra)")
-    return _load("tiny_router").write_tiny_router(tmp_path_factory.mktemp("tiny"))
+    return bench_script("tiny_router").write_tiny_router(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.mark.parametrize("length", [3, 32, 128, 512])
-def test_prompts_have_the_exact_token_count(length):
-    bench = _load("bench_router")
-    tokenizer = bench.load_tokenizer(_load("tiny_router").minilm_tokenizer())
+def test_prompts_have_the_exact_token_count(length, bench_script):
+    bench = bench_script("bench_router")
+    tokenizer = bench.load_tokenizer(bench_script("tiny_router").minilm_tokenizer())
     for offset in (0, 13):
         prompt = bench.token_prompt(tokenizer, length, offset)
         assert len(tokenizer.encode(prompt).ids) == length
