@@ -204,7 +204,11 @@ def create_app(service: EdgeService) -> FastAPI:
 
     @app.get("/v1/models/{model:path}")
     async def model(model: str) -> Any:
-        if not await run_in_threadpool(service.serves, model):
+        try:
+            served = await run_in_threadpool(service.serves, model)
+        except RoutingError as exc:  # an installed kind whose router file cannot be loaded
+            return _error(503, str(exc), "api_error", code="router_unavailable")
+        if not served:
             return _error(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
                           code="model_not_found", param="model")
         return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}

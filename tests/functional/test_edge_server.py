@@ -526,3 +526,14 @@ def test_stop_sequences_reach_the_local_model(edge) -> None:
     streamed = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop="4",
                                               stream=True)
     assert "4" not in "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+
+
+def test_looking_up_a_router_whose_file_cannot_load_is_503(edge, monkeypatch) -> None:
+    server, service = edge
+
+    def broken(kind):
+        raise RoutingError("cannot load the router: corrupt file")
+
+    monkeypatch.setattr(service.route_source, "router_for", broken)
+    response = httpx.get(server.url + "/v1/models/router-mf-0.3")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "router_unavailable"
