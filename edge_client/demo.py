@@ -6,7 +6,7 @@ packaged router decides, SmolLM2 answers locally, the stand-in answers strong pr
 decision with its cost, syncs the device's decision log to the cloud, and checks that the cloud's
 `/v1/usage` agrees with the device's own log.
 
-    python -m edge_client.demo [--strong-model qwen|smollm2|PATH] [--strong-share 0.5] [--max-tokens 48]
+    python -m edge_client.demo [--strong-model qwen|smollm2|PATH] [--strong-share 0.5] [--max-tokens 256]
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edge_client.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--strong-model", default="qwen", help="stand-in strong model: qwen, smollm2 or a .gguf path")
     parser.add_argument("--strong-share", type=float, default=0.5, help="target share of prompts sent strong")
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=256,
+                        help="room for each answer; an answer cut at this limit is marked")
     parser.add_argument("prompts", nargs="*", help="prompts to ask (default: a built-in sample)")
     return parser.parse_args(argv)
 
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             record = answer.record
             console.print(f"\n[bold]> {prompt}[/]\n[{('magenta' if record.route == 'strong' else 'green')}]"
                           f"{record.model_used}[/]: {answer.text.strip()}")
+            if answer.finish_reason == "length":
+                console.print(f"[yellow]  (answer cut at max_tokens={args.max_tokens}; raise --max-tokens for more)[/]")
             table.add_row(prompt[:40] + ("..." if len(prompt) > 40 else ""), record.route, record.reason,
                           f"{record.score:.3f}", f"{record.router_latency_ms:.2f}",
                           f"{record.generation_latency_ms / 1000:.1f}", f"{record.cost_usd:.6f}",

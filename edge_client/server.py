@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hybrid_router
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -173,8 +174,12 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
         pump.stop()  # a client that went away ends generation at the next piece
 
 
-def create_app(service: EdgeService) -> FastAPI:
-    app = FastAPI(title="hybrid-router edge", version="0.1.0", docs_url=None, redoc_url=None)
+def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
+    """The server for `service`; `host` is the address it is bound to (then allowed as a Host), if known."""
+    settings = service.settings
+    if host is not None:
+        check_bind(host, settings)
+    app = FastAPI(title="hybrid-router edge", version=hybrid_router.__version__, docs_url=None, redoc_url=None)
     app.state.service = service
 
     @app.exception_handler(StarletteHTTPException)
