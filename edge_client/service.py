@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, StreamResult
+from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
@@ -61,14 +62,7 @@ class Answer:
 class _Attempt:
     route: str
     backend: ChatBackend
-
-
-def _start_of_day(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _start_of_month(now: datetime) -> datetime:
-    return _start_of_day(now).replace(day=1)
+    reservation: Reservation | None = None
 
 
 class EdgeService:
@@ -82,6 +76,8 @@ class EdgeService:
         self.log = decision_log
         self.costs = costs or CostModel.default()
         self.clock = clock
+        self.budget = SpendLedger(decision_log.spend_since, clock, settings.daily_cap_usd, settings.monthly_cap_usd,
+                                  self.costs)
 
     # names
 
@@ -129,13 +125,12 @@ class EdgeService:
 
     # deciding
 
-    def _budget_exceeded(self) -> str | None:
-        caps = [(self.settings.daily_cap_usd, _start_of_day, "daily"),
-                (self.settings.monthly_cap_usd, _start_of_month, "monthly")]
-        now = self.clock()
-        for cap, start, label in caps:
-            if cap is not None and self.log.spend_since(start(now)) >= cap:
-                return label
+    def _budget_problem(self, request: ChatCompletionRequest) -> BudgetExceeded | None:
+        """Whether a strong answer to this request could pass a cap now (the attempt reserves for real)."""
+        try:
+            self.budget.reserve(self._messages(request), request.token_limit(self.settings.max_tokens)).release()
+        except BudgetExceeded as exc:
+            return exc
         return None
 
     def plan(self, request: ChatCompletionRequest) -> Plan:
@@ -162,8 +157,10 @@ class EdgeService:
             plan = Plan(decision_id, model, forced or scored.route, "forced" if forced else "routed",
                         scored.score, scored.threshold, scored.router_id, scored.router_version,
                         scored.latency_ms, remote=self.route_source.kind == "remote")
-        if plan.route == "strong" and self._budget_exceeded():
-            plan.route, plan.reason = "weak", "budget"
+        if plan.route == "strong":
+            over = self._budget_problem(request)
+            if over is not None:
+                plan.route, plan.reason = "weak", over.reason
         return plan
 
     # answering
@@ -174,21 +171,26 @@ class EdgeService:
         strong = _Attempt("strong", self.strong) if self.strong is not None else None
         if plan.route == "strong":
             return ([strong, weak], plan.reason) if strong else ([weak], "fallback:strong_not_configured")
-        if plan.reason == "budget":
+        if plan.reason.startswith("budget"):
             return [weak], plan.reason  # over the cap: never spend on strong, not even as a fallback
         return ([weak, strong] if strong else [weak]), plan.reason
 
     def _record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
-                completion_tokens: int, generation_s: float, error: str | None = None) -> DecisionRecord:
+                completion_tokens: int, generation_s: float, error: str | None = None,
+                queue_s: float = 0.0) -> DecisionRecord:
+        """`generation_s` excludes `queue_s` (waiting for a busy local model): cost and energy are generation's."""
         costs = self.costs
+        generation_s = max(generation_s - queue_s, 0.0)
         strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
         overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
-        if error is not None:  # no answer was produced: nothing to pay, as the cloud API records it
+        if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
             cost, energy = 0.0, 0.0
-        elif route == "strong":
+        elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
             cost, energy = strong_cost, 0.0
         else:
             cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
+        if error is not None:  # a failed or cut answer saves nothing against always-strong
+            strong_cost = cost
         return DecisionRecord(
             decision_id=plan.decision_id, tenant_id=self.settings.tenant_id, device_id=self.settings.device_id,
             router_id=plan.router_id, router_version=plan.router_version, score=min(max(plan.score, 0.0), 1.0),
@@ -197,10 +199,22 @@ class EdgeService:
             model_used=self.weak_name if route == "weak" else self.strong_name,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
+            queue_latency_ms=queue_s * 1000.0,
             cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
             status="error" if error else "ok", error=error,
             prompt=request.last_user_text() if self.settings.store_prompts else None,
         )
+
+    def _reserve(self, attempt: _Attempt, request: ChatCompletionRequest, options: dict) -> None:
+        """A strong attempt first reserves its worst-case cost (raises BudgetExceeded); the weak one costs none."""
+        if attempt.route == "strong":
+            attempt.reservation = self.budget.reserve(self._messages(request), options["max_tokens"])
+
+    @staticmethod
+    def _settle(attempts: list[_Attempt]) -> None:
+        for attempt in attempts:
+            if attempt.reservation is not None:
+                attempt.reservation.release()
 
     def _write(self, record: DecisionRecord) -> None:
         """Fail closed: an answer whose decision cannot be logged (disk full, read-only) is not returned.
@@ -230,22 +244,31 @@ class EdgeService:
         attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
-        for attempt in attempts:
-            try:
-                _load(attempt.backend)
-                began = time.perf_counter()
-                completion = attempt.backend.complete(messages, **options)
-            except BackendError as exc:
-                errors.append(exc)
-                reason = f"fallback:{exc.cause}"
-                if exc.cause == INPUT_REJECTED:
-                    break
-                continue
-            record = self._record(plan, request, attempt.route, reason, completion.prompt_tokens,
-                                  completion.completion_tokens, time.perf_counter() - began)
-            self._write(record)
-            return Answer(completion.text, completion.finish_reason, record)
-        raise self._give_up(plan, request, errors, time.perf_counter() - started)
+        try:
+            for attempt in attempts:
+                try:
+                    self._reserve(attempt, request, options)
+                except BudgetExceeded as exc:
+                    reason = exc.reason if attempt is attempts[0] else reason
+                    continue
+                try:
+                    _load(attempt.backend)
+                    began = time.perf_counter()
+                    completion = attempt.backend.complete(messages, **options)
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    if exc.cause == INPUT_REJECTED:
+                        break
+                    continue
+                record = self._record(plan, request, attempt.route, reason, completion.prompt_tokens,
+                                      completion.completion_tokens, time.perf_counter() - began,
+                                      queue_s=completion.queue_s)
+                self._write(record)
+                return Answer(completion.text, completion.finish_reason, record)
+            raise self._give_up(plan, request, errors, time.perf_counter() - started)
+        finally:
+            self._settle(attempts)
 
     def _give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
                  seconds: float) -> BackendError:
@@ -273,31 +296,50 @@ class EdgeService:
         attempts, reason = self._attempts(plan)
         errors: list[BackendError] = []
         started = time.perf_counter()
-        for attempt in attempts:
-            try:
-                _load(attempt.backend)
-            except BackendError as exc:
-                errors.append(exc)
-                reason = f"fallback:{exc.cause}"
-                continue
-            began = time.perf_counter()
-            pieces = attempt.backend.stream(messages, **options)
-            try:
-                first = next(pieces)
-            except StopIteration as stop:
-                return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()), stop.value)
-            except BackendError as exc:
-                errors.append(exc)
-                reason = f"fallback:{exc.cause}"
-                if exc.cause == INPUT_REJECTED:
-                    break
-                continue
-            except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
-                self._write(self._record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
-                                         error="interrupted"))
-                raise
-            return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
-        raise self._give_up(plan, request, errors, time.perf_counter() - started)
+        handed_over: _Attempt | None = None
+        try:
+            for attempt in attempts:
+                try:
+                    self._reserve(attempt, request, options)
+                except BudgetExceeded as exc:
+                    reason = exc.reason if attempt is attempts[0] else reason
+                    continue
+                try:
+                    _load(attempt.backend)
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    continue
+                began = time.perf_counter()
+                pieces = attempt.backend.stream(messages, **options)
+                try:
+                    first = next(pieces)
+                except StopIteration as stop:
+                    handed_over = attempt
+                    return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()),
+                                           _stream_result(stop.value))
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    if exc.cause == INPUT_REJECTED:
+                        break
+                    continue
+                except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
+                    self._write(self._record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
+                                             error="interrupted"))
+                    raise
+                handed_over = attempt
+                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
+            raise self._give_up(plan, request, errors, time.perf_counter() - started)
+        finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
+            self._settle([a for a in attempts if a is not handed_over])
+
+
+def _stream_result(value: StreamResult | tuple | None) -> StreamResult | None:
+    """A stream's return value as a StreamResult (a backend may return a bare (prompt, completion) pair)."""
+    if value is None or isinstance(value, StreamResult):
+        return value
+    return StreamResult(*value)
 
 
 def _load(backend: ChatBackend) -> None:
@@ -318,7 +360,7 @@ class StreamingAnswer:
     began: float
     first: str | None
     rest: Iterator[str]
-    usage: tuple[int, int] | None
+    usage: StreamResult | None
     record: DecisionRecord | None = None
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
@@ -342,7 +384,7 @@ class StreamingAnswer:
                     piece = next(self.rest)
                 except StopIteration as stop:
                     if stop.value is not None:
-                        self.usage = stop.value
+                        self.usage = _stream_result(stop.value)
                     break
                 self.text_parts.append(piece)
                 yield piece
@@ -372,16 +414,17 @@ class StreamingAnswer:
     def _finish(self, error: str | None) -> None:
         if self.record is not None:
             return
-        backend = self.attempt.backend
         usage = self.usage
-        if usage is None and error is None:
-            usage = getattr(backend, "last_usage", None)
         if usage is None:  # cut short: count what was produced (one piece is about one token)
-            usage = (0, len(self.text_parts))
-        self.finish_reason = getattr(backend, "last_finish_reason", "stop") or "stop"
-        self.record = self.service._record(self.plan, self.request, self.route, self.reason, int(usage[0]),
-                                           int(usage[1]), time.perf_counter() - self.began, error=error)
-        self.service._write(self.record)
+            usage = StreamResult(0, len(self.text_parts), "stop")
+        self.finish_reason = usage.finish_reason or "stop"
+        self.record = self.service._record(self.plan, self.request, self.route, self.reason, int(usage.prompt_tokens),
+                                           int(usage.completion_tokens), time.perf_counter() - self.began,
+                                           error=error, queue_s=usage.queue_s)
+        try:
+            self.service._write(self.record)
+        finally:
+            self.service._settle([self.attempt])
 
     @property
     def text(self) -> str:

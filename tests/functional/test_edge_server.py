@@ -281,7 +281,9 @@ def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) ->
 
 
 def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, strong_server) -> None:
-    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=1e-9)
+    probe = make_service(tmp_path / "probe", router_dir, weak, None)
+    one_call = probe.budget.worst_case_usd(PROMPT, 8)  # the cap holds exactly one strong call's worst case
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=one_call)
     with ServerThread(create_app(service)) as server:
         client = client_for(server)
         first = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=8)
@@ -290,9 +292,32 @@ def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, str
     assert first.model_extra["routing"]["route"] == "strong"
     for response in (second, forced):
         assert (response.model_extra["routing"]["route"], response.model_extra["routing"]["reason"]) == (
-            "weak", "budget")
+            "weak", "budget:daily")
     assert service.log.spend_since("2000-01-01") == pytest.approx(logged(service, first.model_extra["routing"][
         "decision_id"]).cost_usd)
+    assert service.budget.reserved_usd == 0.0
+
+
+def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, weak, strong_server) -> None:
+    probe = make_service(tmp_path / "probe", router_dir, weak, None)
+    cap = 2.5 * probe.budget.worst_case_usd(PROMPT, 8)
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=cap)
+    with ServerThread(create_app(service)) as server:
+        def ask(_: int) -> httpx.Response:
+            return httpx.post(f"{server.url}/v1/chat/completions", timeout=120,
+                              json={"model": ALWAYS_STRONG, "messages": PROMPT, "max_tokens": 8})
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            responses = list(pool.map(ask, range(10)))
+    assert [r.status_code for r in responses] == [200] * 10
+    records = service.log.records()
+    strong = [r for r in records if r.route == "strong"]
+    assert len(records) == 10 and len(strong) >= 1
+    assert {r.reason for r in records if r.route == "weak"} == {"budget:daily"}
+    assert sum(r.cost_usd for r in strong) <= cap
+    assert service.budget.reserved_usd == 0.0
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,17 @@ def test_complete_and_stream_agree(server, header):
     completion = strong.complete(MESSAGES, max_tokens=6, temperature=0.0)
     assert completion.text.strip()
     assert completion.prompt_tokens > 5 and 1 <= completion.completion_tokens <= 6
-    pieces = list(strong.stream(MESSAGES, max_tokens=6, temperature=0.0))
+    stream = strong.stream(MESSAGES, max_tokens=6, temperature=0.0)
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(stream))
+        except StopIteration as done:
+            usage = done.value
+            break
     assert "".join(pieces) == completion.text
-    assert strong.last_usage[1] == completion.completion_tokens
-    assert strong.last_usage[0] == completion.prompt_tokens
+    assert (usage.prompt_tokens, usage.completion_tokens) == (completion.prompt_tokens, completion.completion_tokens)
+    assert usage.finish_reason == completion.finish_reason
 
 
 def test_wrong_key_is_strong_auth(server):

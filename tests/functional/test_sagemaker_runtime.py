@@ -290,10 +290,11 @@ def test_backend_complete_and_stream_agree(runtime, body_format):
     assert completion.text.strip()
     assert completion.model == ENDPOINT
     assert completion.prompt_tokens > 5 and 1 <= completion.completion_tokens <= MAX_TOKENS
-    pieces = list(strong.stream(MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0))
-    assert len(pieces) >= 1
-    assert "".join(pieces) == completion.text  # greedy decoding: the same answer either way
-    prompt_tokens, completion_tokens = strong.last_usage
+    text, usage = _drain(strong.stream(MESSAGES, max_tokens=MAX_TOKENS, temperature=0.0))
+    assert text
+    assert text == completion.text  # greedy decoding: the same answer either way
+    prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    assert usage.finish_reason == completion.finish_reason
     assert prompt_tokens > 5 and completion_tokens == completion.completion_tokens
     if body_format == "messages":  # the container reports usage; the TGI stream carries no prompt count
         assert prompt_tokens == completion.prompt_tokens
@@ -433,12 +434,13 @@ def _drain(stream) -> tuple[str, tuple[int, int]]:
 
 
 def test_each_stream_returns_its_own_token_counts(runtime):
-    """Shared backend state (`last_usage`) is overwritten by the next call; the stream's result is not."""
+    """Two streams through one backend, interleaved: each returns its own token counts and finish reason."""
     shared = backend(runtime)
     messages = [{"role": "user", "content": "Describe the sea in two sentences."}]
     short = shared.stream(messages, max_tokens=3)
     long = shared.stream(messages, max_tokens=20)
     _, short_usage = _drain(short)
     _, long_usage = _drain(long)
-    assert short_usage[1] <= 3 < long_usage[1]
-    assert shared.last_usage == long_usage
+    assert short_usage.completion_tokens <= 3 < long_usage.completion_tokens
+    assert short_usage.finish_reason == "length"
+    assert not hasattr(shared, "last_usage")

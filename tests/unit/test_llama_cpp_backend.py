@@ -80,8 +80,18 @@ def test_stream_matches_complete_text_and_token_counts(backend) -> None:
             returned = stop.value
             break
     assert "".join(pieces) == completion.text
-    assert returned == backend.last_usage == (completion.prompt_tokens, completion.completion_tokens)
-    assert backend.last_finish_reason == completion.finish_reason
+    assert (returned.prompt_tokens, returned.completion_tokens) == (completion.prompt_tokens,
+                                                                    completion.completion_tokens)
+    assert returned.finish_reason == completion.finish_reason
+    assert not hasattr(backend, "last_usage") and not hasattr(backend, "last_finish_reason")
+
+
+def _drain(generator):
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
 
 
 @pytest.mark.slow
@@ -89,8 +99,36 @@ def test_length_limit_counts(backend) -> None:
     long = [{"role": "user", "content": "Write a long story about a dragon."}]
     completion = backend.complete(long, max_tokens=8)
     assert completion.finish_reason == "length" and completion.completion_tokens == 8
-    list(backend.stream(long, max_tokens=8))
-    assert backend.last_usage == (completion.prompt_tokens, 8) and backend.last_finish_reason == "length"
+    returned = _drain(backend.stream(long, max_tokens=8))
+    assert returned[:3] == (completion.prompt_tokens, 8, "length")
+
+
+@pytest.mark.slow
+def test_concurrent_streams_each_report_their_own_usage_and_finish_reason(backend) -> None:
+    """Two streams through one backend, interleaved: one cut by max_tokens, one that ends by itself. Each one's
+    result is its own, and the one that waited for the model reports that wait as queue time."""
+    import threading
+
+    short_prompt = [{"role": "user", "content": "What is 2+2? Answer with a number only."}]
+    long_prompt = [{"role": "user", "content": "Write a long story about a dragon."}]
+    results: dict[str, object] = {}
+    first = backend.stream(long_prompt, max_tokens=12)
+    next(first)  # holds the model now
+
+    def other() -> None:
+        results["short"] = _drain(backend.stream(short_prompt, max_tokens=64))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    import time
+
+    time.sleep(0.3)
+    results["long"] = _drain(first)
+    thread.join(timeout=60)
+    long_result, short_result = results["long"], results["short"]
+    assert long_result.finish_reason == "length" and long_result.completion_tokens == 12
+    assert short_result.finish_reason == "stop" and short_result.completion_tokens < 64
+    assert short_result.queue_s >= 0.25 > long_result.queue_s
 
 
 @pytest.mark.slow

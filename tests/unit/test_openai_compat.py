@@ -89,9 +89,11 @@ def test_complete_with_either_key_header(server, header):
 
 def test_stream_yields_pieces_and_usage(server):
     client = backend(server)
-    assert list(client.stream(MESSAGES, max_tokens=4)) == ["Hel", "lo"]
-    assert client.last_usage == (9, 2)
-    assert client.last_finish_reason == "stop"
+    stream = client.stream(MESSAGES, max_tokens=4)
+    assert [next(stream), next(stream)] == ["Hel", "lo"]
+    with pytest.raises(StopIteration) as done:
+        next(stream)
+    assert done.value.value == (9, 2, "stop", 0.0)
 
 
 def test_wrong_key_is_strong_auth(server):

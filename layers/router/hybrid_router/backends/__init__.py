@@ -1,5 +1,5 @@
 """Model backends: anything that turns chat messages into an answer."""
 
-from hybrid_router.backends.base import BackendError, ChatBackend, Completion
+from hybrid_router.backends.base import BackendError, ChatBackend, Completion, StreamResult
 
-__all__ = ["BackendError", "ChatBackend", "Completion"]
+__all__ = ["BackendError", "ChatBackend", "Completion", "StreamResult"]

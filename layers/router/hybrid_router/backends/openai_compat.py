@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import httpx
 
-from hybrid_router.backends.base import BackendError, Completion, rejected_input, sampling_options
+from hybrid_router.backends.base import BackendError, Completion, StreamResult, rejected_input, sampling_options
 from hybrid_router.backends.sagemaker import estimate_tokens, message_text
 
 ApiKeyHeader = Literal["authorization", "x-api-key"]
@@ -44,8 +44,6 @@ class OpenAICompatBackend:
         self.timeout_s = timeout_s
         self.name = f"openai:{model}"
         self.extra_body = dict(extra_body or {})
-        self.last_usage: tuple[int, int] = (0, 0)
-        self.last_finish_reason = "stop"
         headers = {"accept": "application/json"}
         if api_key:
             if api_key_header == "authorization":
@@ -125,15 +123,12 @@ class OpenAICompatBackend:
         if completion_tokens is None:
             completion_tokens = estimate_tokens(text)
         finish = choice.get("finish_reason") or "stop"
-        self.last_usage = (prompt_tokens, completion_tokens)
-        self.last_finish_reason = finish
         return Completion(text=text, model=body.get("model") or self.model, prompt_tokens=prompt_tokens,
                           completion_tokens=completion_tokens, finish_reason=finish)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
-        self.last_usage = (0, 0)
+               top_p: float | None = None) -> Generator[str, None, StreamResult]:
         payload = self._payload(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
@@ -183,7 +178,5 @@ class OpenAICompatBackend:
             raise BackendError(f"{self.base_url} ended the stream without a finish reason or [DONE]",
                                cause="strong_stream_broken")
         text = "".join(pieces)
-        self.last_usage = (usage.get("prompt_tokens") or self._prompt_estimate(messages),
-                           usage.get("completion_tokens") or chunks or estimate_tokens(text))
-        self.last_finish_reason = finish
-        return self.last_usage  # the generator's own result: safe when several streams share this backend
+        return StreamResult(usage.get("prompt_tokens") or self._prompt_estimate(messages),
+                            usage.get("completion_tokens") or chunks or estimate_tokens(text), finish)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Literal
 
-from hybrid_router.backends.base import BackendError, Completion, rejected_input, sampling_options
+from hybrid_router.backends.base import BackendError, Completion, StreamResult, rejected_input, sampling_options
 
 BodyFormat = Literal["tgi", "messages"]
 
@@ -268,8 +268,6 @@ class SageMakerBackend:
         self.chat_template = chat_template
         self.model_name = model_name or endpoint_name
         self.name = f"sagemaker:{endpoint_name}"
-        self.last_usage: tuple[int, int] = (0, 0)
-        self.last_finish_reason = "stop"
         self._client = client
 
     @property
@@ -322,17 +320,14 @@ class SageMakerBackend:
         text, finish, prompt_tokens, completion_tokens = parse_response_body(raw, self._stops(stop))
         usage = (prompt_tokens if prompt_tokens is not None else self._prompt_estimate(messages),
                  completion_tokens if completion_tokens is not None else estimate_tokens(text))
-        self.last_usage = usage
-        self.last_finish_reason = finish
         return Completion(text=text, model=self.model_name, prompt_tokens=usage[0], completion_tokens=usage[1],
                           finish_reason=finish)
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, tuple[int, int]]:
+               top_p: float | None = None) -> Generator[str, None, StreamResult]:
         body = self._body(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         decoder = StreamLineDecoder(self._stops(stop))
-        self.last_usage = (0, 0)
         try:
             response = self.client.invoke_endpoint_with_response_stream(
                 EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json",
@@ -361,13 +356,12 @@ class SageMakerBackend:
         finally:
             event_stream.close()
         text = "".join(pieces)
-        self.last_usage = (
+        return StreamResult(
             decoder.prompt_tokens if decoder.prompt_tokens is not None else self._prompt_estimate(messages),
             decoder.completion_tokens if decoder.completion_tokens is not None
             else (decoder.tokens_seen or estimate_tokens(text)),
+            decoder.finish_reason,
         )
-        self.last_finish_reason = decoder.finish_reason
-        return self.last_usage  # the generator's own result: safe when several streams share this backend
 
     def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
         from botocore import exceptions as boto_errors
