@@ -184,3 +184,16 @@ def test_sagemaker_resources_are_skipped_for_an_existing_endpoint(template) -> N
     assert template["Parameters"]["InstanceType"]["Default"] == "ml.g5.xlarge"
     alarms = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"5XXError", "Invocation5XXErrors"} <= alarms
+
+
+def test_every_alarm_notifies_a_topic(template) -> None:
+    resources = template["Resources"]
+    alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    topic = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+    assert len(alarms) >= 3
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [topic], name
+        assert alarm["Properties"]["OKActions"] == [topic], name
+    assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    assert resources["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
