@@ -1,0 +1,370 @@
+"""The one request path: plan -> attempts -> answer (plain or streamed) -> one decision record.
+
+The device server, the CLI and the cloud API all answer through `Pipeline.complete` and `Pipeline.stream`.
+What differs between them is settings, not code:
+
+- `fallback`: the device answers with the other side when the chosen one fails; the cloud does not.
+- `budget`: the device's spend caps (a SpendLedger); the cloud has none.
+- `recorder`: where records go and what a failed write does. The device's recorder raises (the answer is
+  withheld, HTTP 507); the cloud's returns False (the answer is paid for already, and carries its record).
+
+A plan is made by the caller (the device from its route source, the cloud from its router) and says which side
+the router chose and why; every call returns its own Answer or StreamingAnswer, nothing per request is kept on
+shared objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, StreamResult
+from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
+from hybrid_router.costs import CostModel
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.openai_schema import ChatCompletionRequest
+
+log = logging.getLogger("hybrid_router.pipeline")
+
+
+@dataclass
+class Plan:
+    """The decision for one request, before any model runs. `remote`: the decision went through the cloud, so a
+    local answer still cost a cloud request."""
+
+    decision_id: str
+    requested_model: str
+    route: str
+    reason: str
+    score: float
+    threshold: float
+    router_id: str
+    router_version: str
+    router_latency_ms: float
+    remote: bool = False
+    tenant_id: str = "local"
+    device_id: str = "local"
+
+
+class Recorder(Protocol):
+    def write(self, record: DecisionRecord) -> bool:
+        """Stores the record: True when stored, False when it could not be (the caller reports it); or raises
+        to withhold the answer (the device's fail-closed log)."""
+        ...
+
+
+class AnswerFailed(BackendError):
+    """No side could answer. `errors`: each attempt's error, in order (the last one decides the status)."""
+
+    def __init__(self, message: str, errors: list[BackendError]):
+        last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
+        super().__init__(message, cause=last.cause, status_code=last.status_code if last.status_code >= 400 else 502)
+        self.errors = errors
+        self.last = last
+
+
+@dataclass
+class Answer:
+    text: str
+    finish_reason: str
+    record: DecisionRecord
+    stored: bool = True
+
+
+@dataclass
+class Attempt:
+    route: str
+    backend: ChatBackend
+    reservation: Reservation | None = None
+
+
+def _stream_result(value: StreamResult | tuple | None) -> StreamResult | None:
+    """A stream's return value as a StreamResult (a backend may return a bare (prompt, completion) pair)."""
+    if value is None or isinstance(value, StreamResult):
+        return value
+    return StreamResult(*value)
+
+
+def _load(backend: ChatBackend) -> None:
+    """Load a lazy local model before the clock starts: generation latency and energy exclude loading."""
+    if getattr(backend, "loaded", True) is False:
+        backend.load()
+
+
+class Pipeline:
+    def __init__(self, weak: ChatBackend | None, strong: ChatBackend | None, weak_name: str, strong_name: str,
+                 recorder: Recorder, costs: CostModel | None = None, budget: SpendLedger | None = None,
+                 fallback: bool = True, store_prompts: bool = False, default_max_tokens: int = 256):
+        self.weak = weak
+        self.strong = strong
+        self.weak_name = weak_name
+        self.strong_name = strong_name
+        self.recorder = recorder
+        self.costs = costs or CostModel.default()
+        self.budget = budget
+        self.fallback = fallback
+        self.store_prompts = store_prompts
+        self.default_max_tokens = default_max_tokens
+
+    # what a request will try
+
+    @staticmethod
+    def messages(request: ChatCompletionRequest) -> list[dict]:
+        return [{"role": m.role, "content": m.text()} for m in request.messages]
+
+    def max_tokens(self, request: ChatCompletionRequest) -> int:
+        return request.token_limit(self.default_max_tokens)
+
+    def budget_problem(self, request: ChatCompletionRequest) -> BudgetExceeded | None:
+        """Whether a strong answer to this request could pass a cap now (the attempt reserves for real)."""
+        if self.budget is None:
+            return None
+        try:
+            self.budget.reserve(self.messages(request), self.max_tokens(request)).release()
+        except BudgetExceeded as exc:
+            return exc
+        return None
+
+    def attempts(self, plan: Plan) -> tuple[list[Attempt], str]:
+        """Backends to try in order, and the reason to record if the first one answers."""
+        weak = Attempt("weak", self.weak) if self.weak is not None else None
+        strong = Attempt("strong", self.strong) if self.strong is not None else None
+        chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
+        if plan.reason.startswith("budget"):
+            return ([weak] if weak else []), plan.reason  # over the cap: never strong, not even as a fallback
+        if chosen is None:
+            if other is None or not self.fallback:
+                return [], plan.reason
+            return [other], f"fallback:{plan.route}_not_configured"
+        return ([chosen, other] if self.fallback and other else [chosen]), plan.reason
+
+    def _options(self, request: ChatCompletionRequest, plan: Plan) -> dict:
+        return {"max_tokens": self.max_tokens(request), "temperature": request.temperature or 0.0,
+                "decision_id": plan.decision_id, "stop": request.stop_list(), "top_p": request.top_p}
+
+    def _reserve(self, attempt: Attempt, request: ChatCompletionRequest, options: dict) -> None:
+        """A strong attempt first reserves its worst-case cost (raises BudgetExceeded); the weak one costs none."""
+        if attempt.route == "strong" and self.budget is not None:
+            attempt.reservation = self.budget.reserve(self.messages(request), options["max_tokens"])
+
+    @staticmethod
+    def _settle(attempts: list[Attempt]) -> None:
+        for attempt in attempts:
+            if attempt.reservation is not None:
+                attempt.reservation.release()
+
+    # the record
+
+    def record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
+               completion_tokens: int, generation_s: float, error: str | None = None,
+               queue_s: float = 0.0) -> DecisionRecord:
+        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's."""
+        costs = self.costs
+        generation_s = max(generation_s - queue_s, 0.0)
+        strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
+        overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
+        if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
+            cost, energy = 0.0, 0.0
+        elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
+            cost, energy = strong_cost, 0.0
+        else:
+            cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
+        if error is not None:  # a failed or cut answer saves nothing against always-strong
+            strong_cost = cost
+        return DecisionRecord(
+            decision_id=plan.decision_id, tenant_id=plan.tenant_id, device_id=plan.device_id,
+            router_id=plan.router_id, router_version=plan.router_version, score=min(max(plan.score, 0.0), 1.0),
+            threshold=min(max(plan.threshold, 0.0), 1.0), route=route, reason=reason,
+            weak_model=self.weak_name, strong_model=self.strong_name,
+            model_used=self.weak_name if route == "weak" else self.strong_name,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
+            queue_latency_ms=queue_s * 1000.0,
+            cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
+            status="error" if error else "ok", error=error[:500] if error else None,
+            prompt=request.last_user_text() if self.store_prompts else None,
+        )
+
+    def write(self, record: DecisionRecord) -> bool:
+        return self.recorder.write(record)
+
+    # answering
+
+    def complete(self, request: ChatCompletionRequest, plan: Plan) -> Answer:
+        messages, options = self.messages(request), self._options(request, plan)
+        attempts, reason = self.attempts(plan)
+        errors: list[BackendError] = []
+        started = time.perf_counter()
+        try:
+            for attempt in attempts:
+                try:
+                    self._reserve(attempt, request, options)
+                except BudgetExceeded as exc:
+                    reason = exc.reason if attempt is attempts[0] else reason
+                    continue
+                try:
+                    _load(attempt.backend)
+                    began = time.perf_counter()
+                    completion = attempt.backend.complete(messages, **options)
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    if exc.cause == INPUT_REJECTED:
+                        break
+                    continue
+                record = self.record(plan, request, attempt.route, reason, completion.prompt_tokens,
+                                     completion.completion_tokens, time.perf_counter() - began,
+                                     queue_s=completion.queue_s)
+                stored = self.write(record)
+                return Answer(completion.text, completion.finish_reason, record, stored)
+            raise self.give_up(plan, request, errors, time.perf_counter() - started)
+        finally:
+            self._settle(attempts)
+
+    def give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
+                seconds: float) -> AnswerFailed:
+        """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
+        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
+        with a smaller context, would not be a fallback but a silent different answer."""
+        message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
+        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
+        self.write(self.record(plan, request, plan.route, reason, 0, 0, seconds, error=message))
+        lead = "no model could answer"
+        if errors and errors[-1].cause == INPUT_REJECTED:
+            lead = "the strong model refused this request" + (
+                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model")
+        return AnswerFailed(f"{lead}: {message}", errors)
+
+    def stream(self, request: ChatCompletionRequest, plan: Plan) -> "StreamingAnswer":
+        """Starts the answer: fallbacks happen before the first piece, so the route is known up front."""
+        messages, options = self.messages(request), self._options(request, plan)
+        attempts, reason = self.attempts(plan)
+        errors: list[BackendError] = []
+        started = time.perf_counter()
+        handed_over: Attempt | None = None
+        try:
+            for attempt in attempts:
+                try:
+                    self._reserve(attempt, request, options)
+                except BudgetExceeded as exc:
+                    reason = exc.reason if attempt is attempts[0] else reason
+                    continue
+                try:
+                    _load(attempt.backend)
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    continue
+                began = time.perf_counter()
+                pieces = attempt.backend.stream(messages, **options)
+                try:
+                    first = next(pieces)
+                except StopIteration as stop:
+                    handed_over = attempt
+                    return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()),
+                                           _stream_result(stop.value))
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    if exc.cause == INPUT_REJECTED:
+                        break
+                    continue
+                except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
+                    self.write(self.record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
+                                           error="interrupted"))
+                    raise
+                handed_over = attempt
+                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
+            raise self.give_up(plan, request, errors, time.perf_counter() - started)
+        finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
+            self._settle([a for a in attempts if a is not handed_over])
+
+
+@dataclass
+class StreamingAnswer:
+    """Text pieces of an answer in progress. Iterating to the end (or closing) writes the decision record."""
+
+    pipeline: Pipeline
+    plan: Plan
+    request: ChatCompletionRequest
+    attempt: Attempt
+    reason: str
+    began: float
+    first: str | None
+    rest: Iterator[str]
+    usage: StreamResult | None
+    record: DecisionRecord | None = None
+    stored: bool = True
+    finish_reason: str = "stop"
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def route(self) -> str:
+        return self.attempt.route
+
+    @property
+    def model(self) -> str:
+        return self.pipeline.weak_name if self.route == "weak" else self.pipeline.strong_name
+
+    def __iter__(self) -> Iterator[str]:
+        error: str | None = None
+        try:
+            if self.first is not None:
+                self.text_parts.append(self.first)
+                yield self.first
+            while True:
+                try:
+                    piece = next(self.rest)
+                except StopIteration as stop:
+                    if stop.value is not None:
+                        self.usage = _stream_result(stop.value)
+                    break
+                self.text_parts.append(piece)
+                yield piece
+        except BackendError as exc:
+            error = f"{exc.cause}: {exc}"
+            raise
+        except GeneratorExit:
+            error = "client_disconnected"
+            raise
+        except KeyboardInterrupt:  # Ctrl-C in the CLI while the model generates
+            error = "interrupted"
+            raise
+        finally:
+            self._finish(error)
+
+    def close(self, error: str = "client_disconnected") -> None:
+        """Ends the stream (early if the client is gone, or the user pressed Ctrl-C: `error` says which): releases
+        the backend and records what was produced. A stream already finished is recorded already, and stays so."""
+        closer = getattr(self.rest, "close", None)
+        if closer:
+            try:
+                closer()
+            except ValueError:  # still running in another thread; it ends on its own
+                pass
+        self._finish(error)
+
+    def _finish(self, error: str | None) -> None:
+        if self.record is not None:
+            return
+        usage = self.usage
+        if usage is None:  # cut short: count what was produced (one piece is about one token)
+            usage = StreamResult(0, len(self.text_parts), "stop")
+        self.finish_reason = usage.finish_reason or "stop"
+        self.record = self.pipeline.record(self.plan, self.request, self.route, self.reason, int(usage.prompt_tokens),
+                                           int(usage.completion_tokens), time.perf_counter() - self.began,
+                                           error=error, queue_s=usage.queue_s)
+        try:
+            self.stored = self.pipeline.write(self.record)
+        finally:
+            Pipeline._settle([self.attempt])
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+__all__ = ["Answer", "AnswerFailed", "Attempt", "Pipeline", "Plan", "Recorder", "StreamingAnswer"]
