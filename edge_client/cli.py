@@ -139,6 +139,16 @@ def _problem(exc: Exception) -> str:
     return "; ".join(parts)
 
 
+CHAT_COMMANDS = {"/good": "rate the last answer thumbs up", "/bad": "rate the last answer thumbs down",
+                 "/help": "list these commands", "/quit": "end the session (also /exit, an empty line or Ctrl-D)"}
+
+
+def _chat_command(line: str) -> str | None:
+    """The /word a chat line starts with ("/usr/bin/env ..." is a path, not a command), else None."""
+    first = line.split()[0]
+    return first if first.startswith("/") and first[1:2].isalpha() and "/" not in first[1:] else None
+
+
 @app.command()
 def chat(ctx: typer.Context,
          prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
@@ -147,16 +157,18 @@ def chat(ctx: typer.Context,
          system: Optional[str] = typer.Option(None, "--system", help="system prompt")) -> None:
     """Chat: each prompt is routed, the answer streams, then route, score, latency, cost, saving and decision id.
 
-    Interactive: type /good or /bad after an answer to rate it (thumbs up or down; see `feedback`)."""
+    Interactive: type /good or /bad after an answer to rate it (thumbs up or down; see `feedback`), /help for the
+    commands, /quit to end; a line starting with // is sent with one / less."""
     from hybrid_router.decision import DecisionNotFound
+    from rich.markup import escape
 
     service = _service(_settings(ctx))
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
         _chat_once(service, history + [{"role": "user", "content": prompt}], model, max_tokens)
         return
-    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; Ctrl-C stops an answer; empty "
-                      "line, 'exit' or Ctrl-D ends the session[/]")
+    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; /help lists the commands; Ctrl-C "
+                      "stops an answer; empty line, /quit or Ctrl-D ends the session[/]")
     last = None  # the last answer's decision record
     while True:
         try:
@@ -165,15 +177,29 @@ def chat(ctx: typer.Context,
             break
         if not line.strip() or line.strip() in {"exit", "quit"}:
             break
-        if line.strip() in {"/good", "/bad"}:
+        command = _chat_command(line)
+        if command in {"/quit", "/exit"}:
+            break
+        if command == "/help":
+            for name, what in CHAT_COMMANDS.items():
+                err_console.print(f"{name:<6} {what}", markup=False, highlight=False)
+            err_console.print("a line starting with // is sent with one / less", markup=False, highlight=False)
+            continue
+        if command in {"/good", "/bad"}:
             try:
                 if last is None:
                     raise CliError("no answer to rate yet")
-                said = _rate(service.log, last.decision_id, 1 if line.strip() == "/good" else -1, "thumbs")
+                said = _rate(service.log, last.decision_id, 1 if command == "/good" else -1, "thumbs")
                 err_console.print(f"[dim]{said}[/]", highlight=False, soft_wrap=True)
             except (*_known_errors(), DecisionNotFound) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             continue
+        if command is not None:
+            err_console.print(f"[bold red]error:[/] unknown command {escape(command)} (not sent to the model); "
+                              "/help lists the commands", highlight=False)
+            continue
+        if line.lstrip().startswith("//"):
+            line = line.lstrip()[1:]
         history.append({"role": "user", "content": line})
         try:
             text, last = _chat_once(service, history, model, max_tokens)
@@ -227,8 +253,9 @@ def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
     POST /v1/feedback)."""
     import uvicorn
 
-    from edge_client.server import create_app
+    from edge_client.server import check_bind, create_app
 
+    check_bind(host, _settings(ctx).settings)
     service = _service(_settings(ctx))
     if preload:
         load = getattr(service.weak, "load", None)
@@ -238,7 +265,7 @@ def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
             except _known_errors() as exc:
                 err_console.print(f"[yellow]warning:[/] {exc} (local answers will fall back to the strong model)")
     err_console.print(f"serving on http://{host}:{port}/v1 (weak {service.weak_name}, strong {service.strong_name})")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(service, host=host), host=host, port=port, log_level="warning")
 
 
 def _since(days: int) -> str:

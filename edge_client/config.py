@@ -24,7 +24,7 @@ ENV_PREFIX = "HYBRID_ROUTER_"
 ENV_CONFIG = "HYBRID_ROUTER_CONFIG"
 # The router runtime's own variable for the router file; honoured as router_path when that is not set.
 ENV_ROUTER = "HYBRID_ROUTER_ROUTER"
-SECRET_FIELDS = {"api_key", "openai_api_key"}
+SECRET_FIELDS = {"api_key", "openai_api_key", "server_token"}
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,13 @@ class Settings(BaseModel):
     tenant_id: str = "local"
     device_id: str = "local"
     sync_batch_size: int = Field(100, ge=1, le=1000)
+    # the local server (`serve`)
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names `serve` answers besides "
+                                     "localhost, 127.0.0.1, [::1] and its own address (any port); comma-separated")
+    allowed_origins: list[str] = Field(default_factory=list, description="browser origins `serve` answers (and "
+                                       "allows by CORS), e.g. http://localhost:3000; comma-separated")
+    server_token: str | None = Field(None, description="bearer token `serve` requires on every route but GET "
+                                     "/health; needed to serve on a non-loopback host")
 
     @field_validator("cloud_url", "openai_url", "sagemaker_endpoint_url")
     @classmethod
@@ -72,6 +79,21 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [origin.lower().rstrip("/") for origin in value]
+        for origin in origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(f"an origin is scheme://host[:port], e.g. http://localhost:3000, got {origin!r}")
+        return origins
 
     @model_validator(mode="after")
     def _one_threshold_rule(self) -> "Settings":

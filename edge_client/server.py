@@ -3,11 +3,17 @@ and POST /v1/feedback (a rating of one answer, as the cloud API takes it, kept i
 
 Each answer carries its decision: a `routing` field (and, for streams, on the last chunk) plus
 x-hybrid-router-* response headers. Errors use OpenAI's error body.
+
+Only what the user meant is served: the Host must be this machine's (no DNS rebinding), a browser Origin must be
+this server's own or an allowed one, bodies must be application/json (no CORS "simple request" reaches a model), and
+with `server_token` set every route but GET /health needs `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -19,9 +25,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hybrid_router.api.errors import error_response, validation_error_response
+from hybrid_router.api.errors import BodySizeLimit, error_response, validation_error_response
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -36,11 +45,13 @@ from hybrid_router.openai_schema import (
     error_body,
 )
 
+from edge_client.config import ConfigError, Settings
 from edge_client.routing_source import RoutingError
 from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModelError
 
 # Room for the JSON around a prompt of MAX_PROMPT_CHARS characters.
 MAX_BODY_BYTES = MAX_PROMPT_CHARS + 64 * 1024
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 def _error(status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None,
@@ -66,9 +77,93 @@ def _record_routing(plan: Plan, record: DecisionRecord) -> dict[str, Any]:
     return routing
 
 
+def _hostname(host: str) -> str:
+    """The name in a Host header or address, without its port: example.com, 127.0.0.1, [::1]."""
+    host = host.strip().lower()
+    if host.count(":") > 1 and not host.startswith("["):
+        return f"[{host}]"
+    name = host[:host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    return name.rstrip(".")
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(_hostname(host).strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    ip = _ip(host)
+    return ip.is_loopback if ip is not None else _hostname(host) == "localhost"
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuses to serve beyond this machine without a token: anyone on the network could spend the user's money."""
+    if not is_loopback(host) and not settings.server_token:
+        raise ConfigError(f"serving on the non-loopback host {host} needs a token: set server_token "
+                          "(HYBRID_ROUTER_SERVER_TOKEN), or serve on 127.0.0.1")
+
+
+class RequestGuard:
+    """Refuses, before a body is read, what a web page could send on the user's behalf: a Host that is not this
+    machine (DNS rebinding), an Origin that is neither this server's nor allowed, a call without the token (when one
+    is set), and a POST body that is not application/json (a CORS simple request, sent without a preflight).
+
+    This machine is localhost, 127.0.0.1, [::1], the address the connection came in on, the bound `host` (unless
+    it is 0.0.0.0 or ::) and `allowed_hosts`, on any port; the server's own origin is http:// one of those
+    loopback names or that address, on its port."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, host: str | None) -> None:
+        self.app = app
+        self.hosts = LOOPBACK_HOSTS | {_hostname(name) for name in settings.allowed_hosts}
+        if host is not None and not getattr(_ip(host), "is_unspecified", False):
+            self.hosts |= {_hostname(host)}
+        self.origins = frozenset(settings.allowed_origins)
+        self.token = settings.server_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        headers = Headers(scope=scope)
+        address, port = scope.get("server") or ("127.0.0.1", 80)
+        own = LOOPBACK_HOSTS | {_hostname(address)}
+        host = headers.get("host", "")
+        if _hostname(host) not in self.hosts | own:
+            return _error(403, f"Host {host!r} is not this machine; add it to allowed_hosts to serve it",
+                          code="host_not_allowed")
+        origin = headers.get("origin")
+        own_origins = {f"http://{name}:{port}" for name in own} | ({f"http://{name}" for name in own}
+                                                                   if port == 80 else set())
+        if origin is not None and origin.lower().rstrip("/") not in self.origins | own_origins:
+            return _error(403, f"Origin {origin!r} is not allowed; add it to allowed_origins to serve it",
+                          code="origin_not_allowed")
+        method = scope["method"]
+        preflight = method == "OPTIONS" and "access-control-request-method" in headers
+        health = method in ("GET", "HEAD") and scope["path"] == "/health"
+        if self.token and not (preflight or health) and not self._authorized(headers.get("authorization", "")):
+            response = _error(401, "send the server token as 'Authorization: Bearer <server_token>'",
+                              code="invalid_token")
+            response.headers["www-authenticate"] = "Bearer"
+            return response
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if method == "POST" and content_type != "application/json":
+            return _error(415, f"the body must be JSON sent as Content-Type: application/json, not {content_type!r}",
+                          code="unsupported_media_type")
+        return None
+
+    def _authorized(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        return (self.token is not None and scheme.lower() == "bearer"
+                and hmac.compare_digest(token.strip().encode(), self.token.encode()))
+
+
 def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, f"request body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -272,4 +367,9 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                           code="decision_log_unwritable")
         return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
 
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["authorization", "content-type"],
+                       expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"])
+    app.add_middleware(RequestGuard, settings=settings, host=host)
     return app

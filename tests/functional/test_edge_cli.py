@@ -241,3 +241,35 @@ def test_interactive_chat_rates_the_last_answer_with_good_and_bad(env) -> None:
     assert f"decision {record.decision_id}" in session.stderr  # the summary line names the decision
     assert (stored.decision_id, stored.rating, stored.scale) == (record.decision_id, 1, "thumbs")  # the last word
     assert session.stderr.count(f"rated decision {record.decision_id}") == 2
+
+
+def test_interactive_chat_commands_are_never_sent_to_the_model(env) -> None:
+    pytest.importorskip("llama_cpp")
+    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0"],
+                             input="/help\n/wat\n/tmp is full\n/quit\nSay hello.\n", env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=240)
+    assert session.returncode == 0 and "Traceback" not in session.stderr, session.stderr
+    help_lines = [line for line in session.stderr.splitlines() if line.startswith(("/good", "/bad", "/help", "/quit"))]
+    assert len(help_lines) == 4 and any("end the session" in line for line in help_lines)
+    assert "error: unknown command /wat (not sent to the model)" in session.stderr
+    assert "error: unknown command /tmp" in session.stderr
+    assert session.stdout.count("> ") == 4  # /quit ended the session: "Say hello." was never read
+    with _log(env) as log:
+        assert log.count() == 0
+
+
+def test_exit_ends_an_interactive_chat_too(env) -> None:
+    pytest.importorskip("llama_cpp")
+    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat"], input="/exit\nSay hello.\n",
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert session.returncode == 0 and session.stdout.count("> ") == 1, session.stderr
+    with _log(env) as log:
+        assert log.count() == 0
+
+
+def test_serve_on_a_non_loopback_host_without_a_token_is_refused(env) -> None:
+    result = subprocess.run([sys.executable, "-m", "edge_client.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: serving on the non-loopback host 0.0.0.0 needs a token") and "server_token" in line

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
 MAX_PROMPT_CHARS = 1_000_000
 MAX_TOKENS_LIMIT = 32768  # the largest max_tokens a request (or the edge CLI's --max-tokens) may ask for
@@ -40,11 +40,13 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = "router"
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: StrictBool = False  # "yes" or 1 is an error, as in OpenAI's API
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    # Strict, as in OpenAI's API: "yes" or 1 is not a bool, true or "4" not a number (an int is a float).
+    stream: StrictBool = False
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    n: StrictInt | None = None
     stop: str | list[str] | None = Field(default=None, description="up to 4 stop sequences, as in OpenAI's API")
 
     @field_validator("stop")
@@ -67,9 +69,9 @@ class ChatCompletionRequest(BaseModel):
         nothing is charged or logged: n > 1, function calling, non-text content, an over-long prompt, and text
         that is not text (a lone UTF-16 surrogate)."""
         extra = self.model_extra or {}
-        n = extra.get("n")
-        if n not in (None, 1):  # one answer per request; never silently fewer than asked for
-            return InputProblem("unsupported_value", "n", f"n={n!r} is not supported: one answer per request (n=1)")
+        if self.n not in (None, 1):  # one answer per request; never silently fewer than asked for
+            return InputProblem("unsupported_value", "n",
+                                f"n={self.n!r} is not supported: one answer per request (n=1)")
         for name in ("tools", "functions"):
             if extra.get(name):  # an empty list is harmless; a tool list would be silently ignored
                 return InputProblem("unsupported_value", name, f"'{name}' (function calling) is not supported: "
