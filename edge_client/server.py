@@ -44,6 +44,7 @@ from hybrid_router.openai_schema import (
     completion_chunk,
     error_body,
 )
+from hybrid_router.pipeline import ClientGone
 
 from edge_client.config import ConfigError, Settings
 from edge_client.routing_source import RoutingError
@@ -269,6 +270,26 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
         pump.stop()  # a client that went away ends generation at the next piece
 
 
+async def _complete_unless_gone(http_request: Request, service: EdgeService, request: Any, plan: Plan) -> Any:
+    """A plain answer whose generation stops soon after the client hangs up (ClientGone), instead of running on
+    to max_tokens and holding the local model from everyone behind it."""
+    gone = threading.Event()
+
+    async def watch() -> None:
+        while not gone.is_set():
+            if await http_request.is_disconnected():
+                gone.set()
+                return
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await run_in_threadpool(service.complete, request, plan, gone.is_set)
+    finally:
+        gone.set()
+        watcher.cancel()
+
+
 def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     """The server for `service`; `host` is the address it is bound to (then allowed as a Host), if known."""
     settings = service.settings
@@ -334,7 +355,9 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                 include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
                 return StreamingResponse(_sse_body(answer, completion_id, include_usage),
                                          media_type="text/event-stream", headers=_headers(routing))
-            result = await run_in_threadpool(service.complete, request, plan)
+            result = await _complete_unless_gone(http_request, service, request, plan)
+        except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
+            return _error(499, str(exc), code="client_disconnected")
         except BackendError as exc:
             status = exc.status_code if exc.status_code >= 400 else 502
             kind = "invalid_request_error" if status < 500 else "api_error"  # 4xx: the request, e.g. too long

@@ -150,8 +150,9 @@ class EdgeService:
 
     # answering: the core pipeline
 
-    def complete(self, request: ChatCompletionRequest, plan: Plan | None = None) -> Answer:
-        return self.pipeline.complete(request, plan or self.plan(request))
+    def complete(self, request: ChatCompletionRequest, plan: Plan | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> Answer:
+        return self.pipeline.complete(request, plan or self.plan(request), cancelled=cancelled)
 
     def stream(self, request: ChatCompletionRequest, plan: Plan | None = None) -> StreamingAnswer:
         return self.pipeline.stream(request, plan or self.plan(request))

@@ -562,3 +562,26 @@ def test_looking_up_a_router_whose_file_cannot_load_is_503(edge, monkeypatch) ->
     monkeypatch.setattr(service.route_source, "router_for", broken)
     response = httpx.get(server.url + "/v1/models/router-mf-0.3")
     assert response.status_code == 503 and response.json()["error"]["code"] == "router_unavailable"
+
+
+def test_a_plain_request_whose_client_hangs_up_stops_generating(tmp_path, router_dir, weak) -> None:
+    service = make_service(tmp_path, router_dir, weak, None)
+    with ServerThread(create_app(service)) as server:
+        body = json.dumps({"model": ALWAYS_WEAK, "max_tokens": 900,
+                           "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]})
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+            time.sleep(1.0)
+        hung_up = time.monotonic()
+        deadline = hung_up + 20
+        while not service.log.records() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopped_after = time.monotonic() - hung_up
+        [record] = service.log.records()
+        assert (record.status, record.error) == ("error", "client_disconnected")
+        assert 0 < record.completion_tokens < 600
+        assert stopped_after < 3
+        # the model is free for the next caller at once
+        answer = client_for(server).chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=4)
+        assert answer.choices[0].message.content

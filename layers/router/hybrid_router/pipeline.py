@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,6 +54,14 @@ class Recorder(Protocol):
         """Stores the record: True when stored, False when it could not be (the caller reports it); or raises
         to withhold the answer (the device's fail-closed log)."""
         ...
+
+
+class ClientGone(Exception):
+    """The caller went away before a plain answer was complete: generation stopped, the record says so."""
+
+    def __init__(self, record: DecisionRecord):
+        super().__init__(f"the client disconnected; decision {record.decision_id} recorded as client_disconnected")
+        self.record = record
 
 
 class AnswerFailed(BackendError):
@@ -193,7 +201,12 @@ class Pipeline:
 
     # answering
 
-    def complete(self, request: ChatCompletionRequest, plan: Plan) -> Answer:
+    def complete(self, request: ChatCompletionRequest, plan: Plan,
+                 cancelled: Callable[[], bool] | None = None) -> Answer:
+        """A whole answer. With `cancelled` (e.g. "has the HTTP client hung up?"), the answer is generated as a
+        stream and stops at the first piece after `cancelled()` turns true (raises ClientGone)."""
+        if cancelled is not None:
+            return self._complete_cancellable(request, plan, cancelled)
         messages, options = self.messages(request), self._options(request, plan)
         attempts, reason = self.attempts(plan)
         errors: list[BackendError] = []
@@ -223,6 +236,17 @@ class Pipeline:
             raise self.give_up(plan, request, errors, time.perf_counter() - started)
         finally:
             self._settle(attempts)
+
+    def _complete_cancellable(self, request: ChatCompletionRequest, plan: Plan,
+                              cancelled: Callable[[], bool]) -> Answer:
+        answer = self.stream(request, plan)
+        for _ in answer:
+            if cancelled():
+                answer.close("client_disconnected")
+                assert answer.record is not None
+                raise ClientGone(answer.record)
+        assert answer.record is not None
+        return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
 
     def give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
                 seconds: float) -> AnswerFailed:
@@ -367,4 +391,4 @@ class StreamingAnswer:
         return "".join(self.text_parts)
 
 
-__all__ = ["Answer", "AnswerFailed", "Attempt", "Pipeline", "Plan", "Recorder", "StreamingAnswer"]
+__all__ = ["Answer", "AnswerFailed", "ClientGone", "Attempt", "Pipeline", "Plan", "Recorder", "StreamingAnswer"]
