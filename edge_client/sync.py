@@ -1,6 +1,9 @@
 """Upload the device's pending decision records, then its pending ratings, to the cloud: batched, retried, idempotent.
 
 A record is marked synced only after the cloud acknowledged it (accepted, or already stored = duplicate).
+A record the cloud refuses for what it holds (its per-record `failed` answer, or a 413 for that record alone) is
+marked refused in the log with the reason, reported, and not sent again; the rest go on. A sync that refused
+records this time is `stuck` (exit status 1 from the command line), as is one that gave up on a batch.
 The cloud dedups by decision id, so a batch re-sent after a crash, a kill or a dropped connection comes back
 as duplicates: killing `sync` at any moment loses nothing and stores nothing twice.
 Ratings go one per request to POST /v1/feedback once the cloud has their decision; the cloud keeps one rating per
@@ -33,6 +36,7 @@ from hybrid_router.ulid import new_ulid
 DECISIONS_PATH = "/v1/decisions"
 FEEDBACK_PATH = "/v1/feedback"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_JSON = {"content-type": "application/json"}
 
 
 class SyncError(ConnectionError):
@@ -65,9 +69,21 @@ class SyncReport:
     feedback_accepted: int = 0
     feedback_failed: list[tuple[str, str]] = field(default_factory=list)
     feedback_remaining: int = 0
+    refused_total: int = 0  # refused records in the log, from this sync and earlier ones
+
+    @property
+    def stuck(self) -> bool:
+        """Records this sync could not get into the cloud (refused: they stay on the device only)."""
+        return bool(self.failed)
 
     def __str__(self) -> str:
-        rejected = f"; {len(self.failed)} rejected by the cloud (kept pending)" if self.failed else ""
+        rejected = ""
+        if self.failed:
+            decision_id, reason = self.failed[0]
+            rejected = (f"; {len(self.failed)} refused by the cloud (kept in the device log as refused, not sent "
+                        f"again; first: {decision_id}: {reason})")
+        if self.refused_total > len(self.failed):
+            rejected += f"; {self.refused_total} refused in all"
         refused = (f", {len(self.feedback_failed)} refused by the cloud (kept pending; first: "
                    f"{self.feedback_failed[0][0]}: {self.feedback_failed[0][1]})" if self.feedback_failed else "")
         return (f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
@@ -78,6 +94,7 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["stuck"] = self.stuck
         for key in ("failed", "feedback_failed"):
             data[key] = [{"decision_id": d, "error": e} for d, e in getattr(self, key)]
         return data
@@ -125,26 +142,28 @@ def sync_decisions(
     size = batch_size
     try:
         while max_batches is None or report.batches < max_batches:
-            batch = log.pending(size, after=cursor)
+            batch = log.pending_json(size, after=cursor)
             if not batch:
                 break
-            body = {"records": [record.model_dump(mode="json") for record in batch]}
-            answer = post(DECISIONS_PATH, body)
+            ids = [decision_id for decision_id, _ in batch]
+            answer = post(DECISIONS_PATH, {"records": [record for _, record in batch]})
             if answer is None:  # 413: the batch was too big for the cloud; halve it and try again
-                if size == 1:
-                    raise SyncError(f"the cloud refuses even a single record as too large ({batch[0].decision_id})")
-                size = max(1, len(batch) // 2)
-                continue
-            ids = [record.decision_id for record in batch]
+                if size > 1:
+                    size = max(1, len(batch) // 2)
+                    continue
+                answer = {"accepted": 0, "duplicates": 0,
+                          "failed": [{"decision_id": ids[0], "error": "too large for the cloud (HTTP 413)"}]}
+                size = batch_size
             failed = _acknowledged(answer, ids)
             acked = [decision_id for decision_id in ids if decision_id not in failed]
             log.mark_synced(acked, batch=new_ulid())
+            log.mark_refused(failed)
             report.sent += len(batch)
             report.batches += 1
             report.accepted += int(answer["accepted"])
             report.duplicates += int(answer["duplicates"])
             report.failed.extend(failed.items())
-            cursor = batch[-1].decision_id
+            cursor = ids[-1]
         _sync_feedback(log, post, batch_size, report)
     except SyncError as error:
         error.report = _finish(report, log, started)
@@ -181,6 +200,7 @@ def _sync_feedback(log: DecisionLog, post: Callable[..., Any], page_size: int, r
 def _finish(report: SyncReport, log: DecisionLog, started: float) -> SyncReport:
     report.seconds = time.monotonic() - started
     report.remaining = log.pending_count()
+    report.refused_total = log.refused_count()
     report.feedback_remaining = log.feedback_pending_count()
     return report
 
@@ -200,7 +220,7 @@ def _post(
     for attempt in range(max_retries + 1):
         retry_after: float | None = None
         try:
-            response = http.post(path, json=body, headers=headers)
+            response = http.post(path, content=_json_bytes(body), headers={**headers, **_JSON})
         except httpx.TransportError as error:
             tls = _tls_failure(error)
             if tls is not None:
@@ -234,6 +254,13 @@ def _post(
             delay = max(delay, min(retry_after, max_delay_s))
         sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """The body as httpx would send it, except that a number JSON cannot spell (a NaN or infinity in a record
+    an older version logged) goes as Python's `NaN`/`Infinity`, for the cloud to refuse that record alone,
+    instead of failing the whole batch here."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _acknowledged(answer: Any, ids: Sequence[str]) -> dict[str, str]:
@@ -338,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(str(report), file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict()) if args.json else str(report))
+    if report.stuck:
+        print(f"error: the cloud refused {len(report.failed)} record(s); they stay in the device log as refused "
+              f"(first: {report.failed[0][0]}: {report.failed[0][1]})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -326,13 +326,14 @@ def test_chat_strong_model_name_forces_strong(chat_api) -> None:
     assert_openai_error(chat(chat_api, model="gpt-4o"), 404, "model_not_found")
 
 
-def test_chat_with_callers_decision_id_stores_nothing(chat_api) -> None:
+def test_chat_with_callers_decision_id_records_under_that_id(chat_api) -> None:
     decision_id = new_ulid()
     response = chat_api.post("/v1/chat/completions", headers={"x-decision-id": decision_id},
                              json={"model": "strong-model", "messages": [{"role": "user", "content": "hi"}],
                                    "max_tokens": 4})
     assert response.json()["routing"]["decision_id"] == decision_id
-    assert chat_api.store.records_for_device("acme", "device-a") == []
+    [record] = chat_api.store.records_for_device("acme", "device-a")
+    assert record.decision_id == decision_id and record.cost_usd > 0
     bad = chat_api.post("/v1/chat/completions", headers={"x-decision-id": "nope"},
                         json={"messages": [{"role": "user", "content": "hi"}]})
     assert_openai_error(bad, 422)

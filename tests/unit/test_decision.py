@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from pydantic import ValidationError
 
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionRecord, merge_served
 from hybrid_router.ulid import is_ulid, new_ulid, ulid_time_ms
 
 
@@ -44,3 +47,35 @@ def test_bad_fields_are_refused_with_the_field_named(field: str, value: object) 
 
 def test_fallback_reasons_carry_their_cause() -> None:
     assert make(reason="fallback:strong_timeout").reason == "fallback:strong_timeout"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cost_usd", 1e200), ("cost_usd", float("inf")), ("strong_cost_usd", float("inf")), ("energy_wh", 1e7),
+    ("cost_usd", 1_000_001.0), ("prompt_tokens", 10**40), ("completion_tokens", 10**9 + 1),
+    ("generation_latency_ms", 1e9), ("router_latency_ms", float("inf")), ("queue_latency_ms", 1e300),
+])
+def test_numbers_out_of_any_real_range_are_refused_with_the_field_named(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        make(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["generation_latency_ms", "router_latency_ms", "cost_usd", "strong_cost_usd",
+                                   "energy_wh", "score", "queue_latency_ms"])
+def test_tiny_positive_numbers_dynamodb_cannot_hold_are_stored_as_zero(field: str) -> None:
+    edges = make(prompt_tokens=10**9, cost_usd=1e6, energy_wh=1e6, router_latency_ms=1e8, score=1.0)
+    assert (edges.prompt_tokens, edges.cost_usd, edges.energy_wh, edges.router_latency_ms) == (10**9, 1e6, 1e6, 1e8)
+    assert getattr(make(**{field: 1e-200}), field) == 0.0
+    assert getattr(make(**{field: 1e-100}), field) == 1e-100
+    TypeSerializer().serialize(Decimal(repr(getattr(make(**{field: 1.2345678901234567e-100}), field))))
+
+
+def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_served() -> None:
+    served = make(route="strong", model_used="s", prompt_tokens=10, completion_tokens=20, cost_usd=0.002,
+                  strong_cost_usd=0.002, router_id="cloud", reason="forced")
+    device = make(decision_id=served.decision_id, route="strong", model_used="s", prompt_tokens=12,
+                  completion_tokens=18, cost_usd=0.001, strong_cost_usd=0.001, prompt="hi")
+    merged = merge_served(served, device)
+    assert (merged.router_id, merged.reason, merged.prompt) == ("r", "routed", "hi")
+    assert (merged.prompt_tokens, merged.completion_tokens, merged.cost_usd) == (12, 20, 0.002)
+    local = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 1e-6}))
+    assert local.route == "weak" and local.cost_usd == pytest.approx(0.002 + 1e-6)

@@ -275,3 +275,27 @@ def test_a_full_log_refuses_a_rating_with_the_logs_clear_error(tmp_path, make_de
         log.rate(FeedbackRequest(decision_id=record.decision_id, rating=3, comment="y" * 4000))
     assert log.rated() == []
     log.close()
+
+
+def test_a_refused_decision_leaves_the_queue_keeps_its_reason_and_still_counts_locally(log, make_decision):
+    records = sorted((make_decision() for _ in range(3)), key=lambda r: r.decision_id)
+    log.append_many(records)
+    assert log.mark_refused({records[1].decision_id: "invalid record: cost_usd: too large"}) == 1
+    assert [r.decision_id for r in log.pending()] == [records[0].decision_id, records[2].decision_id]
+    assert [d for d, _ in log.pending_json()] == [records[0].decision_id, records[2].decision_id]
+    assert log.pending_count() == 2 and log.refused_count() == 1
+    assert log.refused() == [(records[1].decision_id, "invalid record: cost_usd: too large")]
+    assert log.usage().totals.requests == 3
+    log.mark_synced([records[1].decision_id])  # the cloud took it after all: synced, no longer refused
+    assert log.refused_count() == 0 and log.is_synced(records[1].decision_id)
+
+
+def test_pending_json_hands_over_a_row_this_version_would_refuse(log, make_decision):
+    from hybrid_router.decision import DecisionRecord
+
+    odd = DecisionRecord.model_construct(**{**make_decision().model_dump(), "cost_usd": 1e200})
+    log.append(odd)
+    [(decision_id, record)] = log.pending_json()
+    assert decision_id == odd.decision_id and record["cost_usd"] == 1e200
+    with pytest.raises(ValidationError):
+        log.pending()

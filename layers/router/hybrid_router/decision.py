@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -11,6 +11,18 @@ from hybrid_router.ulid import is_ulid, new_ulid
 
 Route = Literal["weak", "strong"]
 Status = Literal["ok", "error"]
+
+MAX_TOKENS = 10**9
+MAX_USD = 10**6
+MAX_LATENCY_MS = 10**8
+# DynamoDB numbers reach down to 1e-130 (boto3's TypeSerializer refuses smaller ones); far smaller than any
+# count or price a record holds, so a smaller positive value is stored as 0.
+SMALLEST_STORED = 1e-100
+
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
+Millis = Annotated[float, Field(ge=0.0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 def utc_iso(value: str | date | datetime) -> str:
@@ -40,8 +52,11 @@ class DecisionRecord(BaseModel):
     """What was decided for one prompt, what it cost, and what the strong model would have cost.
 
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
-    `budget` (the spend cap sent it local) or `fallback:<cause>` (the chosen side failed).
+    `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
+    `fallback:<cause>` (the chosen side failed).
     The prompt text is kept only when the user turns that on (`prompt`).
+    Numbers are finite and within what any real request reaches (tokens up to 10**9, dollars and watt-hours up
+    to 10**6, latencies up to 10**8 ms), so every store can hold them.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,20 +67,21 @@ class DecisionRecord(BaseModel):
     device_id: str = "local"
     router_id: str
     router_version: str
-    score: float = Field(ge=0.0, le=1.0)
-    threshold: float = Field(ge=0.0, le=1.0)
+    score: Share
+    threshold: Share
     route: Route
     reason: str = "routed"
     weak_model: str
     strong_model: str
     model_used: str
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
-    router_latency_ms: float = Field(default=0.0, ge=0.0)
-    generation_latency_ms: float = Field(default=0.0, ge=0.0)
-    cost_usd: float = Field(default=0.0, ge=0.0)
-    strong_cost_usd: float = Field(default=0.0, ge=0.0)
-    energy_wh: float = Field(default=0.0, ge=0.0)
+    prompt_tokens: Tokens = 0
+    completion_tokens: Tokens = 0
+    router_latency_ms: Millis = 0.0
+    generation_latency_ms: Millis = 0.0
+    queue_latency_ms: Millis = 0.0  # waiting for a busy local model; not generation
+    cost_usd: Usd = 0.0
+    strong_cost_usd: Usd = 0.0
+    energy_wh: Usd = 0.0
     status: Status = "ok"
     error: str | None = None
     prompt: str | None = None
@@ -76,6 +92,12 @@ class DecisionRecord(BaseModel):
         if not is_ulid(value):
             raise ValueError("decision_id must be a 26-character ULID")
         return value
+
+    @field_validator("score", "threshold", "router_latency_ms", "generation_latency_ms", "queue_latency_ms",
+                     "cost_usd", "strong_cost_usd", "energy_wh")
+    @classmethod
+    def _storable(cls, value: float) -> float:
+        return 0.0 if value < SMALLEST_STORED else value
 
     @field_validator("created_at")
     @classmethod
@@ -89,9 +111,9 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget") or value.startswith("fallback:"):
+        if value in ("routed", "forced", "budget") or value.startswith(("fallback:", "budget:")):
             return value
-        raise ValueError("reason must be routed, forced, budget or fallback:<cause>")
+        raise ValueError("reason must be routed, forced, budget:<cap> or fallback:<cause>")
 
     @property
     def day(self) -> str:
@@ -100,3 +122,20 @@ class DecisionRecord(BaseModel):
     @property
     def saving_usd(self) -> float:
         return self.strong_cost_usd - self.cost_usd
+
+
+def merge_served(served: DecisionRecord, device: DecisionRecord) -> DecisionRecord:
+    """One record for a request the cloud served and the device logged under the same decision id.
+
+    The device's record says what happened on the device (route, reason, router, latencies, prompt); the cloud's
+    says what it served. The result never costs less than what the cloud served: a device that took the cloud's
+    answer keeps the larger of each count and cost, one that answered locally after all (it stopped waiting)
+    pays for both answers.
+    """
+    if device.route == "strong":
+        update = {name: max(getattr(device, name), getattr(served, name))
+                  for name in ("prompt_tokens", "completion_tokens", "cost_usd", "strong_cost_usd")}
+    else:
+        update = {"cost_usd": device.cost_usd + served.cost_usd,
+                  "strong_cost_usd": max(device.strong_cost_usd, served.strong_cost_usd)}
+    return device.model_copy(update=update)

@@ -83,6 +83,8 @@ class DecisionBatch(BaseModel):
 
 
 class FailedRecord(BaseModel):
+    """A record refused for what it holds (`invalid record: <field>: <why>`): re-sending it as is cannot help."""
+
     decision_id: str
     error: str
 

@@ -112,25 +112,43 @@ def _record(svc: Services, plan: Plan, who: Identity, prompt_tokens: int, comple
         status="ok" if error is None else "error", error=None if error is None else str(error)[:500])
 
 
-def _save(svc: Services, record: DecisionRecord, caller_logs: bool) -> bool:
-    """Stores the record (unless the caller keeps it); False when the write failed.
+def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
+    """Stores the record of what was served; False when the write failed.
 
+    A linked request (the caller sent `x-decision-id` and logs its own record) that served nothing (an error)
+    stores nothing: the device's record is the only one. Anything served is stored under the caller's identity,
+    whatever the caller logs; the device's upload of the same id later merges into it (one request, never
+    costing less than what was served here).
     The answer is already paid for, so a failed write does not turn it into an error. Nothing is lost: the
     whole record goes to the error log (and a metric), and a plain answer carries it back in
     `routing.unstored_record`, which the caller can re-send to POST /v1/decisions (idempotent by id).
     """
     svc.telemetry.decision(record, source="chat")
-    if caller_logs:
+    if linked and record.status == "error":
         return True
     try:
-        result = svc.call_store("put_records", svc.store.put_records, [record])
+        svc.call_store("put_served", svc.store.put_served, record)
     except ApiError as exc:
-        svc.telemetry.store_failure("put_records", exc.message, record)
+        svc.telemetry.store_failure("put_served", exc.message, record)
         return False
-    if result.failed:
-        svc.telemetry.store_failure("put_records", result.failed[0][1], record)
+    except ValueError as exc:
+        svc.telemetry.store_failure("put_served", str(exc), record)
         return False
     return True
+
+
+def _claim(svc: Services, who: Identity, decision_id: str) -> None:
+    """A caller's decision id is good for one chat call, and only its own (checked before anything is served)."""
+    from hybrid_router.stores.dynamodb import DecisionIdTaken
+
+    try:
+        svc.call_store("claim", svc.store.claim, who.tenant_id, who.device_id, decision_id)
+    except DecisionIdTaken as exc:
+        if exc.foreign:
+            raise ApiError(409, f"x-decision-id {decision_id} belongs to another device; send a new ULID.",
+                           code="decision_id_conflict", param="x-decision-id") from None
+        raise ApiError(409, f"x-decision-id {decision_id} was already used for a chat call; send a new ULID "
+                            "for each request.", code="decision_id_reused", param="x-decision-id") from None
 
 
 def _routing_info(plan: Plan) -> dict[str, Any]:
@@ -172,18 +190,21 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
                      svc: Services = Depends(services),
                      x_decision_id: str | None = Header(default=None)) -> Any:
     """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
-    forces strong. A caller that keeps its own decision log (the edge client) sends `x-decision-id`: the answer
-    then carries that id and no record is stored here (the device uploads its own, so nothing counts twice)."""
+    forces strong. Every answer served is recorded here. A caller that keeps its own decision log (the edge
+    client) sends `x-decision-id`: the answer and the record carry that id, which links the record to the
+    device's own (uploaded later, merged, so nothing counts twice). The id must be new and the caller's own
+    (409 `decision_id_reused` / `decision_id_conflict`)."""
     caller_id = _caller_decision_id(x_decision_id)
     _check_input(body)
     plan = _plan(svc, body)
     if caller_id:
+        _claim(svc, who, caller_id)
         plan.decision_id = caller_id
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     max_tokens = body.token_limit(svc.settings.default_max_tokens)
     temperature = body.temperature if body.temperature is not None else 0.0
     if body.stream:
-        return _stream(svc, plan, who, messages, max_tokens, temperature, caller_logs=bool(caller_id),
+        return _stream(svc, plan, who, messages, max_tokens, temperature, linked=bool(caller_id),
                        stop=body.stop_list(), top_p=body.top_p)
     started = time.perf_counter()
     try:
@@ -211,7 +232,7 @@ def _sse(data: Any) -> str:
 
 
 def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_tokens: int,
-            temperature: float, caller_logs: bool, stop: list[str] | None = None,
+            temperature: float, linked: bool, stop: list[str] | None = None,
             top_p: float | None = None) -> StreamingResponse:
     """Server-sent events. Under uvicorn they flow as generated; Mangum (Lambda) collects the whole body and
     returns it as one buffered text/event-stream response: same chunks, same [DONE], delivered at the end.
@@ -221,7 +242,7 @@ def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_
     try:
         first = next(iter(pieces), None)
     except BackendError as exc:
-        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), caller_logs)
+        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), linked)
         raise _backend_error(exc) from None
     completion_id, created = f"chatcmpl-{plan.decision_id}", int(time.time())
     model = plan.model_used
@@ -253,7 +274,7 @@ def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_
                                       code=f"upstream_{exc.cause}"))
             usage = returned or getattr(plan.backend, "last_usage", None) or (0, count)
             elapsed = time.perf_counter() - started
-            _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), caller_logs)
+            _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), linked)
             saved = True
             if error is None:
                 yield _sse(completion_chunk(completion_id, model, {}, finish_reason="stop", created=created))
@@ -264,7 +285,7 @@ def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_
                 if close is not None:
                     close()
                 _save(svc, _record(svc, plan, who, 0, count, time.perf_counter() - started, "client_disconnected"),
-                      caller_logs)
+                      linked)
 
     return ClosingStreamingResponse(events(), media_type="text/event-stream",
                                     headers={"cache-control": "no-cache", "x-decision-id": plan.decision_id})

@@ -18,30 +18,39 @@ router = APIRouter()
 _RETRYABLE = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
               "InternalServerError", "ServiceUnavailable", "TransactionConflictException", "EndpointConnectionError",
               "ConnectTimeoutError", "ReadTimeoutError")
+# What a record's own content earns: refused by our checks, or by DynamoDB's (e.g. an item it cannot hold).
+_REFUSED = ("invalid record", "ValidationException")
 
 
 @router.post("/v1/decisions", response_model=DecisionBatchResult)
 def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                      svc: Services = Depends(services)) -> DecisionBatchResult:
     """Idempotent by decision id. Every record is stored under the caller's tenant/device (from the gateway),
-    whatever the body says. A bad record fails alone; if DynamoDB kept refusing some records after retries,
-    the whole call is 503 and the batch can be re-sent as is (stored records come back as duplicates)."""
+    whatever the body says. A device's record of a request the cloud served (same decision id) is merged into
+    the cloud's record once, and counts as accepted. `failed` lists only records refused for what they hold
+    (re-sending them cannot help); the rest are stored. If DynamoDB kept failing some records after retries,
+    the whole call is 503 (throttling) or 502, and the batch can be re-sent as is (stored records come back as
+    duplicates)."""
     if len(body.records) > svc.settings.max_batch_records:
         raise ApiError(413, f"Too many records: at most {svc.settings.max_batch_records} per request.",
                        code="batch_too_large", param="records")
     result = svc.call_store("put_records", svc.store.put_records, body.records,
                             owner=(who.tenant_id, who.device_id))
-    retryable = [f for f in result.failed if f[1].startswith(_RETRYABLE)]
+    refused = [f for f in result.failed if f[1].startswith(_REFUSED)]
+    unstored = [f for f in result.failed if not f[1].startswith(_REFUSED)]
     svc.telemetry.batch(result.accepted, result.duplicates, len(result.failed))
     for record in result.stored:  # Device* metrics: newly stored records only, never a re-sent duplicate
         svc.telemetry.decision(record, source="device")
-    if retryable:
-        raise ApiError(503, f"The decision store is throttling: {len(retryable)} of {len(body.records)} records "
-                            f"were not stored ({result.accepted} stored). Re-send the batch in a few seconds; "
-                            f"stored records will count as duplicates.", code="store_throttled",
+    if unstored:
+        throttled = all(f[1].startswith(_RETRYABLE) for f in unstored)
+        what = "is throttling" if throttled else f"failed ({unstored[0][1][:200]})"
+        raise ApiError(503 if throttled else 502,
+                       f"The decision store {what}: {len(unstored)} of {len(body.records)} records were not "
+                       f"stored ({result.accepted} stored). Re-send the batch in a few seconds; stored records "
+                       f"will count as duplicates.", code="store_throttled" if throttled else "store_error",
                        headers={"Retry-After": "2"})
     return DecisionBatchResult(accepted=result.accepted, duplicates=result.duplicates,
-                               failed=[FailedRecord(decision_id=d, error=e) for d, e in result.failed])
+                               failed=[FailedRecord(decision_id=d, error=e) for d, e in refused])
 
 
 def _bound(value: str | None, name: str) -> str | None:

@@ -10,6 +10,11 @@ Table design (one table, `TABLE_SCHEMA`; template.yaml must match it):
 
 Writes are conditional puts (attribute_not_exists(sk)): re-sending a record is a counted duplicate,
 never an overwrite. A record counts as accepted only once DynamoDB acknowledged its put.
+A record the cloud served itself (`put_served`) carries `served_cost_usd`; the device's own record of that request
+(same decision id, uploaded later with `put_records`) is merged into it once (`uploaded_at` marks the merge), so
+the request counts once and never for less than the cloud served. A decision id a caller sent to be linked
+(`claim`) is registered on its own item, pk = "CLAIM#<decision_id>", sk = "CLAIM", with its owner: one chat call
+per id, and only for that tenant/device.
 The same code runs against AWS and against a local DynamoDB server (endpoint_url, or env
 AWS_ENDPOINT_URL_DYNAMODB which boto3 reads itself).
 """
@@ -29,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hybrid_router.decision import DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
+from hybrid_router.decision import DecisionNotFound, DecisionRecord, merge_served, utc_iso, utc_now_iso
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
@@ -69,7 +74,13 @@ _THROTTLING = {
     "ServiceUnavailable",
     "TransactionConflictException",
 }
-_KEY_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at")
+SERVED_COST = "served_cost_usd"
+UPLOADED_AT = "uploaded_at"
+PROMPT_TRUNCATED = "prompt_truncated"
+_STORAGE_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at", SERVED_COST, UPLOADED_AT,
+                   PROMPT_TRUNCATED)
+ITEM_LIMIT_BYTES = 400 * 1024
+_ITEM_HEADROOM_BYTES = 16 * 1024  # DynamoDB's own accounting of names and numbers is not ours to the byte
 _INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.annotation is int}
 
 
@@ -89,6 +100,16 @@ class PutResult:
             "duplicates": self.duplicates,
             "failed": [{"decision_id": d, "error": e} for d, e in self.failed],
         }
+
+
+class DecisionIdTaken(Exception):
+    """The decision id a caller sent to be linked was used before: by another tenant/device, or by this one."""
+
+    def __init__(self, decision_id: str, foreign: bool):
+        self.decision_id = decision_id
+        self.foreign = foreign
+        whose = "another tenant/device" if foreign else "this device for a chat call"
+        super().__init__(f"decision id {decision_id} was already used by {whose}")
 
 
 def device_pk(tenant: str, device: str) -> str:
@@ -205,9 +226,8 @@ class DynamoDecisionStore:
                 record = item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
                 if owner is not None:
                     record = record.model_copy(update={"tenant_id": owner[0], "device_id": owner[1]})
-                device_pk(record.tenant_id, record.device_id)
-                _expires_at(record.created_at)
-            except (ValidationError, ValueError) as error:
+                self._item(record)
+            except (ValidationError, ValueError, TypeError, ArithmeticError) as error:
                 ident = item.get("decision_id", "?") if isinstance(item, Mapping) else "?"
                 result.failed.append((str(ident)[:64], _short_error(error)))
                 continue
@@ -220,42 +240,94 @@ class DynamoDecisionStore:
             return result
         if self.workers > 1 and len(valid) > 1:
             with ThreadPoolExecutor(max_workers=min(self.workers, len(valid))) as pool:
-                outcomes = list(pool.map(self._put_one, valid))
+                outcomes = list(pool.map(self._upload_one, valid))
         else:
-            outcomes = [self._put_one(record) for record in valid]
-        for record, outcome in zip(valid, outcomes):
+            outcomes = [self._upload_one(record) for record in valid]
+        for record, (outcome, stored) in zip(valid, outcomes):
             if outcome == "accepted":
-                result.stored.append(record)
+                result.stored.append(stored)
             elif outcome == "duplicate":
                 result.duplicates += 1
             else:
                 result.failed.append((record.decision_id, outcome))
         return result
 
-    def _put_one(self, record: DecisionRecord) -> str:
+    def _upload_one(self, record: DecisionRecord) -> tuple[str, DecisionRecord]:
+        """A device's record: new, a re-send (duplicate), or its side of a request the cloud served (merged once)."""
+        now = utc_now_iso()
+        old, outcome = self._put_catching(self._item(record, **{UPLOADED_AT: now}), "attribute_not_exists(sk)")
+        if old is None or SERVED_COST not in old or UPLOADED_AT in old:
+            return ("duplicate" if old is not None else outcome), record
+        merged = merge_served(self._record(old), record)
+        item = self._item(merged, **{SERVED_COST: _value(old, SERVED_COST), UPLOADED_AT: now})
+        unmerged = f"attribute_exists({SERVED_COST}) AND attribute_not_exists({UPLOADED_AT})"
+        again, outcome = self._put_catching(item, unmerged)
+        return ("duplicate" if again is not None else outcome), merged
+
+    def put_served(self, record: DecisionRecord) -> DecisionRecord:
+        """The cloud's record of an answer it served, stored as is or merged into the device's record of that
+        request if the device uploaded it first. Returns what is stored; store errors raise (ClientError,
+        BotoCoreError), and an id already served is ValueError."""
+        served = {SERVED_COST: record.cost_usd}
+        old = self._put(self._item(record, **served), "attribute_not_exists(sk)")
+        if old is None:
+            return record
+        if SERVED_COST in old:
+            raise ValueError(f"decision {record.decision_id} was already served")
+        merged = merge_served(record, self._record(old))
+        extra = {**served, UPLOADED_AT: _value(old, UPLOADED_AT)} if UPLOADED_AT in old else served
+        if self._put(self._item(merged, **extra), f"attribute_not_exists({SERVED_COST})") is not None:
+            raise ValueError(f"decision {record.decision_id} was already served")
+        return merged
+
+    def claim(self, tenant: str, device: str, decision_id: str) -> None:
+        """Register a caller's decision id before its answer is generated: once, and only for this tenant/device
+        (DecisionIdTaken otherwise). Store errors raise."""
+        from boto3.dynamodb.types import TypeSerializer
+
+        serializer = TypeSerializer()
+        now = utc_now_iso()
+        item = {"pk": f"CLAIM#{decision_id}", "sk": "CLAIM", "entity": "claim", "tenant_id": tenant,
+                "device_id": device, "claimed_at": now, TTL_ATTRIBUTE: _expires_at(now)}
+        old = self._put({k: serializer.serialize(v) for k, v in item.items()}, "attribute_not_exists(pk)")
+        if old is not None:
+            owner = (old.get("tenant_id", {}).get("S"), old.get("device_id", {}).get("S"))
+            raise DecisionIdTaken(decision_id, foreign=owner != (tenant, device))
+
+    def _put(self, item: dict[str, Any], condition: str) -> dict[str, Any] | None:
+        """A conditional put, retried while DynamoDB throttles: None once stored, else the item already there
+        (the condition failed). Other errors raise."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        item = self._item(record)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(sk)",
-                )
-                return "accepted"
+                self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression=condition,
+                                     ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                return None
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ConditionalCheckFailedException":
-                    return "duplicate"
+                    return error.response.get("Item") or {}
                 if code not in _THROTTLING or attempt == self.max_attempts:
-                    return f"{code}: {error.response.get('Error', {}).get('Message', '')}".strip()
-            except BotoCoreError as error:
+                    raise
+            except BotoCoreError:
                 if attempt == self.max_attempts:
-                    return f"{type(error).__name__}: {error}"
+                    raise
             self._count_retry()
             self._backoff(attempt)
-        return "not stored"  # unreachable: the loop returns on its last attempt
+        raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+    def _put_catching(self, item: dict[str, Any], condition: str) -> tuple[dict[str, Any] | None, str]:
+        """_put for a batch: (the item already there or None, "accepted" or the error that stopped the put)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._put(item, condition), "accepted"
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            return None, f"{details.get('Code', '')}: {details.get('Message', '')}".strip()
+        except BotoCoreError as error:
+            return None, f"{type(error).__name__}: {error}"
 
     def _count_retry(self) -> None:
         with self._retries_lock:
@@ -265,7 +337,9 @@ class DynamoDecisionStore:
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
         self._sleep(random.uniform(ceiling / 2, ceiling))
 
-    def _item(self, record: DecisionRecord) -> dict[str, Any]:
+    def _item(self, record: DecisionRecord, **extra: Any) -> dict[str, Any]:
+        """The DynamoDB item of a record; ValueError (or the serializer's TypeError/decimal error) if DynamoDB
+        could not hold it. A kept prompt too long for one item is cut to fit and flagged `prompt_truncated`."""
         from boto3.dynamodb.types import TypeSerializer
 
         serializer = TypeSerializer()
@@ -277,7 +351,21 @@ class DynamoDecisionStore:
             entity="decision",
             stored_at=utc_now_iso(),
             **{TTL_ATTRIBUTE: _expires_at(record.created_at)},
+            **{k: _to_dynamo(v) for k, v in extra.items()},
         )
+        for key, value in data.items():
+            if isinstance(value, str) and not _is_utf8(value):
+                raise ValueError(f"invalid record: {key}: text with a lone surrogate (not UTF-8)")
+        prompt = data.pop("prompt", None)
+        room = ITEM_LIMIT_BYTES - _ITEM_HEADROOM_BYTES - _item_bytes(data) - len("prompt") - len(PROMPT_TRUNCATED) - 1
+        if room < 0:
+            raise ValueError(f"invalid record: about {_item_bytes(data)} bytes, over DynamoDB's 400 KB item limit")
+        if prompt is not None:
+            encoded = prompt.encode("utf-8")
+            if len(encoded) > room:
+                prompt = encoded[:room].decode("utf-8", errors="ignore")
+                data[PROMPT_TRUNCATED] = True
+            data["prompt"] = prompt
         return {k: serializer.serialize(v) for k, v in data.items()}
 
     def put_feedback(
@@ -428,7 +516,7 @@ class DynamoDecisionStore:
     @staticmethod
     def _record(item: Mapping[str, Any]) -> DecisionRecord:
         plain = _plain(item)
-        fields = {k: v for k, v in plain.items() if k not in _KEY_ATTRIBUTES}
+        fields = {k: v for k, v in plain.items() if k not in _STORAGE_ATTRIBUTES}
         return DecisionRecord.model_validate(fields)
 
 
@@ -441,6 +529,26 @@ def _expires_at(created_at: str) -> int:
         return int((created + timedelta(days=RETENTION_DAYS)).timestamp())
     except (ValueError, OverflowError):
         raise ValueError(f"invalid record: created_at must be an ISO 8601 time, got {created_at[:40]!r}") from None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _item_bytes(data: Mapping[str, Any]) -> int:
+    """About what DynamoDB counts for an item: UTF-8 names and texts, numbers by their digits."""
+    return sum(len(key.encode("utf-8")) + len(value.encode("utf-8") if isinstance(value, str) else str(value))
+               for key, value in data.items())
+
+
+def _value(item: Mapping[str, Any], key: str) -> Any:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer().deserialize(item[key])
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -472,4 +580,5 @@ def _short_error(error: Exception) -> str:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "record"
         return f"invalid record: {where}: {first.get('msg')}"
-    return str(error)
+    text = str(error) or type(error).__name__
+    return text if text.startswith("invalid record") else f"invalid record: {text}"

@@ -8,14 +8,20 @@ WAL lets readers run beside the one writer, `busy_timeout` makes writers wait in
 and writes that read first take the write lock up front (`BEGIN IMMEDIATE`).
 
 The same file keeps the user's ratings of answers (`feedback`, one per decision id) until the cloud has them.
-Tables are created when missing each time a log is opened, so an older log file gains the feedback table then.
+Tables are created when missing each time a log is opened, so an older log file gains the feedback table then
+(and the `sync_error` column).
+
+A decision is pending until the cloud acknowledged it (`synced_at`) or refused it for what it holds
+(`sync_error`, the cloud's reason): a refused record stays in the log, counts in local usage, and is not
+offered to the cloud again.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -33,7 +39,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     cost_usd    REAL NOT NULL,
     record      TEXT NOT NULL,
     synced_at   TEXT,
-    sync_batch  TEXT
+    sync_batch  TEXT,
+    sync_error  TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (decision_id) WHERE synced_at IS NULL;
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
@@ -102,6 +109,7 @@ class DecisionLog:
                 page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
                 self._db.execute(f"PRAGMA max_page_count = {max(int(max_bytes) // page_size, 1)}")
             self._db.executescript(_SCHEMA)
+            self._add_column("decisions", "sync_error TEXT")
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
         except OSError as error:
@@ -110,6 +118,17 @@ class DecisionLog:
                 raise DecisionLogError(f"decision log {self.path}: {blocker} is a file, not a folder; "
                                        "set the data folder (data_dir) to a folder") from error
             raise DecisionLogError(f"decision log {self.path}: cannot open: {error}") from error
+
+    def _add_column(self, table: str, column: str) -> None:
+        """A column a log from an earlier version lacks (another process opening it may add it first)."""
+        name = column.split()[0]
+        if any(row[1] == name for row in self._db.execute(f"PRAGMA table_info({table})")):
+            return
+        try:
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        except sqlite3.OperationalError as error:
+            if "duplicate column" not in str(error).lower():
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -182,6 +201,17 @@ class DecisionLog:
                 changed += cursor.rowcount
         return changed
 
+    def mark_refused(self, refusals: Mapping[str, str]) -> int:
+        """Decisions the cloud refused for what they hold ({decision_id: its reason}): no longer pending, kept
+        with the reason. Returns how many changed."""
+        if not refusals:
+            return 0
+        with self._transaction(f"mark {len(refusals)} decision(s) refused") as db:
+            before = db.total_changes
+            db.executemany("UPDATE decisions SET sync_error = ? WHERE synced_at IS NULL AND decision_id = ?",
+                           [(reason[:1000], decision_id) for decision_id, reason in refusals.items()])
+            return db.total_changes - before
+
     def rate(self, feedback: FeedbackRequest) -> StoredFeedback:
         """Keep the user's rating of a logged decision, replacing an earlier one (which makes it pending again).
         Raises DecisionNotFound if the decision is not in this log."""
@@ -219,18 +249,42 @@ class DecisionLog:
             except sqlite3.Error as error:
                 raise _explain(error, self.path, action) from error
 
-    def pending(self, limit: int = 100, after: str | None = None) -> list[DecisionRecord]:
-        """The oldest decisions not yet acknowledged by the cloud (ULIDs sort by time); `after` pages on."""
-        rows = self._query(
-            "SELECT record FROM decisions WHERE synced_at IS NULL AND decision_id > ?"
-            " ORDER BY decision_id LIMIT ?",
+    def _pending_rows(self, limit: int, after: str | None) -> list[tuple]:
+        return self._query(
+            "SELECT decision_id, record FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL"
+            " AND decision_id > ? ORDER BY decision_id LIMIT ?",
             (after or "", int(limit)),
             "read pending decisions",
         )
-        return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def pending(self, limit: int = 100, after: str | None = None) -> list[DecisionRecord]:
+        """The oldest decisions not yet acknowledged (nor refused) by the cloud (ULIDs sort by time); `after`
+        pages on."""
+        return [DecisionRecord.model_validate_json(row[1]) for row in self._pending_rows(limit, after)]
+
+    def pending_json(self, limit: int = 100, after: str | None = None) -> list[tuple[str, object]]:
+        """pending() as (decision_id, the record as logged), unchecked: what sync sends, so that a row this
+        version would not accept (logged by an older one) is the cloud's to refuse, not a stop for the rest."""
+        rows = []
+        for decision_id, text in self._pending_rows(limit, after):
+            try:
+                rows.append((decision_id, json.loads(text)))
+            except ValueError:
+                rows.append((decision_id, text))
+        return rows
 
     def pending_count(self) -> int:
-        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL", (), "count pending")[0][0]
+        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL", (),
+                           "count pending")[0][0]
+
+    def refused(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(decision_id, the cloud's reason) of decisions the cloud refused, oldest first."""
+        return self._query("SELECT decision_id, sync_error FROM decisions WHERE sync_error IS NOT NULL"
+                           " AND synced_at IS NULL ORDER BY decision_id LIMIT ?", (int(limit),), "read refused")
+
+    def refused_count(self) -> int:
+        return self._query("SELECT count(*) FROM decisions WHERE sync_error IS NOT NULL AND synced_at IS NULL", (),
+                           "count refused")[0][0]
 
     def count(self) -> int:
         return self._query("SELECT count(*) FROM decisions", (), "count decisions")[0][0]

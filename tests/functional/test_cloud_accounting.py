@@ -1,0 +1,138 @@
+"""The cloud records every answer it serves, whatever the caller sends: `x-decision-id` only links that record to the
+device's own (uploaded later and merged, so the request counts once), and each id is good for one call of its own
+device. Real parts: the cloud API under uvicorn, moto's DynamoDB server, the SageMaker stand-in (llama.cpp)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.stores.sqlite_log import DecisionLog
+from hybrid_router.ulid import new_ulid
+from local_stack.servers import ServerThread
+from test_api_support import (STRONG_ENDPOINT, assert_openai_error, sagemaker_stand_in, table,  # noqa: F401
+                              tiny_router_dir)
+
+from edge_client.sync import sync_decisions
+
+KEY, OTHER_KEY = "key-device-a", "key-device-b"
+
+
+@pytest.fixture
+def cloud(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in) -> Iterator[Any]:
+    settings = ApiSettings(router_path=str(tiny_router_dir), table_name=table, dynamodb_endpoint_url=dynamodb_endpoint,
+                           region="us-east-1", api_keys=parse_key_map(f"{KEY}=acme/device-a,{OTHER_KEY}=acme/device-b"),
+                           strong_endpoint_name=STRONG_ENDPOINT, sagemaker_endpoint_url=sagemaker_stand_in.url,
+                           sagemaker_timeout_s=20, strong_model_name="strong-model", default_max_tokens=8)
+    server = ServerThread(create_app(settings), name="cloud-api").start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=120) as client:
+            client.store = DynamoDecisionStore(table, client=dynamodb_client)  # type: ignore[attr-defined]
+            yield client
+    finally:
+        server.stop()
+
+
+def linked_chat(client: httpx.Client, decision_id: str, key: str = KEY, **extra: Any) -> httpx.Response:
+    body = {"model": "strong-model", "messages": [{"role": "user", "content": "Say hello in French."}],
+            "max_tokens": 6, **extra}
+    return client.post("/v1/chat/completions", json=body, headers={"x-decision-id": decision_id, "x-api-key": key})
+
+
+def totals(client: httpx.Client, key: str = KEY) -> dict[str, Any]:
+    return client.get("/v1/usage", headers={"x-api-key": key}).json()["totals"]
+
+
+def device_record(decision_id: str, **fields: Any) -> DecisionRecord:
+    """What the device logs for a strong answer it asked the cloud for (its own router, its own reason)."""
+    values = dict(decision_id=decision_id, router_id="device-router", router_version="7", score=0.91, threshold=0.5,
+                  route="strong", reason="routed", weak_model="smollm2", strong_model="strong-model",
+                  model_used="strong-model", router_latency_ms=0.6, generation_latency_ms=900.0,
+                  prompt="Say hello in French.")
+    return DecisionRecord(**{**values, **fields})
+
+
+def test_fresh_decision_ids_on_every_call_no_longer_skip_the_bill(cloud) -> None:
+    """Three calls with a fresh x-decision-id each (one streamed): all three are in /v1/usage, at their cost."""
+    assert totals(cloud)["requests"] == 0
+    ids = [new_ulid() for _ in range(3)]
+    for decision_id in ids[:2]:
+        answer = linked_chat(cloud, decision_id)
+        assert answer.status_code == 200 and answer.json()["routing"]["decision_id"] == decision_id
+    streamed = linked_chat(cloud, ids[2], stream=True)
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+    records = cloud.store.records_for_device("acme", "device-a")
+    assert sorted(r.decision_id for r in records) == sorted(ids)
+    assert all(r.route == "strong" and r.status == "ok" and r.cost_usd > 0 for r in records)
+    usage = totals(cloud)
+    assert (usage["requests"], usage["strong"]) == (3, 3)
+    assert usage["cost_usd"] == pytest.approx(sum(r.cost_usd for r in records))
+
+
+def test_a_reused_or_foreign_decision_id_is_refused_before_anything_is_served(cloud) -> None:
+    decision_id = new_ulid()
+    assert linked_chat(cloud, decision_id).status_code == 200
+    assert_openai_error(linked_chat(cloud, decision_id), 409, "decision_id_reused")
+    assert_openai_error(linked_chat(cloud, decision_id, key=OTHER_KEY), 409, "decision_id_conflict")
+    assert_openai_error(linked_chat(cloud, decision_id, stream=True), 409, "decision_id_reused")
+    assert totals(cloud)["requests"] == 1 and totals(cloud, OTHER_KEY)["requests"] == 0
+
+
+def test_the_devices_record_of_a_linked_call_counts_once_and_never_for_less(cloud) -> None:
+    same, cheap, local = new_ulid(), new_ulid(), new_ulid()
+    for decision_id in (same, cheap, local):
+        assert linked_chat(cloud, decision_id).status_code == 200
+    served = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
+    usage_before = totals(cloud)
+
+    honest = device_record(same, prompt_tokens=served[same].prompt_tokens,
+                           completion_tokens=served[same].completion_tokens, cost_usd=served[same].cost_usd,
+                           strong_cost_usd=served[same].strong_cost_usd)
+    understated = device_record(cheap, cost_usd=0.0, strong_cost_usd=0.0)
+    gave_up = device_record(local, route="weak", reason="fallback:strong_timeout", model_used="smollm2",
+                            cost_usd=2e-6, energy_wh=0.01)
+    upload = cloud.post("/v1/decisions", json={"records": [r.model_dump(mode="json")
+                                                           for r in (honest, understated, gave_up)]})
+    assert upload.json() == {"accepted": 3, "duplicates": 0, "failed": []}
+    again = cloud.post("/v1/decisions", json={"records": [honest.model_dump(mode="json")]})
+    assert again.json() == {"accepted": 0, "duplicates": 1, "failed": []}
+
+    merged = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
+    assert len(merged) == 3 and totals(cloud)["requests"] == 3
+    assert merged[same].model_dump(exclude={"tenant_id", "device_id"}) == honest.model_dump(
+        exclude={"tenant_id", "device_id"})  # the device's own fields, the same cost
+    assert (merged[cheap].router_id, merged[cheap].prompt) == ("device-router", "Say hello in French.")
+    assert merged[cheap].cost_usd == served[cheap].cost_usd > 0  # the cloud's served cost is kept
+    assert (merged[local].route, merged[local].reason) == ("weak", "fallback:strong_timeout")
+    assert merged[local].cost_usd == pytest.approx(served[local].cost_usd + 2e-6)  # both answers were made
+    assert totals(cloud)["cost_usd"] == pytest.approx(usage_before["cost_usd"] + 2e-6)
+
+
+def test_sync_of_the_devices_log_after_linked_calls_matches_usage(cloud, tmp_path) -> None:
+    """The demo's check, in small: cloud answers linked by id, a local answer, then sync: usage equals the log."""
+    linked = [new_ulid() for _ in range(2)]
+    with DecisionLog(tmp_path / "device.db") as log:
+        for decision_id in linked:
+            body = linked_chat(cloud, decision_id).json()
+            log.append(device_record(decision_id, prompt_tokens=body["usage"]["prompt_tokens"],
+                                     completion_tokens=body["usage"]["completion_tokens"],
+                                     cost_usd=served_cost(cloud, decision_id),
+                                     strong_cost_usd=served_cost(cloud, decision_id)))
+        log.append(device_record(new_ulid(), route="weak", model_used="smollm2", cost_usd=1e-6))
+        report = sync_decisions(log, str(cloud.base_url), api_key=KEY)
+        assert (report.accepted, report.duplicates, report.failed, report.remaining) == (3, 0, [], 0)
+        device = log.usage().totals
+    cloud_totals = totals(cloud)
+    assert (cloud_totals["requests"], cloud_totals["strong"]) == (device.requests, device.strong) == (3, 2)
+    assert cloud_totals["cost_usd"] == pytest.approx(device.cost_usd, abs=1e-12)
+
+
+def served_cost(client: httpx.Client, decision_id: str) -> float:
+    return next(r.cost_usd for r in client.store.records_for_device("acme", "device-a") if r.decision_id == decision_id)
