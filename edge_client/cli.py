@@ -318,6 +318,8 @@ def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> N
         print(json.dumps(report.as_dict()))
     else:
         console.print(str(report), highlight=False)
+    if report.stuck:  # records the cloud refused: said above, and the exit status says it too
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # so that -1 is a rating, not an option
