@@ -392,6 +392,33 @@ def _passthrough(module: str, ctx: typer.Context) -> None:
         raise typer.Exit(int(code))
 
 
+@app.command()
+def label(ctx: typer.Context,
+          out: Path = typer.Option(..., "--out", help="JSONL to append rows to (a rerun resumes it)"),
+          split: str = typer.Option("train", "--split", help="train, test or all (router_training/label_families.py)"),
+          family: Optional[list[str]] = typer.Option(None, "--family", help="only these families (repeatable)"),
+          exclude: Optional[list[str]] = typer.Option(None, "--exclude-family", help="leave a family out (repeatable)"),
+          seed: Optional[int] = typer.Option(None, "--seed", help="generator seed (default: train 1, test 2)"),
+          per_family: int = typer.Option(50, "--per-family", min=1, help="prompts per family"),
+          limit: Optional[int] = typer.Option(None, "--limit", min=0, help="only the first N prompts of the plan"),
+          max_tokens: int = typer.Option(48, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT, help="answer length"),
+          strong_gguf: Optional[str] = typer.Option(None, "--strong-gguf",
+                                                    help="strong model as a local GGUF: qwen, smollm2 or a path"),
+          strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
+          threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model")) -> None:
+    """Label prompts with checkable answers by the weak and the strong model (training rows for this pair)."""
+    from edge_client.label import LabelError, LabelOptions, run_label
+
+    options = LabelOptions(out=out, split=split, families=family or None, exclude=exclude or (), seed=seed,
+                           per_family=per_family, limit=limit, max_tokens=max_tokens, strong_gguf=strong_gguf,
+                           strong_name=strong_name, threads=threads)
+    try:
+        summary = run_label(_settings(ctx).settings, options)
+    except LabelError as exc:
+        _fail(str(exc), code=2)
+    console.print(summary.line(), highlight=False, soft_wrap=True)
+
+
 @app.command(context_settings=PASSTHROUGH, add_help_option=False)
 def train(ctx: typer.Context) -> None:
     """Train a router (router_training.train; arguments pass through, try --help)."""
