@@ -1,6 +1,6 @@
 """Train a router from train/-format JSONL files and export it as one ONNX file.
 
-    python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|mix|random --out DIR
+    python -m router_training.train --data FILE [--data FILE ...] --kind mf|clf|mix|random|pair --out DIR
         [--strong M --weak M] [--seed N] [--max-rows N] [--epochs N] [--encoder minilm|static]
         [--holdout GROUP ...] [--exclude GROUP ...]
 
@@ -41,7 +41,8 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
     p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
-    p.add_argument("--kind", choices=["mf", "clf", "mix", "random"], default="mf")
+    p.add_argument("--kind", choices=["mf", "clf", "mix", "random", "pair"], default="mf",
+                   help="pair: a router for one model pair from `hybrid-router label` rows (router_training/pair.py)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--strong", default=DEFAULT_STRONG)
     p.add_argument("--weak", default=DEFAULT_WEAK)
@@ -81,7 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
     p.add_argument("--router-id", default=None)
+    p.add_argument("--prior", type=Path, default=None,
+                   help="pair: the router whose graph and logit the pair head builds on (default: the packaged default)")
+    p.add_argument("--folds", type=int, default=5, help="pair: group K-fold over families for selection")
     return p
+
+
+def run_pair(args: argparse.Namespace) -> dict[str, Any]:
+    """--kind pair: the pair's own trainer (router_training/pair.py). --strong/--weak left at their defaults mean
+    "the pair the label rows declare"; --alphas, --holdout, --exclude, --seed, --default-share, --router-id apply."""
+    from router_training.pair import PairConfig, train_pair_router
+
+    given = (args.strong, args.weak) != (DEFAULT_STRONG, DEFAULT_WEAK)
+    config = PairConfig(data=list(args.data), out=args.out, strong=args.strong if given else None,
+                        weak=args.weak if given else None, prior=args.prior,
+                        alphas=tuple(float(a) for a in args.alphas.split(",")), folds=args.folds, seed=args.seed,
+                        holdout=args.holdout, exclude=tuple(args.exclude or ()), default_share=args.default_share,
+                        reference_per_file=args.reference_per_file, router_id=args.router_id,
+                        benchmarks=args.benchmarks)
+    return train_pair_router(config)
 
 
 def _min_labels(args: argparse.Namespace) -> int:
@@ -418,7 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = run(args)
+        report = run_pair(args) if args.kind == "pair" else run(args)
     except (UsageError, D.ContaminationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
