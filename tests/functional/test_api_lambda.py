@@ -309,7 +309,7 @@ def test_streaming_chat_is_buffered_sse(chat_env) -> None:
     assert events[-1] == "data: [DONE]"
     chunks = [json.loads(block[6:]) for block in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip()
-    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")  # the stream's own reason
 
 
 # ---------------------------------------------------------------- the template's permissions, checked live

@@ -438,7 +438,8 @@ def test_concurrent_requests_take_turns_on_the_model(edge) -> None:
     assert {r.status for r in service.log.records()} == {"ok"}
 
 
-def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_dir, weak) -> None:
+def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_dir, weak, decision_table,
+                                                               dynamodb_endpoint) -> None:
     """routing_mode=remote asks the cloud API's POST /v1/route; strong_kind=cloud asks its chat endpoint
     with the x-api-key header. Both built by the edge factory from settings."""
     api = pytest.importorskip("hybrid_router.api.app")
@@ -449,6 +450,7 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_
 
     cloud_model = LlamaCppBackend(n_ctx=1024, n_threads=1, name=STRONG_NAME)
     cloud_settings = ApiSettings(router_path=str(router_dir), strong_model_name=STRONG_NAME,
+                                 table_name=decision_table, dynamodb_endpoint_url=dynamodb_endpoint,
                                  api_keys={"device-secret-key": Identity(tenant_id="acme", device_id="laptop")})
     with ServerThread(api.create_app(cloud_settings, strong_backend=cloud_model)) as cloud:
         settings = Settings(data_dir=str(tmp_path), routing_mode="remote", strong_kind="cloud", cloud_url=cloud.url,

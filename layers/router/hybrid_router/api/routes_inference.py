@@ -17,29 +17,14 @@ from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
 from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
-from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import (ChatCompletionRequest, ChatCompletionResponse, Choice,
                                          Usage, completion_chunk, error_body)
+from hybrid_router.pipeline import AnswerFailed, Pipeline, Plan
 from hybrid_router.ulid import new_ulid
 
 router = APIRouter()
-
-
-@dataclass
-class Plan:
-    """What a request will do: the router's decision, and which side answers (and why)."""
-
-    decision_id: str
-    router_info: Any
-    score: float
-    threshold: float
-    decided_route: str          # what the router (or a forced model name) chose
-    route: str                  # what actually answers
-    reason: str
-    model_used: str
-    backend: ChatBackend
-    router_latency_ms: float
 
 
 def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
@@ -70,46 +55,46 @@ def _decide(svc: Services, prompt: str, model: str, threshold: float | None = No
     return router_, forced, decision
 
 
-def _plan(svc: Services, body: ChatCompletionRequest) -> Plan:
+@dataclass
+class CloudPlan:
+    """The core plan, plus what the cloud tells its caller: what the router chose before a missing weak
+    endpoint sent the prompt strong."""
+
+    core: Plan
+    decided_route: str
+
+
+def _plan(svc: Services, body: ChatCompletionRequest, who: Identity) -> CloudPlan:
     router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
     decided = forced or decision.route
-    reason = "forced" if forced else "routed"
-    route, backend, model_used = decided, None, ""
-    if decided == "weak":
-        backend = svc.weak_backend()
-        model_used = svc.weak_model_name()
-        if backend is None:
-            # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
-            route, reason = "strong", "fallback:no_weak_endpoint"
-    if route == "strong":
-        backend, model_used = svc.strong_backend(), svc.strong_model_name()
-    assert backend is not None
-    return Plan(decision_id=new_ulid(), router_info=router_.info, score=float(decision.score), threshold=float(decision.threshold),
-                decided_route=decided, route=route, reason=reason, model_used=model_used, backend=backend,
-                router_latency_ms=float(decision.latency_ms))
+    route, reason = decided, "forced" if forced else "routed"
+    if decided == "weak" and svc.weak_backend() is None:
+        # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
+        route, reason = "strong", "fallback:no_weak_endpoint"
+    info = router_.info
+    core = Plan(decision_id=new_ulid(), requested_model=body.model, route=route, reason=reason,
+                score=float(decision.score), threshold=float(decision.threshold), router_id=info.router_id,
+                router_version=info.version, router_latency_ms=float(decision.latency_ms), remote=True,
+                tenant_id=who.tenant_id, device_id=who.device_id)
+    return CloudPlan(core, decided)
 
 
-def _record(svc: Services, plan: Plan, who: Identity, prompt_tokens: int, completion_tokens: int,
-            generation_s: float, error: BackendError | str | None = None) -> DecisionRecord:
-    costs = svc.cost_model
-    strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
-    if plan.route == "strong":
-        cost = strong_cost
-    else:
-        # A cloud weak endpoint has no price in prices.toml: its energy estimate plus the cloud request.
-        cost = costs.weak_cost_usd(generation_s) + costs.cloud_overhead_usd()
-    info = plan.router_info
-    return DecisionRecord(
-        decision_id=plan.decision_id, tenant_id=who.tenant_id, device_id=who.device_id,
-        router_id=info.router_id, router_version=info.version, score=min(max(plan.score, 0.0), 1.0),
-        threshold=min(max(plan.threshold, 0.0), 1.0), route=plan.route,  # type: ignore[arg-type]
-        reason=plan.reason,
-        weak_model=svc.weak_model_name(), strong_model=svc.strong_model_name(), model_used=plan.model_used,
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
-        cost_usd=cost if error is None else 0.0, strong_cost_usd=strong_cost,
-        energy_wh=costs.weak_energy_wh(generation_s) if plan.route == "weak" else 0.0,
-        status="ok" if error is None else "error", error=None if error is None else str(error)[:500])
+class CloudRecorder:
+    """The cloud's end of the pipeline: the record goes to DynamoDB; a failed write never withholds the answer."""
+
+    def __init__(self, svc: Services, linked: bool):
+        self.svc = svc
+        self.linked = linked
+
+    def write(self, record: DecisionRecord) -> bool:
+        return _save(self.svc, record, self.linked)
+
+
+def _pipeline(svc: Services, linked: bool) -> Pipeline:
+    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder."""
+    return Pipeline(svc.weak_backend(), svc.strong_backend(), svc.weak_model_name(), svc.strong_model_name(),
+                    CloudRecorder(svc, linked), costs=svc.cost_model, fallback=False,
+                    default_max_tokens=svc.settings.default_max_tokens)
 
 
 def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
@@ -151,11 +136,12 @@ def _claim(svc: Services, who: Identity, decision_id: str) -> None:
                             "for each request.", code="decision_id_reused", param="x-decision-id") from None
 
 
-def _routing_info(plan: Plan) -> dict[str, Any]:
-    info = plan.router_info
-    return {"decision_id": plan.decision_id, "route": plan.route, "decided_route": plan.decided_route,
-            "reason": plan.reason, "score": plan.score, "threshold": plan.threshold, "model_used": plan.model_used,
-            "router_id": info.router_id, "router_version": info.version}
+def _routing_info(plan: CloudPlan, pipeline: Pipeline) -> dict[str, Any]:
+    core = plan.core
+    model_used = pipeline.strong_name if core.route == "strong" else pipeline.weak_name
+    return {"decision_id": core.decision_id, "route": core.route, "decided_route": plan.decided_route,
+            "reason": core.reason, "score": core.score, "threshold": core.threshold, "model_used": model_used,
+            "router_id": core.router_id, "router_version": core.router_version}
 
 
 def _backend_error(exc: BackendError) -> ApiError:
@@ -196,34 +182,26 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
     (409 `decision_id_reused` / `decision_id_conflict`)."""
     caller_id = _caller_decision_id(x_decision_id)
     _check_input(body)
-    plan = _plan(svc, body)
+    plan = _plan(svc, body, who)
     if caller_id:
         _claim(svc, who, caller_id)
-        plan.decision_id = caller_id
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    max_tokens = body.token_limit(svc.settings.default_max_tokens)
-    temperature = body.temperature if body.temperature is not None else 0.0
+        plan.core.decision_id = caller_id
+    pipeline = _pipeline(svc, linked=bool(caller_id))
     if body.stream:
-        return _stream(svc, plan, who, messages, max_tokens, temperature, linked=bool(caller_id),
-                       stop=body.stop_list(), top_p=body.top_p)
-    started = time.perf_counter()
+        return _stream(pipeline, plan, body)
     try:
-        completion = plan.backend.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                                               stop=body.stop_list(), top_p=body.top_p)
-    except BackendError as exc:
-        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), bool(caller_id))
-        raise _backend_error(exc) from None
-    elapsed = time.perf_counter() - started
-    record = _record(svc, plan, who, completion.prompt_tokens, completion.completion_tokens, elapsed)
-    routing = _routing_info(plan)
-    if not _save(svc, record, bool(caller_id)):
+        answer = pipeline.complete(body, plan.core)
+    except AnswerFailed as exc:
+        raise _backend_error(exc.last) from None
+    record = answer.record
+    routing = _routing_info(plan, pipeline)
+    if not answer.stored:
         routing["unstored_record"] = record.model_dump(mode="json")
     return ChatCompletionResponse(
-        id=f"chatcmpl-{plan.decision_id}", model=plan.model_used,
-        choices=[Choice(message={"role": "assistant", "content": completion.text},
-                        finish_reason=completion.finish_reason)],
-        usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                    total_tokens=completion.prompt_tokens + completion.completion_tokens),
+        id=f"chatcmpl-{record.decision_id}", model=record.model_used,
+        choices=[Choice(message={"role": "assistant", "content": answer.text}, finish_reason=answer.finish_reason)],
+        usage=Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+                    total_tokens=record.prompt_tokens + record.completion_tokens),
         routing=routing)
 
 
@@ -231,64 +209,38 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _stream(svc: Services, plan: Plan, who: Identity, messages: list[dict], max_tokens: int,
-            temperature: float, linked: bool, stop: list[str] | None = None,
-            top_p: float | None = None) -> StreamingResponse:
+def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) -> StreamingResponse:
     """Server-sent events. Under uvicorn they flow as generated; Mangum (Lambda) collects the whole body and
     returns it as one buffered text/event-stream response: same chunks, same [DONE], delivered at the end.
     The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status."""
-    started = time.perf_counter()
-    pieces = plan.backend.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, top_p=top_p)
     try:
-        first = next(iter(pieces), None)
-    except BackendError as exc:
-        _save(svc, _record(svc, plan, who, 0, 0, time.perf_counter() - started, exc), linked)
-        raise _backend_error(exc) from None
-    completion_id, created = f"chatcmpl-{plan.decision_id}", int(time.time())
-    model = plan.model_used
+        answer = pipeline.stream(body, plan.core)
+    except AnswerFailed as exc:
+        raise _backend_error(exc.last) from None
+    completion_id, created = f"chatcmpl-{plan.core.decision_id}", int(time.time())
+    model = answer.model
 
     def events() -> Iterator[str]:
-        error: BackendError | None = None
-        count = 0
-        returned = None  # the stream's own (prompt, completion) token counts, when it returns them
-        saved = False
         try:
             chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
-            chunk["routing"] = _routing_info(plan)
+            chunk["routing"] = _routing_info(plan, pipeline)
             yield _sse(chunk)
             try:
-                if first is not None:
-                    count += 1
-                    yield _sse(completion_chunk(completion_id, model, {"content": first}, created=created))
-                while True:
-                    try:
-                        piece = next(pieces)
-                    except StopIteration as done:
-                        returned = done.value
-                        break
-                    count += 1
+                for piece in answer:
                     yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
-            except BackendError as exc:
-                error = exc
+            except BackendError as exc:  # recorded by the answer, with the pieces delivered
                 yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
                                       code=f"upstream_{exc.cause}"))
-            usage = returned or getattr(plan.backend, "last_usage", None) or (0, count)
-            elapsed = time.perf_counter() - started
-            _save(svc, _record(svc, plan, who, int(usage[0]), int(usage[1]), elapsed, error), linked)
-            saved = True
-            if error is None:
-                yield _sse(completion_chunk(completion_id, model, {}, finish_reason="stop", created=created))
+            else:
+                yield _sse(completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason,
+                                            created=created))
             yield "data: [DONE]\n\n"
-        finally:
-            if not saved:  # the client went away mid-answer: stop reading the endpoint, record what was sent
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()
-                _save(svc, _record(svc, plan, who, 0, count, time.perf_counter() - started, "client_disconnected"),
-                      linked)
+        finally:  # the client went away mid-answer: stop reading the endpoint, record what was sent
+            if answer.record is None:
+                answer.close("client_disconnected")
 
     return ClosingStreamingResponse(events(), media_type="text/event-stream",
-                                    headers={"cache-control": "no-cache", "x-decision-id": plan.decision_id})
+                                    headers={"cache-control": "no-cache", "x-decision-id": plan.core.decision_id})
 
 
 @router.get("/v1/models", response_model=ModelList)
