@@ -45,6 +45,9 @@ class DecisionLogRecorder:
     def __init__(self, decision_log: DecisionLog):
         self.log = decision_log
 
+    def begin(self, record: DecisionRecord) -> None:
+        self.log.append_open(record)
+
     def write(self, record: DecisionRecord) -> bool:
         try:
             self.log.append(record)

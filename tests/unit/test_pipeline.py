@@ -19,6 +19,10 @@ pytestmark = pytest.mark.slow
 class ListRecorder:
     def __init__(self) -> None:
         self.records: list[DecisionRecord] = []
+        self.opened: list[DecisionRecord] = []
+
+    def begin(self, record: DecisionRecord) -> None:
+        self.opened.append(record)
 
     def write(self, record: DecisionRecord) -> bool:
         self.records.append(record)

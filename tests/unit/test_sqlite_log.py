@@ -299,3 +299,30 @@ def test_pending_json_hands_over_a_row_this_version_would_refuse(log, make_decis
     assert decision_id == odd.decision_id and record["cost_usd"] == 1e200
     with pytest.raises(ValidationError):
         log.pending()
+
+
+def test_an_open_stream_record_is_kept_not_synced_then_replaced(tmp_path, make_decision) -> None:
+    log = DecisionLog(tmp_path / "log.db")
+    opened = make_decision(status="error", error="unfinished", completion_tokens=0)
+    assert log.append_open(opened)
+    assert log.get(opened.decision_id).error == "unfinished"
+    assert log.pending_count() == 0 and log.pending() == []  # its process (this one) still streams
+    final = opened.model_copy(update={"status": "ok", "error": None, "completion_tokens": 42})
+    assert log.append(final)
+    assert log.get(opened.decision_id).completion_tokens == 42 and log.pending_count() == 1
+    assert not log.append(final.model_copy(update={"completion_tokens": 1}))  # a closed record stays as it is
+    assert log.get(opened.decision_id).completion_tokens == 42
+
+
+def test_an_open_record_of_a_dead_process_is_final_when_the_log_is_reopened(tmp_path, make_decision) -> None:
+    path = tmp_path / "log.db"
+    opened = make_decision(status="error", error="unfinished")
+    child = f"""
+import sys
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.stores.sqlite_log import DecisionLog
+DecisionLog(sys.argv[1]).append_open(DecisionRecord.model_validate_json(sys.argv[2]))
+"""
+    subprocess.run([sys.executable, "-c", child, str(path), opened.model_dump_json()], check=True)
+    log = DecisionLog(path)
+    assert log.pending_count() == 1 and log.pending()[0].decision_id == opened.decision_id

@@ -49,7 +49,15 @@ class Plan:
     device_id: str = "local"
 
 
+UNFINISHED = "unfinished: the stream started and was cut off before it ended (the process stopped)"
+
+
 class Recorder(Protocol):
+    def begin(self, record: DecisionRecord) -> None:
+        """A stream has started: keep `record` (an error record saying it never ended) until `write` replaces
+        it, so a killed process still leaves a record for the decision id its client holds. May do nothing."""
+        ...
+
     def write(self, record: DecisionRecord) -> bool:
         """Stores the record: True when stored, False when it could not be (the caller reports it); or raises
         to withhold the answer (the device's fail-closed log)."""
@@ -239,7 +247,7 @@ class Pipeline:
 
     def _complete_cancellable(self, request: ChatCompletionRequest, plan: Plan,
                               cancelled: Callable[[], bool]) -> Answer:
-        answer = self.stream(request, plan)
+        answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
         for _ in answer:
             if cancelled():
                 answer.close("client_disconnected")
@@ -262,8 +270,9 @@ class Pipeline:
                 "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model")
         return AnswerFailed(f"{lead}: {message}", errors)
 
-    def stream(self, request: ChatCompletionRequest, plan: Plan) -> "StreamingAnswer":
-        """Starts the answer: fallbacks happen before the first piece, so the route is known up front."""
+    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> "StreamingAnswer":
+        """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
+        record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
         messages, options = self.messages(request), self._options(request, plan)
         attempts, reason = self.attempts(plan)
         errors: list[BackendError] = []
@@ -299,6 +308,13 @@ class Pipeline:
                 except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
                     self.write(self.record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
                                            error="interrupted"))
+                    raise
+                try:
+                    if open_record:
+                        self.recorder.begin(self.record(plan, request, attempt.route, reason, 0, 0, 0.0,
+                                                        error=UNFINISHED))
+                except BaseException:
+                    pieces.close()
                     raise
                 handed_over = attempt
                 return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)

@@ -86,6 +86,10 @@ class CloudRecorder:
         self.svc = svc
         self.linked = linked
 
+    def begin(self, record: DecisionRecord) -> None:
+        """A Lambda that dies mid-stream loses its buffered answer too; the device, which keeps its own log,
+        records the stream (the cloud's record of what it served is written when the stream ends)."""
+
     def write(self, record: DecisionRecord) -> bool:
         return _save(self.svc, record, self.linked)
 

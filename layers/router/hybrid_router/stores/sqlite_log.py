@@ -14,11 +14,18 @@ Tables are created when missing each time a log is opened, so an older log file 
 A decision is pending until the cloud acknowledged it (`synced_at`) or refused it for what it holds
 (`sync_error`, the cloud's reason): a refused record stays in the log, counts in local usage, and is not
 offered to the cloud again.
+
+A stream's record is written twice: open when the stream starts (`append_open`: an error record saying the
+stream never ended, tagged with the writing process's pid), then replaced by the final one when it ends. The
+decision id a streaming client holds therefore always exists, even if the process is killed mid-stream. Open
+rows are not offered to the cloud while their process lives; a log opened after that process died closes them,
+keeping the open record as what happened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -110,6 +117,8 @@ class DecisionLog:
                 self._db.execute(f"PRAGMA max_page_count = {max(int(max_bytes) // page_size, 1)}")
             self._db.executescript(_SCHEMA)
             self._add_column("decisions", "sync_error TEXT")
+            self._add_column("decisions", "open_pid INTEGER")
+            self._close_abandoned()
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
         except OSError as error:
@@ -118,6 +127,13 @@ class DecisionLog:
                 raise DecisionLogError(f"decision log {self.path}: {blocker} is a file, not a folder; "
                                        "set the data folder (data_dir) to a folder") from error
             raise DecisionLogError(f"decision log {self.path}: cannot open: {error}") from error
+
+    def _close_abandoned(self) -> None:
+        """Open rows of processes that are gone are final: what they hold (an unfinished stream) happened."""
+        pids = [row[0] for row in self._db.execute("SELECT DISTINCT open_pid FROM decisions WHERE open_pid IS NOT NULL")]
+        dead = [(pid,) for pid in pids if not _process_alive(pid)]
+        if dead:
+            self._db.executemany("UPDATE decisions SET open_pid = NULL WHERE open_pid = ?", dead)
 
     def _add_column(self, table: str, column: str) -> None:
         """A column a log from an earlier version lacks (another process opening it may add it first)."""
@@ -163,10 +179,18 @@ class DecisionLog:
         """Store one record; True if it was new, False if that decision id was already logged."""
         return self.append_many([record]) == 1
 
+    def append_open(self, record: DecisionRecord) -> bool:
+        """Store the record of a stream that has started, to be replaced by `append` when it ends."""
+        return self._insert([record], open_pid=os.getpid()) == 1
+
     def append_many(self, records: Iterable[DecisionRecord]) -> int:
-        """Store records in one transaction; returns how many were new."""
+        """Store records in one transaction (replacing open ones of the same id); returns how many were new or
+        completed. A record already stored and not open stays as it is (re-sending is idempotent)."""
+        return self._insert(list(records), open_pid=None)
+
+    def _insert(self, records: list[DecisionRecord], open_pid: int | None) -> int:
         rows = [
-            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json())
+            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json(), open_pid)
             for r in records
         ]
         if not rows:
@@ -175,8 +199,11 @@ class DecisionLog:
         with self._transaction(f"save {len(rows)} decision(s) [{ids}]") as db:
             before = db.total_changes
             db.executemany(
-                "INSERT OR IGNORE INTO decisions (decision_id, created_at, day, route, cost_usd, record)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record, open_pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET"
+                " created_at = excluded.created_at, day = excluded.day, route = excluded.route,"
+                " cost_usd = excluded.cost_usd, record = excluded.record, open_pid = excluded.open_pid"
+                " WHERE decisions.open_pid IS NOT NULL AND excluded.open_pid IS NULL",
                 rows,
             )
             added = db.total_changes - before
@@ -252,7 +279,7 @@ class DecisionLog:
     def _pending_rows(self, limit: int, after: str | None) -> list[tuple]:
         return self._query(
             "SELECT decision_id, record FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL"
-            " AND decision_id > ? ORDER BY decision_id LIMIT ?",
+            " AND open_pid IS NULL AND decision_id > ? ORDER BY decision_id LIMIT ?",
             (after or "", int(limit)),
             "read pending decisions",
         )
@@ -274,8 +301,8 @@ class DecisionLog:
         return rows
 
     def pending_count(self) -> int:
-        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL", (),
-                           "count pending")[0][0]
+        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL"
+                           " AND open_pid IS NULL", (), "count pending")[0][0]
 
     def refused(self, limit: int = 100) -> list[tuple[str, str]]:
         """(decision_id, the cloud's reason) of decisions the cloud refused, oldest first."""
@@ -368,3 +395,14 @@ class DecisionLog:
             params.append(utc_iso(until))
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
