@@ -15,12 +15,6 @@ from hybrid_router.api.services import Services
 
 router = APIRouter()
 
-_RETRYABLE = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-              "InternalServerError", "ServiceUnavailable", "TransactionConflictException", "EndpointConnectionError",
-              "ConnectTimeoutError", "ReadTimeoutError")
-# What a record's own content earns: refused by our checks, or by DynamoDB's (e.g. an item it cannot hold).
-_REFUSED = ("invalid record", "ValidationException")
-
 
 @router.post("/v1/decisions", response_model=DecisionBatchResult)
 def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
@@ -36,13 +30,13 @@ def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                        code="batch_too_large", param="records")
     result = svc.call_store("put_records", svc.store.put_records, body.records,
                             owner=(who.tenant_id, who.device_id))
-    refused = [f for f in result.failed if f[1].startswith(_REFUSED)]
-    unstored = [f for f in result.failed if not f[1].startswith(_REFUSED)]
+    refused = [f for f in result.failed if f[1].refused]
+    unstored = [f for f in result.failed if not f[1].refused]
     svc.telemetry.batch(result.accepted, result.duplicates, len(result.failed))
     for record in result.stored:  # Device* metrics: newly stored records only, never a re-sent duplicate
         svc.telemetry.decision(record, source="device")
     if unstored:
-        throttled = all(f[1].startswith(_RETRYABLE) for f in unstored)
+        throttled = all(f[1].retryable for f in unstored)
         what = "is throttling" if throttled else f"failed ({unstored[0][1][:200]})"
         raise ApiError(503 if throttled else 502,
                        f"The decision store {what}: {len(unstored)} of {len(body.records)} records were not "

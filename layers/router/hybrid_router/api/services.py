@@ -10,10 +10,8 @@ from hybrid_router.api.settings import ApiSettings
 from hybrid_router.api.telemetry import LogTelemetry, Telemetry
 from hybrid_router.backends.base import ChatBackend
 from hybrid_router.costs import CostModel
+from hybrid_router.stores.errors import THROTTLING_CODES, kind_of_code
 
-# Codes DynamoDB answers when it is overloaded; boto3 has already retried them (standard mode) when we see them.
-_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-               "TransactionConflictException"}
 
 
 class Services:
@@ -113,9 +111,12 @@ class Services:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             self.telemetry.store_failure(operation, code)
-            if code in _THROTTLING:
+            if code in THROTTLING_CODES:
                 raise ApiError(503, "The decision store is throttling requests; retry in a few seconds.",
                                code="store_throttled", headers={"Retry-After": "2"})
+            if kind_of_code(code) == "retryable":
+                raise ApiError(503, f"The decision store is failing for now ({code}); retry in a few seconds.",
+                               code="store_unavailable", headers={"Retry-After": "2"})
             if code == "ResourceNotFoundException":
                 raise ApiError(503, "The decision table does not exist.", code="store_unavailable")
             raise ApiError(502, f"The decision store refused the request ({code}).", code="store_error")

@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hybrid_router.decision import DecisionNotFound, DecisionRecord, merge_served, utc_iso, utc_now_iso
+from hybrid_router.stores.errors import RETRYABLE_CODES, StoreFailure, failure_from, refused
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
@@ -66,14 +67,6 @@ TABLE_SCHEMA: dict[str, Any] = {
     "TimeToLiveAttribute": TTL_ATTRIBUTE,
 }
 
-_THROTTLING = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
 SERVED_COST = "served_cost_usd"
 UPLOADED_AT = "uploaded_at"
 PROMPT_TRUNCATED = "prompt_truncated"
@@ -88,7 +81,7 @@ _INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.anno
 class PutResult:
     stored: list[DecisionRecord] = field(default_factory=list)  # newly stored by this call, as stored
     duplicates: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, StoreFailure]] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -308,7 +301,7 @@ class DynamoDecisionStore:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ConditionalCheckFailedException":
                     return error.response.get("Item") or {}
-                if code not in _THROTTLING or attempt == self.max_attempts:
+                if code not in RETRYABLE_CODES or attempt == self.max_attempts:
                     raise
             except BotoCoreError:
                 if attempt == self.max_attempts:
@@ -318,16 +311,13 @@ class DynamoDecisionStore:
         raise AssertionError("unreachable: the loop returns or raises on its last attempt")
 
     def _put_catching(self, item: dict[str, Any], condition: str) -> tuple[dict[str, Any] | None, str]:
-        """_put for a batch: (the item already there or None, "accepted" or the error that stopped the put)."""
+        """_put for a batch: (the item already there or None, "accepted" or the StoreFailure that stopped it)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self._put(item, condition), "accepted"
-        except ClientError as error:
-            details = error.response.get("Error", {})
-            return None, f"{details.get('Code', '')}: {details.get('Message', '')}".strip()
-        except BotoCoreError as error:
-            return None, f"{type(error).__name__}: {error}"
+        except (ClientError, BotoCoreError) as error:
+            return None, failure_from(error)
 
     def _count_retry(self) -> None:
         with self._retries_lock:
@@ -504,7 +494,7 @@ class DynamoDecisionStore:
                     break
                 except ClientError as error:
                     code = error.response.get("Error", {}).get("Code", "")
-                    if code not in _THROTTLING or attempt == self.max_attempts:
+                    if code not in RETRYABLE_CODES or attempt == self.max_attempts:
                         raise
                     self._count_retry()
                     self._backoff(attempt)
@@ -575,10 +565,9 @@ def _in_window(
     ]
 
 
-def _short_error(error: Exception) -> str:
+def _short_error(error: Exception) -> StoreFailure:
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "record"
-        return f"invalid record: {where}: {first.get('msg')}"
-    text = str(error) or type(error).__name__
-    return text if text.startswith("invalid record") else f"invalid record: {text}"
+        return refused(f"{where}: {first.get('msg')}")
+    return refused(str(error) or type(error).__name__)
