@@ -4,8 +4,7 @@ Table design (one table, `TABLE_SCHEMA`; template.yaml must match it):
 - item key: pk = "DEVICE#<tenant>#<device>", sk = "DECISION#<decision_id>" (ULIDs sort by time,
   so a device's decisions since a time are one Query on a key range);
   feedback lives on the same partition as sk = "FEEDBACK#<decision_id>".
-- GSI "by_day": day_pk = "DAY#<tenant>#<yyyy-mm-dd>", sort key sk: a tenant's decisions of one day.
-  Only decision items carry day_pk, so feedback stays out of the index.
+- no secondary index: every read is one device's partition (the caller's own), so nothing else is written.
 - TTL attribute "expires_at" (epoch seconds, RETENTION_DAYS after the decision).
 
 Writes are conditional puts (attribute_not_exists(sk)): re-sending a record is a counted duplicate,
@@ -40,28 +39,16 @@ from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
 RETENTION_DAYS = 400
-DAY_INDEX = "by_day"
 TTL_ATTRIBUTE = "expires_at"
 
 TABLE_SCHEMA: dict[str, Any] = {
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},
         {"AttributeName": "sk", "AttributeType": "S"},
-        {"AttributeName": "day_pk", "AttributeType": "S"},
     ],
     "KeySchema": [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
-    ],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": DAY_INDEX,
-            "KeySchema": [
-                {"AttributeName": "day_pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
     ],
     "BillingMode": "PAY_PER_REQUEST",
     "TimeToLiveAttribute": TTL_ATTRIBUTE,
@@ -70,8 +57,9 @@ TABLE_SCHEMA: dict[str, Any] = {
 SERVED_COST = "served_cost_usd"
 UPLOADED_AT = "uploaded_at"
 PROMPT_TRUNCATED = "prompt_truncated"
+# Storage attributes, not record fields (day_pk: an index key older items carry, ignored when read).
 _STORAGE_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at", SERVED_COST, UPLOADED_AT,
-                   PROMPT_TRUNCATED)
+                       PROMPT_TRUNCATED)
 ITEM_LIMIT_BYTES = 400 * 1024
 _ITEM_HEADROOM_BYTES = 16 * 1024  # DynamoDB's own accounting of names and numbers is not ours to the byte
 _INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.annotation is int}
@@ -107,10 +95,6 @@ class DecisionIdTaken(Exception):
 
 def device_pk(tenant: str, device: str) -> str:
     return f"DEVICE#{_key_part(tenant, 'tenant')}#{_key_part(device, 'device')}"
-
-
-def day_pk(tenant: str, day: str) -> str:
-    return f"DAY#{_key_part(tenant, 'tenant')}#{day}"
 
 
 def _key_part(value: str, what: str) -> str:
@@ -337,7 +321,6 @@ class DynamoDecisionStore:
         data.update(
             pk=device_pk(record.tenant_id, record.device_id),
             sk=f"DECISION#{record.decision_id}",
-            day_pk=day_pk(record.tenant_id, record.day),
             entity="decision",
             stored_at=utc_now_iso(),
             **{TTL_ATTRIBUTE: _expires_at(record.created_at)},
@@ -449,17 +432,6 @@ class DynamoDecisionStore:
         records = [self._record(item) for item in self._query(params)]
         return _in_window(records, since, until)
 
-    def records_for_tenant_day(self, tenant: str, day: str | date) -> list[DecisionRecord]:
-        """All devices' decisions of one tenant on one UTC day (the by_day index)."""
-        day_text = day.isoformat() if isinstance(day, date) else day
-        params = {
-            "TableName": self.table_name,
-            "IndexName": DAY_INDEX,
-            "KeyConditionExpression": "day_pk = :d",
-            "ExpressionAttributeValues": {":d": {"S": day_pk(tenant, day_text)}},
-        }
-        return [self._record(item) for item in self._query(params)]
-
     def usage(
         self,
         tenant: str,
@@ -468,17 +440,6 @@ class DynamoDecisionStore:
         until: str | date | datetime | None = None,
     ) -> UsageSummary:
         return UsageSummary.from_records(self.records_for_device(tenant, device, since, until))
-
-    def tenant_usage(self, tenant: str, since: str | date, until: str | date | None = None) -> UsageSummary:
-        """A tenant's usage over whole days (since .. until inclusive, default today), across devices."""
-        first = date.fromisoformat(since) if isinstance(since, str) else since
-        last = (date.fromisoformat(until) if isinstance(until, str) else until) or datetime.now(timezone.utc).date()
-        records: list[DecisionRecord] = []
-        day = first
-        while day <= last:
-            records.extend(self.records_for_tenant_day(tenant, day))
-            day += timedelta(days=1)
-        return UsageSummary.from_records(records)
 
     def _query(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         from botocore.exceptions import ClientError
