@@ -458,6 +458,10 @@ def test_broken_stream(chat_api, faults) -> None:
     assert errors and errors[0]["error"]["code"].startswith("upstream_")
     records = chat_api.store.records_for_device("acme", "device-a")
     assert [r.status for r in records] == ["error", "error"]
+    cut_before, broke_after = records
+    assert cut_before.completion_tokens == 0 and cut_before.cost_usd == 0.0  # nothing delivered, nothing paid
+    # the pieces delivered before the endpoint broke off are paid for, and save nothing against always-strong
+    assert broke_after.completion_tokens >= 1 and broke_after.cost_usd > 0.0 and broke_after.saving_usd == 0.0
 
 
 def test_no_strong_endpoint_configured_is_503(tiny_router_dir, table, dynamodb_endpoint) -> None:

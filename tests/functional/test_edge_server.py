@@ -278,6 +278,7 @@ def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) ->
     assert record.status == "error" and record.error
     assert record.reason == "fallback:strong_unreachable"  # why it fell back, not how the fallback failed
     assert record.cost_usd == 0.0 and record.energy_wh == 0.0  # nothing answered: nothing to pay or cap
+    assert record.saving_usd == 0.0  # and a request that failed is no money saved
 
 
 def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, strong_server) -> None:
