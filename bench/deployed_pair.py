@@ -180,9 +180,24 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                            "weak_mean": round(float(weak.mean()), 4), "strong_mean": round(float(strong.mean()), 4),
                            "strong_only": int((strong > weak).sum()), "weak_only": int((weak > strong).sum()),
                            "table": table, "families": per_family}
+    out["labelling"] = labelling_cost(rows)
     if "pair" in scores and "default" in scores:
         out["pair_minus_default"] = paired_difference(scores["pair"], scores["default"], strong, weak)
     return out
+
+
+def labelling_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: seconds per prompt (mean, median) and completion tokens, from the label rows' outputs."""
+    cost = {}
+    for model in (rows[0]["pair"]["weak"], rows[0]["pair"]["strong"]):
+        outputs = [r["outputs"][model] for r in rows if model in r.get("outputs", {})]
+        if outputs:
+            latency = np.array([o["latency_s"] for o in outputs])
+            tokens = np.array([o["completion_tokens"] for o in outputs])
+            cost[model] = {"mean_s": round(float(latency.mean()), 3), "median_s": round(float(np.median(latency)), 3),
+                           "mean_completion_tokens": round(float(tokens.mean()), 1),
+                           "length_stops": int(sum(o["finish_reason"] == "length" for o in outputs))}
+    return cost
 
 
 def check_held_out(test_rows: Sequence[dict[str, Any]], train_path: Path) -> dict[str, Any]:
@@ -216,7 +231,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"pair - default APGR: {d['difference']:+.3f} (paired bootstrap 90% CI {d['ci90'][0]:+.3f} to "
                       f"{d['ci90'][1]:+.3f})"]
     names = [n for n in result["table"] if n not in ("random", "prompt length", "oracle")]
-    lines += ["", "| family | n | weak | strong | strong only | weak only | "
+    lines += ["", "Per test family (APGR within a family is n/a where both models score the same mean):", "",
+              "| family | n | weak | strong | strong only | weak only | "
               + " | ".join(f"APGR {n}" for n in names) + " | " + " | ".join(f"mean score {n}" for n in names) + " |",
               "| --- " + "| ---: " * (5 + 2 * len(names)) + "|"]
     for family, f in result["families"].items():
@@ -224,6 +240,9 @@ def markdown(result: dict[str, Any]) -> str:
         cells += ["n/a" if f[n] is None else f"{f[n]:.3f}" for n in names]
         cells += [f"{f[n + '_mean_score']:.3f}" for n in names]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    for model, c in result.get("labelling", {}).items():
+        lines.append(f"labelling {model}: {c['mean_s']:.2f} s per prompt (median {c['median_s']:.2f}), "
+                     f"{c['mean_completion_tokens']:.1f} answer tokens, {c['length_stops']} cut at max_tokens")
     if "held_out" in result:
         h = result["held_out"]
         lines += ["", f"train families (seed {h['train_seeds']}, {h['train_rows']} rows): {', '.join(h['train_families'])}",
