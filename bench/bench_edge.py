@@ -78,6 +78,8 @@ def router_dir(given: str | None, scratch: Path) -> str | None:
 class Server:
     def __init__(self, app) -> None:
         self.sock = socket.socket()
+        # as `hybrid-router serve` (uvicorn binding its own socket): no ~40 ms delayed-ACK wait per response
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -275,12 +275,10 @@ async def _complete_unless_gone(http_request: Request, service: EdgeService, req
     to max_tokens and holding the local model from everyone behind it."""
     gone = threading.Event()
 
-    async def watch() -> None:
-        while not gone.is_set():
-            if await http_request.is_disconnected():
-                gone.set()
-                return
-            await asyncio.sleep(0.1)
+    async def watch() -> None:  # the body is read: the next ASGI message is the client hanging up
+        while (await http_request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
 
     watcher = asyncio.create_task(watch())
     try:

@@ -91,6 +91,7 @@ def cloud(dynamodb_client, decision_table):
     settings = ApiSettings(table_name=decision_table, api_keys=parse_key_map(f"{API_KEY}={TENANT}/{DEVICE}"))
     app = create_app(settings, groups=("records",), store=store)
     sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     api = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     api_thread = threading.Thread(target=api.run, kwargs={"sockets": [sock]}, daemon=True)
