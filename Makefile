@@ -50,6 +50,7 @@ demo: install
 	$(PY) -m edge_client.demo
 
 test: install-test sam-tools
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 doctor: install

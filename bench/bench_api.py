@@ -112,7 +112,6 @@ def warm(router: str, calls: int, warmup: int = 20) -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("api_app_warm", REPO / "functions" / "api" / "app.py")
     module = importlib.util.module_from_spec(spec)
     event = json.loads(EVENT.read_text())
-    prompt = json.loads(event["body"])["prompt"]
     handler_ms, router_ms = [], []
     with contextlib.redirect_stdout(open(os.devnull, "w")):
         spec.loader.exec_module(module)

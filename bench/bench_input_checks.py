@@ -3,7 +3,8 @@ the device server runs the same `unencodable_message`), next to one router decis
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_input_checks.py
 """
-import statistics, time
+import statistics
+import time
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.api.routes_inference import _check_input
 from hybrid_router.routing import load_router
@@ -12,7 +13,11 @@ for label, text in (("128 tokens", " ".join(["word"] * 126)), ("100,000 characte
     body = ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": text}]})
     check, decide = [], []
     for _ in range(300):
-        t = time.perf_counter(); _check_input(body); check.append((time.perf_counter() - t) * 1e3)
-        t = time.perf_counter(); router.decide(text); decide.append((time.perf_counter() - t) * 1e3)
+        started = time.perf_counter()
+        _check_input(body)
+        check.append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        router.decide(text)
+        decide.append((time.perf_counter() - started) * 1e3)
     c, d = statistics.median(check), statistics.median(decide)
     print(f"{label}: _check_input p50 {c*1000:.1f} us, router decide p50 {d:.3f} ms, ratio {c/d:.4f}")

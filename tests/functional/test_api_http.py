@@ -14,7 +14,7 @@ import pytest
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
 from hybrid_router.routing import load_router
-from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from hybrid_router.ulid import is_ulid, new_ulid
 from local_stack.servers import ServerThread
 from test_api_support import (STRONG_ENDPOINT, ThrottlingDynamoDB, assert_openai_error, faults, load_event,  # noqa: F401

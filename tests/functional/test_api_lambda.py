@@ -4,12 +4,11 @@ and a Lambda context, against moto's DynamoDB server and the SageMaker runtime s
 from __future__ import annotations
 
 import base64
-import copy
 import importlib.util
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 from hybrid_router.routing import Router, load_router, parse_router_model
 from hybrid_router.routing.tokens import PromptTokenizer

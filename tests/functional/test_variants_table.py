@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(not (DATA / "train").is_dir(), reason="shared da
 def test_the_default_variant_is_the_shipped_training_command(bench_script) -> None:
     bench = bench_script("variants")
     readme = (REPO / "router_training" / "README.md").read_text()
-    line = next(l for l in readme.splitlines() if l.startswith("python -m router_training.train") and "$A/default" in l)
+    line = next(text for text in readme.splitlines()
+                if text.startswith("python -m router_training.train") and "$A/default" in text)
     shipped = shlex.split(line)[3:]
     assert shipped[shipped.index("--out") + 1] == "$A/default"
     shipped = [a for a in shipped if a not in ("$DATA", "$HOLD")]

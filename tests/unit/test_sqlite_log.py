@@ -317,7 +317,7 @@ def test_an_open_stream_record_is_kept_not_synced_then_replaced(tmp_path, make_d
 def test_an_open_record_of_a_dead_process_is_final_when_the_log_is_reopened(tmp_path, make_decision) -> None:
     path = tmp_path / "log.db"
     opened = make_decision(status="error", error="unfinished")
-    child = f"""
+    child = """
 import sys
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.stores.sqlite_log import DecisionLog
