@@ -6,6 +6,9 @@
 
 Writes DIR/router.onnx, DIR/tokenizer.json and DIR/training_report.json. Exit code 2 (and nothing written)
 when the data is unusable, in particular when a training prompt equals a benchmark prompt.
+
+From Python, `train_router(TrainConfig(data=[...], out=DIR, kind="clf", ...))` does the same and returns a
+`TrainResult`; the command line is a thin adapter over it (`config_from_args`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,27 +37,135 @@ DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 TRUNCATION = {"minilm": {"max_tokens": 128, "head_tokens": 48}, "static": {"max_tokens": 512, "head_tokens": 128}}
 ROUTER_VERSION = "1"
+KINDS = ("mf", "clf", "mix", "random", "pair")
+TARGETS = ("difficulty", "difficulty_centered", "strong_beats_weak")
+FEATURES = ("none", "cheap", "task-cheap")
 
 
 class UsageError(ValueError):
     pass
 
 
+def _default_encoder_dir() -> Path:
+    return Path.home() / ".cache" / "hybrid-router" / "encoders"
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; the command line's flags map one to one (`config_from_args`).
+
+    strong / weak: None means gpt-4-1106-preview / Mixtral-8x7B-Instruct (RouteLLM's pair), or for kind "pair"
+    the pair the label rows declare. Sequences are stored as tuples, so two configs compare equal field by field.
+    """
+
+    data: Sequence[Path]
+    out: Path
+    kind: str = "mf"
+    strong: str | None = None
+    weak: str | None = None
+    seed: int = 0
+    max_rows: int = 0  # at most N labelled rows (0: all)
+    epochs: int = 300  # mf: full-batch Adam steps
+    encoder: str = "minilm"
+    encoder_from: Path | None = None  # reuse the encoder inside this router file (no torch export)
+    encoder_dir: Path = field(default_factory=_default_encoder_dir)
+    cache_dir: Path | None = None  # embedding cache (None: ~/.cache/hybrid-router/embeddings)
+    benchmarks: str = D.BENCHMARK_GLOB  # glob of benchmark files to refuse overlap with
+    holdout: Sequence[str] | None = None  # groups or files held out for selection (None: a seeded choice)
+    exclude: Sequence[str] = ()  # groups or files left out entirely: selection, refit and calibration
+    target: str = "difficulty"  # clf target
+    dims: Sequence[int] = (64, 128)  # mf: candidate projection sizes
+    pair_weighting: Sequence[str] = ("pair", "prompt")  # mf: candidate outcome weightings
+    alphas: Sequence[float] = (1.0, 3.0, 10.0, 30.0)  # clf, pair: ridge strengths; mix: of the task expert
+    chat_alphas: Sequence[float] = (1000.0,)  # mix: ridge strengths of the chat expert
+    chat_files: Sequence[str] = tuple(CHAT_FILES)  # mix: training files (stems) of the chat expert
+    anchored_files: Sequence[str] = ()  # difficulty_centered: files centred by the other files' mean
+    use_length: bool = True  # the prompt-length feature
+    features: str = "none"  # clf: none, cheap or task-cheap (router_training/cheap_features.py)
+    maths_expert: bool = False  # with task-cheap: calculator-steps ridge blended in by the maths gate
+    reference_per_file: int = 400  # calibration prompts per training file
+    default_share: float = 0.3  # default threshold = the one for this strong share
+    ties: str = "drop"  # mf: drop or half
+    router_id: str | None = None
+    prior: Path | None = None  # pair: the router the pair head builds on (None: the packaged default)
+    folds: int = 5  # pair: group K-fold over families for selection
+
+    def __post_init__(self) -> None:
+        self.data = tuple(Path(p) for p in self.data)
+        self.out = Path(self.out)
+        for name in ("exclude", "pair_weighting", "chat_files", "anchored_files"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.dims = tuple(int(d) for d in self.dims)
+        self.alphas = tuple(float(a) for a in self.alphas)
+        self.chat_alphas = tuple(float(a) for a in self.chat_alphas)
+        if self.holdout is not None:
+            self.holdout = tuple(self.holdout)
+        if self.kind not in KINDS:
+            raise UsageError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.target not in TARGETS:
+            raise UsageError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.features not in FEATURES:
+            raise UsageError(f"features must be one of {', '.join(FEATURES)}, not {self.features!r}")
+        if self.encoder not in ENCODER_FILES:
+            raise UsageError(f"encoder must be one of {', '.join(ENCODER_FILES)}, not {self.encoder!r}")
+
+    @property
+    def strong_model(self) -> str:
+        return self.strong or DEFAULT_STRONG
+
+    @property
+    def weak_model(self) -> str:
+        return self.weak or DEFAULT_WEAK
+
+
+@dataclass
+class TrainResult:
+    """What `train_router` wrote: the router folder and the training report (also in training_report.json)."""
+
+    out: Path
+    report: dict[str, Any]
+
+    @property
+    def router_onnx(self) -> Path:
+        return self.out / "router.onnx"
+
+    @property
+    def router_id(self) -> str:
+        return self.report["router_id"]
+
+    @property
+    def default_threshold(self) -> float:
+        return self.report["default_threshold"]
+
+    @property
+    def chosen(self) -> dict[str, Any] | None:
+        """The hyper-parameters selection chose (None when there was nothing to select)."""
+        return (self.report.get("selection") or {}).get("chosen")
+
+    @property
+    def seconds(self) -> float:
+        return self.report["seconds"]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
     p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
-    p.add_argument("--kind", choices=["mf", "clf", "mix", "random", "pair"], default="mf",
+    p.add_argument("--kind", choices=list(KINDS), default="mf",
                    help="pair: a router for one model pair from `hybrid-router label` rows (router_training/pair.py)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--strong", default=DEFAULT_STRONG)
-    p.add_argument("--weak", default=DEFAULT_WEAK)
+    p.add_argument("--strong", default=None, help=f"strong model (default {DEFAULT_STRONG}; pair: the rows' pair)")
+    p.add_argument("--weak", default=None, help=f"weak model (default {DEFAULT_WEAK}; pair: the rows' pair)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=0, help="use at most N labelled rows (0: all)")
     p.add_argument("--epochs", type=int, default=300, help="MF: full-batch Adam steps")
     p.add_argument("--encoder", choices=list(ENCODER_FILES), default="minilm")
     p.add_argument("--encoder-from", type=Path, default=None,
                    help="reuse the encoder inside this router file (no torch export needed)")
-    p.add_argument("--encoder-dir", type=Path, default=Path.home() / ".cache" / "hybrid-router" / "encoders")
+    p.add_argument("--encoder-dir", type=Path, default=_default_encoder_dir())
     p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)")
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
     p.add_argument("--holdout", action="append", default=None,
@@ -60,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=None,
                    help="group (file/dataset or file/category) or file left out of training entirely: not used for "
                         "selection, the final refit or the calibration reference (repeatable)")
-    p.add_argument("--target", choices=["difficulty", "difficulty_centered", "strong_beats_weak"],
-                   default="difficulty", help="clf target (difficulty_centered: minus its file's mean)")
+    p.add_argument("--target", choices=list(TARGETS), default="difficulty",
+                   help="clf target (difficulty_centered: minus its file's mean)")
     p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
     p.add_argument("--pair-weighting", default="pair,prompt",
                    help="MF: candidate outcome weightings (pair: each outcome 1; prompt: each prompt 1)")
@@ -72,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="difficulty_centered: centre this file's rows by the other files' mean difficulty instead of "
                         "its own mean, so its absolute level counts (e.g. easy_prompts, whose rows are all easy)")
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
-    p.add_argument("--features", choices=["none", "cheap", "task-cheap"], default="none",
+    p.add_argument("--features", choices=list(FEATURES), default="none",
                    help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
                         "soft chat/maths/task gate on the embedding (task-cheap); see router_training/cheap_features.py")
     p.add_argument("--maths-expert", action="store_true",
@@ -88,27 +201,57 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_pair(args: argparse.Namespace) -> dict[str, Any]:
-    """--kind pair: the pair's own trainer (router_training/pair.py). --strong/--weak left at their defaults mean
-    "the pair the label rows declare"; --alphas, --holdout, --exclude, --seed, --default-share, --router-id apply."""
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed command-line arguments (build_parser)."""
+    return TrainConfig(
+        data=args.data, out=args.out, kind=args.kind, strong=args.strong, weak=args.weak, seed=args.seed,
+        max_rows=args.max_rows, epochs=args.epochs, encoder=args.encoder, encoder_from=args.encoder_from,
+        encoder_dir=args.encoder_dir, cache_dir=args.cache_dir, benchmarks=args.benchmarks, holdout=args.holdout,
+        exclude=args.exclude or (), target=args.target, dims=[int(d) for d in args.dims.split(",")],
+        pair_weighting=args.pair_weighting.split(","), alphas=_floats(args.alphas),
+        chat_alphas=_floats(args.chat_alphas), chat_files=args.chat_files.split(","),
+        anchored_files=args.anchored_file or (), use_length=not args.no_length, features=args.features,
+        maths_expert=args.maths_expert, reference_per_file=args.reference_per_file,
+        default_share=args.default_share, ties=args.ties, router_id=args.router_id, prior=args.prior,
+        folds=args.folds)
+
+
+def _train_pair(config: TrainConfig) -> TrainResult:
+    """kind "pair": the pair's own trainer (router_training/pair.py). strong / weak left None mean "the pair the
+    label rows declare"; alphas, holdout, exclude, seed, default_share, router_id, prior and folds apply."""
     from router_training.pair import PairConfig, train_pair_router
 
-    given = (args.strong, args.weak) != (DEFAULT_STRONG, DEFAULT_WEAK)
-    config = PairConfig(data=list(args.data), out=args.out, strong=args.strong if given else None,
-                        weak=args.weak if given else None, prior=args.prior,
-                        alphas=tuple(float(a) for a in args.alphas.split(",")), folds=args.folds, seed=args.seed,
-                        holdout=args.holdout, exclude=tuple(args.exclude or ()), default_share=args.default_share,
-                        reference_per_file=args.reference_per_file, router_id=args.router_id,
-                        benchmarks=args.benchmarks)
-    return train_pair_router(config)
+    pair = PairConfig(data=list(config.data), out=config.out, strong=config.strong, weak=config.weak,
+                      prior=config.prior, alphas=config.alphas, folds=config.folds, seed=config.seed,
+                      holdout=list(config.holdout) if config.holdout is not None else None, exclude=config.exclude,
+                      default_share=config.default_share, reference_per_file=config.reference_per_file,
+                      router_id=config.router_id, benchmarks=config.benchmarks)
+    return TrainResult(out=config.out, report=train_pair_router(pair))
 
 
-def _min_labels(args: argparse.Namespace) -> int:
+@dataclass
+class _Fitting:
+    """What fitting a head needs beyond the rows: the config and the state shared across candidates."""
+
+    config: TrainConfig
+    gate_pool: tuple | None = None  # (embeddings, task labels, groups, labelled?) of the task gate's rows
+    held_groups: set[str] = field(default_factory=set)
+    gate_cache: dict = field(default_factory=dict)
+    maths_answers: tuple | None = None  # (embeddings, cheap features, target) of the worked-answer rows
+
+    @property
+    def strong(self) -> str:
+        return self.config.strong_model
+
+    @property
+    def weak(self) -> str:
+        return self.config.weak_model
+
+
+def _min_labels(config: TrainConfig) -> int:
     """Model labels a row needs: one for clf on a difficulty target (one score s gives difficulty 1 - s, e.g. a
     user's rating exported by `hybrid-router export-feedback`), two for everything that learns from model pairs."""
-    return 1 if args.kind == "clf" and args.target.startswith("difficulty") else 2
-
-
+    return 1 if config.kind == "clf" and config.target.startswith("difficulty") else 2
 def _labelled(rows: list[D.Row], min_labels: int = 2) -> list[D.Row]:
     return [r for r in rows if len(r.scores) >= min_labels]
 
@@ -132,23 +275,24 @@ def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarra
     return mask, label
 
 
-def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHead | MixHead:
+def _fit(kind: str, emb, lens, rows, models, fitting: _Fitting, params) -> MFHead | LinearHead | MixHead:
+    config = fitting.config
     if kind == "mix":
         return train_mix(emb, rows, alpha=params["alpha"], alpha_chat=params["alpha_chat"],
-                         chat_files=args.chat_files.split(","))
+                         chat_files=list(config.chat_files))
     if kind == "mf":
-        pairs = D.pairwise_outcomes(rows, models, ties=args.ties)
+        pairs = D.pairwise_outcomes(rows, models, ties=config.ties)
         if len(pairs[0]) == 0:
             raise UsageError("no pairwise outcomes: the data needs rows scored for at least two models")
-        return train_mf(emb, lens, pairs, models, dim=params["dim"], epochs=args.epochs, seed=args.seed,
-                        use_length=not args.no_length, per_prompt=params["weighting"] == "prompt")
-    cal_mask, cal_label = _strong_needed(rows, args.strong, args.weak)
-    if args.target.startswith("difficulty"):
+        return train_mf(emb, lens, pairs, models, dim=params["dim"], epochs=config.epochs, seed=config.seed,
+                        use_length=config.use_length, per_prompt=params["weighting"] == "prompt")
+    cal_mask, cal_label = _strong_needed(rows, fitting.strong, fitting.weak)
+    if config.target.startswith("difficulty"):
         target = np.array([D.difficulty(r) for r in rows])
         difficulties = target.copy()
-        if args.target == "difficulty_centered":
+        if config.target == "difficulty_centered":
             files = np.array([r.file for r in rows])
-            anchored = np.isin(files, list(args.anchored_file or ()))
+            anchored = np.isin(files, list(config.anchored_files))
             for file in set(files[~anchored]):
                 target[files == file] -= np.nanmean(target[files == file])
             if anchored.any():
@@ -156,33 +300,33 @@ def _fit(kind: str, emb, lens, rows, models, args, params) -> MFHead | LinearHea
     else:
         target = np.where(cal_mask, cal_label, np.nan)
         if cal_mask.sum() < 10:
-            raise UsageError(f"fewer than 10 rows label both {args.strong} and {args.weak}")
-    if getattr(args, "features", "none") != "none":
+            raise UsageError(f"fewer than 10 rows label both {fitting.strong} and {fitting.weak}")
+    if config.features != "none":
         from router_training.cheap_features import train_feature_clf
 
-        gate = _gate(args, {r.group for r in rows}) if args.features == "task-cheap" else None
-        head = train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=args.features,
+        gate = _gate(fitting, {r.group for r in rows}) if config.features == "task-cheap" else None
+        head = train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=config.features,
                                  gate=gate)
-        if args.maths_expert:
+        if config.maths_expert:
             from router_training.cheap_features import fit_maths_expert
 
-            head.maths = fit_maths_expert(head, *args.maths_answers, emb, lens)
+            head.maths = fit_maths_expert(head, *fitting.maths_answers, emb, lens)
         return head
-    return train_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], use_length=not args.no_length)
+    return train_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], use_length=config.use_length)
 
 
-def _gate(args, fit_groups: set[str]):
+def _gate(fitting: _Fitting, fit_groups: set[str]):
     """The task gate, fitted on the gate pool minus the held-out groups (fit_groups: groups of the fitted rows;
     pool rows of files without model labels, e.g. gsm8k_train, count unless their group is held out)."""
-    emb, labels, groups, labelled = args.gate_pool
-    keep = np.array([g in fit_groups or (not lab and g not in args.held_groups) for g, lab in zip(groups, labelled)])
+    emb, labels, groups, labelled = fitting.gate_pool
+    keep = np.array([g in fit_groups or (not lab and g not in fitting.held_groups)
+                     for g, lab in zip(groups, labelled)])
     key = tuple(np.flatnonzero(keep)[:: max(1, keep.sum() // 64)]) + (int(keep.sum()),)
-    cache = args.__dict__.setdefault("gate_cache", {})
-    if key not in cache:
+    if key not in fitting.gate_cache:
         from router_training.cheap_features import fit_gate
 
-        cache[key] = fit_gate(emb[keep], labels[keep])
-    return cache[key]
+        fitting.gate_cache[key] = fit_gate(emb[keep], labels[keep])
+    return fitting.gate_cache[key]
 
 
 def _pair_scores(head, emb, lens, strong: str, weak: str) -> np.ndarray:
@@ -227,82 +371,90 @@ def _reference_prompts(paths: list[Path], per_file: int, seed: int, exclude: set
     return prompts
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def train_router(config: TrainConfig) -> TrainResult:
+    """Train, export and check a router as `config` says; writes config.out/{router.onnx, tokenizer.json,
+    training_report.json}. Raises UsageError (or data.ContaminationError, ValueError) on unusable data."""
+    if config.kind == "pair":
+        return _train_pair(config)
     started = time.time()
-    paths = [Path(p) for p in args.data]
+    strong, weak = config.strong_model, config.weak_model
+    paths = list(config.data)
     for path in paths:
         if not path.is_file():
             raise UsageError(f"training file not found: {path}")
-    if args.maths_expert and (args.kind != "clf" or args.features != "task-cheap"):
+    if config.maths_expert and (config.kind != "clf" or config.features != "task-cheap"):
         raise UsageError("--maths-expert needs --kind clf --features task-cheap (it blends by the task gate)")
     rows = D.read_rows(paths)
-    exclude = set(args.exclude or ())
+    exclude = set(config.exclude)
     unmatched = sorted(name for name in exclude if not any(_excluded(r, {name}) for r in rows))
     if unmatched:
         raise UsageError(f"--exclude names no group or file of the training data: {', '.join(unmatched)}")
     rows = [r for r in rows if not _excluded(r, exclude)]
-    missing = sorted(set(args.anchored_file or ()) - {r.file for r in rows})
+    anchored_files = set(config.anchored_files)
+    missing = sorted(anchored_files - {r.file for r in rows})
     if missing:
         raise UsageError(f"--anchored-file names no training file: {', '.join(missing)}")
-    if args.anchored_file and args.target != "difficulty_centered":
+    if anchored_files and config.target != "difficulty_centered":
         raise UsageError("--anchored-file needs --target difficulty_centered")
     if not rows:
         raise UsageError("the training files hold no rows")
-    D.check_decontaminated(rows, args.benchmarks)
+    D.check_decontaminated(rows, config.benchmarks)
     rows = D.deduplicate(rows)
-    labelled = _labelled(rows, _min_labels(args))
-    rng = np.random.default_rng(args.seed)
-    if args.max_rows and len(labelled) > args.max_rows:
-        keep = np.sort(rng.choice(len(labelled), size=args.max_rows, replace=False))
+    labelled = _labelled(rows, _min_labels(config))
+    rng = np.random.default_rng(config.seed)
+    if config.max_rows and len(labelled) > config.max_rows:
+        keep = np.sort(rng.choice(len(labelled), size=config.max_rows, replace=False))
         labelled = [labelled[i] for i in keep]
-    extra_rows = _self_labelled(rows) if args.kind == "mix" else []
-    if args.max_rows and len(extra_rows) > args.max_rows:
-        keep = np.sort(rng.choice(len(extra_rows), size=args.max_rows, replace=False))
+    extra_rows = _self_labelled(rows) if config.kind == "mix" else []
+    if config.max_rows and len(extra_rows) > config.max_rows:
+        keep = np.sort(rng.choice(len(extra_rows), size=config.max_rows, replace=False))
         extra_rows = [extra_rows[i] for i in keep]
     models = sorted({m for r in labelled for m in r.scores})
-    if args.kind != "random":
+    if config.kind != "random":
         if len(labelled) < 10:
-            raise UsageError(f"only {len(labelled)} rows are labelled for {_min_labels(args)}+ models; "
+            raise UsageError(f"only {len(labelled)} rows are labelled for {_min_labels(config)}+ models; "
                              "need at least 10")
-        for model in (args.strong, args.weak):
-            if args.kind == "mf" and model not in models:
+        for model in (strong, weak):
+            if config.kind == "mf" and model not in models:
                 raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
-    report: dict[str, Any] = {"kind": args.kind, "seed": args.seed, "files": [str(p) for p in paths],
+    report: dict[str, Any] = {"kind": config.kind, "seed": config.seed, "files": [str(p) for p in paths],
                               "rows_read": len(rows), "rows_labelled_used": len(labelled),
                               "rows_single_label_used": sum(len(r.scores) == 1 for r in labelled),
                               "models": len(models), "excluded_groups": sorted(exclude)}
-    if args.kind == "mix":
+    if config.kind == "mix":
         report["rows_self_labelled_used"] = len(extra_rows)
 
-    encoder_name = args.encoder
+    encoder_name = config.encoder
     truncation = TRUNCATION[encoder_name]
     tokenizer_src = minilm_dir() / "tokenizer.json"
-    reference = _reference_prompts(paths, args.reference_per_file, args.seed, exclude | set(args.anchored_file or ()))
-    if args.kind == "random":
+    reference = _reference_prompts(paths, config.reference_per_file, config.seed, exclude | anchored_files)
+    cheap = config.kind == "clf" and config.features != "none"
+    fitting = _Fitting(config)
+    if config.kind == "random":
         from router_training.router_graph import random_graph
 
-        model = random_graph(truncation["max_tokens"], args.seed)
+        model = random_graph(truncation["max_tokens"], config.seed)
         head = None
         encoder_meta = {"name": "none (hash of token ids)"}
         ref_scores = None
     else:
         from router_training.embed_cache import DEFAULT_CACHE, EmbeddingCache
 
-        if args.encoder_from is not None:
+        if config.encoder_from is not None:
             from router_training.embedding_export import encoder_from_router
 
-            encoder_path, encoder_name = encoder_from_router(args.encoder_from, args.encoder_dir)
+            encoder_path, encoder_name = encoder_from_router(config.encoder_from, config.encoder_dir)
             truncation = TRUNCATION[encoder_name]
         else:
-            encoder_path = export_encoders(args.encoder_dir, (encoder_name,))[encoder_name]
-        cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=args.cache_dir or DEFAULT_CACHE, **truncation)
+            encoder_path = export_encoders(config.encoder_dir, (encoder_name,))[encoder_name]
+        cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=config.cache_dir or DEFAULT_CACHE, **truncation)
         fit_rows = labelled + extra_rows
         emb = cache.embed([r.prompt for r in fit_rows], progress=True)
-        # The mix head fits on the asked question (research recipe); validation and export see the prompt as is.
-        fit_emb = cache.embed([question_text(r) for r in fit_rows]) if args.kind == "mix" else emb
+        # The mix head fits on the asked question; validation and export see the prompt as is.
+        fit_emb = cache.embed([question_text(r) for r in fit_rows]) if config.kind == "mix" else emb
         lens = length_feature([len(r.prompt) for r in fit_rows])
-        held = holdout_split(fit_rows, args.holdout, args.seed)
-        if args.kind == "clf" and args.features != "none":
+        held = holdout_split(fit_rows, config.holdout, config.seed)
+        if cheap:
             from hybrid_router.routing.tokens import PromptTokenizer
             from router_training import cheap_features as CF
             from tokenizers import Tokenizer
@@ -315,32 +467,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return CF.base_features(ids, chars, cf_tables)
 
             lens = cheap_base([r.prompt for r in fit_rows])
-            if args.features == "task-cheap":
+            if config.features == "task-cheap":
                 labelled_files = {r.file for r in fit_rows}
                 pool = fit_rows + [r for r in rows if r.file not in labelled_files]
-                args.gate_pool = (cache.embed([r.prompt for r in pool]),
-                                  np.array([CF.task_of(r.file, r.group) for r in pool]),
-                                  [r.group for r in pool], [r.file in labelled_files for r in pool])
-                args.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(args.holdout or ())
-                if args.maths_expert:
+                fitting.gate_pool = (cache.embed([r.prompt for r in pool]),
+                                     np.array([CF.task_of(r.file, r.group) for r in pool]),
+                                     [r.group for r in pool], [r.file in labelled_files for r in pool])
+                fitting.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(config.holdout or ())
+                if config.maths_expert:
                     from router_training.mix import file_target
 
                     answers = _self_labelled(rows)
                     if not answers:
                         raise UsageError("--maths-expert needs a training file of worked answers (gsm8k_train)")
-                    args.maths_answers = (cache.embed([r.prompt for r in answers]),
-                                          cheap_base([r.prompt for r in answers]),
-                                          file_target(answers[0].file, answers))
+                    fitting.maths_answers = (cache.embed([r.prompt for r in answers]),
+                                             cheap_base([r.prompt for r in answers]),
+                                             file_target(answers[0].file, answers))
                     report["rows_self_labelled_used"] = len(answers)
-        groups = group_pairs(fit_rows, held, args.strong, args.weak)
+        groups = group_pairs(fit_rows, held, strong, weak)
         difficulty_groups = group_difficulty(fit_rows, held)
-        if args.kind == "mf":
-            grid = [{"dim": int(d), "weighting": w} for d in args.dims.split(",") for w in args.pair_weighting.split(",")]
-        elif args.kind == "mix":
-            grid = [{"alpha": float(a), "alpha_chat": float(c)}
-                    for a in args.alphas.split(",") for c in args.chat_alphas.split(",")]
+        if config.kind == "mf":
+            grid = [{"dim": d, "weighting": w} for d in config.dims for w in config.pair_weighting]
+        elif config.kind == "mix":
+            grid = [{"alpha": a, "alpha_chat": c} for a in config.alphas for c in config.chat_alphas]
         else:
-            grid = [{"alpha": float(a)} for a in args.alphas.split(",")]
+            grid = [{"alpha": a} for a in config.alphas]
         tr = ~held
         train_rows = [r for r, h in zip(fit_rows, held) if not h]
         candidates = []
@@ -348,22 +499,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not groups or tr.sum() < 10:
                 candidates.append({"params": params, "validation": None})
                 continue
-            fitted = _fit(args.kind, fit_emb[tr], lens[tr], train_rows, models, args, params)
+            fitted = _fit(config.kind, fit_emb[tr], lens[tr], train_rows, models, fitting, params)
             candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups, difficulty_groups,
-                                                                           (args.strong, args.weak))})
+                                                                           (strong, weak))})
         scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
         best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
         report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
                                "candidates": candidates, "chosen": best}
-        args.held_groups = set()
-        head = _fit(args.kind, fit_emb, lens, fit_rows, models, args, best)  # refit on all rows, chosen settings
+        fitting.held_groups = set()
+        head = _fit(config.kind, fit_emb, lens, fit_rows, models, fitting, best)  # refit on all rows, chosen settings
         from router_training import router_graph as G
 
         if isinstance(head, MFHead):
-            nodes, inits, outputs = G.mf_head_nodes(head, args.strong, args.weak)
+            nodes, inits, outputs = G.mf_head_nodes(head, strong, weak)
         elif isinstance(head, MixHead):
             nodes, inits, outputs = G.mix_head_nodes(head)
-        elif args.kind == "clf" and args.features != "none":
+        elif cheap:
             nodes, inits, outputs = CF.feature_head_nodes(head, cf_tables)
         else:
             nodes, inits, outputs = G.linear_head_nodes(head)
@@ -373,9 +524,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "pooling": "mean over attention mask, L2-normalised",
                         "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale"}
         ref_emb = cache.embed(reference)
-        ref_lens = (cheap_base(reference) if args.kind == "clf" and args.features != "none"
-                    else length_feature([len(p) for p in reference]))
-        ref_scores = _pair_scores(head, ref_emb, ref_lens, args.strong, args.weak)
+        ref_lens = cheap_base(reference) if cheap else length_feature([len(p) for p in reference])
+        ref_scores = _pair_scores(head, ref_emb, ref_lens, strong, weak)
 
     if ref_scores is None:
         from hybrid_router.routing.tokens import PromptTokenizer
@@ -387,63 +537,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sess.run(["score"], dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i:i + 64])))))[0]
             for i in range(0, len(reference), 64)])
     quantiles = score_quantiles(ref_scores)
-    default_threshold = threshold_for_share(quantiles, args.default_share)
+    default_threshold = threshold_for_share(quantiles, config.default_share)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    router_id = args.router_id or f"{args.kind}-{encoder_name if args.kind != 'random' else 'hash'}-{created[:10]}"
+    router_id = config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
     metadata = {
-        "kind": args.kind, "version": ROUTER_VERSION, "router_id": router_id, "created_at": created,
+        "kind": config.kind, "version": ROUTER_VERSION, "router_id": router_id, "created_at": created,
         "embedding": encoder_meta,
         "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
         "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
         "protocol": {
-            "target": {"mf": "pairwise outcomes among all models (ties " + args.ties + ")", "clf": args.target,
+            "target": {"mf": "pairwise outcomes among all models (ties " + config.ties + ")", "clf": config.target,
                        "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
                               "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
-                              f"logistic chat gate (chat files: {args.chat_files})"}.get(args.kind, "none"),
+                              f"logistic chat gate (chat files: {','.join(config.chat_files)})"}.get(config.kind, "none"),
             "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
-            "max_rows": args.max_rows, "epochs": args.epochs, "excluded_groups": sorted(exclude), "seed": args.seed,
-            "selection": report.get("selection", {}).get("chosen"),
-            "length_feature": not args.no_length and args.kind != "mix",
-            **({"cheap_features": args.features} if args.kind == "clf" and args.features != "none" else {}),
+            "max_rows": config.max_rows, "epochs": config.epochs, "excluded_groups": sorted(exclude),
+            "seed": config.seed, "selection": report.get("selection", {}).get("chosen"),
+            "length_feature": config.use_length and config.kind != "mix",
+            **({"cheap_features": config.features} if cheap else {}),
             **({"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
-               if args.maths_expert else {}),
+               if config.maths_expert else {}),
         },
-        "models": head.models if isinstance(head, MFHead) else [args.strong, args.weak],
-        "strong_model": args.strong, "weak_model": args.weak,
-        "default_threshold": default_threshold, "default_strong_share": args.default_share,
-        "calibration": {"quantiles": quantiles, "reference": f"up to {args.reference_per_file} seeded prompts per training file",
+        "models": head.models if isinstance(head, MFHead) else [strong, weak],
+        "strong_model": strong, "weak_model": weak,
+        "default_threshold": default_threshold, "default_strong_share": config.default_share,
+        "calibration": {"quantiles": quantiles, "reference": f"up to {config.reference_per_file} seeded prompts per training file",
                         "n": len(reference)},
     }
     from router_training.router_graph import save_router
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_router(model, metadata, args.out / "router.onnx")
-    shutil.copyfile(tokenizer_src, args.out / "tokenizer.json")
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    save_router(model, metadata, out / "router.onnx")
+    shutil.copyfile(tokenizer_src, out / "tokenizer.json")
 
     from hybrid_router.routing import Router
 
-    check = Router(args.out / "router.onnx")
+    check = Router(out / "router.onnx")
     runtime_scores = check.score(reference[:50])
     report["export_check_max_abs_diff"] = float(np.abs(runtime_scores - np.asarray(ref_scores[:50])).max())
     if report["export_check_max_abs_diff"] > 2e-3:
         raise RuntimeError(f"exported router disagrees with the trained head: {report['export_check_max_abs_diff']}")
     report.update({"router_id": router_id, "default_threshold": default_threshold,
-                   "router_onnx_mb": round((args.out / "router.onnx").stat().st_size / 1e6, 2),
+                   "router_onnx_mb": round((out / "router.onnx").stat().st_size / 1e6, 2),
                    "seconds": round(time.time() - started, 1)})
-    (args.out / "training_report.json").write_text(json.dumps(report, indent=2))
-    return report
+    (out / "training_report.json").write_text(json.dumps(report, indent=2))
+    return TrainResult(out=out, report=report)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's adapter: parsed arguments in, the training report out."""
+    return train_router(config_from_args(args)).report
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = run_pair(args) if args.kind == "pair" else run(args)
+        result = train_router(config_from_args(args))
     except (UsageError, D.ContaminationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sel = report.get("selection", {})
-    print(f"wrote {args.out / 'router.onnx'} ({report['router_onnx_mb']} MB) in {report['seconds']} s; "
-          f"chosen {sel.get('chosen')}; default threshold {report['default_threshold']:.4f}")
+    print(f"wrote {result.router_onnx} ({result.report['router_onnx_mb']} MB) in {result.seconds} s; "
+          f"chosen {result.chosen}; default threshold {result.default_threshold:.4f}")
     return 0
 
 
