@@ -1,4 +1,4 @@
-"""bench/pairs_generalisation.py on the shipped routers (real onnxruntime, real MMLU-Pro rows); training is not rerun."""
+"""router_training.experiments.pairs_generalisation on the shipped routers (real onnxruntime, real MMLU-Pro rows); training is not rerun."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hybrid_router.routing import Router
 from router_training.data import shared_data_dir
 from router_training.evaluate import apgr
+from router_training.experiments import pairs_generalisation as experiment
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = shared_data_dir() / "train"
@@ -17,24 +18,21 @@ pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason="shared training data
 
 
 
-def test_train_command_excludes_every_category_and_keeps_the_shipped_selection(bench_script) -> None:
-    bench = bench_script("pairs_generalisation")
-    cmd = bench.train_command("mf", TRAIN, Path("out"), ["physics", "computer science"])
-    excluded = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--exclude"]
-    held = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--holdout"]
+def test_train_config_excludes_every_category_and_keeps_the_shipped_selection() -> None:
+    config = experiment.train_config("mf", TRAIN, Path("out"), ["physics", "computer science"])
+    excluded, held = list(config.exclude), list(config.holdout)
     assert excluded == ["mmlu_pro/physics", "mmlu_pro/computer science"]
     assert not set(excluded) & set(held)
-    assert "mmlu_pro/biology" in held and cmd[cmd.index("--kind") + 1] == "mf"
+    assert "mmlu_pro/biology" in held and config.kind == "mf"
 
 
-def test_evaluates_each_pair_on_the_excluded_rows_only(bench_script) -> None:
-    bench = bench_script("pairs_generalisation")
-    rows = bench.held_out_rows(TRAIN, ["computer science"])
+def test_evaluates_each_pair_on_the_excluded_rows_only() -> None:
+    rows = experiment.held_out_rows(TRAIN, ["computer science"])
     assert len(rows) == 136 and all(r["category"] == "computer science" and r["contaminated"] is False for r in rows)
-    artifacts = bench.ARTIFACTS
+    artifacts = experiment.ARTIFACTS
     routers = {"clf (excluded)": Router(artifacts / "default"), "mf (excluded)": Router(artifacts / "mf")}
-    pairs = bench.PAIRS[:2]
-    results = bench.evaluate_pairs(routers, rows, pairs, bootstrap=50, random_seeds=5)
+    pairs = experiment.PAIRS[:2]
+    results = experiment.evaluate_pairs(routers, rows, pairs, bootstrap=50, random_seeds=5)
     assert [(e["strong"], e["weak"], e["router"]) for e in results] == [
         (s, w, r) for s, w in pairs for r in ("clf (excluded)", "prompt length", "mf (excluded)")]
     prompts = [r["prompt"] for r in rows]
@@ -51,5 +49,5 @@ def test_evaluates_each_pair_on_the_excluded_rows_only(bench_script) -> None:
         assert lo <= overall["apgr"] <= hi
         # One category: no between-category part, so the within-category score ranks exactly like the score.
         assert entry["within_category_apgr"] == pytest.approx(overall["apgr"], abs=1e-6)
-    table = bench.markdown(results, ["computer science"])
+    table = experiment.markdown(results, ["computer science"])
     assert "GPT-4o vs Llama-3.1-8B-Instruct" in table and "random (mean ± sd, 5 seeds)" in table
