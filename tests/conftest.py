@@ -6,6 +6,7 @@
     new_decision_table(client) -> name   create another fresh table
     free_port() -> int
     bench_script(name) -> module   bench/<name>.py loaded as a module (bench/ holds scripts, not a package)
+    write_tiny_router(out_dir) -> out_dir/router.onnx   a real, untrained router file (tests/fixtures/tiny_router.py)
 """
 
 from __future__ import annotations
@@ -29,18 +30,30 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _load_script(name: str, path: Path) -> ModuleType:
+    if name not in sys.modules:  # one module object per script, shared by every test that asks
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")
 def bench_script() -> Callable[[str], ModuleType]:
     def load(name: str) -> ModuleType:
-        if name not in sys.modules:  # one module object per script, shared by every test that asks
-            spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
+        return _load_script(name, BENCH / f"{name}.py")
     return load
+
+
+@pytest.fixture(scope="session")
+def write_tiny_router() -> Callable[[str | Path], Path]:
+    """write_tiny_router(out_dir) writes out_dir/router.onnx + tokenizer.json and returns the .onnx path: a real
+    router file whose score is a fixed function of the token ids (tests/fixtures/tiny_router.py; needs onnx)."""
+    return _load_script("tiny_router", FIXTURES / "tiny_router.py").write_tiny_router
 
 
 def free_port() -> int:

@@ -27,11 +27,11 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def tiny_router_dir(tmp_path_factory, bench_script) -> Path:
-    """bench/tiny_router.py: a real router.onnx + tokenizer.json whose score is a fixed function of token ids."""
+def tiny_router_dir(tmp_path_factory, write_tiny_router) -> Path:
+    """tests/fixtures/tiny_router.py: a real router.onnx + tokenizer.json whose score is a fixed function of token ids."""
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
     out = tmp_path_factory.mktemp("api-router")
-    bench_script("tiny_router").write_tiny_router(out)
+    write_tiny_router(out)
     return out
 
 

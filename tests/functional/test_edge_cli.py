@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory, bench_script) -> Path:
+def router_dir(tmp_path_factory, write_tiny_router) -> Path:
     out = tmp_path_factory.mktemp("router")
-    bench_script("tiny_router").write_tiny_router(out)
+    write_tiny_router(out)
     return out
 
 

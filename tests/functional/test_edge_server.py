@@ -83,9 +83,9 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory, bench_script) -> Path:
+def router_dir(tmp_path_factory, write_tiny_router) -> Path:
     out = tmp_path_factory.mktemp("router")
-    bench_script("tiny_router").write_tiny_router(out)
+    write_tiny_router(out)
     return out
 
 

@@ -132,10 +132,10 @@ def test_eval_json_with_the_packaged_router(capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_router(tmp_path_factory, bench_script) -> Path:
-    """A small real router file (onnxruntime + the MiniLM tokenizer around a trivial graph) from bench/tiny_router.py."""
+def tiny_router(tmp_path_factory, write_tiny_router) -> Path:
+    """A small real router file (onnxruntime + the MiniLM tokenizer around a trivial graph) from tests/fixtures/tiny_router.py."""
     pytest.importorskip("onnx", reason="building the tiny router file needs onnx (the train extra)")
-    return bench_script("tiny_router").write_tiny_router(tmp_path_factory.mktemp("tiny"))
+    return write_tiny_router(tmp_path_factory.mktemp("tiny"))
 
 
 def test_score_then_eval_matches_eval_with_router(tiny_router, tmp_path, capsys):

@@ -23,11 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory, bench_script) -> Path:
-    """A small real router file (bench/tiny_router.py), so the test needs no trained router."""
+def router_dir(tmp_path_factory, write_tiny_router) -> Path:
+    """A small real router file (tests/fixtures/tiny_router.py), so the test needs no trained router."""
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
     out = tmp_path_factory.mktemp("stack-router")
-    bench_script("tiny_router").write_tiny_router(out)
+    write_tiny_router(out)
     return out
 
 

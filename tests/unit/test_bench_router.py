@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_router.routing.router import DEFAULT_ROUTER_DIR
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
-def tiny_router(tmp_path_factory, bench_script) -> Path:
+def tiny_router(tmp_path_factory, write_tiny_router) -> Path:
     pytest.importorskip("onnx", reason="building the tiny router file needs onnx (the train extra)")
-    return bench_script("tiny_router").write_tiny_router(tmp_path_factory.mktemp("tiny"))
+    return write_tiny_router(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.mark.parametrize("length", [3, 32, 128, 512])
 def test_prompts_have_the_exact_token_count(length, bench_script):
     bench = bench_script("bench_router")
-    tokenizer = bench.load_tokenizer(bench_script("tiny_router").minilm_tokenizer())
+    tokenizer = bench.load_tokenizer(DEFAULT_ROUTER_DIR / "tokenizer.json")  # MiniLM's, as every router's
     for offset in (0, 13):
         prompt = bench.token_prompt(tokenizer, length, offset)
         assert len(tokenizer.encode(prompt).ids) == length
