@@ -6,9 +6,10 @@
   cloud API       hybrid_router.api.create_app under uvicorn, configured through the same environment variables
                   Lambda gets, pointed at the stand-ins
 
-It prints the API URL and a generated local API key, and writes them (with every stand-in's URL) to
-`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up.
-`start_stack(...)` is the same thing as a context manager for tests and the demo.
+It prints the API URL and the local API key, and writes them (with every stand-in's URL) to
+`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up. The key and the
+DynamoDB tables persist in that folder (local_stack.persistence), so a restart loses nothing.
+`start_stack(...)` is the same thing as a context manager for tests and the demo (in memory unless given data_dir).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ import argparse
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from local_stack.container import create_container_app
 from local_stack.model import LlamaTextModel
+from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, DynamoDBServer, TableSnapshots,
+                                     load_or_create_key, lock_data_dir, new_api_key)
 from local_stack.sagemaker_runtime import FaultPlan, create_runtime_app
 from local_stack.servers import ServerThread
 from local_stack.weights import resolve_model
@@ -61,6 +63,7 @@ class StackInfo:
     model_name: str
     model_path: str
     pid: int
+    data_dir: str | None = None
 
 
 def stack_environment(info: StackInfo) -> dict[str, str]:
@@ -90,7 +93,10 @@ class Stack:
         self.model: LlamaTextModel | None = None
         self.state_file: Path | None = None
         self._servers: list[ServerThread] = []
-        self._moto: Any = None
+        self._moto: DynamoDBServer | None = None
+        self._snapshots: TableSnapshots | None = None
+        self.restored_items: int | None = None
+        self._lock: IO[str] | None = None
         self._saved_env: dict[str, str | None] = {}
 
     @property
@@ -118,9 +124,16 @@ class Stack:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._snapshots is not None:
+            self._snapshots.stop()
+            self._snapshots.drop_tables()
+            self._snapshots = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         if self.model is not None:
             self.model.close()
             self.model = None
@@ -149,24 +162,28 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                 api_key: str | None = None, tenant: str = "local", device: str = "local-device",
                 n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
                 state_file: str | Path | None = None, router_path: str | Path | None = None,
+                data_dir: str | Path | None = None, snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
                 log_level: str = "warning") -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
     router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default).
     state_file: where to write the connection info (None: don't write one).
+    data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
+    at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
     """
-    from moto.server import ThreadedMotoServer
-
     from hybrid_router.stores.dynamodb import create_table, make_client
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     stack = Stack()
     try:
-        stack._moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-        stack._moto.start()
-        moto_host, moto_port = stack._moto.get_host_and_port()
-        dynamodb_url = f"http://{moto_host}:{moto_port}"
+        folder = Path(data_dir) if data_dir is not None else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            stack._lock = lock_data_dir(folder)
+            api_key = api_key or load_or_create_key(folder)
+        stack._moto = DynamoDBServer(host).start()
+        dynamodb_url = stack._moto.url
 
         model_path = resolve_model(model)
         text_model = LlamaTextModel(model_path, n_ctx=n_ctx, n_threads=n_threads)
@@ -178,14 +195,22 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                                log_level=log_level, name="sagemaker-runtime")
         stack._servers.append(runtime.start())
 
-        info = StackInfo(api_url=None, api_key=api_key or f"hr-local-{secrets.token_urlsafe(18)}", tenant=tenant,
+        info = StackInfo(api_url=None, api_key=api_key or new_api_key(), tenant=tenant,
                          device=device, sagemaker_runtime_url=runtime.url, container_url=container.url,
                          dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
-                         region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid())
+                         region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid(),
+                         data_dir=str(folder) if folder is not None else None)
         stack._set_env(stack_environment(info))
         if router_path is not None:
             stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
-        create_table(make_client(endpoint_url=dynamodb_url, region=region), table_name)
+        client = make_client(endpoint_url=dynamodb_url, region=region)
+        snapshots = None
+        if folder is not None:
+            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s)
+        create_table(client, table_name)
+        if snapshots is not None:
+            stack.restored_items = snapshots.restore()
+            stack._snapshots = snapshots.start()
 
         if api:
             from hybrid_router.api import create_app
@@ -212,7 +237,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="strong stand-in model: qwen (default), smollm2, or a .gguf path")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8300, help="cloud API port (0: any free port)")
-    parser.add_argument("--api-key", default=None, help="local API key (default: generated)")
+    parser.add_argument("--api-key", default=None,
+                        help="local API key (default: the one kept in the data folder, made the first time)")
     parser.add_argument("--tenant", default="local")
     parser.add_argument("--device", default="local-device")
     parser.add_argument("--table", default=DEFAULT_TABLE)
@@ -221,6 +247,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: HYBRID_ROUTER_ROUTER or the packaged router)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads for the strong model")
     parser.add_argument("--state-file", default=None, help=f"connection info JSON (default {default_state_file()})")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the key and the DynamoDB tables persist (default: the state file's folder)")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="keep nothing: a new key and empty tables on every start")
     parser.add_argument("--ready-file", default=None, help="touch this file once everything answers")
     parser.add_argument("--no-api", action="store_true", help="start only the AWS stand-ins")
     parser.add_argument("--log-level", default="warning")
@@ -233,13 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     state_file = Path(args.state_file) if args.state_file else default_state_file()
+    data_dir = None if args.in_memory else Path(args.data_dir) if args.data_dir else state_file.parent
+    key_file = data_dir / KEY_FILE if data_dir is not None and not args.api_key else None
+    new_key_file = key_file if key_file is not None and not key_file.exists() else None
     print("starting the local stack (the strong model loads first) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     try:
         stack = start_stack(args.model, api=not args.no_api, host=args.host, api_port=args.port,
                             table_name=args.table, endpoint_name=args.endpoint_name, api_key=args.api_key,
                             tenant=args.tenant, device=args.device, n_threads=args.threads,
-                            state_file=state_file, router_path=args.router, log_level=args.log_level)
+                            state_file=state_file, router_path=args.router, data_dir=data_dir,
+                            log_level=args.log_level)
     except Exception as exc:  # a clear one-line reason instead of a stack trace
         print(f"error: the local stack did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -252,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
         print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
         print(f"  connection info  {state_file}")
+        if data_dir is not None:
+            print(f"  data             {data_dir}   {stack.restored_items} items loaded; the key and the tables are "
+                  f"saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, and at stop)")
+        if new_key_file is not None:
+            print(f"  new API key      kept in {new_key_file}; a device started with an older key must be restarted")
         print("Ctrl-C stops everything.", flush=True)
         if args.ready_file:
             Path(args.ready_file).write_text(json.dumps(asdict(info)) + "\n")
