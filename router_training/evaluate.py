@@ -3,7 +3,7 @@
     python -m router_training.evaluate --benchmark FILE [--router PATH | --scores SCORES.jsonl]
         [--strong M --weak M] [--json] [--plot PNG] [--include-contaminated]
 
-Definitions (DESIGN.md section 4). A router gives each prompt a score; a prompt goes to the strong model when its
+Definitions. A router gives each prompt a score; a prompt goes to the strong model when its
 score >= threshold. For a threshold, c = share of prompts sent to the strong model and r = mean benchmark score
 of the answers actually used (strong model's score where routed strong, weak model's elsewhere).
 

@@ -1,4 +1,4 @@
-"""The "mix" head (research/recipe.py): a chat expert and a task expert blended by a chat-vs-task gate.
+"""The "mix" head (docs/research.md): a chat expert and a task expert blended by a chat-vs-task gate.
 
     targets  per prompt "how hard is this prompt for models in general", z-scored per training file:
              mmlu_pro, routerbench_train: 1PL IRT difficulty over the file's models;
