@@ -6,7 +6,7 @@
 - cold start: a fresh Python process per run: import functions/api/app.py (FastAPI, Mangum, Powertools,
   hybrid_router), then the first POST /v1/route event through the handler (which loads the router). Median of runs.
 - warm: the same handler, N more route events; p50 / p99, beside the router's own decide() latency.
-Without --router: the packaged default router if installed, else the tiny test router (bench/tiny_router.py).
+Without --router: the packaged default router.
 The Lambda sandbox is not this machine: treat cold/warm numbers as relative, not as AWS figures.
 """
 
@@ -129,20 +129,12 @@ def warm(router: str, calls: int, warmup: int = 20) -> dict[str, Any]:
 
 
 def default_router() -> tuple[str, str]:
-    packaged = REPO / "layers" / "router" / "hybrid_router" / "artifacts" / "default"
-    if (packaged / "router.onnx").is_file():
-        return str(packaged), "packaged default"
-    sys.path.insert(0, str(REPO / "bench"))
-    from tiny_router import write_tiny_router
-
-    out = Path(tempfile.mkdtemp(prefix="bench-api-router-"))
-    write_tiny_router(out)
-    return str(out), "tiny test router (no packaged default router installed)"
+    return str(REPO / "layers" / "router" / "hybrid_router" / "artifacts" / "default"), "packaged default"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--router", help="router folder or .onnx (default: packaged default, else tiny)")
+    parser.add_argument("--router", help="router folder or .onnx (default: the packaged default)")
     parser.add_argument("--build-dir", default=str(REPO / ".aws-sam" / "build"))
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--warm-calls", type=int, default=500)

@@ -9,7 +9,7 @@
     OMP_NUM_THREADS=1 python bench/bench_edge.py [--router DIR] [--requests 40] [--stream-requests 8]
         [--stream-tokens 128] [--threads 1] [--json]
 
-Without --router the packaged default router is used when installed, else the tiny router (bench/tiny_router.py).
+Without --router the packaged default router is used.
 """
 
 from __future__ import annotations
@@ -59,20 +59,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def router_dir(given: str | None, scratch: Path) -> str | None:
-    if given:
-        return given
-    try:
-        from hybrid_router.routing import load_router
-
-        load_router()
-        return None
-    except Exception:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tiny_router import write_tiny_router
-
-        write_tiny_router(scratch / "router")
-        return str(scratch / "router")
+def router_dir(given: str | None) -> str | None:
+    """The router folder to serve: the one given, else None (the packaged default, shipped in the repository)."""
+    return given or None
 
 
 class Server:
@@ -167,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        router = router_dir(args.router, scratch)
+        router = router_dir(args.router)
         backend = LlamaCppBackend(args.model_path, n_ctx=2048, n_threads=args.threads)
         backend.load()
         settings = Settings(data_dir=str(scratch), router_path=router, threshold=1.0)

@@ -29,11 +29,11 @@ DECISION_IDS = [record["decision_id"] for record in UPLOAD["records"]]
 
 
 @pytest.fixture(scope="module")
-def router_dir(tmp_path_factory, bench_script) -> Path:
+def router_dir(tmp_path_factory, write_tiny_router) -> Path:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
     out = tmp_path_factory.mktemp("restart-router")
-    bench_script("tiny_router").write_tiny_router(out)
+    write_tiny_router(out)
     return out
 
 
