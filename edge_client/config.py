@@ -39,6 +39,8 @@ class Settings(BaseModel):
     local_model_name: str | None = Field(None, description="model name shown to clients; default from the file name")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: llama.cpp's choice")
     n_ctx: int = Field(2048, ge=128)
+    local_queue_limit: int = Field(8, ge=0, description="requests that may wait while the local model answers "
+                                   "another; one more goes to the strong model (fallback:local_busy) or gets 429")
     max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT, description="default answer length when a request sets none")
     # routing
     router_path: str | None = Field(None, description="router.onnx file or folder; default: the packaged router")

@@ -15,7 +15,8 @@ DEFAULT_CLOUD_STRONG_MODEL = "strong"
 
 def build_weak(settings: Settings, on_status: StatusCallback | None = None) -> LlamaCppBackend:
     return LlamaCppBackend(settings.local_model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                           name=settings.local_model_name, on_status=on_status)
+                           name=settings.local_model_name, on_status=on_status,
+                           max_waiting=settings.local_queue_limit)
 
 
 def build_strong(settings: Settings) -> ChatBackend | None:

@@ -359,7 +359,10 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         except BackendError as exc:
             status = exc.status_code if exc.status_code >= 400 else 502
             kind = "invalid_request_error" if status < 500 else "api_error"  # 4xx: the request, e.g. too long
-            return _error(status, str(exc), kind, code=exc.cause)
+            response = _error(status, str(exc), kind, code=exc.cause)
+            if exc.retry_after_s is not None:  # a busy local model: the same request may pass in a moment
+                response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+            return response
         except DecisionLogError as exc:
             return _error(507, f"the decision log cannot be written, so the answer is withheld: {exc}",
                           "api_error", code="decision_log_unwritable")

