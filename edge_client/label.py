@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import sys
 import time
@@ -33,7 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from router_training.label_families import Task, build_tasks, final_span
+from hybrid_router.cascade import answer_confidence
+
+from router_training.label_families import Task, build_tasks
 
 DEFAULT_MAX_TOKENS = 48
 DEFAULT_N_CTX = 512
@@ -90,42 +91,6 @@ class LabelSummary:
                         for m in self.latency_s)
         return (f"wrote {self.written} row(s) to {self.out} ({self.already} already there, {self.planned} planned) "
                 f"in {self.seconds:.0f} s" + (f"; {per}" if per else ""))
-
-
-# ------------------------------------------------------------------------------------------ confidence
-
-
-def answer_confidence(tokens: Sequence[dict], text: str) -> dict[str, Any]:
-    """Confidence features of one reply from llama-cpp-python's `logprobs.content` entries ({token, logprob})."""
-    pieces = [str(t.get("token", "")) for t in tokens]
-    logprobs = [float(t.get("logprob", float("nan"))) for t in tokens]
-    joined = "".join(pieces)
-    span = final_span(text)
-    start, end, where = 0, len(joined), "completion"
-    if span and joined == text:
-        at = text.rfind(span)
-        if at >= 0:
-            start, end, where = at, at + len(span), "answer"
-    chosen, pos = [], 0
-    for piece, lp in zip(pieces, logprobs):
-        lo, hi = pos, pos + len(piece)
-        pos = hi
-        if hi > start and lo < end and piece.strip():
-            chosen.append(lp)
-    if not chosen:
-        chosen, where = [lp for lp in logprobs], "completion"
-    finite = [lp for lp in chosen if math.isfinite(lp)]
-    first_all = next((lp for piece, lp in zip(pieces, logprobs) if piece.strip()), None)
-    return {
-        "mean_logprob": round(sum(finite) / len(finite), 5) if finite else None,
-        "min_logprob": round(min(finite), 5) if finite else None,
-        "first_token_prob": round(math.exp(finite[0]), 5) if finite else None,
-        "reply_first_token_prob": round(math.exp(first_all), 5) if first_all is not None else None,
-        "answer_tokens": len(chosen),
-        "answer_chars": (end - start) if where == "answer" else len(text.strip()),
-        "reply_tokens": len(tokens),
-        "span": where,
-    }
 
 
 # ------------------------------------------------------------------------------------------ models
