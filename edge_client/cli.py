@@ -296,6 +296,10 @@ def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, max=
                   f"{totals.fallbacks} fallbacks, {totals.errors} errors; cost ${totals.cost_usd:.6f}, "
                   f"all-strong ${totals.strong_cost_usd:.6f}, saved ${totals.saving_usd:.6f} "
                   f"({totals.saving_share:.0%})", highlight=False)
+    if totals.drafts:
+        console.print(f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "
+                      f"{totals.escalations} escalated to the strong model (cost ${totals.escalation_cost_usd:.6f}, "
+                      f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)", highlight=False)
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):
