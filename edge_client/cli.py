@@ -90,8 +90,12 @@ def _request(messages: list[dict], model: str, max_tokens: int | None, stream: b
 def _summary(record) -> str:
     comparison = ">=" if record.score >= record.threshold else "<"
     saving = record.saving_usd
+    draft = ""
+    if record.confidence is not None:  # cascade mode: the local draft, kept or discarded
+        draft = (f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
+                 f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | ")
     return (f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
-            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | "
+            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
             f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
             f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}")
 
