@@ -117,3 +117,28 @@ def test_the_cascade_setting_makes_plain_router_cascade_and_names_are_listed(tmp
         assert client.models.retrieve("router-cascade-0.4").id == "router-cascade-0.4"
         _, routing, _ = ask(server, "router", stream=False)
     assert logged(service, routing["decision_id"]).reason == "cascade:kept"
+
+
+def test_an_escalation_over_the_spend_cap_keeps_the_draft(tmp_path, router_dir, weak, strong_server) -> None:
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=0.0,
+                           **EVERYTHING_DRAFTS)
+    with ServerThread(create_app(service)) as server:
+        text, routing, _ = ask(server, ESCALATE, stream=False)
+    record = logged(service, routing["decision_id"])
+    assert text.strip() and (record.route, record.reason, record.escalated) == ("weak", "budget:daily", True)
+    assert record.cost_usd < record.strong_cost_usd and service.budget.reserved_usd == 0.0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_draft_that_cannot_be_made_goes_to_the_strong_model(tmp_path, router_dir, strong_server,
+                                                              stream: bool) -> None:
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+
+    missing = LlamaCppBackend(tmp_path / "no-such-model.gguf", name="local-missing")
+    service = make_service(tmp_path, router_dir, missing, strong_backend(strong_server.url), **EVERYTHING_DRAFTS)
+    with ServerThread(create_app(service)) as server:
+        text, routing, _ = ask(server, KEEP, stream)
+    record = logged(service, routing["decision_id"])
+    assert text.strip()
+    assert (record.route, record.reason, record.model_used) == ("strong", "fallback:local_model_missing", STRONG_NAME)
+    assert record.confidence is None and record.draft_tokens == 0 and not record.escalated
