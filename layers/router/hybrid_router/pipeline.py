@@ -260,11 +260,11 @@ class Pipeline:
             return self._complete_cancellable(request, plan, cancelled)
         messages, options = self.messages(request), self._options(request, plan)
         started = time.perf_counter()
-        draft, draft_error = self._draft(plan, messages, options)
+        draft, draft_error = self._draft(plan, request, messages, options)
         if draft is not None and draft.kept:
             return self._draft_answer(plan, request, draft, KEPT)
         attempts, reason = self.attempts(plan, draft, draft_error)
-        errors: list[BackendError] = []
+        errors: list[BackendError] = [draft_error] if draft_error else []
         try:
             for attempt in attempts:
                 try:
@@ -296,7 +296,8 @@ class Pipeline:
 
     # cascade: the local draft
 
-    def _draft(self, plan: Plan, messages: list[dict], options: dict) -> tuple[Draft | None, BackendError | None]:
+    def _draft(self, plan: Plan, request: ChatCompletionRequest, messages: list[dict],
+               options: dict) -> tuple[Draft | None, BackendError | None]:
         """In the cascade band, the local model's draft and the policy's verdict on it; else (None, None). A draft
         that cannot be made is (None, the error): the prompt goes to the strong model."""
         policy = plan.cascade
@@ -312,6 +313,10 @@ class Pipeline:
         except BackendError as exc:
             log.warning("cascade draft failed (%s); asking the strong model", exc.cause)
             return None, exc
+        except KeyboardInterrupt:  # Ctrl-C in the CLI while the draft is made: still logged
+            self.write(self.record(plan, request, "weak", plan.reason, 0, 0, time.perf_counter() - began,
+                                   error="interrupted"))
+            raise
         seconds = time.perf_counter() - began
         completion = made.completion
         features = answer_confidence(made.tokens, completion.text)
@@ -370,11 +375,11 @@ class Pipeline:
         record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
         messages, options = self.messages(request), self._options(request, plan)
         started = time.perf_counter()
-        draft, draft_error = self._draft(plan, messages, options)
+        draft, draft_error = self._draft(plan, request, messages, options)
         if draft is not None and draft.kept:
             return self._draft_stream(plan, request, draft, KEPT, open_record)
         attempts, reason = self.attempts(plan, draft, draft_error)
-        errors: list[BackendError] = []
+        errors: list[BackendError] = [draft_error] if draft_error else []
         handed_over: Attempt | None = None
         try:
             for attempt in attempts:
