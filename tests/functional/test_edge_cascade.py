@@ -142,3 +142,18 @@ def test_a_draft_that_cannot_be_made_goes_to_the_strong_model(tmp_path, router_d
     assert text.strip()
     assert (record.route, record.reason, record.model_used) == ("strong", "fallback:local_model_missing", STRONG_NAME)
     assert record.confidence is None and record.draft_tokens == 0 and not record.escalated
+
+
+def test_no_draft_and_no_strong_answer_is_a_clear_error_and_is_logged(tmp_path, router_dir) -> None:
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+
+    missing = LlamaCppBackend(tmp_path / "no-such-model.gguf", name="local-missing")
+    dead = strong_backend(f"http://127.0.0.1:{closed_port()}")
+    service = make_service(tmp_path, router_dir, missing, dead, **EVERYTHING_DRAFTS)
+    with ServerThread(create_app(service)) as server:
+        with pytest.raises(openai.APIStatusError) as failed:
+            ask(server, KEEP, stream=False)
+    assert failed.value.status_code >= 500
+    assert "local_model_missing" in str(failed.value) and "strong_unreachable" in str(failed.value)
+    [record] = service.log.records()
+    assert (record.status, record.reason, record.confidence) == ("error", "fallback:local_model_missing", None)
