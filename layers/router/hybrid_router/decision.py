@@ -60,8 +60,9 @@ class DecisionRecord(BaseModel):
     `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
     and `cascade:escalated` (the draft was discarded, the strong model answered).
     A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
-    a discarded draft costs time and energy (in `energy_wh`), not dollars. Records without a draft keep the
-    defaults (0, 0, None, False), so older records read as they were.
+    a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
+    no strong-model dollars. Records without a draft keep the defaults (0, 0, None, False), so older records read
+    as they were.
     The prompt text is kept only when the user turns that on (`prompt`).
     Numbers are finite and within what any real request reaches (tokens up to 10**9, dollars and watt-hours up
     to 10**6, latencies up to 10**8 ms), so every store can hold them.

@@ -214,7 +214,7 @@ class Pipeline:
                queue_s: float = 0.0, draft: Draft | None = None) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
         With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
-        energy (and its local cost) to the record."""
+        energy (and its electricity cost) to the record."""
         costs = self.costs
         generation_s = max(generation_s - queue_s, 0.0)
         strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
@@ -225,7 +225,7 @@ class Pipeline:
             cost, energy = strong_cost, 0.0
         else:
             cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
-        if draft is not None and route != "weak":  # the discarded draft: time and energy, no dollars
+        if draft is not None and route != "weak":  # the discarded draft: time, energy, electricity
             draft_s = max(draft.seconds - draft.queue_s, 0.0)
             cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
         if error is not None:  # a failed or cut answer saves nothing against always-strong
