@@ -10,12 +10,16 @@ Protocol (router_training/label_families.py holds the split):
 
 Each test row carries `scores` (both models' 0/1 outcomes), `family` and `router_scores` {router name: score},
 higher = send strong, computed by the product's own code: `default` is the packaged router
-(hybrid_router.routing.load_router), `pair` the router `hybrid-router train --kind pair` made from the train rows.
-More routers (e.g. a cascade) are added by registering a scorer in SCORERS and rebuilding.
+(hybrid_router.routing.load_router), `pair` the router `hybrid-router train --kind pair` made from the train rows,
+`cascade` the shipped cascade policy (hybrid_router.cascade, config/cascade.toml, chosen on the train file by
+bench/cascade_select.py) over the default router's score and the row's `weak_confidence` (the draft's features).
+More routers are added by registering a scorer in SCORERS and rebuilding.
 
     python bench/deployed_pair.py                       # the table from the committed test file
     python bench/deployed_pair.py --json
     python bench/deployed_pair.py --build --labels TEST_LABELS.jsonl --pair-router DIR   # (re)write the test file
+    python bench/deployed_pair.py --build --labels bench/data/deployed_pair_test.jsonl --routers cascade
+    python bench/deployed_pair.py --latency 20          # time cascade drafts on this machine (local model)
 
 APGR and CPT come from router_training.evaluate (the project's one implementation); intervals are bootstrap 90%
 over the test prompts (200 resamples). Random is averaged over 20 seeds (its interval pools every seed's bootstrap).
@@ -71,8 +75,18 @@ def _pair_scores(rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> np.
     return router.score([r["prompt"] for r in rows])
 
 
+def _cascade_scores(rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> np.ndarray:
+    """The shipped cascade policy's order: CascadePolicy.score(default router score, the draft's confidence)."""
+    from hybrid_router.cascade import load_policy
+
+    policy = load_policy()
+    router = _default_scores(rows, options)
+    return np.array([policy.score(float(score), policy.confidence(row["weak_confidence"], int(row["max_tokens"])))
+                     for score, row in zip(router, rows)])
+
+
 # name -> scorer(rows, options): a row's score for that router (higher = send strong). Add a router here.
-SCORERS: dict[str, Scorer] = {"default": _default_scores, "pair": _pair_scores}
+SCORERS: dict[str, Scorer] = {"default": _default_scores, "pair": _pair_scores, "cascade": _cascade_scores}
 
 
 def router_scores(name: str, rows: Sequence[dict[str, Any]], **options: Any) -> np.ndarray:
@@ -183,6 +197,66 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["labelling"] = labelling_cost(rows)
     if "pair" in scores and "default" in scores:
         out["pair_minus_default"] = paired_difference(scores["pair"], scores["default"], strong, weak)
+    if "cascade" in scores and "default" in scores:
+        out["cascade_minus_default"] = paired_difference(scores["cascade"], scores["default"], strong, weak)
+        if all("weak_confidence" in r and weak_name in r.get("outputs", {}) for r in rows):
+            out["cascade_operating"] = cascade_operating(rows, scores["cascade"], strong, weak)
+    return out
+
+
+def cascade_operating(rows: Sequence[dict[str, Any]], scores: np.ndarray, strong: np.ndarray,
+                      weak: np.ndarray) -> dict[str, Any]:
+    """The shipped policy's own decisions on the rows (cascade score >= its pivot sends strong): how many prompts
+    drafted, were kept, escalated; the strong share and PGR; and the labelled weak model's seconds per draft."""
+    from hybrid_router.cascade import load_policy
+
+    policy = load_policy()
+    router = _default_scores(rows, {})
+    drafted = np.array([policy.pre_route(float(s)) == "draft" for s in router])
+    to_strong = scores >= policy.pivot
+    quality = np.where(to_strong, strong, weak).mean()
+    weak_name = rows[0]["pair"]["weak"]
+    seconds = np.array([float(r["outputs"][weak_name]["latency_s"]) for r in rows])
+    escalated = drafted & to_strong
+    return {"min_confidence": policy.min_confidence, "band": [policy.low, policy.high], "signal": policy.signal,
+            "drafted": int(drafted.sum()), "kept": int((drafted & ~to_strong).sum()), "escalated": int(escalated.sum()),
+            "strong_share": round(float(to_strong.mean()), 4),
+            "pgr": round(float((quality - weak.mean()) / (strong.mean() - weak.mean())), 4),
+            "labelled_draft_s_escalated": round(float(seconds[escalated].mean()), 3) if escalated.any() else None}
+
+
+def draft_latency(rows: Sequence[dict[str, Any]], per_group: int, threads: int = 1) -> dict[str, Any]:
+    """Cascade's added time, measured with the product's local backend on this machine: for up to `per_group`
+    escalated and `per_group` kept test prompts (the shipped policy's decisions), the draft (LlamaCppBackend.draft,
+    with log-probabilities) and a plain answer (complete) of the same prompt. An escalated prompt adds its whole
+    draft before the strong answer; a kept draft adds the log-probability bookkeeping over a plain answer (and a
+    streaming client sees nothing until the draft is complete)."""
+    import time
+
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+    from hybrid_router.cascade import load_policy
+
+    policy = load_policy()
+    scores = _cascade_scores(rows, {})
+    router = _default_scores(rows, {})
+    drafted = [i for i, s in enumerate(router) if policy.pre_route(float(s)) == "draft"]
+    groups = {"escalated": [i for i in drafted if scores[i] >= policy.pivot][:per_group],
+              "kept": [i for i in drafted if scores[i] < policy.pivot][:per_group]}
+    backend = LlamaCppBackend(n_ctx=512, n_threads=threads)
+    backend.load()
+    out: dict[str, Any] = {"threads": threads}
+    def seconds(call: Callable[..., Any], indices: list[int]) -> float | None:
+        """Mean time of `call` over the prompts, one pass (so no call finds its own prompt cached)."""
+        spent = []
+        for i in indices:
+            started = time.perf_counter()
+            call([{"role": "user", "content": rows[i]["prompt"]}], max_tokens=int(rows[i]["max_tokens"]))
+            spent.append(time.perf_counter() - started)
+        return round(float(np.mean(spent)), 3) if spent else None
+
+    for name, indices in groups.items():
+        out[name] = {"n": len(indices), "draft_s": seconds(backend.draft, indices),
+                     "plain_s": seconds(backend.complete, indices)}
     return out
 
 
@@ -226,10 +300,16 @@ def markdown(result: dict[str, Any]) -> str:
         label = f"random (mean of {m['seeds']} seeds)" if name == "random" else name
         ci = m["apgr_ci90"]
         lines.append(f"| {label} | {m['apgr']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {_pct(m['cpt50'])} | {_pct(m['cpt80'])} |")
-    if "pair_minus_default" in result:
-        d = result["pair_minus_default"]
-        lines += ["", f"pair - default APGR: {d['difference']:+.3f} (paired bootstrap 90% CI {d['ci90'][0]:+.3f} to "
-                      f"{d['ci90'][1]:+.3f})"]
+    for name in ("pair", "cascade"):
+        if f"{name}_minus_default" in result:
+            d = result[f"{name}_minus_default"]
+            lines += ["", f"{name} - default APGR: {d['difference']:+.3f} (paired bootstrap 90% CI "
+                          f"{d['ci90'][0]:+.3f} to {d['ci90'][1]:+.3f})"]
+    if "cascade_operating" in result:
+        o = result["cascade_operating"]
+        lines += ["", f"cascade at its shipped setting ({o['signal']}, band {o['band'][0]:.3f}-{o['band'][1]:.3f}, "
+                      f"min confidence {o['min_confidence']}): {o['drafted']} drafted, {o['kept']} kept, "
+                      f"{o['escalated']} escalated; {o['strong_share']:.1%} strong, PGR {o['pgr']:.3f}"]
     names = [n for n in result["table"] if n not in ("random", "prompt length", "oracle")]
     lines += ["", "Per test family (APGR within a family is n/a where both models score the same mean):", "",
               "| family | n | weak | strong | strong only | weak only | "
@@ -258,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, default=None, help="label rows of the test families (--build)")
     parser.add_argument("--routers", default=",".join(SCORERS), help="routers to score with --build")
     parser.add_argument("--pair-router", type=Path, default=None, help="the pair router (folder or .onnx)")
+    parser.add_argument("--latency", type=int, default=0, metavar="N",
+                        help="also time N escalated and N kept cascade drafts with the local model")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.build:
@@ -267,7 +349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = read_rows(args.test)
     result = measure(rows)
     result["held_out"] = check_held_out(rows, args.train)
-    print(json.dumps(result, indent=2) if args.json else markdown(result))
+    if args.latency:
+        result["draft_latency"] = draft_latency(rows, args.latency)
+    text = markdown(result)
+    if "draft_latency" in result:
+        d = result["draft_latency"]
+        for name in ("escalated", "kept"):
+            if d[name]["n"]:
+                text += (f"\ncascade draft timing, {d[name]['n']} {name} prompts ({d['threads']} thread): draft "
+                         f"{d[name]['draft_s']:.2f} s, plain answer {d[name]['plain_s']:.2f} s")
+    print(json.dumps(result, indent=2) if args.json else text)
     return 0
 
 

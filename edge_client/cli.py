@@ -90,8 +90,12 @@ def _request(messages: list[dict], model: str, max_tokens: int | None, stream: b
 def _summary(record) -> str:
     comparison = ">=" if record.score >= record.threshold else "<"
     saving = record.saving_usd
+    draft = ""
+    if record.confidence is not None:  # cascade mode: the local draft, kept or discarded
+        draft = (f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
+                 f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | ")
     return (f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
-            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | "
+            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
             f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
             f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}")
 
@@ -296,6 +300,10 @@ def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, max=
                   f"{totals.fallbacks} fallbacks, {totals.errors} errors; cost ${totals.cost_usd:.6f}, "
                   f"all-strong ${totals.strong_cost_usd:.6f}, saved ${totals.saving_usd:.6f} "
                   f"({totals.saving_share:.0%})", highlight=False)
+    if totals.drafts:
+        console.print(f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "
+                      f"{totals.escalations} escalated to the strong model (cost ${totals.escalation_cost_usd:.6f}, "
+                      f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)", highlight=False)
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):

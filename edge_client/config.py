@@ -47,6 +47,16 @@ class Settings(BaseModel):
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")
     strong_share: float | None = Field(None, ge=0.0, le=1.0, description="target share of strong answers")
     routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
+    cascade: bool = Field(False, description="the model name `router` answers in cascade mode (`router-cascade` "
+                          "always does): the local model drafts in the band and its confidence decides")
+    cascade_low: float | None = Field(None, ge=0.0, le=1.0, description="router score below which the weak model "
+                                      "answers without a draft; default: the shipped policy (config/cascade.toml)")
+    cascade_high: float | None = Field(None, ge=0.0, le=1.0, description="router score from which the strong model "
+                                       "answers without a draft; default: the shipped policy")
+    cascade_signal: Literal["mean_logprob", "min_logprob", "verifier"] | None = Field(
+        None, description="the draft's confidence signal; default: the shipped policy")
+    cascade_min_confidence: float | None = Field(None, ge=0.0, le=1.0, description="a draft at or above this "
+                                                 "confidence is the answer, below it escalates; default: the policy")
     # the strong model
     strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
     cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
@@ -101,6 +111,12 @@ class Settings(BaseModel):
     def _one_threshold_rule(self) -> "Settings":
         if self.threshold is not None and self.strong_share is not None:
             raise ValueError("set threshold or strong_share, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _cascade_band(self) -> "Settings":
+        if self.cascade_low is not None and self.cascade_high is not None and self.cascade_low > self.cascade_high:
+            raise ValueError("cascade_low must not be above cascade_high")
         return self
 
     @property

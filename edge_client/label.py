@@ -10,9 +10,9 @@ appended in the ../shared/data/train format:
      finish_reason}}, "weak_confidence": {...}, "max_tokens", "labelled_at"}
 
 `category` repeats `family` so that training groups (`file/category`) are families. `weak_confidence` describes
-the weak model's own answer from its token log-probabilities (the weak model is loaded with logits_all=True; see
-ConfidentWeak): over the answer's tokens (the text after "Answer:" when there is one, else the whole reply) the
-mean and minimum log-probability and the first token's probability, the number of answer tokens and characters.
+the weak model's own answer from its token log-probabilities (the product's cascade draft; see ConfidentWeak):
+over the answer's tokens (the text after "Answer:" when there is one, else the whole reply) the mean and minimum
+log-probability and the first token's probability, the number of answer tokens and characters.
 
 Resumable: each row is written whole, flushed and fsynced before the next prompt; a rerun skips ids already in the
 file and drops a torn last line (a kill mid-write), so no row is lost or doubled. One run at a time per file
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import sys
 import time
@@ -33,7 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from router_training.label_families import Task, build_tasks, final_span
+from hybrid_router.cascade import answer_confidence
+
+from router_training.label_families import Task, build_tasks
 
 DEFAULT_MAX_TOKENS = 48
 DEFAULT_N_CTX = 512
@@ -92,94 +93,29 @@ class LabelSummary:
                 f"in {self.seconds:.0f} s" + (f"; {per}" if per else ""))
 
 
-# ------------------------------------------------------------------------------------------ confidence
-
-
-def answer_confidence(tokens: Sequence[dict], text: str) -> dict[str, Any]:
-    """Confidence features of one reply from llama-cpp-python's `logprobs.content` entries ({token, logprob})."""
-    pieces = [str(t.get("token", "")) for t in tokens]
-    logprobs = [float(t.get("logprob", float("nan"))) for t in tokens]
-    joined = "".join(pieces)
-    span = final_span(text)
-    start, end, where = 0, len(joined), "completion"
-    if span and joined == text:
-        at = text.rfind(span)
-        if at >= 0:
-            start, end, where = at, at + len(span), "answer"
-    chosen, pos = [], 0
-    for piece, lp in zip(pieces, logprobs):
-        lo, hi = pos, pos + len(piece)
-        pos = hi
-        if hi > start and lo < end and piece.strip():
-            chosen.append(lp)
-    if not chosen:
-        chosen, where = [lp for lp in logprobs], "completion"
-    finite = [lp for lp in chosen if math.isfinite(lp)]
-    first_all = next((lp for piece, lp in zip(pieces, logprobs) if piece.strip()), None)
-    return {
-        "mean_logprob": round(sum(finite) / len(finite), 5) if finite else None,
-        "min_logprob": round(min(finite), 5) if finite else None,
-        "first_token_prob": round(math.exp(finite[0]), 5) if finite else None,
-        "reply_first_token_prob": round(math.exp(first_all), 5) if first_all is not None else None,
-        "answer_tokens": len(chosen),
-        "answer_chars": (end - start) if where == "answer" else len(text.strip()),
-        "reply_tokens": len(tokens),
-        "span": where,
-    }
-
-
 # ------------------------------------------------------------------------------------------ models
 
 
 class ConfidentWeak:
-    """The weak model's GGUF loaded with logits_all=True, so each answer comes with its token log-probabilities.
-
-    llama-cpp-python 0.3.36 returns log-probabilities from create_chat_completion(logprobs=True) only with
-    logits_all=True, and then sorts the whole vocabulary in Python for every generated token (about 50 ms a token
-    for SmolLM2's 49,152 entries: 2-3 s per 48-token answer, more than the answer itself). The same numbers are
-    read here from the model's own logits with numpy: row len(prompt) - 1 + i predicts generated token i, exactly
-    the rows the library uses (tests/unit/test_label_confidence.py checks both agree).
-    """
+    """The weak model answering with each token's log-probability: the product's own cascade draft
+    (LlamaCppBackend.draft), so label rows carry exactly the confidence features cascade mode computes at run time
+    (hybrid_router.cascade.answer_confidence). `latency_s` excludes time waiting for the model."""
 
     def __init__(self, model_path: Path, name: str, n_threads: int = 1, n_ctx: int = DEFAULT_N_CTX, seed: int = 0):
-        from hybrid_router.backends.llama_cpp import ensure_decodes
-        from llama_cpp import Llama
+        from hybrid_router.backends.llama_cpp import LlamaCppBackend
 
-        ensure_decodes(model_path)  # a build that crashes on this CPU fails in a child process, not here
         self.name = name
         self.n_ctx = n_ctx
-        self._llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                            logits_all=True, seed=seed, verbose=False)
-
-    def token_logprobs(self, n_prompt: int, n_generated: int) -> list[dict[str, Any]]:
-        """[{token, logprob}] of the last answer's generated tokens, from the logits kept by logits_all."""
-        import numpy as np
-
-        llama = self._llama
-        rows = np.asarray(llama.scores[n_prompt - 1:n_prompt - 1 + n_generated], dtype=np.float64)
-        if n_generated == 0 or rows.shape[0] == 0:
-            return []
-        top = rows.max(axis=1, keepdims=True)
-        log_norm = (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))[:, 0]
-        ids = [int(llama.input_ids[n_prompt + i]) if n_prompt + i < llama.n_tokens else int(rows[i].argmax())
-               for i in range(rows.shape[0])]  # the last token of a length-limited answer is never evaluated
-        out = []
-        for i, token in enumerate(ids):
-            piece = llama.detokenize([token], prev_tokens=ids[:i]).decode("utf-8", errors="ignore")
-            out.append({"token": piece, "logprob": float(rows[i, token] - log_norm[i])})
-        return out
+        self._backend = LlamaCppBackend(model_path, n_ctx=n_ctx, n_threads=n_threads, name=name, seed=seed)
+        self._backend.load()  # a build that crashes on this CPU fails in a child process, not here
 
     def answer(self, prompt: str, max_tokens: int) -> tuple[Answer, dict[str, Any]]:
         started = time.perf_counter()
-        out = self._llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                 max_tokens=max_tokens, temperature=0.0)
-        latency = time.perf_counter() - started
-        choice = out["choices"][0]
-        text = choice["message"].get("content") or ""
-        usage = out.get("usage") or {}
-        answer = Answer(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), latency,
-                        choice.get("finish_reason") or "stop")
-        return answer, answer_confidence(self.token_logprobs(answer.prompt_tokens, answer.completion_tokens), text)
+        draft = self._backend.draft([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0)
+        done = draft.completion
+        answer = Answer(done.text, done.prompt_tokens, done.completion_tokens,
+                        time.perf_counter() - started - done.queue_s, done.finish_reason or "stop")
+        return answer, answer_confidence(draft.tokens, done.text)
 
 
 class StrongAnswerer:

@@ -75,6 +75,10 @@ def _record_routing(plan: Plan, record: DecisionRecord) -> dict[str, Any]:
     routing = _routing(plan, record.route, record.reason, record.model_used)
     routing.update(cost_usd=record.cost_usd, strong_cost_usd=record.strong_cost_usd,
                    saving_usd=record.saving_usd, generation_latency_ms=round(record.generation_latency_ms, 3))
+    if record.confidence is not None:  # cascade mode drafted locally first
+        routing["cascade"] = {"confidence": round(record.confidence, 6), "escalated": record.escalated,
+                              "draft_tokens": record.draft_tokens,
+                              "draft_latency_ms": round(record.draft_latency_ms, 3)}
     return routing
 
 

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from hybrid_router.backends.base import ChatBackend
+from hybrid_router.backends.base import ChatBackend, DraftingBackend
 from hybrid_router.budget import SpendLedger
+from hybrid_router.cascade import CascadeError, CascadePolicy, load_policy
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
@@ -25,6 +26,7 @@ from edge_client.config import Settings
 from edge_client.routing_source import RouteSource, RoutingError, UnknownRouterKind
 
 log = logging.getLogger("hybrid_router.edge")
+CASCADE = "cascade"  # the router kind in `router-cascade[-<min confidence>]`
 
 
 class UnknownModelError(ValueError):
@@ -70,6 +72,11 @@ class EdgeService:
         self.clock = clock
         self.budget = SpendLedger(decision_log.spend_since, clock, settings.daily_cap_usd, settings.monthly_cap_usd,
                                   self.costs)
+        try:
+            self.cascade = load_policy().with_overrides(settings.cascade_low, settings.cascade_high,
+                                                        settings.cascade_signal, settings.cascade_min_confidence)
+        except CascadeError as exc:
+            raise RoutingError(f"cascade mode: {exc}") from exc
         self.pipeline = Pipeline(weak, strong, self.weak_name, self.strong_name, DecisionLogRecorder(decision_log),
                                  self.costs, self.budget, fallback=True, store_prompts=settings.store_prompts,
                                  default_max_tokens=settings.max_tokens)
@@ -92,11 +99,18 @@ class EdgeService:
             threshold = self.route_source.default_threshold
         return f"router-{self.route_source.kind}-{threshold:.3f}"
 
+    @property
+    def can_cascade(self) -> bool:
+        """Cascade mode needs a router score and a local model that drafts with token log-probabilities."""
+        return self.route_source is not None and isinstance(self.weak, DraftingBackend)
+
     def model_names(self) -> list[str]:
         names = ["router"]
         example = self.example_router_name()
         if example:
             names.append(example)
+        if self.can_cascade:
+            names.append(f"router-{CASCADE}")
         names.append(self.weak_name)
         if self.strong_name not in names:
             names.append(self.strong_name)
@@ -109,6 +123,8 @@ class EdgeService:
         spec = parse_router_model(model)
         if spec is None or self.route_source is None:
             return False
+        if spec.kind == CASCADE:
+            return self.can_cascade
         router_for = getattr(self.route_source, "router_for", None)
         if router_for is None:  # remote routing: the cloud decides which router names it serves
             return True
@@ -120,8 +136,20 @@ class EdgeService:
 
     # deciding
 
+    def cascade_for(self, spec: RouterSpec | None) -> CascadePolicy | None:
+        """The cascade policy a router name asks for: `router-cascade[-<t>]` (t: the minimum confidence), or plain
+        `router` when the `cascade` setting is on; None for every other name."""
+        if spec is None:
+            return None
+        if spec.kind == CASCADE:
+            return self.cascade.with_overrides(min_confidence=spec.threshold)
+        if spec.kind is None and spec.threshold is None and self.settings.cascade:
+            return self.cascade
+        return None
+
     def plan(self, request: ChatCompletionRequest) -> Plan:
-        """Decides the route (raises UnknownModelError, RoutingError)."""
+        """Decides the route (raises UnknownModelError, RoutingError). In cascade mode the router score alone
+        settles the clear cases; in the band the plan carries the policy and the local model drafts first."""
         model = request.model
         decision_id = new_ulid()
         forced = {self.weak_name: "weak", self.strong_name: "strong"}.get(model)
@@ -131,7 +159,19 @@ class EdgeService:
             if spec is None or self.route_source is None:
                 raise UnknownModelError(model, self.model_names())
         who = {"tenant_id": self.settings.tenant_id, "device_id": self.settings.device_id}
-        if self.route_source is None:
+        cascade = self.cascade_for(spec)
+        if cascade is not None and not self.can_cascade:
+            raise UnknownModelError(model, self.model_names(), why="cascade mode needs the local llama.cpp model")
+        if cascade is not None:
+            assert self.route_source is not None
+            scored = self.route_source.decide(request.last_user_text(), RouterSpec(name="router"),
+                                              self.settings.threshold, self.settings.strong_share)
+            settled = cascade.pre_route(scored.score)
+            plan = Plan(decision_id, model, "strong" if settled == "strong" else "weak", "routed", scored.score,
+                        cascade.high, scored.router_id, scored.router_version, scored.latency_ms,
+                        remote=self.route_source.kind == "remote", cascade=cascade if settled == "draft" else None,
+                        **who)
+        elif self.route_source is None:
             plan = Plan(decision_id, model, forced or "weak", "forced", 0.0, 0.0, "none", "none", 0.0, **who)
         elif forced is not None and self.route_source.kind == "remote":
             plan = Plan(decision_id, model, forced, "forced", 0.0, self.route_source.default_threshold,

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybrid_router.cascade import final_span
+
 SOURCE = "hybrid-router:router_training/label_families.py"
 DEFAULT_SEEDS = {"train": 1, "test": 2}
 EASY_PREFIX = "easy_"
@@ -45,18 +47,8 @@ class Task:
 
 # ------------------------------------------------------------------------------------------ answer extraction
 
-_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:：=]\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?|(?<![\w.])-?\.\d+")
 _INT = re.compile(r"-?\d+")
-
-
-def final_span(reply: str) -> str | None:
-    """The text after the last "Answer:" (to the end of that line), or None when the reply has no such marker."""
-    matches = list(_ANSWER.finditer(reply))
-    if not matches:
-        return None
-    rest = reply[matches[-1].end():]
-    return rest.splitlines()[0].strip() if rest.strip() else ""
 
 
 def numbers(text: str) -> list[float]:

@@ -106,6 +106,7 @@ def test_route_with_messages_threshold_share_and_named_router(api, tiny_router_d
 @pytest.mark.parametrize("body, status, code", [
     ({"prompt": "x", "model": "gpt-17"}, 404, "model_not_found"),
     ({"prompt": "x", "model": "router-nosuchkind"}, 404, "model_not_found"),
+    ({"prompt": "x", "model": "router-cascade"}, 404, "model_not_found"),  # cascade mode is the device's
     ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, 422, "invalid_value"),
     ({}, 422, "invalid_value"),
     ({"prompt": "x", "threshold": 1.5}, 422, "invalid_value"),

@@ -273,3 +273,22 @@ def test_serve_on_a_non_loopback_host_without_a_token_is_refused(env) -> None:
     assert result.returncode == 1 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: serving on the non-loopback host 0.0.0.0 needs a token") and "server_token" in line
+
+
+@pytest.mark.slow
+def test_chat_in_cascade_mode_keeps_or_escalates_the_draft_and_usage_counts_it(env) -> None:
+    pytest.importorskip("llama_cpp")
+    env = dict(env, HYBRID_ROUTER_CASCADE_LOW="0", HYBRID_ROUTER_CASCADE_HIGH="1")
+    kept = cli(env, "chat", "Say hello.", "--model", "router-cascade-0", "--max-tokens", "8")
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() and "route weak (cascade:kept)" in kept.stderr and ", kept |" in kept.stderr
+    escalated = cli(env, "chat", "Say hello.", "--model", "router-cascade-1", "--max-tokens", "8")
+    assert escalated.returncode == 0, escalated.stderr
+    assert "route weak (fallback:strong_not_configured)" in escalated.stderr and ", escalated |" in escalated.stderr
+    with _log(env) as log:
+        records = sorted(log.records(), key=lambda r: r.decision_id)
+    assert [(r.reason, r.escalated) for r in records] == [("cascade:kept", False),
+                                                          ("fallback:strong_not_configured", True)]
+    totals = json.loads(cli(env, "usage", "--json").stdout)["totals"]
+    assert (totals["drafts"], totals["escalations"]) == (2, 1)
+    assert "cascade: 2 local drafts, 1 kept, 1 escalated" in cli(env, "usage").stdout

@@ -60,3 +60,46 @@ def test_router_scores_registry_and_held_out_check(bench_script, tmp_path: Path)
     train.write_text(json.dumps(rows[0]) + "\n")
     with pytest.raises(SystemExit, match="not held out"):
         bench.check_held_out(rows, train)
+
+
+def _with_drafts(rows: list[dict], seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    for row in rows:
+        mean = -rng.uniform(0.0, 2.0)
+        row["weak_confidence"] = {"mean_logprob": mean, "min_logprob": mean - rng.uniform(0.0, 3.0),
+                                  "first_token_prob": rng.random(), "reply_tokens": rng.randint(1, 48),
+                                  "span": rng.choice(["answer", "completion"])}
+        row["max_tokens"] = 48
+    return rows
+
+
+def test_the_cascade_score_is_the_products_decision_over_the_rows_features(bench_script) -> None:
+    from hybrid_router.cascade import load_policy
+
+    bench = bench_script("deployed_pair")
+    rows = _with_drafts(_rows(40))
+    policy = load_policy()
+    default = bench.router_scores("default", rows)
+    cascade = bench.router_scores("cascade", rows)
+    for score, row, ordered in zip(default, rows, cascade):
+        confidence = policy.confidence(row["weak_confidence"], 48)
+        settled = policy.pre_route(float(score))
+        strong = settled == "strong" or (settled == "draft" and not policy.keeps(confidence))
+        assert (ordered >= policy.pivot) == strong
+        assert ordered == pytest.approx(score if settled != "draft" else policy.score(float(score), confidence))
+
+
+def test_cascade_selection_fits_a_verifier_and_keeps_families_apart(bench_script) -> None:
+    select = bench_script("cascade_select")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6))
+    right = (x[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(float)
+    verifier = select.fit_verifier(x, right)
+    p = np.array([verifier.probability(v) for v in x])
+    assert verifier.weights[0] > 1.0 and ((p > 0.5) == right.astype(bool)).mean() > 0.85
+    families = [f"f{i % 7}" for i in range(70)]
+    folds = select.family_folds(families)
+    assert sum(fold.sum() for fold in folds) == 70
+    for fold in folds:
+        inside = {f for f, held in zip(families, fold) if held}
+        assert inside.isdisjoint({f for f, held in zip(families, fold) if not held})

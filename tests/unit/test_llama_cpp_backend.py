@@ -148,3 +148,26 @@ def test_generations_are_serialised(backend) -> None:
     rest = "".join(gate)
     thread.join(timeout=60)
     assert results == [first + rest]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompt, max_tokens", [
+    ("What is 17 + 25?\nReply with only the final answer, in the form: Answer: <number>", 16),
+    ("Write a long story about a cat.", 12),  # stops on the length limit: the last token is never fed back
+])
+def test_a_draft_carries_the_same_token_logprobs_as_the_library(backend, prompt: str, max_tokens: int) -> None:
+    """The draft's per-token log-probabilities (one logits row kept per step) equal llama-cpp-python's own
+    create_chat_completion(logprobs=True) on a model loaded with logits_all=True."""
+    from llama_cpp import Llama
+
+    messages = [{"role": "user", "content": prompt}]
+    draft = backend.draft(messages, max_tokens=max_tokens)
+    plain = backend.complete(messages, max_tokens=max_tokens)
+    assert draft.completion.text == plain.text
+    assert len(draft.tokens) == draft.completion.completion_tokens
+    assert "".join(t["token"] for t in draft.tokens) == draft.completion.text
+    reference = Llama(model_path=str(backend.model_path), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
+    theirs = reference.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
+                                              logprobs=True, top_logprobs=1)["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in draft.tokens] == [t["token"] for t in theirs]
+    assert max(abs(a["logprob"] - float(b["logprob"])) for a, b in zip(draft.tokens, theirs)) < 1e-3

@@ -19,6 +19,10 @@ MAX_LATENCY_MS = 10**8
 # count or price a record holds, so a smaller positive value is stored as 0.
 SMALLEST_STORED = 1e-100
 
+KEPT = "cascade:kept"
+ESCALATED = "cascade:escalated"
+CASCADE_REASONS = (KEPT, ESCALATED)
+
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
 Millis = Annotated[float, Field(ge=0.0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
@@ -53,7 +57,12 @@ class DecisionRecord(BaseModel):
 
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
     `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
-    `fallback:<cause>` (the chosen side failed).
+    `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
+    and `cascade:escalated` (the draft was discarded, the strong model answered).
+    A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
+    a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
+    no strong-model dollars. Records without a draft keep the defaults (0, 0, None, False), so older records read
+    as they were.
     The prompt text is kept only when the user turns that on (`prompt`).
     Numbers are finite and within what any real request reaches (tokens up to 10**9, dollars and watt-hours up
     to 10**6, latencies up to 10**8 ms), so every store can hold them.
@@ -85,6 +94,10 @@ class DecisionRecord(BaseModel):
     status: Status = "ok"
     error: str | None = None
     prompt: str | None = None
+    draft_tokens: Tokens = 0  # cascade: tokens of the local draft, kept or discarded
+    draft_latency_ms: Millis = 0.0  # cascade: time the local draft took
+    confidence: Share | None = None  # cascade: the draft's confidence (None: no draft was made)
+    escalated: bool = False  # cascade: the draft was not kept and the strong model was asked
 
     @field_validator("decision_id")
     @classmethod
@@ -94,10 +107,10 @@ class DecisionRecord(BaseModel):
         return value
 
     @field_validator("score", "threshold", "router_latency_ms", "generation_latency_ms", "queue_latency_ms",
-                     "cost_usd", "strong_cost_usd", "energy_wh")
+                     "cost_usd", "strong_cost_usd", "energy_wh", "draft_latency_ms", "confidence")
     @classmethod
-    def _storable(cls, value: float) -> float:
-        return 0.0 if value < SMALLEST_STORED else value
+    def _storable(cls, value: float | None) -> float | None:
+        return 0.0 if value is not None and value < SMALLEST_STORED else value
 
     @field_validator("created_at")
     @classmethod
@@ -111,9 +124,10 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget") or value.startswith(("fallback:", "budget:")):
+        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(("fallback:", "budget:")):
             return value
-        raise ValueError("reason must be routed, forced, budget:<cap> or fallback:<cause>")
+        raise ValueError("reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or "
+                         "cascade:escalated")
 
     @property
     def day(self) -> str:

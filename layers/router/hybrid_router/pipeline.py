@@ -11,6 +11,14 @@ What differs between them is settings, not code:
 A plan is made by the caller (the device from its route source, the cloud from its router) and says which side
 the router chose and why; every call returns its own Answer or StreamingAnswer, nothing per request is kept on
 shared objects.
+
+Cascade mode (hybrid_router.cascade): a plan whose router score fell in the cascade band carries the policy
+(`Plan.cascade`). The local model then drafts first, whole and with token log-probabilities, and the draft's
+confidence decides: kept, it is the answer (reason `cascade:kept`; a stream gets it only now, in one piece);
+otherwise the prompt escalates to the strong model (reason `cascade:escalated`; a stream streams the strong answer).
+If the strong model then fails or is over the spend cap, the draft is the answer after all when fallback is on
+(reason `fallback:<cause>` or `budget:<cap>`). A draft that fails sends the prompt to the strong model
+(`fallback:<cause>`). The record carries the draft's tokens, time and confidence either way.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, StreamResult
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, DraftingBackend, StreamResult
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
+from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import ESCALATED, KEPT, DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
 
 log = logging.getLogger("hybrid_router.pipeline")
@@ -47,6 +56,25 @@ class Plan:
     remote: bool = False
     tenant_id: str = "local"
     device_id: str = "local"
+    cascade: CascadePolicy | None = None  # the score is in the cascade band: the local model drafts first
+
+
+CANNOT_DRAFT = "local_cannot_draft"
+
+
+@dataclass
+class Draft:
+    """The local draft of a cascade request: its text and usage, its time (`seconds` includes `queue_s`, waiting
+    for the local model), its confidence, and whether the policy keeps it."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    queue_s: float
+    confidence: float
+    kept: bool
 
 
 UNFINISHED = "unfinished: the stream started and was cut off before it ended (the process stopped)"
@@ -145,10 +173,17 @@ class Pipeline:
             return exc
         return None
 
-    def attempts(self, plan: Plan) -> tuple[list[Attempt], str]:
-        """Backends to try in order, and the reason to record if the first one answers."""
+    def attempts(self, plan: Plan, draft: Draft | None = None,
+                 draft_error: BackendError | None = None) -> tuple[list[Attempt], str]:
+        """Backends to try in order, and the reason to record if the first one answers. In the cascade band (the
+        draft was not kept, or failed) that is the strong model alone: the draft, if any, is the fallback."""
         weak = Attempt("weak", self.weak) if self.weak is not None else None
         strong = Attempt("strong", self.strong) if self.strong is not None else None
+        if plan.cascade is not None:
+            reason = ESCALATED if draft is not None else f"fallback:{draft_error.cause if draft_error else 'draft'}"
+            if strong is None:
+                return [], "fallback:strong_not_configured" if draft is not None else reason
+            return [strong], reason
         chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
         if plan.reason.startswith("budget"):
             return ([weak] if weak else []), plan.reason  # over the cap: never strong, not even as a fallback
@@ -177,8 +212,10 @@ class Pipeline:
 
     def record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
                completion_tokens: int, generation_s: float, error: str | None = None,
-               queue_s: float = 0.0) -> DecisionRecord:
-        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's."""
+               queue_s: float = 0.0, draft: Draft | None = None) -> DecisionRecord:
+        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
+        With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
+        energy (and its electricity cost) to the record."""
         costs = self.costs
         generation_s = max(generation_s - queue_s, 0.0)
         strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
@@ -189,8 +226,14 @@ class Pipeline:
             cost, energy = strong_cost, 0.0
         else:
             cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
+        if draft is not None and route != "weak":  # the discarded draft: time, energy, electricity
+            draft_s = max(draft.seconds - draft.queue_s, 0.0)
+            cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
         if error is not None:  # a failed or cut answer saves nothing against always-strong
             strong_cost = cost
+        cascade = {} if draft is None else {
+            "draft_tokens": draft.completion_tokens, "draft_latency_ms": max(draft.seconds - draft.queue_s, 0.0) * 1e3,
+            "confidence": min(max(draft.confidence, 0.0), 1.0), "escalated": not draft.kept}
         return DecisionRecord(
             decision_id=plan.decision_id, tenant_id=plan.tenant_id, device_id=plan.device_id,
             router_id=plan.router_id, router_version=plan.router_version, score=min(max(plan.score, 0.0), 1.0),
@@ -202,7 +245,7 @@ class Pipeline:
             queue_latency_ms=queue_s * 1000.0,
             cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
             status="error" if error else "ok", error=error[:500] if error else None,
-            prompt=request.last_user_text() if self.store_prompts else None,
+            prompt=request.last_user_text() if self.store_prompts else None, **cascade,
         )
 
     def write(self, record: DecisionRecord) -> bool:
@@ -217,9 +260,12 @@ class Pipeline:
         if cancelled is not None:
             return self._complete_cancellable(request, plan, cancelled)
         messages, options = self.messages(request), self._options(request, plan)
-        attempts, reason = self.attempts(plan)
-        errors: list[BackendError] = []
         started = time.perf_counter()
+        draft, draft_error = self._draft(plan, request, messages, options)
+        if draft is not None and draft.kept:
+            return self._draft_answer(plan, request, draft, KEPT)
+        attempts, reason = self.attempts(plan, draft, draft_error)
+        errors: list[BackendError] = [draft_error] if draft_error else []
         try:
             for attempt in attempts:
                 try:
@@ -239,12 +285,63 @@ class Pipeline:
                     continue
                 record = self.record(plan, request, attempt.route, reason, completion.prompt_tokens,
                                      completion.completion_tokens, time.perf_counter() - began,
-                                     queue_s=completion.queue_s)
+                                     queue_s=completion.queue_s, draft=draft)
                 stored = self.write(record)
                 return Answer(completion.text, completion.finish_reason, record, stored)
-            raise self.give_up(plan, request, errors, time.perf_counter() - started)
+            if self._draft_is_fallback(draft, errors):
+                assert draft is not None
+                return self._draft_answer(plan, request, draft, self._fallback_reason(reason, errors))
+            raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
         finally:
             self._settle(attempts)
+
+    # cascade: the local draft
+
+    def _draft(self, plan: Plan, request: ChatCompletionRequest, messages: list[dict],
+               options: dict) -> tuple[Draft | None, BackendError | None]:
+        """In the cascade band, the local model's draft and the policy's verdict on it; else (None, None). A draft
+        that cannot be made is (None, the error): the prompt goes to the strong model."""
+        policy = plan.cascade
+        if policy is None:
+            return None, None
+        if not isinstance(self.weak, DraftingBackend):
+            return None, BackendError("the local model cannot draft with token log-probabilities", CANNOT_DRAFT)
+        began = time.perf_counter()
+        try:
+            _load(self.weak)
+            began = time.perf_counter()
+            made = self.weak.draft(messages, **options)
+        except BackendError as exc:
+            log.warning("cascade draft failed (%s); asking the strong model", exc.cause)
+            return None, exc
+        except KeyboardInterrupt:  # Ctrl-C in the CLI while the draft is made: still logged
+            self.write(self.record(plan, request, "weak", plan.reason, 0, 0, time.perf_counter() - began,
+                                   error="interrupted"))
+            raise
+        seconds = time.perf_counter() - began
+        completion = made.completion
+        features = answer_confidence(made.tokens, completion.text)
+        confidence = policy.confidence(features, options["max_tokens"])
+        return Draft(completion.text, completion.finish_reason or "stop", completion.prompt_tokens,
+                     completion.completion_tokens, seconds, completion.queue_s, confidence,
+                     policy.keeps(confidence)), None
+
+    def _draft_is_fallback(self, draft: Draft | None, errors: list[BackendError]) -> bool:
+        """After the strong model failed (or was never asked: over a cap, not configured), the discarded draft is
+        the answer when fallback is on, unless the strong model refused the input itself."""
+        if draft is None or not self.fallback:
+            return False
+        return not (errors and errors[-1].cause == INPUT_REJECTED)
+
+    @staticmethod
+    def _fallback_reason(reason: str, errors: list[BackendError]) -> str:
+        return f"fallback:{errors[0].cause}" if errors else reason
+
+    def _draft_answer(self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str) -> Answer:
+        record = self.record(plan, request, "weak", reason, draft.prompt_tokens, draft.completion_tokens,
+                             draft.seconds, queue_s=draft.queue_s, draft=draft)
+        stored = self.write(record)
+        return Answer(draft.text, draft.finish_reason, record, stored)
 
     def _complete_cancellable(self, request: ChatCompletionRequest, plan: Plan,
                               cancelled: Callable[[], bool]) -> Answer:
@@ -258,13 +355,16 @@ class Pipeline:
         return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
 
     def give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
-                seconds: float) -> AnswerFailed:
+                seconds: float, draft: Draft | None = None) -> AnswerFailed:
         """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
         prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
         with a smaller context, would not be a fallback but a silent different answer."""
         message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
         reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
-        self.write(self.record(plan, request, plan.route, reason, 0, 0, seconds, error=message))
+        if draft is not None and len(errors) <= 1:
+            reason = ESCALATED
+        route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
+        self.write(self.record(plan, request, route, reason, 0, 0, seconds, error=message, draft=draft))
         lead = "no model could answer"
         if errors and errors[-1].cause == INPUT_REJECTED:
             lead = "the strong model refused this request" + (
@@ -275,9 +375,12 @@ class Pipeline:
         """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
         record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
         messages, options = self.messages(request), self._options(request, plan)
-        attempts, reason = self.attempts(plan)
-        errors: list[BackendError] = []
         started = time.perf_counter()
+        draft, draft_error = self._draft(plan, request, messages, options)
+        if draft is not None and draft.kept:
+            return self._draft_stream(plan, request, draft, KEPT, open_record)
+        attempts, reason = self.attempts(plan, draft, draft_error)
+        errors: list[BackendError] = [draft_error] if draft_error else []
         handed_over: Attempt | None = None
         try:
             for attempt in attempts:
@@ -299,7 +402,7 @@ class Pipeline:
                 except StopIteration as stop:
                     handed_over = attempt
                     return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()),
-                                           _stream_result(stop.value))
+                                           _stream_result(stop.value), draft=draft)
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
@@ -308,20 +411,33 @@ class Pipeline:
                     continue
                 except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
                     self.write(self.record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
-                                           error="interrupted"))
+                                           error="interrupted", draft=draft))
                     raise
                 try:
                     if open_record:
                         self.recorder.begin(self.record(plan, request, attempt.route, reason, 0, 0, 0.0,
-                                                        error=UNFINISHED))
+                                                        error=UNFINISHED, draft=draft))
                 except BaseException:
                     pieces.close()
                     raise
                 handed_over = attempt
-                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None)
-            raise self.give_up(plan, request, errors, time.perf_counter() - started)
+                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None, draft=draft)
+            if self._draft_is_fallback(draft, errors):
+                assert draft is not None
+                return self._draft_stream(plan, request, draft, self._fallback_reason(reason, errors), open_record)
+            raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
         finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
             self._settle([a for a in attempts if a is not handed_over])
+
+    def _draft_stream(self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str,
+                      open_record: bool) -> "StreamingAnswer":
+        """A held draft handed out as a stream of one piece (it is complete already)."""
+        assert self.weak is not None
+        if open_record:
+            self.recorder.begin(self.record(plan, request, "weak", reason, 0, 0, 0.0, error=UNFINISHED, draft=draft))
+        usage = StreamResult(draft.prompt_tokens, draft.completion_tokens, draft.finish_reason, draft.queue_s)
+        return StreamingAnswer(self, plan, request, Attempt("weak", self.weak), reason, time.perf_counter(),
+                               draft.text or None, iter(()), usage, draft=draft)
 
 
 @dataclass
@@ -341,6 +457,7 @@ class StreamingAnswer:
     stored: bool = True
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
+    draft: Draft | None = None  # cascade: the local draft (this answer itself when the route is weak)
 
     @property
     def route(self) -> str:
@@ -395,9 +512,12 @@ class StreamingAnswer:
         if usage is None:  # cut short: count what was produced (one piece is about one token)
             usage = StreamResult(0, len(self.text_parts), "stop")
         self.finish_reason = usage.finish_reason or "stop"
+        seconds = time.perf_counter() - self.began
+        if self.draft is not None and self.route == "weak":  # the held draft: its generation time, not the handing out
+            seconds = self.draft.seconds
         self.record = self.pipeline.record(self.plan, self.request, self.route, self.reason, int(usage.prompt_tokens),
-                                           int(usage.completion_tokens), time.perf_counter() - self.began,
-                                           error=error, queue_s=usage.queue_s)
+                                           int(usage.completion_tokens), seconds,
+                                           error=error, queue_s=usage.queue_s, draft=self.draft)
         try:
             self.stored = self.pipeline.write(self.record)
         finally:
@@ -408,4 +528,5 @@ class StreamingAnswer:
         return "".join(self.text_parts)
 
 
-__all__ = ["Answer", "AnswerFailed", "ClientGone", "Attempt", "Pipeline", "Plan", "Recorder", "StreamingAnswer"]
+__all__ = ["Answer", "AnswerFailed", "ClientGone", "Attempt", "Draft", "Pipeline", "Plan", "Recorder",
+           "StreamingAnswer"]

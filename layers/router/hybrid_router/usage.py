@@ -21,6 +21,8 @@ class UsageTotals(BaseModel):
 
     `strong_cost_usd` is what the same requests would have cost had all gone to the strong model;
     `saving_usd` = `strong_cost_usd` - `cost_usd`; `saving_share` is that saving as a share of `strong_cost_usd`.
+    Cascade mode: `drafts` local drafts were made, `escalations` of them were discarded for the strong model;
+    `escalation_cost_usd` is what the escalated requests cost, `discarded_draft_ms` the time their drafts took.
     """
 
     requests: int = 0
@@ -38,6 +40,10 @@ class UsageTotals(BaseModel):
     tokens: int = 0
     energy_wh: float = 0.0
     mean_router_latency_ms: float = 0.0
+    drafts: int = 0
+    escalations: int = 0
+    escalation_cost_usd: float = 0.0
+    discarded_draft_ms: float = 0.0
     first_at: str | None = None
     last_at: str | None = None
 
@@ -76,6 +82,10 @@ class _Accumulator:
     strong_cost: list[float] = field(default_factory=list)
     energy: list[float] = field(default_factory=list)
     router_latency: list[float] = field(default_factory=list)
+    drafts: int = 0
+    escalations: int = 0
+    escalation_cost: list[float] = field(default_factory=list)
+    discarded_draft_ms: list[float] = field(default_factory=list)
     first_at: str | None = None
     last_at: str | None = None
 
@@ -90,6 +100,12 @@ class _Accumulator:
         self.strong_cost.append(record.strong_cost_usd)
         self.energy.append(record.energy_wh)
         self.router_latency.append(record.router_latency_ms)
+        if record.confidence is not None:
+            self.drafts += 1
+        if record.escalated:
+            self.escalations += 1
+            self.escalation_cost.append(record.cost_usd)
+            self.discarded_draft_ms.append(record.draft_latency_ms if record.route == "strong" else 0.0)
         if self.first_at is None or record.created_at < self.first_at:
             self.first_at = record.created_at
         if self.last_at is None or record.created_at > self.last_at:
@@ -115,6 +131,10 @@ class _Accumulator:
             tokens=self.prompt_tokens + self.completion_tokens,
             energy_wh=math.fsum(self.energy),
             mean_router_latency_ms=math.fsum(self.router_latency) / self.requests if self.requests else 0.0,
+            drafts=self.drafts,
+            escalations=self.escalations,
+            escalation_cost_usd=math.fsum(self.escalation_cost),
+            discarded_draft_ms=math.fsum(self.discarded_draft_ms),
             first_at=self.first_at,
             last_at=self.last_at,
         )

