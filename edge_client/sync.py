@@ -70,6 +70,7 @@ class SyncReport:
     feedback_failed: list[tuple[str, str]] = field(default_factory=list)
     feedback_remaining: int = 0
     refused_total: int = 0  # refused records in the log, from this sync and earlier ones
+    charged: int = 0  # records whose cost the cloud corrected (it also served them)
 
     @property
     def stuck(self) -> bool:
@@ -86,8 +87,10 @@ class SyncReport:
             rejected += f"; {self.refused_total} refused in all"
         refused = (f", {len(self.feedback_failed)} refused by the cloud (kept pending; first: "
                    f"{self.feedback_failed[0][0]}: {self.feedback_failed[0][1]})" if self.feedback_failed else "")
+        charged = (f", {self.charged} with the cloud's charge for an answer it served too (the device had "
+                   "stopped waiting)" if self.charged else "")
         return (f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
-                f"({self.accepted} new, {self.duplicates} already in the cloud) in {self.batches} batches, "
+                f"({self.accepted} new, {self.duplicates} already in the cloud{charged}) in {self.batches} batches, "
                 f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending; "
                 f"ratings: {self.feedback_accepted} of {self.feedback_sent} sent accepted{refused}, "
                 f"{self.feedback_remaining} left pending")
@@ -158,6 +161,7 @@ def sync_decisions(
             acked = [decision_id for decision_id in ids if decision_id not in failed]
             log.mark_synced(acked, batch=new_ulid())
             log.mark_refused(failed)
+            report.charged += log.apply_charges(_charges(answer, acked))
             report.sent += len(batch)
             report.batches += 1
             report.accepted += int(answer["accepted"])
@@ -283,6 +287,15 @@ def _acknowledged(answer: Any, ids: Sequence[str]) -> dict[str, str]:
             f"duplicates {duplicates}, failed {len(failed)}" + (f" (unknown ids {sorted(unknown)[:3]})" if unknown else "")
         )
     return failed
+
+
+def _charges(answer: Any, acked: Sequence[str]) -> list[dict[str, Any]]:
+    """The cloud's `charged` entries for records of this batch it acknowledged (an older cloud sends none)."""
+    wanted = set(acked)
+    charges = answer.get("charged") or []
+    if not isinstance(charges, list):
+        raise SyncError(f"unusable 'charged' in the cloud's answer: {str(charges)[:200]}")
+    return [c for c in charges if isinstance(c, dict) and c.get("decision_id") in wanted]
 
 
 def _message(response: httpx.Response) -> str:

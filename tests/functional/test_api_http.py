@@ -165,9 +165,9 @@ def test_unknown_route_and_method(api) -> None:
 def test_upload_is_idempotent_and_stamped_with_the_callers_identity(api, dynamodb_client) -> None:
     records = device_records()
     first = api.post("/v1/decisions", json={"records": records}).json()
-    assert first == {"accepted": 2, "duplicates": 0, "failed": []}
+    assert first == {"accepted": 2, "duplicates": 0, "failed": [], "charged": []}
     again = api.post("/v1/decisions", json={"records": records}).json()
-    assert again == {"accepted": 0, "duplicates": 2, "failed": []}
+    assert again == {"accepted": 0, "duplicates": 2, "failed": [], "charged": []}
     store = DynamoDecisionStore(api.table, client=dynamodb_client)
     stored = store.records_for_device("acme", "device-a")
     assert sorted(r.decision_id for r in stored) == sorted(r["decision_id"] for r in records)

@@ -152,7 +152,7 @@ def test_decisions_usage_feedback_through_the_ingest_function(lambda_env, dynamo
     handler = load_handler("ingest")
     response, lines = invoke(handler, load_event("decisions_post.json"), capsys)
     assert response["statusCode"] == 200, response["body"]
-    assert body_of(response) == {"accepted": 2, "duplicates": 0, "failed": []}
+    assert body_of(response) == {"accepted": 2, "duplicates": 0, "failed": [], "charged": []}
     assert {"RecordsAccepted", "DeviceRequests", "DeviceSavingsUSD"} <= metric_names(lines)
     again, _ = invoke(handler, load_event("decisions_post.json"))
     assert body_of(again)["duplicates"] == 2
@@ -177,11 +177,11 @@ def test_device_metrics_count_only_newly_stored_records(lambda_env, capsys) -> N
     assert body_of(invoke(handler, first)[0])["accepted"] == 1
     capsys.readouterr()
     response, lines = invoke(handler, event, capsys)  # the stored record again, and one new record
-    assert body_of(response) == {"accepted": 1, "duplicates": 1, "failed": []}
+    assert body_of(response) == {"accepted": 1, "duplicates": 1, "failed": [], "charged": []}
     sums = metric_sums(lines)
     assert (sums["RecordsAccepted"], sums["RecordsDuplicate"], sums["DeviceRequests"]) == (1, 1, 1)
     response, lines = invoke(handler, event, capsys)  # a whole batch re-sent
-    assert body_of(response) == {"accepted": 0, "duplicates": 2, "failed": []}
+    assert body_of(response) == {"accepted": 0, "duplicates": 2, "failed": [], "charged": []}
     sums = metric_sums(lines)
     assert sums["RecordsDuplicate"] == 2 and not [name for name in sums if name.startswith("Device")]
 
@@ -235,7 +235,7 @@ def test_a_hash_in_a_records_own_device_id_is_harmless(lambda_env, dynamodb_clie
         record.update(tenant_id="acme#evil", device_id="laptop#7")
     event["body"] = json.dumps(body)
     response, _ = invoke(load_handler("ingest"), event)
-    assert body_of(response) == {"accepted": 2, "duplicates": 0, "failed": []}
+    assert body_of(response) == {"accepted": 2, "duplicates": 0, "failed": [], "charged": []}
     store = DynamoDecisionStore(lambda_env["DECISIONS_TABLE_NAME"], client=dynamodb_client)
     assert {(r.tenant_id, r.device_id) for r in store.records_for_device("acme", KEY_ID)} == {("acme", KEY_ID)}
 

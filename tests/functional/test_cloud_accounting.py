@@ -100,9 +100,14 @@ def test_the_devices_record_of_a_linked_call_counts_once_and_never_for_less(clou
                             cost_usd=2e-6, energy_wh=0.01)
     upload = cloud.post("/v1/decisions", json={"records": [r.model_dump(mode="json")
                                                            for r in (honest, understated, gave_up)]})
-    assert upload.json() == {"accepted": 3, "duplicates": 0, "failed": []}
+    answer = upload.json()
+    assert (answer["accepted"], answer["duplicates"], answer["failed"]) == (3, 0, [])
+    charged = {c["decision_id"]: c for c in answer["charged"]}  # the device learns what the cloud counted
+    assert sorted(charged) == sorted([cheap, local])
+    assert charged[cheap]["cost_usd"] == served[cheap].cost_usd
+    assert charged[local]["cost_usd"] == pytest.approx(gave_up.cost_usd + served[local].cost_usd)
     again = cloud.post("/v1/decisions", json={"records": [honest.model_dump(mode="json")]})
-    assert again.json() == {"accepted": 0, "duplicates": 1, "failed": []}
+    assert again.json() == {"accepted": 0, "duplicates": 1, "failed": [], "charged": []}
 
     merged = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
     assert len(merged) == 3 and totals(cloud)["requests"] == 3

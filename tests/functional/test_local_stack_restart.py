@@ -60,7 +60,7 @@ def test_restart_keeps_the_key_the_decisions_and_the_feedback(tmp_path, router_d
         key, api_url = first.info.api_key, first.info.api_url
         assert (data / KEY_FILE).read_text().strip() == key
         assert oct((data / KEY_FILE).stat().st_mode & 0o777) == "0o600"
-        assert _upload(api_url, key) == {"accepted": 2, "duplicates": 0, "failed": []}
+        assert _upload(api_url, key) == {"accepted": 2, "duplicates": 0, "failed": [], "charged": []}
         rating = {"decision_id": DECISION_IDS[0], "rating": 4, "scale": "stars", "comment": "kept?"}
         assert httpx.post(f"{api_url}/v1/feedback", json=rating, headers={"x-api-key": key}).status_code == 200
         usage = _usage(api_url, key)
@@ -69,7 +69,7 @@ def test_restart_keeps_the_key_the_decisions_and_the_feedback(tmp_path, router_d
     with start_stack(MODEL, **options) as second:
         assert second.info.api_key == key, "the same key after a restart"
         assert _usage(second.info.api_url, key) == usage
-        assert _upload(second.info.api_url, key) == {"accepted": 0, "duplicates": 2, "failed": []}
+        assert _upload(second.info.api_url, key) == {"accepted": 0, "duplicates": 2, "failed": [], "charged": []}
         assert _usage(second.info.api_url, key) == usage
         client = boto3.client("dynamodb", endpoint_url=second.info.dynamodb_url, region_name=second.info.region)
         pk = f"DEVICE#{second.info.tenant}#{second.info.device}"

@@ -137,4 +137,4 @@ def test_both_handlers_run_on_the_layer_and_the_runtime_boto3(layer, runtime, tm
     assert ingest["files"]["boto3"].startswith(str(runtime)), ingest["files"]["boto3"]
     decisions = ingest["responses"][1]
     assert decisions["statusCode"] == 200, decisions["body"]
-    assert json.loads(decisions["body"]) == {"accepted": 2, "duplicates": 0, "failed": []}
+    assert json.loads(decisions["body"]) == {"accepted": 2, "duplicates": 0, "failed": [], "charged": []}

@@ -426,3 +426,31 @@ def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reporte
     summary = json.loads(again.stdout)
     assert (summary["feedback_sent"], summary["feedback_accepted"], summary["feedback_remaining"]) == (1, 0, 1)
     assert summary["feedback_failed"][0]["decision_id"] == expired.decision_id
+
+
+def _answered_twice(make_decision):
+    """A request the device answered locally after it stopped waiting for the cloud, which served it anyway."""
+    device = make_decision("weak", reason="fallback:strong_timeout")
+    served = make_decision("strong", decision_id=device.decision_id, created_at=device.created_at,
+                           tenant_id=TENANT, device_id=DEVICE, reason="routed", prompt_tokens=40,
+                           completion_tokens=200, cost_usd=0.0021, strong_cost_usd=0.0021)
+    return device, served
+
+
+@pytest.mark.parametrize("answer_lost", [False, True])
+def test_a_request_the_cloud_also_served_takes_the_clouds_charge(cloud, log, make_decision, answer_lost):
+    url, store, state = cloud
+    device, served = _answered_twice(make_decision)
+    store.put_served(served)
+    log.append_many([device, make_decision()])
+    state["drop"] = int(answer_lost)  # the cloud merged the records, then the device never heard: a re-send
+    report = sync_decisions(log, url, api_key=API_KEY, base_delay_s=0.01)
+    assert report.charged == 1 and report.remaining == 0
+    assert "1 with the cloud's charge" in str(report)
+    kept = log.get(device.decision_id)
+    assert kept.route == "weak" and kept.reason == "fallback:strong_timeout"  # what the device did stays
+    assert kept.cost_usd == pytest.approx(device.cost_usd + served.cost_usd)  # and it pays for both answers
+    assert store.usage(TENANT, DEVICE).totals.cost_usd == pytest.approx(log.usage().totals.cost_usd)
+    assert log.spend_since(device.created_at[:10]) == pytest.approx(served.cost_usd)  # the caps see it
+    again = sync_decisions(log, url, api_key=API_KEY)
+    assert (again.sent, again.charged) == (0, 0)

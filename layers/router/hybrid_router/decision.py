@@ -138,6 +138,14 @@ class DecisionRecord(BaseModel):
         return self.strong_cost_usd - self.cost_usd
 
 
+# What merge_served may change in a device's record: the cloud tells the device these numbers after a sync.
+CHARGED_FIELDS = ("cost_usd", "strong_cost_usd", "prompt_tokens", "completion_tokens")
+
+
+def charged_differently(sent: DecisionRecord, stored: DecisionRecord) -> bool:
+    return any(getattr(sent, name) != getattr(stored, name) for name in CHARGED_FIELDS)
+
+
 def merge_served(served: DecisionRecord, device: DecisionRecord) -> DecisionRecord:
     """One record for a request the cloud served and the device logged under the same decision id.
 

@@ -89,10 +89,23 @@ class FailedRecord(BaseModel):
     error: str
 
 
+class ChargedRecord(BaseModel):
+    """A record the cloud holds with other numbers than the device sent, because the cloud also served the request
+    (the device stopped waiting and answered locally, or counted fewer tokens): what the request really cost."""
+
+    decision_id: str
+    cost_usd: float
+    strong_cost_usd: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class DecisionBatchResult(BaseModel):
     accepted: int
     duplicates: int
     failed: list[FailedRecord]
+    charged: list[ChargedRecord] = Field(default_factory=list, description="stored or already stored records "
+                                         "whose cost the cloud's own answer changed; the device takes these numbers")
 
 
 class UsageResponse(BaseModel):

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
-from hybrid_router.api.models import (DecisionBatch, DecisionBatchResult, FailedRecord, FeedbackRequest,
-                                      FeedbackResponse, UsageResponse)
+from hybrid_router.api.models import (ChargedRecord, DecisionBatch, DecisionBatchResult, FailedRecord,
+                                      FeedbackRequest, FeedbackResponse, UsageResponse)
 from hybrid_router.api.services import Services
+from hybrid_router.decision import CHARGED_FIELDS
 
 router = APIRouter()
 
@@ -44,7 +45,9 @@ def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                        f"will count as duplicates.", code="store_throttled" if throttled else "store_error",
                        headers={"Retry-After": "2"})
     return DecisionBatchResult(accepted=result.accepted, duplicates=result.duplicates,
-                               failed=[FailedRecord(decision_id=d, error=e) for d, e in refused])
+                               failed=[FailedRecord(decision_id=d, error=e) for d, e in refused],
+                               charged=[ChargedRecord(**r.model_dump(include={"decision_id", *CHARGED_FIELDS}))
+                                        for r in result.charged])
 
 
 def _bound(value: str | None, name: str) -> str | None:

@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hybrid_router.decision import DecisionNotFound, DecisionRecord, merge_served, utc_iso, utc_now_iso
+from hybrid_router.decision import (DecisionNotFound, DecisionRecord, charged_differently, merge_served, utc_iso,
+                                   utc_now_iso)
 from hybrid_router.stores.errors import RETRYABLE_CODES, StoreFailure, failure_from, refused
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
@@ -70,6 +71,9 @@ class PutResult:
     stored: list[DecisionRecord] = field(default_factory=list)  # newly stored by this call, as stored
     duplicates: int = 0
     failed: list[tuple[str, StoreFailure]] = field(default_factory=list)
+    # Device records the cloud holds with other numbers than the device sent: the cloud served this request too
+    # (the device stopped waiting and answered locally, or counted fewer tokens), merged by merge_served.
+    charged: list[DecisionRecord] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -227,14 +231,19 @@ class DynamoDecisionStore:
                 result.duplicates += 1
             else:
                 result.failed.append((record.decision_id, outcome))
+                continue
+            if charged_differently(record, stored):
+                result.charged.append(stored)
         return result
 
     def _upload_one(self, record: DecisionRecord) -> tuple[str, DecisionRecord]:
         """A device's record: new, a re-send (duplicate), or its side of a request the cloud served (merged once)."""
         now = utc_now_iso()
         old, outcome = self._put_catching(self._item(record, **{UPLOADED_AT: now}), "attribute_not_exists(sk)")
-        if old is None or SERVED_COST not in old or UPLOADED_AT in old:
+        if old is None or SERVED_COST not in old:
             return ("duplicate" if old is not None else outcome), record
+        if UPLOADED_AT in old:  # merged by an earlier upload whose answer the device never heard
+            return "duplicate", self._record(old)
         merged = merge_served(self._record(old), record)
         item = self._item(merged, **{SERVED_COST: _value(old, SERVED_COST), UPLOADED_AT: now})
         unmerged = f"attribute_exists({SERVED_COST}) AND attribute_not_exists({UPLOADED_AT})"

@@ -29,11 +29,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from hybrid_router.decision import DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
+from hybrid_router.decision import CHARGED_FIELDS, DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse, Scale, rating_scale
 from hybrid_router.usage import UsageSummary
 
@@ -118,6 +119,7 @@ class DecisionLog:
             self._db.executescript(_SCHEMA)
             self._add_column("decisions", "sync_error TEXT")
             self._add_column("decisions", "open_pid INTEGER")
+            self._add_column("decisions", "cloud_charge REAL")
             self._close_abandoned()
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
@@ -226,6 +228,29 @@ class DecisionLog:
                     [now, batch, *chunk],
                 )
                 changed += cursor.rowcount
+        return changed
+
+    def apply_charges(self, charges: Sequence[Mapping[str, Any]]) -> int:
+        """What the cloud says requests really cost (POST /v1/decisions' `charged`: it also served them, e.g. after
+        the device stopped waiting): the records take those numbers, and what the cloud's answer added counts as
+        strong spend for the caps whatever the route. Returns how many records changed."""
+        changed = 0
+        with self._transaction(f"apply {len(charges)} cloud charge(s)") as db:
+            for charge in charges:
+                row = db.execute("SELECT record FROM decisions WHERE decision_id = ?",
+                                 (str(charge["decision_id"]),)).fetchone()
+                if row is None:
+                    continue
+                record = DecisionRecord.model_validate_json(row[0])
+                updated = DecisionRecord.model_validate({**record.model_dump(),
+                                                         **{name: charge[name] for name in CHARGED_FIELDS}})
+                if updated == record:
+                    continue
+                added = 0.0 if record.route == "strong" else max(updated.cost_usd - record.cost_usd, 0.0)
+                db.execute("UPDATE decisions SET record = ?, cost_usd = ?, cloud_charge = coalesce(cloud_charge, 0) + ?"
+                           " WHERE decision_id = ?", (updated.model_dump_json(), updated.cost_usd, added,
+                                                      record.decision_id))
+                changed += 1
         return changed
 
     def mark_refused(self, refusals: Mapping[str, str]) -> int:
@@ -374,9 +399,11 @@ class DecisionLog:
         return UsageSummary.from_records(self.records(since, until))
 
     def spend_since(self, since: str | date | datetime) -> float:
-        """What strong answers cost since `since` (e.g. the start of today or of the month): the budget cap's input."""
+        """What strong answers cost since `since` (e.g. the start of today or of the month): the budget cap's input.
+        A local answer the cloud also served (and charged, as a sync reports) counts with the cloud's charge."""
         rows = self._query(
-            "SELECT coalesce(sum(cost_usd), 0.0) FROM decisions WHERE route = 'strong' AND created_at >= ?",
+            "SELECT coalesce(sum(CASE WHEN route = 'strong' THEN cost_usd ELSE coalesce(cloud_charge, 0) END), 0.0)"
+            " FROM decisions WHERE created_at >= ?",
             (utc_iso(since),),
             "sum spend",
         )
