@@ -7,6 +7,7 @@ decision with its cost, syncs the device's decision log to the cloud, and checks
 `/v1/usage` agrees with the device's own log.
 
     python -m edge_client.demo [--strong-model qwen|smollm2|PATH] [--strong-share 0.5] [--max-tokens 256]
+        [--strong-timeout 300]
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strong-share", type=float, default=0.5, help="target share of prompts sent strong")
     parser.add_argument("--max-tokens", type=int, default=256,
                         help="room for each answer; an answer cut at this limit is marked")
+    # The stand-in generates on this machine's CPU, which may be slow or busy; a real endpoint answers far sooner.
+    parser.add_argument("--strong-timeout", type=float, default=300.0,
+                        help="seconds to wait for the stand-in strong model before answering locally (default 300)")
     parser.add_argument("prompts", nargs="*", help="prompts to ask (default: a built-in sample)")
     return parser.parse_args(argv)
 
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       f"strong model {info.model_name} on SageMaker endpoint '{info.endpoint_name}'")
         settings = Settings(cloud_url=info.api_url, api_key=info.api_key, strong_share=args.strong_share,
                             data_dir=data_dir, n_threads=1, max_tokens=args.max_tokens,
-                            tenant_id=info.tenant, device_id=info.device)
+                            tenant_id=info.tenant, device_id=info.device, strong_timeout_s=args.strong_timeout)
         service = build_service(settings, on_status=lambda event, path: console.print(f"  local model {event}: {path}"))
 
         table = Table(title=f"Routed answers (strong share target {args.strong_share:.0%})")
