@@ -96,3 +96,16 @@ def test_the_shared_files_first_rows(tmp_path: Path, stem: str) -> None:
     assert all(set(r.scores.values()) <= {0.0, 1.0} and len(r.scores) >= 38 for r in rows)
     assert all(r.id.startswith(f"{stem}/") and r.scale == "unit" for r in rows)
     assert (MIXTRAL in rows[0].scores) == (stem == "zeroeval_crux")
+
+
+def test_experiment_reads_the_shipped_groups_of_a_report() -> None:
+    from router_training.experiments import zeroeval
+
+    groups = {g: {"apgr": 0.5 + i / 100} for i, g in enumerate(variants.HOLDOUT + variants.ZEROEVAL_GROUPS)}
+    report = {"selection": {"chosen": {"alpha": 1.0}, "candidates": [
+        {"params": {"alpha": 0.3}, "validation": {"groups": {g: {"apgr": 0.0} for g in groups}}},
+        {"params": {"alpha": 1.0}, "validation": {"groups": groups,
+                                                  "difficulty_apgr": {"groups": {"arena_bench_v1": 0.6}}}}]}}
+    numbers = zeroeval.report_numbers(report)
+    assert numbers["selection"] == pytest.approx(np.mean([0.5 + i / 100 for i in range(len(variants.HOLDOUT))]))
+    assert numbers["difficulty"] == pytest.approx(0.6) and numbers["groups"]["zeroeval_crux/crux"] == 0.58
