@@ -4,16 +4,18 @@ without them, on the shipped holdout, and on the two files' own groups.
     OMP_NUM_THREADS=1 nice .venv/bin/python -m router_training.experiments.zeroeval --out runs/zeroeval \
         [--reuse] [--markdown FILE]
 
-Trains (or, with --reuse, reads from --out) three variants of `router_training.experiments.variants`:
-`default` (the shipped recipe), `default-zeroeval` (the same + the two files, the same 8 held-out groups) and
-`default-zeroeval-held` (the same, with the files' two groups held out as well). Reported, all from training
-rows only:
+Trains (or, with --reuse, reads from --out) five variants of `router_training.experiments.variants`:
+`default` (the shipped recipe), `default-zeroeval` (the same + the two files, the same 8 held-out groups),
+`default-zeroeval-held` (the same, with the files' two groups held out as well, so its validation head has seen
+neither file), `-held-crux` and `-held-math` (one of the two held out, the other trained on). Reported, all from
+training rows only:
 
 - held-out selection (mean pair APGR over the 8 shipped groups) and held-out difficulty APGR, per variant, with
   the per-group numbers;
 - the files' own groups: APGR on each group's pair as `train` picks it (neither file labels gpt-4-1106-preview,
-  so the group's best model against its median model) and difficulty APGR, for `default` (its router never saw
-  either file) and for `default-zeroeval-held` (validation head fitted without the 8 + 2 groups);
+  so the group's best model against its median model) and difficulty APGR: for `default` its final router (refitted
+  on every shipped row, never saw either file), for the `-held` variants their validation head (fitted without the
+  8 shipped groups and the held zeroeval groups);
 - on CRUX, gpt-4-turbo-2024-04-09 against Mixtral-8x7B-Instruct (the closest pair the files have to the
   benchmark pair; not the same GPT-4 model), for the `default` router only, which never saw those rows.
 
@@ -37,7 +39,8 @@ from router_training.experiments import variants
 from router_training.selection import group_difficulty, group_pairs
 from router_training.train import DEFAULT_STRONG, DEFAULT_WEAK
 
-NAMES = ("default", "default-zeroeval", "default-zeroeval-held")
+NAMES = ("default", "default-zeroeval", "default-zeroeval-held", "default-zeroeval-held-crux",
+         "default-zeroeval-held-math")
 CRUX_PAIR = ("gpt-4-turbo-2024-04-09", "mistralai/Mixtral-8x7B-Instruct-v0.1")
 
 
@@ -84,26 +87,26 @@ def random_spread(train_dir: Path, seeds: int = 20) -> dict[str, Any]:
     return out
 
 
+def _own(r: dict[str, Any], group: str) -> str:
+    own = r.get("own_groups") or {}
+    pair = (own.get("groups") or {}).get(group, {}).get("apgr")
+    diff = (own.get("difficulty_groups") or {}).get(group)
+    return "–" if pair is None else f"{pair:.3f} / {diff:.3f}"
+
+
 def markdown(results: dict[str, Any]) -> str:
-    head = results["default"]
-    lines = ["| training data | held-out selection (8 shipped groups) | held-out difficulty | "
+    lines = ["| variant | held-out selection (8 shipped groups) | held-out difficulty | "
              + " | ".join(f"{g} pair / difficulty" for g in variants.ZEROEVAL_GROUPS) + " |",
              "|---|---:|---:|" + "---:|" * len(variants.ZEROEVAL_GROUPS)]
     for name in NAMES:
         r = results[name]
-        own = r.get("own_groups") or {}
-        cells = []
-        for g in variants.ZEROEVAL_GROUPS:
-            pair = (own.get("groups") or {}).get(g, {}).get("apgr")
-            diff = (own.get("difficulty_groups") or {}).get(g)
-            cells.append("–" if pair is None else f"{pair:.3f} / {diff:.3f}")
         lines.append(f"| {variants.VARIANTS[name].description} | {r['selection']:.3f} | {r['difficulty']:.3f} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(_own(r, g) for g in variants.ZEROEVAL_GROUPS) + " |")
     spread = results["random_on_own_groups"]
     lines.append("| random, 20 seeds | | | " + " | ".join(
-        f"{spread[g]['mean']:.3f} ± {spread[g]['sd']:.3f} / –" if g in spread else "–"
+        f"{spread[g]['mean']:.3f} ± {spread[g]['sd']:.3f}" if g in spread else "–"
         for g in variants.ZEROEVAL_GROUPS) + " |")
-    pair = head["own_groups"]["crux_pair"]
+    pair = results["default"]["own_groups"]["crux_pair"]
     lines.append("")
     lines.append(f"CRUX, {pair['strong']} vs {pair['weak']} ({pair['n']} rows), shipped recipe (never saw the file): "
                  f"{pair['apgr']:.3f}")
@@ -125,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             variants.train(name, folder, train_dir)
         results[name] = report_numbers(json.loads((folder / "training_report.json").read_text()))
     results["default"]["own_groups"] = new_group_numbers(args.out / "default", train_dir)
-    held = results["default-zeroeval-held"]
-    held["own_groups"] = {"groups": {g: {"apgr": held["groups"][g]} for g in variants.ZEROEVAL_GROUPS
-                                     if g in held["groups"]},
-                          "difficulty_groups": {g: held["difficulty_groups"][g] for g in variants.ZEROEVAL_GROUPS
-                                                if g in held["difficulty_groups"]}}
+    for name in NAMES[2:]:
+        held = results[name]
+        held["own_groups"] = {"groups": {g: {"apgr": held["groups"][g]} for g in variants.ZEROEVAL_GROUPS
+                                         if g in held["groups"]},
+                              "difficulty_groups": {g: held["difficulty_groups"][g] for g in variants.ZEROEVAL_GROUPS
+                                                    if g in held["difficulty_groups"]}}
     results["random_on_own_groups"] = random_spread(train_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "zeroeval.json").write_text(json.dumps(results, indent=1))

@@ -77,6 +77,10 @@ def test_experiment_configs_add_the_files_and_keep_the_folds(tmp_path: Path) -> 
     assert with_files.holdout == shipped.holdout == variants.HOLDOUT
     held = variants.variant_config("default-zeroeval-held", tmp_path, tmp_path / "o")
     assert held.holdout == variants.HOLDOUT + ("zeroeval_crux/crux", "zeroeval_math_l5/math_l5")
+    for name, group in (("default-zeroeval-held-crux", "zeroeval_crux/crux"),
+                        ("default-zeroeval-held-math", "zeroeval_math_l5/math_l5")):
+        one = variants.variant_config(name, tmp_path, tmp_path / "o")
+        assert one.holdout == variants.HOLDOUT + (group,) and one.data == with_files.data
     kfold = group_kfold.variant_config("task-cheap-a0.3-easy-zeroeval", tmp_path, ["mmlu_pro/law"], tmp_path / "k")
     base = group_kfold.variant_config("task-cheap-a0.3-easy", tmp_path, ["mmlu_pro/law"], tmp_path / "k")
     assert {p.stem for p in kfold.data} - {p.stem for p in base.data} == {"zeroeval_crux", "zeroeval_math_l5"}
