@@ -76,7 +76,7 @@ def base_features(id_lists: Sequence[Sequence[int]], chars: np.ndarray, tables) 
 def task_of(file: str, group: str) -> int:
     if file in ("arena_bench_v1", "alpaca_eval_prefs"):
         return 0
-    if "gsm8k" in group or group.endswith("/math"):
+    if "gsm8k" in group or group.endswith(("/math", "/math_l5")):
         return 1
     return 2
 

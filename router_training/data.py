@@ -49,10 +49,18 @@ class ContaminationError(ValueError):
     """Training prompts equal benchmark prompts."""
 
 
+# `dataset` values written as a description rather than a name: the short name the data README gives them, so the
+# groups read `zeroeval_crux/crux` and `zeroeval_math_l5/math_l5` (and can be named in --holdout).
+DATASET_NAMES = {
+    "CRUXEval-O (cruxeval-org/cruxeval, test)": "crux",
+    "MATH (Hendrycks et al.) test split, level 5": "math_l5",
+}
+
+
 def _group_of(obj: dict, file_stem: str) -> str:
     for key in ("dataset", "category"):
         if isinstance(obj.get(key), str):
-            return f"{file_stem}/{obj[key]}"
+            return f"{file_stem}/{DATASET_NAMES.get(obj[key], obj[key])}"
     return file_stem
 
 

@@ -1,7 +1,8 @@
 """The "mix" head (docs/research.md): a chat expert and a task expert blended by a chat-vs-task gate.
 
     targets  per prompt "how hard is this prompt for models in general", z-scored per training file:
-             mmlu_pro, routerbench_train: 1PL IRT difficulty over the file's models;
+             the correctness files (mmlu_pro, routerbench_train, zeroeval_crux, zeroeval_math_l5): 1PL IRT
+             difficulty over the file's models;
              a 1-10 judge file (arena_bench_v1): minus the mean of per-model z-scored ratings;
              a file without labels whose rows carry a worked `answer` (gsm8k_train): log(1 + number of
              `<<calculator>>` steps in it), a label made from the training file itself;
@@ -25,7 +26,7 @@ import numpy as np
 from router_training.data import Row, unit_scores
 
 CHAT_FILES = ("arena_bench_v1", "alpaca_eval_prefs")
-IRT_FILES = ("mmlu_pro", "routerbench_train")
+IRT_FILES = ("mmlu_pro", "routerbench_train", "zeroeval_crux", "zeroeval_math_l5")  # 0/1 correctness, many models
 _CHOICE_SUFFIX = re.compile(r"\nPrint only a single choice.*$", flags=re.S)
 
 

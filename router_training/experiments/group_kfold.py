@@ -39,7 +39,7 @@ import numpy as np
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR
 from router_training import data as D
 from router_training.evaluate import apgr
-from router_training.experiments.variants import EASY_PROMPTS, TRAIN_FILES
+from router_training.experiments.variants import EASY_PROMPTS, TRAIN_FILES, ZEROEVAL_FILES
 from router_training.selection import group_pairs
 from router_training.train import DEFAULT_STRONG, DEFAULT_WEAK, TrainConfig, train_router
 
@@ -51,6 +51,7 @@ class Variant:
     description: str
     options: Mapping[str, Any]  # TrainConfig fields beyond data, holdout, out and router_id
     easy_rows: bool = False  # add router_training/easy_prompts.jsonl (always training rows), anchored
+    extra_files: Sequence[str] = ()  # more train/ files (stems), always training rows: the folds stay the same
 
 
 CLF = {"kind": "clf", "target": "difficulty_centered", "encoder": "static"}
@@ -74,6 +75,9 @@ VARIANTS: dict[str, Variant] = {
     "task-cheap-a0.3-easy": Variant("clf + task-gated cheap features, alpha 0.3, + easy rows (shipped default)",
                                     {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
                                     easy_rows=True),
+    "task-cheap-a0.3-easy-zeroeval": Variant("the same + zeroeval_crux + zeroeval_math_l5 (always training rows)",
+                                             {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
+                                             easy_rows=True, extra_files=ZEROEVAL_FILES),
     "mix": Variant("mix (chat/task experts), alpha 10 / chat 1000",
                    {"kind": "mix", "encoder": "static", "alphas": (10,), "chat_alphas": (1000,)}),
 }
@@ -82,9 +86,9 @@ VARIANTS: dict[str, Variant] = {
 def kind_of(group: str) -> str:
     if group.startswith(("arena", "alpaca")):
         return "chat"
-    if "gsm8k" in group or group.endswith("math"):
+    if "gsm8k" in group or group.endswith(("math", "math_l5")):
         return "maths"
-    if "mbpp" in group or "humaneval" in group:
+    if "mbpp" in group or "humaneval" in group or group.endswith("/crux"):
         return "code"
     return "knowledge"
 
@@ -106,7 +110,8 @@ def assign_folds(groups: Sequence[str], folds: int) -> dict[str, int]:
 
 def variant_config(name: str, train_dir: Path, holdout: Sequence[str], out: Path) -> TrainConfig:
     variant = VARIANTS[name]
-    data = [train_dir / f"{stem}.jsonl" for stem in TRAIN_FILES] + ([EASY_PROMPTS] if variant.easy_rows else [])
+    stems = list(TRAIN_FILES) + list(variant.extra_files)
+    data = [train_dir / f"{stem}.jsonl" for stem in stems] + ([EASY_PROMPTS] if variant.easy_rows else [])
     return TrainConfig(data=data, holdout=tuple(holdout), out=out, encoder_from=DEFAULT_ROUTER_DIR / "router.onnx",
                        router_id=f"group-kfold-{name}", **variant.options)
 

@@ -31,6 +31,10 @@ TRAIN_FILES = ("mmlu_pro", "routerbench_train", "arena_bench_v1", "gsm8k_train",
 # The shipped routers' selection groups (router_training/README.md).
 HOLDOUT = ("mmlu_pro/biology", "mmlu_pro/economics", "mmlu_pro/math", "routerbench_train/arc-challenge",
            "routerdc_small_models/gsm8k", "arena_bench_v1", "alpaca_eval_prefs/vicuna", "alpaca_eval_prefs/koala")
+# Correctness files with other model pairs (GPT-4-turbo-2024-04-09 / GPT-4-0314 / Mixtral on CRUX, no Mixtral on
+# MATH level 5); measured with and without by router_training.experiments.zeroeval.
+ZEROEVAL_FILES = ("zeroeval_crux", "zeroeval_math_l5")
+ZEROEVAL_GROUPS = ("zeroeval_crux/crux", "zeroeval_math_l5/math_l5")
 EASY_PROMPTS = Path(__file__).resolve().parents[1] / "easy_prompts.jsonl"
 BENCHMARKS = {"MT Bench": "routellm_mt_bench.jsonl", "MMLU": "routellm_mmlu.jsonl", "GSM8K": "routellm_gsm8k.jsonl"}
 
@@ -40,6 +44,8 @@ class Variant:
     description: str
     options: Mapping[str, Any]  # TrainConfig fields beyond data, holdout, out and router_id
     extra_data: Sequence[Path] = field(default=())  # training files after the shared ones
+    extra_files: Sequence[str] = field(default=())  # more train/ files (stems), after TRAIN_FILES
+    extra_holdout: Sequence[str] = field(default=())  # groups held out beyond HOLDOUT
 
 
 CLF = {"kind": "clf", "target": "difficulty_centered", "alphas": (0.3, 1, 3, 10), "encoder": "static"}
@@ -48,6 +54,17 @@ EASY = {"anchored_files": ("easy_prompts",)}
 VARIANTS: dict[str, Variant] = {
     "default": Variant("clf + task-gated cheap features + easy rows (shipped default)",
                        {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,)),
+    "default-zeroeval": Variant("the default recipe + zeroeval_crux + zeroeval_math_l5",
+                                {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,), ZEROEVAL_FILES),
+    "default-zeroeval-held": Variant("the same, both zeroeval groups held out as well",
+                                     {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,), ZEROEVAL_FILES,
+                                     ZEROEVAL_GROUPS),
+    "default-zeroeval-held-crux": Variant("the same, zeroeval_crux held out as well (MATH level 5 trained on)",
+                                          {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,),
+                                          ZEROEVAL_FILES, ZEROEVAL_GROUPS[:1]),
+    "default-zeroeval-held-math": Variant("the same, zeroeval_math_l5 held out as well (CRUX trained on)",
+                                          {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,),
+                                          ZEROEVAL_FILES, ZEROEVAL_GROUPS[1:]),
     "task-cheap": Variant("clf + task-gated cheap features", {**CLF, "features": "task-cheap"}),
     "maths-expert": Variant("clf + task-gated cheap features + maths expert",
                             {**CLF, "features": "task-cheap", "maths_expert": True}),
@@ -67,8 +84,10 @@ def variant_config(name: str, train_dir: Path, out: Path, encoder_from: Path | N
     options = dict(variant.options)
     if name == "mix" and encoder_from is not None:
         options["encoder_from"] = encoder_from
-    return TrainConfig(data=[train_dir / f"{stem}.jsonl" for stem in TRAIN_FILES] + list(variant.extra_data),
-                       holdout=HOLDOUT, out=out, router_id=f"variant-{name}", **options)
+    stems = list(TRAIN_FILES) + list(variant.extra_files)
+    return TrainConfig(data=[train_dir / f"{stem}.jsonl" for stem in stems] + list(variant.extra_data),
+                       holdout=HOLDOUT + tuple(variant.extra_holdout), out=out, router_id=f"variant-{name}",
+                       **options)
 
 
 def train(name: str, out: Path, train_dir: Path, encoder_from: Path | None = None) -> TrainResult:
