@@ -35,6 +35,7 @@ from local_stack.servers import ServerThread
 from local_stack.weights import resolve_model
 
 DEFAULT_TABLE = "hybrid-router-decisions"
+DEFAULT_BUCKET = "hybrid-router-routers"
 DEFAULT_ENDPOINT = "hybrid-router-strong"
 DEFAULT_REGION = "us-east-1"
 STATE_FILE_ENV = "HYBRID_ROUTER_STACK_FILE"
@@ -64,6 +65,7 @@ class StackInfo:
     model_path: str
     pid: int
     data_dir: str | None = None
+    routers_bucket: str | None = None  # moto's S3, on the DynamoDB server's port (hybrid_router.registry)
 
 
 def stack_environment(info: StackInfo) -> dict[str, str]:
@@ -81,6 +83,8 @@ def stack_environment(info: StackInfo) -> dict[str, str]:
         "SAGEMAKER_BODY_FORMAT": "tgi",
         "SAGEMAKER_CHAT_TEMPLATE": "chatml",
         "DECISIONS_TABLE_NAME": info.table_name,
+        **({"AWS_ENDPOINT_URL_S3": info.dynamodb_url, "ROUTERS_BUCKET_NAME": info.routers_bucket,
+            "ROUTER_REFRESH_S": "1"} if info.routers_bucket else {}),
         "HYBRID_ROUTER_API_KEYS": f"{info.api_key}={info.tenant}/{info.device}",
     }
 
@@ -162,12 +166,15 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                 api_key: str | None = None, tenant: str = "local", device: str = "local-device",
                 n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
                 state_file: str | Path | None = None, router_path: str | Path | None = None,
+                routers_bucket: str | None = DEFAULT_BUCKET,
                 data_dir: str | Path | None = None, snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
                 log_level: str = "warning") -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
-    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default).
+    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default)
+    until the routers bucket (moto's S3, created empty; None: no bucket) names an active version. The bucket is
+    kept in memory: router versions do not persist across restarts of the stack.
     state_file: where to write the connection info (None: don't write one).
     data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
     at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
@@ -199,7 +206,7 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                          device=device, sagemaker_runtime_url=runtime.url, container_url=container.url,
                          dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
                          region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid(),
-                         data_dir=str(folder) if folder is not None else None)
+                         data_dir=str(folder) if folder is not None else None, routers_bucket=routers_bucket)
         stack._set_env(stack_environment(info))
         if router_path is not None:
             stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
@@ -208,6 +215,8 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
         if folder is not None:
             snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s)
         create_table(client, table_name)
+        if routers_bucket:
+            create_bucket(dynamodb_url, region, routers_bucket)
         if snapshots is not None:
             stack.restored_items = snapshots.restore()
             stack._snapshots = snapshots.start()
@@ -229,6 +238,18 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
     except BaseException:
         stack.stop()
         raise
+
+
+def create_bucket(url: str, region: str, bucket: str) -> None:
+    """The routers bucket in moto's S3 (path-style addressing, as every client of the stack uses)."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=url, region_name=region, aws_access_key_id="local-stack",
+                      aws_secret_access_key="local-stack", config=Config(s3={"addressing_style": "path"}))
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
 
 
 def _parser() -> argparse.ArgumentParser:

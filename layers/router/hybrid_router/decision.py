@@ -85,6 +85,21 @@ class DecisionRecord(BaseModel):
     status: Status = "ok"
     error: str | None = None
     prompt: str | None = None
+    # Router experiments (hybrid_router.experiments); absent outside one. `shadow_*`: the other arm's router's
+    # decision for the same prompt (the candidate's in shadow mode), which nothing answered.
+    experiment_id: str | None = Field(default=None, max_length=128)
+    arm: Literal["control", "candidate"] | None = None
+    shadow_router_id: str | None = Field(default=None, max_length=256)
+    shadow_router_version: str | None = Field(default=None, max_length=128)
+    shadow_score: Share | None = None
+    shadow_threshold: Share | None = None
+    shadow_route: Route | None = None
+    shadow_router_latency_ms: Millis | None = None
+
+    @field_validator("shadow_score", "shadow_threshold", "shadow_router_latency_ms")
+    @classmethod
+    def _storable_optional(cls, value: float | None) -> float | None:
+        return None if value is None else 0.0 if value < SMALLEST_STORED else value
 
     @field_validator("decision_id")
     @classmethod

@@ -47,6 +47,8 @@ class Plan:
     remote: bool = False
     tenant_id: str = "local"
     device_id: str = "local"
+    # Record fields of a router experiment (hybrid_router.experiments.decide): experiment id, arm, shadow decision.
+    experiment_fields: dict = field(default_factory=dict)
 
 
 UNFINISHED = "unfinished: the stream started and was cut off before it ended (the process stopped)"
@@ -202,6 +204,7 @@ class Pipeline:
             cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
             status="error" if error else "ok", error=error[:500] if error else None,
             prompt=request.last_user_text() if self.store_prompts else None,
+            **plan.experiment_fields,
         )
 
     def write(self, record: DecisionRecord) -> bool:
