@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from hybrid_router.experiments import (MIN_RATINGS, Ratings, arm_for, mcnemar_exact, percentile, report,
-                                       two_proportion_z, welch_z)
+from hybrid_router.experiments import (MIN_RATINGS, Ratings, arm_for, mcnemar_exact, report, two_proportion_z,
+                                       welch_z)
+from hybrid_router.usage import percentile
 from hybrid_router.registry import Experiment, RouterRef
 from hybrid_router.ulid import new_ulid
 

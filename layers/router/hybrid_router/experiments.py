@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.feedback import unit_score
 from hybrid_router.registry import Experiment
+from hybrid_router.usage import percentile
 
 Arm = Literal["control", "candidate"]
 ALPHA = 0.05
@@ -122,17 +123,6 @@ def two_proportion_z(x_a: int, n_a: int, x_b: int, n_b: int) -> tuple[float, flo
         return 0.0, 1.0
     z = (x_b / n_b - x_a / n_a) / se
     return z, two_sided_p(z)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (q in 0..100) of `values`; 0.0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # ---------------------------------------------------------------- the report

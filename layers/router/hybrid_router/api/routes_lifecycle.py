@@ -1,4 +1,5 @@
-"""Router lifecycle routes: GET /v1/routers, GET /v1/routers/{id}/versions/{v}, GET /v1/experiments/{id}.
+"""Router lifecycle routes: GET /v1/routers, GET /v1/routers/{id}/versions/{v}, GET /v1/experiments/{id}, and the
+dashboard (GET /dashboard and its chart script), all behind the API key.
 
 Versions are registered and experiments started in the bucket itself (hybrid_router.registry, with AWS
 credentials: `hybrid-router routers register --bucket`); these routes let a device see and fetch them with its API
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from hybrid_router.api.deps import caller, services
@@ -65,3 +69,24 @@ def experiment_report(experiment_id: str, who: Identity = Depends(caller),
                              experiment.started_at)
     ratings = svc.call_store("experiment_ratings", svc.store.ratings_for_device, who.tenant_id, who.device_id)
     return report(experiment, records, ratings)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(days: int = Query(default=30, ge=1, le=400), who: Identity = Depends(caller),
+              svc: Services = Depends(services)) -> HTMLResponse:
+    """The caller's dashboard over its last `days` days (hybrid_router.dashboard: the numbers of /v1/usage)."""
+    from hybrid_router.dashboard import page
+
+    since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+    records = svc.call_store("dashboard", svc.store.records_for_device, who.tenant_id, who.device_id, since)
+    ratings = svc.call_store("dashboard_ratings", svc.store.ratings_for_device, who.tenant_id, who.device_id)
+    title = f"hybrid-router cloud: {who.tenant_id}/{who.device_id}, last {days} days"
+    return HTMLResponse(page(records, ratings, title))
+
+
+@router.get("/dashboard/chart.umd.min.js")
+def dashboard_chart_js(_: Identity = Depends(caller)) -> Response:
+    """Chart.js (MIT; hybrid_router/static/chart.js-LICENSE.md), served here: the page needs no CDN."""
+    from hybrid_router.dashboard import chart_js
+
+    return Response(chart_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
