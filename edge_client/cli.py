@@ -252,7 +252,7 @@ def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
           port: int = typer.Option(8080, "--port", min=1, max=65535),
           preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
     """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health,
-    POST /v1/feedback)."""
+    POST /v1/feedback, GET /dashboard for this machine)."""
     import uvicorn
 
     from edge_client.server import check_bind, create_app

@@ -1,6 +1,6 @@
 """Start the whole local stand-in cloud with one command: `python -m local_stack` (or `hybrid-router stack`).
 
-  DynamoDB        moto's server mode, with the decisions table created from TABLE_SCHEMA
+  DynamoDB, S3    moto's server mode, with the decisions table created from TABLE_SCHEMA and the routers bucket
   SageMaker       the runtime stand-in (local_stack.sagemaker_runtime) in front of a BYOC container
                   (local_stack.container) running a real llama.cpp model (Qwen2.5-Coder-0.5B by default)
   cloud API       hybrid_router.api.create_app under uvicorn, configured through the same environment variables
@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
         print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
         print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
+        if info.routers_bucket:
+            print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions, in memory)")
         print(f"  connection info  {state_file}")
         if data_dir is not None:
             print(f"  data             {data_dir}   {stack.restored_items} items loaded; the key and the tables are "

@@ -22,15 +22,16 @@ IAM_FOR_OPERATION = {
     ("dynamodb", "TransactWriteItems"): {"dynamodb:ConditionCheckItem", "dynamodb:PutItem"},
     ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): {"sagemaker:InvokeEndpointWithResponseStream"},
-    ("s3", "GetObject"): {"s3:GetObject"},
+    # S3 answers a missing key with NoSuchKey only to a caller that may also list the bucket (AccessDenied else):
+    # the deployment file is missing until a version is activated, which must read as "none yet".
+    ("s3", "GetObject"): {"s3:GetObject", "s3:ListBucket"},
     ("s3", "ListObjectsV2"): {"s3:ListBucket"},
 }
 # Which store/backend calls each route group makes (hybrid_router.api.routes_*; checked live in
 # tests/functional/test_api_lambda.py::test_calls_stay_within_the_template_permissions).
 OPERATIONS = {
     "ApiFunction": {("dynamodb", "PutItem"), ("sagemaker-runtime", "InvokeEndpoint"),
-                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"), ("s3", "GetObject"),
-                    ("s3", "ListObjectsV2")},
+                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"), ("s3", "GetObject")},
     "IngestFunction": {("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems"),
                        ("s3", "GetObject"), ("s3", "ListObjectsV2")},
 }

@@ -227,7 +227,10 @@ class S3Blobs:
                 yield item["Key"]
 
     def download(self, key: str, dest: Path) -> None:
-        self.client.download_file(self.bucket, key, str(dest))
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        with open(dest, "wb") as handle:
+            for block in iter(lambda: body.read(1 << 20), b""):
+                handle.write(block)
 
     def presigned_url(self, key: str, expires_s: int = 900) -> str:
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
