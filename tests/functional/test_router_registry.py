@@ -67,9 +67,11 @@ def route(api: str) -> dict:
 
 
 def test_the_active_version_changes_in_the_cloud_without_a_restart(api, registry, routers) -> None:
+    before = route(api)  # an empty bucket: the packaged router routes until a version is activated
     v1, v2 = registry.register(routers["1"]), registry.register(routers["2"])
     registry.activate(v1.ref)
     first = route(api)
+    assert before["router_id"] != "tiny-token-mean"
     registry.activate(v2.ref)  # one write to the bucket: no deployment, no restart of the server
     second = route(api)
     assert (first["router_id"], first["router_version"]) == ("tiny-token-mean", "1")

@@ -27,6 +27,7 @@ class Services:
         self._cost_model = cost_model
         self.telemetry: Telemetry = telemetry or LogTelemetry()
         self._lock = threading.Lock()
+        self._path_router: Any = None  # router_path's, while the registry names no active version
         self._registry: Any = None
         self._deployment: Any = None
         self._deployment_read_at: float | None = None
@@ -40,14 +41,15 @@ class Services:
         deployment = self.deployment()
         if deployment is not None:
             return self.router_version(deployment.active)
-        with self._lock:
-            if self._router is None:
-                from hybrid_router.routing import RouterLoadError, load_router
-                try:
-                    self._router = load_router(self.settings.router_path)
-                except RouterLoadError as exc:
-                    raise ApiError(503, f"The router could not be loaded: {exc}", code="router_unavailable")
-        return self._router
+        if self._path_router is None:
+            with self._lock:
+                if self._path_router is None:
+                    from hybrid_router.routing import RouterLoadError, load_router
+                    try:
+                        self._path_router = load_router(self.settings.router_path)
+                    except RouterLoadError as exc:
+                        raise ApiError(503, f"The router could not be loaded: {exc}", code="router_unavailable")
+        return self._path_router
 
     # versioned routers
 
