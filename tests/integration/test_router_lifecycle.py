@@ -191,6 +191,8 @@ def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, 
     run(capsys, "experiments", "promote", "ab-1", "--bucket", bucket)
     assert cloud_route(stack)["router_version"] == "2"
     assert "active tiny-token-mean@2" in run(capsys, "routers", "pull")
+    local = json.loads(run(capsys, "experiments", "report", "ab-1", "--json"))  # the device's copy of ab-1
+    assert local["experiment"]["status"] == "promoted" and local["arms"] == cloud_report(stack, "ab-1")["arms"]
     assert json.loads(run(capsys, "route", "--json", PROMPTS[2]))["router_version"] == "2"
 
     # the cloud's dashboard shows the arms (the browser test of the page is tests/functional/test_dashboard.py)

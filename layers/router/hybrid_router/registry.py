@@ -393,6 +393,10 @@ class RouterRegistry:
 
     # experiments
 
+    def record_experiment(self, experiment: Experiment) -> None:
+        """Keeps another registry's copy of an experiment (the device learning that the cloud's one ended)."""
+        self._save_experiment(experiment)
+
     def _save_experiment(self, experiment: Experiment) -> None:
         self.blobs.put(f"experiments/{experiment.experiment_id}.json", experiment.model_dump_json(indent=2).encode())
 
