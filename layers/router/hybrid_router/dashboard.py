@@ -47,8 +47,10 @@ class Dashboard(BaseModel):
     by_arm: dict[str, UsageTotals]  # <experiment_id>/<arm>
     router_latency: Latency
     latency_by_router: dict[str, Latency]
+    latency_by_arm: dict[str, Latency]
     ratings: RatingSummary
     ratings_by_router: dict[str, RatingSummary]
+    ratings_by_arm: dict[str, RatingSummary]
 
 
 def _latency(values: list[float]) -> Latency:
@@ -69,25 +71,35 @@ def router_key(record: DecisionRecord) -> str:
     return f"{record.router_id}@{record.router_version}"
 
 
+def arm_key(record: DecisionRecord) -> str | None:
+    return f"{record.experiment_id}/{record.arm}" if record.experiment_id else None
+
+
 def build(records: Iterable[DecisionRecord], ratings: Mapping[str, Any], title: str) -> Dashboard:
     """The dashboard's numbers over `records`, with `ratings` by decision id ((rating, scale) or a stored rating)."""
     records = list(records)
     units = {decision_id: _unit(value) for decision_id, value in ratings.items()}
-    by_router_latency: dict[str, list[float]] = {}
-    by_router_ratings: dict[str, list[float]] = {}
+    latency: dict[str, dict[str, list[float]]] = {"router": {}, "arm": {}}
+    rated: dict[str, dict[str, list[float]]] = {"router": {}, "arm": {}}
     for record in records:
-        by_router_latency.setdefault(router_key(record), []).append(record.router_latency_ms)
-        if record.decision_id in units:
-            by_router_ratings.setdefault(router_key(record), []).append(units[record.decision_id])
+        keys = {"router": router_key(record), "arm": arm_key(record)}
+        for kind, key in keys.items():
+            if key is None:
+                continue
+            latency[kind].setdefault(key, []).append(record.router_latency_ms)
+            if record.decision_id in units:
+                rated[kind].setdefault(key, []).append(units[record.decision_id])
     return Dashboard(
         title=title, generated_at=utc_now_iso(), usage=UsageSummary.from_records(records),
         by_reason=totals_by(records, lambda r: r.reason.split(":", 1)[0]),
         by_router=totals_by(records, router_key),
-        by_arm=totals_by(records, lambda r: f"{r.experiment_id}/{r.arm}" if r.experiment_id else None),
+        by_arm=totals_by(records, arm_key),
         router_latency=_latency([r.router_latency_ms for r in records]),
-        latency_by_router={k: _latency(v) for k, v in sorted(by_router_latency.items())},
+        latency_by_router={k: _latency(v) for k, v in sorted(latency["router"].items())},
+        latency_by_arm={k: _latency(v) for k, v in sorted(latency["arm"].items())},
         ratings=_ratings([units[r.decision_id] for r in records if r.decision_id in units]),
-        ratings_by_router={k: _ratings(v) for k, v in sorted(by_router_ratings.items())},
+        ratings_by_router={k: _ratings(v) for k, v in sorted(rated["router"].items())},
+        ratings_by_arm={k: _ratings(v) for k, v in sorted(rated["arm"].items())},
     )
 
 
@@ -122,11 +134,12 @@ def render(data: Dashboard) -> str:
              ("rating_mean", f"{rating} (n={data.ratings.count})")]
     card_html = "".join(f'<div class="card"><div class="label">{name.replace("_", " ")}</div>'
                         f'<div class="value" id="card-{name}">{value}</div></div>' for name, value in cards)
+    latencies = [*data.latency_by_router.items(), *(("arm " + k, v) for k, v in data.latency_by_arm.items())]
     latency_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v.p50_ms:.3f}</td><td>{v.p95_ms:.3f}</td>"
-                           f"<td>{v.p99_ms:.3f}</td></tr>" for k, v in data.latency_by_router.items())
+                           f"<td>{v.p99_ms:.3f}</td></tr>" for k, v in latencies)
+    ratings = [*data.ratings_by_router.items(), *(("arm " + k, v) for k, v in data.ratings_by_arm.items())]
     rating_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v.count}</td>"
-                          f"<td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>"
-                          for k, v in data.ratings_by_router.items())
+                          f"<td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>" for k, v in ratings)
     payload = data.model_dump_json().replace("<", "\\u003c")  # raw script text: no "</script>" inside
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(data.title)}</title>
