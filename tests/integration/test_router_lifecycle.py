@@ -184,8 +184,8 @@ def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, 
     assert "Welch" in device_ab["verdict"]["test"] and device_ab["verdict"]["p_value"] is not None
     table = run(capsys, "experiments", "report", "ab-1", "--bucket", bucket)
     assert "verdict:" in table
-    if SCREENSHOT:
-        Path(SCREENSHOT).with_suffix(".txt").write_text(table)
+    if SCREENSHOT:  # the run docs/lifecycle.md quotes
+        Path(SCREENSHOT).with_suffix(".json").write_text(json.dumps(device_ab, indent=1))
 
     # 8. promote: the candidate routes in the cloud at once (no deployment), and on the device once it follows
     run(capsys, "experiments", "promote", "ab-1", "--bucket", bucket)
