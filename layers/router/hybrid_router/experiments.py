@@ -3,7 +3,8 @@
 One copy for the device (`hybrid-router experiments report`) and the cloud (`GET /v1/experiments/{id}`).
 
 Deciding (`decide`): both routers score every prompt of an experiment; no prompt is answered twice.
-- shadow: the control routes; the record keeps the candidate's score and route (`shadow_*`).
+- shadow: the control routes; the record keeps the candidate's score and route (`shadow_*`), and its scoring time
+  (measured right after the control's, so slightly warmer).
 - ab: the arm is a deterministic function of the experiment id and the request's decision id (`arm_for`: the
   first 8 bytes of sha256("<experiment_id>:<decision_id>") as a fraction of 2**64, below `share` -> candidate).
   Assignment is by request, so one device's traffic is split too. The other arm's router scores the prompt as the
@@ -67,12 +68,18 @@ def decide(experiment: Experiment, control: Any, candidate: Any, prompt: str, de
            threshold: float | None = None, strong_share: float | None = None) -> ArmDecision:
     """Both routers score the prompt; the arm's router decides (`control`, `candidate`: hybrid_router Routers)."""
     arm = arm_for(experiment, decision_id)
-    control_decision = control.decide(prompt, threshold=None if strong_share is not None else threshold,
-                                      strong_share=strong_share)
-    candidate_decision = candidate.decide(prompt, strong_share=strong_share)
-    (used, decision), (other, shadow) = (((candidate, candidate_decision), (control, control_decision))
-                                         if arm == "candidate" else
-                                         ((control, control_decision), (candidate, candidate_decision)))
+
+    def decide_with(router: Any) -> Any:
+        if router is control:
+            return control.decide(prompt, threshold=None if strong_share is not None else threshold,
+                                  strong_share=strong_share)
+        return candidate.decide(prompt, strong_share=strong_share)
+
+    # The deciding router scores first (a second scoring of the same prompt runs warmer, which would flatter it),
+    # so both arms of an A/B are timed alike; a shadow's time is that of the second scoring.
+    used, other = (candidate, control) if arm == "candidate" else (control, candidate)
+    decision = decide_with(used)
+    shadow = decide_with(other)
     fields = {"experiment_id": experiment.experiment_id, "arm": arm,
               "shadow_router_id": other.info.router_id, "shadow_router_version": other.info.version,
               "shadow_score": min(max(float(shadow.score), 0.0), 1.0),
