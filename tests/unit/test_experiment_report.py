@@ -111,3 +111,27 @@ def test_shadow_report_uses_the_candidates_routes(make_decision) -> None:
     assert "McNemar" in result.verdict.test
     few = report(experiment("shadow"), records[:3], {})
     assert few.verdict.outcome == "not_enough_data" and "disagreements" in few.verdict.needed
+
+
+def _arm_records(make_decision, arm: str, n: int, strong: int) -> list:
+    exp = experiment("ab")
+    out = []
+    while len(out) < n:
+        record = make_decision(route="strong" if sum(r.route == "strong" for r in out) < strong else "weak")
+        if arm_for(exp, record.decision_id) == arm:  # the arm its decision id lands in
+            out.append(record.model_copy(update={"experiment_id": "exp-1", "arm": arm, "shadow_route": "weak"}))
+    return out
+
+
+@pytest.mark.parametrize("candidate_strong, candidate_rating, outcome", [
+    (5, 1, "candidate_better"),    # far fewer strong, rated the same
+    (20, 1, "no_difference"),      # as many strong: no saving to speak of
+    (5, -1, "candidate_worse"),    # cheaper, but rated far lower
+])
+def test_the_ab_verdict(make_decision, candidate_strong, candidate_rating, outcome) -> None:
+    control = _arm_records(make_decision, "control", 40, strong=20)
+    candidate = _arm_records(make_decision, "candidate", 40, strong=candidate_strong)
+    ratings = {r.decision_id: (1 if i % 4 else -1, "thumbs") for i, r in enumerate(control)}
+    ratings.update({r.decision_id: (candidate_rating if i % 4 else -1, "thumbs") for i, r in enumerate(candidate)})
+    verdict = report(experiment("ab"), control + candidate, ratings).verdict
+    assert verdict.outcome == outcome, verdict.summary

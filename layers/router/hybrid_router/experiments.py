@@ -19,8 +19,9 @@ The verdict's tests, at a two-sided alpha of 0.05:
   disagreements. Quality cannot be compared in shadow mode (the candidate's choices were not answered).
 - ab: Welch's two-sample test on the ratings (each on [0, 1]: stars (r - 1) / 4, thumbs -1 -> 0, +1 -> 1), with
   the normal approximation to its t distribution (valid from MIN_RATINGS ratings per arm), for quality; a
-  two-proportion z-test on strong share, for cost. The candidate is better when it is not rated significantly
-  worse and saves more than the control; worse when it is rated significantly worse.
+  two-proportion z-test on strong share, for cost. The candidate is better when it sends significantly fewer prompts
+  strong, saves a larger share and is not rated significantly worse; worse when it is rated significantly worse;
+  else no different.
 """
 
 from __future__ import annotations
@@ -307,10 +308,14 @@ def _ab_verdict(control: ArmReport, candidate: ArmReport) -> Verdict:
     if p < ALPHA and b.mean < a.mean:
         return Verdict(outcome="candidate_worse", **base,
                        summary=f"the candidate is rated significantly worse ({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g})")
-    if candidate.saving_share > control.saving_share and not (p < ALPHA and b.mean < a.mean):
+    cheaper = candidate.strong_share < control.strong_share and cost_p < ALPHA
+    if cheaper and candidate.saving_share > control.saving_share:
         return Verdict(outcome="candidate_better", **base,
-                       summary=f"the candidate saves {candidate.saving_share:.1%} against {control.saving_share:.1%} "
-                               f"and is not rated worse ({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g}): promote it")
+                       summary=f"the candidate sends significantly fewer prompts strong ({candidate.strong_share:.1%} "
+                               f"vs {control.strong_share:.1%}, p = {cost_p:.3g}), saves {candidate.saving_share:.1%} "
+                               f"against {control.saving_share:.1%}, and is not rated significantly worse "
+                               f"({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g}): promote it")
     return Verdict(outcome="no_difference", **base,
-                   summary=f"the candidate saves {candidate.saving_share:.1%} against {control.saving_share:.1%}; "
-                           f"ratings {b.mean:.3f} vs {a.mean:.3f} (p = {p:.3g}): keep the control")
+                   summary=f"the candidate saves {candidate.saving_share:.1%} against {control.saving_share:.1%} "
+                           f"(strong share p = {cost_p:.3g}); ratings {b.mean:.3f} vs {a.mean:.3f} (p = {p:.3g}): "
+                           "no significant gain, keep the control")
