@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from hybrid_router.ulid import is_ulid, new_ulid
 
@@ -46,6 +46,10 @@ class DecisionNotFound(LookupError):
 
 def utc_now_iso() -> str:
     return utc_iso(datetime.now(timezone.utc))
+
+
+EXPERIMENT_FIELDS = ("experiment_id", "arm", "shadow_router_id", "shadow_router_version", "shadow_score",
+                     "shadow_threshold", "shadow_route", "shadow_router_latency_ms")
 
 
 class DecisionRecord(BaseModel):
@@ -95,6 +99,16 @@ class DecisionRecord(BaseModel):
     shadow_threshold: Share | None = None
     shadow_route: Route | None = None
     shadow_router_latency_ms: Millis | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_experiment(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Experiment fields are left out while empty, so a record outside an experiment is what it was before
+        they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
+        data = handler(self)
+        for name in EXPERIMENT_FIELDS:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
 
     @field_validator("shadow_score", "shadow_threshold", "shadow_router_latency_ms")
     @classmethod
