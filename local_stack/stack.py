@@ -7,8 +7,8 @@
                   Lambda gets, pointed at the stand-ins
 
 It prints the API URL and the local API key, and writes them (with every stand-in's URL) to
-`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up. The key and the
-DynamoDB tables persist in that folder (local_stack.persistence), so a restart loses nothing.
+`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up. The key, the
+DynamoDB tables and the routers bucket persist in that folder (local_stack.persistence), so a restart loses nothing.
 `start_stack(...)` is the same thing as a context manager for tests and the demo (in memory unless given data_dir).
 """
 
@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from local_stack.container import create_container_app
 from local_stack.model import LlamaTextModel
-from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, DynamoDBServer, TableSnapshots,
+from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, BucketMirror, DynamoDBServer, TableSnapshots,
                                      load_or_create_key, lock_data_dir, new_api_key)
 from local_stack.sagemaker_runtime import FaultPlan, create_runtime_app
 from local_stack.servers import ServerThread
@@ -173,8 +173,8 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
     router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default)
-    until the routers bucket (moto's S3, created empty; None: no bucket) names an active version. The bucket is
-    kept in memory: router versions do not persist across restarts of the stack.
+    until the routers bucket (moto's S3; None: no bucket) names an active version. With data_dir the bucket's
+    objects persist beside the tables (local_stack.persistence.BucketMirror).
     state_file: where to write the connection info (None: don't write one).
     data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
     at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
@@ -212,11 +212,12 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
             stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
         client = make_client(endpoint_url=dynamodb_url, region=region)
         snapshots = None
-        if folder is not None:
-            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s)
         create_table(client, table_name)
-        if routers_bucket:
-            create_bucket(dynamodb_url, region, routers_bucket)
+        s3 = create_bucket(dynamodb_url, region, routers_bucket) if routers_bucket else None
+        if folder is not None:
+            mirrors = [BucketMirror(s3, routers_bucket, folder)] if s3 is not None and routers_bucket else []
+            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s,
+                                       buckets=mirrors)
         if snapshots is not None:
             stack.restored_items = snapshots.restore()
             stack._snapshots = snapshots.start()
@@ -240,8 +241,9 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
         raise
 
 
-def create_bucket(url: str, region: str, bucket: str) -> None:
-    """The routers bucket in moto's S3 (path-style addressing, as every client of the stack uses)."""
+def create_bucket(url: str, region: str, bucket: str) -> Any:
+    """The routers bucket in moto's S3 (path-style addressing, as every client of the stack uses); returns the
+    S3 client."""
     import boto3
     from botocore.config import Config
 
@@ -250,6 +252,7 @@ def create_bucket(url: str, region: str, bucket: str) -> None:
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
+    return s3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
         print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
         if info.routers_bucket:
-            print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions, in memory)")
+            print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
         print(f"  connection info  {state_file}")
         if data_dir is not None:
             print(f"  data             {data_dir}   {stack.restored_items} items loaded; the key and the tables are "
