@@ -313,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
         print(f"  connection info  {state_file}")
         if data_dir is not None:
-            print(f"  data             {data_dir}   {stack.restored_items} items loaded; the key and the tables are "
-                  f"saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, and at stop)")
+            print(f"  data             {data_dir}   {stack.restored_items} items and objects loaded; the key, the "
+                  f"tables and the routers bucket are saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, "
+                  "and at stop)")
         if new_key_file is not None:
             print(f"  new API key      kept in {new_key_file}; a device started with an older key must be restarted")
         print("Ctrl-C stops everything.", flush=True)
