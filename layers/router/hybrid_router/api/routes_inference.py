@@ -73,7 +73,7 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
         from hybrid_router.experiments import decide
         experiment, control, candidate = running
         decision = decide(experiment, control, candidate, body.last_user_text(), decision_id,
-                          threshold=parse_threshold(body.model))
+                          threshold=_named_threshold(body.model))
         router_, experiment_fields = decision.router, decision.fields
     decided = forced or decision.route
     route, reason = decided, "forced" if forced else "routed"
@@ -88,7 +88,8 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
     return CloudPlan(core, decided)
 
 
-def parse_threshold(model: str) -> float | None:
+def _named_threshold(model: str) -> float | None:
+    """The threshold a `router-<kind>-<threshold>` name gives, else None."""
     from hybrid_router.routing import parse_router_model
 
     spec = parse_router_model(model)
