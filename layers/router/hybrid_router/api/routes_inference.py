@@ -66,15 +66,17 @@ class CloudPlan:
 
 def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id: str | None = None) -> CloudPlan:
     decision_id = decision_id or new_ulid()
-    router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
+    router_, forced, named_threshold = _resolve_model(svc, body.model)
     experiment_fields: dict[str, Any] = {}
     running = svc.experiment_routers() if not forced and router_ is svc.router else None
     if running is not None:  # the experiment's arm decides (hybrid_router.experiments: one copy, device and cloud)
         from hybrid_router.experiments import decide
         experiment, control, candidate = running
-        decision = decide(experiment, control, candidate, body.last_user_text(), decision_id,
-                          threshold=_named_threshold(body.model))
+        decision: Any = decide(experiment, control, candidate, body.last_user_text(), decision_id,
+                               threshold=named_threshold)
         router_, experiment_fields = decision.router, decision.fields
+    else:
+        router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
     decided = forced or decision.route
     route, reason = decided, "forced" if forced else "routed"
     if decided == "weak" and svc.weak_backend() is None:
@@ -86,14 +88,6 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
                 router_version=info.version, router_latency_ms=float(decision.latency_ms), remote=True,
                 tenant_id=who.tenant_id, device_id=who.device_id, experiment_fields=experiment_fields)
     return CloudPlan(core, decided)
-
-
-def _named_threshold(model: str) -> float | None:
-    """The threshold a `router-<kind>-<threshold>` name gives, else None."""
-    from hybrid_router.routing import parse_router_model
-
-    spec = parse_router_model(model)
-    return spec.threshold if spec is not None else None
 
 
 class CloudRecorder:
