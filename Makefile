@@ -13,7 +13,7 @@ SAM_PY   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12)
 SAM_STAMP := $(SAM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-test sam-tools demo test stack bench sam-build doctor clean
+.PHONY: install install-test sam-tools browser demo test stack bench sam-build doctor clean
 
 # The device and the local stand-in cloud: what `make demo` runs (no torch, no training tools).
 install: $(DEMO_STAMP)
@@ -45,11 +45,17 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0
 	touch $@
 
+# Debian's chromium for the dashboard's browser test (playwright, from the test extra, drives it and never
+# downloads a browser of its own); without it that test is skipped and says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y chromium; else echo "the dashboard test needs Debian's chromium: sudo apt-get install chromium"; fi; }
+
 # The main job: routed chat with the local model, the packaged router and the local cloud stack.
 demo: install
 	$(PY) -m edge_client.demo
 
-test: install-test sam-tools
+test: install-test sam-tools browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -39,8 +39,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from edge_client.routing_source import RoutingError
     from edge_client.service import UnknownModelError
 
+    from hybrid_router.registry import RegistryError
+
     return (CliError, ConfigError, BackendError, RouterLoadError, DecisionLogError, RoutingError, UnknownModelError,
-            OSError, ValueError)
+            RegistryError, OSError, ValueError)
 
 
 def _settings(ctx: typer.Context) -> LoadedSettings:
@@ -254,7 +256,7 @@ def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
           port: int = typer.Option(8080, "--port", min=1, max=65535),
           preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
     """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health,
-    POST /v1/feedback)."""
+    POST /v1/feedback, GET /dashboard for this machine)."""
     import uvicorn
 
     from edge_client.server import check_bind, create_app
@@ -464,6 +466,193 @@ def doctor(ctx: typer.Context) -> None:
 def stack(ctx: typer.Context) -> None:
     """Start the local stand-in cloud stack (local_stack.stack; arguments pass through)."""
     _passthrough("local_stack.stack", ctx)
+
+
+routers_app = typer.Typer(help="Router versions: list, pull from the cloud, switch; register (with --bucket).",
+                          no_args_is_help=True)
+experiments_app = typer.Typer(help="Shadow and A/B tests of a candidate router: start, report, promote, stop.",
+                              no_args_is_help=True)
+app.add_typer(routers_app, name="routers")
+app.add_typer(experiments_app, name="experiments")
+BUCKET_HELP = "act on the cloud's router bucket (AWS credentials) instead of this device"
+
+
+def _registry(ctx: typer.Context, bucket: str | None):
+    """The cloud's bucket registry (--bucket), or this device's own."""
+    from hybrid_router.registry import registry_from_bucket
+
+    from edge_client.routers import device_registry
+
+    return registry_from_bucket(bucket) if bucket else device_registry(_settings(ctx).settings)
+
+
+def _ref(text: str):
+    from hybrid_router.registry import RouterRef
+
+    try:
+        return RouterRef.parse(text)
+    except ValueError as exc:
+        raise CliError(_problem(exc)) from None
+
+
+@routers_app.command("list")
+def routers_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+                 bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """Versions on this device (active marked) and, when the cloud answers, the cloud's."""
+    from edge_client.routers import CloudRegistryError, CloudRouters
+
+    registry = _registry(ctx, bucket)
+    deployment = registry.deployment()
+    local = registry.versions()
+    cloud_deployment, cloud, offline = None, [], None
+    if not bucket:
+        try:
+            cloud_deployment, cloud = CloudRouters(_settings(ctx).settings).listing()
+        except CloudRegistryError as exc:
+            offline = str(exc)
+    if as_json:
+        print(json.dumps({"deployment": deployment.model_dump() if deployment else None,
+                          "versions": [m.model_dump() for m in local],
+                          "cloud": None if offline else {"deployment": cloud_deployment.model_dump()
+                                                         if cloud_deployment else None,
+                                                         "versions": [m.model_dump() for m in cloud]},
+                          "cloud_error": offline}))
+        return
+    where = f"bucket {bucket}" if bucket else "this device"
+    table = Table(title=f"routers on {where}", title_justify="left")
+    for column in ("", "router", "kind", "threshold", "registered"):
+        table.add_column(column)
+    for m in local:
+        mark = "active" if deployment and deployment.active == m.ref else (
+            "candidate" if deployment and deployment.experiment and deployment.experiment.candidate == m.ref else "")
+        table.add_row(mark, str(m.ref), m.kind, f"{m.default_threshold:.3f}", m.registered_at)
+    console.print(table)
+    if not local:
+        console.print("no router versions here: the packaged router routes" if not bucket else "no versions yet")
+    if offline:
+        console.print(f"[yellow]cloud not reached[/] ({offline}); routing goes on with the versions above",
+                      highlight=False, soft_wrap=True)
+    elif not bucket:
+        have = {m.ref for m in local}
+        active = cloud_deployment.active if cloud_deployment else None
+        for m in cloud:
+            console.print(f"cloud: {m.ref}{' (active)' if m.ref == active else ''}"
+                          f"{'' if m.ref in have else '  [dim]hybrid-router routers pull ' + str(m.ref) + '[/]'}",
+                          highlight=False)
+
+
+@routers_app.command("pull")
+def routers_pull(ctx: typer.Context,
+                 ref: Optional[str] = typer.Argument(None, help="<router_id>@<version>; none: follow the cloud's "
+                                                                "active version and experiment")) -> None:
+    """Download a version from the cloud (sha256-checked); without one, take the cloud's deployment."""
+    from edge_client.routers import CloudRouters, device_registry
+
+    registry = device_registry(_settings(ctx).settings)
+    cloud = CloudRouters(_settings(ctx).settings)
+    if ref:
+        manifest = cloud.pull(_ref(ref), registry)
+        console.print(f"pulled {manifest.ref} ({sum(f.bytes for f in manifest.files.values())} bytes, sha256 checked);"
+                      f" `hybrid-router routers use {manifest.ref}` routes with it", highlight=False)
+        return
+    deployment = cloud.follow(registry)
+    extra = f", experiment {deployment.experiment.experiment_id} ({deployment.experiment.mode}, candidate " \
+            f"{deployment.experiment.candidate})" if deployment.experiment else ""
+    console.print(f"following the cloud: active {deployment.active}{extra}", highlight=False)
+
+
+@routers_app.command("use")
+def routers_use(ctx: typer.Context, ref: str = typer.Argument(..., help="<router_id>@<version>"),
+                bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """Make a version the active one (a running experiment with another control is stopped)."""
+    deployment = _registry(ctx, bucket).activate(_ref(ref))
+    console.print(f"active router: {deployment.active}" + (f" (bucket {bucket})" if bucket else ""), highlight=False)
+    if not bucket and _settings(ctx).settings.router_path:
+        err_console.print("[yellow]warning:[/] router_path is set and takes precedence over the active version")
+
+
+@routers_app.command("register")
+def routers_register(ctx: typer.Context, path: Path = typer.Argument(..., help="router folder (router.onnx + "
+                                                                              "tokenizer.json) or router.onnx"),
+                     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """Add a router under its own id and version (from its metadata); a version is never replaced."""
+    manifest = _registry(ctx, bucket).register(path)
+    console.print(f"registered {manifest.ref} ({manifest.kind})" + (f" in bucket {bucket}" if bucket else ""),
+                  highlight=False)
+
+
+def _report(ctx: typer.Context, experiment_id: str, bucket: str | None):
+    from hybrid_router.experiments import report
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    experiment = _registry(ctx, bucket).experiment(experiment_id)
+    with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
+        return report(experiment, log.experiment_records(experiment_id), log.ratings())
+
+
+@experiments_app.command("start")
+def experiments_start(ctx: typer.Context, experiment_id: str = typer.Argument(...),
+                      candidate: str = typer.Option(..., "--candidate", help="<router_id>@<version>"),
+                      mode: str = typer.Option("shadow", "--mode", help="shadow or ab"),
+                      share: float = typer.Option(0.5, "--share", min=0.0, max=1.0,
+                                                  help="A/B: share of requests the candidate routes"),
+                      bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """Test a candidate against the active version (the control)."""
+    if mode not in ("shadow", "ab"):
+        raise CliError(f"--mode must be shadow or ab, got {mode!r}")
+    experiment = _registry(ctx, bucket).start_experiment(experiment_id, _ref(candidate), mode, share)  # type: ignore[arg-type]
+    console.print(f"experiment {experiment.experiment_id}: {experiment.mode} of {experiment.candidate} against "
+                  f"{experiment.control}" + (f", {experiment.share:.0%} of requests" if mode == "ab" else ""),
+                  highlight=False)
+
+
+@experiments_app.command("report")
+def experiments_report(ctx: typer.Context, experiment_id: str = typer.Argument(...),
+                       as_json: bool = typer.Option(False, "--json"),
+                       bucket: Optional[str] = typer.Option(None, "--bucket", help="the experiment is the cloud's "
+                                                            "(read from this bucket); records are this device's")) -> None:
+    """Per arm: requests, strong share, cost, saving, fallbacks, router latency, ratings; agreement; verdict."""
+    result = _report(ctx, experiment_id, bucket)
+    if as_json:
+        print(result.model_dump_json())
+        return
+    e = result.experiment
+    console.print(f"experiment {e.experiment_id} ({e.mode}, {e.status}): {result.requests} requests, agreement "
+                  + ("n/a" if result.agreement is None else f"{result.agreement:.1%}"), highlight=False)
+    table = Table(title_justify="left")
+    for column in ("arm", "router", "requests", "strong", "cost $", "saved", "fallbacks", "p50/p95 ms", "rating"):
+        table.add_column(column, justify="left" if column in ("arm", "router", "rating") else "right")
+    for arm in result.arms.values():
+        r = arm.ratings
+        rating = "-" if r.mean is None else f"{r.mean:.2f}" + (
+            "" if r.low is None else f" [{r.low:.2f}, {r.high:.2f}]") + f" (n={r.count})"
+        table.add_row(arm.arm + (" (est.)" if arm.estimated else ""), f"{arm.router_id}@{arm.router_version}",
+                      str(arm.requests), f"{arm.strong_share:.0%}", f"{arm.cost_usd:.6f}", f"{arm.saving_share:.0%}",
+                      f"{arm.fallback_rate:.0%}", f"{arm.router_latency_p50_ms:.2f}/{arm.router_latency_p95_ms:.2f}",
+                      rating)
+    console.print(table)
+    v = result.verdict
+    console.print(f"verdict: [bold]{v.outcome}[/] - {v.summary}", highlight=False, soft_wrap=True)
+    console.print(f"[dim]test: {v.test}" + (f"; p = {v.p_value:.3g}" if v.p_value is not None else "")
+                  + (f"; {v.cost_test}: p = {v.cost_p_value:.3g}" if v.cost_p_value is not None else "") + "[/]",
+                  highlight=False, soft_wrap=True)
+
+
+@experiments_app.command("promote")
+def experiments_promote(ctx: typer.Context, experiment_id: str = typer.Argument(...),
+                        bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """End the experiment and make its candidate the active version."""
+    deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=True)
+    console.print(f"promoted: active router {deployment.active}" + (f" (bucket {bucket})" if bucket else ""),
+                  highlight=False)
+
+
+@experiments_app.command("stop")
+def experiments_stop(ctx: typer.Context, experiment_id: str = typer.Argument(...),
+                     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+    """End the experiment; the control stays active."""
+    deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=False)
+    console.print(f"stopped: active router {deployment.active}", highlight=False)
 
 
 def _usage_message(exc: Exception) -> str:

@@ -55,7 +55,9 @@ def build_route_source(settings: Settings) -> RouteSource:
         if not settings.cloud_url:
             raise ConfigError("routing_mode is remote but cloud_url is not set")
         return RemoteRouteSource(settings.cloud_url, settings.api_key, timeout_s=min(settings.strong_timeout_s, 10.0))
-    return LocalRouteSource(settings.router_path)
+    from edge_client.routers import device_registry
+
+    return LocalRouteSource(settings.router_path, registry=device_registry(settings))
 
 
 def build_service(settings: Settings, on_status: StatusCallback | None = None,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
@@ -28,6 +28,7 @@ class Scored:
     latency_ms: float
     router_id: str
     router_version: str
+    fields: dict[str, Any] = field(default_factory=dict)  # a router experiment's record fields
 
 
 class RouteSource(Protocol):
@@ -35,15 +36,28 @@ class RouteSource(Protocol):
     default_threshold: float
 
     def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None) -> Scored: ...
+               strong_share: float | None, decision_id: str | None = None) -> Scored: ...
 
 
 class LocalRouteSource:
-    """Scores with router.onnx in this process (onnxruntime, one thread)."""
+    """Scores with router.onnx in this process (onnxruntime, one thread).
 
-    def __init__(self, router_path: str | None = None):
+    The router is `router_path` when given; else the active version of the device's router registry
+    (edge_client.routers), with its running experiment; else the packaged router."""
+
+    def __init__(self, router_path: str | None = None, registry: Any = None):
         self.router_path = router_path
+        self.experiment: Any = None
+        self._candidate: Router | None = None
         try:
+            deployment = registry.deployment() if registry is not None and router_path is None else None
+            if deployment is not None:
+                router_path = str(registry.local_folder(deployment.active))
+                experiment = deployment.experiment
+                if experiment is not None and experiment.status == "running":
+                    self.experiment = experiment
+                    self._candidate = load_router(registry.local_folder(experiment.candidate),
+                                                  intra_op_num_threads=1)
             self._default = load_router(router_path, intra_op_num_threads=1)
         except Exception as exc:
             raise RoutingError(f"cannot load the router: {exc}") from exc
@@ -61,8 +75,18 @@ class LocalRouteSource:
             raise RoutingError(str(exc)) from exc
 
     def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None) -> Scored:
+               strong_share: float | None, decision_id: str | None = None) -> Scored:
         router = self.router_for(spec.kind)
+        if self.experiment is not None and router is self._default and decision_id is not None:
+            from hybrid_router.experiments import decide
+
+            if spec.threshold is not None:
+                threshold, strong_share = spec.threshold, None
+            arm = decide(self.experiment, self._default, self._candidate, prompt, decision_id, threshold=threshold,
+                         strong_share=strong_share)
+            return Scored(score=arm.score, threshold=arm.threshold, route=arm.route, latency_ms=arm.latency_ms,
+                          router_id=arm.router.info.router_id, router_version=arm.router.info.version,
+                          fields=arm.fields)
         if spec.threshold is not None:
             threshold, strong_share = spec.threshold, None
         elif spec.kind is not None and spec.kind != self.kind:
@@ -84,7 +108,7 @@ class RemoteRouteSource:
         self.default_threshold = 0.5
 
     def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None) -> Scored:
+               strong_share: float | None, decision_id: str | None = None) -> Scored:
         body: dict = {"model": spec.name, "prompt": prompt}
         if spec.threshold is None:
             if threshold is not None:

@@ -17,12 +17,13 @@ import ipaddress
 import json
 import threading
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import hybrid_router
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -381,6 +382,28 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
             routing=routing,
         )
         return JSONResponse(response.model_dump(), headers=_headers(routing))
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard(request: Request, days: int = 30) -> Any:
+        """The device's dashboard (hybrid_router.dashboard over the decision log): to this machine's callers only."""
+        from fastapi.responses import HTMLResponse
+        from hybrid_router.dashboard import page
+
+        if request.client is None or not is_loopback(request.client.host):
+            return _error(403, "the dashboard is served to this machine only", code="not_loopback")
+        days = min(max(days, 1), 36500)
+        since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+        records = service.log.records(since=since)
+        title = f"hybrid-router on this device ({service.settings.device_id}), last {days} days"
+        return HTMLResponse(page(records, service.log.ratings(), title))
+
+    @app.get("/dashboard/chart.umd.min.js", include_in_schema=False)
+    def dashboard_chart_js(request: Request) -> Any:
+        from hybrid_router.dashboard import chart_js
+
+        if request.client is None or not is_loopback(request.client.host):
+            return _error(403, "the dashboard is served to this machine only", code="not_loopback")
+        return Response(chart_js(), media_type="text/javascript")
 
     @app.post("/v1/feedback", response_model=FeedbackResponse)
     def feedback(body: FeedbackRequest) -> Any:

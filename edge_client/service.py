@@ -179,12 +179,14 @@ class EdgeService:
         else:
             try:
                 scored = self.route_source.decide(request.last_user_text(), spec or RouterSpec(name="router"),
-                                                  self.settings.threshold, self.settings.strong_share)
+                                                  self.settings.threshold, self.settings.strong_share,
+                                                  decision_id=decision_id)
             except UnknownRouterKind as exc:  # router-<kind> of a kind not installed: as unknown as any name
                 raise UnknownModelError(model, self.model_names(), why=str(exc)) from None
             plan = Plan(decision_id, model, forced or scored.route, "forced" if forced else "routed",
                         scored.score, scored.threshold, scored.router_id, scored.router_version,
-                        scored.latency_ms, remote=self.route_source.kind == "remote", **who)
+                        scored.latency_ms, remote=self.route_source.kind == "remote",
+                        experiment_fields=dict(scored.fields), **who)
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
             if over is not None:

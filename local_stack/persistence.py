@@ -4,9 +4,11 @@
   local_stack.dynamodb.json   the tables' items in DynamoDB JSON (numbers as strings, binary as base64), replaced
                               atomically (temp file + rename) every `interval_s` while something changed, and at stop
   local_stack.lock            held (flock) while a stack runs, so two stacks never share one folder
+  local_stack.s3/<bucket>/    the routers bucket's objects (hybrid_router.registry), one file per key, replaced
+                              whole with the tables' snapshot after an S3 write, and at stop
 
 moto's server keeps everything in memory; `DynamoDBServer` is that server with a flag set after each DynamoDB
-write, so an idle stack writes nothing. A snapshot reads moto's in-process tables under a lock that DynamoDB writes
+or S3 write, so an idle stack writes nothing. A snapshot reads moto's in-process tables under a lock that DynamoDB writes
 also hold, so it is consistent; reading 5,000 decisions that way takes about 0.35 s, a paginated Scan through moto's
 API about 40 s (each page walks the table from the start). Items are loaded back through the API with BatchWriteItem.
 """
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -31,6 +34,7 @@ SNAPSHOT_FILE = "local_stack.dynamodb.json"
 LOCK_FILE = "local_stack.lock"
 SNAPSHOT_FORMAT = "hybrid-router-local-stack-dynamodb/1"
 SNAPSHOT_INTERVAL_S = 2.0
+S3_DIR = "local_stack.s3"
 _READ_PREFIXES = ("Get", "BatchGet", "TransactGet", "Describe", "List", "Query", "Scan")
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,10 @@ class DynamoDBServer:
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             service, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
+            if not service and environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):  # S3 (REST) writes
+                response = moto_app(environ, start_response)
+                self.changed.set()
+                return response
             if not service.startswith("DynamoDB") or operation.startswith(_READ_PREFIXES):
                 return moto_app(environ, start_response)
             with self.lock:
@@ -163,12 +171,62 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
+class BucketMirror:
+    """One S3 bucket's objects as files under data_dir/S3_DIR/<bucket> (the folder replaced whole on save)."""
+
+    def __init__(self, s3_client: Any, bucket: str, data_dir: Path) -> None:
+        self.client = s3_client
+        self.bucket = bucket
+        self.root = data_dir / S3_DIR
+        self.folder = self.root / bucket
+
+    def restore(self) -> int:
+        count = 0
+        if self.folder.is_dir():
+            for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+                self.client.put_object(Bucket=self.bucket, Key=path.relative_to(self.folder).as_posix(),
+                                       Body=path.read_bytes())
+                count += 1
+        return count
+
+    def save(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{self.bucket}."))
+        count = 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                for item in page.get("Contents", []):
+                    path = partial / item["Key"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read())
+                    count += 1
+            old = self.root / f".{self.bucket}.old"
+            if old.exists():
+                shutil.rmtree(old)
+            if self.folder.exists():
+                os.replace(self.folder, old)
+            os.replace(partial, self.folder)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if partial.exists():
+                shutil.rmtree(partial, ignore_errors=True)
+        return count
+
+    def drop(self) -> None:
+        """Delete the bucket from moto, which keeps it as long as the process lives; it is in the folder."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+        self.client.delete_bucket(Bucket=self.bucket)
+
+
 class TableSnapshots:
     """Saves `tables` to data_dir/SNAPSHOT_FILE and loads them back. Tables in the file that this stack does not
     manage are kept as they are."""
 
     def __init__(self, server: DynamoDBServer, client: Any, region: str, tables: Sequence[str], data_dir: Path,
-                 interval_s: float = SNAPSHOT_INTERVAL_S) -> None:
+                 interval_s: float = SNAPSHOT_INTERVAL_S, buckets: Sequence[BucketMirror] = ()) -> None:
+        self.buckets = list(buckets)
         self.server = server
         self.client = client
         self.region = region
@@ -201,6 +259,8 @@ class TableSnapshots:
             for chunk in _chunks(items, 25):
                 self._batch_put(table, chunk)
             count += len(items)
+        for bucket in self.buckets:
+            count += bucket.restore()
         self.changed.clear()
         return count
 
@@ -233,8 +293,9 @@ class TableSnapshots:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+        objects = sum(bucket.save() for bucket in self.buckets)
         self.last_save_s = time.perf_counter() - started
-        return sum(len(self._saved[table]) for table in self.tables)
+        return sum(len(self._saved[table]) for table in self.tables) + objects
 
     def _save_if_changed(self) -> None:
         if not self.changed.is_set():
@@ -256,12 +317,19 @@ class TableSnapshots:
         return self
 
     def drop_tables(self) -> None:
-        """Delete the tables from moto, which keeps them as long as the process lives; they are in the file."""
+        """Delete the tables (and buckets) from moto, which keeps them as long as the process lives; they are in
+        the data folder."""
         for table in self.tables:
             try:
                 self.client.delete_table(TableName=table)
             except Exception as exc:
                 log.warning("local stack: could not drop the table %s: %s: %s", table, type(exc).__name__, exc)
+        for bucket in self.buckets:
+            try:
+                bucket.drop()
+            except Exception as exc:
+                log.warning("local stack: could not drop the bucket %s: %s: %s", bucket.bucket, type(exc).__name__,
+                            exc)
 
     def stop(self) -> None:
         """Stop the periodic saves and save once more if anything changed since the last one."""

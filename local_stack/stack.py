@@ -1,14 +1,14 @@
 """Start the whole local stand-in cloud with one command: `python -m local_stack` (or `hybrid-router stack`).
 
-  DynamoDB        moto's server mode, with the decisions table created from TABLE_SCHEMA
+  DynamoDB, S3    moto's server mode, with the decisions table created from TABLE_SCHEMA and the routers bucket
   SageMaker       the runtime stand-in (local_stack.sagemaker_runtime) in front of a BYOC container
                   (local_stack.container) running a real llama.cpp model (Qwen2.5-Coder-0.5B by default)
   cloud API       hybrid_router.api.create_app under uvicorn, configured through the same environment variables
                   Lambda gets, pointed at the stand-ins
 
 It prints the API URL and the local API key, and writes them (with every stand-in's URL) to
-`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up. The key and the
-DynamoDB tables persist in that folder (local_stack.persistence), so a restart loses nothing.
+`<user data dir>/hybrid-router/local_stack.json` so the edge client and scripts can pick them up. The key, the
+DynamoDB tables and the routers bucket persist in that folder (local_stack.persistence), so a restart loses nothing.
 `start_stack(...)` is the same thing as a context manager for tests and the demo (in memory unless given data_dir).
 """
 
@@ -28,13 +28,14 @@ from typing import IO, Any
 
 from local_stack.container import create_container_app
 from local_stack.model import LlamaTextModel
-from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, DynamoDBServer, TableSnapshots,
+from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, BucketMirror, DynamoDBServer, TableSnapshots,
                                      load_or_create_key, lock_data_dir, new_api_key)
 from local_stack.sagemaker_runtime import FaultPlan, create_runtime_app
 from local_stack.servers import ServerThread
 from local_stack.weights import resolve_model
 
 DEFAULT_TABLE = "hybrid-router-decisions"
+DEFAULT_BUCKET = "hybrid-router-routers"
 DEFAULT_ENDPOINT = "hybrid-router-strong"
 DEFAULT_REGION = "us-east-1"
 STATE_FILE_ENV = "HYBRID_ROUTER_STACK_FILE"
@@ -64,6 +65,7 @@ class StackInfo:
     model_path: str
     pid: int
     data_dir: str | None = None
+    routers_bucket: str | None = None  # moto's S3, on the DynamoDB server's port (hybrid_router.registry)
 
 
 def stack_environment(info: StackInfo) -> dict[str, str]:
@@ -81,6 +83,8 @@ def stack_environment(info: StackInfo) -> dict[str, str]:
         "SAGEMAKER_BODY_FORMAT": "tgi",
         "SAGEMAKER_CHAT_TEMPLATE": "chatml",
         "DECISIONS_TABLE_NAME": info.table_name,
+        **({"AWS_ENDPOINT_URL_S3": info.dynamodb_url, "ROUTERS_BUCKET_NAME": info.routers_bucket,
+            "ROUTER_REFRESH_S": "1"} if info.routers_bucket else {}),
         "HYBRID_ROUTER_API_KEYS": f"{info.api_key}={info.tenant}/{info.device}",
     }
 
@@ -162,12 +166,15 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                 api_key: str | None = None, tenant: str = "local", device: str = "local-device",
                 n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
                 state_file: str | Path | None = None, router_path: str | Path | None = None,
+                routers_bucket: str | None = DEFAULT_BUCKET,
                 data_dir: str | Path | None = None, snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
                 log_level: str = "warning") -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
-    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default).
+    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default)
+    until the routers bucket (moto's S3; None: no bucket) names an active version. With data_dir the bucket's
+    objects persist beside the tables (local_stack.persistence.BucketMirror).
     state_file: where to write the connection info (None: don't write one).
     data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
     at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
@@ -199,15 +206,18 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
                          device=device, sagemaker_runtime_url=runtime.url, container_url=container.url,
                          dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
                          region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid(),
-                         data_dir=str(folder) if folder is not None else None)
+                         data_dir=str(folder) if folder is not None else None, routers_bucket=routers_bucket)
         stack._set_env(stack_environment(info))
         if router_path is not None:
             stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
         client = make_client(endpoint_url=dynamodb_url, region=region)
         snapshots = None
-        if folder is not None:
-            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s)
         create_table(client, table_name)
+        s3 = create_bucket(dynamodb_url, region, routers_bucket) if routers_bucket else None
+        if folder is not None:
+            mirrors = [BucketMirror(s3, routers_bucket, folder)] if s3 is not None and routers_bucket else []
+            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s,
+                                       buckets=mirrors)
         if snapshots is not None:
             stack.restored_items = snapshots.restore()
             stack._snapshots = snapshots.start()
@@ -229,6 +239,20 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
     except BaseException:
         stack.stop()
         raise
+
+
+def create_bucket(url: str, region: str, bucket: str) -> Any:
+    """The routers bucket in moto's S3 (path-style addressing, as every client of the stack uses); returns the
+    S3 client."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=url, region_name=region, aws_access_key_id="local-stack",
+                      aws_secret_access_key="local-stack", config=Config(s3={"addressing_style": "path"}))
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
+    return s3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -285,10 +309,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
         print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
         print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
+        if info.routers_bucket:
+            print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
         print(f"  connection info  {state_file}")
         if data_dir is not None:
-            print(f"  data             {data_dir}   {stack.restored_items} items loaded; the key and the tables are "
-                  f"saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, and at stop)")
+            print(f"  data             {data_dir}   {stack.restored_items} items and objects loaded; the key, the "
+                  f"tables and the routers bucket are saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, "
+                  "and at stop)")
         if new_key_file is not None:
             print(f"  new API key      kept in {new_key_file}; a device started with an older key must be restarted")
         print("Ctrl-C stops everything.", flush=True)

@@ -87,6 +87,7 @@ class TrainConfig:
     default_share: float = 0.3  # default threshold = the one for this strong share
     ties: str = "drop"  # mf: drop or half
     router_id: str | None = None
+    version: str = ROUTER_VERSION  # the router's version: with router_id, its name in a registry (hybrid_router.registry)
     prior: Path | None = None  # pair: the router the pair head builds on (None: the packaged default)
     folds: int = 5  # pair: group K-fold over families for selection
 
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
     p.add_argument("--router-id", default=None)
+    p.add_argument("--version", default=ROUTER_VERSION,
+                   help="the router's version; with --router-id it names the router in a registry "
+                        "(hybrid-router routers register), where a version is written once")
     p.add_argument("--prior", type=Path, default=None,
                    help="pair: the router whose graph and logit the pair head builds on (default: the packaged default)")
     p.add_argument("--folds", type=int, default=5, help="pair: group K-fold over families for selection")
@@ -213,7 +217,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         anchored_files=args.anchored_file or (), use_length=not args.no_length, features=args.features,
         maths_expert=args.maths_expert, reference_per_file=args.reference_per_file,
         default_share=args.default_share, ties=args.ties, router_id=args.router_id, prior=args.prior,
-        folds=args.folds)
+        folds=args.folds, version=args.version)
 
 
 def _train_pair(config: TrainConfig) -> TrainResult:
@@ -541,7 +545,7 @@ def train_router(config: TrainConfig) -> TrainResult:
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     router_id = config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
     metadata = {
-        "kind": config.kind, "version": ROUTER_VERSION, "router_id": router_id, "created_at": created,
+        "kind": config.kind, "version": config.version, "router_id": router_id, "created_at": created,
         "embedding": encoder_meta,
         "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
         "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],

@@ -7,6 +7,7 @@
     free_port() -> int
     bench_script(name) -> module   bench/<name>.py loaded as a module (bench/ holds scripts, not a package)
     write_tiny_router(out_dir) -> out_dir/router.onnx   a real, untrained router file (tests/fixtures/tiny_router.py)
+    fixed_backend(name, text) -> a model-free ChatBackend answering `text` (tests/fixtures/fixed_backend.py)
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def write_tiny_router() -> Callable[[str | Path], Path]:
     """write_tiny_router(out_dir) writes out_dir/router.onnx + tokenizer.json and returns the .onnx path: a real
     router file whose score is a fixed function of the token ids (tests/fixtures/tiny_router.py; needs onnx)."""
     return _load_script("tiny_router", FIXTURES / "tiny_router.py").write_tiny_router
+
+
+@pytest.fixture(scope="session")
+def fixed_backend() -> Callable[..., object]:
+    return _load_script("fixed_backend", FIXTURES / "fixed_backend.py").FixedBackend
 
 
 def free_port() -> int:

@@ -338,15 +338,41 @@ def aws_calls(monkeypatch) -> list[tuple[str, str]]:
     return calls
 
 
-def test_ingest_calls_stay_within_the_template_permissions(lambda_env, aws_calls) -> None:
+@pytest.fixture
+def routers_bucket(lambda_env, monkeypatch, tmp_path, tiny_router_dir, dynamodb_endpoint) -> str:
+    """A routers bucket (moto's S3) with the tiny router registered and active, in the functions' environment."""
+    from hybrid_router.registry import RouterRegistry, S3Blobs
+    from local_stack.stack import create_bucket
+
+    name = f"routers-{uuid.uuid4().hex[:12]}"
+    create_bucket(dynamodb_endpoint, "us-east-1", name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", dynamodb_endpoint)
+    registry = RouterRegistry(S3Blobs(name, region="us-east-1"))
+    registry.activate(registry.register(tiny_router_dir).ref)
+    for key, value in {"ROUTERS_BUCKET_NAME": name, "ROUTER_CACHE_DIR": str(tmp_path / "routers")}.items():
+        monkeypatch.setenv(key, value)
+    return name
+
+
+def _get_event(path: str) -> dict:
+    """An API Gateway GET event for `path`, made from the recorded usage event."""
+    event = load_event("usage_get.json")
+    event.update(resource=path, path=path, queryStringParameters=None, multiValueQueryStringParameters=None)
+    event["requestContext"].update(resourcePath=path, path=event["requestContext"]["path"].replace("/v1/usage", path))
+    return event
+
+
+def test_ingest_calls_stay_within_the_template_permissions(lambda_env, routers_bucket, aws_calls) -> None:
     handler = load_handler("ingest")
     for name in ("decisions_post.json", "usage_get.json", "feedback_post.json", "health_get.json"):
         response, _ = invoke(handler, load_event(name))
         assert response["statusCode"] == 200, (name, response["body"])
+    response, _ = invoke(handler, _get_event("/v1/routers"))
+    assert response["statusCode"] == 200 and body_of(response)["deployment"]["active"]["version"] == "0"
     assert set(aws_calls) == _template_operations()["IngestFunction"]
 
 
-def test_api_calls_stay_within_the_template_permissions(chat_env, aws_calls) -> None:
+def test_api_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls) -> None:
     handler = load_handler("api")
     for name in ("chat_post.json", "chat_stream_post.json", "route_post.json", "models_get.json"):
         response, _ = invoke(handler, load_event(name))

@@ -49,6 +49,27 @@ def _usage(api_url: str, key: str) -> dict[str, Any]:
     return response.json()
 
 
+def test_restart_keeps_the_router_versions_and_the_active_one(tmp_path, router_dir):
+    from hybrid_router.registry import RouterRegistry, S3Blobs
+    from local_stack.stack import start_stack
+
+    data = tmp_path / "data"
+    options: dict[str, Any] = dict(api=False, n_ctx=1024, n_threads=1, data_dir=data, state_file=None,
+                                   table_name=f"routers-{tmp_path.name}", routers_bucket=f"routers-{os.getpid()}")
+    with start_stack(MODEL, **options) as first:
+        registry = RouterRegistry(S3Blobs(first.info.routers_bucket, region=first.info.region))
+        registry.activate(registry.register(router_dir).ref)
+    with start_stack(MODEL, **options) as second:
+        registry = RouterRegistry(S3Blobs(second.info.routers_bucket, region=second.info.region))
+        deployment = registry.deployment()
+        assert deployment is not None and str(deployment.active) == "tiny-token-mean@0"
+        folder = registry.fetch(deployment.active, tmp_path / "cache")  # every file checked against its manifest
+        assert (folder / "router.onnx").read_bytes() == (router_dir / "router.onnx").read_bytes()
+    with start_stack(MODEL, **{**options, "data_dir": None}) as in_memory:
+        registry = RouterRegistry(S3Blobs(in_memory.info.routers_bucket, region=in_memory.info.region))
+        assert registry.deployment() is None  # without a data folder nothing is kept: the bucket starts empty
+
+
 def test_restart_keeps_the_key_the_decisions_and_the_feedback(tmp_path, router_dir):
     from local_stack.stack import start_stack
 

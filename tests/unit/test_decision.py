@@ -79,3 +79,17 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
     assert (merged.prompt_tokens, merged.completion_tokens, merged.cost_usd) == (12, 20, 0.002)
     local = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 1e-6}))
     assert local.route == "weak" and local.cost_usd == pytest.approx(0.002 + 1e-6)
+
+
+def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
+    """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
+    refuses unknown fields, takes it); one inside an experiment round-trips them."""
+    from hybrid_router.decision import EXPERIMENT_FIELDS, DecisionRecord
+
+    plain = make_decision()
+    assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
+    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - set(EXPERIMENT_FIELDS)
+    tagged = make_decision(experiment_id="e1", arm="candidate", shadow_router_id="r", shadow_router_version="1",
+                           shadow_score=0.25, shadow_threshold=0.5, shadow_route="strong", shadow_router_latency_ms=0.4)
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields)
+    assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged

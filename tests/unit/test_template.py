@@ -22,13 +22,18 @@ IAM_FOR_OPERATION = {
     ("dynamodb", "TransactWriteItems"): {"dynamodb:ConditionCheckItem", "dynamodb:PutItem"},
     ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): {"sagemaker:InvokeEndpointWithResponseStream"},
+    # S3 answers a missing key with NoSuchKey only to a caller that may also list the bucket (AccessDenied else):
+    # the deployment file is missing until a version is activated, which must read as "none yet".
+    ("s3", "GetObject"): {"s3:GetObject", "s3:ListBucket"},
+    ("s3", "ListObjectsV2"): {"s3:ListBucket"},
 }
 # Which store/backend calls each route group makes (hybrid_router.api.routes_*; checked live in
 # tests/functional/test_api_lambda.py::test_calls_stay_within_the_template_permissions).
 OPERATIONS = {
     "ApiFunction": {("dynamodb", "PutItem"), ("sagemaker-runtime", "InvokeEndpoint"),
-                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream")},
-    "IngestFunction": {("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems")},
+                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"), ("s3", "GetObject")},
+    "IngestFunction": {("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems"),
+                       ("s3", "GetObject"), ("s3", "ListObjectsV2")},
 }
 GROUPS = {"ApiFunction": "inference", "IngestFunction": "records"}
 
@@ -88,6 +93,9 @@ def test_permissions_are_scoped_to_resources(template) -> None:
         for policy in props["Policies"]:
             for statement in policy["Statement"]:
                 resource = statement["Resource"]
+                if statement["Action"] == ["s3:GetObject"]:  # the objects of the routers bucket, nothing else
+                    assert resource == {"Fn::Sub": "${RoutersBucket.Arn}/*"}, name
+                    continue
                 assert resource != "*" and "*" not in str(resource), f"{name}: {statement['Sid']} is not scoped"
                 if any(a.startswith("dynamodb:") for a in statement["Action"]):
                     # The table only: it has no index.
@@ -173,7 +181,8 @@ def test_api_key_usage_plan_and_outputs(template) -> None:
     assert plan["Throttle"] == {"RateLimit": {"Ref": "ThrottleRateLimit"}, "BurstLimit": {"Ref": "ThrottleBurstLimit"}}
     assert plan["Quota"]["Limit"] == {"Ref": "QuotaLimit"}
     assert resources["DeviceApiKeyUsage"]["Properties"]["KeyId"] == {"Ref": "DeviceApiKey"}
-    assert {"ApiUrl", "ApiKeyId", "DecisionsTableName", "StrongEndpointName"} <= set(template["Outputs"])
+    assert {"ApiUrl", "ApiKeyId", "DecisionsTableName", "StrongEndpointName", "RoutersBucketName"} <= set(
+        template["Outputs"])
 
 
 def test_sagemaker_resources_are_skipped_for_an_existing_endpoint(template) -> None:

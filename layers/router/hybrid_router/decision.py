@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from hybrid_router.ulid import is_ulid, new_ulid
 
@@ -50,6 +50,10 @@ class DecisionNotFound(LookupError):
 
 def utc_now_iso() -> str:
     return utc_iso(datetime.now(timezone.utc))
+
+
+EXPERIMENT_FIELDS = ("experiment_id", "arm", "shadow_router_id", "shadow_router_version", "shadow_score",
+                     "shadow_threshold", "shadow_route", "shadow_router_latency_ms")
 
 
 class DecisionRecord(BaseModel):
@@ -98,6 +102,31 @@ class DecisionRecord(BaseModel):
     draft_latency_ms: Millis = 0.0  # cascade: time the local draft took
     confidence: Share | None = None  # cascade: the draft's confidence (None: no draft was made)
     escalated: bool = False  # cascade: the draft was not kept and the strong model was asked
+    # Router experiments (hybrid_router.experiments); absent outside one. `shadow_*`: the other arm's router's
+    # decision for the same prompt (the candidate's in shadow mode), which nothing answered.
+    experiment_id: str | None = Field(default=None, max_length=128)
+    arm: Literal["control", "candidate"] | None = None
+    shadow_router_id: str | None = Field(default=None, max_length=256)
+    shadow_router_version: str | None = Field(default=None, max_length=128)
+    shadow_score: Share | None = None
+    shadow_threshold: Share | None = None
+    shadow_route: Route | None = None
+    shadow_router_latency_ms: Millis | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_experiment(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Experiment fields are left out while empty, so a record outside an experiment is what it was before
+        they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
+        data = handler(self)
+        for name in EXPERIMENT_FIELDS:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+    @field_validator("shadow_score", "shadow_threshold", "shadow_router_latency_ms")
+    @classmethod
+    def _storable_optional(cls, value: float | None) -> float | None:
+        return None if value is None else 0.0 if value < SMALLEST_STORED else value
 
     @field_validator("decision_id")
     @classmethod

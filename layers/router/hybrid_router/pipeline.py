@@ -57,6 +57,8 @@ class Plan:
     tenant_id: str = "local"
     device_id: str = "local"
     cascade: CascadePolicy | None = None  # the score is in the cascade band: the local model drafts first
+    # Record fields of a router experiment (hybrid_router.experiments.decide): experiment id, arm, shadow decision.
+    experiment_fields: dict = field(default_factory=dict)
 
 
 CANNOT_DRAFT = "local_cannot_draft"
@@ -246,6 +248,7 @@ class Pipeline:
             cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
             status="error" if error else "ok", error=error[:500] if error else None,
             prompt=request.last_user_text() if self.store_prompts else None, **cascade,
+            **plan.experiment_fields,
         )
 
     def write(self, record: DecisionRecord) -> bool:

@@ -7,7 +7,7 @@ Sums use `math.fsum`, so a summary does not depend on the order the records came
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,33 @@ class UsageSummary(BaseModel):
             by_day={day: by_day[day].totals() for day in sorted(by_day)},
             by_route={route: by_route[route].totals() for route in sorted(by_route)},
         )
+
+
+def _records(records: Iterable[DecisionRecord | Mapping[str, Any]]) -> Iterable[DecisionRecord]:
+    for item in records:
+        yield item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
+
+
+def totals_by(records: Iterable[DecisionRecord | Mapping[str, Any]],
+              key: Callable[[DecisionRecord], str | None]) -> dict[str, UsageTotals]:
+    """UsageTotals per group of records (`key`: the group of a record; None leaves it out), groups sorted."""
+    groups: dict[str, _Accumulator] = {}
+    for record in _records(records):
+        group = key(record)
+        if group is not None:
+            groups.setdefault(group, _Accumulator()).add(record)
+    return {name: groups[name].totals() for name in sorted(groups)}
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100); 0.0 when there are no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import FastAPI
 
 import hybrid_router
-from hybrid_router.api import routes_inference, routes_records
+from hybrid_router.api import routes_inference, routes_lifecycle, routes_records
 from hybrid_router.api.errors import BodySizeLimit, install_error_handlers
 from hybrid_router.api.models import HealthResponse
 from hybrid_router.api.services import Services
@@ -21,7 +21,7 @@ ALL_GROUPS: tuple[RouteGroup, ...] = ("inference", "records")
 def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteGroup] = ALL_GROUPS,
                **parts: Any) -> FastAPI:
     """The API. `groups` picks the routes a Lambda function serves ("inference": chat, models, route;
-    "records": decisions, usage, feedback); /health is always there. `parts` replace what would be built from
+    "records": decisions, usage, feedback, router versions, experiment reports); /health is always there. `parts` replace what would be built from
     settings: router, store, strong_backend, weak_backend, cost_model, telemetry (see Services)."""
     settings = settings or ApiSettings.from_env()
     unknown = set(groups) - set(ALL_GROUPS)
@@ -35,6 +35,7 @@ def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteG
         app.include_router(routes_inference.router)
     if "records" in groups:
         app.include_router(routes_records.router)
+        app.include_router(routes_lifecycle.router)
     served = sorted(groups)
 
     @app.get("/health", response_model=HealthResponse)

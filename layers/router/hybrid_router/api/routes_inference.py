@@ -64,18 +64,29 @@ class CloudPlan:
     decided_route: str
 
 
-def _plan(svc: Services, body: ChatCompletionRequest, who: Identity) -> CloudPlan:
-    router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
+def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id: str | None = None) -> CloudPlan:
+    decision_id = decision_id or new_ulid()
+    router_, forced, named_threshold = _resolve_model(svc, body.model)
+    experiment_fields: dict[str, Any] = {}
+    running = svc.experiment_routers() if not forced and router_ is svc.router else None
+    if running is not None:  # the experiment's arm decides (hybrid_router.experiments: one copy, device and cloud)
+        from hybrid_router.experiments import decide
+        experiment, control, candidate = running
+        decision: Any = decide(experiment, control, candidate, body.last_user_text(), decision_id,
+                               threshold=named_threshold)
+        router_, experiment_fields = decision.router, decision.fields
+    else:
+        router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
     decided = forced or decision.route
     route, reason = decided, "forced" if forced else "routed"
     if decided == "weak" and svc.weak_backend() is None:
         # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
         route, reason = "strong", "fallback:no_weak_endpoint"
     info = router_.info
-    core = Plan(decision_id=new_ulid(), requested_model=body.model, route=route, reason=reason,
+    core = Plan(decision_id=decision_id, requested_model=body.model, route=route, reason=reason,
                 score=float(decision.score), threshold=float(decision.threshold), router_id=info.router_id,
                 router_version=info.version, router_latency_ms=float(decision.latency_ms), remote=True,
-                tenant_id=who.tenant_id, device_id=who.device_id)
+                tenant_id=who.tenant_id, device_id=who.device_id, experiment_fields=experiment_fields)
     return CloudPlan(core, decided)
 
 
@@ -186,7 +197,7 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
     (409 `decision_id_reused` / `decision_id_conflict`)."""
     caller_id = _caller_decision_id(x_decision_id)
     _check_input(body)
-    plan = _plan(svc, body, who)
+    plan = _plan(svc, body, who, caller_id)
     if caller_id:
         _claim(svc, who, caller_id)
         plan.core.decision_id = caller_id

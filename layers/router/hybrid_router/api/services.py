@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from hybrid_router.api.errors import ApiError
@@ -26,18 +27,98 @@ class Services:
         self._cost_model = cost_model
         self.telemetry: Telemetry = telemetry or LogTelemetry()
         self._lock = threading.Lock()
+        self._path_router: Any = None  # router_path's, while the registry names no active version
+        self._registry: Any = None
+        self._deployment: Any = None
+        self._deployment_read_at: float | None = None
+        self._versions: dict[Any, Any] = {}
 
     @property
     def router(self) -> Any:
-        if self._router is None:
+        """The active router: the given one; else the registry's active version; else router_path's."""
+        if self._router is not None:
+            return self._router
+        deployment = self.deployment()
+        if deployment is not None:
+            return self.router_version(deployment.active)
+        if self._path_router is None:
             with self._lock:
-                if self._router is None:
+                if self._path_router is None:
                     from hybrid_router.routing import RouterLoadError, load_router
                     try:
-                        self._router = load_router(self.settings.router_path)
+                        self._path_router = load_router(self.settings.router_path)
                     except RouterLoadError as exc:
                         raise ApiError(503, f"The router could not be loaded: {exc}", code="router_unavailable")
-        return self._router
+        return self._path_router
+
+    # versioned routers
+
+    @property
+    def registry(self) -> Any:
+        if not self.settings.routers_bucket:
+            raise ApiError(404, "This API keeps no router versions (ROUTERS_BUCKET_NAME is not set).",
+                           code="registry_not_configured")
+        if self._registry is None:
+            from hybrid_router.registry import RouterRegistry, S3Blobs
+            self._registry = RouterRegistry(S3Blobs(self.settings.routers_bucket, region=self.settings.region))
+        return self._registry
+
+    def call_registry(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Runs a registry call; S3 trouble becomes 503 registry_unavailable, an unknown version 404."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from hybrid_router.registry import ExperimentNotFound, RegistryError, RouterNotFound
+        try:
+            return fn(*args, **kwargs)
+        except (RouterNotFound, ExperimentNotFound) as exc:
+            raise ApiError(404, str(exc), code="not_found") from None
+        except RegistryError as exc:
+            raise ApiError(503, f"The router registry failed: {exc}", code="registry_unavailable") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise ApiError(503, f"The router registry is unreachable: {type(exc).__name__}",
+                           code="registry_unavailable", headers={"Retry-After": "2"}) from None
+
+    def deployment(self) -> Any:
+        """The registry's deployment (active version, experiment), re-read at most every router_refresh_s; None
+        without a bucket, or while the bucket names no active version. If a re-read fails, the last one holds."""
+        if self._router is not None or not self.settings.routers_bucket:
+            return None
+        now = time.monotonic()
+        read_at = self._deployment_read_at
+        if read_at is not None and now - read_at < self.settings.router_refresh_s:
+            return self._deployment
+        try:
+            deployment = self.call_registry(self.registry.deployment)
+        except ApiError:
+            if read_at is None:
+                raise
+            return self._deployment
+        self._deployment, self._deployment_read_at = deployment, now
+        return deployment
+
+    def router_version(self, ref: Any) -> Any:
+        """One registered version, downloaded and checked once per process, then cached by id and version."""
+        router = self._versions.get(ref)
+        if router is None:
+            with self._lock:
+                router = self._versions.get(ref)
+                if router is None:
+                    from hybrid_router.routing import RouterLoadError, load_router
+                    folder = self.call_registry(self.registry.fetch, ref, self.settings.router_cache_dir)
+                    try:
+                        router = load_router(folder)
+                    except RouterLoadError as exc:
+                        raise ApiError(503, f"Router {ref} could not be loaded: {exc}", code="router_unavailable")
+                    self._versions[ref] = router
+        return router
+
+    def experiment_routers(self) -> tuple[Any, Any, Any] | None:
+        """(experiment, control router, candidate router) while an experiment runs, else None."""
+        deployment = self.deployment()
+        if deployment is None or deployment.experiment is None or deployment.experiment.status != "running":
+            return None
+        experiment = deployment.experiment
+        return experiment, self.router_version(experiment.control), self.router_version(experiment.candidate)
 
     def router_for_kind(self, kind: str | None) -> Any:
         """The router a `router-<kind>` name asks for: the deployed one, or another shipped kind; else 404."""

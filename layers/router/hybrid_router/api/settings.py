@@ -30,6 +30,11 @@ class ApiSettings(BaseModel):
     table_name: str | None = None
     dynamodb_endpoint_url: str | None = None
     router_path: str | None = None
+    # Versioned routers (hybrid_router.registry): the bucket, how often its deployment is re-read, where versions
+    # are unpacked. Without a bucket the API routes with router_path (or the packaged router).
+    routers_bucket: str | None = None
+    router_refresh_s: float = Field(default=30.0, ge=0)
+    router_cache_dir: str = "/tmp/hybrid-router/routers"
     # Local (uvicorn) identity: secret key -> tenant/device. In Lambda: API key *id* -> tenant/device (optional).
     api_keys: dict[str, Identity] = Field(default_factory=dict)
     key_identities: dict[str, Identity] = Field(default_factory=dict)
@@ -56,6 +61,7 @@ class ApiSettings(BaseModel):
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
             "table_name": get("DECISIONS_TABLE_NAME"),
             "router_path": get("HYBRID_ROUTER_ROUTER"),
+            "routers_bucket": get("ROUTERS_BUCKET_NAME"),
             "api_keys": parse_key_map(get("HYBRID_ROUTER_API_KEYS") or ""),
             "key_identities": parse_key_map(get("HYBRID_ROUTER_KEY_IDENTITIES") or ""),
         }
@@ -66,6 +72,8 @@ class ApiSettings(BaseModel):
             "default_tenant": get("TENANT_ID"),
             "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
             "max_batch_records": get("MAX_BATCH_RECORDS"),
+            "router_refresh_s": get("ROUTER_REFRESH_S"),
+            "router_cache_dir": get("ROUTER_CACHE_DIR"),
         }
         values.update({k: v for k, v in optional.items() if v is not None})
         return cls.model_validate(values)

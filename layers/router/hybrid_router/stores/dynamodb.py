@@ -441,6 +441,26 @@ class DynamoDecisionStore:
         records = [self._record(item) for item in self._query(params)]
         return _in_window(records, since, until)
 
+    def ratings_for_device(self, tenant: str, device: str) -> dict[str, tuple[int, str]]:
+        """A device's ratings, {decision_id: (rating, scale)}; a rating stored without a scale that its value does
+        not tell (1) is left out."""
+        from hybrid_router.feedback import rating_scale
+
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :feedback)",
+            "ExpressionAttributeValues": {":pk": {"S": device_pk(tenant, device)}, ":feedback": {"S": "FEEDBACK#"}},
+        }
+        ratings: dict[str, tuple[int, str]] = {}
+        for item in self._query(params):
+            plain = _plain(item)
+            try:
+                rating = int(plain["rating"])
+                ratings[str(plain["decision_id"])] = (rating, rating_scale(rating, plain.get("scale")))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return ratings
+
     def usage(
         self,
         tenant: str,

@@ -120,6 +120,7 @@ class DecisionLog:
             self._add_column("decisions", "sync_error TEXT")
             self._add_column("decisions", "open_pid INTEGER")
             self._add_column("decisions", "cloud_charge REAL")
+            self._add_column("decisions", "experiment_id TEXT")
             self._close_abandoned()
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
@@ -192,7 +193,8 @@ class DecisionLog:
 
     def _insert(self, records: list[DecisionRecord], open_pid: int | None) -> int:
         rows = [
-            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json(), open_pid)
+            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json(), open_pid,
+             r.experiment_id)
             for r in records
         ]
         if not rows:
@@ -201,10 +203,11 @@ class DecisionLog:
         with self._transaction(f"save {len(rows)} decision(s) [{ids}]") as db:
             before = db.total_changes
             db.executemany(
-                "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record, open_pid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET"
+                "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record, open_pid, experiment_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET"
                 " created_at = excluded.created_at, day = excluded.day, route = excluded.route,"
-                " cost_usd = excluded.cost_usd, record = excluded.record, open_pid = excluded.open_pid"
+                " cost_usd = excluded.cost_usd, record = excluded.record, open_pid = excluded.open_pid,"
+                " experiment_id = excluded.experiment_id"
                 " WHERE decisions.open_pid IS NOT NULL AND excluded.open_pid IS NULL",
                 rows,
             )
@@ -392,6 +395,17 @@ class DecisionLog:
             f"SELECT record FROM decisions {where} ORDER BY created_at, decision_id", params, "read decisions"
         )
         return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def experiment_records(self, experiment_id: str) -> list[DecisionRecord]:
+        """The decisions of one router experiment, oldest first."""
+        rows = self._query("SELECT record FROM decisions WHERE experiment_id = ? ORDER BY decision_id",
+                           (experiment_id,), "read an experiment's decisions")
+        return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def ratings(self) -> dict[str, StoredFeedback]:
+        """Every rating, by decision id."""
+        rows = self._query(f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback", (), "read ratings")
+        return {row[0]: StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))) for row in rows}
 
     def usage(
         self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
