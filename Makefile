@@ -49,7 +49,9 @@ $(SAM_STAMP):
 # downloads a browser of its own); without it that test is skipped and says so.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get install -y chromium; else echo "the dashboard test needs Debian's chromium: sudo apt-get install chromium"; fi; }
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium; } \
+		|| echo "could not install chromium: the dashboard's browser test will be skipped"; \
+		else echo "the dashboard test needs Debian's chromium: sudo apt-get install chromium"; fi; }
 
 # The main job: routed chat with the local model, the packaged router and the local cloud stack.
 demo: install
