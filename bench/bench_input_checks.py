@@ -1,5 +1,5 @@
-"""Cost of the request checks that run before routing (cloud `_check_input`: n, prompt size, unencodable text;
-the device server runs the same `unencodable_message`), next to one router decision, in one run.
+"""Cost of the request checks that run before routing (cloud `_check_input`: n, tools, content types, prompt size,
+runs of combining marks; the device server runs the same `input_problem`), next to one router decision, in one run.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_input_checks.py
 """

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hybrid_router.api.errors import BodySizeLimit, error_response, validation_error_response
+from hybrid_router.api.errors import error_response, validation_error_response
+from hybrid_router.api.limits import BodyLimits
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -53,6 +55,7 @@ from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModel
 # Room for the JSON around a prompt of MAX_PROMPT_CHARS characters.
 MAX_BODY_BYTES = MAX_PROMPT_CHARS + 64 * 1024
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+log = logging.getLogger("edge_client.server")
 
 
 def _error(status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None,
@@ -167,7 +170,9 @@ class RequestGuard:
 def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        return _error(400, "request body is not valid JSON: it must be UTF-8 encoded", code="invalid_json")
+    except json.JSONDecodeError as exc:
         return _error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
     if not isinstance(data, dict):
         return _error(400, "request body must be a JSON object", code="invalid_json")
@@ -178,8 +183,10 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        return _error(400, f"invalid request: {param}: {first['msg']}", param=param, code="invalid_value")
+        named = (first.get("ctx") or {}).get("param")  # TextOnly names the field in its message
+        param = named or ".".join(str(p) for p in first["loc"]) or None
+        detail = first["msg"] if named else f"{param}: {first['msg']}"
+        return _error(400, f"invalid request: {detail}", param=param, code="invalid_value")
     problem = request.input_problem()
     if problem is not None:
         return _error(413 if problem.too_large else 400, problem.message, param=problem.param, code=problem.code)
@@ -302,8 +309,10 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return _error(exc.status_code, str(exc.detail), code=code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; the request was not completed (the server's log has the details)",
+                      "server_error", code="internal_error")
 
     @app.exception_handler(RequestValidationError)  # bodies FastAPI parses (feedback): the cloud API's errors
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -388,7 +397,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                           code="decision_log_unwritable")
         return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
 
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimits, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
                        allow_headers=["authorization", "content-type"],
                        expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"])

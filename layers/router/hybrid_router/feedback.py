@@ -12,11 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from hybrid_router.openai_schema import TextOnly
+
 Scale = Literal["stars", "thumbs"]
 _SCALES: dict[str, tuple[int, ...]] = {"stars": (1, 2, 3, 4, 5), "thumbs": (-1, 1)}
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(TextOnly):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: str = Field(min_length=26, max_length=26)

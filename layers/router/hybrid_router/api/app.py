@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 import hybrid_router
 from hybrid_router.api import routes_inference, routes_records
-from hybrid_router.api.errors import BodySizeLimit, install_error_handlers
+from hybrid_router.api.errors import install_error_handlers
+from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.models import HealthResponse
 from hybrid_router.api.services import Services
 from hybrid_router.api.settings import ApiSettings
@@ -42,5 +43,5 @@ def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteG
         """Liveness only (no key needed, touches neither the router nor AWS)."""
         return HealthResponse(version=hybrid_router.__version__, routes=list(served))
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     return app

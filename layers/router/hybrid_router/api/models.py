@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse  # noqa: F401  (the feedback bodies live there)
-from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage
+from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage, TextOnly
 
 
 class HealthResponse(BaseModel):
@@ -29,7 +29,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class RouteRequest(BaseModel):
+class RouteRequest(TextOnly):
     """Decision only: the prompt (or chat messages, whose last user turn is scored) and optional routing knobs."""
 
     model_config = ConfigDict(extra="forbid")
