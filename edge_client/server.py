@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.api.limits import BodyLimits
+from hybrid_router.api.openapi import document, errors
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -330,7 +331,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
                                            for name in service.model_names()]}
 
-    @app.get("/v1/models/{model:path}")
+    @app.get("/v1/models/{model:path}", responses=errors(404, 503))
     async def model(model: str) -> Any:
         try:
             served = await run_in_threadpool(service.serves, model)
@@ -341,7 +342,8 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                           code="model_not_found", param="model")
         return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={
+        200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}}, **errors(404, 502, 503, 504, 507)})
     async def chat_completions(http_request: Request) -> Any:
         parsed = _parse(await http_request.body())
         if isinstance(parsed, JSONResponse):
@@ -384,7 +386,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         )
         return JSONResponse(response.model_dump(), headers=_headers(routing))
 
-    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=errors(404, 422, 507))
     def feedback(body: FeedbackRequest) -> Any:
         """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it."""
         try:
@@ -402,4 +404,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                        allow_headers=["authorization", "content-type"],
                        expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"])
     app.add_middleware(RequestGuard, settings=settings, host=host)
+    token = {"Bearer": {"type": "http", "scheme": "bearer", "description": "the server_token"}}
+    document(app, schemes=token if settings.server_token else {}, public={"/health"}, protected=(401,), every=(403,),
+             with_body=(400, 413, 415), bodies={("POST", "/v1/chat/completions"): ChatCompletionRequest})
     return app
