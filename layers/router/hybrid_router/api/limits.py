@@ -73,7 +73,9 @@ class BodyLimits:
             if not message.get("more_body", False):
                 break
         whole = b"".join(chunks)
-        depth = json_depth(whole) if whole else 0
+        # Fewer opening brackets than the limit cannot nest past it (a quick count spares the scan to most bodies).
+        opening = whole.count(b"[") + whole.count(b"{")
+        depth = json_depth(whole) if opening > self.max_depth else 0
         if depth > self.max_depth:
             response = error_response(413, f"Request body nested too deeply: JSON arrays and objects may nest at "
                                            f"most {self.max_depth} levels, this body nests {depth}.",
