@@ -76,17 +76,16 @@ def main_options(ctx: typer.Context,
 
 
 def _request(messages: list[dict], model: str, max_tokens: int | None, stream: bool):
-    from hybrid_router.openai_schema import ChatCompletionRequest
+    from hybrid_router.openai_schema import ChatCompletionRequest, unencodable_path
 
-    request = ChatCompletionRequest(model=model, messages=messages, max_tokens=max_tokens, stream=stream)
-    index = request.unencodable_message()
-    if index is not None:  # bytes that are not UTF-8 reach Python as \udc80-\udcff escapes, which no model takes
-        text = request.messages[index].text()
-        where = "the system prompt" if request.messages[index].role == "system" else "the prompt"
-        at = next((i for i, c in enumerate(text) if 0xDC80 <= ord(c) <= 0xDCFF), None)
-        byte = "" if at is None else f" (byte 0x{ord(text[at]) - 0xDC00:02x} at character {at})"
-        raise CliError(f"{where} is not valid UTF-8 text{byte}; convert it to UTF-8 (e.g. iconv -t UTF-8)")
-    return request
+    for message in messages:  # bytes that are not UTF-8 reach Python as \udc80-\udcff escapes, which no model takes
+        if unencodable_path(message) is not None:
+            text = str(message.get("content") or "")
+            where = "the system prompt" if message.get("role") == "system" else "the prompt"
+            at = next((i for i, c in enumerate(text) if 0xDC80 <= ord(c) <= 0xDCFF), None)
+            byte = "" if at is None else f" (byte 0x{ord(text[at]) - 0xDC00:02x} at character {at})"
+            raise CliError(f"{where} is not valid UTF-8 text{byte}; convert it to UTF-8 (e.g. iconv -t UTF-8)")
+    return ChatCompletionRequest(model=model, messages=messages, max_tokens=max_tokens, stream=stream)
 
 
 def _summary(record) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -31,7 +32,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hybrid_router.api.errors import BodySizeLimit, error_response, validation_error_response
+from hybrid_router.api.errors import error_response, validation_error_response
+from hybrid_router.api.limits import BodyLimits
+from hybrid_router.api.openapi import document, errors
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -54,6 +57,7 @@ from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModel
 # Room for the JSON around a prompt of MAX_PROMPT_CHARS characters.
 MAX_BODY_BYTES = MAX_PROMPT_CHARS + 64 * 1024
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+log = logging.getLogger("edge_client.server")
 
 
 def _error(status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None,
@@ -172,7 +176,9 @@ class RequestGuard:
 def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        return _error(400, "request body is not valid JSON: it must be UTF-8 encoded", code="invalid_json")
+    except json.JSONDecodeError as exc:
         return _error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
     if not isinstance(data, dict):
         return _error(400, "request body must be a JSON object", code="invalid_json")
@@ -183,8 +189,10 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        return _error(400, f"invalid request: {param}: {first['msg']}", param=param, code="invalid_value")
+        named = (first.get("ctx") or {}).get("param")  # TextOnly names the field in its message
+        param = named or ".".join(str(p) for p in first["loc"]) or None
+        detail = first["msg"] if named else f"{param}: {first['msg']}"
+        return _error(400, f"invalid request: {detail}", param=param, code="invalid_value")
     problem = request.input_problem()
     if problem is not None:
         return _error(413 if problem.too_large else 400, problem.message, param=problem.param, code=problem.code)
@@ -307,8 +315,10 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return _error(exc.status_code, str(exc.detail), code=code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; the request was not completed (the server's log has the details)",
+                      "server_error", code="internal_error")
 
     @app.exception_handler(RequestValidationError)  # bodies FastAPI parses (feedback): the cloud API's errors
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -326,7 +336,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
                                            for name in service.model_names()]}
 
-    @app.get("/v1/models/{model:path}")
+    @app.get("/v1/models/{model:path}", responses=errors(404, 503))
     async def model(model: str) -> Any:
         try:
             served = await run_in_threadpool(service.serves, model)
@@ -337,7 +347,8 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                           code="model_not_found", param="model")
         return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={
+        200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}}, **errors(404, 502, 503, 504, 507)})
     async def chat_completions(http_request: Request) -> Any:
         parsed = _parse(await http_request.body())
         if isinstance(parsed, JSONResponse):
@@ -405,7 +416,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
             return _error(403, "the dashboard is served to this machine only", code="not_loopback")
         return Response(chart_js(), media_type="text/javascript")
 
-    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=errors(404, 422, 507))
     def feedback(body: FeedbackRequest) -> Any:
         """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it."""
         try:
@@ -418,9 +429,12 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                           code="decision_log_unwritable")
         return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
 
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimits, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
                        allow_headers=["authorization", "content-type"],
                        expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"])
     app.add_middleware(RequestGuard, settings=settings, host=host)
+    token = {"Bearer": {"type": "http", "scheme": "bearer", "description": "the server_token"}}
+    document(app, schemes=token if settings.server_token else {}, public={"/health"}, protected=(401,), every=(403,),
+             with_body=(400, 413, 415), bodies={("POST", "/v1/chat/completions"): ChatCompletionRequest})
     return app

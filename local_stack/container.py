@@ -168,9 +168,6 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
 
 def _chat_messages(request: ChatCompletionRequest) -> list[dict]:
     """The messages as a chat template takes them: content as one string (text parts joined, null as empty)."""
-    index = request.unencodable_message()
-    if index is not None:
-        raise InputRejected(f"messages.{index}.content is not valid UTF-8 text (it holds an unpaired surrogate)")
     messages = []
     for i, message in enumerate(request.messages):
         if isinstance(message.content, list):
@@ -252,6 +249,9 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == "unencodable_text":  # TGI's validation error, as for any input the model cannot take
+                return _rejected(f"{first['ctx']['param']} is not valid UTF-8 text (it holds an unpaired surrogate)")
             return _error(400, _validation_message(exc))
         try:
             messages = _chat_messages(request)

@@ -9,6 +9,7 @@ import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PATTERN = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"  # is_ulid as a regular expression (for schemas)
 
 
 def new_ulid(timestamp_ms: int | None = None) -> str:

@@ -9,13 +9,18 @@ from fastapi import FastAPI
 
 import hybrid_router
 from hybrid_router.api import routes_inference, routes_lifecycle, routes_records
-from hybrid_router.api.errors import BodySizeLimit, install_error_handlers
+from hybrid_router.api.errors import install_error_handlers
+from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.models import HealthResponse
+from hybrid_router.api.openapi import document
 from hybrid_router.api.services import Services
 from hybrid_router.api.settings import ApiSettings
 
 RouteGroup = Literal["inference", "records"]
 ALL_GROUPS: tuple[RouteGroup, ...] = ("inference", "records")
+# Either header carries the key (API Gateway, in Lambda, reads x-api-key only).
+API_KEY_SCHEMES = {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                   "Bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"}}
 
 
 def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteGroup] = ALL_GROUPS,
@@ -43,5 +48,6 @@ def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteG
         """Liveness only (no key needed, touches neither the router nor AWS)."""
         return HealthResponse(version=hybrid_router.__version__, routes=list(served))
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    document(app, schemes=API_KEY_SCHEMES, public={"/health"}, protected=(401, 403))
     return app

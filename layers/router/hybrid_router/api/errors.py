@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybrid_router.openai_schema import error_body
 
@@ -54,10 +53,11 @@ def error_response(status_code: int, message: str, code: str | None = None, para
 def _describe(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     parts, first_param = [], None
     for err in errors[:5]:
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        named = (err.get("ctx") or {}).get("param")  # TextOnly names the field in its message
+        loc = [str(named)] if named else [str(p) for p in err.get("loc", ()) if p != "body"]
         where = ".".join(loc) or "body"
         first_param = first_param or (where if loc else None)
-        parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+        parts.append(err.get("msg", "invalid value") if named else f"{where}: {err.get('msg', 'invalid value')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more, first_param
 
@@ -97,49 +97,3 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "Internal error; the request was not completed. Retry, and report it if it "
                                    "persists.", code="internal_error")
-
-
-class BodySizeLimit:
-    """Rejects bodies over `max_bytes` with 413 before the app parses them (declared length or counted bytes)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"Request body too large: the limit is {self.max_bytes} bytes.",
-                                  code="body_too_large")
-        await response(scope, receive, send)

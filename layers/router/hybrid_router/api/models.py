@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse  # noqa: F401  (the feedback bodies live there)
-from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage
+from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage, TextOnly
 
 
 class HealthResponse(BaseModel):
@@ -29,10 +29,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class RouteRequest(BaseModel):
+class RouteRequest(TextOnly):
     """Decision only: the prompt (or chat messages, whose last user turn is scored) and optional routing knobs."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema states the rules of _one_input (a null field counts as not sent).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                  {"required": ["messages"], "properties": {"messages": {"type": "array"}}}],
+        "not": {"required": ["threshold", "strong_share"],
+                "properties": {"threshold": {"type": "number"}, "strong_share": {"type": "number"}}}})
 
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)

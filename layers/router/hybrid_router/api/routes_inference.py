@@ -15,6 +15,7 @@ from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
+from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError
@@ -186,7 +187,7 @@ def _caller_decision_id(value: str | None) -> str | None:
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse, response_model_exclude_none=True,
-             responses={200: {"content": {"text/event-stream": {}}}})
+             responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 409, 422, 502, 503, 504)})
 def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller),
                      svc: Services = Depends(services),
                      x_decision_id: str | None = Header(default=None)) -> Any:
@@ -258,7 +259,7 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
                                     headers={"cache-control": "no-cache", "x-decision-id": plan.core.decision_id})
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses=errors(503))
 def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelList:
     info = svc.router.info
     cards = [
@@ -274,7 +275,7 @@ def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)
     return ModelList(data=cards)
 
 
-@router.get("/v1/models/{model:path}", response_model=ModelCard)
+@router.get("/v1/models/{model:path}", response_model=ModelCard, responses=errors(404, 503))
 def retrieve_model(model: str, identity: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelCard:
     """One model by name: a listed one, or any name a chat request accepts (e.g. `router-mf-0.4`); else 404."""
     listed = {card.id: card for card in list_models(identity, svc).data}
@@ -285,7 +286,7 @@ def retrieve_model(model: str, identity: Identity = Depends(caller), svc: Servic
                      if threshold is not None else f"{router_.info.kind} router at its default threshold")
 
 
-@router.post("/v1/route", response_model=RouteResponse)
+@router.post("/v1/route", response_model=RouteResponse, responses=errors(404, 422, 503))
 def route(body: RouteRequest, _: Identity = Depends(caller), svc: Services = Depends(services)) -> RouteResponse:
     """Decision only. Nothing is stored: the caller logs its decision under the returned decision_id."""
     router_, forced, decision = _decide(svc, body.text(), body.model, body.threshold, body.strong_share)

@@ -11,13 +11,14 @@ from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
 from hybrid_router.api.models import (ChargedRecord, DecisionBatch, DecisionBatchResult, FailedRecord,
                                       FeedbackRequest, FeedbackResponse, UsageResponse)
+from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.decision import CHARGED_FIELDS
 
 router = APIRouter()
 
 
-@router.post("/v1/decisions", response_model=DecisionBatchResult)
+@router.post("/v1/decisions", response_model=DecisionBatchResult, responses=errors(422, 502, 503))
 def upload_decisions(body: DecisionBatch, who: Identity = Depends(caller),
                      svc: Services = Depends(services)) -> DecisionBatchResult:
     """Idempotent by decision id. Every record is stored under the caller's tenant/device (from the gateway),
@@ -67,7 +68,7 @@ def _bound(value: str | None, name: str) -> str | None:
                        code="invalid_value", param=name) from None
 
 
-@router.get("/v1/usage", response_model=UsageResponse)
+@router.get("/v1/usage", response_model=UsageResponse, responses=errors(422, 502, 503))
 def usage(since: str | None = Query(default=None, max_length=40),
           until: str | None = Query(default=None, max_length=40),
           who: Identity = Depends(caller), svc: Services = Depends(services)) -> UsageResponse:
@@ -80,7 +81,7 @@ def usage(since: str | None = Query(default=None, max_length=40),
     return UsageResponse(tenant_id=who.tenant_id, device_id=who.device_id, since=since, until=until, **dumped)
 
 
-@router.post("/v1/feedback", response_model=FeedbackResponse)
+@router.post("/v1/feedback", response_model=FeedbackResponse, responses=errors(404, 422, 502, 503))
 def feedback(body: FeedbackRequest, who: Identity = Depends(caller),
              svc: Services = Depends(services)) -> FeedbackResponse:
     """A rating of one of the caller's own decisions (404 if the caller has no decision with that id)."""
