@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
+from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.experiments import ExperimentReport, report
 from hybrid_router.registry import Deployment, Manifest, RouterRef
@@ -38,16 +39,17 @@ class RouterVersion(BaseModel):
     expires_in_s: int = URL_LIFETIME_S
 
 
-@router.get("/v1/routers", response_model=RouterList)
+@router.get("/v1/routers", response_model=RouterList, responses=errors(404, 503))
 def list_routers(_: Identity = Depends(caller), svc: Services = Depends(services)) -> RouterList:
     """Every registered router version, and the deployment (active version, running experiment)."""
     registry = svc.registry
     return RouterList(deployment=svc.call_registry(registry.deployment), versions=svc.call_registry(registry.versions))
 
 
-@router.get("/v1/routers/{router_id}/versions/{version}", response_model=RouterVersion)
-def router_version(router_id: str, version: str, _: Identity = Depends(caller),
-                   svc: Services = Depends(services)) -> RouterVersion:
+@router.get("/v1/routers/{router_id}/versions/{version}", response_model=RouterVersion, responses=errors(404, 422, 503))
+def router_version(
+    router_id: str, version: str, _: Identity = Depends(caller), svc: Services = Depends(services)
+) -> RouterVersion:
     """A version's manifest (sha256 of each file) and presigned URLs to download its files."""
     try:
         ref = RouterRef(router_id=router_id, version=version)
@@ -60,20 +62,23 @@ def router_version(router_id: str, version: str, _: Identity = Depends(caller),
     return RouterVersion(manifest=manifest, files=files)
 
 
-@router.get("/v1/experiments/{experiment_id}", response_model=ExperimentReport)
-def experiment_report(experiment_id: str, who: Identity = Depends(caller),
-                      svc: Services = Depends(services)) -> ExperimentReport:
+@router.get("/v1/experiments/{experiment_id}", response_model=ExperimentReport, responses=errors(404, 502, 503))
+def experiment_report(
+    experiment_id: str, who: Identity = Depends(caller), svc: Services = Depends(services)
+) -> ExperimentReport:
     """The experiment's report over the caller's own decisions and ratings (hybrid_router.experiments.report)."""
     experiment = svc.call_registry(svc.registry.experiment, experiment_id)
-    records = svc.call_store("experiment_records", svc.store.records_for_device, who.tenant_id, who.device_id,
-                             experiment.started_at)
+    records = svc.call_store(
+        "experiment_records", svc.store.records_for_device, who.tenant_id, who.device_id, experiment.started_at
+    )
     ratings = svc.call_store("experiment_ratings", svc.store.ratings_for_device, who.tenant_id, who.device_id)
     return report(experiment, records, ratings)
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(days: int = Query(default=30, ge=1, le=400), who: Identity = Depends(caller),
-              svc: Services = Depends(services)) -> HTMLResponse:
+@router.get("/dashboard", response_class=HTMLResponse, responses=errors(422, 502, 503))
+def dashboard(
+    days: int = Query(default=30, ge=1, le=400), who: Identity = Depends(caller), svc: Services = Depends(services)
+) -> HTMLResponse:
     """The caller's dashboard over its last `days` days (hybrid_router.dashboard: the numbers of /v1/usage)."""
     from hybrid_router.dashboard import page
 
