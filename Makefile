@@ -59,6 +59,7 @@ demo: install
 
 test: install-test sam-tools browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 doctor: install

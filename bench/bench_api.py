@@ -72,9 +72,16 @@ def sizes(build_dir: Path) -> dict[str, Any]:
 
 
 def bench_env(router: str) -> dict[str, str]:
-    return {**os.environ, "HYBRID_ROUTER_ROUTER": router, "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "bench-api", "POWERTOOLS_LOG_LEVEL": "WARNING", "AWS_REGION": "us-east-1",
-            "OMP_NUM_THREADS": "1", "HYBRID_ROUTER_THREADS": "1"}
+    return {
+        **os.environ,
+        "HYBRID_ROUTER_ROUTER": router,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "bench-api",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "AWS_REGION": "us-east-1",
+        "OMP_NUM_THREADS": "1",
+        "HYBRID_ROUTER_THREADS": "1",
+    }
 
 
 def child(out_path: str) -> None:
@@ -88,9 +95,15 @@ def child(out_path: str) -> None:
         response = module.handler(json.loads(EVENT.read_text()), Context())
         first = time.perf_counter()
     assert response["statusCode"] == 200, response
-    Path(out_path).write_text(json.dumps({"import_ms": (imported - started) * 1000,
-                                          "first_route_ms": (first - imported) * 1000,
-                                          "in_process_ms": (first - started) * 1000}))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "import_ms": (imported - started) * 1000,
+                "first_route_ms": (first - imported) * 1000,
+                "in_process_ms": (first - started) * 1000,
+            }
+        )
+    )
 
 
 def cold_starts(router: str, runs: int) -> dict[str, Any]:
@@ -123,9 +136,13 @@ def warm(router: str, calls: int, warmup: int = 20) -> dict[str, Any]:
             if i >= warmup:
                 handler_ms.append(elapsed)
                 router_ms.append(json.loads(response["body"])["latency_ms"])
-    return {"calls": calls, "p50_ms": round(percentile(handler_ms, 50), 2), "p99_ms": round(percentile(handler_ms, 99), 2),
-            "router_decide_p50_ms": round(percentile(router_ms, 50), 2),
-            "router_decide_p99_ms": round(percentile(router_ms, 99), 2)}
+    return {
+        "calls": calls,
+        "p50_ms": round(percentile(handler_ms, 50), 2),
+        "p99_ms": round(percentile(handler_ms, 99), 2),
+        "router_decide_p50_ms": round(percentile(router_ms, 50), 2),
+        "router_decide_p99_ms": round(percentile(router_ms, 99), 2),
+    }
 
 
 def default_router() -> tuple[str, str]:
@@ -145,19 +162,28 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child)
         return 0
     router, router_note = (args.router, "given") if args.router else default_router()
-    result = {"router": router, "router_note": router_note, "size": sizes(Path(args.build_dir)),
-              "cold_start": cold_starts(router, max(args.cold_runs, 1)), "warm_route": warm(router, args.warm_calls)}
+    result = {
+        "router": router,
+        "router_note": router_note,
+        "size": sizes(Path(args.build_dir)),
+        "cold_start": cold_starts(router, max(args.cold_runs, 1)),
+        "warm_route": warm(router, args.warm_calls),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     size, cold, hot = result["size"], result["cold_start"], result["warm_route"]
     print(f"router: {router} ({router_note})")
     print(f"size:   {json.dumps(size)}")
-    print(f"cold start (median of {cold['runs']} fresh processes): import {cold['median_import_ms']} ms, "
-          f"first /v1/route {cold['median_first_route_ms']} ms, in-process total {cold['median_in_process_ms']} ms, "
-          f"process wall {cold['median_process_wall_ms']} ms")
-    print(f"warm /v1/route through Mangum ({hot['calls']} calls): p50 {hot['p50_ms']} ms, p99 {hot['p99_ms']} ms "
-          f"(router decide p50 {hot['router_decide_p50_ms']} ms, p99 {hot['router_decide_p99_ms']} ms)")
+    print(
+        f"cold start (median of {cold['runs']} fresh processes): import {cold['median_import_ms']} ms, "
+        f"first /v1/route {cold['median_first_route_ms']} ms, in-process total {cold['median_in_process_ms']} ms, "
+        f"process wall {cold['median_process_wall_ms']} ms"
+    )
+    print(
+        f"warm /v1/route through Mangum ({hot['calls']} calls): p50 {hot['p50_ms']} ms, p99 {hot['p99_ms']} ms "
+        f"(router decide p50 {hot['router_decide_p50_ms']} ms, p99 {hot['router_decide_p99_ms']} ms)"
+    )
     return 0
 
 

@@ -89,15 +89,23 @@ def direct_call(backend: LlamaCppBackend, prompt: str, max_tokens: int) -> tuple
     llama = backend._llama
     with backend._lock:
         started = time.perf_counter()
-        result = llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                              max_tokens=max_tokens, temperature=0.0)
+        result = llama.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0
+        )
         return time.perf_counter() - started, result["usage"]["completion_tokens"]
 
 
 def server_call(http: httpx.Client, model: str, prompt: str, max_tokens: int) -> tuple[float, int]:
     started = time.perf_counter()
-    response = http.post("/v1/chat/completions", json={"model": model, "max_tokens": max_tokens, "temperature": 0,
-                                                       "messages": [{"role": "user", "content": prompt}]})
+    response = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": model,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}],
+        },
+    )
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     return elapsed, response.json()["usage"]["completion_tokens"]
@@ -108,8 +116,9 @@ def direct_stream(backend: LlamaCppBackend, prompt: str, max_tokens: int) -> tup
     with backend._lock:
         started = time.perf_counter()
         tokens = 0
-        for chunk in llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                  max_tokens=max_tokens, temperature=0.0, stream=True):
+        for chunk in llama.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0, stream=True
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 tokens += 1
         return time.perf_counter() - started, tokens
@@ -118,8 +127,13 @@ def direct_stream(backend: LlamaCppBackend, prompt: str, max_tokens: int) -> tup
 def server_stream(http: httpx.Client, model: str, prompt: str, max_tokens: int) -> tuple[float, int]:
     started = time.perf_counter()
     tokens = 0
-    body = {"model": model, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "messages": [{"role": "user", "content": prompt}]}
+    body = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": prompt}],
+    }
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -136,7 +150,7 @@ def interleaved(i: int, backend: LlamaCppBackend, direct, server) -> tuple[float
     """Both paths on the same prompt, alternating which goes first; the KV cache is cleared before each,
     so neither reuses the other's evaluated prompt."""
     results = {}
-    for name in (("direct", "server") if i % 2 == 0 else ("server", "direct")):
+    for name in ("direct", "server") if i % 2 == 0 else ("server", "direct"):
         backend._llama.reset()
         results[name] = direct() if name == "direct" else server()
     return (*results["direct"], *results["server"])
@@ -161,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         backend.load()
         settings = Settings(data_dir=str(scratch), router_path=router, threshold=1.0)
         source = LocalRouteSource(router)
-        service = EdgeService(settings, weak=backend, strong=None, route_source=source,
-                              decision_log=DecisionLog(settings.decision_log_path))
+        service = EdgeService(
+            settings,
+            weak=backend,
+            strong=None,
+            route_source=source,
+            decision_log=DecisionLog(settings.decision_log_path),
+        )
         # threshold 1.0 keeps every request on the local model while still scoring it with the router
         model = "router"
         with Server(create_app(service)) as server, httpx.Client(base_url=server.url, timeout=300) as http:
@@ -173,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.requests):
                 prompt = PROMPTS[i % len(PROMPTS)]
                 d, d_tokens, s, s_tokens = interleaved(
-                    i, backend, lambda: direct_call(backend, prompt, args.max_tokens),
-                    lambda: server_call(http, model, prompt, args.max_tokens))
+                    i,
+                    backend,
+                    lambda: direct_call(backend, prompt, args.max_tokens),
+                    lambda: server_call(http, model, prompt, args.max_tokens),
+                )
                 assert d_tokens == s_tokens, "the two paths generated different answers"
                 direct.append(d * 1000)
                 routed.append(s * 1000)
@@ -183,21 +205,30 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.stream_requests):
                 prompt = LONG_PROMPTS[i % len(LONG_PROMPTS)]
                 d, d_tokens, s, s_tokens = interleaved(
-                    i, backend, lambda: direct_stream(backend, prompt, args.stream_tokens),
-                    lambda: server_stream(http, model, prompt, args.stream_tokens))
+                    i,
+                    backend,
+                    lambda: direct_stream(backend, prompt, args.stream_tokens),
+                    lambda: server_stream(http, model, prompt, args.stream_tokens),
+                )
                 raw_tps.append(d_tokens / d)
                 server_tps.append(s_tokens / s)
         decisions = service.log.count()
         router_ms = [r.router_latency_ms for r in service.log.records()]
 
     result = {
-        "model": backend.name, "threads": args.threads, "router": source.kind,
-        "requests": args.requests, "max_tokens": args.max_tokens, "decisions_logged": decisions,
+        "model": backend.name,
+        "threads": args.threads,
+        "router": source.kind,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "decisions_logged": decisions,
         "direct_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99)},
         "server_ms": {"p50": percentile(routed, 50), "p99": percentile(routed, 99)},
         "overhead_ms": {"p50": percentile(overhead, 50), "p99": percentile(overhead, 99)},
-        "ratio_server_over_direct": {"p50": percentile(routed, 50) / percentile(direct, 50),
-                                     "p99": percentile(routed, 99) / percentile(direct, 99)},
+        "ratio_server_over_direct": {
+            "p50": percentile(routed, 50) / percentile(direct, 50),
+            "p99": percentile(routed, 99) / percentile(direct, 99),
+        },
         "router_latency_ms": {"p50": percentile(router_ms, 50), "p99": percentile(router_ms, 99)},
         "stream_tokens": args.stream_tokens,
         "raw_tokens_per_s": statistics.median(raw_tps),
@@ -207,15 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"model {result['model']} ({args.threads} thread(s)), router {result['router']}, "
-              f"{args.requests} requests x {args.max_tokens} tokens")
+        print(
+            f"model {result['model']} ({args.threads} thread(s)), router {result['router']}, "
+            f"{args.requests} requests x {args.max_tokens} tokens"
+        )
         for key in ("direct_ms", "server_ms", "overhead_ms", "router_latency_ms"):
             print(f"  {key:18s} p50 {result[key]['p50']:8.2f}  p99 {result[key]['p99']:8.2f}")
         ratio = result["ratio_server_over_direct"]
         print(f"  server/direct      p50 {ratio['p50']:8.3f}  p99 {ratio['p99']:8.3f}")
-        print(f"streaming {args.stream_requests} x {args.stream_tokens} tokens: raw {result['raw_tokens_per_s']:.1f} "
-              f"tok/s, server {result['server_tokens_per_s']:.1f} tok/s, "
-              f"ratio {result['throughput_ratio']:.3f} (goal >= 0.97)")
+        print(
+            f"streaming {args.stream_requests} x {args.stream_tokens} tokens: raw {result['raw_tokens_per_s']:.1f} "
+            f"tok/s, server {result['server_tokens_per_s']:.1f} tok/s, "
+            f"ratio {result['throughput_ratio']:.3f} (goal >= 0.97)"
+        )
     return 0
 
 

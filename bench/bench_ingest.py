@@ -33,8 +33,11 @@ def _free_port() -> int:
 
 def _start_moto() -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(300):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -47,11 +50,24 @@ def _start_moto() -> tuple[subprocess.Popen, str]:
 
 def _records(n: int) -> list[DecisionRecord]:
     return [
-        DecisionRecord(router_id="mf", router_version="bench", score=(i % 100) / 100, threshold=0.5,
-                       route="strong" if i % 3 == 0 else "weak", weak_model="smollm2-135m",
-                       strong_model="llama-3-70b", model_used="x", prompt_tokens=120, completion_tokens=240,
-                       router_latency_ms=1.2, generation_latency_ms=800.0, cost_usd=0.0012,
-                       strong_cost_usd=0.0012, tenant_id="bench", device_id=f"dev{i % 10}")
+        DecisionRecord(
+            router_id="mf",
+            router_version="bench",
+            score=(i % 100) / 100,
+            threshold=0.5,
+            route="strong" if i % 3 == 0 else "weak",
+            weak_model="smollm2-135m",
+            strong_model="llama-3-70b",
+            model_used="x",
+            prompt_tokens=120,
+            completion_tokens=240,
+            router_latency_ms=1.2,
+            generation_latency_ms=800.0,
+            cost_usd=0.0012,
+            strong_cost_usd=0.0012,
+            tenant_id="bench",
+            device_id=f"dev{i % 10}",
+        )
         for i in range(n)
     ]
 
@@ -77,17 +93,34 @@ def main() -> None:
             started = time.perf_counter()
             accepted = 0
             for start in range(0, len(records), args.batch):
-                result = store.put_records(records[start:start + args.batch])
+                result = store.put_records(records[start : start + args.batch])
                 assert not result.failed, result.failed[:3]
                 accepted += result.accepted
             seconds = time.perf_counter() - started
             assert accepted == args.records
             rates.append(accepted / seconds)
-            print(json.dumps({"run": run, "records": accepted, "seconds": round(seconds, 3),
-                              "decisions_per_s": round(rates[-1], 1)}))
+            print(
+                json.dumps(
+                    {
+                        "run": run,
+                        "records": accepted,
+                        "seconds": round(seconds, 3),
+                        "decisions_per_s": round(rates[-1], 1),
+                    }
+                )
+            )
             client.delete_table(TableName=table)
-        print(json.dumps({"median_decisions_per_s": round(statistics.median(rates), 1), "runs": args.runs,
-                          "batch": args.batch, "workers": args.workers, "endpoint": "moto" if proc else endpoint}))
+        print(
+            json.dumps(
+                {
+                    "median_decisions_per_s": round(statistics.median(rates), 1),
+                    "runs": args.runs,
+                    "batch": args.batch,
+                    "workers": args.workers,
+                    "endpoint": "moto" if proc else endpoint,
+                }
+            )
+        )
     finally:
         if proc:
             proc.terminate()

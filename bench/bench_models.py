@@ -1,6 +1,6 @@
 """Load time and generation speed of the local models (the weak SmolLM2, the strong stand-in Qwen), one thread.
 
-    OMP_NUM_THREADS=1 python bench/bench_models.py [--models smollm2 qwen] [--tokens 128] [--runs 3]
+OMP_NUM_THREADS=1 python bench/bench_models.py [--models smollm2 qwen] [--tokens 128] [--runs 3]
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def main() -> None:
             generation = model.complete_chat(PROMPT, args.tokens, 0.0)
             rates.append(generation.completion_tokens / (time.perf_counter() - began))
         model.close()
-        print(f"{model.name}: load {load_s:.2f} s, generation median {statistics.median(rates):.1f} tokens/s "
-              f"over {args.runs} runs of {args.tokens} tokens ({', '.join(f'{r:.1f}' for r in rates)})")
+        print(
+            f"{model.name}: load {load_s:.2f} s, generation median {statistics.median(rates):.1f} tokens/s "
+            f"over {args.runs} runs of {args.tokens} tokens ({', '.join(f'{r:.1f}' for r in rates)})"
+        )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,12 @@ def fit_verifier(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> Verifier
         beta -= step
         if np.abs(step).max() < 1e-8:
             break
-    return Verifier(weights=tuple(float(b) for b in beta[:-1]), bias=float(beta[-1]),
-                    means=tuple(float(m) for m in means), scales=tuple(float(s) for s in scales))
+    return Verifier(
+        weights=tuple(float(b) for b in beta[:-1]),
+        bias=float(beta[-1]),
+        means=tuple(float(m) for m in means),
+        scales=tuple(float(s) for s in scales),
+    )
 
 
 def family_folds(families: Sequence[str], folds: int = FOLDS, seed: int = 0) -> list[np.ndarray]:
@@ -81,8 +85,9 @@ def out_of_fold_verifier(rows: Sequence[dict[str, Any]], x: np.ndarray, right: n
     return out
 
 
-def decision_point(policy: CascadePolicy, router: np.ndarray, conf: np.ndarray, strong: np.ndarray,
-                   weak: np.ndarray) -> tuple[float, float]:
+def decision_point(
+    policy: CascadePolicy, router: np.ndarray, conf: np.ndarray, strong: np.ndarray, weak: np.ndarray
+) -> tuple[float, float]:
     """(strong share, PGR) of the policy's own decisions on the rows."""
     to_strong = np.array([policy.score(s, c) >= policy.pivot for s, c in zip(router, conf)])
     quality = np.where(to_strong, strong, weak).mean()
@@ -99,8 +104,11 @@ def select(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     router = load_router(DEFAULT_ROUTER_DIR).score([r["prompt"] for r in rows]).astype(np.float64)
     x = np.array([verifier_inputs(r["weak_confidence"], int(r["max_tokens"])) for r in rows])
     verifier = fit_verifier(x, weak)
-    signal_conf = {"mean_logprob": confidences(rows, "mean_logprob"), "min_logprob": confidences(rows, "min_logprob"),
-                   "verifier": out_of_fold_verifier(rows, x, weak)}
+    signal_conf = {
+        "mean_logprob": confidences(rows, "mean_logprob"),
+        "min_logprob": confidences(rows, "min_logprob"),
+        "verifier": out_of_fold_verifier(rows, x, weak),
+    }
     candidates = []
     for signal, conf in signal_conf.items():
         for lq in LOW_QUANTILES:
@@ -110,9 +118,17 @@ def select(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 policy = CascadePolicy(low, high, signal=signal, min_confidence=0.5, verifier=verifier)  # type: ignore[arg-type]
                 scores = np.array([policy.score(s, c) for s, c in zip(router, conf)])
                 in_band = np.array([policy.pre_route(s) == "draft" for s in router])
-                candidates.append({"signal": signal, "low_quantile": lq, "high_quantile": hq, "low": round(low, 6),
-                                   "high": round(high, 6), "apgr": round(apgr(scores, strong, weak), 4),
-                                   "draft_share": round(float(in_band.mean()), 4)})
+                candidates.append(
+                    {
+                        "signal": signal,
+                        "low_quantile": lq,
+                        "high_quantile": hq,
+                        "low": round(low, 6),
+                        "high": round(high, 6),
+                        "apgr": round(apgr(scores, strong, weak), 4),
+                        "draft_share": round(float(in_band.mean()), 4),
+                    }
+                )
     best_apgr = max(c["apgr"] for c in candidates)
     chosen = min((c for c in candidates if c["apgr"] >= best_apgr - TIE), key=lambda c: (c["draft_share"], -c["apgr"]))
     conf = signal_conf[chosen["signal"]]
@@ -123,10 +139,16 @@ def select(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         share, pgr = decision_point(base.with_overrides(min_confidence=t), router, conf, strong, weak)
         points.append({"min_confidence": t, "strong_share": round(share, 4), "pgr": round(pgr, 4)})
     operating = max(points, key=lambda p: p["pgr"] - p["strong_share"])
-    return {"rows": len(rows), "default_router_apgr": round(apgr(router, strong, weak), 4),
-            "signal_alone_apgr": {name: round(apgr(-c, strong, weak), 4) for name, c in signal_conf.items()},
-            "candidates": candidates, "chosen": chosen, "operating_points": points, "operating": operating,
-            "verifier": verifier}
+    return {
+        "rows": len(rows),
+        "default_router_apgr": round(apgr(router, strong, weak), 4),
+        "signal_alone_apgr": {name: round(apgr(-c, strong, weak), 4) for name, c in signal_conf.items()},
+        "candidates": candidates,
+        "chosen": chosen,
+        "operating_points": points,
+        "operating": operating,
+        "verifier": verifier,
+    }
 
 
 def policy_toml(result: dict[str, Any]) -> str:
@@ -135,43 +157,54 @@ def policy_toml(result: dict[str, Any]) -> str:
     def floats(values: Sequence[float]) -> str:
         return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
 
-    return "\n".join([
-        "# The cascade policy (hybrid_router/cascade.py), chosen by bench/cascade_select.py --write on",
-        "# bench/data/deployed_pair_train.jsonl only: the pre-router is the packaged default router.",
-        f"# Train APGR {chosen['apgr']:.3f} ({chosen['signal']}, band = router-score quantiles "
-        f"{chosen['low_quantile']}-{chosen['high_quantile']}, {chosen['draft_share']:.0%} of train prompts drafted);",
-        f"# at min_confidence {operating['min_confidence']}: {operating['strong_share']:.0%} strong, "
-        f"PGR {operating['pgr']:.3f} on the train rows.",
-        f'signal = "{chosen["signal"]}"',
-        f"min_confidence = {operating['min_confidence']}",
-        "",
-        "[band]",
-        f"low = {chosen['low']}",
-        f"high = {chosen['high']}",
-        "",
-        f"# P(draft right) = sigmoid(bias + sum(w * (x - mean) / scale)), x = {', '.join(VERIFIER_FEATURES)}",
-        "[verifier]",
-        f"weights = {floats(verifier.weights)}",
-        f"bias = {verifier.bias:.6g}",
-        f"means = {floats(verifier.means)}",
-        f"scales = {floats(verifier.scales)}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# The cascade policy (hybrid_router/cascade.py), chosen by bench/cascade_select.py --write on",
+            "# bench/data/deployed_pair_train.jsonl only: the pre-router is the packaged default router.",
+            f"# Train APGR {chosen['apgr']:.3f} ({chosen['signal']}, band = router-score quantiles "
+            f"{chosen['low_quantile']}-{chosen['high_quantile']}, {chosen['draft_share']:.0%} of train prompts drafted);",
+            f"# at min_confidence {operating['min_confidence']}: {operating['strong_share']:.0%} strong, "
+            f"PGR {operating['pgr']:.3f} on the train rows.",
+            f'signal = "{chosen["signal"]}"',
+            f"min_confidence = {operating['min_confidence']}",
+            "",
+            "[band]",
+            f"low = {chosen['low']}",
+            f"high = {chosen['high']}",
+            "",
+            f"# P(draft right) = sigmoid(bias + sum(w * (x - mean) / scale)), x = {', '.join(VERIFIER_FEATURES)}",
+            "[verifier]",
+            f"weights = {floats(verifier.weights)}",
+            f"bias = {verifier.bias:.6g}",
+            f"means = {floats(verifier.means)}",
+            f"scales = {floats(verifier.scales)}",
+            "",
+        ]
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
     chosen = result["chosen"]
-    lines = [f"{result['rows']} train prompts; default router alone APGR {result['default_router_apgr']:.3f}; "
-             "each signal alone (no pre-router): " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                               result["signal_alone_apgr"].items()),
-             "", "| signal | band (score quantiles) | drafted | train APGR |", "| --- | --- | ---: | ---: |"]
+    lines = [
+        f"{result['rows']} train prompts; default router alone APGR {result['default_router_apgr']:.3f}; "
+        "each signal alone (no pre-router): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["signal_alone_apgr"].items()),
+        "",
+        "| signal | band (score quantiles) | drafted | train APGR |",
+        "| --- | --- | ---: | ---: |",
+    ]
     for c in sorted(result["candidates"], key=lambda c: -c["apgr"])[:12]:
         mark = " **chosen**" if c is chosen else ""
-        lines.append(f"| {c['signal']}{mark} | {c['low_quantile']}-{c['high_quantile']} ({c['low']:.3f}-"
-                     f"{c['high']:.3f}) | {c['draft_share']:.0%} | {c['apgr']:.3f} |")
+        lines.append(
+            f"| {c['signal']}{mark} | {c['low_quantile']}-{c['high_quantile']} ({c['low']:.3f}-"
+            f"{c['high']:.3f}) | {c['draft_share']:.0%} | {c['apgr']:.3f} |"
+        )
     o = result["operating"]
-    lines += ["", f"operating point: min_confidence {o['min_confidence']} -> {o['strong_share']:.0%} strong, "
-                  f"PGR {o['pgr']:.3f} on the train rows"]
+    lines += [
+        "",
+        f"operating point: min_confidence {o['min_confidence']} -> {o['strong_share']:.0%} strong, "
+        f"PGR {o['pgr']:.3f} on the train rows",
+    ]
     return "\n".join(lines)
 
 

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rows = [json.loads(line) for line in TRAIN_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = rows[:args.rows]
+    rows = rows[: args.rows]
     weak_name, strong_name = rows[0]["pair"]["weak"], rows[0]["pair"]["strong"]
     backend = LlamaCppBackend(n_ctx=512, n_threads=1, seed=1)
     backend.load()
@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         greedy = answer_key(row["outputs"][weak_name]["text"])
         messages = [{"role": "user", "content": row["prompt"]}]
         started = time.perf_counter()
-        same = sum(answer_key(backend.complete(messages, max_tokens=int(row["max_tokens"]), temperature=0.8).text)
-                   == greedy for _ in range(args.samples))
+        same = sum(
+            answer_key(backend.complete(messages, max_tokens=int(row["max_tokens"]), temperature=0.8).text) == greedy
+            for _ in range(args.samples)
+        )
         spent.append(time.perf_counter() - started)
         agreement.append(same / args.samples)
     strong = np.array([float(r["scores"][strong_name]) for r in rows])
@@ -70,15 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signal in ("mean_logprob", "min_logprob"):
         policy = CascadePolicy(0.0, 1.0, signal=signal)  # type: ignore[arg-type]
         signals[signal] = np.array([policy.confidence(r["weak_confidence"], int(r["max_tokens"])) for r in rows])
-    result = {"rows": len(rows), "samples": args.samples, "seconds_per_prompt": round(float(np.mean(spent)), 3),
-              "apgr": {name: round(apgr(-conf, strong, weak), 4) for name, conf in signals.items()},
-              "weak_right_share": round(float(weak.mean()), 4)}
+    result = {
+        "rows": len(rows),
+        "samples": args.samples,
+        "seconds_per_prompt": round(float(np.mean(spent)), 3),
+        "apgr": {name: round(apgr(-conf, strong, weak), 4) for name, conf in signals.items()},
+        "weak_right_share": round(float(weak.mean()), 4),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['rows']} train rows, {args.samples} samples each at temperature 0.8, "
-              f"{result['seconds_per_prompt']:.2f} s of samples per prompt; APGR of each confidence alone: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in result["apgr"].items()))
+        print(
+            f"{result['rows']} train rows, {args.samples} samples each at temperature 0.8, "
+            f"{result['seconds_per_prompt']:.2f} s of samples per prompt; APGR of each confidence alone: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result["apgr"].items())
+        )
     return 0
 
 

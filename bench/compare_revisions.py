@@ -78,8 +78,11 @@ def measure_edge(requests: int) -> float:
         while not server.started:
             time.sleep(0.01)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/chat/completions"
-        body = {"model": "instant", "max_tokens": 1,
-                "messages": [{"role": "user", "content": "Write a Python function that merges two sorted lists."}]}
+        body = {
+            "model": "instant",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": "Write a Python function that merges two sorted lists."}],
+        }
         samples = []
         with httpx.Client(timeout=30) as http:
             for i in range(requests + 20):
@@ -110,9 +113,22 @@ def child(args: argparse.Namespace) -> None:
 def run_in(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": f"{tree / 'layers' / 'router'}{os.pathsep}{tree}", "OMP_NUM_THREADS": "1"}
     env = {k: v for k, v in env.items() if not (k.startswith("HYBRID_ROUTER_") and k != "HYBRID_ROUTER_THREADS")}
-    out = subprocess.run([sys.executable, str(HERE), "--child", "--requests", str(args.requests),
-                          "--route-calls", str(args.route_calls)], cwd=tree, env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE),
+            "--child",
+            "--requests",
+            str(args.requests),
+            "--route-calls",
+            str(args.route_calls),
+        ],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -130,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.base:
         parser.error("--base REV is required")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
         base_tree = Path(scratch) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base], cwd=REPO, check=True)
@@ -154,14 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"| measure | {args.base} (base) | {head} (head) | head ÷ base |")
     print("| --- | ---: | ---: | ---: |")
-    for key, label in (("edge_p50_ms", "device server overhead per request, p50"),
-                       ("route_p50_ms", "cloud warm /v1/route through Mangum, p50")):
+    for key, label in (
+        ("edge_p50_ms", "device server overhead per request, p50"),
+        ("route_p50_ms", "cloud warm /v1/route through Mangum, p50"),
+    ):
         s = summary[key]
-        print(f"| {label} (median of {args.rounds} rounds) | {s['base']} ms | {s['head']} ms | "
-              f"{s['head_over_base']} |")
+        print(f"| {label} (median of {args.rounds} rounds) | {s['base']} ms | {s['head']} ms | {s['head_over_base']} |")
     for i, r in enumerate(rounds, 1):
-        print(f"- round {i}: base edge {r['base']['edge_p50_ms']:.2f} / route {r['base']['route_p50_ms']:.2f} ms, "
-              f"head edge {r['head']['edge_p50_ms']:.2f} / route {r['head']['route_p50_ms']:.2f} ms")
+        print(
+            f"- round {i}: base edge {r['base']['edge_p50_ms']:.2f} / route {r['base']['route_p50_ms']:.2f} ms, "
+            f"head edge {r['head']['edge_p50_ms']:.2f} / route {r['head']['route_p50_ms']:.2f} ms"
+        )
     return 0
 
 

@@ -70,8 +70,10 @@ def _pair_scores(rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> np.
         raise SystemExit("the pair score needs --pair-router DIR (hybrid-router train --kind pair ... --out DIR)")
     router = load_router(options["pair_router"])
     if (router.info.strong_model, router.info.weak_model) != (rows[0]["pair"]["strong"], rows[0]["pair"]["weak"]):
-        raise SystemExit(f"the pair router is for {router.info.strong_model} over {router.info.weak_model}, "
-                         f"the rows for {rows[0]['pair']['strong']} over {rows[0]['pair']['weak']}")
+        raise SystemExit(
+            f"the pair router is for {router.info.strong_model} over {router.info.weak_model}, "
+            f"the rows for {rows[0]['pair']['strong']} over {rows[0]['pair']['weak']}"
+        )
     return router.score([r["prompt"] for r in rows])
 
 
@@ -81,8 +83,12 @@ def _cascade_scores(rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> 
 
     policy = load_policy()
     router = _default_scores(rows, options)
-    return np.array([policy.score(float(score), policy.confidence(row["weak_confidence"], int(row["max_tokens"])))
-                     for score, row in zip(router, rows)])
+    return np.array(
+        [
+            policy.score(float(score), policy.confidence(row["weak_confidence"], int(row["max_tokens"])))
+            for score, row in zip(router, rows)
+        ]
+    )
 
 
 # name -> scorer(rows, options): a row's score for that router (higher = send strong). Add a router here.
@@ -122,8 +128,12 @@ def build(labels: Path, out: Path, names: Sequence[str], **options: Any) -> list
 
 def _measures(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> dict[str, Any]:
     result = evaluate_scores(scores, strong, weak, random_seeds=0, bootstrap=BOOTSTRAP)
-    return {"apgr": result["apgr"], "apgr_ci90": result["apgr_ci90"], "cpt50": result["cpt50"],
-            "cpt80": result["cpt80"]}
+    return {
+        "apgr": result["apgr"],
+        "apgr_ci90": result["apgr_ci90"],
+        "cpt50": result["cpt50"],
+        "cpt80": result["cpt80"],
+    }
 
 
 def _random(strong: np.ndarray, weak: np.ndarray) -> dict[str, Any]:
@@ -138,14 +148,19 @@ def _random(strong: np.ndarray, weak: np.ndarray) -> dict[str, Any]:
         values = [r[key] for r in runs if r[key] is not None]
         return round(float(np.mean(values)), 6) if values else None
 
-    return {"apgr": mean("apgr"), "apgr_ci90": [round(float(np.percentile(pooled, 5)), 6),
-                                                 round(float(np.percentile(pooled, 95)), 6)],
-            "cpt50": mean("cpt50"), "cpt80": mean("cpt80"), "seeds": RANDOM_SEEDS,
-            "apgr_seed_std": round(float(np.std([r["apgr"] for r in runs], ddof=1)), 6)}
+    return {
+        "apgr": mean("apgr"),
+        "apgr_ci90": [round(float(np.percentile(pooled, 5)), 6), round(float(np.percentile(pooled, 95)), 6)],
+        "cpt50": mean("cpt50"),
+        "cpt80": mean("cpt80"),
+        "seeds": RANDOM_SEEDS,
+        "apgr_seed_std": round(float(np.std([r["apgr"] for r in runs], ddof=1)), 6),
+    }
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, strong: np.ndarray, weak: np.ndarray,
-                      resamples: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, strong: np.ndarray, weak: np.ndarray, resamples: int = BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
     """APGR(a) - APGR(b) on the same prompts, with a paired bootstrap 90% interval."""
     rng = np.random.default_rng(seed)
     diffs = []
@@ -154,8 +169,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray, strong: np.ndarray, weak: np
         if np.isclose(strong[idx].mean(), weak[idx].mean()):
             continue
         diffs.append(apgr(a[idx], strong[idx], weak[idx]) - apgr(b[idx], strong[idx], weak[idx]))
-    return {"difference": round(apgr(a, strong, weak) - apgr(b, strong, weak), 6),
-            "ci90": [round(float(np.percentile(diffs, 5)), 6), round(float(np.percentile(diffs, 95)), 6)]}
+    return {
+        "difference": round(apgr(a, strong, weak) - apgr(b, strong, weak), 6),
+        "ci90": [round(float(np.percentile(diffs, 5)), 6), round(float(np.percentile(diffs, 95)), 6)],
+    }
 
 
 def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -167,8 +184,10 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     names = [n for n in SCORERS if all(n in r.get("router_scores", {}) for r in rows)]
     names += sorted({n for r in rows for n in r.get("router_scores", {})} - set(names))
     scores = {n: np.array([float(r["router_scores"][n]) for r in rows]) for n in names}
-    table = {"random": _random(strong, weak),
-             "prompt length": _measures(np.array([len(r["prompt"]) for r in rows], dtype=float), strong, weak)}
+    table = {
+        "random": _random(strong, weak),
+        "prompt length": _measures(np.array([len(r["prompt"]) for r in rows], dtype=float), strong, weak),
+    }
     for name in names:
         table[name] = _measures(scores[name], strong, weak)
     table["oracle"] = _measures(strong - weak, strong, weak)
@@ -178,10 +197,13 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     per_family = {}
     for family, idx in sorted(families.items()):
         ix = np.array(idx)
-        entry: dict[str, Any] = {"n": len(idx), "strong": round(float(strong[ix].mean()), 3),
-                                 "weak": round(float(weak[ix].mean()), 3),
-                                 "strong_only": int(((strong[ix] > weak[ix])).sum()),
-                                 "weak_only": int(((weak[ix] > strong[ix])).sum())}
+        entry: dict[str, Any] = {
+            "n": len(idx),
+            "strong": round(float(strong[ix].mean()), 3),
+            "weak": round(float(weak[ix].mean()), 3),
+            "strong_only": int((strong[ix] > weak[ix]).sum()),
+            "weak_only": int((weak[ix] > strong[ix]).sum()),
+        }
         for name in names:
             try:
                 entry[name] = round(apgr(scores[name][ix], strong[ix], weak[ix]), 3)
@@ -190,10 +212,17 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for name in names:
             entry[f"{name}_mean_score"] = round(float(scores[name][ix].mean()), 4)
         per_family[family] = entry
-    out: dict[str, Any] = {"n": len(rows), "weak_model": weak_name, "strong_model": strong_name,
-                           "weak_mean": round(float(weak.mean()), 4), "strong_mean": round(float(strong.mean()), 4),
-                           "strong_only": int((strong > weak).sum()), "weak_only": int((weak > strong).sum()),
-                           "table": table, "families": per_family}
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "weak_model": weak_name,
+        "strong_model": strong_name,
+        "weak_mean": round(float(weak.mean()), 4),
+        "strong_mean": round(float(strong.mean()), 4),
+        "strong_only": int((strong > weak).sum()),
+        "weak_only": int((weak > strong).sum()),
+        "table": table,
+        "families": per_family,
+    }
     out["labelling"] = labelling_cost(rows)
     if "pair" in scores and "default" in scores:
         out["pair_minus_default"] = paired_difference(scores["pair"], scores["default"], strong, weak)
@@ -204,8 +233,9 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def cascade_operating(rows: Sequence[dict[str, Any]], scores: np.ndarray, strong: np.ndarray,
-                      weak: np.ndarray) -> dict[str, Any]:
+def cascade_operating(
+    rows: Sequence[dict[str, Any]], scores: np.ndarray, strong: np.ndarray, weak: np.ndarray
+) -> dict[str, Any]:
     """The shipped policy's own decisions on the rows (cascade score >= its pivot sends strong): how many prompts
     drafted, were kept, escalated; the strong share and PGR; and the labelled weak model's seconds per draft."""
     from hybrid_router.cascade import load_policy
@@ -218,11 +248,17 @@ def cascade_operating(rows: Sequence[dict[str, Any]], scores: np.ndarray, strong
     weak_name = rows[0]["pair"]["weak"]
     seconds = np.array([float(r["outputs"][weak_name]["latency_s"]) for r in rows])
     escalated = drafted & to_strong
-    return {"min_confidence": policy.min_confidence, "band": [policy.low, policy.high], "signal": policy.signal,
-            "drafted": int(drafted.sum()), "kept": int((drafted & ~to_strong).sum()), "escalated": int(escalated.sum()),
-            "strong_share": round(float(to_strong.mean()), 4),
-            "pgr": round(float((quality - weak.mean()) / (strong.mean() - weak.mean())), 4),
-            "labelled_draft_s_escalated": round(float(seconds[escalated].mean()), 3) if escalated.any() else None}
+    return {
+        "min_confidence": policy.min_confidence,
+        "band": [policy.low, policy.high],
+        "signal": policy.signal,
+        "drafted": int(drafted.sum()),
+        "kept": int((drafted & ~to_strong).sum()),
+        "escalated": int(escalated.sum()),
+        "strong_share": round(float(to_strong.mean()), 4),
+        "pgr": round(float((quality - weak.mean()) / (strong.mean() - weak.mean())), 4),
+        "labelled_draft_s_escalated": round(float(seconds[escalated].mean()), 3) if escalated.any() else None,
+    }
 
 
 def draft_latency(rows: Sequence[dict[str, Any]], per_group: int, threads: int = 1) -> dict[str, Any]:
@@ -240,11 +276,14 @@ def draft_latency(rows: Sequence[dict[str, Any]], per_group: int, threads: int =
     scores = _cascade_scores(rows, {})
     router = _default_scores(rows, {})
     drafted = [i for i, s in enumerate(router) if policy.pre_route(float(s)) == "draft"]
-    groups = {"escalated": [i for i in drafted if scores[i] >= policy.pivot][:per_group],
-              "kept": [i for i in drafted if scores[i] < policy.pivot][:per_group]}
+    groups = {
+        "escalated": [i for i in drafted if scores[i] >= policy.pivot][:per_group],
+        "kept": [i for i in drafted if scores[i] < policy.pivot][:per_group],
+    }
     backend = LlamaCppBackend(n_ctx=512, n_threads=threads)
     backend.load()
     out: dict[str, Any] = {"threads": threads}
+
     def seconds(call: Callable[..., Any], indices: list[int]) -> float | None:
         """Mean time of `call` over the prompts, one pass (so no call finds its own prompt cached)."""
         spent = []
@@ -255,8 +294,11 @@ def draft_latency(rows: Sequence[dict[str, Any]], per_group: int, threads: int =
         return round(float(np.mean(spent)), 3) if spent else None
 
     for name, indices in groups.items():
-        out[name] = {"n": len(indices), "draft_s": seconds(backend.draft, indices),
-                     "plain_s": seconds(backend.complete, indices)}
+        out[name] = {
+            "n": len(indices),
+            "draft_s": seconds(backend.draft, indices),
+            "plain_s": seconds(backend.complete, indices),
+        }
     return out
 
 
@@ -268,9 +310,12 @@ def labelling_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if outputs:
             latency = np.array([o["latency_s"] for o in outputs])
             tokens = np.array([o["completion_tokens"] for o in outputs])
-            cost[model] = {"mean_s": round(float(latency.mean()), 3), "median_s": round(float(np.median(latency)), 3),
-                           "mean_completion_tokens": round(float(tokens.mean()), 1),
-                           "length_stops": int(sum(o["finish_reason"] == "length" for o in outputs))}
+            cost[model] = {
+                "mean_s": round(float(latency.mean()), 3),
+                "median_s": round(float(np.median(latency)), 3),
+                "mean_completion_tokens": round(float(tokens.mean()), 1),
+                "length_stops": int(sum(o["finish_reason"] == "length" for o in outputs)),
+            }
     return cost
 
 
@@ -282,9 +327,13 @@ def check_held_out(test_rows: Sequence[dict[str, Any]], train_path: Path) -> dic
     prompts = {r["prompt"] for r in train} & {r["prompt"] for r in test_rows}
     if shared or prompts:
         raise SystemExit(f"not held out: families {sorted(shared)}, {len(prompts)} shared prompts")
-    return {"train_rows": len(train), "train_families": sorted({r["family"] for r in train}),
-            "test_families": sorted(test_families),
-            "train_seeds": sorted({r["seed"] for r in train}), "test_seeds": sorted({r["seed"] for r in test_rows})}
+    return {
+        "train_rows": len(train),
+        "train_families": sorted({r["family"] for r in train}),
+        "test_families": sorted(test_families),
+        "train_seeds": sorted({r["seed"] for r in train}),
+        "test_seeds": sorted({r["seed"] for r in test_rows}),
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -292,41 +341,65 @@ def _pct(x: float | None) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"{result['n']} test prompts; weak {result['weak_model']} {result['weak_mean']:.3f}, strong "
-             f"{result['strong_model']} {result['strong_mean']:.3f}; strong right and weak wrong on "
-             f"{result['strong_only']}, the reverse on {result['weak_only']}", "",
-             "| router | APGR (90% CI) | CPT(50%) | CPT(80%) |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        f"{result['n']} test prompts; weak {result['weak_model']} {result['weak_mean']:.3f}, strong "
+        f"{result['strong_model']} {result['strong_mean']:.3f}; strong right and weak wrong on "
+        f"{result['strong_only']}, the reverse on {result['weak_only']}",
+        "",
+        "| router | APGR (90% CI) | CPT(50%) | CPT(80%) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, m in result["table"].items():
         label = f"random (mean of {m['seeds']} seeds)" if name == "random" else name
         ci = m["apgr_ci90"]
-        lines.append(f"| {label} | {m['apgr']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {_pct(m['cpt50'])} | {_pct(m['cpt80'])} |")
+        lines.append(
+            f"| {label} | {m['apgr']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {_pct(m['cpt50'])} | {_pct(m['cpt80'])} |"
+        )
     for name in ("pair", "cascade"):
         if f"{name}_minus_default" in result:
             d = result[f"{name}_minus_default"]
-            lines += ["", f"{name} - default APGR: {d['difference']:+.3f} (paired bootstrap 90% CI "
-                          f"{d['ci90'][0]:+.3f} to {d['ci90'][1]:+.3f})"]
+            lines += [
+                "",
+                f"{name} - default APGR: {d['difference']:+.3f} (paired bootstrap 90% CI "
+                f"{d['ci90'][0]:+.3f} to {d['ci90'][1]:+.3f})",
+            ]
     if "cascade_operating" in result:
         o = result["cascade_operating"]
-        lines += ["", f"cascade at its shipped setting ({o['signal']}, band {o['band'][0]:.3f}-{o['band'][1]:.3f}, "
-                      f"min confidence {o['min_confidence']}): {o['drafted']} drafted, {o['kept']} kept, "
-                      f"{o['escalated']} escalated; {o['strong_share']:.1%} strong, PGR {o['pgr']:.3f}"]
+        lines += [
+            "",
+            f"cascade at its shipped setting ({o['signal']}, band {o['band'][0]:.3f}-{o['band'][1]:.3f}, "
+            f"min confidence {o['min_confidence']}): {o['drafted']} drafted, {o['kept']} kept, "
+            f"{o['escalated']} escalated; {o['strong_share']:.1%} strong, PGR {o['pgr']:.3f}",
+        ]
     names = [n for n in result["table"] if n not in ("random", "prompt length", "oracle")]
-    lines += ["", "Per test family (APGR within a family is n/a where both models score the same mean):", "",
-              "| family | n | weak | strong | strong only | weak only | "
-              + " | ".join(f"APGR {n}" for n in names) + " | " + " | ".join(f"mean score {n}" for n in names) + " |",
-              "| --- " + "| ---: " * (5 + 2 * len(names)) + "|"]
+    lines += [
+        "",
+        "Per test family (APGR within a family is n/a where both models score the same mean):",
+        "",
+        "| family | n | weak | strong | strong only | weak only | "
+        + " | ".join(f"APGR {n}" for n in names)
+        + " | "
+        + " | ".join(f"mean score {n}" for n in names)
+        + " |",
+        "| --- " + "| ---: " * (5 + 2 * len(names)) + "|",
+    ]
     for family, f in result["families"].items():
         cells = [str(f["n"]), f"{f['weak']:.2f}", f"{f['strong']:.2f}", str(f["strong_only"]), str(f["weak_only"])]
         cells += ["n/a" if f[n] is None else f"{f[n]:.3f}" for n in names]
         cells += [f"{f[n + '_mean_score']:.3f}" for n in names]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     for model, c in result.get("labelling", {}).items():
-        lines.append(f"labelling {model}: {c['mean_s']:.2f} s per prompt (median {c['median_s']:.2f}), "
-                     f"{c['mean_completion_tokens']:.1f} answer tokens, {c['length_stops']} cut at max_tokens")
+        lines.append(
+            f"labelling {model}: {c['mean_s']:.2f} s per prompt (median {c['median_s']:.2f}), "
+            f"{c['mean_completion_tokens']:.1f} answer tokens, {c['length_stops']} cut at max_tokens"
+        )
     if "held_out" in result:
         h = result["held_out"]
-        lines += ["", f"train families (seed {h['train_seeds']}, {h['train_rows']} rows): {', '.join(h['train_families'])}",
-                  f"test families (seed {h['test_seeds']}): {', '.join(h['test_families'])}"]
+        lines += [
+            "",
+            f"train families (seed {h['train_seeds']}, {h['train_rows']} rows): {', '.join(h['train_families'])}",
+            f"test families (seed {h['test_seeds']}): {', '.join(h['test_families'])}",
+        ]
     return "\n".join(lines)
 
 
@@ -338,8 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, default=None, help="label rows of the test families (--build)")
     parser.add_argument("--routers", default=",".join(SCORERS), help="routers to score with --build")
     parser.add_argument("--pair-router", type=Path, default=None, help="the pair router (folder or .onnx)")
-    parser.add_argument("--latency", type=int, default=0, metavar="N",
-                        help="also time N escalated and N kept cascade drafts with the local model")
+    parser.add_argument(
+        "--latency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N escalated and N kept cascade drafts with the local model",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.build:
@@ -356,8 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = result["draft_latency"]
         for name in ("escalated", "kept"):
             if d[name]["n"]:
-                text += (f"\ncascade draft timing, {d[name]['n']} {name} prompts ({d['threads']} thread): draft "
-                         f"{d[name]['draft_s']:.2f} s, plain answer {d[name]['plain_s']:.2f} s")
+                text += (
+                    f"\ncascade draft timing, {d[name]['n']} {name} prompts ({d['threads']} thread): draft "
+                    f"{d[name]['draft_s']:.2f} s, plain answer {d[name]['plain_s']:.2f} s"
+                )
     print(json.dumps(result, indent=2) if args.json else text)
     return 0
 

@@ -35,8 +35,14 @@ from typing import Any, Callable
 
 import httpx
 
-PROMPTS = ["Say hello.", "What is 2 + 2?", "Name a colour.", "Prove that there are infinitely many primes.",
-           "Write a Python function that merges two sorted lists.", "Explain how a transistor works."]
+PROMPTS = [
+    "Say hello.",
+    "What is 2 + 2?",
+    "Name a colour.",
+    "Prove that there are infinitely many primes.",
+    "Write a Python function that merges two sorted lists.",
+    "Explain how a transistor works.",
+]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -63,8 +69,9 @@ class Phase:
     notes: str = ""
 
 
-def _run(clients: int, count: int, call: Callable[[httpx.Client, int], tuple[int, float, Any]]) -> tuple[
-        list[tuple[int, float, Any]], float]:
+def _run(
+    clients: int, count: int, call: Callable[[httpx.Client, int], tuple[int, float, Any]]
+) -> tuple[list[tuple[int, float, Any]], float]:
     local = threading.local()
 
     def one(i: int) -> tuple[int, float, Any]:
@@ -93,8 +100,9 @@ def _summarise(phase: Phase, results: list[tuple[int, float, Any]], seconds: flo
 
 
 def _overheads(phase: Phase, totals_by_id: dict[str, float], records: dict[str, Any]) -> None:
-    overheads = [totals_by_id[i] - r.generation_latency_ms - r.queue_latency_ms for i, r in records.items()
-                 if i in totals_by_id]
+    overheads = [
+        totals_by_id[i] - r.generation_latency_ms - r.queue_latency_ms for i, r in records.items() if i in totals_by_id
+    ]
     if overheads:
         phase.overhead_p50_ms = round(percentile(overheads, 50), 1)
         phase.overhead_p99_ms = round(percentile(overheads, 99), 1)
@@ -111,8 +119,11 @@ def device_phase(url: str, service: Any, clients: int, count: int, max_tokens: i
     phase = Phase("device server: POST /v1/chat/completions (real SmolLM2, model router)")
 
     def call(http: httpx.Client, i: int) -> tuple[int, float, Any]:
-        body = {"model": "router", "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({i})"}]}
+        body = {
+            "model": "router",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({i})"}],
+        }
         response, ms = _timed(lambda: http.post(f"{url}/v1/chat/completions", json=body))
         return response.status_code, ms, response.headers.get("x-hybrid-router-decision-id")
 
@@ -127,8 +138,10 @@ def device_phase(url: str, service: Any, clients: int, count: int, max_tokens: i
     by_id = {r.decision_id: r for r in records}
     _overheads(phase, {i: ms for _, ms, i in results if i}, {i: by_id[i] for i in ids if i in by_id})
     routes = Counter((r.route, r.reason) for r in records)
-    phase.notes = (f"{len(records)} records for {count} requests ({extra} without a decision id in the answer); "
-                   f"routes {dict(routes)}")
+    phase.notes = (
+        f"{len(records)} records for {count} requests ({extra} without a decision id in the answer); "
+        f"routes {dict(routes)}"
+    )
     return phase
 
 
@@ -147,15 +160,18 @@ def route_phase(url: str, key: str, clients: int, count: int) -> Phase:
     return phase
 
 
-def chat_phase(url: str, key: str, store: Any, tenant: str, device: str, clients: int, count: int,
-               max_tokens: int) -> Phase:
+def chat_phase(
+    url: str, key: str, store: Any, tenant: str, device: str, clients: int, count: int, max_tokens: int
+) -> Phase:
     phase = Phase("cloud: POST /v1/chat/completions (model strong, SmolLM2 stand-in)")
 
     def call(http: httpx.Client, i: int) -> tuple[int, float, Any]:
-        body = {"model": "strong", "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({i})"}]}
-        response, ms = _timed(lambda: http.post(f"{url}/v1/chat/completions", json=body,
-                                                headers={"x-api-key": key}))
+        body = {
+            "model": "strong",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({i})"}],
+        }
+        response, ms = _timed(lambda: http.post(f"{url}/v1/chat/completions", json=body, headers={"x-api-key": key}))
         decision_id = response.json().get("routing", {}).get("decision_id") if response.status_code == 200 else None
         return response.status_code, ms, decision_id
 
@@ -174,11 +190,30 @@ def _records(n: int) -> list[dict[str, Any]]:
     from hybrid_router.decision import DecisionRecord
     from hybrid_router.ulid import new_ulid
 
-    return [DecisionRecord(decision_id=new_ulid(), tenant_id="local", device_id="local", router_id="load",
-                           router_version="1", score=0.4, threshold=0.5, route="weak", reason="routed",
-                           weak_model="w", strong_model="s", model_used="w", prompt_tokens=12, completion_tokens=4,
-                           router_latency_ms=0.5, generation_latency_ms=40.0, cost_usd=0.0, strong_cost_usd=1e-4,
-                           energy_wh=0.001).model_dump(mode="json") for _ in range(n)]
+    return [
+        DecisionRecord(
+            decision_id=new_ulid(),
+            tenant_id="local",
+            device_id="local",
+            router_id="load",
+            router_version="1",
+            score=0.4,
+            threshold=0.5,
+            route="weak",
+            reason="routed",
+            weak_model="w",
+            strong_model="s",
+            model_used="w",
+            prompt_tokens=12,
+            completion_tokens=4,
+            router_latency_ms=0.5,
+            generation_latency_ms=40.0,
+            cost_usd=0.0,
+            strong_cost_usd=1e-4,
+            energy_wh=0.001,
+        ).model_dump(mode="json")
+        for _ in range(n)
+    ]
 
 
 def ingest_phase(url: str, key: str, store: Any, tenant: str, device: str, clients: int, count: int) -> Phase:
@@ -189,8 +224,9 @@ def ingest_phase(url: str, key: str, store: Any, tenant: str, device: str, clien
 
     def call(http: httpx.Client, i: int) -> tuple[int, float, Any]:
         batch = batches[i % len(batches)]
-        response, ms = _timed(lambda: http.post(f"{url}/v1/decisions", json={"records": batch},
-                                                headers={"x-api-key": key}))
+        response, ms = _timed(
+            lambda: http.post(f"{url}/v1/decisions", json={"records": batch}, headers={"x-api-key": key})
+        )
         if response.status_code == 200:
             with lock:
                 answers.append(response.json())
@@ -208,14 +244,22 @@ def ingest_phase(url: str, key: str, store: Any, tenant: str, device: str, clien
 
 
 def markdown(phases: list[Phase], clients: int) -> str:
-    lines = [f"| phase ({clients} clients) | requests | statuses | total p50 / p99 | overhead p50 / p99 | "
-             "records: expected / found / lost / doubled |", "| --- | ---: | --- | --- | --- | --- |"]
+    lines = [
+        f"| phase ({clients} clients) | requests | statuses | total p50 / p99 | overhead p50 / p99 | "
+        "records: expected / found / lost / doubled |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
     for p in phases:
         overhead = "–" if p.overhead_p50_ms is None else f"{p.overhead_p50_ms} / {p.overhead_p99_ms} ms"
-        checked = ("no records owed" if p.records_expected == 0 and not p.records_found else
-                   f"{p.records_expected} / {p.records_found} / {p.records_lost} / {p.records_doubled}")
-        lines.append(f"| {p.name} | {p.requests} | {p.statuses} | {p.total_p50_ms} / {p.total_p99_ms} ms | "
-                     f"{overhead} | {checked} |")
+        checked = (
+            "no records owed"
+            if p.records_expected == 0 and not p.records_found
+            else f"{p.records_expected} / {p.records_found} / {p.records_lost} / {p.records_doubled}"
+        )
+        lines.append(
+            f"| {p.name} | {p.requests} | {p.statuses} | {p.total_p50_ms} / {p.total_p99_ms} ms | "
+            f"{overhead} | {checked} |"
+        )
     return "\n".join(lines)
 
 
@@ -238,23 +282,44 @@ def main(argv: list[str] | None = None) -> int:
     from edge_client.factory import build_service
     from edge_client.server import create_app
 
-    with tempfile.TemporaryDirectory() as scratch, \
-            start_stack("smollm2", n_threads=1, state_file=None, table_name=f"load-{uuid.uuid4().hex[:8]}") as stack:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        start_stack("smollm2", n_threads=1, state_file=None, table_name=f"load-{uuid.uuid4().hex[:8]}") as stack,
+    ):
         info = stack.info
-        store = DynamoDecisionStore(info.table_name, client=make_client(endpoint_url=info.dynamodb_url,
-                                                                        region=info.region))
-        settings = Settings(cloud_url=info.api_url, api_key=info.api_key, data_dir=str(Path(scratch) / "device"),
-                            n_threads=1, tenant_id=info.tenant, device_id=info.device, strong_share=0.5,
-                            max_tokens=args.max_tokens)
+        store = DynamoDecisionStore(
+            info.table_name, client=make_client(endpoint_url=info.dynamodb_url, region=info.region)
+        )
+        settings = Settings(
+            cloud_url=info.api_url,
+            api_key=info.api_key,
+            data_dir=str(Path(scratch) / "device"),
+            n_threads=1,
+            tenant_id=info.tenant,
+            device_id=info.device,
+            strong_share=0.5,
+            max_tokens=args.max_tokens,
+        )
         service = build_service(settings)
         service.weak.load()
         with ServerThread(create_app(service), name="device") as device:
             phases = [device_phase(device.url, service, args.clients, args.device_requests, args.max_tokens)]
         phases.append(route_phase(info.api_url, info.api_key, args.clients, args.route_requests))
-        phases.append(chat_phase(info.api_url, info.api_key, store, info.tenant, info.device, args.clients,
-                                 args.chat_requests, args.max_tokens))
-        phases.append(ingest_phase(info.api_url, info.api_key, store, info.tenant, info.device, args.clients,
-                                   args.ingest_records))
+        phases.append(
+            chat_phase(
+                info.api_url,
+                info.api_key,
+                store,
+                info.tenant,
+                info.device,
+                args.clients,
+                args.chat_requests,
+                args.max_tokens,
+            )
+        )
+        phases.append(
+            ingest_phase(info.api_url, info.api_key, store, info.tenant, info.device, args.clients, args.ingest_records)
+        )
     if args.json:
         print(json.dumps([asdict(p) for p in phases], indent=2))
     else:
@@ -262,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in phases:
             if p.notes:
                 print(f"- {p.name}: {p.notes}")
-    broken = [p.name for p in phases if p.records_lost or p.records_doubled
-              or any(s.startswith("5") for s in p.statuses)]
+    broken = [
+        p.name for p in phases if p.records_lost or p.records_doubled or any(s.startswith("5") for s in p.statuses)
+    ]
     if broken:
         print(f"FAILED: lost/doubled records or 5xx in {broken}", file=sys.stderr)
         return 1

@@ -15,8 +15,12 @@ from rich.table import Table
 
 from edge_client.config import ConfigError, LoadedSettings, describe, load_settings
 
-app = typer.Typer(help="Route each prompt to a local llama.cpp model or a strong cloud model.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Route each prompt to a local llama.cpp model or a strong cloud model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 err_console = Console(stderr=True)
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -41,8 +45,18 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     from hybrid_router.registry import RegistryError
 
-    return (CliError, ConfigError, BackendError, RouterLoadError, DecisionLogError, RoutingError, UnknownModelError,
-            RegistryError, OSError, ValueError)
+    return (
+        CliError,
+        ConfigError,
+        BackendError,
+        RouterLoadError,
+        DecisionLogError,
+        RoutingError,
+        UnknownModelError,
+        RegistryError,
+        OSError,
+        ValueError,
+    )
 
 
 def _settings(ctx: typer.Context) -> LoadedSettings:
@@ -65,8 +79,9 @@ def _service(loaded: LoadedSettings):
 
 
 @app.callback()
-def main_options(ctx: typer.Context,
-                 config: Optional[str] = typer.Option(None, "--config", help="settings file (TOML)")) -> None:
+def main_options(
+    ctx: typer.Context, config: Optional[str] = typer.Option(None, "--config", help="settings file (TOML)")
+) -> None:
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand in {"train", "eval", "score", "stack"}:
         return
@@ -93,12 +108,16 @@ def _summary(record) -> str:
     saving = record.saving_usd
     draft = ""
     if record.confidence is not None:  # cascade mode: the local draft, kept or discarded
-        draft = (f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
-                 f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | ")
-    return (f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
-            f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
-            f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
-            f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}")
+        draft = (
+            f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
+            f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | "
+        )
+    return (
+        f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
+        f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
+        f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
+        f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}"
+    )
 
 
 def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None):
@@ -126,8 +145,11 @@ def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = 
     from hybrid_router.feedback import FeedbackRequest
 
     stored = log.rate(FeedbackRequest(decision_id=decision_id, rating=rating, scale=scale, comment=comment))
-    said = (("thumbs up" if stored.rating > 0 else "thumbs down") if stored.scale == "thumbs"
-            else f"{stored.rating} star{'s' if stored.rating > 1 else ''}")
+    said = (
+        ("thumbs up" if stored.rating > 0 else "thumbs down")
+        if stored.scale == "thumbs"
+        else f"{stored.rating} star{'s' if stored.rating > 1 else ''}"
+    )
     return f"rated decision {decision_id}: {said} (hybrid-router sync uploads it)"
 
 
@@ -144,8 +166,12 @@ def _problem(exc: Exception) -> str:
     return "; ".join(parts)
 
 
-CHAT_COMMANDS = {"/good": "rate the last answer thumbs up", "/bad": "rate the last answer thumbs down",
-                 "/help": "list these commands", "/quit": "end the session (also /exit, an empty line or Ctrl-D)"}
+CHAT_COMMANDS = {
+    "/good": "rate the last answer thumbs up",
+    "/bad": "rate the last answer thumbs down",
+    "/help": "list these commands",
+    "/quit": "end the session (also /exit, an empty line or Ctrl-D)",
+}
 
 
 def _chat_command(line: str) -> str | None:
@@ -155,11 +181,13 @@ def _chat_command(line: str) -> str | None:
 
 
 @app.command()
-def chat(ctx: typer.Context,
-         prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
-         model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
-         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
-         system: Optional[str] = typer.Option(None, "--system", help="system prompt")) -> None:
+def chat(
+    ctx: typer.Context,
+    prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
+    model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
+    system: Optional[str] = typer.Option(None, "--system", help="system prompt"),
+) -> None:
     """Chat: each prompt is routed, the answer streams, then route, score, latency, cost, saving and decision id.
 
     Interactive: type /good or /bad after an answer to rate it (thumbs up or down; see `feedback`), /help for the
@@ -172,8 +200,10 @@ def chat(ctx: typer.Context,
     if prompt is not None:
         _chat_once(service, history + [{"role": "user", "content": prompt}], model, max_tokens)
         return
-    err_console.print("[dim]interactive chat; /good or /bad rates the last answer; /help lists the commands; Ctrl-C "
-                      "stops an answer; empty line, /quit or Ctrl-D ends the session[/]")
+    err_console.print(
+        "[dim]interactive chat; /good or /bad rates the last answer; /help lists the commands; Ctrl-C "
+        "stops an answer; empty line, /quit or Ctrl-D ends the session[/]"
+    )
     last = None  # the last answer's decision record
     while True:
         try:
@@ -200,8 +230,11 @@ def chat(ctx: typer.Context,
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             continue
         if command is not None:
-            err_console.print(f"[bold red]error:[/] unknown command {escape(command)} (not sent to the model); "
-                              "/help lists the commands", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] unknown command {escape(command)} (not sent to the model); "
+                "/help lists the commands",
+                highlight=False,
+            )
             continue
         if line.lstrip().startswith("//"):
             line = line.lstrip()[1:]
@@ -221,9 +254,12 @@ def chat(ctx: typer.Context,
 
 
 @app.command()
-def route(ctx: typer.Context, prompt: str = typer.Argument(..., help="the prompt to route"),
-          model: str = typer.Option("router", "--model", "-m"),
-          as_json: bool = typer.Option(False, "--json", help="print the decision as JSON")) -> None:
+def route(
+    ctx: typer.Context,
+    prompt: str = typer.Argument(..., help="the prompt to route"),
+    model: str = typer.Option("router", "--model", "-m"),
+    as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
+) -> None:
     """Decision only: score the prompt and say where it would go (nothing is generated or logged)."""
     from hybrid_router.backends.llama_cpp import LlamaCppBackend
     from hybrid_router.stores.sqlite_log import DecisionLog
@@ -233,27 +269,44 @@ def route(ctx: typer.Context, prompt: str = typer.Argument(..., help="the prompt
 
     settings = _settings(ctx).settings
     weak = LlamaCppBackend(settings.local_model_path, name=settings.local_model_name)  # not loaded: names only
-    service = EdgeService(settings, weak=weak, strong=build_strong(settings),
-                          route_source=build_route_source(settings),
-                          decision_log=DecisionLog(settings.decision_log_path))
+    service = EdgeService(
+        settings,
+        weak=weak,
+        strong=build_strong(settings),
+        route_source=build_route_source(settings),
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
     plan = service.plan(_request([{"role": "user", "content": prompt}], model, None, stream=False))
-    result = {"decision_id": plan.decision_id, "route": plan.route, "reason": plan.reason,
-              "score": plan.score, "threshold": plan.threshold, "router_id": plan.router_id,
-              "router_version": plan.router_version, "router_latency_ms": plan.router_latency_ms,
-              "model": service.weak_name if plan.route == "weak" else service.strong_name}
+    result = {
+        "decision_id": plan.decision_id,
+        "route": plan.route,
+        "reason": plan.reason,
+        "score": plan.score,
+        "threshold": plan.threshold,
+        "router_id": plan.router_id,
+        "router_version": plan.router_version,
+        "router_latency_ms": plan.router_latency_ms,
+        "model": service.weak_name if plan.route == "weak" else service.strong_name,
+    }
     if as_json:
         print(json.dumps(result))
         return
     comparison = ">=" if plan.score >= plan.threshold else "<"
-    console.print(f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
-                  f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
-                  f"{plan.router_id})[/]", highlight=False)
+    console.print(
+        f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
+        f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
+        f"{plan.router_id})[/]",
+        highlight=False,
+    )
 
 
 @app.command()
-def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", "--host"),
-          port: int = typer.Option(8080, "--port", min=1, max=65535),
-          preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving")) -> None:
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+    preload: bool = typer.Option(True, "--preload/--lazy", help="load the local model before serving"),
+) -> None:
     """Run the local OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, GET /health,
     POST /v1/feedback, GET /dashboard for this machine)."""
     import uvicorn
@@ -284,8 +337,11 @@ def _bar(value: float, largest: float, width: int = 16) -> str:
 
 
 @app.command()
-def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, max=36500, help="how many days back"),
-          as_json: bool = typer.Option(False, "--json")) -> None:
+def usage(
+    ctx: typer.Context,
+    days: int = typer.Option(30, "--days", min=1, max=36500, help="how many days back"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Cost and savings from the decision log, by day and by route."""
     from hybrid_router.stores.sqlite_log import DecisionLog
     from hybrid_router.usage import UsageSummary
@@ -297,23 +353,39 @@ def usage(ctx: typer.Context, days: int = typer.Option(30, "--days", min=1, max=
         print(summary.model_dump_json())
         return
     totals = summary.totals
-    console.print(f"[bold]{totals.requests}[/] requests in {days} days: {totals.strong} strong, {totals.weak} weak, "
-                  f"{totals.fallbacks} fallbacks, {totals.errors} errors; cost ${totals.cost_usd:.6f}, "
-                  f"all-strong ${totals.strong_cost_usd:.6f}, saved ${totals.saving_usd:.6f} "
-                  f"({totals.saving_share:.0%})", highlight=False)
+    console.print(
+        f"[bold]{totals.requests}[/] requests in {days} days: {totals.strong} strong, {totals.weak} weak, "
+        f"{totals.fallbacks} fallbacks, {totals.errors} errors; cost ${totals.cost_usd:.6f}, "
+        f"all-strong ${totals.strong_cost_usd:.6f}, saved ${totals.saving_usd:.6f} "
+        f"({totals.saving_share:.0%})",
+        highlight=False,
+    )
     if totals.drafts:
-        console.print(f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "
-                      f"{totals.escalations} escalated to the strong model (cost ${totals.escalation_cost_usd:.6f}, "
-                      f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)", highlight=False)
+        console.print(
+            f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "
+            f"{totals.escalations} escalated to the strong model (cost ${totals.escalation_cost_usd:.6f}, "
+            f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)",
+            highlight=False,
+        )
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):
-            table.add_column(column, justify="left" if column in ("", "saved") else "right", no_wrap=True,
-                             min_width=16 if column == "saved" else None)
+            table.add_column(
+                column,
+                justify="left" if column in ("", "saved") else "right",
+                no_wrap=True,
+                min_width=16 if column == "saved" else None,
+            )
         largest = max((g.saving_usd for g in groups.values()), default=0.0)
         for key, group in groups.items():
-            table.add_row(key, str(group.requests), f"{group.strong_share:.0%}", f"{group.cost_usd:.6f}",
-                          f"{group.saving_usd:.6f}", _bar(group.saving_usd, largest))
+            table.add_row(
+                key,
+                str(group.requests),
+                f"{group.strong_share:.0%}",
+                f"{group.cost_usd:.6f}",
+                f"{group.saving_usd:.6f}",
+                _bar(group.saving_usd, largest),
+            )
         console.print(table)
 
 
@@ -332,11 +404,14 @@ def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> N
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # so that -1 is a rating, not an option
-def feedback(ctx: typer.Context,
-             decision_id: str = typer.Argument(..., help="the answer's decision id (chat prints it; the server "
-                                                         "returns it in routing.decision_id)"),
-             rating: str = typer.Argument(..., help="1..5 stars, or +1 / -1 thumbs (signed: 1 alone is one star)"),
-             comment: Optional[str] = typer.Option(None, "--comment", help="what was right or wrong")) -> None:
+def feedback(
+    ctx: typer.Context,
+    decision_id: str = typer.Argument(
+        ..., help="the answer's decision id (chat prints it; the server returns it in routing.decision_id)"
+    ),
+    rating: str = typer.Argument(..., help="1..5 stars, or +1 / -1 thumbs (signed: 1 alone is one star)"),
+    comment: Optional[str] = typer.Option(None, "--comment", help="what was right or wrong"),
+) -> None:
     """Rate one answer by its decision id. `sync` uploads ratings; `export-feedback` makes them training rows."""
     from hybrid_router.decision import DecisionNotFound
     from hybrid_router.stores.sqlite_log import DecisionLog
@@ -352,8 +427,9 @@ def feedback(ctx: typer.Context,
 
 
 @app.command("export-feedback")
-def export_feedback(ctx: typer.Context,
-                    out: Path = typer.Option(..., "--out", help="JSONL file to write (replaced)")) -> None:
+def export_feedback(
+    ctx: typer.Context, out: Path = typer.Option(..., "--out", help="JSONL file to write (replaced)")
+) -> None:
     """Rated answers whose prompt was kept (store_prompts) as training rows: `hybrid-router train --data FILE`."""
     from hybrid_router.stores.sqlite_log import DecisionLog
 
@@ -361,10 +437,13 @@ def export_feedback(ctx: typer.Context,
 
     with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
         written, skipped, failed = export_training_rows(log, out)
-    console.print(f"wrote {written} training row(s) to {out}; skipped {skipped} rated answer(s) with no stored prompt"
-                  + (" (turn on store_prompts to keep prompts)" if skipped else "")
-                  + (f" and {failed} rated request(s) that ended in an error" if failed else ""),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {written} training row(s) to {out}; skipped {skipped} rated answer(s) with no stored prompt"
+        + (" (turn on store_prompts to keep prompts)" if skipped else "")
+        + (f" and {failed} rated request(s) that ended in an error" if failed else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("config")
@@ -373,8 +452,14 @@ def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     loaded = _settings(ctx)
     rows = describe(loaded)
     if as_json:
-        print(json.dumps({"config_file": str(loaded.config_path),
-                          "settings": {name: {"value": value, "source": source} for name, value, source in rows}}))
+        print(
+            json.dumps(
+                {
+                    "config_file": str(loaded.config_path),
+                    "settings": {name: {"value": value, "source": source} for name, value, source in rows},
+                }
+            )
+        )
         return
     exists = "" if loaded.config_path.is_file() else " (not present)"
     console.print(f"settings file: {loaded.config_path}{exists}", highlight=False)
@@ -402,25 +487,38 @@ def _passthrough(module: str, ctx: typer.Context) -> None:
 
 
 @app.command()
-def label(ctx: typer.Context,
-          out: Path = typer.Option(..., "--out", help="JSONL to append rows to (a rerun resumes it)"),
-          split: str = typer.Option("train", "--split", help="train, test or all (router_training/label_families.py)"),
-          family: Optional[list[str]] = typer.Option(None, "--family", help="only these families (repeatable)"),
-          exclude: Optional[list[str]] = typer.Option(None, "--exclude-family", help="leave a family out (repeatable)"),
-          seed: Optional[int] = typer.Option(None, "--seed", help="generator seed (default: train 1, test 2)"),
-          per_family: int = typer.Option(50, "--per-family", min=1, help="prompts per family"),
-          limit: Optional[int] = typer.Option(None, "--limit", min=0, help="only the first N prompts of the plan"),
-          max_tokens: int = typer.Option(48, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT, help="answer length"),
-          strong_gguf: Optional[str] = typer.Option(None, "--strong-gguf",
-                                                    help="strong model as a local GGUF: qwen, smollm2 or a path"),
-          strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
-          threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model")) -> None:
+def label(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="JSONL to append rows to (a rerun resumes it)"),
+    split: str = typer.Option("train", "--split", help="train, test or all (router_training/label_families.py)"),
+    family: Optional[list[str]] = typer.Option(None, "--family", help="only these families (repeatable)"),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude-family", help="leave a family out (repeatable)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="generator seed (default: train 1, test 2)"),
+    per_family: int = typer.Option(50, "--per-family", min=1, help="prompts per family"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="only the first N prompts of the plan"),
+    max_tokens: int = typer.Option(48, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT, help="answer length"),
+    strong_gguf: Optional[str] = typer.Option(
+        None, "--strong-gguf", help="strong model as a local GGUF: qwen, smollm2 or a path"
+    ),
+    strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
+    threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model"),
+) -> None:
     """Label prompts with checkable answers by the weak and the strong model (training rows for this pair)."""
     from edge_client.label import LabelError, LabelOptions, run_label
 
-    options = LabelOptions(out=out, split=split, families=family or None, exclude=exclude or (), seed=seed,
-                           per_family=per_family, limit=limit, max_tokens=max_tokens, strong_gguf=strong_gguf,
-                           strong_name=strong_name, threads=threads)
+    options = LabelOptions(
+        out=out,
+        split=split,
+        families=family or None,
+        exclude=exclude or (),
+        seed=seed,
+        per_family=per_family,
+        limit=limit,
+        max_tokens=max_tokens,
+        strong_gguf=strong_gguf,
+        strong_name=strong_name,
+        threads=threads,
+    )
     try:
         summary = run_label(_settings(ctx).settings, options)
     except LabelError as exc:
@@ -467,10 +565,12 @@ def stack(ctx: typer.Context) -> None:
     _passthrough("local_stack.stack", ctx)
 
 
-routers_app = typer.Typer(help="Router versions: list, pull from the cloud, switch; register (with --bucket).",
-                          no_args_is_help=True)
-experiments_app = typer.Typer(help="Shadow and A/B tests of a candidate router: start, report, promote, stop.",
-                              no_args_is_help=True)
+routers_app = typer.Typer(
+    help="Router versions: list, pull from the cloud, switch; register (with --bucket).", no_args_is_help=True
+)
+experiments_app = typer.Typer(
+    help="Shadow and A/B tests of a candidate router: start, report, promote, stop.", no_args_is_help=True
+)
 app.add_typer(routers_app, name="routers")
 app.add_typer(experiments_app, name="experiments")
 BUCKET_HELP = "act on the cloud's router bucket (AWS credentials) instead of this device"
@@ -495,8 +595,11 @@ def _ref(text: str):
 
 
 @routers_app.command("list")
-def routers_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
-                 bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def routers_list(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """Versions on this device (active marked) and, when the cloud answers, the cloud's."""
     from edge_client.routers import CloudRegistryError, CloudRouters
 
@@ -510,40 +613,62 @@ def routers_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         except CloudRegistryError as exc:
             offline = str(exc)
     if as_json:
-        print(json.dumps({"deployment": deployment.model_dump() if deployment else None,
-                          "versions": [m.model_dump() for m in local],
-                          "cloud": None if offline else {"deployment": cloud_deployment.model_dump()
-                                                         if cloud_deployment else None,
-                                                         "versions": [m.model_dump() for m in cloud]},
-                          "cloud_error": offline}))
+        print(
+            json.dumps(
+                {
+                    "deployment": deployment.model_dump() if deployment else None,
+                    "versions": [m.model_dump() for m in local],
+                    "cloud": None
+                    if offline
+                    else {
+                        "deployment": cloud_deployment.model_dump() if cloud_deployment else None,
+                        "versions": [m.model_dump() for m in cloud],
+                    },
+                    "cloud_error": offline,
+                }
+            )
+        )
         return
     where = f"bucket {bucket}" if bucket else "this device"
     table = Table(title=f"routers on {where}", title_justify="left")
     for column in ("", "router", "kind", "threshold", "registered"):
         table.add_column(column)
     for m in local:
-        mark = "active" if deployment and deployment.active == m.ref else (
-            "candidate" if deployment and deployment.experiment and deployment.experiment.candidate == m.ref else "")
+        mark = (
+            "active"
+            if deployment and deployment.active == m.ref
+            else (
+                "candidate" if deployment and deployment.experiment and deployment.experiment.candidate == m.ref else ""
+            )
+        )
         table.add_row(mark, str(m.ref), m.kind, f"{m.default_threshold:.3f}", m.registered_at)
     console.print(table)
     if not local:
         console.print("no router versions here: the packaged router routes" if not bucket else "no versions yet")
     if offline:
-        console.print(f"[yellow]cloud not reached[/] ({offline}); routing goes on with the versions above",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]cloud not reached[/] ({offline}); routing goes on with the versions above",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif not bucket:
         have = {m.ref for m in local}
         active = cloud_deployment.active if cloud_deployment else None
         for m in cloud:
-            console.print(f"cloud: {m.ref}{' (active)' if m.ref == active else ''}"
-                          f"{'' if m.ref in have else '  [dim]hybrid-router routers pull ' + str(m.ref) + '[/]'}",
-                          highlight=False)
+            console.print(
+                f"cloud: {m.ref}{' (active)' if m.ref == active else ''}"
+                f"{'' if m.ref in have else '  [dim]hybrid-router routers pull ' + str(m.ref) + '[/]'}",
+                highlight=False,
+            )
 
 
 @routers_app.command("pull")
-def routers_pull(ctx: typer.Context,
-                 ref: Optional[str] = typer.Argument(None, help="<router_id>@<version>; none: follow the cloud's "
-                                                                "active version and experiment")) -> None:
+def routers_pull(
+    ctx: typer.Context,
+    ref: Optional[str] = typer.Argument(
+        None, help="<router_id>@<version>; none: follow the cloud's active version and experiment"
+    ),
+) -> None:
     """Download a version from the cloud (sha256-checked); without one, take the cloud's deployment."""
     from edge_client.routers import CloudRouters, device_registry
 
@@ -551,18 +676,28 @@ def routers_pull(ctx: typer.Context,
     cloud = CloudRouters(_settings(ctx).settings)
     if ref:
         manifest = cloud.pull(_ref(ref), registry)
-        console.print(f"pulled {manifest.ref} ({sum(f.bytes for f in manifest.files.values())} bytes, sha256 checked);"
-                      f" `hybrid-router routers use {manifest.ref}` routes with it", highlight=False)
+        console.print(
+            f"pulled {manifest.ref} ({sum(f.bytes for f in manifest.files.values())} bytes, sha256 checked);"
+            f" `hybrid-router routers use {manifest.ref}` routes with it",
+            highlight=False,
+        )
         return
     deployment = cloud.follow(registry)
-    extra = f", experiment {deployment.experiment.experiment_id} ({deployment.experiment.mode}, candidate " \
-            f"{deployment.experiment.candidate})" if deployment.experiment else ""
+    extra = (
+        f", experiment {deployment.experiment.experiment_id} ({deployment.experiment.mode}, candidate "
+        f"{deployment.experiment.candidate})"
+        if deployment.experiment
+        else ""
+    )
     console.print(f"following the cloud: active {deployment.active}{extra}", highlight=False)
 
 
 @routers_app.command("use")
-def routers_use(ctx: typer.Context, ref: str = typer.Argument(..., help="<router_id>@<version>"),
-                bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def routers_use(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="<router_id>@<version>"),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """Make a version the active one (a running experiment with another control is stopped)."""
     deployment = _registry(ctx, bucket).activate(_ref(ref))
     console.print(f"active router: {deployment.active}" + (f" (bucket {bucket})" if bucket else ""), highlight=False)
@@ -571,13 +706,16 @@ def routers_use(ctx: typer.Context, ref: str = typer.Argument(..., help="<router
 
 
 @routers_app.command("register")
-def routers_register(ctx: typer.Context, path: Path = typer.Argument(..., help="router folder (router.onnx + "
-                                                                              "tokenizer.json) or router.onnx"),
-                     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def routers_register(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="router folder (router.onnx + tokenizer.json) or router.onnx"),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """Add a router under its own id and version (from its metadata); a version is never replaced."""
     manifest = _registry(ctx, bucket).register(path)
-    console.print(f"registered {manifest.ref} ({manifest.kind})" + (f" in bucket {bucket}" if bucket else ""),
-                  highlight=False)
+    console.print(
+        f"registered {manifest.ref} ({manifest.kind})" + (f" in bucket {bucket}" if bucket else ""), highlight=False
+    )
 
 
 def _report(ctx: typer.Context, experiment_id: str, bucket: str | None):
@@ -590,65 +728,98 @@ def _report(ctx: typer.Context, experiment_id: str, bucket: str | None):
 
 
 @experiments_app.command("start")
-def experiments_start(ctx: typer.Context, experiment_id: str = typer.Argument(...),
-                      candidate: str = typer.Option(..., "--candidate", help="<router_id>@<version>"),
-                      mode: str = typer.Option("shadow", "--mode", help="shadow or ab"),
-                      share: float = typer.Option(0.5, "--share", min=0.0, max=1.0,
-                                                  help="A/B: share of requests the candidate routes"),
-                      bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def experiments_start(
+    ctx: typer.Context,
+    experiment_id: str = typer.Argument(...),
+    candidate: str = typer.Option(..., "--candidate", help="<router_id>@<version>"),
+    mode: str = typer.Option("shadow", "--mode", help="shadow or ab"),
+    share: float = typer.Option(0.5, "--share", min=0.0, max=1.0, help="A/B: share of requests the candidate routes"),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """Test a candidate against the active version (the control)."""
     if mode not in ("shadow", "ab"):
         raise CliError(f"--mode must be shadow or ab, got {mode!r}")
     experiment = _registry(ctx, bucket).start_experiment(experiment_id, _ref(candidate), mode, share)  # type: ignore[arg-type]
-    console.print(f"experiment {experiment.experiment_id}: {experiment.mode} of {experiment.candidate} against "
-                  f"{experiment.control}" + (f", {experiment.share:.0%} of requests" if mode == "ab" else ""),
-                  highlight=False)
+    console.print(
+        f"experiment {experiment.experiment_id}: {experiment.mode} of {experiment.candidate} against "
+        f"{experiment.control}" + (f", {experiment.share:.0%} of requests" if mode == "ab" else ""),
+        highlight=False,
+    )
 
 
 @experiments_app.command("report")
-def experiments_report(ctx: typer.Context, experiment_id: str = typer.Argument(...),
-                       as_json: bool = typer.Option(False, "--json"),
-                       bucket: Optional[str] = typer.Option(None, "--bucket", help="the experiment is the cloud's "
-                                                            "(read from this bucket); records are this device's")) -> None:
+def experiments_report(
+    ctx: typer.Context,
+    experiment_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    bucket: Optional[str] = typer.Option(
+        None, "--bucket", help="the experiment is the cloud's (read from this bucket); records are this device's"
+    ),
+) -> None:
     """Per arm: requests, strong share, cost, saving, fallbacks, router latency, ratings; agreement; verdict."""
     result = _report(ctx, experiment_id, bucket)
     if as_json:
         print(result.model_dump_json())
         return
     e = result.experiment
-    console.print(f"experiment {e.experiment_id} ({e.mode}, {e.status}): {result.requests} requests, agreement "
-                  + ("n/a" if result.agreement is None else f"{result.agreement:.1%}"), highlight=False)
+    console.print(
+        f"experiment {e.experiment_id} ({e.mode}, {e.status}): {result.requests} requests, agreement "
+        + ("n/a" if result.agreement is None else f"{result.agreement:.1%}"),
+        highlight=False,
+    )
     table = Table(title_justify="left")
     for column in ("arm", "router", "requests", "strong", "cost $", "saved", "fallbacks", "p50/p95 ms", "rating"):
         table.add_column(column, justify="left" if column in ("arm", "router", "rating") else "right")
     for arm in result.arms.values():
         r = arm.ratings
-        rating = "-" if r.mean is None else f"{r.mean:.2f}" + (
-            "" if r.low is None else f" [{r.low:.2f}, {r.high:.2f}]") + f" (n={r.count})"
-        table.add_row(arm.arm + (" (est.)" if arm.estimated else ""), f"{arm.router_id}@{arm.router_version}",
-                      str(arm.requests), f"{arm.strong_share:.0%}", f"{arm.cost_usd:.6f}", f"{arm.saving_share:.0%}",
-                      f"{arm.fallback_rate:.0%}", f"{arm.router_latency_p50_ms:.2f}/{arm.router_latency_p95_ms:.2f}",
-                      rating)
+        rating = (
+            "-"
+            if r.mean is None
+            else f"{r.mean:.2f}" + ("" if r.low is None else f" [{r.low:.2f}, {r.high:.2f}]") + f" (n={r.count})"
+        )
+        table.add_row(
+            arm.arm + (" (est.)" if arm.estimated else ""),
+            f"{arm.router_id}@{arm.router_version}",
+            str(arm.requests),
+            f"{arm.strong_share:.0%}",
+            f"{arm.cost_usd:.6f}",
+            f"{arm.saving_share:.0%}",
+            f"{arm.fallback_rate:.0%}",
+            f"{arm.router_latency_p50_ms:.2f}/{arm.router_latency_p95_ms:.2f}",
+            rating,
+        )
     console.print(table)
     v = result.verdict
     console.print(f"verdict: [bold]{v.outcome}[/] - {v.summary}", highlight=False, soft_wrap=True)
-    console.print(f"[dim]test: {v.test}" + (f"; p = {v.p_value:.3g}" if v.p_value is not None else "")
-                  + (f"; {v.cost_test}: p = {v.cost_p_value:.3g}" if v.cost_p_value is not None else "") + "[/]",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"[dim]test: {v.test}"
+        + (f"; p = {v.p_value:.3g}" if v.p_value is not None else "")
+        + (f"; {v.cost_test}: p = {v.cost_p_value:.3g}" if v.cost_p_value is not None else "")
+        + "[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @experiments_app.command("promote")
-def experiments_promote(ctx: typer.Context, experiment_id: str = typer.Argument(...),
-                        bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def experiments_promote(
+    ctx: typer.Context,
+    experiment_id: str = typer.Argument(...),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """End the experiment and make its candidate the active version."""
     deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=True)
-    console.print(f"promoted: active router {deployment.active}" + (f" (bucket {bucket})" if bucket else ""),
-                  highlight=False)
+    console.print(
+        f"promoted: active router {deployment.active}" + (f" (bucket {bucket})" if bucket else ""), highlight=False
+    )
 
 
 @experiments_app.command("stop")
-def experiments_stop(ctx: typer.Context, experiment_id: str = typer.Argument(...),
-                     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP)) -> None:
+def experiments_stop(
+    ctx: typer.Context,
+    experiment_id: str = typer.Argument(...),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+) -> None:
     """End the experiment; the control stays active."""
     deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=False)
     console.print(f"stopped: active router {deployment.active}", highlight=False)
@@ -690,8 +861,9 @@ def main(argv: list[str] | None = None) -> int:
 
             from edge_client.extras import missing_message
 
-            err_console.print(f"[bold red]error:[/] {escape(missing_message(exc, 'this command'))}",
-                              highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(missing_message(exc, 'this command'))}", highlight=False, soft_wrap=True
+            )
             return 2
         from rich.markup import escape
 

@@ -39,24 +39,47 @@ class Settings(BaseModel):
     local_model_name: str | None = Field(None, description="model name shown to clients; default from the file name")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: llama.cpp's choice")
     n_ctx: int = Field(2048, ge=128)
-    local_queue_limit: int = Field(8, ge=0, description="requests that may wait while the local model answers "
-                                   "another; one more goes to the strong model (fallback:local_busy) or gets 429")
-    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT, description="default answer length when a request sets none")
+    local_queue_limit: int = Field(
+        8,
+        ge=0,
+        description="requests that may wait while the local model answers "
+        "another; one more goes to the strong model (fallback:local_busy) or gets 429",
+    )
+    max_tokens: int = Field(
+        256, ge=1, le=MAX_TOKENS_LIMIT, description="default answer length when a request sets none"
+    )
     # routing
     router_path: str | None = Field(None, description="router.onnx file or folder; default: the packaged router")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")
     strong_share: float | None = Field(None, ge=0.0, le=1.0, description="target share of strong answers")
     routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
-    cascade: bool = Field(False, description="the model name `router` answers in cascade mode (`router-cascade` "
-                          "always does): the local model drafts in the band and its confidence decides")
-    cascade_low: float | None = Field(None, ge=0.0, le=1.0, description="router score below which the weak model "
-                                      "answers without a draft; default: the shipped policy (config/cascade.toml)")
-    cascade_high: float | None = Field(None, ge=0.0, le=1.0, description="router score from which the strong model "
-                                       "answers without a draft; default: the shipped policy")
+    cascade: bool = Field(
+        False,
+        description="the model name `router` answers in cascade mode (`router-cascade` "
+        "always does): the local model drafts in the band and its confidence decides",
+    )
+    cascade_low: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="router score below which the weak model "
+        "answers without a draft; default: the shipped policy (config/cascade.toml)",
+    )
+    cascade_high: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="router score from which the strong model answers without a draft; default: the shipped policy",
+    )
     cascade_signal: Literal["mean_logprob", "min_logprob", "verifier"] | None = Field(
-        None, description="the draft's confidence signal; default: the shipped policy")
-    cascade_min_confidence: float | None = Field(None, ge=0.0, le=1.0, description="a draft at or above this "
-                                                 "confidence is the answer, below it escalates; default: the policy")
+        None, description="the draft's confidence signal; default: the shipped policy"
+    )
+    cascade_min_confidence: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="a draft at or above this confidence is the answer, below it escalates; default: the policy",
+    )
     # the strong model
     strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
     cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
@@ -78,12 +101,20 @@ class Settings(BaseModel):
     device_id: str = "local"
     sync_batch_size: int = Field(100, ge=1, le=1000)
     # the local server (`serve`)
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host names `serve` answers besides "
-                                     "localhost, 127.0.0.1, [::1] and its own address (any port); comma-separated")
-    allowed_origins: list[str] = Field(default_factory=list, description="browser origins `serve` answers (and "
-                                       "allows by CORS), e.g. http://localhost:3000; comma-separated")
-    server_token: str | None = Field(None, description="bearer token `serve` requires on every route but GET "
-                                     "/health; needed to serve on a non-loopback host")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names `serve` answers besides "
+        "localhost, 127.0.0.1, [::1] and its own address (any port); comma-separated",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins `serve` answers (and allows by CORS), e.g. http://localhost:3000; comma-separated",
+    )
+    server_token: str | None = Field(
+        None,
+        description="bearer token `serve` requires on every route but GET "
+        "/health; needed to serve on a non-loopback host",
+    )
 
     @field_validator("cloud_url", "openai_url", "sagemaker_endpoint_url")
     @classmethod
@@ -151,8 +182,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
     unknown = sorted(set(data) - set(Settings.model_fields))
     if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
-                          f"valid: {', '.join(Settings.model_fields)}")
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(Settings.model_fields)}")
     return data
 
 
@@ -192,8 +222,9 @@ def _read_running_stack(env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
     return values, f"local_stack:{path}"
 
 
-def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path | None = None,
-                  **overrides: Any) -> LoadedSettings:
+def load_settings(
+    env: Mapping[str, str] | None = None, config_path: str | Path | None = None, **overrides: Any
+) -> LoadedSettings:
     """Effective settings. `overrides` (e.g. CLI flags; None values ignored) win over everything."""
     env = os.environ if env is None else env
     path = Path(config_path).expanduser() if config_path else default_config_path(env)

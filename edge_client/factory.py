@@ -14,9 +14,14 @@ DEFAULT_CLOUD_STRONG_MODEL = "strong"
 
 
 def build_weak(settings: Settings, on_status: StatusCallback | None = None) -> LlamaCppBackend:
-    return LlamaCppBackend(settings.local_model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                           name=settings.local_model_name, on_status=on_status,
-                           max_waiting=settings.local_queue_limit)
+    return LlamaCppBackend(
+        settings.local_model_path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        name=settings.local_model_name,
+        on_status=on_status,
+        max_waiting=settings.local_queue_limit,
+    )
 
 
 def build_strong(settings: Settings) -> ChatBackend | None:
@@ -28,24 +33,34 @@ def build_strong(settings: Settings) -> ChatBackend | None:
             return None
         from hybrid_router.backends.sagemaker import SageMakerBackend
 
-        return SageMakerBackend(settings.sagemaker_endpoint_name, region=settings.sagemaker_region,
-                                endpoint_url=settings.sagemaker_endpoint_url,
-                                body_format=settings.sagemaker_body_format, timeout_s=timeout,
-                                model_name=settings.strong_model)
+        return SageMakerBackend(
+            settings.sagemaker_endpoint_name,
+            region=settings.sagemaker_region,
+            endpoint_url=settings.sagemaker_endpoint_url,
+            body_format=settings.sagemaker_body_format,
+            timeout_s=timeout,
+            model_name=settings.strong_model,
+        )
     from hybrid_router.backends.openai_compat import OpenAICompatBackend
 
     if kind == "openai":
         if not settings.openai_url:
             return None
         model = settings.strong_model or "default"
-        backend = OpenAICompatBackend(settings.openai_url, api_key=settings.openai_api_key, model=model,
-                                      timeout_s=timeout)
+        backend = OpenAICompatBackend(
+            settings.openai_url, api_key=settings.openai_api_key, model=model, timeout_s=timeout
+        )
     else:
         if not settings.cloud_url:
             return None
         model = settings.strong_model or DEFAULT_CLOUD_STRONG_MODEL
-        backend = OpenAICompatBackend(settings.cloud_url.rstrip("/") + "/v1", api_key=settings.api_key, model=model,
-                                      timeout_s=timeout, api_key_header="x-api-key")
+        backend = OpenAICompatBackend(
+            settings.cloud_url.rstrip("/") + "/v1",
+            api_key=settings.api_key,
+            model=model,
+            timeout_s=timeout,
+            api_key_header="x-api-key",
+        )
     backend.name = model
     return backend
 
@@ -60,8 +75,12 @@ def build_route_source(settings: Settings) -> RouteSource:
     return LocalRouteSource(settings.router_path, registry=device_registry(settings))
 
 
-def build_service(settings: Settings, on_status: StatusCallback | None = None,
-                  weak: ChatBackend | None = None, strong: ChatBackend | None = None) -> EdgeService:
+def build_service(
+    settings: Settings,
+    on_status: StatusCallback | None = None,
+    weak: ChatBackend | None = None,
+    strong: ChatBackend | None = None,
+) -> EdgeService:
     return EdgeService(
         settings,
         weak=weak or build_weak(settings, on_status),

@@ -36,9 +36,16 @@ def training_rows(log: DecisionLog) -> tuple[list[dict], int, int]:
         if not record.prompt:
             no_prompt += 1
             continue
-        rows.append({"id": f"feedback/{record.decision_id}", "prompt": record.prompt,
-                     "scores": {record.model_used: unit_score(feedback.rating, feedback.scale)},
-                     "source": SOURCE, "route": record.route, "decision_id": record.decision_id})
+        rows.append(
+            {
+                "id": f"feedback/{record.decision_id}",
+                "prompt": record.prompt,
+                "scores": {record.model_used: unit_score(feedback.rating, feedback.scale)},
+                "source": SOURCE,
+                "route": record.route,
+                "decision_id": record.decision_id,
+            }
+        )
     return rows, no_prompt, no_answer
 
 

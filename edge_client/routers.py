@@ -13,8 +13,16 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from hybrid_router.registry import (Deployment, Experiment, FolderBlobs, Manifest, RegistryError, RouterNotFound,
-                                    RouterRef, RouterRegistry)
+from hybrid_router.registry import (
+    Deployment,
+    Experiment,
+    FolderBlobs,
+    Manifest,
+    RegistryError,
+    RouterNotFound,
+    RouterRef,
+    RouterRegistry,
+)
 
 from edge_client.config import Settings
 
@@ -86,8 +94,9 @@ class CloudRouters:
                 self.pull(ref, registry)
         before = registry.deployment()
         ended = before.experiment if before is not None and before.experiment is not None else None
-        if ended is not None and (deployment.experiment is None
-                                  or deployment.experiment.experiment_id != ended.experiment_id):
+        if ended is not None and (
+            deployment.experiment is None or deployment.experiment.experiment_id != ended.experiment_id
+        ):
             try:  # the cloud's record of how it ended (promoted or stopped), for this device's reports
                 report = self._get(f"/v1/experiments/{ended.experiment_id}")
                 registry.record_experiment(Experiment.model_validate(report["experiment"]))

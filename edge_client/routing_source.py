@@ -35,8 +35,14 @@ class RouteSource(Protocol):
     kind: str
     default_threshold: float
 
-    def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None, decision_id: str | None = None) -> Scored: ...
+    def decide(
+        self,
+        prompt: str,
+        spec: RouterSpec,
+        threshold: float | None,
+        strong_share: float | None,
+        decision_id: str | None = None,
+    ) -> Scored: ...
 
 
 class LocalRouteSource:
@@ -56,8 +62,7 @@ class LocalRouteSource:
                 experiment = deployment.experiment
                 if experiment is not None and experiment.status == "running":
                     self.experiment = experiment
-                    self._candidate = load_router(registry.local_folder(experiment.candidate),
-                                                  intra_op_num_threads=1)
+                    self._candidate = load_router(registry.local_folder(experiment.candidate), intra_op_num_threads=1)
             self._default = load_router(router_path, intra_op_num_threads=1)
         except Exception as exc:
             raise RoutingError(f"cannot load the router: {exc}") from exc
@@ -74,27 +79,51 @@ class LocalRouteSource:
                 raise UnknownRouterKind(str(exc)) from exc
             raise RoutingError(str(exc)) from exc
 
-    def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None, decision_id: str | None = None) -> Scored:
+    def decide(
+        self,
+        prompt: str,
+        spec: RouterSpec,
+        threshold: float | None,
+        strong_share: float | None,
+        decision_id: str | None = None,
+    ) -> Scored:
         router = self.router_for(spec.kind)
         if self.experiment is not None and router is self._default and decision_id is not None:
             from hybrid_router.experiments import decide
 
             if spec.threshold is not None:
                 threshold, strong_share = spec.threshold, None
-            arm = decide(self.experiment, self._default, self._candidate, prompt, decision_id, threshold=threshold,
-                         strong_share=strong_share)
-            return Scored(score=arm.score, threshold=arm.threshold, route=arm.route, latency_ms=arm.latency_ms,
-                          router_id=arm.router.info.router_id, router_version=arm.router.info.version,
-                          fields=arm.fields)
+            arm = decide(
+                self.experiment,
+                self._default,
+                self._candidate,
+                prompt,
+                decision_id,
+                threshold=threshold,
+                strong_share=strong_share,
+            )
+            return Scored(
+                score=arm.score,
+                threshold=arm.threshold,
+                route=arm.route,
+                latency_ms=arm.latency_ms,
+                router_id=arm.router.info.router_id,
+                router_version=arm.router.info.version,
+                fields=arm.fields,
+            )
         if spec.threshold is not None:
             threshold, strong_share = spec.threshold, None
         elif spec.kind is not None and spec.kind != self.kind:
             threshold, strong_share = None, None  # another router: its own default threshold
         decision = router.decide(prompt, threshold=threshold, strong_share=strong_share)
-        return Scored(score=decision.score, threshold=decision.threshold, route=decision.route,
-                      latency_ms=decision.latency_ms, router_id=router.info.router_id,
-                      router_version=router.info.version)
+        return Scored(
+            score=decision.score,
+            threshold=decision.threshold,
+            route=decision.route,
+            latency_ms=decision.latency_ms,
+            router_id=router.info.router_id,
+            router_version=router.info.version,
+        )
 
 
 class RemoteRouteSource:
@@ -107,8 +136,14 @@ class RemoteRouteSource:
         self.kind = "remote"
         self.default_threshold = 0.5
 
-    def decide(self, prompt: str, spec: RouterSpec, threshold: float | None,
-               strong_share: float | None, decision_id: str | None = None) -> Scored:
+    def decide(
+        self,
+        prompt: str,
+        spec: RouterSpec,
+        threshold: float | None,
+        strong_share: float | None,
+        decision_id: str | None = None,
+    ) -> Scored:
         body: dict = {"model": spec.name, "prompt": prompt}
         if spec.threshold is None:
             if threshold is not None:
@@ -127,9 +162,14 @@ class RemoteRouteSource:
             raise RoutingError(f"cloud router answered {response.status_code}: {response.text[:200]}")
         try:
             data = response.json()
-            return Scored(score=float(data["score"]), threshold=float(data["threshold"]), route=str(data["route"]),
-                          latency_ms=latency_ms, router_id=str(data.get("router_id", "remote")),
-                          router_version=str(data.get("router_version", "unknown")))
+            return Scored(
+                score=float(data["score"]),
+                threshold=float(data["threshold"]),
+                route=str(data["route"]),
+                latency_ms=latency_ms,
+                router_id=str(data.get("router_id", "remote")),
+                router_version=str(data.get("router_version", "unknown")),
+            )
         except (KeyError, TypeError, ValueError) as exc:  # ValueError: not JSON at all
             raise RoutingError(f"cloud router sent an unexpected answer: {response.text[:200]}") from exc
 

@@ -60,30 +60,51 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 log = logging.getLogger("edge_client.server")
 
 
-def _error(status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None,
-           param: str | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    error_type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> JSONResponse:
     return JSONResponse(error_body(message, error_type, code=code, param=param), status_code=status)
 
 
 def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
-    return {"decision_id": plan.decision_id, "route": route, "reason": reason, "model": model,
-            "score": round(plan.score, 6), "threshold": round(plan.threshold, 6), "router_id": plan.router_id,
-            "router_latency_ms": round(plan.router_latency_ms, 3)}
+    return {
+        "decision_id": plan.decision_id,
+        "route": route,
+        "reason": reason,
+        "model": model,
+        "score": round(plan.score, 6),
+        "threshold": round(plan.threshold, 6),
+        "router_id": plan.router_id,
+        "router_latency_ms": round(plan.router_latency_ms, 3),
+    }
 
 
 def _headers(routing: dict[str, Any]) -> dict[str, str]:
-    return {f"x-hybrid-router-{key.replace('_', '-')}": str(routing[key])
-            for key in ("decision_id", "route", "reason", "model", "score", "threshold")}
+    return {
+        f"x-hybrid-router-{key.replace('_', '-')}": str(routing[key])
+        for key in ("decision_id", "route", "reason", "model", "score", "threshold")
+    }
 
 
 def _record_routing(plan: Plan, record: DecisionRecord) -> dict[str, Any]:
     routing = _routing(plan, record.route, record.reason, record.model_used)
-    routing.update(cost_usd=record.cost_usd, strong_cost_usd=record.strong_cost_usd,
-                   saving_usd=record.saving_usd, generation_latency_ms=round(record.generation_latency_ms, 3))
+    routing.update(
+        cost_usd=record.cost_usd,
+        strong_cost_usd=record.strong_cost_usd,
+        saving_usd=record.saving_usd,
+        generation_latency_ms=round(record.generation_latency_ms, 3),
+    )
     if record.confidence is not None:  # cascade mode drafted locally first
-        routing["cascade"] = {"confidence": round(record.confidence, 6), "escalated": record.escalated,
-                              "draft_tokens": record.draft_tokens,
-                              "draft_latency_ms": round(record.draft_latency_ms, 3)}
+        routing["cascade"] = {
+            "confidence": round(record.confidence, 6),
+            "escalated": record.escalated,
+            "draft_tokens": record.draft_tokens,
+            "draft_latency_ms": round(record.draft_latency_ms, 3),
+        }
     return routing
 
 
@@ -92,7 +113,7 @@ def _hostname(host: str) -> str:
     host = host.strip().lower()
     if host.count(":") > 1 and not host.startswith("["):
         return f"[{host}]"
-    name = host[:host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
     return name.rstrip(".")
 
 
@@ -111,8 +132,10 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, settings: Settings) -> None:
     """Refuses to serve beyond this machine without a token: anyone on the network could spend the user's money."""
     if not is_loopback(host) and not settings.server_token:
-        raise ConfigError(f"serving on the non-loopback host {host} needs a token: set server_token "
-                          "(HYBRID_ROUTER_SERVER_TOKEN), or serve on 127.0.0.1")
+        raise ConfigError(
+            f"serving on the non-loopback host {host} needs a token: set server_token "
+            "(HYBRID_ROUTER_SERVER_TOKEN), or serve on 127.0.0.1"
+        )
 
 
 class RequestGuard:
@@ -145,32 +168,44 @@ class RequestGuard:
         own = LOOPBACK_HOSTS | {_hostname(address)}
         host = headers.get("host", "")
         if _hostname(host) not in self.hosts | own:
-            return _error(403, f"Host {host!r} is not this machine; add it to allowed_hosts to serve it",
-                          code="host_not_allowed")
+            return _error(
+                403, f"Host {host!r} is not this machine; add it to allowed_hosts to serve it", code="host_not_allowed"
+            )
         origin = headers.get("origin")
-        own_origins = {f"http://{name}:{port}" for name in own} | ({f"http://{name}" for name in own}
-                                                                   if port == 80 else set())
+        own_origins = {f"http://{name}:{port}" for name in own} | (
+            {f"http://{name}" for name in own} if port == 80 else set()
+        )
         if origin is not None and origin.lower().rstrip("/") not in self.origins | own_origins:
-            return _error(403, f"Origin {origin!r} is not allowed; add it to allowed_origins to serve it",
-                          code="origin_not_allowed")
+            return _error(
+                403,
+                f"Origin {origin!r} is not allowed; add it to allowed_origins to serve it",
+                code="origin_not_allowed",
+            )
         method = scope["method"]
         preflight = method == "OPTIONS" and "access-control-request-method" in headers
         health = method in ("GET", "HEAD") and scope["path"] == "/health"
         if self.token and not (preflight or health) and not self._authorized(headers.get("authorization", "")):
-            response = _error(401, "send the server token as 'Authorization: Bearer <server_token>'",
-                              code="invalid_token")
+            response = _error(
+                401, "send the server token as 'Authorization: Bearer <server_token>'", code="invalid_token"
+            )
             response.headers["www-authenticate"] = "Bearer"
             return response
         content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
         if method == "POST" and content_type != "application/json":
-            return _error(415, f"the body must be JSON sent as Content-Type: application/json, not {content_type!r}",
-                          code="unsupported_media_type")
+            return _error(
+                415,
+                f"the body must be JSON sent as Content-Type: application/json, not {content_type!r}",
+                code="unsupported_media_type",
+            )
         return None
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")
-        return (self.token is not None and scheme.lower() == "bearer"
-                and hmac.compare_digest(token.strip().encode(), self.token.encode()))
+        return (
+            self.token is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(token.strip().encode(), self.token.encode())
+        )
 
 
 def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
@@ -183,8 +218,9 @@ def _parse(body: bytes) -> ChatCompletionRequest | JSONResponse:
     if not isinstance(data, dict):
         return _error(400, "request body must be a JSON object", code="invalid_json")
     if not data.get("messages"):
-        return _error(400, "'messages' must be a non-empty list of chat messages", param="messages",
-                      code="invalid_messages")
+        return _error(
+            400, "'messages' must be a non-empty list of chat messages", param="messages", code="invalid_messages"
+        )
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -261,8 +297,13 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
             yield _sse("[DONE]")
             return
         except DecisionLogError as exc:  # the text already went out; say it is not recorded, no traceback
-            yield _sse(error_body(f"the decision log cannot be written, so this answer is not recorded: {exc}",
-                                  "api_error", code="decision_log_unwritable"))
+            yield _sse(
+                error_body(
+                    f"the decision log cannot be written, so this answer is not recorded: {exc}",
+                    "api_error",
+                    code="decision_log_unwritable",
+                )
+            )
             yield _sse("[DONE]")
             return
         await pump.future  # the record is written once the worker has finished
@@ -272,8 +313,11 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
             last["routing"] = _record_routing(answer.plan, record)
         yield _sse(last)
         if include_usage and record is not None:
-            usage = Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
-                          total_tokens=record.prompt_tokens + record.completion_tokens)
+            usage = Usage(
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                total_tokens=record.prompt_tokens + record.completion_tokens,
+            )
             chunk = completion_chunk(completion_id, model, {})
             chunk["choices"] = []
             chunk["usage"] = usage.model_dump()
@@ -317,8 +361,12 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal error; the request was not completed (the server's log has the details)",
-                      "server_error", code="internal_error")
+        return _error(
+            500,
+            "internal error; the request was not completed (the server's log has the details)",
+            "server_error",
+            code="internal_error",
+        )
 
     @app.exception_handler(RequestValidationError)  # bodies FastAPI parses (feedback): the cloud API's errors
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -327,14 +375,24 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         weak = service.weak
-        return {"status": "ok", "weak_model": service.weak_name, "weak_loaded": bool(getattr(weak, "loaded", True)),
-                "strong_model": service.strong_name, "strong_configured": service.strong is not None,
-                "router_kind": service.route_source.kind if service.route_source else None}
+        return {
+            "status": "ok",
+            "weak_model": service.weak_name,
+            "weak_loaded": bool(getattr(weak, "loaded", True)),
+            "strong_model": service.strong_name,
+            "strong_configured": service.strong is not None,
+            "router_kind": service.route_source.kind if service.route_source else None,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
-                                           for name in service.model_names()]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
+                for name in service.model_names()
+            ],
+        }
 
     @app.get("/v1/models/{model:path}", responses=errors(404, 503))
     async def model(model: str) -> Any:
@@ -343,12 +401,21 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         except RoutingError as exc:  # an installed kind whose router file cannot be loaded
             return _error(503, str(exc), "api_error", code="router_unavailable")
         if not served:
-            return _error(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
-                          code="model_not_found", param="model")
+            return _error(
+                404,
+                f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
+                code="model_not_found",
+                param="model",
+            )
         return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
 
-    @app.post("/v1/chat/completions", responses={
-        200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}}, **errors(404, 502, 503, 504, 507)})
+    @app.post(
+        "/v1/chat/completions",
+        responses={
+            200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}},
+            **errors(404, 502, 503, 504, 507),
+        },
+    )
     async def chat_completions(http_request: Request) -> Any:
         parsed = _parse(await http_request.body())
         if isinstance(parsed, JSONResponse):
@@ -367,8 +434,11 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                 routing = _routing(plan, answer.route, answer.reason, answer.model)
                 options = getattr(request, "stream_options", None) or {}
                 include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-                return StreamingResponse(_sse_body(answer, completion_id, include_usage),
-                                         media_type="text/event-stream", headers=_headers(routing))
+                return StreamingResponse(
+                    _sse_body(answer, completion_id, include_usage),
+                    media_type="text/event-stream",
+                    headers=_headers(routing),
+                )
             result = await _complete_unless_gone(http_request, service, request, plan)
         except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
             return _error(499, str(exc), code="client_disconnected")
@@ -380,16 +450,23 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                 response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
             return response
         except DecisionLogError as exc:
-            return _error(507, f"the decision log cannot be written, so the answer is withheld: {exc}",
-                          "api_error", code="decision_log_unwritable")
+            return _error(
+                507,
+                f"the decision log cannot be written, so the answer is withheld: {exc}",
+                "api_error",
+                code="decision_log_unwritable",
+            )
         record = result.record
         routing = _record_routing(plan, record)
         response = ChatCompletionResponse(
-            id=completion_id, model=record.model_used,
-            choices=[Choice(message={"role": "assistant", "content": result.text},
-                            finish_reason=result.finish_reason)],
-            usage=Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
-                        total_tokens=record.prompt_tokens + record.completion_tokens),
+            id=completion_id,
+            model=record.model_used,
+            choices=[Choice(message={"role": "assistant", "content": result.text}, finish_reason=result.finish_reason)],
+            usage=Usage(
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                total_tokens=record.prompt_tokens + record.completion_tokens,
+            ),
             routing=routing,
         )
         return JSONResponse(response.model_dump(), headers=_headers(routing))
@@ -422,19 +499,35 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         try:
             stored = service.log.rate(body)
         except DecisionNotFound:
-            return error_response(404, f"No decision {body.decision_id} for this device.", code="decision_not_found",
-                                  param="decision_id")
+            return error_response(
+                404, f"No decision {body.decision_id} for this device.", code="decision_not_found", param="decision_id"
+            )
         except DecisionLogError as exc:
-            return _error(507, f"the decision log cannot be written, so the rating is not saved: {exc}", "api_error",
-                          code="decision_log_unwritable")
+            return _error(
+                507,
+                f"the decision log cannot be written, so the rating is not saved: {exc}",
+                "api_error",
+                code="decision_log_unwritable",
+            )
         return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
 
     app.add_middleware(BodyLimits, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["authorization", "content-type"],
-                       expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type"],
+        expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"],
+    )
     app.add_middleware(RequestGuard, settings=settings, host=host)
     token = {"Bearer": {"type": "http", "scheme": "bearer", "description": "the server_token"}}
-    document(app, schemes=token if settings.server_token else {}, public={"/health"}, protected=(401,), every=(403,),
-             with_body=(400, 413, 415), bodies={("POST", "/v1/chat/completions"): ChatCompletionRequest})
+    document(
+        app,
+        schemes=token if settings.server_token else {},
+        public={"/health"},
+        protected=(401,),
+        every=(403,),
+        with_body=(400, 413, 415),
+        bodies={("POST", "/v1/chat/completions"): ChatCompletionRequest},
+    )
     return app

@@ -31,8 +31,10 @@ CASCADE = "cascade"  # the router kind in `router-cascade[-<min confidence>]`
 
 class UnknownModelError(ValueError):
     def __init__(self, model: str, valid: list[str], why: str | None = None):
-        super().__init__(f"unknown model {model!r}{f' ({why})' if why else ''}; valid models: {', '.join(valid)} "
-                         "(or router-<kind>-<threshold>, e.g. router-mf-0.2)")
+        super().__init__(
+            f"unknown model {model!r}{f' ({why})' if why else ''}; valid models: {', '.join(valid)} "
+            "(or router-<kind>-<threshold>, e.g. router-mf-0.2)"
+        )
         self.model = model
         self.valid = valid
 
@@ -60,9 +62,16 @@ class DecisionLogRecorder:
 
 
 class EdgeService:
-    def __init__(self, settings: Settings, weak: ChatBackend, strong: ChatBackend | None,
-                 route_source: RouteSource | None, decision_log: DecisionLog, costs: CostModel | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(
+        self,
+        settings: Settings,
+        weak: ChatBackend,
+        strong: ChatBackend | None,
+        route_source: RouteSource | None,
+        decision_log: DecisionLog,
+        costs: CostModel | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
         self.settings = settings
         self.weak = weak
         self.strong = strong
@@ -70,16 +79,27 @@ class EdgeService:
         self.log = decision_log
         self.costs = costs or CostModel.default()
         self.clock = clock
-        self.budget = SpendLedger(decision_log.spend_since, clock, settings.daily_cap_usd, settings.monthly_cap_usd,
-                                  self.costs)
+        self.budget = SpendLedger(
+            decision_log.spend_since, clock, settings.daily_cap_usd, settings.monthly_cap_usd, self.costs
+        )
         try:
-            self.cascade = load_policy().with_overrides(settings.cascade_low, settings.cascade_high,
-                                                        settings.cascade_signal, settings.cascade_min_confidence)
+            self.cascade = load_policy().with_overrides(
+                settings.cascade_low, settings.cascade_high, settings.cascade_signal, settings.cascade_min_confidence
+            )
         except CascadeError as exc:
             raise RoutingError(f"cascade mode: {exc}") from exc
-        self.pipeline = Pipeline(weak, strong, self.weak_name, self.strong_name, DecisionLogRecorder(decision_log),
-                                 self.costs, self.budget, fallback=True, store_prompts=settings.store_prompts,
-                                 default_max_tokens=settings.max_tokens)
+        self.pipeline = Pipeline(
+            weak,
+            strong,
+            self.weak_name,
+            self.strong_name,
+            DecisionLogRecorder(decision_log),
+            self.costs,
+            self.budget,
+            fallback=True,
+            store_prompts=settings.store_prompts,
+            default_max_tokens=settings.max_tokens,
+        )
 
     # names
 
@@ -164,29 +184,65 @@ class EdgeService:
             raise UnknownModelError(model, self.model_names(), why="cascade mode needs the local llama.cpp model")
         if cascade is not None:
             assert self.route_source is not None
-            scored = self.route_source.decide(request.last_user_text(), RouterSpec(name="router"),
-                                              self.settings.threshold, self.settings.strong_share)
+            scored = self.route_source.decide(
+                request.last_user_text(), RouterSpec(name="router"), self.settings.threshold, self.settings.strong_share
+            )
             settled = cascade.pre_route(scored.score)
-            plan = Plan(decision_id, model, "strong" if settled == "strong" else "weak", "routed", scored.score,
-                        cascade.high, scored.router_id, scored.router_version, scored.latency_ms,
-                        remote=self.route_source.kind == "remote", cascade=cascade if settled == "draft" else None,
-                        **who)
+            plan = Plan(
+                decision_id,
+                model,
+                "strong" if settled == "strong" else "weak",
+                "routed",
+                scored.score,
+                cascade.high,
+                scored.router_id,
+                scored.router_version,
+                scored.latency_ms,
+                remote=self.route_source.kind == "remote",
+                cascade=cascade if settled == "draft" else None,
+                **who,
+            )
         elif self.route_source is None:
             plan = Plan(decision_id, model, forced or "weak", "forced", 0.0, 0.0, "none", "none", 0.0, **who)
         elif forced is not None and self.route_source.kind == "remote":
-            plan = Plan(decision_id, model, forced, "forced", 0.0, self.route_source.default_threshold,
-                        "remote", "unknown", 0.0, remote=True, **who)
+            plan = Plan(
+                decision_id,
+                model,
+                forced,
+                "forced",
+                0.0,
+                self.route_source.default_threshold,
+                "remote",
+                "unknown",
+                0.0,
+                remote=True,
+                **who,
+            )
         else:
             try:
-                scored = self.route_source.decide(request.last_user_text(), spec or RouterSpec(name="router"),
-                                                  self.settings.threshold, self.settings.strong_share,
-                                                  decision_id=decision_id)
+                scored = self.route_source.decide(
+                    request.last_user_text(),
+                    spec or RouterSpec(name="router"),
+                    self.settings.threshold,
+                    self.settings.strong_share,
+                    decision_id=decision_id,
+                )
             except UnknownRouterKind as exc:  # router-<kind> of a kind not installed: as unknown as any name
                 raise UnknownModelError(model, self.model_names(), why=str(exc)) from None
-            plan = Plan(decision_id, model, forced or scored.route, "forced" if forced else "routed",
-                        scored.score, scored.threshold, scored.router_id, scored.router_version,
-                        scored.latency_ms, remote=self.route_source.kind == "remote",
-                        experiment_fields=dict(scored.fields), **who)
+            plan = Plan(
+                decision_id,
+                model,
+                forced or scored.route,
+                "forced" if forced else "routed",
+                scored.score,
+                scored.threshold,
+                scored.router_id,
+                scored.router_version,
+                scored.latency_ms,
+                remote=self.route_source.kind == "remote",
+                experiment_fields=dict(scored.fields),
+                **who,
+            )
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
             if over is not None:
@@ -195,8 +251,9 @@ class EdgeService:
 
     # answering: the core pipeline
 
-    def complete(self, request: ChatCompletionRequest, plan: Plan | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> Answer:
+    def complete(
+        self, request: ChatCompletionRequest, plan: Plan | None = None, cancelled: Callable[[], bool] | None = None
+    ) -> Answer:
         return self.pipeline.complete(request, plan or self.plan(request), cancelled=cancelled)
 
     def stream(self, request: ChatCompletionRequest, plan: Plan | None = None) -> StreamingAnswer:

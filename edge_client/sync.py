@@ -81,19 +81,30 @@ class SyncReport:
         rejected = ""
         if self.failed:
             decision_id, reason = self.failed[0]
-            rejected = (f"; {len(self.failed)} refused by the cloud (kept in the device log as refused, not sent "
-                        f"again; first: {decision_id}: {reason})")
+            rejected = (
+                f"; {len(self.failed)} refused by the cloud (kept in the device log as refused, not sent "
+                f"again; first: {decision_id}: {reason})"
+            )
         if self.refused_total > len(self.failed):
             rejected += f"; {self.refused_total} refused in all"
-        refused = (f", {len(self.feedback_failed)} refused by the cloud (kept pending; first: "
-                   f"{self.feedback_failed[0][0]}: {self.feedback_failed[0][1]})" if self.feedback_failed else "")
-        charged = (f", {self.charged} with the cloud's charge for an answer it served too (the device had "
-                   "stopped waiting)" if self.charged else "")
-        return (f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
-                f"({self.accepted} new, {self.duplicates} already in the cloud{charged}) in {self.batches} batches, "
-                f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending; "
-                f"ratings: {self.feedback_accepted} of {self.feedback_sent} sent accepted{refused}, "
-                f"{self.feedback_remaining} left pending")
+        refused = (
+            f", {len(self.feedback_failed)} refused by the cloud (kept pending; first: "
+            f"{self.feedback_failed[0][0]}: {self.feedback_failed[0][1]})"
+            if self.feedback_failed
+            else ""
+        )
+        charged = (
+            f", {self.charged} with the cloud's charge for an answer it served too (the device had stopped waiting)"
+            if self.charged
+            else ""
+        )
+        return (
+            f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
+            f"({self.accepted} new, {self.duplicates} already in the cloud{charged}) in {self.batches} batches, "
+            f"{self.retries} retries, {self.seconds:.1f}s{rejected}; {self.remaining} left pending; "
+            f"ratings: {self.feedback_accepted} of {self.feedback_sent} sent accepted{refused}, "
+            f"{self.feedback_remaining} left pending"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,8 +149,16 @@ def sync_decisions(
         http = client
     headers = {"x-api-key": api_key} if api_key else {}
     report = SyncReport()
-    post = partial(_post, http, headers=headers, max_retries=max_retries, base_delay_s=base_delay_s,
-                   max_delay_s=max_delay_s, sleep=sleep, report=report)
+    post = partial(
+        _post,
+        http,
+        headers=headers,
+        max_retries=max_retries,
+        base_delay_s=base_delay_s,
+        max_delay_s=max_delay_s,
+        sleep=sleep,
+        report=report,
+    )
     started = time.monotonic()
     cursor: str | None = None
     size = batch_size
@@ -154,8 +173,11 @@ def sync_decisions(
                 if size > 1:
                     size = max(1, len(batch) // 2)
                     continue
-                answer = {"accepted": 0, "duplicates": 0,
-                          "failed": [{"decision_id": ids[0], "error": "too large for the cloud (HTTP 413)"}]}
+                answer = {
+                    "accepted": 0,
+                    "duplicates": 0,
+                    "failed": [{"decision_id": ids[0], "error": "too large for the cloud (HTTP 413)"}],
+                }
                 size = batch_size
             failed = _acknowledged(answer, ids)
             acked = [decision_id for decision_id in ids if decision_id not in failed]
@@ -183,8 +205,9 @@ def _sync_feedback(log: DecisionLog, post: Callable[..., Any], page_size: int, r
     cursor: str | None = None
     while page := log.pending_feedback(page_size, after=cursor):
         for feedback in page:
-            body = FeedbackRequest(decision_id=feedback.decision_id, rating=feedback.rating, scale=feedback.scale,
-                                   comment=feedback.comment)
+            body = FeedbackRequest(
+                decision_id=feedback.decision_id, rating=feedback.rating, scale=feedback.scale, comment=feedback.comment
+            )
             report.feedback_sent += 1
             try:
                 answer = post(FEEDBACK_PATH, body.model_dump(mode="json"))
@@ -228,8 +251,10 @@ def _post(
         except httpx.TransportError as error:
             tls = _tls_failure(error)
             if tls is not None:
-                raise SyncError(f"TLS handshake with {http.base_url} failed ({tls}): check that cloud_url's scheme "
-                                "(http or https) and certificate are right; retrying cannot help") from error
+                raise SyncError(
+                    f"TLS handshake with {http.base_url} failed ({tls}): check that cloud_url's scheme "
+                    "(http or https) and certificate are right; retrying cannot help"
+                ) from error
             problem = f"{type(error).__name__}: {error}"
         else:
             status = response.status_code
@@ -284,7 +309,8 @@ def _acknowledged(answer: Any, ids: Sequence[str]) -> dict[str, str]:
         # Marking on an answer that does not add up could lose records: mark none, the re-send is harmless.
         raise SyncError(
             f"the cloud's answer does not match the batch of {len(ids)}: accepted {accepted}, "
-            f"duplicates {duplicates}, failed {len(failed)}" + (f" (unknown ids {sorted(unknown)[:3]})" if unknown else "")
+            f"duplicates {duplicates}, failed {len(failed)}"
+            + (f" (unknown ids {sorted(unknown)[:3]})" if unknown else "")
         )
     return failed
 
@@ -366,8 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch_size = args.batch_size or (settings.sync_batch_size if settings else 100)
     try:
         with DecisionLog(db) as log:
-            report = sync_decisions(log, url, api_key=api_key, batch_size=batch_size,
-                                    max_retries=args.max_retries, timeout_s=args.timeout)
+            report = sync_decisions(
+                log, url, api_key=api_key, batch_size=batch_size, max_retries=args.max_retries, timeout_s=args.timeout
+            )
     except SyncAuthError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
@@ -379,8 +406,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(json.dumps(report.as_dict()) if args.json else str(report))
     if report.stuck:
-        print(f"error: the cloud refused {len(report.failed)} record(s); they stay in the device log as refused "
-              f"(first: {report.failed[0][0]}: {report.failed[0][1]})", file=sys.stderr)
+        print(
+            f"error: the cloud refused {len(report.failed)} record(s); they stay in the device log as refused "
+            f"(first: {report.failed[0][0]}: {report.failed[0][1]})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

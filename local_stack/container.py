@@ -56,14 +56,28 @@ class TextModel(Protocol):
     def prompt_token_count(self, prompt: str) -> int: ...
     def chat_token_count(self, messages: list[dict]) -> int: ...
     def prompt_tokens(self, text: str) -> list[tuple[int, str]]: ...
-    def stream_prompt(self, prompt: str, max_tokens: int, temperature: float,
-                      stop: list[str] | None = None) -> Iterator[Piece]: ...
-    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float,
-                    stop: list[str] | None = None, top_p: float | None = None) -> Iterator[Piece]: ...
-    def complete_prompt(self, prompt: str, max_tokens: int, temperature: float,
-                        stop: list[str] | None = None) -> Generation: ...
-    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float,
-                      stop: list[str] | None = None, top_p: float | None = None) -> Generation: ...
+    def stream_prompt(
+        self, prompt: str, max_tokens: int, temperature: float, stop: list[str] | None = None
+    ) -> Iterator[Piece]: ...
+    def stream_chat(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Iterator[Piece]: ...
+    def complete_prompt(
+        self, prompt: str, max_tokens: int, temperature: float, stop: list[str] | None = None
+    ) -> Generation: ...
+    def complete_chat(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generation: ...
 
 
 class TgiParameters(BaseModel):
@@ -108,8 +122,10 @@ def _context_error(exc: ValueError) -> bool:
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
     kind = "validation" if isinstance(exc, ValueError) and _context_error(exc) else "generation"
-    return {"error": f"{'Input validation error' if kind == 'validation' else 'Generation failed'}: {exc}",
-            "error_type": kind}
+    return {
+        "error": f"{'Input validation error' if kind == 'validation' else 'Generation failed'}: {exc}",
+        "error_type": kind,
+    }
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -125,13 +141,16 @@ def _sse(event: dict[str, Any], space: bool = True) -> bytes:
 
 def _tgi_response(model: TextModel, request: TgiRequest) -> dict[str, Any]:
     params = request.parameters
-    result = model.complete_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
-                                   params.stop)
+    result = model.complete_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(), params.stop)
     text = (request.inputs + result.text) if params.return_full_text else result.text
     out: dict[str, Any] = {"generated_text": text}
     if params.details or params.decoder_input_details:
-        details: dict[str, Any] = {"finish_reason": _TGI_FINISH.get(result.finish_reason, "eos_token"),
-                                   "generated_tokens": result.completion_tokens, "seed": None, "tokens": []}
+        details: dict[str, Any] = {
+            "finish_reason": _TGI_FINISH.get(result.finish_reason, "eos_token"),
+            "generated_tokens": result.completion_tokens,
+            "seed": None,
+            "tokens": [],
+        }
         if params.decoder_input_details:
             details["prefill"] = [{"id": i, "text": t, "logprob": None} for i, t in model.prompt_tokens(request.inputs)]
         out["details"] = details
@@ -145,16 +164,18 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
     try:
         # closing(): when the client goes away this generator is closed, and the model's stream with it at once
         # (that releases the model's lock), not whenever the garbage collector gets to it.
-        with closing(model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(),
-                                         params.stop)) as stream:
+        with closing(
+            model.stream_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(), params.stop)
+        ) as stream:
             for piece in stream:
                 if piece.finish_reason:
                     finish = piece.finish_reason
                 if piece.text:
                     pieces.append(piece.text)
                     token = {"id": None, "text": piece.text, "logprob": None, "special": False}
-                    yield _sse({"index": len(pieces), "token": token, "generated_text": None, "details": None},
-                               space=False)
+                    yield _sse(
+                        {"index": len(pieces), "token": token, "generated_text": None, "details": None}, space=False
+                    )
     except Exception as exc:  # the status is sent already: TGI ends such a stream with an error event
         log.warning("stream failed after %d tokens: %s: %s", len(pieces), type(exc).__name__, exc)
         yield _sse(_stream_error(exc), space=False)
@@ -162,8 +183,9 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
     # TGI closes with the end token (special), carrying the whole text and the details.
     last = {"id": None, "text": "", "logprob": None, "special": True}
     details = {"finish_reason": _TGI_FINISH.get(finish, "eos_token"), "generated_tokens": len(pieces), "seed": None}
-    yield _sse({"index": len(pieces) + 1, "token": last, "generated_text": "".join(pieces), "details": details},
-               space=False)
+    yield _sse(
+        {"index": len(pieces) + 1, "token": last, "generated_text": "".join(pieces), "details": details}, space=False
+    )
 
 
 def _chat_messages(request: ChatCompletionRequest) -> list[dict]:
@@ -173,24 +195,34 @@ def _chat_messages(request: ChatCompletionRequest) -> list[dict]:
         if isinstance(message.content, list):
             for j, part in enumerate(message.content):
                 if part.get("type", "text") != "text":
-                    raise InputRejected(f"messages.{i}.content.{j} is of type {part.get('type')!r}; this model takes "
-                                        "text only")
+                    raise InputRejected(
+                        f"messages.{i}.content.{j} is of type {part.get('type')!r}; this model takes text only"
+                    )
         messages.append({**message.model_dump(exclude_none=True), "content": message.text()})
     return messages
 
 
 def _chat_response(model: TextModel, request: ChatCompletionRequest, messages: list[dict]) -> dict[str, Any]:
-    result = model.complete_chat(messages, request.token_limit(256), request.temperature or 0.0,
-                                 stop=request.stop_list(), top_p=request.top_p)
+    result = model.complete_chat(
+        messages, request.token_limit(256), request.temperature or 0.0, stop=request.stop_list(), top_p=request.top_p
+    )
     return {
         "id": f"chatcmpl-{new_ulid()}",
         "object": "chat.completion",
         "created": 0,
         "model": model.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                     "finish_reason": result.finish_reason}],
-        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                  "total_tokens": result.prompt_tokens + result.completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        },
     }
 
 
@@ -201,8 +233,15 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: lis
     finish = "stop"
     prompt_tokens = 0
     try:
-        with closing(model.stream_chat(messages, request.token_limit(256), request.temperature or 0.0,
-                                       stop=request.stop_list(), top_p=request.top_p)) as stream:
+        with closing(
+            model.stream_chat(
+                messages,
+                request.token_limit(256),
+                request.temperature or 0.0,
+                stop=request.stop_list(),
+                top_p=request.top_p,
+            )
+        ) as stream:
             for piece in stream:
                 if piece.finish_reason:
                     finish = piece.finish_reason
@@ -218,9 +257,20 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: lis
     yield _sse(completion_chunk(completion_id, model.name, {}, finish_reason=finish))
     options = getattr(request, "stream_options", None) or {}
     if isinstance(options, dict) and options.get("include_usage"):
-        yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": 0, "model": model.name,
-                    "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": count,
-                                             "total_tokens": prompt_tokens + count}})
+        yield _sse(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model.name,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": count,
+                    "total_tokens": prompt_tokens + count,
+                },
+            }
+        )
     yield b"data: [DONE]\n\n"
 
 
@@ -234,14 +284,14 @@ async def _json_body(request: Request) -> Any:
 
 def create_container_app(model: TextModel, api_key: str | None = None, load_on_startup: bool = True) -> FastAPI:
     """The BYOC model server app. `api_key` guards only the /v1 OpenAI routes (SageMaker never sends one)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if load_on_startup:
             model.load()
         yield
 
-    app = FastAPI(title="hybrid-router stand-in SageMaker container", docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="hybrid-router stand-in SageMaker container", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.model = model
 
     def answer_chat(body: Any) -> Response:
@@ -261,8 +311,7 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
                 raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
             model.check_fits(prompt_tokens, request.token_limit(256))
             if request.stream:
-                return ClosingStreamingResponse(_chat_stream(model, request, messages),
-                                                media_type="text/event-stream")
+                return ClosingStreamingResponse(_chat_stream(model, request, messages), media_type="text/event-stream")
             return JSONResponse(_chat_response(model, request, messages))
         except InputRejected as exc:
             return _rejected(str(exc))
@@ -328,8 +377,9 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # JSON, as TGI answers a failed generation; the traceback goes to the server log only.
-        return JSONResponse({"error": f"Generation failed: {type(exc).__name__}: {exc}", "error_type": "generation"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": f"Generation failed: {type(exc).__name__}: {exc}", "error_type": "generation"}, status_code=500
+        )
 
     return app
 

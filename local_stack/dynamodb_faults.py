@@ -76,9 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
         fault = proxy.draw(operation)
         if fault in FAULTS:
             status, error_type = FAULTS[fault]
-            self._answer(status, {"content-type": "application/x-amz-json-1.0", "x-amzn-errortype":
-                                  error_type.rpartition("#")[2]},
-                         json.dumps({"__type": error_type, "message": f"injected fault: {fault}"}).encode())
+            self._answer(
+                status,
+                {"content-type": "application/x-amz-json-1.0", "x-amzn-errortype": error_type.rpartition("#")[2]},
+                json.dumps({"__type": error_type, "message": f"injected fault: {fault}"}).encode(),
+            )
             return
         headers = {key: value for key, value in self.headers.items() if key.lower() not in ("host", "content-length")}
         answer = proxy.http.post(proxy.upstream + self.path, content=body, headers=headers)
@@ -87,10 +89,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         proxy.count("forwarded")
-        self._answer(answer.status_code, {key: answer.headers[key] for key in answer.headers
-                                          if key.lower() not in ("content-length", "transfer-encoding",
-                                                                 "connection", "content-encoding")},
-                     answer.content)
+        self._answer(
+            answer.status_code,
+            {
+                key: answer.headers[key]
+                for key in answer.headers
+                if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
+            },
+            answer.content,
+        )
 
     def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)

@@ -43,8 +43,10 @@ class PromptTooLong(ValueError):
     """The prompt and the tokens asked for do not fit the context window: TGI's check, in TGI's words."""
 
     def __init__(self, prompt_tokens: int, max_new_tokens: int, n_ctx: int):
-        super().__init__(f"`inputs` tokens + `max_new_tokens` must be <= {n_ctx}. Given: {prompt_tokens} `inputs` "
-                         f"tokens and {max_new_tokens} `max_new_tokens`")
+        super().__init__(
+            f"`inputs` tokens + `max_new_tokens` must be <= {n_ctx}. Given: {prompt_tokens} `inputs` "
+            f"tokens and {max_new_tokens} `max_new_tokens`"
+        )
         self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.n_ctx = n_ctx
@@ -53,11 +55,22 @@ class PromptTooLong(ValueError):
 class LlamaTextModel(LlamaCppBackend):
     """The device's llama.cpp backend (loading, lock, chat) plus generation on an already-rendered prompt."""
 
-    def __init__(self, model_path: str | os.PathLike[str], n_ctx: int = 2048, n_threads: int | None = None,
-                 name: str | None = None, seed: int = 0):
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        name: str | None = None,
+        seed: int = 0,
+    ):
         path = Path(model_path)
-        super().__init__(path, n_ctx=n_ctx, n_threads=n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-                         or None, name=name or model_name_for(path), seed=seed)
+        super().__init__(
+            path,
+            n_ctx=n_ctx,
+            n_threads=n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None,
+            name=name or model_name_for(path),
+            seed=seed,
+        )
         self.load_seconds: float | None = None
         self._chat_formatter: Any = None
 
@@ -106,8 +119,9 @@ class LlamaTextModel(LlamaCppBackend):
                 def token_text(token: int) -> str:
                     return llama.detokenize([token], special=True).decode("utf-8", "replace") if token != -1 else ""
 
-                self._chat_formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
-                                                           bos_token=token_text(llama.token_bos()))
+                self._chat_formatter = Jinja2ChatFormatter(
+                    template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos())
+                )
             else:
                 self._chat_formatter = False
         if self._chat_formatter:
@@ -123,24 +137,36 @@ class LlamaTextModel(LlamaCppBackend):
             ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
             return [(i, llama.detokenize([i]).decode("utf-8", errors="replace")) for i in ids]
 
-    def stream_prompt(self, prompt: str, max_tokens: int, temperature: float,
-                      stop: list[str] | None = None) -> Iterator[Piece]:
+    def stream_prompt(
+        self, prompt: str, max_tokens: int, temperature: float, stop: list[str] | None = None
+    ) -> Iterator[Piece]:
         with self._lock:
             llama = self._ensure_loaded()
-            chunks = llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                                             stop=stop or None, stream=True)
+            chunks = llama.create_completion(
+                prompt=prompt, max_tokens=max_tokens, temperature=temperature, stop=stop or None, stream=True
+            )
             try:
                 yield from self._pieces(llama, chunks, lambda choice: choice.get("text") or "")
             finally:  # closed early (the client went away): stop llama.cpp's generator before the lock goes
                 chunks.close()
 
-    def stream_chat(self, messages: list[dict], max_tokens: int, temperature: float,
-                    stop: list[str] | None = None, top_p: float | None = None) -> Iterator[Piece]:
+    def stream_chat(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Iterator[Piece]:
         with self._lock:
             llama = self._ensure_loaded()
-            chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                  temperature=temperature, stream=True,
-                                                  **sampling_options(stop, top_p))
+            chunks = llama.create_chat_completion(
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
+                **sampling_options(stop, top_p),
+            )
             try:
                 yield from self._pieces(llama, chunks, lambda choice: (choice.get("delta") or {}).get("content") or "")
             finally:
@@ -161,24 +187,35 @@ class LlamaTextModel(LlamaCppBackend):
             else:
                 yield Piece(text)
 
-    def complete_prompt(self, prompt: str, max_tokens: int, temperature: float,
-                        stop: list[str] | None = None) -> Generation:
+    def complete_prompt(
+        self, prompt: str, max_tokens: int, temperature: float, stop: list[str] | None = None
+    ) -> Generation:
         with self._lock:
-            result = self._ensure_loaded().create_completion(prompt=prompt, max_tokens=max_tokens,
-                                                             temperature=temperature, stop=stop or None)
+            result = self._ensure_loaded().create_completion(
+                prompt=prompt, max_tokens=max_tokens, temperature=temperature, stop=stop or None
+            )
         return self._generation(result["choices"][0].get("text") or "", result)
 
-    def complete_chat(self, messages: list[dict], max_tokens: int, temperature: float,
-                      stop: list[str] | None = None, top_p: float | None = None) -> Generation:
+    def complete_chat(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generation:
         with self._lock:
-            result = self._ensure_loaded().create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                                  temperature=temperature,
-                                                                  **sampling_options(stop, top_p))
+            result = self._ensure_loaded().create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=temperature, **sampling_options(stop, top_p)
+            )
         return self._generation(result["choices"][0]["message"].get("content") or "", result)
 
     @staticmethod
     def _generation(text: str, result: dict) -> Generation:
         usage = result.get("usage") or {}
-        return Generation(text=text, finish_reason=result["choices"][0].get("finish_reason") or "stop",
-                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                          completion_tokens=int(usage.get("completion_tokens", 0)))
+        return Generation(
+            text=text,
+            finish_reason=result["choices"][0].get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )

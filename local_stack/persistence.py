@@ -142,7 +142,7 @@ class DynamoDBServer:
 
 def _binary(value: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
     """An attribute value with every B / BS member passed through `convert` (bytes <-> base64 text)."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "B":
         return {"B": convert(inner)}
     if kind == "BS":
@@ -168,7 +168,7 @@ def _from_file(item: dict[str, Any]) -> dict[str, Any]:
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class BucketMirror:
@@ -184,8 +184,9 @@ class BucketMirror:
         count = 0
         if self.folder.is_dir():
             for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-                self.client.put_object(Bucket=self.bucket, Key=path.relative_to(self.folder).as_posix(),
-                                       Body=path.read_bytes())
+                self.client.put_object(
+                    Bucket=self.bucket, Key=path.relative_to(self.folder).as_posix(), Body=path.read_bytes()
+                )
                 count += 1
         return count
 
@@ -224,8 +225,16 @@ class TableSnapshots:
     """Saves `tables` to data_dir/SNAPSHOT_FILE and loads them back. Tables in the file that this stack does not
     manage are kept as they are."""
 
-    def __init__(self, server: DynamoDBServer, client: Any, region: str, tables: Sequence[str], data_dir: Path,
-                 interval_s: float = SNAPSHOT_INTERVAL_S, buckets: Sequence[BucketMirror] = ()) -> None:
+    def __init__(
+        self,
+        server: DynamoDBServer,
+        client: Any,
+        region: str,
+        tables: Sequence[str],
+        data_dir: Path,
+        interval_s: float = SNAPSHOT_INTERVAL_S,
+        buckets: Sequence[BucketMirror] = (),
+    ) -> None:
         self.buckets = list(buckets)
         self.server = server
         self.client = client
@@ -248,8 +257,9 @@ class TableSnapshots:
                 raise ValueError(f"format {data.get('format')!r}, expected {SNAPSHOT_FORMAT!r}")
             return {name: list(items) for name, items in data["tables"].items()}
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise RuntimeError(f"cannot read the saved tables {self.path} ({exc}); "
-                               "move the file away to start with empty tables") from exc
+            raise RuntimeError(
+                f"cannot read the saved tables {self.path} ({exc}); move the file away to start with empty tables"
+            ) from exc
 
     def restore(self) -> int:
         """Write the saved items into the (empty) tables; the number of items written."""
@@ -271,7 +281,7 @@ class TableSnapshots:
             if not unprocessed:
                 return
             requests = unprocessed
-            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            time.sleep(min(0.05 * 2**attempt, 1.0))
         raise RuntimeError(f"DynamoDB kept items of {table} unprocessed while restoring")
 
     def save(self) -> int:
@@ -281,8 +291,9 @@ class TableSnapshots:
             self.changed.clear()
             for table in self.tables:
                 self._saved[table] = [_to_file(item) for item in self.server.items(table, self.region)]
-        body = json.dumps({"format": SNAPSHOT_FORMAT, "saved_at": time.time(), "tables": self._saved},
-                          separators=(",", ":"))
+        body = json.dumps(
+            {"format": SNAPSHOT_FORMAT, "saved_at": time.time(), "tables": self._saved}, separators=(",", ":")
+        )
         fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -328,8 +339,7 @@ class TableSnapshots:
             try:
                 bucket.drop()
             except Exception as exc:
-                log.warning("local stack: could not drop the bucket %s: %s: %s", bucket.bucket, type(exc).__name__,
-                            exc)
+                log.warning("local stack: could not drop the bucket %s: %s: %s", bucket.bucket, type(exc).__name__, exc)
 
     def stop(self) -> None:
         """Stop the periodic saves and save once more if anything changed since the last one."""

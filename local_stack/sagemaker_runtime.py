@@ -84,18 +84,22 @@ class _CutConnection(Exception):
 
 def aws_error(status: int, error_type: str, message: str, **extra: object) -> JSONResponse:
     body: dict[str, object] = {"message": message, **extra}
-    return JSONResponse(body, status_code=status, headers={"x-amzn-ErrorType": error_type,
-                                                           "x-amzn-RequestId": os.urandom(16).hex()})
+    return JSONResponse(
+        body, status_code=status, headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": os.urandom(16).hex()}
+    )
 
 
 def _model_error(status: int, message: str) -> JSONResponse:
     kind = "client" if status < 500 else "server"
     return aws_error(
-        424, "ModelError",
+        424,
+        "ModelError",
         f'Received {kind} error ({status}) from primary with message "{message}". See '
         f"https://{REGION}.console.aws.amazon.com/cloudwatch/home for more information.",
-        Message=f"Received {kind} error ({status}) from primary", OriginalStatusCode=status,
-        OriginalMessage=message, ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
+        Message=f"Received {kind} error ({status}) from primary",
+        OriginalStatusCode=status,
+        OriginalMessage=message,
+        ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
         LogStreamArn=f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/local",
     )
 
@@ -112,8 +116,9 @@ def _container_message(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").strip()[:4000]
 
 
-def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = None,
-                       container_timeout_s: float = 300.0) -> FastAPI:
+def create_runtime_app(
+    endpoints: Mapping[str, str], faults: FaultPlan | None = None, container_timeout_s: float = 300.0
+) -> FastAPI:
     """endpoints: endpoint name -> container base URL (e.g. {"strong": "http://127.0.0.1:8081"})."""
     if faults is None and os.environ.get(FAULTS_ENV):
         faults = FaultPlan.model_validate_json(os.environ[FAULTS_ENV])
@@ -174,8 +179,9 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
         custom = answer.headers.get("x-amzn-sagemaker-custom-attributes")
         if custom:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return Response(answer.content, media_type=answer.headers.get("content-type", "application/json"),
-                        headers=headers)
+        return Response(
+            answer.content, media_type=answer.headers.get("content-type", "application/json"), headers=headers
+        )
 
     @app.post("/endpoints/{name}/invocations-response-stream")
     async def invoke_endpoint_with_response_stream(name: str, request: Request) -> Response:
@@ -187,8 +193,9 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
         failed = await before(plan)
         if failed is not None:
             return failed
-        outgoing = http.build_request("POST", f"{base}/invocations", content=body,
-                                      headers=forward_headers(request, "x-amzn-sagemaker-accept"))
+        outgoing = http.build_request(
+            "POST", f"{base}/invocations", content=body, headers=forward_headers(request, "x-amzn-sagemaker-accept")
+        )
         try:
             answer = await http.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
@@ -207,9 +214,11 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
                         if plan.mode == "cut":
                             raise _CutConnection("connection cut by fault injection")
                         if plan.mode == "stream_error":
-                            yield exception_event("ModelStreamError", "An error occurred while streaming the "
-                                                  "response body (injected by the local stand-in).",
-                                                  "ModelStreamError")
+                            yield exception_event(
+                                "ModelStreamError",
+                                "An error occurred while streaming the response body (injected by the local stand-in).",
+                                "ModelStreamError",
+                            )
                             return
                         if plan.mode == "stall" and not stalled:
                             stalled = True
@@ -217,16 +226,19 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
                     yield payload_part(chunk)
                     parts += 1
             except httpx.HTTPError:
-                yield exception_event("ModelStreamError", "The model container's response stream broke off.",
-                                      "ModelStreamError")
+                yield exception_event(
+                    "ModelStreamError", "The model container's response stream broke off.", "ModelStreamError"
+                )
             finally:
                 # The caller went away (or the stream ended): close the container connection too, at once, so the
                 # container stops generating. Shielded, as a disconnect arrives here as a cancellation.
                 with anyio.CancelScope(shield=True):
                     await answer.aclose()
 
-        headers = {"x-Amzn-Invoked-Production-Variant": VARIANT,
-                   "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json")}
+        headers = {
+            "x-Amzn-Invoked-Production-Variant": VARIANT,
+            "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json"),
+        }
         return ClosingStreamingResponse(events(), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
 
     @app.get("/_stand_in/faults")
@@ -248,4 +260,3 @@ def create_runtime_app(endpoints: Mapping[str, str], faults: FaultPlan | None = 
         return {"status": "ok", "endpoints": sorted(routes)}
 
     return app
-

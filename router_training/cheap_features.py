@@ -67,8 +67,8 @@ def base_features(id_lists: Sequence[Sequence[int]], chars: np.ndarray, tables) 
     for i, ids in enumerate(id_lists):
         ids = np.asarray(ids, dtype=np.int64)
         counts = table[ids].sum(axis=0)
-        out[i, 1:1 + SHARE_COLS] = counts[:SHARE_COLS] / np.float32(len(ids))
-        out[i, 1 + SHARE_COLS:1 + N_TOKEN] = np.log1p(counts[SHARE_COLS:])
+        out[i, 1 : 1 + SHARE_COLS] = counts[:SHARE_COLS] / np.float32(len(ids))
+        out[i, 1 + SHARE_COLS : 1 + N_TOKEN] = np.log1p(counts[SHARE_COLS:])
         out[i, -1] = np.log1p((letter[ids[:-1]] * punct[ids[1:]]).sum())
     return out
 
@@ -95,7 +95,7 @@ def fit_gate(emb: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int =
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ W + b, y, weight=weight) + l2 * (W ** 2).sum()
+        loss = torch.nn.functional.cross_entropy(x @ W + b, y, weight=weight) + l2 * (W**2).sum()
         loss.backward()
         return loss
 
@@ -161,12 +161,25 @@ def extra_features(mode: str, base: np.ndarray, gate: np.ndarray | None) -> np.n
     return np.hstack([inter, gate]).astype(np.float32)
 
 
-def train_feature_clf(emb: np.ndarray, base: np.ndarray, target: np.ndarray, cal_mask: np.ndarray,
-                      cal_labels: np.ndarray, alpha: float, mode: str, gate: tuple[np.ndarray, np.ndarray] | None
-                      ) -> FeatureHead:
+def train_feature_clf(
+    emb: np.ndarray,
+    base: np.ndarray,
+    target: np.ndarray,
+    cal_mask: np.ndarray,
+    cal_labels: np.ndarray,
+    alpha: float,
+    mode: str,
+    gate: tuple[np.ndarray, np.ndarray] | None,
+) -> FeatureHead:
     """Ridge of the target on [e, standardised extra features, 1], then the clf's 1-D logistic calibration."""
-    head = FeatureHead(w=np.zeros(emb.shape[1], np.float32), v=np.zeros(1, np.float32), b=0.0, mode=mode,
-                       gate_W=None if gate is None else gate[0], gate_b=None if gate is None else gate[1])
+    head = FeatureHead(
+        w=np.zeros(emb.shape[1], np.float32),
+        v=np.zeros(1, np.float32),
+        b=0.0,
+        mode=mode,
+        gate_W=None if gate is None else gate[0],
+        gate_b=None if gate is None else gate[1],
+    )
     extra = head.extra(emb, base).astype(np.float64)
     ok = np.isfinite(target)
     mu = extra[ok].mean(axis=0)
@@ -194,8 +207,15 @@ def train_feature_clf(emb: np.ndarray, base: np.ndarray, target: np.ndarray, cal
     return head
 
 
-def fit_maths_expert(head: FeatureHead, answer_emb: np.ndarray, answer_base: np.ndarray, steps: np.ndarray,
-                     emb: np.ndarray, base: np.ndarray, alpha: float = 10.0) -> MathsExpert:
+def fit_maths_expert(
+    head: FeatureHead,
+    answer_emb: np.ndarray,
+    answer_base: np.ndarray,
+    steps: np.ndarray,
+    emb: np.ndarray,
+    base: np.ndarray,
+    alpha: float = 10.0,
+) -> MathsExpert:
     """Ridge of log(1 + steps) on [e, x] over worked answers, standardised on them; level and spread = the mean
     and standard deviation of the head's raw scores over the training rows (emb, base), weighted by the maths gate."""
     X = np.hstack([answer_emb, answer_base]).astype(np.float64)
@@ -211,8 +231,13 @@ def fit_maths_expert(head: FeatureHead, answer_emb: np.ndarray, answer_base: np.
     g = head.gate(emb)[:, TASKS.index("maths")].astype(np.float64)
     level = float(np.average(raw, weights=g))
     spread = float(np.sqrt(np.average((raw - level) ** 2, weights=g)))
-    return MathsExpert(w=coef[:d].astype(np.float32), v=coef[d:].astype(np.float32), c=float(-pred.mean() / scale),
-                       level=level, spread=spread)
+    return MathsExpert(
+        w=coef[:d].astype(np.float32),
+        v=coef[d:].astype(np.float32),
+        c=float(-pred.mean() / scale),
+        level=level,
+        spread=spread,
+    )
 
 
 def _c(name: str, value) -> object:
@@ -256,12 +281,19 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
         helper.make_node("Concat", ["cf_len_col", "cf_tokfeat", "cf_logopt"], ["cf_base"], axis=1),
     ]
     inits = [
-        _c("cf_one", np.array(1.0, dtype=np.float32)), _c("cf_tenth", np.array(0.1, dtype=np.float32)),
-        _c("cf_axis1", np.array([1], dtype=np.int64)), _c("cf_axis2", np.array([2], dtype=np.int64)),
-        _c("cf_table", table), _c("cf_letter", letter), _c("cf_punct", punct),
-        _c("cf_sel_share", select_share), _c("cf_sel_log", select_log),
-        _c("cf_zero", np.array([0], dtype=np.int64)), _c("cf_minus1", np.array([-1], dtype=np.int64)),
-        _c("cf_one_i", np.array([1], dtype=np.int64)), _c("cf_big", np.array([1 << 40], dtype=np.int64)),
+        _c("cf_one", np.array(1.0, dtype=np.float32)),
+        _c("cf_tenth", np.array(0.1, dtype=np.float32)),
+        _c("cf_axis1", np.array([1], dtype=np.int64)),
+        _c("cf_axis2", np.array([2], dtype=np.int64)),
+        _c("cf_table", table),
+        _c("cf_letter", letter),
+        _c("cf_punct", punct),
+        _c("cf_sel_share", select_share),
+        _c("cf_sel_log", select_log),
+        _c("cf_zero", np.array([0], dtype=np.int64)),
+        _c("cf_minus1", np.array([-1], dtype=np.int64)),
+        _c("cf_one_i", np.array([1], dtype=np.int64)),
+        _c("cf_big", np.array([1 << 40], dtype=np.int64)),
     ]
     if head.mode == "task-cheap":
         nodes += [
@@ -275,7 +307,8 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
             helper.make_node("Concat", ["cf_inter", "cf_gate"], ["cf_extra"], axis=1),
         ]
         inits += [
-            _c("cf_gate_W", head.gate_W.astype(np.float32)), _c("cf_gate_b", head.gate_b.astype(np.float32)[None, :]),
+            _c("cf_gate_W", head.gate_W.astype(np.float32)),
+            _c("cf_gate_b", head.gate_b.astype(np.float32)[None, :]),
             _c("cf_inter_shape", np.array([-1, len(TASKS) * N_BASE], dtype=np.int64)),
         ]
         extra = "cf_extra"
@@ -289,7 +322,8 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
         helper.make_node("Add", ["cf_raw0", "cf_b"], ["cf_raw"]),
     ]
     inits += [
-        _c("cf_w", head.w.astype(np.float32)[:, None]), _c("cf_v", head.v.astype(np.float32)[:, None]),
+        _c("cf_w", head.w.astype(np.float32)[:, None]),
+        _c("cf_v", head.v.astype(np.float32)[:, None]),
         _c("cf_b", np.array(head.b, dtype=np.float32)),
     ]
     raw = "cf_raw"
@@ -308,7 +342,8 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
             helper.make_node("Add", ["cf_raw", "mx_step"], ["mx_raw"]),
         ]
         inits += [
-            _c("mx_w", m.w.astype(np.float32)[:, None]), _c("mx_v", m.v.astype(np.float32)[:, None]),
+            _c("mx_w", m.w.astype(np.float32)[:, None]),
+            _c("mx_v", m.v.astype(np.float32)[:, None]),
             _c("mx_spread", np.array(m.spread, dtype=np.float32)),
             _c("mx_offset", np.array(m.level + m.spread * m.c, dtype=np.float32)),
             _c("mx_task", np.array(TASKS.index("maths"), dtype=np.int64)),

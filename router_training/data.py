@@ -16,7 +16,6 @@ import numpy as np
 from router_training.scoring import iter_jsonl
 
 
-
 def shared_data_dir() -> Path:
     """The shared data folder: env HYBRID_ROUTER_SHARED_DATA, else ../shared/data beside the repo, else /work/shared/data."""
     if os.environ.get("HYBRID_ROUTER_SHARED_DATA"):
@@ -74,11 +73,16 @@ def read_rows(paths: Sequence[str | Path]) -> list[Row]:
             prompt, scores = obj.get("prompt"), obj.get("scores", {})
             if not isinstance(prompt, str) or not isinstance(scores, dict):
                 raise ValueError(f"{path}:{line_no}: needs a string 'prompt' and an object 'scores'")
-            clean = {str(m): float(s) for m, s in scores.items() if isinstance(s, (int, float)) and not isinstance(s, bool)}
+            clean = {
+                str(m): float(s) for m, s in scores.items() if isinstance(s, (int, float)) and not isinstance(s, bool)
+            }
             file_rows.append(
                 Row(
-                    id=str(obj.get("id", f"{path.stem}/{line_no}")), prompt=prompt, scores=clean,
-                    file=path.stem, group=_group_of(obj, path.stem),
+                    id=str(obj.get("id", f"{path.stem}/{line_no}")),
+                    prompt=prompt,
+                    scores=clean,
+                    file=path.stem,
+                    group=_group_of(obj, path.stem),
                     extra={"answer": obj["answer"]} if isinstance(obj.get("answer"), str) else {},
                 )
             )
@@ -168,8 +172,12 @@ def pairwise_outcomes(rows: Sequence[Row], models: Sequence[str], ties: str = "d
     if not r_idx:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, np.zeros(0, dtype=np.float32)
-    return (np.concatenate(r_idx), np.concatenate(a_idx), np.concatenate(b_idx),
-            np.concatenate(labels).astype(np.float32))
+    return (
+        np.concatenate(r_idx),
+        np.concatenate(a_idx),
+        np.concatenate(b_idx),
+        np.concatenate(labels).astype(np.float32),
+    )
 
 
 def difficulty(row: Row) -> float:

@@ -21,8 +21,15 @@ def text_key(text: str) -> bytes:
 
 
 class EmbeddingCache:
-    def __init__(self, encoder_path: Path, tokenizer_path: Path, max_tokens: int, head_tokens: int,
-                 cache_dir: Path = DEFAULT_CACHE, threads: int = 1):
+    def __init__(
+        self,
+        encoder_path: Path,
+        tokenizer_path: Path,
+        max_tokens: int,
+        head_tokens: int,
+        cache_dir: Path = DEFAULT_CACHE,
+        threads: int = 1,
+    ):
         self.encoder_path = Path(encoder_path)
         self.encoder_sha = file_sha256(self.encoder_path)
         self.tokenizer = PromptTokenizer(tokenizer_path, max_tokens=max_tokens, head_tokens=head_tokens)

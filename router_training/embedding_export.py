@@ -69,9 +69,14 @@ def build_torch_minilm():
             self.ff2 = torch.nn.Linear(config["intermediate_size"], hidden)
             self.ln2 = torch.nn.LayerNorm(hidden, eps=eps)
             names = {
-                "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-                "o": "attention.output.dense", "ln1": "attention.output.LayerNorm",
-                "ff1": "intermediate.dense", "ff2": "output.dense", "ln2": "output.LayerNorm",
+                "q": "attention.self.query",
+                "k": "attention.self.key",
+                "v": "attention.self.value",
+                "o": "attention.output.dense",
+                "ln1": "attention.output.LayerNorm",
+                "ff1": "intermediate.dense",
+                "ff2": "output.dense",
+                "ln2": "output.LayerNorm",
             }
             for attr, name in names.items():
                 module = getattr(self, attr)
@@ -96,9 +101,9 @@ def build_torch_minilm():
             super().__init__()
             self.word = torch.nn.Embedding.from_pretrained(weights["embeddings.word_embeddings.weight"])
             # token_type_ids are always 0 for single sentences: fold row 0 into the position table.
-            position = weights["embeddings.position_embeddings.weight"] + weights[
-                "embeddings.token_type_embeddings.weight"
-            ][0]
+            position = (
+                weights["embeddings.position_embeddings.weight"] + weights["embeddings.token_type_embeddings.weight"][0]
+            )
             self.position = torch.nn.Parameter(position, requires_grad=False)
             self.ln = torch.nn.LayerNorm(hidden, eps=eps)
             self.ln.weight.data.copy_(weights["embeddings.LayerNorm.weight"])
@@ -136,10 +141,18 @@ def export_minilm(out_dir: Path) -> tuple[Path, Path]:
     ids = torch.randint(1000, 2000, (2, 16), dtype=torch.int64)
     mask = torch.ones_like(ids)
     torch.onnx.export(
-        model, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                      "embedding": {0: "batch"}},
-        opset_version=OPSET, dynamo=False,
+        model,
+        (ids, mask),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["embedding"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "embedding": {0: "batch"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
     )
     quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
     return fp32, int8
@@ -159,8 +172,9 @@ def token_frequencies(texts: list[str]) -> np.ndarray:
     return counts / max(1.0, counts.sum())
 
 
-def distill_static_table(dims: int = 256, batch: int = 512, frequencies: np.ndarray | None = None,
-                         sif_a: float = 1e-3) -> tuple[np.ndarray, dict]:
+def distill_static_table(
+    dims: int = 256, batch: int = 512, frequencies: np.ndarray | None = None, sif_a: float = 1e-3
+) -> tuple[np.ndarray, dict]:
     """[V, dims] float32: each token's MiniLM output, PCA-reduced and weighted (model2vec recipe).
 
     Weights: SIF a / (a + p(token)) when token frequencies are given (tokens never seen weigh 1), else
@@ -195,7 +209,10 @@ def distill_static_table(dims: int = 256, batch: int = 512, frequencies: np.ndar
     table = reduced * weights[:, None]
     table[[vocab["[PAD]"]]] = 0.0
     recipe = "SIF a/(a+p) from training-prompt token counts" if frequencies is not None else "log-rank weight"
-    return table.astype(np.float32), {"dims": dims, "recipe": f"model2vec-style: MiniLM([CLS] tok [SEP]) mean, PCA, {recipe}"}
+    return table.astype(np.float32), {
+        "dims": dims,
+        "recipe": f"model2vec-style: MiniLM([CLS] tok [SEP]) mean, PCA, {recipe}",
+    }
 
 
 def static_encoder_graph(table: np.ndarray, info: dict) -> onnx.ModelProto:
@@ -226,9 +243,12 @@ def static_encoder_graph(table: np.ndarray, info: dict) -> onnx.ModelProto:
         numpy_helper.from_array(np.array([1e-12], dtype=np.float32), "eps"),
     ]
     graph = helper.make_graph(
-        nodes, "static_encoder",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        nodes,
+        "static_encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        ],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", table.shape[1]])],
         initializers,
     )
@@ -326,7 +346,10 @@ def measure(out_dir: Path, prompts: list[str], max_tokens: int = 128) -> dict:
     ids = np.random.default_rng(0).integers(1000, 20000, size=(1, 128)).astype(np.int64)
     ids[0, 0], ids[0, -1] = tokenizer.cls_id, tokenizer.sep_id
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    for name, path in [("minilm_fp32", out_dir / "minilm_fp32.onnx"), *[(n, out_dir / f) for n, f in ENCODER_FILES.items()]]:
+    for name, path in [
+        ("minilm_fp32", out_dir / "minilm_fp32.onnx"),
+        *[(n, out_dir / f) for n, f in ENCODER_FILES.items()],
+    ]:
         if not path.is_file():
             continue
         sess = session(path)

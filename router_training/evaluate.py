@@ -90,7 +90,11 @@ def manifest_pair(path: str | os.PathLike[str]) -> tuple[str, str] | None:
     except (OSError, ValueError):
         return None
     entry = entries.get(Path(path).name) if isinstance(entries, dict) else None
-    if isinstance(entry, dict) and isinstance(entry.get("strong_model"), str) and isinstance(entry.get("weak_model"), str):
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("strong_model"), str)
+        and isinstance(entry.get("weak_model"), str)
+    ):
         return entry["strong_model"], entry["weak_model"]
     return None
 
@@ -361,7 +365,9 @@ def evaluate_benchmark(
         "weak_model": data.weak_model,
         "n_excluded_contaminated": data.n_contaminated_excluded,
     }
-    result.update(evaluate_scores(score_arr, data.strong, data.weak, random_seeds=random_seeds, bootstrap=bootstrap, seed=seed))
+    result.update(
+        evaluate_scores(score_arr, data.strong, data.weak, random_seeds=random_seeds, bootstrap=bootstrap, seed=seed)
+    )
     return result
 
 
@@ -378,9 +384,13 @@ def scores_for(data: BenchmarkData, by_id: Mapping[str | int, float], source: st
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eval", description="Evaluate a router on a benchmark (RouteLLM measures).")
-    parser.add_argument("--benchmark", required=True, help="benchmark JSONL: id, prompt, scores{model: number}, contaminated")
+    parser.add_argument(
+        "--benchmark", required=True, help="benchmark JSONL: id, prompt, scores{model: number}, contaminated"
+    )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--router", default=None, help="router .onnx (default: env HYBRID_ROUTER_ROUTER, else packaged)")
+    source.add_argument(
+        "--router", default=None, help="router .onnx (default: env HYBRID_ROUTER_ROUTER, else packaged)"
+    )
     source.add_argument("--scores", default=None, help='JSONL of {"id", "score"} instead of running a router')
     parser.add_argument("--strong", default=None, help="strong model (default: from the manifest beside the file)")
     parser.add_argument("--weak", default=None, help="weak model (default: from the manifest beside the file)")
@@ -402,7 +412,8 @@ def _format_text(result: dict[str, Any]) -> str:
         f"benchmark   {result['benchmark']}  (n={result['n']}, {result['n_excluded_contaminated']} contaminated left out)",
         f"router      {result['router']}",
         f"models      strong {result['strong_model']} = {result['strong_mean']:.4f}, weak {result['weak_model']} = {result['weak_mean']:.4f}",
-        f"APGR        {result['apgr']:.3f}" + (f"  (90% CI {ci[0]:.3f}..{ci[1]:.3f})" if ci else "")
+        f"APGR        {result['apgr']:.3f}"
+        + (f"  (90% CI {ci[0]:.3f}..{ci[1]:.3f})" if ci else "")
         + f"  [RouteLLM deciles {result['apgr_routellm_deciles']:.3f}]",
         (
             f"random      {result['random_apgr']:.3f} ± {result['random_apgr_std'] or 0:.3f} over {result['random_seeds']} seeds"
@@ -429,9 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rid = router_id(router)
             scores = score_prompts(router, data.prompts, batch_size=args.batch_size)
         result = {"router": rid}
-        result.update(
-            evaluate_benchmark(data, scores, random_seeds=args.random_seeds, bootstrap=args.bootstrap)
-        )
+        result.update(evaluate_benchmark(data, scores, random_seeds=args.random_seeds, bootstrap=args.bootstrap))
         if args.plot:
             from router_training.plots import plot_cost_quality
 

@@ -38,9 +38,17 @@ class MFHead:
 
 
 def train_mf(
-    emb: np.ndarray, lengths: np.ndarray, pairs: tuple[np.ndarray, ...], models: list[str],
-    dim: int = 128, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-    use_length: bool = True, per_prompt: bool = False,
+    emb: np.ndarray,
+    lengths: np.ndarray,
+    pairs: tuple[np.ndarray, ...],
+    models: list[str],
+    dim: int = 128,
+    epochs: int = 300,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    use_length: bool = True,
+    per_prompt: bool = False,
 ) -> MFHead:
     """Full-batch Adam on the pairwise logistic loss over every (prompt, model a, model b) outcome.
 
@@ -78,8 +86,12 @@ def train_mf(
         optimizer.step()
     with torch.no_grad():
         A = (W1.T @ (V * w2).T).numpy().astype(np.float32)
-        return MFHead(A=A, b=b.detach().numpy().astype(np.float32),
-                      c=(c if use_length else torch.zeros_like(c)).detach().numpy().astype(np.float32), models=list(models))
+        return MFHead(
+            A=A,
+            b=b.detach().numpy().astype(np.float32),
+            c=(c if use_length else torch.zeros_like(c)).detach().numpy().astype(np.float32),
+            models=list(models),
+        )
 
 
 @dataclass
@@ -95,11 +107,19 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-self.raw(emb, lengths)))
 
 
-def fit_ridge(emb: np.ndarray, lengths: np.ndarray, target: np.ndarray, alpha: float = 1.0,
-              weights: np.ndarray | None = None, use_length: bool = True) -> tuple[np.ndarray, float, float]:
+def fit_ridge(
+    emb: np.ndarray,
+    lengths: np.ndarray,
+    target: np.ndarray,
+    alpha: float = 1.0,
+    weights: np.ndarray | None = None,
+    use_length: bool = True,
+) -> tuple[np.ndarray, float, float]:
     """Weighted ridge on [e, len, 1] (intercept not penalised). Returns (w, u, b)."""
     n = emb.shape[0]
-    X = np.hstack([emb, (lengths if use_length else np.zeros_like(lengths))[:, None], np.ones((n, 1), dtype=np.float32)]).astype(np.float64)
+    X = np.hstack(
+        [emb, (lengths if use_length else np.zeros_like(lengths))[:, None], np.ones((n, 1), dtype=np.float32)]
+    ).astype(np.float64)
     sw = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     Xw = X * sw[:, None]
     penalty = alpha * np.eye(X.shape[1])
@@ -127,8 +147,15 @@ def fit_logistic_1d(x: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[flo
     return float(a), float(c)
 
 
-def train_clf(emb: np.ndarray, lengths: np.ndarray, target: np.ndarray, cal_raw_mask: np.ndarray,
-              cal_labels: np.ndarray, alpha: float = 1.0, use_length: bool = True) -> LinearHead:
+def train_clf(
+    emb: np.ndarray,
+    lengths: np.ndarray,
+    target: np.ndarray,
+    cal_raw_mask: np.ndarray,
+    cal_labels: np.ndarray,
+    alpha: float = 1.0,
+    use_length: bool = True,
+) -> LinearHead:
     """Ridge on `target` (rows with a finite target), then calibrate sigmoid(a*raw + c) on the labelled pair rows."""
     ok = np.isfinite(target)
     w, u, b = fit_ridge(emb[ok], lengths[ok], target[ok], alpha=alpha, use_length=use_length)

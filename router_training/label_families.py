@@ -126,22 +126,38 @@ def check_letter(reply: str, gold: str) -> bool:
     letters = re.findall(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])", span) if span else []
     if not letters:
         letters = re.findall(r"(?<![A-Za-z'])[A-Za-z](?![A-Za-z'])", reply) or re.findall(
-            r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])", reply)
+            r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])", reply
+        )
         return bool(letters) and letters[-1].lower() == gold.lower()
     return letters[0].lower() == gold.lower()
 
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MONTH_DAY = re.compile(r"\b(" + "|".join(MONTHS) + r")\s+(\d{1,2})\b", re.IGNORECASE)
 _ISO = re.compile(r"\b\d{4}-(\d{2})-(\d{2})\b")
 
 
 def check_month_day(reply: str, gold: str) -> bool:
-    """"Month D" (or YYYY-MM-DD) after "Answer:", else the last one in the reply, equals gold ("March 5")."""
+    """ "Month D" (or YYYY-MM-DD) after "Answer:", else the last one in the reply, equals gold ("March 5")."""
+
     def last_date(text: str) -> tuple[int, int] | None:
-        found = [(m.start(), MONTHS.index(m.group(1).capitalize()) + 1, int(m.group(2))) for m in _MONTH_DAY.finditer(text)]
+        found = [
+            (m.start(), MONTHS.index(m.group(1).capitalize()) + 1, int(m.group(2))) for m in _MONTH_DAY.finditer(text)
+        ]
         found += [(m.start(), int(m.group(1)), int(m.group(2))) for m in _ISO.finditer(text)]
         return max(found)[1:] if found else None
 
@@ -154,15 +170,17 @@ def check_month_day(reply: str, gold: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ generators
 
-WORDS = ("apple banana cherry garden window pencil rabbit orange planet silver yellow purple mirror castle dragon "
-         "butter coffee doctor engine forest guitar hammer island jacket kitten ladder magnet needle office parrot "
-         "pepper rocket saddle tomato turtle velvet wizard zipper basket bottle bridge candle carpet circle cotton "
-         "desert dinner finger flower frozen funnel hollow jungle kettle lemon letter little marble meadow middle "
-         "monkey mountain napkin number pillow pocket puzzle ribbon river school shadow sister spider summer tunnel "
-         "valley wallet winter yogurt balloon bicycle blanket cabbage chicken cupboard dolphin elephant feather "
-         "giraffe grammar holiday kingdom library lobster mustard octopus pyramid raccoon sausage strawberry "
-         "teacher thunder umbrella vanilla volcano whisper bookkeeper committee mississippi success assessment "
-         "balloon address coffee tattoo banana pepper").split()
+WORDS = (
+    "apple banana cherry garden window pencil rabbit orange planet silver yellow purple mirror castle dragon "
+    "butter coffee doctor engine forest guitar hammer island jacket kitten ladder magnet needle office parrot "
+    "pepper rocket saddle tomato turtle velvet wizard zipper basket bottle bridge candle carpet circle cotton "
+    "desert dinner finger flower frozen funnel hollow jungle kettle lemon letter little marble meadow middle "
+    "monkey mountain napkin number pillow pocket puzzle ribbon river school shadow sister spider summer tunnel "
+    "valley wallet winter yogurt balloon bicycle blanket cabbage chicken cupboard dolphin elephant feather "
+    "giraffe grammar holiday kingdom library lobster mustard octopus pyramid raccoon sausage strawberry "
+    "teacher thunder umbrella vanilla volcano whisper bookkeeper committee mississippi success assessment "
+    "balloon address coffee tattoo banana pepper"
+).split()
 WORDS = tuple(dict.fromkeys(w for w in WORDS if w != w[::-1]))
 
 
@@ -176,7 +194,7 @@ def _int_str(value: float) -> str:
 
 def gen_add_sub(rng: random.Random) -> tuple[str, str]:
     digits = rng.choice([1, 2, 2, 3, 3, 4])
-    a, b = rng.randint(10 ** (digits - 1), 10 ** digits - 1), rng.randint(1, 10 ** digits - 1)
+    a, b = rng.randint(10 ** (digits - 1), 10**digits - 1), rng.randint(1, 10**digits - 1)
     op = rng.choice(["+", "-"])
     value = a + b if op == "+" else a - b
     template = rng.choice(["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {a} {op} {b}."])
@@ -200,15 +218,26 @@ def gen_sort_numbers(rng: random.Random) -> tuple[str, str]:
 
 def gen_reverse_word(rng: random.Random) -> tuple[str, str]:
     word = rng.choice(WORDS)
-    template = rng.choice(["Write the word '{w}' backwards.", "Reverse the letters of the word '{w}'.",
-                           "Spell '{w}' in reverse order."])
+    template = rng.choice(
+        ["Write the word '{w}' backwards.", "Reverse the letters of the word '{w}'.", "Spell '{w}' in reverse order."]
+    )
     return template.format(w=word) + _suffix("reversed word"), word[::-1]
 
 
-CONVERSIONS = [("kilometres", "metres", 1000), ("metres", "centimetres", 100), ("hours", "minutes", 60),
-               ("minutes", "seconds", 60), ("kilograms", "grams", 1000), ("litres", "millilitres", 1000),
-               ("days", "hours", 24), ("weeks", "days", 7), ("feet", "inches", 12), ("yards", "feet", 3),
-               ("dozens", "items", 12), ("centimetres", "millimetres", 10)]
+CONVERSIONS = [
+    ("kilometres", "metres", 1000),
+    ("metres", "centimetres", 100),
+    ("hours", "minutes", 60),
+    ("minutes", "seconds", 60),
+    ("kilograms", "grams", 1000),
+    ("litres", "millilitres", 1000),
+    ("days", "hours", 24),
+    ("weeks", "days", 7),
+    ("feet", "inches", 12),
+    ("yards", "feet", 3),
+    ("dozens", "items", 12),
+    ("centimetres", "millimetres", 10),
+]
 
 
 def gen_unit_conversion(rng: random.Random) -> tuple[str, str]:
@@ -243,20 +272,19 @@ def gen_next_letter(rng: random.Random) -> tuple[str, str]:
     start = rng.randint(1, 25 - k)  # never 'a' as the start or the answer
     letter, answer = chr(ord("A") + start), chr(ord("A") + start + k)
     places = "place" if k == 1 else "places"
-    return (f"Which letter comes {k} {places} after {letter} in the English alphabet?" + _suffix("letter"),
-            answer)
+    return (f"Which letter comes {k} {places} after {letter} in the English alphabet?" + _suffix("letter"), answer)
 
 
 def gen_date_add(rng: random.Random) -> tuple[str, str]:
     start = dt.date(2023, 1, 1) + dt.timedelta(days=rng.randint(0, 364))
     n = rng.choice([rng.randint(1, 9), rng.randint(10, 40)])
     end = start + dt.timedelta(days=n)
-    prompt = (f"What date is {n} days after {MONTHS[start.month - 1]} {start.day}, {start.year}?"
-              + _suffix("Month Day"))
+    prompt = f"What date is {n} days after {MONTHS[start.month - 1]} {start.day}, {start.year}?" + _suffix("Month Day")
     return prompt, f"{MONTHS[end.month - 1]} {end.day}"
 
 
 # ---- test families (held out of training and selection)
+
 
 def gen_count_letter(rng: random.Random) -> tuple[str, str]:
     word = rng.choice(WORDS)
@@ -314,8 +342,10 @@ def gen_word_problem(rng: random.Random) -> tuple[str, str]:
         text = f"{name} shares {b * value} {item} equally among {b} friends. How many {item} does each friend get?"
     else:
         price, n, paid = rng.randint(2, 9), rng.randint(2, 6), 50
-        text = (f"{name} buys {n} notebooks at {price} dollars each and pays with a {paid}-dollar note. "
-                "How many dollars of change does " + name + " get?")
+        text = (
+            f"{name} buys {n} notebooks at {price} dollars each and pays with a {paid}-dollar note. "
+            "How many dollars of change does " + name + " get?"
+        )
         value = paid - price * n
     return text + _suffix("number"), str(value)
 
@@ -325,7 +355,7 @@ def gen_sequence(rng: random.Random) -> tuple[str, str]:
     start = rng.randint(1, 20)
     if kind == "mul":
         step = rng.choice([2, 3])
-        seq = [start * step ** i for i in range(5)]
+        seq = [start * step**i for i in range(5)]
     else:
         step = rng.randint(2, 12) * (-1 if kind == "sub" else 1)
         if kind == "sub":
@@ -367,30 +397,58 @@ def _first_number_is(reply: str, gold: str) -> bool:
     return bool(found) and _same_number(found[0], float(gold))
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in [
-    Family("add_sub", gen_add_sub, check_number),
-    Family("multiply", gen_multiply, check_number),
-    Family("sort_numbers", gen_sort_numbers, check_int_list),
-    Family("reverse_word", gen_reverse_word, check_word),
-    Family("unit_conversion", gen_unit_conversion, check_number),
-    Family("max_of_list", gen_max_of_list, check_number),
-    Family("word_length", gen_word_length, check_number),
-    Family("parity", gen_parity, _choice(["even", "odd"])),
-    Family("next_letter", gen_next_letter, check_letter),
-    Family("date_add", gen_date_add, check_month_day),
-    Family("gsm8k", None, check_number),
-    Family("count_letter", gen_count_letter, check_number),
-    Family("weekday", gen_weekday, _choice(DAYS, "last")),
-    Family("compare", gen_compare, _compare_verifier),
-    Family("word_problem", gen_word_problem, check_number),
-    Family("sequence", gen_sequence, check_number),
-    Family("remainder", gen_remainder, check_number),
-]}
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family("add_sub", gen_add_sub, check_number),
+        Family("multiply", gen_multiply, check_number),
+        Family("sort_numbers", gen_sort_numbers, check_int_list),
+        Family("reverse_word", gen_reverse_word, check_word),
+        Family("unit_conversion", gen_unit_conversion, check_number),
+        Family("max_of_list", gen_max_of_list, check_number),
+        Family("word_length", gen_word_length, check_number),
+        Family("parity", gen_parity, _choice(["even", "odd"])),
+        Family("next_letter", gen_next_letter, check_letter),
+        Family("date_add", gen_date_add, check_month_day),
+        Family("gsm8k", None, check_number),
+        Family("count_letter", gen_count_letter, check_number),
+        Family("weekday", gen_weekday, _choice(DAYS, "last")),
+        Family("compare", gen_compare, _compare_verifier),
+        Family("word_problem", gen_word_problem, check_number),
+        Family("sequence", gen_sequence, check_number),
+        Family("remainder", gen_remainder, check_number),
+    ]
+}
 
-EASY_FAMILIES = tuple(EASY_PREFIX + f for f in ("greeting", "capital", "translation", "author", "colour", "plural",
-                                                "opposite", "sequence", "legs", "conversion", "arithmetic"))
-TRAIN_FAMILIES = ("add_sub", "multiply", "sort_numbers", "reverse_word", "unit_conversion", "max_of_list",
-                  "word_length", "parity", "next_letter", "date_add", "gsm8k") + EASY_FAMILIES
+EASY_FAMILIES = tuple(
+    EASY_PREFIX + f
+    for f in (
+        "greeting",
+        "capital",
+        "translation",
+        "author",
+        "colour",
+        "plural",
+        "opposite",
+        "sequence",
+        "legs",
+        "conversion",
+        "arithmetic",
+    )
+)
+TRAIN_FAMILIES = (
+    "add_sub",
+    "multiply",
+    "sort_numbers",
+    "reverse_word",
+    "unit_conversion",
+    "max_of_list",
+    "word_length",
+    "parity",
+    "next_letter",
+    "date_add",
+    "gsm8k",
+) + EASY_FAMILIES
 TEST_FAMILIES = ("count_letter", "weekday", "compare", "word_problem", "sequence", "remainder")
 SPLITS = {"train": TRAIN_FAMILIES, "test": TEST_FAMILIES, "all": TRAIN_FAMILIES + TEST_FAMILIES}
 
@@ -437,9 +495,17 @@ def _gsm8k_tasks(path: Path, count: int, seed: int) -> list[Task]:
                 if re.fullmatch(r"-?\d+(\.\d+)?", answer):
                     rows.append((obj["id"], obj["prompt"], answer))
     picked = random.Random(f"gsm8k:{seed}").sample(rows, min(count, len(rows)))
-    return [Task(id=f"label/gsm8k/{row_id.split('/')[-1]}", family="gsm8k",
-                 prompt=prompt + _suffix("number"), gold=answer, seed=seed, source=f"{SOURCE} (gsm8k_train {row_id})")
-            for row_id, prompt, answer in picked]
+    return [
+        Task(
+            id=f"label/gsm8k/{row_id.split('/')[-1]}",
+            family="gsm8k",
+            prompt=prompt + _suffix("number"),
+            gold=answer,
+            seed=seed,
+            source=f"{SOURCE} (gsm8k_train {row_id})",
+        )
+        for row_id, prompt, answer in picked
+    ]
 
 
 def family_tasks(family: str, seed: int, count: int, gsm8k_path: Path | None = None) -> list[Task]:
@@ -447,9 +513,17 @@ def family_tasks(family: str, seed: int, count: int, gsm8k_path: Path | None = N
     if family.startswith(EASY_PREFIX):
         items = _easy_items(seed).get(family, [])
         order = random.Random(f"{family}:{seed}").sample(range(len(items)), len(items))[:count]
-        return [Task(id=f"label/{family}/{seed}/{i}", family=family, prompt=items[i].prompt, gold=f"{seed}:{i}",
-                     seed=seed, source=f"{SOURCE} (router_training/easy_prompts.py templates, seed {seed})")
-                for i in order]
+        return [
+            Task(
+                id=f"label/{family}/{seed}/{i}",
+                family=family,
+                prompt=items[i].prompt,
+                gold=f"{seed}:{i}",
+                seed=seed,
+                source=f"{SOURCE} (router_training/easy_prompts.py templates, seed {seed})",
+            )
+            for i in order
+        ]
     if family == "gsm8k":
         if gsm8k_path is None or not Path(gsm8k_path).is_file():
             return []
@@ -465,8 +539,16 @@ def family_tasks(family: str, seed: int, count: int, gsm8k_path: Path | None = N
         if prompt in seen:
             continue
         seen.add(prompt)
-        tasks.append(Task(id=f"label/{family}/{seed}/{len(tasks)}", family=family, prompt=prompt, gold=gold,
-                          seed=seed, source=f"{SOURCE} (family {family}, seed {seed})"))
+        tasks.append(
+            Task(
+                id=f"label/{family}/{seed}/{len(tasks)}",
+                family=family,
+                prompt=prompt,
+                gold=gold,
+                seed=seed,
+                source=f"{SOURCE} (family {family}, seed {seed})",
+            )
+        )
     return tasks
 
 
@@ -485,9 +567,14 @@ def default_gsm8k_path() -> Path:
     return shared_data_dir() / "train" / "gsm8k_train.jsonl"
 
 
-def build_tasks(split: str = "train", seed: int | None = None, per_family: int = 50,
-                families: Sequence[str] | None = None, exclude: Sequence[str] = (),
-                gsm8k_path: Path | None = None) -> list[Task]:
+def build_tasks(
+    split: str = "train",
+    seed: int | None = None,
+    per_family: int = 50,
+    families: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    gsm8k_path: Path | None = None,
+) -> list[Task]:
     """The tasks of a split (or of the named families), minus `exclude`, interleaved across families.
 
     seed defaults to the split's own (train 1, test 2). A family outside the split's families is refused, so a
@@ -499,8 +586,10 @@ def build_tasks(split: str = "train", seed: int | None = None, per_family: int =
     chosen = list(families) if families else list(allowed)
     outside = [f for f in chosen if f not in allowed]
     if outside:
-        raise ValueError(f"famil{'ies' if len(outside) > 1 else 'y'} {', '.join(outside)} not in split {split!r} "
-                         f"(its families: {', '.join(allowed)})")
+        raise ValueError(
+            f"famil{'ies' if len(outside) > 1 else 'y'} {', '.join(outside)} not in split {split!r} "
+            f"(its families: {', '.join(allowed)})"
+        )
     unknown = [f for f in exclude if f not in known_families()]
     if unknown:
         raise ValueError(f"unknown family to exclude: {', '.join(unknown)}")

@@ -97,8 +97,9 @@ def _ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, floa
     return coef, float(ym - mu @ coef)
 
 
-def _logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, iters: int = 300, lr: float = 0.5
-              ) -> tuple[np.ndarray, float]:
+def _logistic(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, iters: int = 300, lr: float = 0.5
+) -> tuple[np.ndarray, float]:
     mu, sd = X.mean(0), X.std(0) + 1e-6
     Z = (X - mu) / sd
     beta, b0 = np.zeros(Z.shape[1]), 0.0
@@ -124,15 +125,23 @@ class MixHead:
         return 1 / (1 + np.exp(-(p * h[:, 1] + (1 - p) * h[:, 2])))
 
 
-def train_mix(emb: np.ndarray, rows: Sequence[Row], alpha: float = 10.0, alpha_chat: float = 1000.0,
-              alpha_gate: float = 1.0, chat_files: Sequence[str] = CHAT_FILES) -> MixHead:
+def train_mix(
+    emb: np.ndarray,
+    rows: Sequence[Row],
+    alpha: float = 10.0,
+    alpha_chat: float = 1000.0,
+    alpha_gate: float = 1.0,
+    chat_files: Sequence[str] = CHAT_FILES,
+) -> MixHead:
     """emb: [N, D] embeddings of question_text(row) for rows (labelled or self-labelled)."""
     X = np.asarray(emb, dtype=np.float64)
     y = mix_targets(rows)
     chat = np.array([r.file in chat_files for r in rows])
     if chat.sum() < 10 or (~chat).sum() < 10:
-        raise ValueError(f"the mix head needs at least 10 chat rows ({', '.join(chat_files)}) and 10 other rows; "
-                         f"got {int(chat.sum())} and {int((~chat).sum())}")
+        raise ValueError(
+            f"the mix head needs at least 10 chat rows ({', '.join(chat_files)}) and 10 other rows; "
+            f"got {int(chat.sum())} and {int((~chat).sum())}"
+        )
     cc, cb = _ridge(X[chat], y[chat], alpha_chat)
     tc, tb = _ridge(X[~chat], y[~chat], alpha)
     gate_w = np.where(chat, 0.5 / chat.sum(), 0.5 / (~chat).sum())

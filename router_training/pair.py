@@ -138,9 +138,11 @@ def read_prior(prior: Path | None, prompts: Sequence[str]) -> PriorFeatures:
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     tok_meta = metadata.get("tokenizer", {})
-    tokenizer = PromptTokenizer(path.parent / tok_meta.get("file", "tokenizer.json"),
-                                max_tokens=int(tok_meta.get("max_tokens", 256)),
-                                head_tokens=int(tok_meta.get("head_tokens", 64)))
+    tokenizer = PromptTokenizer(
+        path.parent / tok_meta.get("file", "tokenizer.json"),
+        max_tokens=int(tok_meta.get("max_tokens", 256)),
+        head_tokens=int(tok_meta.get("head_tokens", 64)),
+    )
     inputs = {i.name for i in session.get_inputs()}
     id_lists, chars = tokenizer.encode(list(prompts))
     emb, raw, base = [], [], []
@@ -148,7 +150,7 @@ def read_prior(prior: Path | None, prompts: Sequence[str]) -> PriorFeatures:
         input_ids = np.asarray([ids], dtype=np.int64)
         feeds = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
         if "prompt_chars" in inputs:
-            feeds["prompt_chars"] = chars[index:index + 1]
+            feeds["prompt_chars"] = chars[index : index + 1]
         got = session.run(names, feeds)
         emb.append(np.asarray(got[0]).reshape(-1))
         raw.append(float(np.asarray(got[1]).reshape(-1)[0]))
@@ -157,15 +159,24 @@ def read_prior(prior: Path | None, prompts: Sequence[str]) -> PriorFeatures:
     features = PriorFeatures(path=path, raw_name=raw_name, base_name=base_name, metadata=metadata)
     features.emb = np.asarray(emb, dtype=np.float64).reshape(len(prompts), -1)
     features.raw = np.asarray(raw, dtype=np.float64)
-    features.base = np.asarray(base, dtype=np.float64).reshape(len(prompts), -1) if base_name else np.zeros((len(prompts), 0))
+    features.base = (
+        np.asarray(base, dtype=np.float64).reshape(len(prompts), -1) if base_name else np.zeros((len(prompts), 0))
+    )
     return features
 
 
 # ------------------------------------------------------------------------------------------ fitting
 
 
-def fit_pair_head(emb: np.ndarray, base: np.ndarray, prior_raw: np.ndarray, gain: np.ndarray, needed: np.ndarray,
-                  alpha: float, mode: str) -> PairHead:
+def fit_pair_head(
+    emb: np.ndarray,
+    base: np.ndarray,
+    prior_raw: np.ndarray,
+    gain: np.ndarray,
+    needed: np.ndarray,
+    alpha: float,
+    mode: str,
+) -> PairHead:
     """Ridge of the gain on [e, standardised x, r, 1], then sigmoid calibration to P(strong needed).
 
     mode: WITH_PRIOR (all columns), NO_PRIOR (no r), PRIOR_ONLY (r alone: the prior's ranking, recalibrated)."""
@@ -185,7 +196,7 @@ def fit_pair_head(emb: np.ndarray, base: np.ndarray, prior_raw: np.ndarray, gain
             penalty[-2] = 1e-6  # the prior's logit: barely shrunk
         penalty[-1] = 0.0
         coef = np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ gain)
-        w, vz = coef[:d], coef[d:d + f]
+        w, vz = coef[:d], coef[d : d + f]
         c = float(coef[d + f]) if use_r else 0.0
         b = float(coef[-1])
     v = vz / sd if f else np.zeros(0)
@@ -229,13 +240,15 @@ def select(emb, base, prior_raw, strong, weak, groups, alphas, folds) -> tuple[d
         per_fold = []
         for held in folds:
             tr = ~held
-            head = fit_pair_head(emb[tr], base[tr], prior_raw[tr], gain[tr], needed[tr], params["alpha"] or 0.0,
-                                 params["mode"])
+            head = fit_pair_head(
+                emb[tr], base[tr], prior_raw[tr], gain[tr], needed[tr], params["alpha"] or 0.0, params["mode"]
+            )
             value = _safe_apgr(head.score(emb[held], base[held], prior_raw[held]), strong[held], weak[held])
             per_fold.append(None if value is None else round(value, 4))
         values = [v for v in per_fold if v is not None]
-        candidates.append({"params": params, "fold_apgr": per_fold,
-                           "mean_apgr": round(float(np.mean(values)), 4) if values else None})
+        candidates.append(
+            {"params": params, "fold_apgr": per_fold, "mean_apgr": round(float(np.mean(values)), 4) if values else None}
+        )
     scored = [c for c in candidates if c["mean_apgr"] is not None]
     chosen = max(scored, key=lambda c: c["mean_apgr"])["params"] if scored else grid[0]
     return chosen, candidates
@@ -304,21 +317,31 @@ def pair_graph(prior: PriorFeatures, head: PairHead):
     def const(name: str, value) -> Any:
         return numpy_helper.from_array(np.asarray(value), name)
 
-    nodes = [helper.make_node("MatMul", ["embedding", "pair_w"], ["pair_ew2"]),
-             helper.make_node("Squeeze", ["pair_ew2", "pair_axis1"], ["pair_ew"]),
-             helper.make_node("Mul", [prior.raw_name, "pair_c"], ["pair_cr"]),
-             helper.make_node("Add", ["pair_ew", "pair_cr"], ["pair_sum0"])]
-    inits = [const("pair_w", head.w.astype(np.float32)[:, None]), const("pair_axis1", np.array([1], dtype=np.int64)),
-             const("pair_c", np.array(head.c, dtype=np.float32)), const("pair_b", np.array(head.b, dtype=np.float32))]
+    nodes = [
+        helper.make_node("MatMul", ["embedding", "pair_w"], ["pair_ew2"]),
+        helper.make_node("Squeeze", ["pair_ew2", "pair_axis1"], ["pair_ew"]),
+        helper.make_node("Mul", [prior.raw_name, "pair_c"], ["pair_cr"]),
+        helper.make_node("Add", ["pair_ew", "pair_cr"], ["pair_sum0"]),
+    ]
+    inits = [
+        const("pair_w", head.w.astype(np.float32)[:, None]),
+        const("pair_axis1", np.array([1], dtype=np.int64)),
+        const("pair_c", np.array(head.c, dtype=np.float32)),
+        const("pair_b", np.array(head.b, dtype=np.float32)),
+    ]
     last = "pair_sum0"
     if prior.base_name and head.v.size:
-        nodes += [helper.make_node("MatMul", [prior.base_name, "pair_v"], ["pair_xv2"]),
-                  helper.make_node("Squeeze", ["pair_xv2", "pair_axis1"], ["pair_xv"]),
-                  helper.make_node("Add", [last, "pair_xv"], ["pair_sum1"])]
+        nodes += [
+            helper.make_node("MatMul", [prior.base_name, "pair_v"], ["pair_xv2"]),
+            helper.make_node("Squeeze", ["pair_xv2", "pair_axis1"], ["pair_xv"]),
+            helper.make_node("Add", [last, "pair_xv"], ["pair_sum1"]),
+        ]
         inits.append(const("pair_v", head.v.astype(np.float32)[:, None]))
         last = "pair_sum1"
-    nodes += [helper.make_node("Add", [last, "pair_b"], ["pair_raw"]),
-              helper.make_node("Sigmoid", ["pair_raw"], ["score"])]
+    nodes += [
+        helper.make_node("Add", [last, "pair_b"], ["pair_raw"]),
+        helper.make_node("Sigmoid", ["pair_raw"], ["score"]),
+    ]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     del graph.output[:]
@@ -363,8 +386,9 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
     groups = [r.group for r in used]
     folds = _folds(groups, config.folds, config.seed, config.holdout)
     chosen, candidates = select(emb, base, prior_raw, strong, weak, groups, config.alphas, folds)
-    head = fit_pair_head(emb, base, prior_raw, strong - weak, (strong > weak).astype(np.float64),
-                         chosen["alpha"] or 0.0, chosen["mode"])
+    head = fit_pair_head(
+        emb, base, prior_raw, strong - weak, (strong > weak).astype(np.float64), chosen["alpha"] or 0.0, chosen["mode"]
+    )
     ref_scores = head.score(prior.emb[n:], prior.base[n:], prior.raw[n:])
     quantiles = score_quantiles(ref_scores)
     default_threshold = threshold_for_share(quantiles, config.default_share)
@@ -372,22 +396,41 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
     router_id = config.router_id or f"pair-{weak_model}-vs-{strong_model}-{created[:10]}"
     prior_meta = prior.metadata
     metadata = {
-        "kind": KIND, "version": "1", "router_id": router_id, "created_at": created,
-        "embedding": prior_meta.get("embedding"), "tokenizer": prior_meta.get("tokenizer"),
+        "kind": KIND,
+        "version": "1",
+        "router_id": router_id,
+        "created_at": created,
+        "embedding": prior_meta.get("embedding"),
+        "tokenizer": prior_meta.get("tokenizer"),
         "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
         "protocol": {
             "target": "gain = strong score - weak score (ridge), calibrated to P(strong scored above weak)",
-            "selection": chosen, "selection_folds": "group K-fold over families" if not config.holdout
-            else f"held out: {sorted(config.holdout)}", "seed": config.seed, "excluded_groups": sorted(exclude),
-            "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
+            "selection": chosen,
+            "selection_folds": "group K-fold over families"
+            if not config.holdout
+            else f"held out: {sorted(config.holdout)}",
+            "seed": config.seed,
+            "excluded_groups": sorted(exclude),
+            "dedup": "normalised prompt",
+            "decontamination": "refuse normalised-equal benchmark prompts",
         },
-        "prior": {"router_id": prior_meta.get("router_id"), "kind": prior_meta.get("kind"),
-                  "sha256": file_sha256(prior.path), "logit_weight": head.c},
+        "prior": {
+            "router_id": prior_meta.get("router_id"),
+            "kind": prior_meta.get("kind"),
+            "sha256": file_sha256(prior.path),
+            "logit_weight": head.c,
+        },
         "pair": {"strong": strong_model, "weak": weak_model},
-        "models": [strong_model, weak_model], "strong_model": strong_model, "weak_model": weak_model,
-        "default_threshold": default_threshold, "default_strong_share": config.default_share,
-        "calibration": {"quantiles": quantiles, "n": len(reference),
-                        "reference": f"up to {config.reference_per_file} seeded prompts per training file"},
+        "models": [strong_model, weak_model],
+        "strong_model": strong_model,
+        "weak_model": weak_model,
+        "default_threshold": default_threshold,
+        "default_strong_share": config.default_share,
+        "calibration": {
+            "quantiles": quantiles,
+            "n": len(reference),
+            "reference": f"up to {config.reference_per_file} seeded prompts per training file",
+        },
     }
     model = pair_graph(prior, head)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -405,16 +448,27 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
     for i, g in enumerate(groups):
         by_family[g].append(i)
     report = {
-        "kind": KIND, "router_id": router_id, "pair": {"strong": strong_model, "weak": weak_model},
-        "files": [str(p) for p in paths], "rows_read": len(rows), "rows_pair_used": n,
+        "kind": KIND,
+        "router_id": router_id,
+        "pair": {"strong": strong_model, "weak": weak_model},
+        "files": [str(p) for p in paths],
+        "rows_read": len(rows),
+        "rows_pair_used": n,
         "rows_other_ignored": len(rows) - n,
-        "strong_mean": round(float(strong.mean()), 4), "weak_mean": round(float(weak.mean()), 4),
+        "strong_mean": round(float(strong.mean()), 4),
+        "weak_mean": round(float(weak.mean()), 4),
         "strong_needed_share": round(float((strong > weak).mean()), 4),
-        "families": {g: {"n": len(ix), "strong": round(float(strong[ix].mean()), 3),
-                         "weak": round(float(weak[ix].mean()), 3)} for g, ix in sorted(by_family.items())},
-        "selection": {"folds": [sorted(set(np.asarray(groups)[f])) for f in folds], "candidates": candidates,
-                      "chosen": chosen},
-        "prior": metadata["prior"], "default_threshold": default_threshold,
+        "families": {
+            g: {"n": len(ix), "strong": round(float(strong[ix].mean()), 3), "weak": round(float(weak[ix].mean()), 3)}
+            for g, ix in sorted(by_family.items())
+        },
+        "selection": {
+            "folds": [sorted(set(np.asarray(groups)[f])) for f in folds],
+            "candidates": candidates,
+            "chosen": chosen,
+        },
+        "prior": metadata["prior"],
+        "default_threshold": default_threshold,
         "export_check_max_abs_diff": diff,
         "router_onnx_mb": round((config.out / "router.onnx").stat().st_size / 1e6, 2),
         "seconds": round(time.time() - started, 1),

@@ -37,7 +37,12 @@ def plot_cost_quality(
 
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.plot(100 * router.c, _quality(router.pgr, r_strong, r_weak), label=label, linewidth=2)
-    ax.plot(100 * grid, _quality(random_mean, r_strong, r_weak), label=f"random (mean of {len(randoms)} seeds)", linestyle=":")
+    ax.plot(
+        100 * grid,
+        _quality(random_mean, r_strong, r_weak),
+        label=f"random (mean of {len(randoms)} seeds)",
+        linestyle=":",
+    )
     ax.plot(100 * oracle.c, _quality(oracle.pgr, r_strong, r_weak), label="oracle", linestyle="-.", alpha=0.6)
     ax.axhline(r_strong, color="red", linestyle="--", label=f"strong only: {data.strong_model}")
     ax.axhline(r_weak, color="grey", linestyle="--", label=f"weak only: {data.weak_model}")

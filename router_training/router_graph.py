@@ -48,12 +48,16 @@ def mf_head_nodes(head: MFHead, strong: str, weak: str) -> tuple[list, list, lis
         helper.make_node("Sigmoid", ["pair_logit"], ["score"]),
     ]
     inits = len_inits + [
-        _const("mf_A", head.A.astype(np.float32)), _const("mf_b", head.b.astype(np.float32)[None, :]),
-        _const("mf_c", head.c.astype(np.float32)[None, :]), _const("mf_select", select),
+        _const("mf_A", head.A.astype(np.float32)),
+        _const("mf_b", head.b.astype(np.float32)[None, :]),
+        _const("mf_c", head.c.astype(np.float32)[None, :]),
+        _const("mf_select", select),
         _const("h_axis1", np.array([1], dtype=np.int64)),
     ]
-    outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
-               helper.make_tensor_value_info("model_logits", TensorProto.FLOAT, ["batch", len(head.models)])]
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("model_logits", TensorProto.FLOAT, ["batch", len(head.models)]),
+    ]
     return nodes, inits, outputs
 
 
@@ -68,8 +72,10 @@ def linear_head_nodes(head: LinearHead) -> tuple[list, list, list]:
         helper.make_node("Sigmoid", ["clf_raw"], ["score"]),
     ]
     inits = len_inits + [
-        _const("clf_w", head.w.astype(np.float32)[:, None]), _const("clf_u", np.array(head.u, dtype=np.float32)),
-        _const("clf_b", np.array(head.b, dtype=np.float32)), _const("h_axis1", np.array([1], dtype=np.int64)),
+        _const("clf_w", head.w.astype(np.float32)[:, None]),
+        _const("clf_u", np.array(head.u, dtype=np.float32)),
+        _const("clf_b", np.array(head.b, dtype=np.float32)),
+        _const("h_axis1", np.array([1], dtype=np.int64)),
     ]
     return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
 
@@ -89,8 +95,10 @@ def mix_head_nodes(head: MixHead) -> tuple[list, list, list]:
         helper.make_node("Sigmoid", ["mix_raw"], ["score"]),
     ]
     inits = [
-        _const("mix_W", head.W.astype(np.float32)), _const("mix_b", head.b.astype(np.float32)[None, :]),
-        _const("mix_i0", np.array(0, dtype=np.int64)), _const("mix_i1", np.array(1, dtype=np.int64)),
+        _const("mix_W", head.W.astype(np.float32)),
+        _const("mix_b", head.b.astype(np.float32)[None, :]),
+        _const("mix_i0", np.array(0, dtype=np.int64)),
+        _const("mix_i1", np.array(1, dtype=np.int64)),
         _const("mix_i2", np.array(2, dtype=np.int64)),
     ]
     return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
@@ -122,14 +130,21 @@ def random_graph(max_tokens: int, seed: int) -> onnx.ModelProto:
     ]
     prime = (1 << 31) - 1
     inits = [
-        _const("r_k", k), _const("r_zero", np.array([0], dtype=np.int64)), _const("r_one", np.array([1], dtype=np.int64)),
-        _const("r_two", np.array([2], dtype=np.int64)), _const("r_prime", np.array(prime, dtype=np.int64)),
-        _const("r_mult", np.array(48271, dtype=np.int64)), _const("r_prime_f", np.array(float(prime), dtype=np.float64)),
+        _const("r_k", k),
+        _const("r_zero", np.array([0], dtype=np.int64)),
+        _const("r_one", np.array([1], dtype=np.int64)),
+        _const("r_two", np.array([2], dtype=np.int64)),
+        _const("r_prime", np.array(prime, dtype=np.int64)),
+        _const("r_mult", np.array(48271, dtype=np.int64)),
+        _const("r_prime_f", np.array(float(prime), dtype=np.float64)),
     ]
     graph = helper.make_graph(
-        nodes, "random_router",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        nodes,
+        "random_router",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        ],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
         inits,
     )

@@ -154,7 +154,9 @@ def _write_atomically(path: Path, ids: Sequence[str | int], scores: np.ndarray) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="score", description="Score prompts with a router (JSONL in, JSONL out).")
     parser.add_argument("--input", required=True, help="JSONL file; each line needs 'id' and 'prompt'")
-    parser.add_argument("--router", default=None, help="router .onnx (default: env HYBRID_ROUTER_ROUTER, else packaged)")
+    parser.add_argument(
+        "--router", default=None, help="router .onnx (default: env HYBRID_ROUTER_ROUTER, else packaged)"
+    )
     parser.add_argument("--output", default=None, help="output JSONL of {id, score} (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     return parser

@@ -11,8 +11,9 @@ from router_training.data import Row, unit_scores
 from router_training.evaluate import apgr  # noqa: F401  (the one APGR implementation)
 
 
-def holdout_split(rows: Sequence[Row], holdout_groups: Sequence[str] | None, seed: int,
-                  fraction: float = 0.2) -> np.ndarray:
+def holdout_split(
+    rows: Sequence[Row], holdout_groups: Sequence[str] | None, seed: int, fraction: float = 0.2
+) -> np.ndarray:
     """Boolean mask of held-out rows.
 
     Named groups (`file/dataset`, or a whole `file`) are held out whole. Without names: per file, about
@@ -40,8 +41,9 @@ def holdout_split(rows: Sequence[Row], holdout_groups: Sequence[str] | None, see
     return held
 
 
-def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, min_gap: float = 0.02
-                ) -> dict[str, tuple[np.ndarray, str, str, np.ndarray, np.ndarray]]:
+def group_pairs(
+    rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, min_gap: float = 0.02
+) -> dict[str, tuple[np.ndarray, str, str, np.ndarray, np.ndarray]]:
     """For each held-out group: (row indices, strong model, weak model, strong labels, weak labels).
 
     The requested pair where both label 80 % of the group, else the group's best model against its median model
@@ -76,7 +78,9 @@ def group_pairs(rows: Sequence[Row], held: np.ndarray, strong: str, weak: str, m
     return out
 
 
-def group_difficulty(rows: Sequence[Row], held: np.ndarray, min_models: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def group_difficulty(
+    rows: Sequence[Row], held: np.ndarray, min_models: int = 3
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each held-out group: (row indices, mean score over the models that answered), rows with min_models+.
 
     The "difficulty APGR" of a router on a group is its APGR against a strong model that is always right and a
@@ -87,5 +91,8 @@ def group_difficulty(rows: Sequence[Row], held: np.ndarray, min_models: int = 3)
     for i in np.flatnonzero(held):
         if len(rows[i].scores) >= min_models:
             members[rows[i].group].append(int(i))
-    return {group: (np.array(indices), np.array([np.mean(list(unit_scores(rows[i]).values())) for i in indices]))
-            for group, indices in sorted(members.items()) if len(indices) >= 10}
+    return {
+        group: (np.array(indices), np.array([np.mean(list(unit_scores(rows[i]).values())) for i in indices]))
+        for group, indices in sorted(members.items())
+        if len(indices) >= 10
+    }

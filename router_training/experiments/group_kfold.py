@@ -65,21 +65,28 @@ VARIANTS: dict[str, Variant] = {
     "clf-a30": Variant("clf, alpha 30", {**CLF, "alphas": (30,)}),
     "clf-uncentred": Variant("clf, uncentred difficulty", {**CLF, "target": "difficulty", "alphas": (3,)}),
     "clf-no-length": Variant("clf, no length feature", {**CLF, "use_length": False, "alphas": (3,)}),
-    "strong-beats-weak": Variant('clf on "strong beats weak"', {**CLF, "target": "strong_beats_weak",
-                                                                "alphas": (3,)}),
+    "strong-beats-weak": Variant('clf on "strong beats weak"', {**CLF, "target": "strong_beats_weak", "alphas": (3,)}),
     "task-cheap-a1": Variant("clf + task-gated cheap features, alpha 1", {**TASK_CHEAP, "alphas": (1,)}),
     "task-cheap-a10": Variant("clf + task-gated cheap features, alpha 10", {**TASK_CHEAP, "alphas": (10,)}),
-    "maths-expert": Variant("clf + task-gated cheap features + maths expert, alpha 3",
-                            {**TASK_CHEAP, "maths_expert": True, "alphas": (3,)}),
+    "maths-expert": Variant(
+        "clf + task-gated cheap features + maths expert, alpha 3", {**TASK_CHEAP, "maths_expert": True, "alphas": (3,)}
+    ),
     "task-cheap-a0.3": Variant("clf + task-gated cheap features, alpha 0.3", {**TASK_CHEAP, "alphas": (0.3,)}),
-    "task-cheap-a0.3-easy": Variant("clf + task-gated cheap features, alpha 0.3, + easy rows (shipped default)",
-                                    {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
-                                    easy_rows=True),
-    "task-cheap-a0.3-easy-zeroeval": Variant("the same + zeroeval_crux + zeroeval_math_l5 (always training rows)",
-                                             {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
-                                             easy_rows=True, extra_files=ZEROEVAL_FILES),
-    "mix": Variant("mix (chat/task experts), alpha 10 / chat 1000",
-                   {"kind": "mix", "encoder": "static", "alphas": (10,), "chat_alphas": (1000,)}),
+    "task-cheap-a0.3-easy": Variant(
+        "clf + task-gated cheap features, alpha 0.3, + easy rows (shipped default)",
+        {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
+        easy_rows=True,
+    ),
+    "task-cheap-a0.3-easy-zeroeval": Variant(
+        "the same + zeroeval_crux + zeroeval_math_l5 (always training rows)",
+        {**TASK_CHEAP, "alphas": (0.3,), "anchored_files": ("easy_prompts",)},
+        easy_rows=True,
+        extra_files=ZEROEVAL_FILES,
+    ),
+    "mix": Variant(
+        "mix (chat/task experts), alpha 10 / chat 1000",
+        {"kind": "mix", "encoder": "static", "alphas": (10,), "chat_alphas": (1000,)},
+    ),
 }
 
 
@@ -112,8 +119,14 @@ def variant_config(name: str, train_dir: Path, holdout: Sequence[str], out: Path
     variant = VARIANTS[name]
     stems = list(TRAIN_FILES) + list(variant.extra_files)
     data = [train_dir / f"{stem}.jsonl" for stem in stems] + ([EASY_PROMPTS] if variant.easy_rows else [])
-    return TrainConfig(data=data, holdout=tuple(holdout), out=out, encoder_from=DEFAULT_ROUTER_DIR / "router.onnx",
-                       router_id=f"group-kfold-{name}", **variant.options)
+    return TrainConfig(
+        data=data,
+        holdout=tuple(holdout),
+        out=out,
+        encoder_from=DEFAULT_ROUTER_DIR / "router.onnx",
+        router_id=f"group-kfold-{name}",
+        **variant.options,
+    )
 
 
 def summarise(pair_apgr: Mapping[str, float], difficulty_apgr: Mapping[str, float]) -> dict[str, Any]:
@@ -121,14 +134,19 @@ def summarise(pair_apgr: Mapping[str, float], difficulty_apgr: Mapping[str, floa
     for group, value in pair_apgr.items():
         by_kind.setdefault(kind_of(group), []).append(value)
     kinds = {kind: float(np.mean(values)) for kind, values in sorted(by_kind.items())}
-    return {"all": float(np.mean(list(pair_apgr.values()))), "kinds": float(np.mean(list(kinds.values()))),
-            "by_kind": kinds, "groups": dict(pair_apgr),
-            "difficulty": float(np.mean(list(difficulty_apgr.values()))) if difficulty_apgr else None,
-            "difficulty_groups": dict(difficulty_apgr)}
+    return {
+        "all": float(np.mean(list(pair_apgr.values()))),
+        "kinds": float(np.mean(list(kinds.values()))),
+        "by_kind": kinds,
+        "groups": dict(pair_apgr),
+        "difficulty": float(np.mean(list(difficulty_apgr.values()))) if difficulty_apgr else None,
+        "difficulty_groups": dict(difficulty_apgr),
+    }
 
 
-def run_variant(name: str, train_dir: Path, fold_of: Mapping[str, int], work: Path, reports: Path | None
-                ) -> dict[str, Any]:
+def run_variant(
+    name: str, train_dir: Path, fold_of: Mapping[str, int], work: Path, reports: Path | None
+) -> dict[str, Any]:
     pair_apgr: dict[str, float] = {}
     difficulty_apgr: dict[str, float] = {}
     for fold in sorted(set(fold_of.values())):
@@ -149,8 +167,9 @@ def run_variant(name: str, train_dir: Path, fold_of: Mapping[str, int], work: Pa
     return summarise(pair_apgr, difficulty_apgr)
 
 
-def random_baseline(groups: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], seeds: int = 20
-                    ) -> dict[str, float]:
+def random_baseline(
+    groups: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], seeds: int = 20
+) -> dict[str, float]:
     """Mean over groups of a uniform random router's APGR, per seed: mean and standard deviation over seeds."""
     n = 1 + max(int(idx.max()) for idx, _, _ in groups.values())
     means = []
@@ -161,45 +180,65 @@ def random_baseline(groups: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def markdown(results: Mapping[str, Mapping[str, Any]], random: Mapping[str, float]) -> str:
-    lines = ["| variant | all groups | kinds | " + " | ".join(KINDS) + " | difficulty APGR |",
-             "|---|---:|---:|" + "---:|" * len(KINDS) + "---:|"]
+    lines = [
+        "| variant | all groups | kinds | " + " | ".join(KINDS) + " | difficulty APGR |",
+        "|---|---:|---:|" + "---:|" * len(KINDS) + "---:|",
+    ]
     for name, r in results.items():
         kinds = " | ".join(f"{r['by_kind'].get(k, float('nan')):.3f}" for k in KINDS)
         difficulty = f"{r['difficulty']:.3f}" if r["difficulty"] is not None else "–"
         lines.append(f"| {VARIANTS[name].description} | {r['all']:.3f} | {r['kinds']:.3f} | {kinds} | {difficulty} |")
-    lines.append(f"| random, {random['seeds']} seeds | {random['mean']:.3f} ± {random['sd']:.3f} | | |"
-                 + " |" * len(KINDS))
+    lines.append(
+        f"| random, {random['seeds']} seeds | {random['mean']:.3f} ± {random['sd']:.3f} | | |" + " |" * len(KINDS)
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router_training.experiments.group_kfold",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", action="append", choices=list(VARIANTS),
-                        help="variants to score (repeatable; default: all)")
+    parser = argparse.ArgumentParser(
+        prog="python -m router_training.experiments.group_kfold", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--variant", action="append", choices=list(VARIANTS), help="variants to score (repeatable; default: all)"
+    )
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("runs") / "group_kfold",
-                        help="per-fold training reports and results.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs") / "group_kfold", help="per-fold training reports and results.json"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     train_dir = D.shared_data_dir() / "train"
     groups = scored_groups(train_dir)
     fold_of = assign_folds(list(groups), args.folds)
-    print(f"{len(groups)} groups: " + ", ".join(f"{g} ({len(groups[g][0])}, fold {fold_of[g]})" for g in groups),
-          file=sys.stderr)
+    print(
+        f"{len(groups)} groups: " + ", ".join(f"{g} ({len(groups[g][0])}, fold {fold_of[g]})" for g in groups),
+        file=sys.stderr,
+    )
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="group-kfold-") as work:
         for name in args.variant or list(VARIANTS):
             results[name] = run_variant(name, train_dir, fold_of, Path(work), args.out / "reports")
             r = results[name]
-            print(f"{name:24s} all={r['all']:.4f} kinds={r['kinds']:.4f} "
-                  + " ".join(f"{k}={v:.3f}" for k, v in r["by_kind"].items()), file=sys.stderr, flush=True)
+            print(
+                f"{name:24s} all={r['all']:.4f} kinds={r['kinds']:.4f} "
+                + " ".join(f"{k}={v:.3f}" for k, v in r["by_kind"].items()),
+                file=sys.stderr,
+                flush=True,
+            )
     random = random_baseline(groups)
     table = markdown(results, random)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(
-        {"folds": fold_of, "group_rows": {g: len(v[0]) for g, v in groups.items()}, "random": random,
-         "results": results}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "folds": fold_of,
+                "group_rows": {g: len(v[0]) for g, v in groups.items()},
+                "random": random,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     if args.markdown:
         args.markdown.write_text(table + "\n")
     print(table)

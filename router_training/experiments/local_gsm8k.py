@@ -43,8 +43,9 @@ def sample_questions(path: Path, n: int, seed: int = 0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router_training.experiments.local_gsm8k",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m router_training.experiments.local_gsm8k", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--n", type=int, default=60, help="questions to ask")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=256)
@@ -61,12 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     correct, seconds = 0, []
     for row in sample:
         start = time.perf_counter()
-        out = llama.create_chat_completion(messages=[{"role": "user", "content": row["prompt"] + INSTRUCTION}],
-                                           max_tokens=args.max_tokens, temperature=0.0)
+        out = llama.create_chat_completion(
+            messages=[{"role": "user", "content": row["prompt"] + INSTRUCTION}],
+            max_tokens=args.max_tokens,
+            temperature=0.0,
+        )
         seconds.append(time.perf_counter() - start)
         correct += is_correct(out["choices"][0]["message"]["content"], row["final_answer"])
-    print(json.dumps({"model": gguf.name, "n": args.n, "threads": args.threads, "accuracy": correct / args.n,
-                      "seconds_per_question_median": round(statistics.median(seconds), 2)}))
+    print(
+        json.dumps(
+            {
+                "model": gguf.name,
+                "n": args.n,
+                "threads": args.threads,
+                "accuracy": correct / args.n,
+                "seconds_per_question_median": round(statistics.median(seconds), 2),
+            }
+        )
+    )
     return 0
 
 

@@ -26,11 +26,25 @@ from router_training.data import shared_data_dir
 from router_training.evaluate import evaluate_benchmark, load_benchmark
 from router_training.train import TrainConfig, TrainResult, train_router
 
-TRAIN_FILES = ("mmlu_pro", "routerbench_train", "arena_bench_v1", "gsm8k_train", "routerdc_small_models",
-               "alpaca_eval_prefs")
+TRAIN_FILES = (
+    "mmlu_pro",
+    "routerbench_train",
+    "arena_bench_v1",
+    "gsm8k_train",
+    "routerdc_small_models",
+    "alpaca_eval_prefs",
+)
 # The shipped routers' selection groups (router_training/README.md).
-HOLDOUT = ("mmlu_pro/biology", "mmlu_pro/economics", "mmlu_pro/math", "routerbench_train/arc-challenge",
-           "routerdc_small_models/gsm8k", "arena_bench_v1", "alpaca_eval_prefs/vicuna", "alpaca_eval_prefs/koala")
+HOLDOUT = (
+    "mmlu_pro/biology",
+    "mmlu_pro/economics",
+    "mmlu_pro/math",
+    "routerbench_train/arc-challenge",
+    "routerdc_small_models/gsm8k",
+    "arena_bench_v1",
+    "alpaca_eval_prefs/vicuna",
+    "alpaca_eval_prefs/koala",
+)
 # Correctness files with other model pairs (GPT-4-turbo-2024-04-09 / GPT-4-0314 / Mixtral on CRUX, no Mixtral on
 # MATH level 5); measured with and without by router_training.experiments.zeroeval.
 ZEROEVAL_FILES = ("zeroeval_crux", "zeroeval_math_l5")
@@ -52,28 +66,52 @@ CLF = {"kind": "clf", "target": "difficulty_centered", "alphas": (0.3, 1, 3, 10)
 EASY = {"anchored_files": ("easy_prompts",)}
 # The first is the shipped default's training command (router_training/README.md; a test checks they agree).
 VARIANTS: dict[str, Variant] = {
-    "default": Variant("clf + task-gated cheap features + easy rows (shipped default)",
-                       {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,)),
-    "default-zeroeval": Variant("the default recipe + zeroeval_crux + zeroeval_math_l5",
-                                {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,), ZEROEVAL_FILES),
-    "default-zeroeval-held": Variant("the same, both zeroeval groups held out as well",
-                                     {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,), ZEROEVAL_FILES,
-                                     ZEROEVAL_GROUPS),
-    "default-zeroeval-held-crux": Variant("the same, zeroeval_crux held out as well (MATH level 5 trained on)",
-                                          {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,),
-                                          ZEROEVAL_FILES, ZEROEVAL_GROUPS[:1]),
-    "default-zeroeval-held-math": Variant("the same, zeroeval_math_l5 held out as well (CRUX trained on)",
-                                          {**CLF, **EASY, "features": "task-cheap"}, (EASY_PROMPTS,),
-                                          ZEROEVAL_FILES, ZEROEVAL_GROUPS[1:]),
+    "default": Variant(
+        "clf + task-gated cheap features + easy rows (shipped default)",
+        {**CLF, **EASY, "features": "task-cheap"},
+        (EASY_PROMPTS,),
+    ),
+    "default-zeroeval": Variant(
+        "the default recipe + zeroeval_crux + zeroeval_math_l5",
+        {**CLF, **EASY, "features": "task-cheap"},
+        (EASY_PROMPTS,),
+        ZEROEVAL_FILES,
+    ),
+    "default-zeroeval-held": Variant(
+        "the same, both zeroeval groups held out as well",
+        {**CLF, **EASY, "features": "task-cheap"},
+        (EASY_PROMPTS,),
+        ZEROEVAL_FILES,
+        ZEROEVAL_GROUPS,
+    ),
+    "default-zeroeval-held-crux": Variant(
+        "the same, zeroeval_crux held out as well (MATH level 5 trained on)",
+        {**CLF, **EASY, "features": "task-cheap"},
+        (EASY_PROMPTS,),
+        ZEROEVAL_FILES,
+        ZEROEVAL_GROUPS[:1],
+    ),
+    "default-zeroeval-held-math": Variant(
+        "the same, zeroeval_math_l5 held out as well (CRUX trained on)",
+        {**CLF, **EASY, "features": "task-cheap"},
+        (EASY_PROMPTS,),
+        ZEROEVAL_FILES,
+        ZEROEVAL_GROUPS[1:],
+    ),
     "task-cheap": Variant("clf + task-gated cheap features", {**CLF, "features": "task-cheap"}),
-    "maths-expert": Variant("clf + task-gated cheap features + maths expert",
-                            {**CLF, "features": "task-cheap", "maths_expert": True}),
+    "maths-expert": Variant(
+        "clf + task-gated cheap features + maths expert", {**CLF, "features": "task-cheap", "maths_expert": True}
+    ),
     "cheap": Variant("clf + cheap features without the gate", {**CLF, "features": "cheap"}),
     "clf": Variant("clf: difficulty ridge on embedding + log length", CLF),
-    "mf": Variant("mf: matrix factorisation over all models (RouteLLM)",
-                  {"kind": "mf", "encoder": "static", "epochs": 200, "dims": (64, 128), "pair_weighting": ("prompt",)}),
-    "mix": Variant("mix: chat ridge + task ridge + gate",
-                   {"kind": "mix", "alphas": (3, 10, 30), "chat_alphas": (100, 1000), "encoder": "static"}),
+    "mf": Variant(
+        "mf: matrix factorisation over all models (RouteLLM)",
+        {"kind": "mf", "encoder": "static", "epochs": 200, "dims": (64, 128), "pair_weighting": ("prompt",)},
+    ),
+    "mix": Variant(
+        "mix: chat ridge + task ridge + gate",
+        {"kind": "mix", "alphas": (3, 10, 30), "chat_alphas": (100, 1000), "encoder": "static"},
+    ),
     "random": Variant("random (hash of token ids)", {"kind": "random"}),
 }
 
@@ -85,9 +123,13 @@ def variant_config(name: str, train_dir: Path, out: Path, encoder_from: Path | N
     if name == "mix" and encoder_from is not None:
         options["encoder_from"] = encoder_from
     stems = list(TRAIN_FILES) + list(variant.extra_files)
-    return TrainConfig(data=[train_dir / f"{stem}.jsonl" for stem in stems] + list(variant.extra_data),
-                       holdout=HOLDOUT + tuple(variant.extra_holdout), out=out, router_id=f"variant-{name}",
-                       **options)
+    return TrainConfig(
+        data=[train_dir / f"{stem}.jsonl" for stem in stems] + list(variant.extra_data),
+        holdout=HOLDOUT + tuple(variant.extra_holdout),
+        out=out,
+        router_id=f"variant-{name}",
+        **options,
+    )
 
 
 def train(name: str, out: Path, train_dir: Path, encoder_from: Path | None = None) -> TrainResult:
@@ -125,8 +167,9 @@ def fmt(x: float | None, pct: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router_training.experiments.variants",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m router_training.experiments.variants", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs") / "variants")
     parser.add_argument("--reuse", action="store_true", help="keep variants already trained in --out")
     parser.add_argument("--only", action="append", choices=list(VARIANTS), help="measure only these variants")
@@ -145,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, router in routers.items():
         report = json.loads((args.out / name / "training_report.json").read_text())
         sel, diff = selection(report)
-        results[name] = {"selection": sel, "difficulty": diff,
-                         "mb": (args.out / name / "router.onnx").stat().st_size / 1e6, "benchmarks": {}}
+        results[name] = {
+            "selection": sel,
+            "difficulty": diff,
+            "mb": (args.out / name / "router.onnx").stat().st_size / 1e6,
+            "benchmarks": {},
+        }
         for label, file in BENCHMARKS.items():
             data = load_benchmark(bench_dir / file)
             scores = router.score(data.prompts)
@@ -154,16 +201,25 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["benchmarks"][label] = {k: measured[k] for k in ("apgr", "cpt50", "cpt80")}
     p50 = latency_p50_ms(routers)
     base = p50.get("default")
-    header = ("| variant | held-out selection | held-out difficulty | "
-              + " | ".join(f"{b} APGR / CPT50 / CPT80" for b in BENCHMARKS)
-              + " | p50 128 tokens (× default) | file |\n|---|---:|---:|" + "---|" * len(BENCHMARKS) + "---:|---:|\n")
+    header = (
+        "| variant | held-out selection | held-out difficulty | "
+        + " | ".join(f"{b} APGR / CPT50 / CPT80" for b in BENCHMARKS)
+        + " | p50 128 tokens (× default) | file |\n|---|---:|---:|"
+        + "---|" * len(BENCHMARKS)
+        + "---:|---:|\n"
+    )
     lines = []
     for name in names:
         r = results[name]
-        cells = [f"{fmt(b['apgr'])} / {fmt(b['cpt50'], True)} / {fmt(b['cpt80'], True)}" for b in r["benchmarks"].values()]
+        cells = [
+            f"{fmt(b['apgr'])} / {fmt(b['cpt50'], True)} / {fmt(b['cpt80'], True)}" for b in r["benchmarks"].values()
+        ]
         ratio = f" ({p50[name] / base:.2f}×)" if base else ""
-        lines.append(f"| {VARIANTS[name].description} | {fmt(r['selection'])} | {fmt(r['difficulty'])} | "
-                     + " | ".join(cells) + f" | {p50[name]:.2f} ms{ratio} | {r['mb']:.1f} MB |\n")
+        lines.append(
+            f"| {VARIANTS[name].description} | {fmt(r['selection'])} | {fmt(r['difficulty'])} | "
+            + " | ".join(cells)
+            + f" | {p50[name]:.2f} ms{ratio} | {r['mb']:.1f} MB |\n"
+        )
     table = header + "".join(lines)
     print(table)
     (args.out / "variants.json").write_text(json.dumps({"results": results, "p50_ms": p50}, indent=1))

@@ -39,8 +39,13 @@ from router_training.experiments import variants
 from router_training.selection import group_difficulty, group_pairs
 from router_training.train import DEFAULT_STRONG, DEFAULT_WEAK
 
-NAMES = ("default", "default-zeroeval", "default-zeroeval-held", "default-zeroeval-held-crux",
-         "default-zeroeval-held-math")
+NAMES = (
+    "default",
+    "default-zeroeval",
+    "default-zeroeval-held",
+    "default-zeroeval-held-crux",
+    "default-zeroeval-held-math",
+)
 CRUX_PAIR = ("gpt-4-turbo-2024-04-09", "mistralai/Mixtral-8x7B-Instruct-v0.1")
 
 
@@ -51,9 +56,13 @@ def report_numbers(report: dict) -> dict[str, Any]:
     groups = {g: v["apgr"] for g, v in validation["groups"].items()}
     difficulty = (validation.get("difficulty_apgr") or {}).get("groups", {})
     shipped = [g for g in variants.HOLDOUT if g in groups]
-    return {"chosen": chosen, "selection": float(np.mean([groups[g] for g in shipped])),
-            "difficulty": float(np.mean([difficulty[g] for g in shipped if g in difficulty])),
-            "groups": groups, "difficulty_groups": difficulty}
+    return {
+        "chosen": chosen,
+        "selection": float(np.mean([groups[g] for g in shipped])),
+        "difficulty": float(np.mean([difficulty[g] for g in shipped if g in difficulty])),
+        "groups": groups,
+        "difficulty_groups": difficulty,
+    }
 
 
 def new_group_numbers(router_dir: Path, train_dir: Path) -> dict[str, Any]:
@@ -63,16 +72,33 @@ def new_group_numbers(router_dir: Path, train_dir: Path) -> dict[str, Any]:
     held = np.ones(len(rows), dtype=bool)
     out: dict[str, Any] = {"groups": {}, "difficulty_groups": {}}
     for group, (idx, s_model, w_model, s_lab, w_lab) in group_pairs(rows, held, DEFAULT_STRONG, DEFAULT_WEAK).items():
-        out["groups"][group] = {"apgr": round(apgr(scores[idx], s_lab, w_lab), 4), "n": int(len(idx)),
-                                "strong": s_model, "weak": w_model}
+        out["groups"][group] = {
+            "apgr": round(apgr(scores[idx], s_lab, w_lab), 4),
+            "n": int(len(idx)),
+            "strong": s_model,
+            "weak": w_model,
+        }
     for group, (idx, mean_score) in group_difficulty(rows, held).items():
         out["difficulty_groups"][group] = round(apgr(scores[idx], np.ones(len(idx)), mean_score), 4)
     strong, weak = CRUX_PAIR
-    crux = [i for i, r in enumerate(rows) if r.group == variants.ZEROEVAL_GROUPS[0] and strong in r.scores
-            and weak in r.scores]
-    out["crux_pair"] = {"apgr": round(apgr(scores[crux], np.array([rows[i].scores[strong] for i in crux]),
-                                           np.array([rows[i].scores[weak] for i in crux])), 4),
-                        "n": len(crux), "strong": strong, "weak": weak}
+    crux = [
+        i
+        for i, r in enumerate(rows)
+        if r.group == variants.ZEROEVAL_GROUPS[0] and strong in r.scores and weak in r.scores
+    ]
+    out["crux_pair"] = {
+        "apgr": round(
+            apgr(
+                scores[crux],
+                np.array([rows[i].scores[strong] for i in crux]),
+                np.array([rows[i].scores[weak] for i in crux]),
+            ),
+            4,
+        ),
+        "n": len(crux),
+        "strong": strong,
+        "weak": weak,
+    }
     return out
 
 
@@ -95,27 +121,40 @@ def _own(r: dict[str, Any], group: str) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["| variant | held-out selection (8 shipped groups) | held-out difficulty | "
-             + " | ".join(f"{g} pair / difficulty" for g in variants.ZEROEVAL_GROUPS) + " |",
-             "|---|---:|---:|" + "---:|" * len(variants.ZEROEVAL_GROUPS)]
+    lines = [
+        "| variant | held-out selection (8 shipped groups) | held-out difficulty | "
+        + " | ".join(f"{g} pair / difficulty" for g in variants.ZEROEVAL_GROUPS)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(variants.ZEROEVAL_GROUPS),
+    ]
     for name in NAMES:
         r = results[name]
-        lines.append(f"| {variants.VARIANTS[name].description} | {r['selection']:.3f} | {r['difficulty']:.3f} | "
-                     + " | ".join(_own(r, g) for g in variants.ZEROEVAL_GROUPS) + " |")
+        lines.append(
+            f"| {variants.VARIANTS[name].description} | {r['selection']:.3f} | {r['difficulty']:.3f} | "
+            + " | ".join(_own(r, g) for g in variants.ZEROEVAL_GROUPS)
+            + " |"
+        )
     spread = results["random_on_own_groups"]
-    lines.append("| random, 20 seeds | | | " + " | ".join(
-        f"{spread[g]['mean']:.3f} ± {spread[g]['sd']:.3f}" if g in spread else "–"
-        for g in variants.ZEROEVAL_GROUPS) + " |")
+    lines.append(
+        "| random, 20 seeds | | | "
+        + " | ".join(
+            f"{spread[g]['mean']:.3f} ± {spread[g]['sd']:.3f}" if g in spread else "–" for g in variants.ZEROEVAL_GROUPS
+        )
+        + " |"
+    )
     pair = results["default"]["own_groups"]["crux_pair"]
     lines.append("")
-    lines.append(f"CRUX, {pair['strong']} vs {pair['weak']} ({pair['n']} rows), shipped recipe (never saw the file): "
-                 f"{pair['apgr']:.3f}")
+    lines.append(
+        f"CRUX, {pair['strong']} vs {pair['weak']} ({pair['n']} rows), shipped recipe (never saw the file): "
+        f"{pair['apgr']:.3f}"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router_training.experiments.zeroeval",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m router_training.experiments.zeroeval", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs") / "zeroeval")
     parser.add_argument("--reuse", action="store_true", help="keep variants already trained in --out")
     parser.add_argument("--markdown", type=Path, default=None)
@@ -130,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     results["default"]["own_groups"] = new_group_numbers(args.out / "default", train_dir)
     for name in NAMES[2:]:
         held = results[name]
-        held["own_groups"] = {"groups": {g: {"apgr": held["groups"][g]} for g in variants.ZEROEVAL_GROUPS
-                                         if g in held["groups"]},
-                              "difficulty_groups": {g: held["difficulty_groups"][g] for g in variants.ZEROEVAL_GROUPS
-                                                    if g in held["difficulty_groups"]}}
+        held["own_groups"] = {
+            "groups": {g: {"apgr": held["groups"][g]} for g in variants.ZEROEVAL_GROUPS if g in held["groups"]},
+            "difficulty_groups": {
+                g: held["difficulty_groups"][g] for g in variants.ZEROEVAL_GROUPS if g in held["difficulty_groups"]
+            },
+        }
     results["random_on_own_groups"] = random_spread(train_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "zeroeval.json").write_text(json.dumps(results, indent=1))

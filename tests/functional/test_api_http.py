@@ -17,16 +17,31 @@ from hybrid_router.routing import load_router
 from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from hybrid_router.ulid import is_ulid, new_ulid
 from local_stack.servers import ServerThread
-from test_api_support import (STRONG_ENDPOINT, ThrottlingDynamoDB, assert_openai_error, faults, load_event,  # noqa: F401
-                              sagemaker_stand_in, table, throttling_dynamodb, tiny_router_dir)
+from test_api_support import (
+    STRONG_ENDPOINT,
+    ThrottlingDynamoDB,
+    assert_openai_error,
+    faults,  # noqa: F401
+    load_event,  # noqa: F401
+    sagemaker_stand_in,  # noqa: F401
+    table,  # noqa: F401
+    throttling_dynamodb,  # noqa: F401
+    tiny_router_dir,  # noqa: F401
+)
 
 KEY, OTHER_KEY = "key-device-a", "key-device-b"
 KEYS = f"{KEY}=acme/device-a,{OTHER_KEY}=acme/device-b"
 
 
 def settings_for(router_dir, table_name: str | None, dynamodb_url: str | None, **extra: Any) -> ApiSettings:
-    return ApiSettings(router_path=str(router_dir), table_name=table_name, dynamodb_endpoint_url=dynamodb_url,
-                       region="us-east-1", api_keys=parse_key_map(KEYS), **extra)
+    return ApiSettings(
+        router_path=str(router_dir),
+        table_name=table_name,
+        dynamodb_endpoint_url=dynamodb_url,
+        region="us-east-1",
+        api_keys=parse_key_map(KEYS),
+        **extra,
+    )
 
 
 def serve(settings: ApiSettings) -> ServerThread:
@@ -57,14 +72,23 @@ def test_health_needs_no_key(api) -> None:
     assert response.json()["status"] == "ok"
 
 
-@pytest.mark.parametrize("headers, status, code", [
-    ({}, 401, "missing_api_key"),
-    ({"x-api-key": "not-a-key"}, 403, "invalid_api_key"),
-    ({"authorization": "Bearer not-a-key"}, 403, "invalid_api_key"),
-])
+@pytest.mark.parametrize(
+    "headers, status, code",
+    [
+        ({}, 401, "missing_api_key"),
+        ({"x-api-key": "not-a-key"}, 403, "invalid_api_key"),
+        ({"authorization": "Bearer not-a-key"}, 403, "invalid_api_key"),
+    ],
+)
 def test_missing_or_invalid_key_is_refused(api, headers, status, code) -> None:
-    for method, path in [("GET", "/v1/models"), ("POST", "/v1/route"), ("GET", "/v1/usage"),
-                         ("POST", "/v1/decisions"), ("POST", "/v1/chat/completions"), ("POST", "/v1/feedback")]:
+    for method, path in [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/route"),
+        ("GET", "/v1/usage"),
+        ("POST", "/v1/decisions"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/feedback"),
+    ]:
         response = httpx.request(method, f"{api.base_url}{path}", headers=headers, json={"prompt": "hi"})
         assert_openai_error(response, status, code)
 
@@ -91,8 +115,11 @@ def test_route_returns_the_routers_decision(api, tiny_router_dir) -> None:
 
 def test_route_with_messages_threshold_share_and_named_router(api, tiny_router_dir) -> None:
     router = load_router(tiny_router_dir)
-    messages = [{"role": "user", "content": "first question"}, {"role": "assistant", "content": "ok"},
-                {"role": "user", "content": "What is 2+2?"}]
+    messages = [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
     by_messages = api.post("/v1/route", json={"messages": messages}).json()
     by_prompt = api.post("/v1/route", json={"prompt": "What is 2+2?"}).json()
     assert by_messages["score"] == pytest.approx(by_prompt["score"])
@@ -103,17 +130,20 @@ def test_route_with_messages_threshold_share_and_named_router(api, tiny_router_d
     assert api.post("/v1/route", json={"prompt": "x", "threshold": 0.0}).json()["route"] == "strong"
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"prompt": "x", "model": "gpt-17"}, 404, "model_not_found"),
-    ({"prompt": "x", "model": "router-nosuchkind"}, 404, "model_not_found"),
-    ({"prompt": "x", "model": "router-cascade"}, 404, "model_not_found"),  # cascade mode is the device's
-    ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, 422, "invalid_value"),
-    ({}, 422, "invalid_value"),
-    ({"prompt": "x", "threshold": 1.5}, 422, "invalid_value"),
-    ({"prompt": "x", "threshold": 0.2, "strong_share": 0.3}, 422, "invalid_value"),
-    ({"prompt": ["not", "a", "string"]}, 422, "invalid_value"),
-    ({"prompt": "x", "unexpected": 1}, 422, "invalid_value"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"prompt": "x", "model": "gpt-17"}, 404, "model_not_found"),
+        ({"prompt": "x", "model": "router-nosuchkind"}, 404, "model_not_found"),
+        ({"prompt": "x", "model": "router-cascade"}, 404, "model_not_found"),  # cascade mode is the device's
+        ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, 422, "invalid_value"),
+        ({}, 422, "invalid_value"),
+        ({"prompt": "x", "threshold": 1.5}, 422, "invalid_value"),
+        ({"prompt": "x", "threshold": 0.2, "strong_share": 0.3}, 422, "invalid_value"),
+        ({"prompt": ["not", "a", "string"]}, 422, "invalid_value"),
+        ({"prompt": "x", "unexpected": 1}, 422, "invalid_value"),
+    ],
+)
 def test_route_bad_requests(api, body, status, code) -> None:
     assert_openai_error(api.post("/v1/route", json=body), status, code)
 
@@ -130,22 +160,26 @@ def test_malformed_json_is_400(api) -> None:
     response = api.post("/v1/route", content=b'{"prompt": "unterminated', headers={"content-type": "application/json"})
     assert_openai_error(response, 400, "invalid_json")
     assert_openai_error(api.post("/v1/decisions", content=b""), 400)
-    not_utf8 = api.post("/v1/route", content=b'{"prompt": "\xff\xfe caf\xe9"}', headers={"content-type": "application/json"})
+    not_utf8 = api.post(
+        "/v1/route", content=b'{"prompt": "\xff\xfe caf\xe9"}', headers={"content-type": "application/json"}
+    )
     assert "UTF-8" in assert_openai_error(not_utf8, 400, "invalid_json")["message"]
 
 
 def test_wrong_types_are_422_with_the_field_named(api) -> None:
     error = assert_openai_error(api.post("/v1/chat/completions", json={"model": "router", "messages": "hello"}), 422)
     assert error["param"] == "messages"
-    error = assert_openai_error(api.post("/v1/chat/completions",
-                                         json={"messages": [{"role": "user", "content": "x"}], "max_tokens": -3}), 422)
+    error = assert_openai_error(
+        api.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "max_tokens": -3}), 422
+    )
     assert error["param"] == "max_tokens"
 
 
 def test_body_over_6_mb_is_413(api) -> None:
     big = json.dumps({"prompt": "x" * (6 * 1024 * 1024)}).encode()
-    assert_openai_error(api.post("/v1/route", content=big, headers={"content-type": "application/json"}), 413,
-                        "body_too_large")
+    assert_openai_error(
+        api.post("/v1/route", content=big, headers={"content-type": "application/json"}), 413, "body_too_large"
+    )
 
     def chunks() -> Iterator[bytes]:  # no content-length: counted while reading
         for _ in range(7):
@@ -188,9 +222,13 @@ def test_records_that_cannot_be_stored_fail_alone_not_the_batch(api) -> None:
     """A null, a string, an unhashable id or an unusable created_at is one failed record, never a 500 or a 422
     for the whole batch (a device would otherwise re-send that batch forever)."""
     good = dict(device_records()[0], decision_id=new_ulid())
-    odd = [None, "a record", dict(good, decision_id={"not": "a string"}),
-           dict(good, decision_id=(garbage_time := new_ulid()), created_at="yesterday"),
-           dict(good, decision_id=(far_future := new_ulid()), created_at="9999-12-31T23:59:59Z")]
+    odd = [
+        None,
+        "a record",
+        dict(good, decision_id={"not": "a string"}),
+        dict(good, decision_id=(garbage_time := new_ulid()), created_at="yesterday"),
+        dict(good, decision_id=(far_future := new_ulid()), created_at="9999-12-31T23:59:59Z"),
+    ]
     response = api.post("/v1/decisions", json={"records": [good, *odd]})
     assert response.status_code == 200, response.text
     result = response.json()
@@ -228,15 +266,16 @@ def test_usage_window_in_any_iso_spelling_means_the_same_instant(api) -> None:
     api.post("/v1/decisions", json={"records": device_records()}).raise_for_status()
     requests = lambda **params: api.get("/v1/usage", params=params).json()["totals"]["requests"]  # noqa: E731
     assert requests(since="2024-11-27T09:16:00Z") == 1
-    assert requests(since="2024-11-27T14:46:00+05:30") == 1          # 09:16Z
-    assert requests(since="2024-11-27T06:16:00-03:00", until="2024-11-27T09:00:00-12:00") == 1   # 09:16Z..21:00Z
+    assert requests(since="2024-11-27T14:46:00+05:30") == 1  # 09:16Z
+    assert requests(since="2024-11-27T06:16:00-03:00", until="2024-11-27T09:00:00-12:00") == 1  # 09:16Z..21:00Z
     assert requests(until="2024-11-27T09:00:00-12:00") == 2
-    assert requests(since="20241127") == 2 and requests(since="2024-W48-3") == 2   # both 2024-11-27
+    assert requests(since="20241127") == 2 and requests(since="2024-W48-3") == 2  # both 2024-11-27
     assert requests(since="2024-W48-4") == 0
 
 
-@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"since": "2024-13-01"},
-                                    {"since": "2024-11-02", "until": "2024-11-01"}])
+@pytest.mark.parametrize(
+    "params", [{"since": "yesterday"}, {"since": "2024-13-01"}, {"since": "2024-11-02", "until": "2024-11-01"}]
+)
 def test_usage_bad_dates_are_422(api, params) -> None:
     assert_openai_error(api.get("/v1/usage", params=params), 422)
 
@@ -247,8 +286,9 @@ def test_feedback_on_own_decision_only(api) -> None:
     decision_id = records[0]["decision_id"]
     stored = api.post("/v1/feedback", json={"decision_id": decision_id, "rating": -1, "comment": "wrong"}).json()
     assert stored["decision_id"] == decision_id and stored["rating"] == -1 and stored["comment"] == "wrong"
-    other = httpx.post(f"{api.base_url}/v1/feedback", headers={"x-api-key": OTHER_KEY},
-                       json={"decision_id": decision_id, "rating": 5})
+    other = httpx.post(
+        f"{api.base_url}/v1/feedback", headers={"x-api-key": OTHER_KEY}, json={"decision_id": decision_id, "rating": 5}
+    )
     assert_openai_error(other, 404, "decision_not_found")
     assert_openai_error(api.post("/v1/feedback", json={"decision_id": decision_id, "rating": 7}), 422)
     assert_openai_error(api.post("/v1/feedback", json={"decision_id": decision_id, "rating": True}), 422)
@@ -282,9 +322,16 @@ def test_missing_table_setting_is_a_clear_503(tiny_router_dir) -> None:
 
 @pytest.fixture
 def chat_api(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in) -> Iterator[Any]:
-    settings = settings_for(tiny_router_dir, table, dynamodb_endpoint, strong_endpoint_name=STRONG_ENDPOINT,
-                            sagemaker_endpoint_url=sagemaker_stand_in.url, sagemaker_timeout_s=20,
-                            strong_model_name="strong-model", default_max_tokens=12)
+    settings = settings_for(
+        tiny_router_dir,
+        table,
+        dynamodb_endpoint,
+        strong_endpoint_name=STRONG_ENDPOINT,
+        sagemaker_endpoint_url=sagemaker_stand_in.url,
+        sagemaker_timeout_s=20,
+        strong_model_name="strong-model",
+        default_max_tokens=12,
+    )
     server = serve(settings)
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=120) as client:
@@ -329,41 +376,66 @@ def test_chat_strong_model_name_forces_strong(chat_api) -> None:
 
 def test_chat_with_callers_decision_id_records_under_that_id(chat_api) -> None:
     decision_id = new_ulid()
-    response = chat_api.post("/v1/chat/completions", headers={"x-decision-id": decision_id},
-                             json={"model": "strong-model", "messages": [{"role": "user", "content": "hi"}],
-                                   "max_tokens": 4})
+    response = chat_api.post(
+        "/v1/chat/completions",
+        headers={"x-decision-id": decision_id},
+        json={"model": "strong-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+    )
     assert response.json()["routing"]["decision_id"] == decision_id
     [record] = chat_api.store.records_for_device("acme", "device-a")
     assert record.decision_id == decision_id and record.cost_usd > 0
-    bad = chat_api.post("/v1/chat/completions", headers={"x-decision-id": "nope"},
-                        json={"messages": [{"role": "user", "content": "hi"}]})
+    bad = chat_api.post(
+        "/v1/chat/completions",
+        headers={"x-decision-id": "nope"},
+        json={"messages": [{"role": "user", "content": "hi"}]},
+    )
     assert_openai_error(bad, 422)
 
 
-@pytest.mark.parametrize("extra, status, code", [
-    ({"n": 2}, 422, "unsupported_value"),
-    ({"messages": [{"role": "user", "content": "a" * 1_000_001}]}, 413, "prompt_too_large"),
-    ({"messages": [{"role": "user", "content": "a \ud800 b"}]}, 422, "invalid_value"),
-    ({"tools": [{"type": "function", "function": {"name": "get_weather"}}]}, 422, "unsupported_value"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
-     422, "unsupported_value"),
-    ({"stream": "yes"}, 422, None),
-])
+@pytest.mark.parametrize(
+    "extra, status, code",
+    [
+        ({"n": 2}, 422, "unsupported_value"),
+        ({"messages": [{"role": "user", "content": "a" * 1_000_001}]}, 413, "prompt_too_large"),
+        ({"messages": [{"role": "user", "content": "a \ud800 b"}]}, 422, "invalid_value"),
+        ({"tools": [{"type": "function", "function": {"name": "get_weather"}}]}, 422, "unsupported_value"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}
+                ]
+            },
+            422,
+            "unsupported_value",
+        ),
+        ({"stream": "yes"}, 422, None),
+    ],
+)
 def test_chat_input_no_model_can_take_is_refused_before_routing(chat_api, extra, status, code) -> None:
     """n > 1 (one answer would come back), a prompt over MAX_PROMPT_CHARS, a lone surrogate: refused as the
     device's server refuses them, not sent to the endpoint (which would fail, or answer once) and logged."""
     body = {"model": "router-tiny-0.0", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **extra}
-    response = chat_api.post("/v1/chat/completions", content=json.dumps(body),  # json.dumps escapes a surrogate
-                             headers={"content-type": "application/json"})
+    response = chat_api.post(
+        "/v1/chat/completions",
+        content=json.dumps(body),  # json.dumps escapes a surrogate
+        headers={"content-type": "application/json"},
+    )
     error = assert_openai_error(response, status, code)
     assert error["param"] in ("n", "messages", "messages.0.content", "tools", "stream")
     assert chat_api.store.records_for_device("acme", "device-a") == []
 
 
 def test_chat_stream_is_valid_sse(chat_api) -> None:
-    with chat_api.stream("POST", "/v1/chat/completions",
-                         json={"model": "router-tiny-0.0", "stream": True, "max_tokens": 8,
-                               "messages": [{"role": "user", "content": "Count to three."}]}) as response:
+    with chat_api.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "router-tiny-0.0",
+            "stream": True,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Count to three."}],
+        },
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in response.iter_lines() if line]
@@ -382,13 +454,16 @@ def test_chat_stream_is_valid_sse(chat_api) -> None:
 
 def test_openai_client_works_against_the_api(chat_api) -> None:
     openai = pytest.importorskip("openai")
-    client = openai.OpenAI(base_url=f"{chat_api.server.url}/v1", api_key=KEY, max_retries=0,
-                           default_headers={"x-api-key": KEY})
-    answer = client.chat.completions.create(model="router", messages=[{"role": "user", "content": "Hi"}],
-                                            max_tokens=6)
+    client = openai.OpenAI(
+        base_url=f"{chat_api.server.url}/v1", api_key=KEY, max_retries=0, default_headers={"x-api-key": KEY}
+    )
+    answer = client.chat.completions.create(model="router", messages=[{"role": "user", "content": "Hi"}], max_tokens=6)
     assert answer.choices[0].message.content
-    pieces = list(client.chat.completions.create(model="router", stream=True, max_tokens=6,
-                                                 messages=[{"role": "user", "content": "Hi"}]))
+    pieces = list(
+        client.chat.completions.create(
+            model="router", stream=True, max_tokens=6, messages=[{"role": "user", "content": "Hi"}]
+        )
+    )
     assert "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "Hi"}])
@@ -398,10 +473,17 @@ def test_openai_client_works_against_the_api(chat_api) -> None:
         client.models.retrieve("no-such-model")
 
 
-def test_sagemaker_timeout_is_504(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in,
-                                  faults) -> None:
-    settings = settings_for(tiny_router_dir, table, dynamodb_endpoint, strong_endpoint_name=STRONG_ENDPOINT,
-                            sagemaker_endpoint_url=sagemaker_stand_in.url, sagemaker_timeout_s=1)
+def test_sagemaker_timeout_is_504(
+    tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in, faults
+) -> None:
+    settings = settings_for(
+        tiny_router_dir,
+        table,
+        dynamodb_endpoint,
+        strong_endpoint_name=STRONG_ENDPOINT,
+        sagemaker_endpoint_url=sagemaker_stand_in.url,
+        sagemaker_timeout_s=1,
+    )
     server = serve(settings)
     try:
         faults(mode="latency", latency_s=3)
@@ -430,18 +512,22 @@ def test_prompt_over_the_strong_models_context_is_the_callers_400(chat_api, stre
     response = chat(chat_api, messages=[{"role": "user", "content": LONG_PROMPT}], stream=stream)
     error = assert_openai_error(response, 400, "strong_rejected_input")
     assert error["type"] == "invalid_request_error"
-    assert "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024" \
+    assert (
+        "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024"
         in error["message"]
+    )
     [record] = chat_api.store.records_for_device("acme", "device-a")
     assert (record.status, record.route, record.cost_usd, record.completion_tokens) == ("error", "strong", 0, 0)
     assert "rejected the input (422): Input validation error" in record.error
 
 
-@pytest.mark.parametrize("status, expected, code", [(422, 400, "strong_rejected_input"),
-                                                    (413, 400, "strong_rejected_input"),
-                                                    (429, 502, "upstream_strong_error")])
-def test_endpoint_4xx_is_the_callers_error_only_when_it_refuses_the_input(chat_api, faults, status, expected,
-                                                                           code) -> None:
+@pytest.mark.parametrize(
+    "status, expected, code",
+    [(422, 400, "strong_rejected_input"), (413, 400, "strong_rejected_input"), (429, 502, "upstream_strong_error")],
+)
+def test_endpoint_4xx_is_the_callers_error_only_when_it_refuses_the_input(
+    chat_api, faults, status, expected, code
+) -> None:
     faults(mode="model_error", status=status)
     for stream in (False, True):
         assert_openai_error(chat(chat_api, stream=stream), expected, code)
@@ -474,11 +560,19 @@ def test_no_strong_endpoint_configured_is_503(tiny_router_dir, table, dynamodb_e
         server.stop()
 
 
-def test_record_the_store_refused_comes_back_to_be_resent(tiny_router_dir, throttling_dynamodb, sagemaker_stand_in,
-                                                          api) -> None:
-    settings = settings_for(tiny_router_dir, "decisions", throttling_dynamodb, strong_endpoint_name=STRONG_ENDPOINT,
-                            sagemaker_endpoint_url=sagemaker_stand_in.url, sagemaker_timeout_s=20,
-                            strong_model_name="strong-model", default_max_tokens=8)
+def test_record_the_store_refused_comes_back_to_be_resent(
+    tiny_router_dir, throttling_dynamodb, sagemaker_stand_in, api
+) -> None:
+    settings = settings_for(
+        tiny_router_dir,
+        "decisions",
+        throttling_dynamodb,
+        strong_endpoint_name=STRONG_ENDPOINT,
+        sagemaker_endpoint_url=sagemaker_stand_in.url,
+        sagemaker_timeout_s=20,
+        strong_model_name="strong-model",
+        default_max_tokens=8,
+    )
     server = serve(settings)
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=120) as client:
@@ -494,8 +588,11 @@ def test_record_the_store_refused_comes_back_to_be_resent(tiny_router_dir, throt
 
 
 def test_stop_sequences_reach_the_sagemaker_model(chat_api) -> None:
-    request = {"model": "strong-model", "max_tokens": 24,
-               "messages": [{"role": "user", "content": "Describe the sea in two sentences."}]}
+    request = {
+        "model": "strong-model",
+        "max_tokens": 24,
+        "messages": [{"role": "user", "content": "Describe the sea in two sentences."}],
+    }
     free = chat_api.post("/v1/chat/completions", json=request).json()["choices"][0]["message"]["content"]
     words = free.split()
     assert len(words) > 6, free
@@ -526,8 +623,12 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_frees_the_endpoint(chat
     collecting = gc.isenabled()
     gc.disable()
     try:
-        body = {"model": "strong-model", "stream": True, "max_tokens": 400,
-                "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
+        body = {
+            "model": "strong-model",
+            "stream": True,
+            "max_tokens": 400,
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+        }
         with httpx.Client(base_url=chat_api.server.url, headers={"x-api-key": KEY}, timeout=60) as client:
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 assert response.status_code == 200

@@ -16,8 +16,14 @@ import pytest
 
 from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from hybrid_router.ulid import is_ulid
-from test_api_support import (REPO, STRONG_ENDPOINT, load_event, sagemaker_stand_in, table,  # noqa: F401
-                              tiny_router_dir)
+from test_api_support import (
+    REPO,
+    STRONG_ENDPOINT,
+    load_event,
+    sagemaker_stand_in,  # noqa: F401
+    table,  # noqa: F401
+    tiny_router_dir,  # noqa: F401
+)
 
 KEY_ID = load_event("route_post.json")["requestContext"]["identity"]["apiKeyId"]
 
@@ -208,11 +214,19 @@ def test_no_api_key_identity_is_401(lambda_env) -> None:
     assert body_of(response)["error"]["code"] == "missing_api_key"
 
 
-@pytest.mark.parametrize("function, event_name", [("ingest", "decisions_post.json"), ("ingest", "usage_get.json"),
-                                                   ("ingest", "feedback_post.json"), ("api", "route_post.json")])
+@pytest.mark.parametrize(
+    "function, event_name",
+    [
+        ("ingest", "decisions_post.json"),
+        ("ingest", "usage_get.json"),
+        ("ingest", "feedback_post.json"),
+        ("api", "route_post.json"),
+    ],
+)
 @pytest.mark.parametrize("where, value", [("tenant", "acme#evil"), ("device", "key#1")])
-def test_a_hash_in_the_callers_tenant_or_device_id_is_a_clear_403(lambda_env, dynamodb_client, function, event_name,
-                                                                   where, value) -> None:
+def test_a_hash_in_the_callers_tenant_or_device_id_is_a_clear_403(
+    lambda_env, dynamodb_client, function, event_name, where, value
+) -> None:
     """'#' joins tenant and device in the store's keys: such an identity is refused before anything is stored."""
     event = load_event(event_name)
     if where == "tenant":
@@ -257,8 +271,10 @@ def test_each_function_serves_only_its_routes(lambda_env) -> None:
     assert response["statusCode"] == 404
 
 
-@pytest.mark.parametrize("body, status", [("{not json", 400), (json.dumps({"prompt": 12}), 422),
-                                          (json.dumps({"prompt": "x", "model": "nope"}), 404)])
+@pytest.mark.parametrize(
+    "body, status",
+    [("{not json", 400), (json.dumps({"prompt": 12}), 422), (json.dumps({"prompt": "x", "model": "nope"}), 404)],
+)
 def test_bad_requests_in_lambda(lambda_env, body, status) -> None:
     event = load_event("route_post.json")
     event["body"] = body

@@ -86,8 +86,12 @@ class ThrottlingDynamoDB(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         with self.lock:
             type(self).calls += 1
-        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                           "message": "The level of configured provisioned throughput for the table was exceeded."})
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded.",
+            }
+        )
         self.send_response(400)
         self.send_header("content-type", "application/x-amz-json-1.0")
         self.send_header("content-length", str(len(body)))

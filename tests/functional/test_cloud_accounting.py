@@ -17,8 +17,13 @@ from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from hybrid_router.stores.sqlite_log import DecisionLog
 from hybrid_router.ulid import new_ulid
 from local_stack.servers import ServerThread
-from test_api_support import (STRONG_ENDPOINT, assert_openai_error, sagemaker_stand_in, table,  # noqa: F401
-                              tiny_router_dir)
+from test_api_support import (
+    STRONG_ENDPOINT,
+    assert_openai_error,
+    sagemaker_stand_in,  # noqa: F401
+    table,  # noqa: F401
+    tiny_router_dir,  # noqa: F401
+)
 
 from edge_client.sync import sync_decisions
 
@@ -27,10 +32,18 @@ KEY, OTHER_KEY = "key-device-a", "key-device-b"
 
 @pytest.fixture
 def cloud(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_stand_in) -> Iterator[Any]:
-    settings = ApiSettings(router_path=str(tiny_router_dir), table_name=table, dynamodb_endpoint_url=dynamodb_endpoint,
-                           region="us-east-1", api_keys=parse_key_map(f"{KEY}=acme/device-a,{OTHER_KEY}=acme/device-b"),
-                           strong_endpoint_name=STRONG_ENDPOINT, sagemaker_endpoint_url=sagemaker_stand_in.url,
-                           sagemaker_timeout_s=20, strong_model_name="strong-model", default_max_tokens=8)
+    settings = ApiSettings(
+        router_path=str(tiny_router_dir),
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/device-a,{OTHER_KEY}=acme/device-b"),
+        strong_endpoint_name=STRONG_ENDPOINT,
+        sagemaker_endpoint_url=sagemaker_stand_in.url,
+        sagemaker_timeout_s=20,
+        strong_model_name="strong-model",
+        default_max_tokens=8,
+    )
     server = ServerThread(create_app(settings), name="cloud-api").start()
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=120) as client:
@@ -41,8 +54,12 @@ def cloud(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client, sagemaker_
 
 
 def linked_chat(client: httpx.Client, decision_id: str, key: str = KEY, **extra: Any) -> httpx.Response:
-    body = {"model": "strong-model", "messages": [{"role": "user", "content": "Say hello in French."}],
-            "max_tokens": 6, **extra}
+    body = {
+        "model": "strong-model",
+        "messages": [{"role": "user", "content": "Say hello in French."}],
+        "max_tokens": 6,
+        **extra,
+    }
     return client.post("/v1/chat/completions", json=body, headers={"x-decision-id": decision_id, "x-api-key": key})
 
 
@@ -52,10 +69,21 @@ def totals(client: httpx.Client, key: str = KEY) -> dict[str, Any]:
 
 def device_record(decision_id: str, **fields: Any) -> DecisionRecord:
     """What the device logs for a strong answer it asked the cloud for (its own router, its own reason)."""
-    values = dict(decision_id=decision_id, router_id="device-router", router_version="7", score=0.91, threshold=0.5,
-                  route="strong", reason="routed", weak_model="smollm2", strong_model="strong-model",
-                  model_used="strong-model", router_latency_ms=0.6, generation_latency_ms=900.0,
-                  prompt="Say hello in French.")
+    values = dict(
+        decision_id=decision_id,
+        router_id="device-router",
+        router_version="7",
+        score=0.91,
+        threshold=0.5,
+        route="strong",
+        reason="routed",
+        weak_model="smollm2",
+        strong_model="strong-model",
+        model_used="strong-model",
+        router_latency_ms=0.6,
+        generation_latency_ms=900.0,
+        prompt="Say hello in French.",
+    )
     return DecisionRecord(**{**values, **fields})
 
 
@@ -92,14 +120,20 @@ def test_the_devices_record_of_a_linked_call_counts_once_and_never_for_less(clou
     served = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
     usage_before = totals(cloud)
 
-    honest = device_record(same, prompt_tokens=served[same].prompt_tokens,
-                           completion_tokens=served[same].completion_tokens, cost_usd=served[same].cost_usd,
-                           strong_cost_usd=served[same].strong_cost_usd)
+    honest = device_record(
+        same,
+        prompt_tokens=served[same].prompt_tokens,
+        completion_tokens=served[same].completion_tokens,
+        cost_usd=served[same].cost_usd,
+        strong_cost_usd=served[same].strong_cost_usd,
+    )
     understated = device_record(cheap, cost_usd=0.0, strong_cost_usd=0.0)
-    gave_up = device_record(local, route="weak", reason="fallback:strong_timeout", model_used="smollm2",
-                            cost_usd=2e-6, energy_wh=0.01)
-    upload = cloud.post("/v1/decisions", json={"records": [r.model_dump(mode="json")
-                                                           for r in (honest, understated, gave_up)]})
+    gave_up = device_record(
+        local, route="weak", reason="fallback:strong_timeout", model_used="smollm2", cost_usd=2e-6, energy_wh=0.01
+    )
+    upload = cloud.post(
+        "/v1/decisions", json={"records": [r.model_dump(mode="json") for r in (honest, understated, gave_up)]}
+    )
     answer = upload.json()
     assert (answer["accepted"], answer["duplicates"], answer["failed"]) == (3, 0, [])
     charged = {c["decision_id"]: c for c in answer["charged"]}  # the device learns what the cloud counted
@@ -112,7 +146,8 @@ def test_the_devices_record_of_a_linked_call_counts_once_and_never_for_less(clou
     merged = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
     assert len(merged) == 3 and totals(cloud)["requests"] == 3
     assert merged[same].model_dump(exclude={"tenant_id", "device_id"}) == honest.model_dump(
-        exclude={"tenant_id", "device_id"})  # the device's own fields, the same cost
+        exclude={"tenant_id", "device_id"}
+    )  # the device's own fields, the same cost
     assert (merged[cheap].router_id, merged[cheap].prompt) == ("device-router", "Say hello in French.")
     assert merged[cheap].cost_usd == served[cheap].cost_usd > 0  # the cloud's served cost is kept
     assert (merged[local].route, merged[local].reason) == ("weak", "fallback:strong_timeout")
@@ -126,10 +161,15 @@ def test_sync_of_the_devices_log_after_linked_calls_matches_usage(cloud, tmp_pat
     with DecisionLog(tmp_path / "device.db") as log:
         for decision_id in linked:
             body = linked_chat(cloud, decision_id).json()
-            log.append(device_record(decision_id, prompt_tokens=body["usage"]["prompt_tokens"],
-                                     completion_tokens=body["usage"]["completion_tokens"],
-                                     cost_usd=served_cost(cloud, decision_id),
-                                     strong_cost_usd=served_cost(cloud, decision_id)))
+            log.append(
+                device_record(
+                    decision_id,
+                    prompt_tokens=body["usage"]["prompt_tokens"],
+                    completion_tokens=body["usage"]["completion_tokens"],
+                    cost_usd=served_cost(cloud, decision_id),
+                    strong_cost_usd=served_cost(cloud, decision_id),
+                )
+            )
         log.append(device_record(new_ulid(), route="weak", model_used="smollm2", cost_usd=1e-6))
         report = sync_decisions(log, str(cloud.base_url), api_key=KEY)
         assert (report.accepted, report.duplicates, report.failed, report.remaining) == (3, 0, [], 0)

@@ -29,8 +29,15 @@ if not Path(CHROMIUM).is_file():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 KEY = "key-dashboard"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +63,26 @@ def open_dashboard(browser, url: str, headers: dict[str, str] | None = None, scr
     assert response is not None and response.status == 200
     page.wait_for_selector("body[data-charts=drawn]", timeout=15_000)
     cards = {el.get_attribute("id")[5:]: el.inner_text() for el in page.query_selector_all(".card .value")}
-    by_day = {row.get_attribute("data-key"): row.query_selector('[data-field="requests"]').inner_text()
-              for row in page.query_selector_all("#by-day tr[data-key]")}
-    by_router = {row.get_attribute("data-key"): row.query_selector('[data-field="requests"]').inner_text()
-                 for row in page.query_selector_all("#by-router tr[data-key]")}
+    by_day = {
+        row.get_attribute("data-key"): row.query_selector('[data-field="requests"]').inner_text()
+        for row in page.query_selector_all("#by-day tr[data-key]")
+    }
+    by_router = {
+        row.get_attribute("data-key"): row.query_selector('[data-field="requests"]').inner_text()
+        for row in page.query_selector_all("#by-router tr[data-key]")
+    }
     drawn = page.evaluate("() => [...document.querySelectorAll('canvas')].map(c => !!Chart.getChart(c))")
     if screenshot is not None:
         page.screenshot(path=str(screenshot), full_page=True)
     context.close()
-    return {"cards": cards, "by_day": by_day, "by_router": by_router, "errors": errors, "failed": failed,
-            "drawn": drawn}
+    return {
+        "cards": cards,
+        "by_day": by_day,
+        "by_router": by_router,
+        "errors": errors,
+        "failed": failed,
+        "drawn": drawn,
+    }
 
 
 def check(seen: dict, usage: dict) -> None:
@@ -79,17 +96,29 @@ def check(seen: dict, usage: dict) -> None:
     assert seen["by_day"] == {day: str(t["requests"]) for day, t in usage["by_day"].items()}
 
 
-def test_the_cloud_dashboard_shows_what_v1_usage_returns(browser, dynamodb_endpoint, decision_table,
-                                                         make_decision, tmp_path) -> None:
-    settings = ApiSettings(table_name=decision_table, dynamodb_endpoint_url=dynamodb_endpoint, region="us-east-1",
-                           api_keys=parse_key_map(f"{KEY}=acme/dev"))
+def test_the_cloud_dashboard_shows_what_v1_usage_returns(
+    browser, dynamodb_endpoint, decision_table, make_decision, tmp_path
+) -> None:
+    settings = ApiSettings(
+        table_name=decision_table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/dev"),
+    )
     server = ServerThread(create_app(settings), name="cloud-api").start()
     try:
-        records = [make_decision(route="strong" if i % 3 else "weak", at=f"2026-12-0{1 + i % 3}T10:00:00Z",
-                                 router_version="1" if i % 2 else "2") for i in range(24)]
+        records = [
+            make_decision(
+                route="strong" if i % 3 else "weak",
+                at=f"2026-12-0{1 + i % 3}T10:00:00Z",
+                router_version="1" if i % 2 else "2",
+            )
+            for i in range(24)
+        ]
         headers = {"x-api-key": KEY}
-        stored = httpx.post(f"{server.url}/v1/decisions", headers=headers,
-                            json={"records": [r.model_dump() for r in records]})
+        stored = httpx.post(
+            f"{server.url}/v1/decisions", headers=headers, json={"records": [r.model_dump() for r in records]}
+        )
         assert stored.status_code == 200 and stored.json()["accepted"] == 24
         usage = httpx.get(f"{server.url}/v1/usage", headers=headers, params={"since": "2026-11-01"}).json()
         assert httpx.get(f"{server.url}/dashboard").status_code == 401  # the API's auth, like every route
@@ -100,26 +129,36 @@ def test_the_cloud_dashboard_shows_what_v1_usage_returns(browser, dynamodb_endpo
     assert seen["by_router"] == {"mf@1": "12", "mf@2": "12"}
 
 
-def test_the_device_dashboard_is_loopback_only_and_shows_the_usage_numbers(browser, tmp_path, fixed_backend,
-                                                                           write_tiny_router) -> None:
+def test_the_device_dashboard_is_loopback_only_and_shows_the_usage_numbers(
+    browser, tmp_path, fixed_backend, write_tiny_router
+) -> None:
     pytest.importorskip("onnx")
     router = write_tiny_router(tmp_path / "router").parent
     settings = Settings(data_dir=str(tmp_path / "device"), router_path=str(router), device_id="laptop")
-    service = EdgeService(settings, weak=fixed_backend("weak-model", "local answer"),
-                          strong=fixed_backend("strong-model", "a strong answer"),
-                          route_source=LocalRouteSource(str(router)),
-                          decision_log=DecisionLog(settings.decision_log_path))
+    service = EdgeService(
+        settings,
+        weak=fixed_backend("weak-model", "local answer"),
+        strong=fixed_backend("strong-model", "a strong answer"),
+        route_source=LocalRouteSource(str(router)),
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
     app = create_device_app(service, host="127.0.0.1")
     server = ServerThread(app, name="device").start()
     try:
         for index, prompt in enumerate(["hi", "Prove Fermat's little theorem.", "What is 7 + 5?", "zzz"] * 3):
             model = ["router", "router-tiny-0.0", "router-tiny-1.0"][index % 3]
-            answer = httpx.post(f"{server.url}/v1/chat/completions", timeout=30,
-                                json={"model": model, "messages": [{"role": "user", "content": prompt}]})
+            answer = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                timeout=30,
+                json={"model": model, "messages": [{"role": "user", "content": prompt}]},
+            )
             assert answer.status_code == 200, answer.text
         usage = UsageSummary.from_records(service.log.records()).model_dump()  # what `hybrid-router usage` prints
-        shot = Path(os.environ["HYBRID_ROUTER_DASHBOARD_SCREENSHOT"]) if os.environ.get(
-            "HYBRID_ROUTER_DASHBOARD_SCREENSHOT") else tmp_path / "dashboard.png"
+        shot = (
+            Path(os.environ["HYBRID_ROUTER_DASHBOARD_SCREENSHOT"])
+            if os.environ.get("HYBRID_ROUTER_DASHBOARD_SCREENSHOT")
+            else tmp_path / "dashboard.png"
+        )
         seen = open_dashboard(browser, f"{server.url}/dashboard", screenshot=shot)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:

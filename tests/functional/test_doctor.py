@@ -15,11 +15,22 @@ pytest.importorskip("llama_cpp")
 
 def doctor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    environment.update({"HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
-                        "HYBRID_ROUTER_DATA_DIR": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-                        "COLUMNS": "200", **env})
-    return subprocess.run([sys.executable, "-m", "edge_client.cli", "doctor"], capture_output=True, text=True,
-                          env=environment, timeout=180)
+    environment.update(
+        {
+            "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
+            "HYBRID_ROUTER_DATA_DIR": str(tmp_path / "data"),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "COLUMNS": "200",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
+    )
 
 
 def test_a_working_device_passes_every_check(tmp_path: Path) -> None:
@@ -35,8 +46,7 @@ def test_a_working_device_passes_every_check(tmp_path: Path) -> None:
 def test_a_model_that_cannot_decode_fails_its_check_clearly(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 4096)
-    done = doctor(tmp_path, HYBRID_ROUTER_LOCAL_MODEL_PATH=str(broken),
-                  HYBRID_ROUTER_CLOUD_URL="http://127.0.0.1:9")
+    done = doctor(tmp_path, HYBRID_ROUTER_LOCAL_MODEL_PATH=str(broken), HYBRID_ROUTER_CLOUD_URL="http://127.0.0.1:9")
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]

@@ -45,8 +45,11 @@ def faulty_cloud(dynamodb_endpoint, dynamodb_client, decision_table):
     while not server.started:
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", proxy, DynamoDecisionStore(decision_table,
-                                                                                        client=dynamodb_client)
+        yield (
+            f"http://127.0.0.1:{sock.getsockname()[1]}",
+            proxy,
+            DynamoDecisionStore(decision_table, client=dynamodb_client),
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -67,16 +70,19 @@ def test_sync_through_a_failing_dynamodb_loses_and_doubles_nothing(faulty_cloud,
         while log.pending_count() and runs < 20:  # what a device does: sync again later
             runs += 1
             try:
-                sync_decisions(log, url, api_key=API_KEY, batch_size=25, max_retries=8, base_delay_s=0.01,
-                               max_delay_s=0.05)
+                sync_decisions(
+                    log, url, api_key=API_KEY, batch_size=25, max_retries=8, base_delay_s=0.01, max_delay_s=0.05
+                )
             except SyncError as error:
                 errors.append(str(error))
         pending = log.pending_count()
     in_table = _ids_in_table(table)
-    print(f"FIGURE sync: {len(records)} records, {proxy.injected} DynamoDB faults injected "
-          f"({dict(proxy.counts)}), {runs} sync runs, {len(errors)} gave up; lost "
-          f"{len(set(r.decision_id for r in records) - set(in_table))}, doubled "
-          f"{sum(n - 1 for n in in_table.values())}")
+    print(
+        f"FIGURE sync: {len(records)} records, {proxy.injected} DynamoDB faults injected "
+        f"({dict(proxy.counts)}), {runs} sync runs, {len(errors)} gave up; lost "
+        f"{len(set(r.decision_id for r in records) - set(in_table))}, doubled "
+        f"{sum(n - 1 for n in in_table.values())}"
+    )
     assert proxy.injected >= 50  # the faults really happened
     assert pending == 0
     assert sorted(in_table) == sorted(r.decision_id for r in records)
@@ -92,7 +98,7 @@ def test_ingest_through_a_failing_dynamodb_answers_only_retryable_errors(faulty_
     accepted = duplicates = 0
     with httpx.Client(base_url=url, headers={"x-api-key": API_KEY}, timeout=60) as http:
         for start in range(0, len(records), 20):
-            body = {"records": [r.model_dump(mode="json") for r in records[start:start + 20]]}
+            body = {"records": [r.model_dump(mode="json") for r in records[start : start + 20]]}
             for _ in range(30):
                 response = http.post("/v1/decisions", json=body)
                 statuses[response.status_code] += 1
@@ -108,9 +114,11 @@ def test_ingest_through_a_failing_dynamodb_answers_only_retryable_errors(faulty_
             else:
                 pytest.fail(f"batch at {start} never taken: {statuses}")
     in_table = _ids_in_table(table)
-    print(f"FIGURE ingest: {len(records)} records in 10 batches, {proxy.injected} DynamoDB faults injected "
-          f"({dict(proxy.counts)}), answers {dict(statuses)}; stored {len(in_table)}, doubled "
-          f"{sum(n - 1 for n in in_table.values())}")
+    print(
+        f"FIGURE ingest: {len(records)} records in 10 batches, {proxy.injected} DynamoDB faults injected "
+        f"({dict(proxy.counts)}), answers {dict(statuses)}; stored {len(in_table)}, doubled "
+        f"{sum(n - 1 for n in in_table.values())}"
+    )
     assert statuses[502] + statuses[503] > 0  # some batches did fail past boto3's own retries
     assert sorted(in_table) == sorted(r.decision_id for r in records)
     assert set(in_table.values()) == {1}
@@ -125,7 +133,7 @@ def test_lost_replies_after_the_write_are_counted_once(faulty_cloud, make_decisi
     records = [make_decision() for _ in range(60)]
     with httpx.Client(base_url=url, headers={"x-api-key": API_KEY}, timeout=60) as http:
         for start in range(0, len(records), 20):
-            body = {"records": [r.model_dump(mode="json") for r in records[start:start + 20]]}
+            body = {"records": [r.model_dump(mode="json") for r in records[start : start + 20]]}
             for _ in range(20):
                 response = http.post("/v1/decisions", json=body)
                 if response.status_code == 200:

@@ -32,8 +32,9 @@ def test_table_matches_schema(dynamodb_client, decision_table):
 
 
 def test_put_twice_counts_duplicates_and_round_trips(store, make_decision):
-    records = [make_decision("strong" if i % 3 == 0 else "weak", tenant_id="acme", device_id="laptop-1")
-               for i in range(30)]
+    records = [
+        make_decision("strong" if i % 3 == 0 else "weak", tenant_id="acme", device_id="laptop-1") for i in range(30)
+    ]
     first = store.put_records(records)
     assert (first.accepted, first.duplicates, first.failed) == (30, 0, [])
     again = store.put_records(records[:10] + records[:2])  # re-sent, and repeated inside one batch
@@ -64,8 +65,9 @@ def test_invalid_records_fail_one_by_one(store, make_decision):
 def test_usage_equals_summary_of_inputs_and_since_window(store, make_decision):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     records = [
-        make_decision("strong" if i % 4 == 0 else "weak", at=now - timedelta(hours=7 * i),
-                      tenant_id="t1", device_id="d1")
+        make_decision(
+            "strong" if i % 4 == 0 else "weak", at=now - timedelta(hours=7 * i), tenant_id="t1", device_id="d1"
+        )
         for i in range(40)
     ]
     store.put_records(records)
@@ -120,10 +122,12 @@ class _ThrottlingProxy(BaseHTTPRequestHandler):
             if throttle:
                 type(self).throttled += 1
         if throttle:
-            payload = json.dumps({
-                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                "message": "The level of configured provisioned throughput for the table was exceeded.",
-            }).encode()
+            payload = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                    "message": "The level of configured provisioned throughput for the table was exceeded.",
+                }
+            ).encode()
             self.send_response(400)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Content-Length", str(len(payload)))
@@ -144,16 +148,18 @@ class _ThrottlingProxy(BaseHTTPRequestHandler):
         pass
 
 
-def test_throttled_puts_are_retried_and_nothing_is_lost(dynamodb_endpoint, dynamodb_client, decision_table,
-                                                        make_decision):
+def test_throttled_puts_are_retried_and_nothing_is_lost(
+    dynamodb_endpoint, dynamodb_client, decision_table, make_decision
+):
     _ThrottlingProxy.upstream = dynamodb_endpoint
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingProxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         # botocore's own retries off, so the store's backoff does the work
         client = make_client(f"http://127.0.0.1:{server.server_port}", max_attempts=1)
-        store = DynamoDecisionStore(decision_table, client=client, base_delay_s=0.001, max_delay_s=0.01,
-                                    max_attempts=30)  # 8 threads share one every-other throttle
+        store = DynamoDecisionStore(
+            decision_table, client=client, base_delay_s=0.001, max_delay_s=0.01, max_attempts=30
+        )  # 8 threads share one every-other throttle
         records = [make_decision(tenant_id="t", device_id="d") for _ in range(40)]
         result = store.put_records(records)
         assert (result.accepted, result.duplicates, result.failed) == (40, 0, [])

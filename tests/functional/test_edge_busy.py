@@ -15,8 +15,14 @@ from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path
 from edge_client.config import Settings
 from edge_client.factory import build_weak
 from edge_client.server import create_app
-from tests.functional.test_edge_server import (ALWAYS_WEAK, ServerThread, make_service, router_dir, strong_backend,  # noqa: F401
-                                               strong_server)
+from tests.functional.test_edge_server import (
+    ALWAYS_WEAK,
+    ServerThread,
+    make_service,
+    router_dir,  # noqa: F401
+    strong_backend,  # noqa: F401
+    strong_server,  # noqa: F401
+)
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp")
@@ -41,8 +47,9 @@ def _ask_all(url: str, model: str) -> list[httpx.Response]:
         return list(pool.map(ask, range(CLIENTS)))
 
 
-def test_past_the_queue_limit_with_no_strong_model_is_429_and_each_request_is_logged(tmp_path: Path,
-                                                                                     router_dir) -> None:  # noqa: F811
+def test_past_the_queue_limit_with_no_strong_model_is_429_and_each_request_is_logged(
+    tmp_path: Path, router_dir
+) -> None:  # noqa: F811
     weak = _busy_weak(limit=1)
     service = make_service(tmp_path, router_dir, weak, None)
     with ServerThread(create_app(service)) as server:

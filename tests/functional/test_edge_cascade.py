@@ -79,14 +79,19 @@ def test_an_unsure_draft_escalates_to_the_strong_model(cascade_edge, stream: boo
     assert record.escalated is True and record.confidence < 1.0 and record.draft_tokens > 0
     assert record.draft_latency_ms > 0 and record.energy_wh > 0  # the discarded draft: time and energy
     assert record.cost_usd > 0 and record.completion_tokens > 0
-    assert routing["cascade"] == {"confidence": round(record.confidence, 6), "escalated": True,
-                                  "draft_tokens": record.draft_tokens,
-                                  "draft_latency_ms": round(record.draft_latency_ms, 3)}
+    assert routing["cascade"] == {
+        "confidence": round(record.confidence, 6),
+        "escalated": True,
+        "draft_tokens": record.draft_tokens,
+        "draft_latency_ms": round(record.draft_latency_ms, 3),
+    }
 
 
 def test_the_band_settles_clear_cases_without_a_draft(tmp_path, router_dir, weak, strong_server) -> None:
-    for band, route in (({"cascade_low": 0.0, "cascade_high": 0.0}, "strong"),
-                        ({"cascade_low": 1.0, "cascade_high": 1.0}, "weak")):
+    for band, route in (
+        ({"cascade_low": 0.0, "cascade_high": 0.0}, "strong"),
+        ({"cascade_low": 1.0, "cascade_high": 1.0}, "weak"),
+    ):
         service = make_service(tmp_path / route, router_dir, weak, strong_backend(strong_server.url), **band)
         with ServerThread(create_app(service)) as server:
             _, routing, _ = ask(server, "router-cascade", stream=False)
@@ -107,10 +112,18 @@ def test_a_failed_escalation_falls_back_to_the_draft(tmp_path, router_dir, weak,
     assert record.escalated is True and record.draft_tokens == record.completion_tokens > 0
 
 
-def test_the_cascade_setting_makes_plain_router_cascade_and_names_are_listed(tmp_path, router_dir, weak,
-                                                                             strong_server) -> None:
-    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), cascade=True,
-                           cascade_min_confidence=0.0, **EVERYTHING_DRAFTS)
+def test_the_cascade_setting_makes_plain_router_cascade_and_names_are_listed(
+    tmp_path, router_dir, weak, strong_server
+) -> None:
+    service = make_service(
+        tmp_path,
+        router_dir,
+        weak,
+        strong_backend(strong_server.url),
+        cascade=True,
+        cascade_min_confidence=0.0,
+        **EVERYTHING_DRAFTS,
+    )
     with ServerThread(create_app(service)) as server:
         client = client_for(server)
         assert "router-cascade" in [m.id for m in client.models.list()]
@@ -120,8 +133,9 @@ def test_the_cascade_setting_makes_plain_router_cascade_and_names_are_listed(tmp
 
 
 def test_an_escalation_over_the_spend_cap_keeps_the_draft(tmp_path, router_dir, weak, strong_server) -> None:
-    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=0.0,
-                           **EVERYTHING_DRAFTS)
+    service = make_service(
+        tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=0.0, **EVERYTHING_DRAFTS
+    )
     with ServerThread(create_app(service)) as server:
         text, routing, _ = ask(server, ESCALATE, stream=False)
     record = logged(service, routing["decision_id"])
@@ -130,8 +144,9 @@ def test_an_escalation_over_the_spend_cap_keeps_the_draft(tmp_path, router_dir, 
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_draft_that_cannot_be_made_goes_to_the_strong_model(tmp_path, router_dir, strong_server,
-                                                              stream: bool) -> None:
+def test_a_draft_that_cannot_be_made_goes_to_the_strong_model(
+    tmp_path, router_dir, strong_server, stream: bool
+) -> None:
     from hybrid_router.backends.llama_cpp import LlamaCppBackend
 
     missing = LlamaCppBackend(tmp_path / "no-such-model.gguf", name="local-missing")

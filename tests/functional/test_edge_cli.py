@@ -26,15 +26,21 @@ def router_dir(tmp_path_factory, write_tiny_router) -> Path:
 @pytest.fixture
 def env(tmp_path, router_dir) -> dict[str, str]:
     values = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    values.update(HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"), HYBRID_ROUTER_DATA_DIR=str(tmp_path),
-                  HYBRID_ROUTER_ROUTER_PATH=str(router_dir), HYBRID_ROUTER_N_THREADS="1", OMP_NUM_THREADS="1",
-                  HYBRID_ROUTER_N_CTX="1024")
+    values.update(
+        HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"),
+        HYBRID_ROUTER_DATA_DIR=str(tmp_path),
+        HYBRID_ROUTER_ROUTER_PATH=str(router_dir),
+        HYBRID_ROUTER_N_THREADS="1",
+        OMP_NUM_THREADS="1",
+        HYBRID_ROUTER_N_CTX="1024",
+    )
     return values
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_client.cli", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_route_json_is_the_routers_decision(env) -> None:
@@ -66,13 +72,16 @@ def test_errors_are_one_line_without_traceback(env) -> None:
     assert "router file not found" in no_router.stderr
 
 
-@pytest.mark.parametrize("args, option, allowed", [
-    (("chat", "hi", "--max-tokens", "0"), "'--max-tokens'", "1 to 32768"),
-    (("chat", "hi", "--max-tokens", "40000"), "'--max-tokens'", "1 to 32768"),
-    (("chat", "hi", "--max-tokens", "many"), "'--max-tokens'", "1 to 32768"),
-    (("usage", "--days", "0"), "'--days'", "1 to 36500"),
-    (("serve", "--port", "70000"), "'--port'", "1 to 65535"),
-])
+@pytest.mark.parametrize(
+    "args, option, allowed",
+    [
+        (("chat", "hi", "--max-tokens", "0"), "'--max-tokens'", "1 to 32768"),
+        (("chat", "hi", "--max-tokens", "40000"), "'--max-tokens'", "1 to 32768"),
+        (("chat", "hi", "--max-tokens", "many"), "'--max-tokens'", "1 to 32768"),
+        (("usage", "--days", "0"), "'--days'", "1 to 36500"),
+        (("serve", "--port", "70000"), "'--port'", "1 to 65535"),
+    ],
+)
 def test_a_bad_number_option_is_a_one_line_usage_error(env, args, option, allowed) -> None:
     result = cli(env, *args)
     assert result.returncode == 2 and result.stdout == ""
@@ -107,8 +116,14 @@ def test_ctrl_c_mid_answer_is_logged_as_interrupted(env, interactive) -> None:
     now it says `interrupted` with what was produced, and an interactive session goes on to the next prompt."""
     pytest.importorskip("llama_cpp")
     args = ["chat", "--model", "router-tiny-1.0", "--max-tokens", "600"] + ([] if interactive else [LONG])
-    process = subprocess.Popen([sys.executable, "-m", "edge_client.cli", *args], env=env, cwd=REPO,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_client.cli", *args],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         if interactive:
             process.stdin.write(f"{LONG}\n".encode())
@@ -139,12 +154,24 @@ def test_a_prompt_that_is_not_utf8_is_a_one_line_error_and_nothing_is_logged(env
     record itself (a JSON serialisation error, and the decision was lost)."""
     env = dict(env, HYBRID_ROUTER_STORE_PROMPTS="true")
     for args in ((b"chat", b"caf\xe9 au lait"), (b"chat", b"hi", b"--system", b"\xff"), (b"route", b"caf\xe9")):
-        result = subprocess.run([sys.executable.encode(), b"-m", b"edge_client.cli", *args], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=240)
+        result = subprocess.run(
+            [sys.executable.encode(), b"-m", b"edge_client.cli", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert "is not valid UTF-8 text (byte 0x" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
-    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat"], input=b"caf\xe9\n", env=env,
-                             cwd=REPO, capture_output=True, timeout=240)
+    session = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "chat"],
+        input=b"caf\xe9\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=240,
+    )
     assert session.returncode == 0 and b"byte 0xe9" in session.stderr
     with _log(env) as log:
         assert log.count() == 0
@@ -176,11 +203,14 @@ def test_feedback_rates_a_logged_answer_and_a_new_rating_replaces_it(env, make_d
     assert (stored.rating, stored.scale, stored.comment, stored.synced_at) == (4, "stars", "fine, a bit long", None)
 
 
-@pytest.mark.parametrize("rating, problem", [
-    ("7", "rating must be 1..5 (stars) or -1/+1 (thumbs)"),
-    ("good", "rating must be 1..5 (stars) or +1/-1 (thumbs), got 'good'"),
-    ("+3", "rating 3 is not on the thumbs scale"),
-])
+@pytest.mark.parametrize(
+    "rating, problem",
+    [
+        ("7", "rating must be 1..5 (stars) or -1/+1 (thumbs)"),
+        ("good", "rating must be 1..5 (stars) or +1/-1 (thumbs), got 'good'"),
+        ("+3", "rating 3 is not on the thumbs scale"),
+    ],
+)
 def test_feedback_with_a_bad_rating_is_a_one_line_error(env, make_decision, rating, problem) -> None:
     record = make_decision()
     with _log(env) as log:
@@ -203,8 +233,7 @@ def test_feedback_on_an_unknown_decision_is_a_one_line_error(env, make_decision)
     assert short.returncode == 2 and "decision_id: String should have at least 26 characters" in short.stderr
 
 
-def test_export_feedback_writes_training_rows_and_skips_answers_without_a_prompt(env, make_decision,
-                                                                                  tmp_path) -> None:
+def test_export_feedback_writes_training_rows_and_skips_answers_without_a_prompt(env, make_decision, tmp_path) -> None:
     from router_training.data import read_rows
 
     kept = make_decision("strong", prompt="Prove that there are infinitely many primes.")
@@ -217,11 +246,19 @@ def test_export_feedback_writes_training_rows_and_skips_answers_without_a_prompt
     out = tmp_path / "rows" / "feedback.jsonl"
     result = cli(env, "export-feedback", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (f"wrote 1 training row(s) to {out}; skipped 1 rated answer(s) with no stored "
-                                     "prompt (turn on store_prompts to keep prompts)")
+    assert result.stdout.strip() == (
+        f"wrote 1 training row(s) to {out}; skipped 1 rated answer(s) with no stored "
+        "prompt (turn on store_prompts to keep prompts)"
+    )
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row == {"id": f"feedback/{kept.decision_id}", "prompt": kept.prompt, "scores": {"llama-3-70b": 0.25},
-                   "source": "hybrid-router feedback", "route": "strong", "decision_id": kept.decision_id}
+    assert row == {
+        "id": f"feedback/{kept.decision_id}",
+        "prompt": kept.prompt,
+        "scores": {"llama-3-70b": 0.25},
+        "source": "hybrid-router feedback",
+        "route": "strong",
+        "decision_id": kept.decision_id,
+    }
     [read] = read_rows([out])  # the training tools read it as a [0, 1]-scored file
     assert (read.id, read.scores, read.scale) == (row["id"], {"llama-3-70b": 0.25}, "unit")
 
@@ -229,9 +266,15 @@ def test_export_feedback_writes_training_rows_and_skips_answers_without_a_prompt
 @pytest.mark.slow
 def test_interactive_chat_rates_the_last_answer_with_good_and_bad(env) -> None:
     pytest.importorskip("llama_cpp")
-    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0",
-                              "--max-tokens", "8"], input="/good\nSay hello.\n/bad\n/good\n\n", env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=240)
+    session = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0", "--max-tokens", "8"],
+        input="/good\nSay hello.\n/bad\n/good\n\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert session.returncode == 0, session.stderr
     assert "/good or /bad rates the last answer" in session.stderr
     assert "error: no answer to rate yet" in session.stderr  # /good before any answer
@@ -245,9 +288,15 @@ def test_interactive_chat_rates_the_last_answer_with_good_and_bad(env) -> None:
 
 def test_interactive_chat_commands_are_never_sent_to_the_model(env) -> None:
     pytest.importorskip("llama_cpp")
-    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0"],
-                             input="/help\n/wat\n/tmp is full\n/quit\nSay hello.\n", env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=240)
+    session = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "chat", "--model", "router-tiny-1.0"],
+        input="/help\n/wat\n/tmp is full\n/quit\nSay hello.\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert session.returncode == 0 and "Traceback" not in session.stderr, session.stderr
     help_lines = [line for line in session.stderr.splitlines() if line.startswith(("/good", "/bad", "/help", "/quit"))]
     assert len(help_lines) == 4 and any("end the session" in line for line in help_lines)
@@ -260,16 +309,29 @@ def test_interactive_chat_commands_are_never_sent_to_the_model(env) -> None:
 
 def test_exit_ends_an_interactive_chat_too(env) -> None:
     pytest.importorskip("llama_cpp")
-    session = subprocess.run([sys.executable, "-m", "edge_client.cli", "chat"], input="/exit\nSay hello.\n",
-                             env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    session = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "chat"],
+        input="/exit\nSay hello.\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert session.returncode == 0 and session.stdout.count("> ") == 1, session.stderr
     with _log(env) as log:
         assert log.count() == 0
 
 
 def test_serve_on_a_non_loopback_host_without_a_token_is_refused(env) -> None:
-    result = subprocess.run([sys.executable, "-m", "edge_client.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
-                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: serving on the non-loopback host 0.0.0.0 needs a token") and "server_token" in line
@@ -287,8 +349,10 @@ def test_chat_in_cascade_mode_keeps_or_escalates_the_draft_and_usage_counts_it(e
     assert "route weak (fallback:strong_not_configured)" in escalated.stderr and ", escalated |" in escalated.stderr
     with _log(env) as log:
         records = sorted(log.records(), key=lambda r: r.decision_id)
-    assert [(r.reason, r.escalated) for r in records] == [("cascade:kept", False),
-                                                          ("fallback:strong_not_configured", True)]
+    assert [(r.reason, r.escalated) for r in records] == [
+        ("cascade:kept", False),
+        ("fallback:strong_not_configured", True),
+    ]
     totals = json.loads(cli(env, "usage", "--json").stdout)["totals"]
     assert (totals["drafts"], totals["escalations"]) == (2, 1)
     assert "cascade: 2 local drafts, 1 kept, 1 escalated" in cli(env, "usage").stdout

@@ -33,9 +33,11 @@ def sides(tmp_path, dynamodb_client, decision_table, make_decision):
     edge_app = create_edge_app(EdgeService(settings, weak=weak, strong=None, route_source=None, decision_log=log))
     store = DynamoDecisionStore(decision_table, client=dynamodb_client)
     store.put_records([record], owner=("acme", "laptop-7"))
-    cloud_app = create_cloud_app(ApiSettings(table_name=decision_table,
-                                             api_keys=parse_key_map(f"{API_KEY}=acme/laptop-7")),
-                                 groups=("records",), store=store)
+    cloud_app = create_cloud_app(
+        ApiSettings(table_name=decision_table, api_keys=parse_key_map(f"{API_KEY}=acme/laptop-7")),
+        groups=("records",),
+        store=store,
+    )
     with TestClient(edge_app) as edge, TestClient(cloud_app, headers={"x-api-key": API_KEY}) as cloud:
         yield edge, log, cloud, record
     log.close()
@@ -54,17 +56,20 @@ def test_a_rating_is_kept_in_the_log_and_answered_as_the_cloud_answers(sides) ->
     assert (log.feedback(record.decision_id).rating, log.feedback(record.decision_id).comment) == (-1, None)
 
 
-@pytest.mark.parametrize("body", [
-    {"rating": 5},  # decision_id filled in below: one neither side has
-    {"decision_id": None, "rating": 7},
-    {"decision_id": None, "rating": True},
-    {"decision_id": None, "rating": "5"},
-    {"decision_id": "short", "rating": 5},
-    {"decision_id": None, "rating": 5, "extra": 1},
-    {"decision_id": None, "rating": 5, "comment": "x" * 4001},
-    b"{not json",
-    b"",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rating": 5},  # decision_id filled in below: one neither side has
+        {"decision_id": None, "rating": 7},
+        {"decision_id": None, "rating": True},
+        {"decision_id": None, "rating": "5"},
+        {"decision_id": "short", "rating": 5},
+        {"decision_id": None, "rating": 5, "extra": 1},
+        {"decision_id": None, "rating": 5, "comment": "x" * 4001},
+        b"{not json",
+        b"",
+    ],
+)
 def test_bad_ratings_get_the_cloud_apis_errors(sides, make_decision, body) -> None:
     edge, log, cloud, record = sides
     if isinstance(body, dict):
@@ -111,8 +116,13 @@ def test_a_rating_the_full_log_cannot_keep_is_a_507(tmp_path, make_decision) -> 
     with pytest.raises(DecisionLogError):
         for _ in range(10_000):
             log.append(make_decision(prompt="x" * 500))
-    service = EdgeService(settings, weak=LlamaCppBackend(tmp_path / "absent.gguf", name="local"), strong=None,
-                          route_source=None, decision_log=log)
+    service = EdgeService(
+        settings,
+        weak=LlamaCppBackend(tmp_path / "absent.gguf", name="local"),
+        strong=None,
+        route_source=None,
+        decision_log=log,
+    )
     with TestClient(create_edge_app(service)) as edge:
         full = edge.post("/v1/feedback", json={"decision_id": record.decision_id, "rating": 5, "comment": "y" * 4000})
     assert full.status_code == 507 and full.json()["error"]["code"] == "decision_log_unwritable"

@@ -28,17 +28,31 @@ pytest.importorskip("llama_cpp")
 
 def _serve(tmp_path: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    env.update({"HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"), "HYBRID_ROUTER_DATA_DIR": str(tmp_path),
-                "XDG_CACHE_HOME": str(tmp_path / "cache"), "HYBRID_ROUTER_N_THREADS": "1"})
-    server = subprocess.Popen([sys.executable, "-m", "edge_client.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env.update(
+        {
+            "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
+            "HYBRID_ROUTER_DATA_DIR": str(tmp_path),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "HYBRID_ROUTER_N_THREADS": "1",
+        }
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "edge_client.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_for_port(port, timeout_s=60, process=server)
     return server
 
 
 def _body(stream: bool, max_tokens: int) -> dict:
-    return {"model": "smollm2-135m-instruct", "stream": stream, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
+    return {
+        "model": "smollm2-135m-instruct",
+        "stream": stream,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+    }
 
 
 def test_a_stream_killed_mid_answer_leaves_its_record(tmp_path: Path) -> None:

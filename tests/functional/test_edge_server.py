@@ -99,8 +99,13 @@ def weak() -> LlamaCppBackend:
 
 def make_service(tmp_path: Path, router_dir: Path, weak, strong, **settings) -> EdgeService:
     config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=16, **settings)
-    return EdgeService(config, weak=weak, strong=strong, route_source=LocalRouteSource(str(router_dir)),
-                       decision_log=DecisionLog(config.decision_log_path))
+    return EdgeService(
+        config,
+        weak=weak,
+        strong=strong,
+        route_source=LocalRouteSource(str(router_dir)),
+        decision_log=DecisionLog(config.decision_log_path),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +143,8 @@ def logged(service: EdgeService, decision_id: str):
 def test_plain_completion_through_the_official_client(edge) -> None:
     server, service = edge
     raw = client_for(server).chat.completions.with_raw_response.create(
-        model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16)
+        model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16
+    )
     response = raw.parse()
     assert response.choices[0].message.content.strip()
     assert response.model == service.weak_name
@@ -158,8 +164,9 @@ def test_plain_completion_through_the_official_client(edge) -> None:
 
 def test_streaming_through_the_official_client(edge) -> None:
     server, service = edge
-    stream = client_for(server).chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16,
-                                                        stream=True, stream_options={"include_usage": True})
+    stream = client_for(server).chat.completions.create(
+        model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16, stream=True, stream_options={"include_usage": True}
+    )
     pieces, routing, usage, finish = [], None, None, None
     for chunk in stream:
         if chunk.usage:
@@ -176,8 +183,10 @@ def test_streaming_through_the_official_client(edge) -> None:
     # streamed token counts agree with what llama.cpp reports for the same answer without streaming
     plain = client_for(server).chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT, max_tokens=16)
     assert plain.choices[0].message.content == text
-    assert (plain.usage.prompt_tokens, plain.usage.completion_tokens) == (record.prompt_tokens,
-                                                                        record.completion_tokens)
+    assert (plain.usage.prompt_tokens, plain.usage.completion_tokens) == (
+        record.prompt_tokens,
+        record.completion_tokens,
+    )
 
 
 def test_strong_route_over_http_and_models_list(edge) -> None:
@@ -192,8 +201,10 @@ def test_strong_route_over_http_and_models_list(edge) -> None:
     assert forced.model_extra["routing"]["reason"] == "forced"
     ids = [model.id for model in client.models.list()]
     assert ids[:2] == ["router", "router-tiny-0.500"] and service.weak_name in ids and STRONG_NAME in ids
-    assert [client.models.retrieve(name).id for name in (STRONG_NAME, "router-tiny-0.1")] == [STRONG_NAME,
-                                                                                            "router-tiny-0.1"]
+    assert [client.models.retrieve(name).id for name in (STRONG_NAME, "router-tiny-0.1")] == [
+        STRONG_NAME,
+        "router-tiny-0.1",
+    ]
     for unknown in ("no-such-model", "router-zz-0.5"):
         with pytest.raises(openai.NotFoundError, match="does not exist here"):
             client.models.retrieve(unknown)
@@ -237,8 +248,7 @@ def slow_or_failing_app(delay_s: float = 0.0, status: int = 200) -> FastAPI:
 
 def test_strong_timeout_answers_locally(tmp_path, router_dir, weak) -> None:
     with ServerThread(slow_or_failing_app(delay_s=2.5)) as slow:
-        routing, record, elapsed = fallback_case(tmp_path, router_dir, weak, strong_backend(slow.url, 0.5),
-                                                 stream=True)
+        routing, record, elapsed = fallback_case(tmp_path, router_dir, weak, strong_backend(slow.url, 0.5), stream=True)
     assert (routing["route"], record.reason) == ("weak", "fallback:strong_timeout")
     # the local answer started after the 0.5 s timeout, not after the slow server's 2.5 s
     assert elapsed - record.generation_latency_ms / 1000 < 2.0
@@ -253,8 +263,9 @@ def test_strong_5xx_answers_locally(tmp_path, router_dir, weak) -> None:
 
 def test_missing_local_model_goes_to_the_cloud(tmp_path, router_dir, strong_server) -> None:
     missing = LlamaCppBackend(tmp_path / "no-such-model.gguf", name="local-missing")
-    routing, record, _ = fallback_case(tmp_path, router_dir, missing, strong_backend(strong_server.url),
-                                       model=ALWAYS_WEAK)
+    routing, record, _ = fallback_case(
+        tmp_path, router_dir, missing, strong_backend(strong_server.url), model=ALWAYS_WEAK
+    )
     assert (routing["route"], routing["reason"]) == ("strong", "fallback:local_model_missing")
     assert record.model_used == STRONG_NAME and record.cost_usd > 0
 
@@ -262,14 +273,19 @@ def test_missing_local_model_goes_to_the_cloud(tmp_path, router_dir, strong_serv
 def test_corrupt_local_model_goes_to_the_cloud(tmp_path, router_dir, strong_server) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + os.urandom(4096))
-    routing, record, _ = fallback_case(tmp_path, router_dir, LlamaCppBackend(bad),
-                                       strong_backend(strong_server.url), model=ALWAYS_WEAK, stream=True)
+    routing, record, _ = fallback_case(
+        tmp_path, router_dir, LlamaCppBackend(bad), strong_backend(strong_server.url), model=ALWAYS_WEAK, stream=True
+    )
     assert (routing["route"], record.reason) == ("strong", "fallback:local_model_error")
 
 
 def test_both_sides_down_is_a_clear_error_and_is_logged(tmp_path, router_dir) -> None:
-    service = make_service(tmp_path, router_dir, LlamaCppBackend(tmp_path / "none.gguf"),
-                           strong_backend(f"http://127.0.0.1:{closed_port()}"))
+    service = make_service(
+        tmp_path,
+        router_dir,
+        LlamaCppBackend(tmp_path / "none.gguf"),
+        strong_backend(f"http://127.0.0.1:{closed_port()}"),
+    )
     with ServerThread(create_app(service)) as server:
         response = httpx.post(server.url + "/v1/chat/completions", json={"model": ALWAYS_STRONG, "messages": PROMPT})
     assert response.status_code >= 500
@@ -294,9 +310,12 @@ def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, str
     assert first.model_extra["routing"]["route"] == "strong"
     for response in (second, forced):
         assert (response.model_extra["routing"]["route"], response.model_extra["routing"]["reason"]) == (
-            "weak", "budget:daily")
-    assert service.log.spend_since("2000-01-01") == pytest.approx(logged(service, first.model_extra["routing"][
-        "decision_id"]).cost_usd)
+            "weak",
+            "budget:daily",
+        )
+    assert service.log.spend_since("2000-01-01") == pytest.approx(
+        logged(service, first.model_extra["routing"]["decision_id"]).cost_usd
+    )
     assert service.budget.reserved_usd == 0.0
 
 
@@ -305,9 +324,13 @@ def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, wea
     cap = 2.5 * probe.budget.worst_case_usd(PROMPT, 8)
     service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), daily_cap_usd=cap)
     with ServerThread(create_app(service)) as server:
+
         def ask(_: int) -> httpx.Response:
-            return httpx.post(f"{server.url}/v1/chat/completions", timeout=120,
-                              json={"model": ALWAYS_STRONG, "messages": PROMPT, "max_tokens": 8})
+            return httpx.post(
+                f"{server.url}/v1/chat/completions",
+                timeout=120,
+                json={"model": ALWAYS_STRONG, "messages": PROMPT, "max_tokens": 8},
+            )
 
         from concurrent.futures import ThreadPoolExecutor
 
@@ -330,25 +353,50 @@ def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, wea
         (json.dumps({"model": "router"}).encode(), 400, "invalid_messages"),
         (json.dumps({"model": "gpt-17", "messages": PROMPT}).encode(), 404, "model_not_found"),
         (json.dumps({"model": "router-nosuchkind-0.5", "messages": PROMPT}).encode(), 404, "model_not_found"),
-        (json.dumps({"model": "router", "messages": [{"role": "wizard", "content": "x"}]}).encode(), 400,
-         "invalid_value"),
-        (json.dumps({"model": "router", "messages": [{"role": "user", "content": "a" * (1 << 20)}]}).encode(),
-         413, None),
+        (
+            json.dumps({"model": "router", "messages": [{"role": "wizard", "content": "x"}]}).encode(),
+            400,
+            "invalid_value",
+        ),
+        (
+            json.dumps({"model": "router", "messages": [{"role": "user", "content": "a" * (1 << 20)}]}).encode(),
+            413,
+            None,
+        ),
         (b'{"model": "router", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400, "invalid_value"),
         (json.dumps({"model": "router", "messages": PROMPT, "n": 2}).encode(), 400, "unsupported_value"),
-        (json.dumps({"model": "router", "messages": PROMPT, "tools": [{"type": "function"}]}).encode(), 400,
-         "unsupported_value"),
-        (json.dumps({"model": "router", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "x"}}]}]}).encode(),
-         400, "unsupported_value"),
+        (
+            json.dumps({"model": "router", "messages": PROMPT, "tools": [{"type": "function"}]}).encode(),
+            400,
+            "unsupported_value",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "router",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "what is this?"},
+                                {"type": "image_url", "image_url": {"url": "x"}},
+                            ],
+                        }
+                    ],
+                }
+            ).encode(),
+            400,
+            "unsupported_value",
+        ),
         (json.dumps({"model": "router", "messages": PROMPT, "stream": "yes"}).encode(), 400, "invalid_value"),
     ],
 )
 def test_bad_requests_get_openai_error_bodies(edge, body: bytes, status: int, code: str | None) -> None:
     server, service = edge
     before = len(service.log.records())
-    response = httpx.post(server.url + "/v1/chat/completions", content=body,
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == status
     error = response.json()["error"]
     assert error["message"] and error["type"] == "invalid_request_error"
@@ -369,12 +417,25 @@ def test_unknown_model_raises_not_found_in_the_official_client(edge) -> None:
 def test_serve_command_in_a_subprocess(tmp_path, router_dir, strong_server) -> None:
     port = closed_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    env.update(HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"), HYBRID_ROUTER_DATA_DIR=str(tmp_path),
-               HYBRID_ROUTER_ROUTER_PATH=str(router_dir), HYBRID_ROUTER_N_THREADS="1", HYBRID_ROUTER_N_CTX="1024",
-               HYBRID_ROUTER_STRONG_KIND="openai", HYBRID_ROUTER_OPENAI_URL=strong_server.url + "/v1",
-               HYBRID_ROUTER_STRONG_MODEL=STRONG_NAME, HYBRID_ROUTER_MAX_TOKENS="12", OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "edge_client.cli", "serve", "--port", str(port)], env=env,
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env.update(
+        HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"),
+        HYBRID_ROUTER_DATA_DIR=str(tmp_path),
+        HYBRID_ROUTER_ROUTER_PATH=str(router_dir),
+        HYBRID_ROUTER_N_THREADS="1",
+        HYBRID_ROUTER_N_CTX="1024",
+        HYBRID_ROUTER_STRONG_KIND="openai",
+        HYBRID_ROUTER_OPENAI_URL=strong_server.url + "/v1",
+        HYBRID_ROUTER_STRONG_MODEL=STRONG_NAME,
+        HYBRID_ROUTER_MAX_TOKENS="12",
+        OMP_NUM_THREADS="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_client.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -425,9 +486,11 @@ def test_concurrent_requests_take_turns_on_the_model(edge) -> None:
     results: list[tuple[int, str]] = []
 
     def ask(max_tokens: int) -> None:
-        response = httpx.post(server.url + "/v1/chat/completions", timeout=120,
-                              json={"model": ALWAYS_WEAK, "messages": PROMPT, "max_tokens": max_tokens,
-                                    "stream": max_tokens % 2 == 0})
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            timeout=120,
+            json={"model": ALWAYS_WEAK, "messages": PROMPT, "max_tokens": max_tokens, "stream": max_tokens % 2 == 0},
+        )
         results.append((response.status_code, response.text))
 
     threads = [threading.Thread(target=ask, args=(n,)) for n in (8, 9, 10, 11)]
@@ -440,8 +503,9 @@ def test_concurrent_requests_take_turns_on_the_model(edge) -> None:
     assert {r.status for r in service.log.records()} == {"ok"}
 
 
-def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_dir, weak, decision_table,
-                                                               dynamodb_endpoint) -> None:
+def test_remote_routing_and_cloud_strong_through_the_cloud_api(
+    tmp_path, router_dir, weak, decision_table, dynamodb_endpoint
+) -> None:
     """routing_mode=remote asks the cloud API's POST /v1/route; strong_kind=cloud asks its chat endpoint
     with the x-api-key header. Both built by the edge factory from settings."""
     api = pytest.importorskip("hybrid_router.api.app")
@@ -451,28 +515,43 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(tmp_path, router_
     from edge_client.factory import build_route_source, build_strong
 
     cloud_model = LlamaCppBackend(n_ctx=1024, n_threads=1, name=STRONG_NAME)
-    cloud_settings = ApiSettings(router_path=str(router_dir), strong_model_name=STRONG_NAME,
-                                 table_name=decision_table, dynamodb_endpoint_url=dynamodb_endpoint,
-                                 api_keys={"device-secret-key": Identity(tenant_id="acme", device_id="laptop")})
+    cloud_settings = ApiSettings(
+        router_path=str(router_dir),
+        strong_model_name=STRONG_NAME,
+        table_name=decision_table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        api_keys={"device-secret-key": Identity(tenant_id="acme", device_id="laptop")},
+    )
     with ServerThread(api.create_app(cloud_settings, strong_backend=cloud_model)) as cloud:
-        settings = Settings(data_dir=str(tmp_path), routing_mode="remote", strong_kind="cloud", cloud_url=cloud.url,
-                            api_key="device-secret-key", strong_model=STRONG_NAME, max_tokens=12)
-        service = EdgeService(settings, weak=weak, strong=build_strong(settings),
-                              route_source=build_route_source(settings),
-                              decision_log=DecisionLog(settings.decision_log_path))
+        settings = Settings(
+            data_dir=str(tmp_path),
+            routing_mode="remote",
+            strong_kind="cloud",
+            cloud_url=cloud.url,
+            api_key="device-secret-key",
+            strong_model=STRONG_NAME,
+            max_tokens=12,
+        )
+        service = EdgeService(
+            settings,
+            weak=weak,
+            strong=build_strong(settings),
+            route_source=build_route_source(settings),
+            decision_log=DecisionLog(settings.decision_log_path),
+        )
         with ServerThread(create_app(service)) as server:
             client = client_for(server)
             to_cloud = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT)
             local = client.chat.completions.create(model=ALWAYS_WEAK, messages=PROMPT)
-        wrong_key = Settings(data_dir=str(tmp_path / "other"), routing_mode="remote", cloud_url=cloud.url,
-                             api_key="not-the-key")
+        wrong_key = Settings(
+            data_dir=str(tmp_path / "other"), routing_mode="remote", cloud_url=cloud.url, api_key="not-the-key"
+        )
         with pytest.raises(RoutingError) as info:
             build_route_source(wrong_key).decide("hi", RouterSpec("router"), None, None)
         assert "answered 401" in str(info.value) or "answered 403" in str(info.value)
     strong_record = logged(service, to_cloud.model_extra["routing"]["decision_id"])
     weak_record = logged(service, local.model_extra["routing"]["decision_id"])
-    assert (strong_record.route, strong_record.router_id, strong_record.threshold) == ("strong", "tiny-token-mean",
-                                                                                        0.0)
+    assert (strong_record.route, strong_record.router_id, strong_record.threshold) == ("strong", "tiny-token-mean", 0.0)
     assert to_cloud.choices[0].message.content.strip() and strong_record.completion_tokens > 0
     assert (weak_record.route, weak_record.threshold) == ("weak", 1.0)
     # the remote decision cost a cloud request: the local answer is not free
@@ -485,9 +564,19 @@ def _full_log(config: Settings) -> DecisionLog:
     for padding in (500, 0):  # fill what is left, as a full disk would be
         with pytest.raises(DecisionLogError):
             for _ in range(10_000):
-                full_log.append(DecisionRecord(router_id="filler", router_version="0", score=0.5, threshold=0.5,
-                                               route="weak", weak_model="w", strong_model="s", model_used="w",
-                                               prompt="x" * padding or None))
+                full_log.append(
+                    DecisionRecord(
+                        router_id="filler",
+                        router_version="0",
+                        score=0.5,
+                        threshold=0.5,
+                        route="weak",
+                        weak_model="w",
+                        strong_model="s",
+                        model_used="w",
+                        prompt="x" * padding or None,
+                    )
+                )
     return full_log
 
 
@@ -495,11 +584,13 @@ def test_full_decision_log_withholds_the_answer_with_507(tmp_path, router_dir, w
     config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
     full_log = _full_log(config)
     stored = full_log.count()
-    service = EdgeService(config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)),
-                          decision_log=full_log)
+    service = EdgeService(
+        config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)), decision_log=full_log
+    )
     with ServerThread(create_app(service)) as server:
-        response = httpx.post(server.url + "/v1/chat/completions", timeout=60,
-                              json={"model": ALWAYS_WEAK, "messages": PROMPT})
+        response = httpx.post(
+            server.url + "/v1/chat/completions", timeout=60, json={"model": ALWAYS_WEAK, "messages": PROMPT}
+        )
     assert response.status_code == 507
     error = response.json()["error"]
     assert error["code"] == "decision_log_unwritable"
@@ -511,11 +602,15 @@ def test_full_decision_log_cuts_a_stream_with_an_error_event(tmp_path, router_di
     config = Settings(data_dir=str(tmp_path), router_path=str(router_dir), max_tokens=8)
     full_log = _full_log(config)
     stored = full_log.count()
-    service = EdgeService(config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)),
-                          decision_log=full_log)
+    service = EdgeService(
+        config, weak=weak, strong=None, route_source=LocalRouteSource(str(router_dir)), decision_log=full_log
+    )
     with ServerThread(create_app(service)) as server:
-        response = httpx.post(server.url + "/v1/chat/completions", timeout=60,
-                              json={"model": ALWAYS_WEAK, "messages": PROMPT, "stream": True})
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            timeout=60,
+            json={"model": ALWAYS_WEAK, "messages": PROMPT, "stream": True},
+        )
     # the stream's record is opened before its first piece: a log that cannot take it withholds the whole answer
     assert response.status_code == 507
     assert response.json()["error"]["code"] == "decision_log_unwritable"
@@ -550,8 +645,9 @@ def test_stop_sequences_reach_the_local_model(edge) -> None:
     stopped = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop=["4"])
     text = stopped.choices[0].message.content
     assert "4" not in text and len(text) < len(free.choices[0].message.content)
-    streamed = client.chat.completions.create(model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop="4",
-                                              stream=True)
+    streamed = client.chat.completions.create(
+        model=ALWAYS_WEAK, messages=counting, max_tokens=40, stop="4", stream=True
+    )
     assert "4" not in "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
 
 
@@ -569,11 +665,20 @@ def test_looking_up_a_router_whose_file_cannot_load_is_503(edge, monkeypatch) ->
 def test_a_plain_request_whose_client_hangs_up_stops_generating(tmp_path, router_dir, weak) -> None:
     service = make_service(tmp_path, router_dir, weak, None)
     with ServerThread(create_app(service)) as server:
-        body = json.dumps({"model": ALWAYS_WEAK, "max_tokens": 900,
-                           "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]})
+        body = json.dumps(
+            {
+                "model": ALWAYS_WEAK,
+                "max_tokens": 900,
+                "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+            }
+        )
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+            sock.sendall(
+                (
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+                ).encode()
+            )
             time.sleep(1.0)
         hung_up = time.monotonic()
         deadline = hung_up + 20

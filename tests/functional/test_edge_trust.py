@@ -87,18 +87,25 @@ def test_the_cross_site_attack_is_refused_and_costs_nothing(edge) -> None:
     assert edge.untouched()
 
 
-@pytest.mark.parametrize(("headers", "status", "code"), [
-    ({"host": "evil.example:8080", "content-type": "application/json"}, 403, "host_not_allowed"),  # DNS rebinding
-    ({"host": "localhost.evil.example", "content-type": "application/json"}, 403, "host_not_allowed"),
-    ({"origin": "http://evil.example", "content-type": "application/json"}, 403, "origin_not_allowed"),
-    ({"origin": "http://localhost:3000", "content-type": "application/json"}, 403, "origin_not_allowed"),
-    ({"origin": "null", "content-type": "application/json"}, 403, "origin_not_allowed"),  # a sandboxed page, file://
-    ({"origin": "http://evil.example", "content-type": "text/plain;charset=UTF-8"}, 403, "origin_not_allowed"),
-    ({"content-type": "text/plain;charset=UTF-8"}, 415, "unsupported_media_type"),
-    ({"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
-    ({"content-type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"),
-    ({}, 415, "unsupported_media_type"),  # fetch() with a Blob body sends no Content-Type
-])
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"host": "evil.example:8080", "content-type": "application/json"}, 403, "host_not_allowed"),  # DNS rebinding
+        ({"host": "localhost.evil.example", "content-type": "application/json"}, 403, "host_not_allowed"),
+        ({"origin": "http://evil.example", "content-type": "application/json"}, 403, "origin_not_allowed"),
+        ({"origin": "http://localhost:3000", "content-type": "application/json"}, 403, "origin_not_allowed"),
+        (
+            {"origin": "null", "content-type": "application/json"},
+            403,
+            "origin_not_allowed",
+        ),  # a sandboxed page, file://
+        ({"origin": "http://evil.example", "content-type": "text/plain;charset=UTF-8"}, 403, "origin_not_allowed"),
+        ({"content-type": "text/plain;charset=UTF-8"}, 415, "unsupported_media_type"),
+        ({"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        ({"content-type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"),
+        ({}, 415, "unsupported_media_type"),  # fetch() with a Blob body sends no Content-Type
+    ],
+)
 def test_hostile_requests_are_refused_before_routing(edge, headers, status, code) -> None:
     assert_refused(edge.post(**headers), status, code)
     assert edge.untouched()
@@ -122,20 +129,27 @@ def test_what_the_user_runs_is_served(edge) -> None:
 
 
 def test_configured_hosts_and_origins_are_served_with_cors(tmp_path, router_dir) -> None:  # noqa: F811
-    with edge_server(tmp_path, router_dir, allowed_hosts="myhost.lan, other.lan",
-                     allowed_origins=["http://localhost:3000/"]) as edge:
+    with edge_server(
+        tmp_path, router_dir, allowed_hosts="myhost.lan, other.lan", allowed_origins=["http://localhost:3000/"]
+    ) as edge:
         assert edge.post(host="myhost.lan:8080", **{"content-type": "application/json"}).status_code == 200
-        assert_refused(edge.post(host="evil.example", **{"content-type": "application/json"}), 403,
-                       "host_not_allowed")
-        preflight = httpx.options(edge.url + "/v1/chat/completions", timeout=30, headers={
-            "origin": "http://localhost:3000", "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type"})
+        assert_refused(edge.post(host="evil.example", **{"content-type": "application/json"}), 403, "host_not_allowed")
+        preflight = httpx.options(
+            edge.url + "/v1/chat/completions",
+            timeout=30,
+            headers={
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
         answer = edge.post(origin="http://localhost:3000", **{"content-type": "application/json"})
         assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "http://localhost:3000"
-        assert_refused(edge.post(origin="http://localhost:3001", **{"content-type": "application/json"}), 403,
-                       "origin_not_allowed")
+        assert_refused(
+            edge.post(origin="http://localhost:3001", **{"content-type": "application/json"}), 403, "origin_not_allowed"
+        )
 
 
 def test_a_token_guards_every_route_but_health(guarded) -> None:
@@ -207,9 +221,14 @@ def test_serving_off_loopback_needs_a_token(tmp_path, router_dir) -> None:  # no
 
 
 def test_the_settings_come_from_the_environment_with_the_token_masked(tmp_path) -> None:
-    loaded = load_settings(env={"HYBRID_ROUTER_ALLOWED_HOSTS": "myhost.lan, other.lan",
-                                "HYBRID_ROUTER_ALLOWED_ORIGINS": "http://localhost:3000",
-                                "HYBRID_ROUTER_SERVER_TOKEN": TOKEN}, config_path=tmp_path / "none.toml")
+    loaded = load_settings(
+        env={
+            "HYBRID_ROUTER_ALLOWED_HOSTS": "myhost.lan, other.lan",
+            "HYBRID_ROUTER_ALLOWED_ORIGINS": "http://localhost:3000",
+            "HYBRID_ROUTER_SERVER_TOKEN": TOKEN,
+        },
+        config_path=tmp_path / "none.toml",
+    )
     assert loaded.settings.allowed_hosts == ["myhost.lan", "other.lan"]
     assert loaded.settings.allowed_origins == ["http://localhost:3000"]
     rows = {name: (value, source) for name, value, source in describe(loaded)}

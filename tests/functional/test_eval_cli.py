@@ -14,8 +14,18 @@ from router_training import evaluate, scoring
 BENCHMARKS = Path("/work/shared/data/benchmarks")
 MT_BENCH = BENCHMARKS / "routellm_mt_bench.jsonl"
 REQUIRED_KEYS = {
-    "apgr", "cpt50", "cpt80", "random_apgr", "n", "oracle_apgr", "apgr_ci90", "pgr_at",
-    "saving_at_95", "strong_mean", "weak_mean", "router",
+    "apgr",
+    "cpt50",
+    "cpt80",
+    "random_apgr",
+    "n",
+    "oracle_apgr",
+    "apgr_ci90",
+    "pgr_at",
+    "saving_at_95",
+    "strong_mean",
+    "weak_mean",
+    "router",
 }
 
 
@@ -42,9 +52,23 @@ def test_eval_json_with_scores_file_as_a_real_process(tmp_path):
     scores = _length_scores(MT_BENCH, tmp_path / "scores.jsonl")
     plot = tmp_path / "curve.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "router_training.evaluate", "--benchmark", str(MT_BENCH), "--scores", str(scores),
-         "--json", "--plot", str(plot), "--bootstrap", "50"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "router_training.evaluate",
+            "--benchmark",
+            str(MT_BENCH),
+            "--scores",
+            str(scores),
+            "--json",
+            "--plot",
+            str(plot),
+            "--bootstrap",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -90,7 +114,10 @@ def test_eval_own_file_needs_the_pair(tmp_path, capsys):
     scores.write_text("".join(json.dumps({"id": i, "score": i % 2}) + "\n" for i in range(6)))
     assert evaluate.main(["--benchmark", str(bench), "--scores", str(scores), "--json"]) == 2
     assert "--strong M --weak M" in capsys.readouterr().err
-    assert evaluate.main(["--benchmark", str(bench), "--scores", str(scores), "--strong", "S", "--weak", "W", "--json"]) == 0
+    assert (
+        evaluate.main(["--benchmark", str(bench), "--scores", str(scores), "--strong", "S", "--weak", "W", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["apgr"] == pytest.approx(result["oracle_apgr"]) and result["cpt50"] == pytest.approx(0.25)
 
@@ -108,13 +135,17 @@ needs_router = pytest.mark.skipif(_default_router_file() is None, reason="no pac
 
 @needs_router
 def test_score_cli_with_the_packaged_router(tmp_path):
-    rows = [{"id": f"q{i}", "prompt": p} for i, p in enumerate(["hi", "Prove that there are infinitely many primes.", ""])]
+    rows = [
+        {"id": f"q{i}", "prompt": p} for i, p in enumerate(["hi", "Prove that there are infinitely many primes.", ""])
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "router_training.scoring", "--input", str(src), "--output", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -140,7 +171,12 @@ def tiny_router(tmp_path_factory, write_tiny_router) -> Path:
 
 def test_score_then_eval_matches_eval_with_router(tiny_router, tmp_path, capsys):
     out = tmp_path / "mt_scores.jsonl"
-    assert scoring.main(["--input", str(MT_BENCH), "--router", str(tiny_router), "--output", str(out), "--batch-size", "16"]) == 0
+    assert (
+        scoring.main(
+            ["--input", str(MT_BENCH), "--router", str(tiny_router), "--output", str(out), "--batch-size", "16"]
+        )
+        == 0
+    )
     assert "scoring 80/80" in capsys.readouterr().err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     source_ids = [json.loads(line)["id"] for line in MT_BENCH.read_text().splitlines()]

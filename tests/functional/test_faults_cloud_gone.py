@@ -50,18 +50,28 @@ class SlowStrongModel:
         return StreamResult(prompt_tokens=5, completion_tokens=200)
 
 
-def test_the_cloud_stopped_mid_stream_leaves_one_record_and_a_clear_end(table, dynamodb_endpoint,  # noqa: F811
-                                                                         dynamodb_client, tmp_path,
-                                                                         router_dir) -> None:  # noqa: F811
+def test_the_cloud_stopped_mid_stream_leaves_one_record_and_a_clear_end(
+    table,
+    dynamodb_endpoint,  # noqa: F811
+    dynamodb_client,
+    tmp_path,
+    router_dir,
+) -> None:  # noqa: F811
     """The device streams a strong answer from the cloud; the cloud stops mid-answer. The user gets what was sent,
     then an error event and [DONE]; the device keeps one record of the request, which `sync` stores once."""
-    settings = ApiSettings(router_path=str(router_dir), table_name=table, dynamodb_endpoint_url=dynamodb_endpoint,
-                           region="us-east-1", api_keys=parse_key_map(f"{KEY}=acme/device-a"),
-                           strong_model_name="strong-model")
+    settings = ApiSettings(
+        router_path=str(router_dir),
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/device-a"),
+        strong_model_name="strong-model",
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    api = ServerThread(create_app(settings, strong_backend=SlowStrongModel("strong-model")), port=port,
-                       name="cloud-api").start()
+    api = ServerThread(
+        create_app(settings, strong_backend=SlowStrongModel("strong-model")), port=port, name="cloud-api"
+    ).start()
     strong = build_strong(Settings(strong_kind="cloud", cloud_url=url, api_key=KEY, strong_model="strong-model"))
     service = make_service(tmp_path, router_dir, CountingModel("weak-model"), strong)
     events: list[dict[str, Any]] = []
@@ -85,8 +95,9 @@ def test_the_cloud_stopped_mid_stream_leaves_one_record_and_a_clear_end(table, d
     records = service.log.records()
     assert len(records) == 1 and records[0].status == "error" and records[0].route == "strong"
     assert 0 < records[0].completion_tokens < 200
-    api = ServerThread(create_app(settings, strong_backend=SlowStrongModel("strong-model")), port=port,
-                       name="cloud-api").start()
+    api = ServerThread(
+        create_app(settings, strong_backend=SlowStrongModel("strong-model")), port=port, name="cloud-api"
+    ).start()
     try:
         report = sync_decisions(service.log, url, api_key=KEY)
     finally:
@@ -94,15 +105,26 @@ def test_the_cloud_stopped_mid_stream_leaves_one_record_and_a_clear_end(table, d
     assert (report.sent, report.failed, report.remaining) == (1, [], 0)
     stored = DynamoDecisionStore(table, client=dynamodb_client).records_for_device("acme", "device-a")
     assert [r.decision_id for r in stored] == [records[0].decision_id]
-    print(f"\ncloud stopped mid-stream: the user got {len(pieces)} pieces, then {errors[0]['code']!r} and [DONE]; "
-          f"device records 1 (status {records[0].status}, {records[0].completion_tokens} tokens); "
-          f"after sync the table holds {len(stored)} item for it: lost 0, duplicated 0")
+    print(
+        f"\ncloud stopped mid-stream: the user got {len(pieces)} pieces, then {errors[0]['code']!r} and [DONE]; "
+        f"device records 1 (status {records[0].status}, {records[0].completion_tokens} tokens); "
+        f"after sync the table holds {len(stored)} item for it: lost 0, duplicated 0"
+    )
 
 
-def test_the_cloud_stopped_mid_sync_loses_nothing_and_doubles_nothing(table, dynamodb_endpoint, dynamodb_client,  # noqa: F811
-                                                                       tmp_path, make_decision) -> None:
-    settings = ApiSettings(table_name=table, dynamodb_endpoint_url=dynamodb_endpoint, region="us-east-1",
-                           api_keys=parse_key_map(f"{KEY}=acme/device-a"))
+def test_the_cloud_stopped_mid_sync_loses_nothing_and_doubles_nothing(
+    table,
+    dynamodb_endpoint,
+    dynamodb_client,  # noqa: F811
+    tmp_path,
+    make_decision,
+) -> None:
+    settings = ApiSettings(
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/device-a"),
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     db = tmp_path / "device.db"
@@ -114,8 +136,9 @@ def test_the_cloud_stopped_mid_sync_loses_nothing_and_doubles_nothing(table, dyn
     def first_run() -> None:
         with DecisionLog(db) as log:
             try:
-                outcome["report"] = sync_decisions(log, url, api_key=KEY, batch_size=10, max_retries=2,
-                                                   base_delay_s=0.05, max_delay_s=0.2)
+                outcome["report"] = sync_decisions(
+                    log, url, api_key=KEY, batch_size=10, max_retries=2, base_delay_s=0.05, max_delay_s=0.2
+                )
             except SyncError as exc:
                 outcome["error"] = exc
 
@@ -145,6 +168,8 @@ def test_the_cloud_stopped_mid_sync_loses_nothing_and_doubles_nothing(table, dyn
     assert {r.decision_id for r in stored} == {r.decision_id for r in records}  # nothing lost
     assert (usage["requests"], usage["strong"]) == (device.requests, device.strong) == (RECORDS, RECORDS // 5)
     assert usage["cost_usd"] == pytest.approx(device.cost_usd, rel=1e-9)  # nothing counted twice
-    print(f"\ncloud stopped after {stopped_at} of {RECORDS} records were synced; first run: "
-          f"{type(outcome['error']).__name__}: {outcome['error']}; second run sent {report.sent}, accepted "
-          f"{report.accepted}, duplicates {report.duplicates}; stored {len(stored)}, lost 0, duplicated 0")
+    print(
+        f"\ncloud stopped after {stopped_at} of {RECORDS} records were synced; first run: "
+        f"{type(outcome['error']).__name__}: {outcome['error']}; second run sent {report.sent}, accepted "
+        f"{report.accepted}, duplicates {report.duplicates}; stored {len(stored)}, lost 0, duplicated 0"
+    )

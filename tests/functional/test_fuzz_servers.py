@@ -42,8 +42,14 @@ def fuzz(base_url: str, headers: dict[str, str], examples: int) -> dict[str, Any
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(max_examples=int(os.environ.get("HYBRID_ROUTER_FUZZ_EXAMPLES", examples)), deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            @settings(
+                max_examples=int(os.environ.get("HYBRID_ROUTER_FUZZ_EXAMPLES", examples)),
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
                 response = case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS, timeout=30)
@@ -59,8 +65,10 @@ def fuzz(base_url: str, headers: dict[str, str], examples: int) -> dict[str, Any
 
 def report(name: str, seen: dict[str, Any]) -> None:
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(seen["statuses"].items()))
-    print(f"\n{name}: {seen['requests']} requests, 5xx {sum(c for s, c in seen['statuses'].items() if s >= 500)}; "
-          f"{statuses}")
+    print(
+        f"\n{name}: {seen['requests']} requests, 5xx {sum(c for s, c in seen['statuses'].items() if s >= 500)}; "
+        f"{statuses}"
+    )
 
 
 def test_the_device_servers_schema_holds_under_fuzzing(tmp_path, router_dir) -> None:  # noqa: F811

@@ -48,34 +48,78 @@ TEN_MB_GARBAGE = b"\x00garbage" * 1_250_000
 CASES = [
     ("nested-1000", "/v1/chat/completions", nested(1000), 413, 413, "body_too_deep", None),
     ("nested-100000", "/v1/chat/completions", nested(100_000), 413, 413, "body_too_deep", None),
-    ("nested-feedback", "/v1/feedback", b'{"decision_id":' + b"[" * 5000 + b"]" * 5000 + b"}", 413, 413,
-     "body_too_deep", None),
-    ("surrogate-content", "/v1/chat/completions", chat(messages=[{"role": "user", "content": "a \ud800 b"}]), 400,
-     422, "invalid_value", "messages.0.content"),
+    (
+        "nested-feedback",
+        "/v1/feedback",
+        b'{"decision_id":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        413,
+        413,
+        "body_too_deep",
+        None,
+    ),
+    (
+        "surrogate-content",
+        "/v1/chat/completions",
+        chat(messages=[{"role": "user", "content": "a \ud800 b"}]),
+        400,
+        422,
+        "invalid_value",
+        "messages.0.content",
+    ),
     ("surrogate-stop", "/v1/chat/completions", chat(stop="\ud800"), 400, 422, "invalid_value", "stop"),
-    ("surrogate-stop-list", "/v1/chat/completions", chat(stop=["ok", "\udfff"]), 400, 422, "invalid_value",
-     "stop.1"),
+    ("surrogate-stop-list", "/v1/chat/completions", chat(stop=["ok", "\udfff"]), 400, 422, "invalid_value", "stop.1"),
     ("surrogate-model", "/v1/chat/completions", chat(model="\ud800"), 400, 422, "invalid_value", "model"),
     ("surrogate-extra-field", "/v1/chat/completions", chat(user="\udc80"), 400, 422, "invalid_value", "user"),
     ("surrogate-key", "/v1/chat/completions", chat(**{"\ud800": 1}), 400, 422, "invalid_value", "\\ud800"),
-    ("surrogate-part", "/v1/chat/completions",
-     chat(messages=[{"role": "user", "content": [{"type": "text", "text": "\ud800"}]}]), 400, 422, "invalid_value",
-     "messages.0.content.0.text"),
-    ("surrogate-feedback", "/v1/feedback", json.dumps({"decision_id": ULID, "rating": 5, "comment": "\ud800"}).encode(),
-     422, 422, "invalid_value", "comment"),
-    ("combining-1000", "/v1/chat/completions", chat(messages=[{"role": "user", "content": ACCENTS}]), 400, 422,
-     "invalid_value", "messages.0.content"),
+    (
+        "surrogate-part",
+        "/v1/chat/completions",
+        chat(messages=[{"role": "user", "content": [{"type": "text", "text": "\ud800"}]}]),
+        400,
+        422,
+        "invalid_value",
+        "messages.0.content.0.text",
+    ),
+    (
+        "surrogate-feedback",
+        "/v1/feedback",
+        json.dumps({"decision_id": ULID, "rating": 5, "comment": "\ud800"}).encode(),
+        422,
+        422,
+        "invalid_value",
+        "comment",
+    ),
+    (
+        "combining-1000",
+        "/v1/chat/completions",
+        chat(messages=[{"role": "user", "content": ACCENTS}]),
+        400,
+        422,
+        "invalid_value",
+        "messages.0.content",
+    ),
     ("10mb-json", "/v1/chat/completions", TEN_MB_JSON, 413, 413, "body_too_large", None),
     ("10mb-garbage", "/v1/chat/completions", TEN_MB_GARBAGE, 413, 413, "body_too_large", None),
 ]
 CLOUD_ONLY = [
-    ("surrogate-route-model", "/v1/route", json.dumps({"prompt": "hi", "model": "\udc00"}).encode(), 422,
-     "invalid_value", "model"),
-    ("surrogate-route-prompt", "/v1/route", json.dumps({"prompt": "\ud800"}).encode(), 422, "invalid_value",
-     "prompt"),
+    (
+        "surrogate-route-model",
+        "/v1/route",
+        json.dumps({"prompt": "hi", "model": "\udc00"}).encode(),
+        422,
+        "invalid_value",
+        "model",
+    ),
+    ("surrogate-route-prompt", "/v1/route", json.dumps({"prompt": "\ud800"}).encode(), 422, "invalid_value", "prompt"),
     ("nested-route", "/v1/route", b'{"prompt":' + b"{" * 2000 + b"}" * 2000 + b"}", 413, "body_too_deep", None),
-    ("nested-decisions", "/v1/decisions", b'{"records":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 413,
-     "body_too_deep", None),
+    (
+        "nested-decisions",
+        "/v1/decisions",
+        b'{"records":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        413,
+        "body_too_deep",
+        None,
+    ),
 ]
 
 
@@ -84,13 +128,17 @@ def raw_post(url: str, path: str, body: bytes, headers: dict[str, str], chunked:
     then be a complete HTTP response, not a reset connection."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=60) as sock:
-        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
-                *(f"{name}: {value}" for name, value in headers.items()),
-                "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"]
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in headers.items()),
+            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}",
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         if chunked:
             for start in range(0, len(body), 1 << 16):
-                part = body[start:start + (1 << 16)]
+                part = body[start : start + (1 << 16)]
                 sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
             sock.sendall(b"0\r\n\r\n")
         else:
@@ -105,9 +153,14 @@ def raw_post(url: str, path: str, body: bytes, headers: dict[str, str], chunked:
 @pytest.fixture
 def cloud(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client) -> Iterator[Any]:  # noqa: F811
     strong = CountingModel("strong-model")
-    settings = ApiSettings(router_path=str(tiny_router_dir), table_name=table, dynamodb_endpoint_url=dynamodb_endpoint,
-                           region="us-east-1", api_keys=parse_key_map(f"{KEY}=acme/device-a"),
-                           strong_model_name="strong-model")
+    settings = ApiSettings(
+        router_path=str(tiny_router_dir),
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/device-a"),
+        strong_model_name="strong-model",
+    )
     server = ServerThread(create_app(settings, strong_backend=strong), name="cloud-api").start()
     server.strong = strong  # type: ignore[attr-defined]
     server.store = DynamoDecisionStore(table, client=dynamodb_client)  # type: ignore[attr-defined]
@@ -137,9 +190,11 @@ def test_the_device_server_refuses_hostile_input(edge, name, path, body, device_
     assert edge.untouched()
 
 
-@pytest.mark.parametrize("name, path, body, _, cloud_status, code, param", CASES + [
-    (name, path, body, None, status, code, param) for name, path, body, status, code, param in CLOUD_ONLY],
-    ids=[c[0] for c in CASES + CLOUD_ONLY])
+@pytest.mark.parametrize(
+    "name, path, body, _, cloud_status, code, param",
+    CASES + [(name, path, body, None, status, code, param) for name, path, body, status, code, param in CLOUD_ONLY],
+    ids=[c[0] for c in CASES + CLOUD_ONLY],
+)
 def test_the_cloud_api_refuses_hostile_input(cloud, name, path, body, _, cloud_status, code, param) -> None:
     response, elapsed = timed_post(cloud.url + path, body, {"x-api-key": KEY})
     check(response, cloud_status, code, param, elapsed)
@@ -150,17 +205,22 @@ def test_the_cloud_api_refuses_hostile_input(cloud, name, path, body, _, cloud_s
 @pytest.mark.parametrize("body", [TEN_MB_JSON, TEN_MB_GARBAGE], ids=["valid-json", "garbage"])
 def test_a_10_mb_body_sent_whole_gets_a_413_not_a_reset(edge, cloud, body, chunked) -> None:
     for url, headers in ((edge.url, {}), (cloud.url, {"x-api-key": KEY})):
-        status, answer = raw_post(url, "/v1/chat/completions", body, {"content-type": "application/json", **headers},
-                                  chunked=chunked)
+        status, answer = raw_post(
+            url, "/v1/chat/completions", body, {"content-type": "application/json", **headers}, chunked=chunked
+        )
         error = json.loads(answer if not chunked or answer.startswith(b"{") else answer.split(b"\r\n")[1])["error"]
         assert (status, error["code"]) == (413, "body_too_large") and "bytes" in error["message"]
 
 
-@pytest.mark.parametrize("name, body, status, code", [
-    ("nested", b'{"prompt":"hi","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 413, "body_too_deep"),
-    ("surrogate-model", json.dumps({"prompt": "hi", "model": "\ud800"}).encode(), 422, "invalid_value"),
-    ("7mb", json.dumps({"prompt": "a" * 7_000_000}).encode(), 413, "body_too_large"),
-], ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None)
+@pytest.mark.parametrize(
+    "name, body, status, code",
+    [
+        ("nested", b'{"prompt":"hi","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 413, "body_too_deep"),
+        ("surrogate-model", json.dumps({"prompt": "hi", "model": "\ud800"}).encode(), 422, "invalid_value"),
+        ("7mb", json.dumps({"prompt": "a" * 7_000_000}).encode(), 413, "body_too_large"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None,
+)
 def test_the_api_function_refuses_hostile_input(lambda_env, name, body, status, code) -> None:  # noqa: F811
     """The Lambda path: Mangum hands the event body to the same app, whose limits run before parsing."""
     event = load_event("route_post.json")
@@ -178,7 +238,7 @@ def test_the_depth_scan_ignores_brackets_in_strings_and_is_linear() -> None:
     assert json_depth(legal) == 5 < MAX_JSON_DEPTH
     started = time.monotonic()
     assert json_depth(b"[" * 3_000_000 + b"]" * 3_000_000) == 3_000_000
-    assert json_depth(b'{"p": "' + b"x\\\"" * 2_000_000 + b'"}') == 1
+    assert json_depth(b'{"p": "' + b'x\\"' * 2_000_000 + b'"}') == 1
     assert time.monotonic() - started < 2.0
 
 

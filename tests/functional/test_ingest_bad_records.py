@@ -27,8 +27,12 @@ KEY, TENANT, DEVICE = "key-device-a", "acme", "device-a"
 
 @pytest.fixture
 def cloud(decision_table, dynamodb_endpoint, dynamodb_client) -> Iterator[Any]:
-    settings = ApiSettings(table_name=decision_table, dynamodb_endpoint_url=dynamodb_endpoint, region="us-east-1",
-                           api_keys=parse_key_map(f"{KEY}={TENANT}/{DEVICE}"))
+    settings = ApiSettings(
+        table_name=decision_table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}={TENANT}/{DEVICE}"),
+    )
     store = DynamoDecisionStore(decision_table, client=dynamodb_client)
     server = ServerThread(create_app(settings, groups=("records",), store=store), name="cloud-records").start()
     try:
@@ -40,21 +44,30 @@ def cloud(decision_table, dynamodb_endpoint, dynamodb_client) -> Iterator[Any]:
 
 
 def run_sync(log: DecisionLog, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_client.sync", "--db", str(log.path), "--url", url,
-                           "--api-key", KEY, "--json"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "edge_client.sync", "--db", str(log.path), "--url", url, "--api-key", KEY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def stored_item(store: DynamoDecisionStore, decision_id: str) -> dict[str, Any]:
-    return store.client.get_item(TableName=store.table_name, Key={"pk": {"S": device_pk(TENANT, DEVICE)},
-                                                                  "sk": {"S": f"DECISION#{decision_id}"}})["Item"]
+    return store.client.get_item(
+        TableName=store.table_name, Key={"pk": {"S": device_pk(TENANT, DEVICE)}, "sk": {"S": f"DECISION#{decision_id}"}}
+    )["Item"]
 
 
 def test_each_bad_number_is_its_own_failure_and_the_good_records_are_stored(cloud, make_decision) -> None:
     good, tiny = make_decision(), make_decision("strong")
-    bad = {"huge cost": ("cost_usd", 1e200), "infinite cost": ("cost_usd", float("inf")),
-           "not a number": ("strong_cost_usd", float("nan")), "huge tokens": ("prompt_tokens", 10**40),
-           "huge latency": ("router_latency_ms", 1e300)}
+    bad = {
+        "huge cost": ("cost_usd", 1e200),
+        "infinite cost": ("cost_usd", float("inf")),
+        "not a number": ("strong_cost_usd", float("nan")),
+        "huge tokens": ("prompt_tokens", 10**40),
+        "huge latency": ("router_latency_ms", 1e300),
+    }
     records = [good.model_dump(mode="json"), dict(tiny.model_dump(mode="json"), generation_latency_ms=1e-200)]
     ids = {}
     for label, (name, value) in bad.items():

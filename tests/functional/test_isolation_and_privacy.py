@@ -29,15 +29,28 @@ from edge_client.sync import sync_decisions
 
 KEYS = {"a": "key-tenant-acme-device-a", "b": "key-tenant-acme-device-b", "other": "key-tenant-globex-device-a"}
 OWNERS = {"a": ("acme", "device-a"), "b": ("acme", "device-b"), "other": ("globex", "device-a")}
-PROTECTED = [("GET", "/v1/models"), ("GET", "/v1/models/router"), ("POST", "/v1/route"), ("POST", "/v1/chat/completions"),
-             ("POST", "/v1/decisions"), ("GET", "/v1/usage"), ("POST", "/v1/feedback")]
+PROTECTED = [
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/router"),
+    ("POST", "/v1/route"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/decisions"),
+    ("GET", "/v1/usage"),
+    ("POST", "/v1/feedback"),
+]
 
 
 @pytest.fixture
 def cloud(tiny_router_dir, table, dynamodb_endpoint, dynamodb_client) -> Any:  # noqa: F811
     keys = ",".join(f"{KEYS[who]}={tenant}/{device}" for who, (tenant, device) in OWNERS.items())
-    settings = ApiSettings(router_path=str(tiny_router_dir), table_name=table, dynamodb_endpoint_url=dynamodb_endpoint,
-                           region="us-east-1", api_keys=parse_key_map(keys), strong_model_name="strong-model")
+    settings = ApiSettings(
+        router_path=str(tiny_router_dir),
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(keys),
+        strong_model_name="strong-model",
+    )
     server = ServerThread(create_app(settings, strong_backend=CountingModel("strong-model")), name="cloud-api").start()
     server.table, server.client = table, dynamodb_client  # type: ignore[attr-defined]
     try:
@@ -51,10 +64,23 @@ def call(cloud, who: str, method: str, path: str, **kwargs: Any) -> httpx.Respon
 
 
 def record(**fields: Any) -> dict[str, Any]:
-    values = dict(decision_id=new_ulid(), router_id="mf", router_version="1", score=0.2, threshold=0.5, route="weak",
-                  weak_model="smollm2", strong_model="strong-model", model_used="smollm2", prompt_tokens=5,
-                  completion_tokens=3, router_latency_ms=0.5, generation_latency_ms=40.0, cost_usd=1e-6,
-                  strong_cost_usd=1e-4)
+    values = dict(
+        decision_id=new_ulid(),
+        router_id="mf",
+        router_version="1",
+        score=0.2,
+        threshold=0.5,
+        route="weak",
+        weak_model="smollm2",
+        strong_model="strong-model",
+        model_used="smollm2",
+        prompt_tokens=5,
+        completion_tokens=3,
+        router_latency_ms=0.5,
+        generation_latency_ms=40.0,
+        cost_usd=1e-6,
+        strong_cost_usd=1e-4,
+    )
     return DecisionRecord(**{**values, **fields}).model_dump(mode="json")
 
 
@@ -75,8 +101,9 @@ def requests_of(cloud, who: str) -> int:
 # ---------------------------------------------------------------- isolation
 
 
-@pytest.mark.parametrize("headers, status, code", [({}, 401, "missing_api_key"),
-                                                   ({"x-api-key": "not-a-key"}, 403, "invalid_api_key")])
+@pytest.mark.parametrize(
+    "headers, status, code", [({}, 401, "missing_api_key"), ({"x-api-key": "not-a-key"}, 403, "invalid_api_key")]
+)
 def test_every_protected_route_needs_a_valid_key(cloud, headers, status, code) -> None:
     for method, path in PROTECTED:
         response = httpx.request(method, cloud.url + path, headers=headers, json={"prompt": "hi"}, timeout=30)
@@ -84,9 +111,16 @@ def test_every_protected_route_needs_a_valid_key(cloud, headers, status, code) -
     assert items(cloud) == []
 
 
-@pytest.mark.parametrize("forged", [{"device_id": "device-b"}, {"tenant_id": "globex"},
-                                    {"tenant_id": "globex", "device_id": "device-a"}, {"tenant_id": "acme#device-b"}],
-                         ids=["other-device", "other-tenant", "other-tenant-same-device", "key-injection"])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"device_id": "device-b"},
+        {"tenant_id": "globex"},
+        {"tenant_id": "globex", "device_id": "device-a"},
+        {"tenant_id": "acme#device-b"},
+    ],
+    ids=["other-device", "other-tenant", "other-tenant-same-device", "key-injection"],
+)
 def test_a_batch_claiming_another_owner_is_stored_as_the_callers(cloud, forged) -> None:
     batch = [record(**forged) for _ in range(3)]
     result = call(cloud, "a", "POST", "/v1/decisions", json={"records": batch}).json()
@@ -103,8 +137,9 @@ def test_another_devices_decision_cannot_be_overwritten(cloud) -> None:
     for who in ("a", "other"):
         forged = dict(theirs, cost_usd=9.0, strong_cost_usd=9.0, tenant_id="acme", device_id="device-b")
         assert call(cloud, who, "POST", "/v1/decisions", json={"records": [forged]}).json()["accepted"] == 1
-    owners = sorted((item["tenant_id"]["S"], item["device_id"]["S"], float(item["cost_usd"]["N"]))
-                    for item in items(cloud))
+    owners = sorted(
+        (item["tenant_id"]["S"], item["device_id"]["S"], float(item["cost_usd"]["N"])) for item in items(cloud)
+    )
     assert owners == [("acme", "device-a", 9.0), ("acme", "device-b", 1e-6), ("globex", "device-a", 9.0)]
     assert call(cloud, "b", "GET", "/v1/usage").json()["totals"]["cost_usd"] == pytest.approx(1e-6)
 
@@ -125,16 +160,25 @@ def contains(path: Path, marker: bytes) -> bool:
     return marker in path.read_bytes()
 
 
-def test_a_prompt_is_kept_nowhere_with_default_settings(cloud, tmp_path, router_dir, caplog,  # noqa: F811
-                                                        lambda_env, capsys) -> None:  # noqa: F811
+def test_a_prompt_is_kept_nowhere_with_default_settings(
+    cloud,
+    tmp_path,
+    router_dir,
+    caplog,  # noqa: F811
+    lambda_env,
+    capsys,
+) -> None:  # noqa: F811
     marker = f"MARKER-{uuid.uuid4().hex}"
     caplog.set_level(logging.DEBUG)
     prompt = [{"role": "user", "content": f"Please repeat {marker} twice."}]
     with edge_server(tmp_path / "device", router_dir) as edge:
         for model in (ALWAYS_WEAK, ALWAYS_STRONG):
             for stream in (False, True):
-                response = httpx.post(edge.url + "/v1/chat/completions", timeout=30,
-                                      json={"model": model, "messages": prompt, "stream": stream})
+                response = httpx.post(
+                    edge.url + "/v1/chat/completions",
+                    timeout=30,
+                    json={"model": model, "messages": prompt, "stream": stream},
+                )
                 assert response.status_code == 200
         assert edge.service.weak.calls == edge.service.strong.calls == 2
         report = sync_decisions(edge.service.log, cloud.url, api_key=KEYS["a"])
@@ -157,17 +201,22 @@ def test_a_prompt_is_kept_nowhere_with_default_settings(cloud, tmp_path, router_
     function_output = capsys.readouterr().out  # the function's Powertools log lines and EMF metrics
     assert marker not in function_output
     with capsys.disabled():
-        print(f"\nmarker scan, 0 hits in: {len(files)} device files ({', '.join(p.name for p in files)}), "
-              f"{len(stored)} DynamoDB items, {len(caplog.records)} log records, "
-              f"{len(function_output.splitlines())} lines of API function output")
+        print(
+            f"\nmarker scan, 0 hits in: {len(files)} device files ({', '.join(p.name for p in files)}), "
+            f"{len(stored)} DynamoDB items, {len(caplog.records)} log records, "
+            f"{len(function_output.splitlines())} lines of API function output"
+        )
 
 
 def test_with_store_prompts_the_prompt_is_kept_where_the_user_asked(tmp_path, router_dir) -> None:  # noqa: F811
     """The scan above can find a prompt: with store_prompts on, the device log holds it."""
     marker = f"MARKER-{uuid.uuid4().hex}"
     with edge_server(tmp_path, router_dir, store_prompts=True) as edge:
-        response = httpx.post(edge.url + "/v1/chat/completions", timeout=30,
-                              json={"model": ALWAYS_WEAK, "messages": [{"role": "user", "content": marker}]})
+        response = httpx.post(
+            edge.url + "/v1/chat/completions",
+            timeout=30,
+            json={"model": ALWAYS_WEAK, "messages": [{"role": "user", "content": marker}]},
+        )
         assert response.status_code == 200
         edge.service.log.records()  # the row is committed
     assert any(contains(path, marker.encode()) for path in tmp_path.rglob("*") if path.is_file())

@@ -21,15 +21,40 @@ STRONG = "smollm2-as-strong"
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    env.update({"HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"), "HYBRID_ROUTER_DATA_DIR": str(tmp_path / "data"),
-                "HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no_stack.json"), "OMP_NUM_THREADS": "1"})
+    env.update(
+        {
+            "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
+            "HYBRID_ROUTER_DATA_DIR": str(tmp_path / "data"),
+            "HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no_stack.json"),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env
 
 
 def _command(out: Path, limit: int) -> list[str]:
-    return [sys.executable, "-m", "edge_client.entry", "label", "--out", str(out), "--split", "test",
-            "--per-family", "3", "--limit", str(limit), "--max-tokens", "16", "--strong-gguf", "smollm2",
-            "--strong-name", STRONG, "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "edge_client.entry",
+        "label",
+        "--out",
+        str(out),
+        "--split",
+        "test",
+        "--per-family",
+        "3",
+        "--limit",
+        str(limit),
+        "--max-tokens",
+        "16",
+        "--strong-gguf",
+        "smollm2",
+        "--strong-name",
+        STRONG,
+        "--threads",
+        "1",
+    ]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -68,7 +93,7 @@ def test_label_killed_mid_run_resumes_without_losing_or_doubling_rows(tmp_path: 
     rows = _rows(out)
     planned = [t.id for t in build_tasks("test", per_family=3)[:6]]
     assert [r["id"] for r in rows] == planned  # in plan order, each once, the torn line gone
-    assert rows[:len(killed)] == killed  # rows written before the kill are untouched
+    assert rows[: len(killed)] == killed  # rows written before the kill are untouched
     for row in rows:
         assert set(row["scores"]) == {WEAK, STRONG} and set(row["scores"].values()) <= {0, 1}
         assert row["family"] == row["category"] and row["pair"] == {"weak": WEAK, "strong": STRONG}
@@ -89,10 +114,16 @@ def test_label_killed_mid_run_resumes_without_losing_or_doubling_rows(tmp_path: 
 def test_label_refuses_a_pair_with_one_name_and_a_bad_split(tmp_path: Path) -> None:
     out = tmp_path / "labels.jsonl"
     command = _command(out, 1)
-    same = subprocess.run(command[:-4] + ["--threads", "1"], env=_env(tmp_path), capture_output=True, text=True,
-                          timeout=120)
+    same = subprocess.run(
+        command[:-4] + ["--threads", "1"], env=_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     assert same.returncode == 2 and "both named" in same.stderr
-    bad = subprocess.run(command[:6] + ["--split", "train", "--family", "weekday"], env=_env(tmp_path),
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        command[:6] + ["--split", "train", "--family", "weekday"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "not in split 'train'" in bad.stderr
     assert not out.exists() or out.read_text() == ""

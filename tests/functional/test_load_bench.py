@@ -13,8 +13,21 @@ pytest.importorskip("llama_cpp")
 
 def test_small_load_loses_nothing(bench_script, capsys) -> None:
     load = bench_script("load")
-    code = load.main(["--clients", "8", "--device-requests", "16", "--route-requests", "40", "--chat-requests", "8",
-                      "--ingest-records", "40", "--json"])
+    code = load.main(
+        [
+            "--clients",
+            "8",
+            "--device-requests",
+            "16",
+            "--route-requests",
+            "40",
+            "--chat-requests",
+            "8",
+            "--ingest-records",
+            "40",
+            "--json",
+        ]
+    )
     phases = json.loads(capsys.readouterr().out)
     assert code == 0, phases
     assert [p["requests"] for p in phases] == [16, 40, 8, 8]

@@ -34,10 +34,16 @@ def router_dir(tmp_path_factory, write_tiny_router) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, router_dir):
     state_file = tmp_path_factory.mktemp("stack") / "local_stack.json"
-    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_DYNAMODB", "HYBRID_ROUTER_API_KEYS",
-                                             "HYBRID_ROUTER_ROUTER")}
-    with start_stack(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2"), n_ctx=1024, n_threads=1,
-                     state_file=state_file, router_path=router_dir) as running:
+    before = {
+        k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_DYNAMODB", "HYBRID_ROUTER_API_KEYS", "HYBRID_ROUTER_ROUTER")
+    }
+    with start_stack(
+        os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2"),
+        n_ctx=1024,
+        n_threads=1,
+        state_file=state_file,
+        router_path=router_dir,
+    ) as running:
         yield running
     assert {k: os.environ.get(k) for k in before} == before, "stop() restores the environment"
     assert not state_file.exists(), "stop() removes its state file"
@@ -65,8 +71,13 @@ def test_sagemaker_endpoint_answers_through_the_environment(stack):
 def test_cloud_api_serves_the_strong_model(stack):
     health = httpx.get(f"{stack.info.api_url}/health")
     assert health.status_code == 200
-    client = OpenAICompatBackend(f"{stack.info.api_url}/v1", api_key=stack.info.api_key,
-                                 model=stack.info.model_name, api_key_header="x-api-key", timeout_s=120)
+    client = OpenAICompatBackend(
+        f"{stack.info.api_url}/v1",
+        api_key=stack.info.api_key,
+        model=stack.info.model_name,
+        api_key_header="x-api-key",
+        timeout_s=120,
+    )
     completion = client.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)
     assert completion.text.strip()
     assert completion.completion_tokens >= 1
@@ -79,8 +90,13 @@ def test_cloud_api_serves_the_strong_model(stack):
 
 
 def test_cloud_api_rejects_a_wrong_key(stack):
-    client = OpenAICompatBackend(f"{stack.info.api_url}/v1", api_key="not-the-key", model=stack.info.model_name,
-                                 api_key_header="x-api-key", timeout_s=30)
+    client = OpenAICompatBackend(
+        f"{stack.info.api_url}/v1",
+        api_key="not-the-key",
+        model=stack.info.model_name,
+        api_key_header="x-api-key",
+        timeout_s=30,
+    )
     with pytest.raises(BackendError) as raised:
         client.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)
     assert raised.value.cause == "strong_auth"

@@ -22,16 +22,16 @@ MESSAGES = [{"role": "user", "content": "Name a primary color. One word."}]
 
 @pytest.fixture(scope="module")
 def server():
-    model = LlamaTextModel(resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")),
-                           n_ctx=1024, n_threads=1)
+    model = LlamaTextModel(
+        resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")), n_ctx=1024, n_threads=1
+    )
     with ServerThread(create_container_app(model, api_key=KEY), name="openai-container") as running:
         yield running
 
 
 @pytest.mark.parametrize("header", ["authorization", "x-api-key"])
 def test_complete_and_stream_agree(server, header):
-    strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", api_key_header=header,
-                                 timeout_s=60)
+    strong = OpenAICompatBackend(f"{server.url}/v1", api_key=KEY, model="stand-in", api_key_header=header, timeout_s=60)
     completion = strong.complete(MESSAGES, max_tokens=6, temperature=0.0)
     assert completion.text.strip()
     assert completion.prompt_tokens > 5 and 1 <= completion.completion_tokens <= 6
@@ -69,5 +69,7 @@ def test_prompt_over_the_context_is_rejected_input(server):
     with pytest.raises(BackendError) as raised:
         strong.complete([{"role": "user", "content": " ".join(["word"] * 1100)}], max_tokens=4)
     assert (raised.value.cause, raised.value.status_code) == ("strong_rejected_input", 400)
-    assert "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024" \
+    assert (
+        "rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024"
         in str(raised.value)
+    )

@@ -19,8 +19,13 @@ import pytest
 
 pytest.importorskip("moto")
 
-from local_stack.persistence import (KEY_FILE, SNAPSHOT_FILE, DynamoDBServer, TableSnapshots,  # noqa: E402
-                                     lock_data_dir)
+from local_stack.persistence import (
+    KEY_FILE,
+    SNAPSHOT_FILE,
+    DynamoDBServer,
+    TableSnapshots,  # noqa: E402
+    lock_data_dir,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")
@@ -54,8 +59,15 @@ def test_restart_keeps_the_router_versions_and_the_active_one(tmp_path, router_d
     from local_stack.stack import start_stack
 
     data = tmp_path / "data"
-    options: dict[str, Any] = dict(api=False, n_ctx=1024, n_threads=1, data_dir=data, state_file=None,
-                                   table_name=f"routers-{tmp_path.name}", routers_bucket=f"routers-{os.getpid()}")
+    options: dict[str, Any] = dict(
+        api=False,
+        n_ctx=1024,
+        n_threads=1,
+        data_dir=data,
+        state_file=None,
+        table_name=f"routers-{tmp_path.name}",
+        routers_bucket=f"routers-{os.getpid()}",
+    )
     with start_stack(MODEL, **options) as first:
         registry = RouterRegistry(S3Blobs(first.info.routers_bucket, region=first.info.region))
         registry.activate(registry.register(router_dir).ref)
@@ -75,8 +87,9 @@ def test_restart_keeps_the_key_the_decisions_and_the_feedback(tmp_path, router_d
 
     data = tmp_path / "data"
     # A table name of its own: moto keeps an in-memory stack's tables for the rest of the process.
-    options: dict[str, Any] = dict(n_ctx=1024, n_threads=1, router_path=router_dir, data_dir=data,
-                                   table_name=f"restart-{tmp_path.name}")
+    options: dict[str, Any] = dict(
+        n_ctx=1024, n_threads=1, router_path=router_dir, data_dir=data, table_name=f"restart-{tmp_path.name}"
+    )
     with start_stack(MODEL, state_file=data / "local_stack.json", **options) as first:
         key, api_url = first.info.api_key, first.info.api_url
         assert (data / KEY_FILE).read_text().strip() == key
@@ -94,8 +107,9 @@ def test_restart_keeps_the_key_the_decisions_and_the_feedback(tmp_path, router_d
         assert _usage(second.info.api_url, key) == usage
         client = boto3.client("dynamodb", endpoint_url=second.info.dynamodb_url, region_name=second.info.region)
         pk = f"DEVICE#{second.info.tenant}#{second.info.device}"
-        stored = client.get_item(TableName=second.info.table_name,
-                                 Key={"pk": {"S": pk}, "sk": {"S": f"FEEDBACK#{DECISION_IDS[0]}"}})
+        stored = client.get_item(
+            TableName=second.info.table_name, Key={"pk": {"S": pk}, "sk": {"S": f"FEEDBACK#{DECISION_IDS[0]}"}}
+        )
         assert stored["Item"]["comment"] == {"S": "kept?"}
         late = {"decision_id": DECISION_IDS[1], "rating": -1, "scale": "thumbs"}
         response = httpx.post(f"{second.info.api_url}/v1/feedback", json=late, headers={"x-api-key": key})
@@ -123,11 +137,31 @@ def test_start_stack_without_a_data_dir_stays_in_memory(tmp_path, monkeypatch):
 def _start_process(data: Path, router: Path, ready: Path) -> tuple[subprocess.Popen, dict[str, Any]]:
     ready.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "--model", MODEL, "--port", "0", "--threads", "1", "--router",
-         str(router), "--data-dir", str(data), "--state-file", str(data / "local_stack.json"),
-         "--ready-file", str(ready)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "local_stack",
+            "--model",
+            MODEL,
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--router",
+            str(router),
+            "--data-dir",
+            str(data),
+            "--state-file",
+            str(data / "local_stack.json"),
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.monotonic() + 300
     while True:
         try:
@@ -183,11 +217,16 @@ def test_snapshot_keeps_numbers_and_binary_exactly(tmp_path):
         client = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1")
         table = f"snapshot-{tmp_path.name}"[:200]
         create_table(client, table)
-        item = {"pk": {"S": "DEVICE#t#d"}, "sk": {"S": "DECISION#1"}, "blob": {"B": b"\x00\xff\x80"},
-                "blobs": {"BS": [b"a", b"\x01"]}, "cost": {"N": "0.000000000000000000000000000000000001"},
-                "big": {"N": "12345678901234567890123456789012345678"},
-                "nested": {"M": {"list": {"L": [{"N": "3.14159265358979323846"}, {"NULL": True}, {"B": b"\x02"}]}}},
-                "expires_at": {"N": "1"}}
+        item = {
+            "pk": {"S": "DEVICE#t#d"},
+            "sk": {"S": "DECISION#1"},
+            "blob": {"B": b"\x00\xff\x80"},
+            "blobs": {"BS": [b"a", b"\x01"]},
+            "cost": {"N": "0.000000000000000000000000000000000001"},
+            "big": {"N": "12345678901234567890123456789012345678"},
+            "nested": {"M": {"list": {"L": [{"N": "3.14159265358979323846"}, {"NULL": True}, {"B": b"\x02"}]}}},
+            "expires_at": {"N": "1"},
+        }
         client.put_item(TableName=table, Item=item)
         snapshots = TableSnapshots(server, client, "us-east-1", [table], tmp_path)
         assert server.changed.is_set()

@@ -30,7 +30,7 @@ def test_each_use_has_an_extra_and_the_demo_needs_no_torch() -> None:
         found: list[str] = []
         for requirement in extras[name]:
             if requirement.startswith("hybrid-router["):
-                found += closure(requirement[len("hybrid-router["):-1])
+                found += closure(requirement[len("hybrid-router[") : -1])
             else:
                 found.append(requirement.split(">")[0].split("=")[0].split("[")[0])
         return found
@@ -45,11 +45,21 @@ def test_a_bare_install_names_the_missing_extra(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(ROOT)],
-                   check=True, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(ROOT)],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    done = subprocess.run([str(venv / "bin" / "hybrid-router"), "chat", "hi"], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=60)
+    done = subprocess.run(
+        [str(venv / "bin" / "hybrid-router"), "chat", "hi"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert 'pip install "hybrid-router[device]"' in done.stderr, done.stderr

@@ -30,9 +30,17 @@ def _rows(seed: int) -> list[dict]:
         for task in family_tasks(family, seed, 12):
             strong = 1 if family in STRONG_ONLY + BOTH else int(rng.random() < 0.1)
             weak = 1 if family in BOTH else int(rng.random() < 0.1)
-            rows.append({"id": task.id, "prompt": task.prompt, "scores": {WEAK: weak, STRONG: strong},
-                         "family": family, "category": family, "source": task.source,
-                         "pair": {"weak": WEAK, "strong": STRONG}})
+            rows.append(
+                {
+                    "id": task.id,
+                    "prompt": task.prompt,
+                    "scores": {WEAK: weak, STRONG: strong},
+                    "family": family,
+                    "category": family,
+                    "source": task.source,
+                    "pair": {"weak": WEAK, "strong": STRONG},
+                }
+            )
     return rows
 
 
@@ -44,8 +52,25 @@ def _write(path: Path, rows: list[dict]) -> Path:
 def test_pair_router_trains_loads_scores_with_onnxruntime_and_names_its_pair(tmp_path: Path, capsys) -> None:
     data = _write(tmp_path / "pair_labels.jsonl", _rows(1))
     out = tmp_path / "router"
-    assert train_main(["--kind", "pair", "--data", str(data), "--out", str(out), "--alphas", "1,10,100",
-                       "--folds", "3", "--router-id", "pair-test"]) == 0
+    assert (
+        train_main(
+            [
+                "--kind",
+                "pair",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--alphas",
+                "1,10,100",
+                "--folds",
+                "3",
+                "--router-id",
+                "pair-test",
+            ]
+        )
+        == 0
+    )
     assert "router.onnx" in capsys.readouterr().out
 
     router = load_router(out)
@@ -62,9 +87,19 @@ def test_pair_router_trains_loads_scores_with_onnxruntime_and_names_its_pair(tmp
     tokenizer = PromptTokenizer(out / "tokenizer.json", max_tokens=meta["max_tokens"], head_tokens=meta["head_tokens"])
     session = ort.InferenceSession(str(out / "router.onnx"), providers=["CPUExecutionProvider"])
     ids, chars = tokenizer.encode(prompts)
-    direct = np.array([session.run(["score"], {"input_ids": np.asarray([i], dtype=np.int64),
-                                              "attention_mask": np.ones((1, len(i)), dtype=np.int64),
-                                              "prompt_chars": chars[k:k + 1]})[0][0] for k, i in enumerate(ids)])
+    direct = np.array(
+        [
+            session.run(
+                ["score"],
+                {
+                    "input_ids": np.asarray([i], dtype=np.int64),
+                    "attention_mask": np.ones((1, len(i)), dtype=np.int64),
+                    "prompt_chars": chars[k : k + 1],
+                },
+            )[0][0]
+            for k, i in enumerate(ids)
+        ]
+    )
     runtime = Router(out).score(prompts)
     assert np.allclose(direct, runtime, atol=1e-6) and np.all((runtime >= 0) & (runtime <= 1))
 
@@ -74,8 +109,11 @@ def test_pair_router_trains_loads_scores_with_onnxruntime_and_names_its_pair(tmp
 
     # Calibrated to the pair: strong_share 0.3 sends about 30 % of the training prompts strong.
     report = json.loads((out / "training_report.json").read_text())
-    assert report["rows_pair_used"] == 108 and report["selection"]["chosen"]["mode"] in {"prior-only", "prior+pair",
-                                                                                          "no-prior"}
+    assert report["rows_pair_used"] == 108 and report["selection"]["chosen"]["mode"] in {
+        "prior-only",
+        "prior+pair",
+        "no-prior",
+    }
     train_prompts = [r["prompt"] for r in _rows(1)]
     share = float((router.score(train_prompts) >= router.threshold_for_share(0.3)).mean())
     assert 0.2 <= share <= 0.4
@@ -108,6 +146,25 @@ def test_pair_training_refuses_rows_without_the_pair(tmp_path: Path, capsys) -> 
     undeclared = _write(tmp_path / "undeclared.jsonl", [{k: v for k, v in r.items() if k != "pair"} for r in _rows(1)])
     assert train_main(["--kind", "pair", "--data", str(undeclared), "--out", str(tmp_path / "r")]) == 2
     assert "give --strong and --weak" in capsys.readouterr().err
-    assert train_main(["--kind", "pair", "--data", str(undeclared), "--out", str(tmp_path / "r"), "--strong", STRONG,
-                       "--weak", WEAK, "--alphas", "10", "--folds", "2"]) == 0
+    assert (
+        train_main(
+            [
+                "--kind",
+                "pair",
+                "--data",
+                str(undeclared),
+                "--out",
+                str(tmp_path / "r"),
+                "--strong",
+                STRONG,
+                "--weak",
+                WEAK,
+                "--alphas",
+                "10",
+                "--folds",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert load_router(tmp_path / "r").info.kind == "pair"

@@ -17,7 +17,6 @@ TRAIN = shared_data_dir() / "train"
 pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason="shared training data not present")
 
 
-
 def test_train_config_excludes_every_category_and_keeps_the_shipped_selection() -> None:
     config = experiment.train_config("mf", TRAIN, Path("out"), ["physics", "computer science"])
     excluded, held = list(config.exclude), list(config.holdout)
@@ -34,14 +33,17 @@ def test_evaluates_each_pair_on_the_excluded_rows_only() -> None:
     pairs = experiment.PAIRS[:2]
     results = experiment.evaluate_pairs(routers, rows, pairs, bootstrap=50, random_seeds=5)
     assert [(e["strong"], e["weak"], e["router"]) for e in results] == [
-        (s, w, r) for s, w in pairs for r in ("clf (excluded)", "prompt length", "mf (excluded)")]
+        (s, w, r) for s, w in pairs for r in ("clf (excluded)", "prompt length", "mf (excluded)")
+    ]
     prompts = [r["prompt"] for r in rows]
     for entry in results:
         strong = np.array([r["scores"][entry["strong"]] for r in rows], dtype=float)
         weak = np.array([r["scores"][entry["weak"]] for r in rows], dtype=float)
-        expected = {"prompt length": np.array([len(p) for p in prompts], dtype=float),
-                    "clf (excluded)": routers["clf (excluded)"].score(prompts),
-                    "mf (excluded)": routers["mf (excluded)"].score_pair(prompts, entry["strong"], entry["weak"])}
+        expected = {
+            "prompt length": np.array([len(p) for p in prompts], dtype=float),
+            "clf (excluded)": routers["clf (excluded)"].score(prompts),
+            "mf (excluded)": routers["mf (excluded)"].score_pair(prompts, entry["strong"], entry["weak"]),
+        }
         overall = entry["overall"]
         assert overall["n"] == 136
         assert overall["apgr"] == pytest.approx(apgr(expected[entry["router"]].astype(float), strong, weak), abs=1e-6)

@@ -28,17 +28,28 @@ from local_stack.servers import ServerThread
 from local_stack.stack import create_bucket
 
 KEY = "key-experiments"
-PROMPTS = ["hi", "What is 7 + 5?", "Prove that the square root of two is irrational.", "Name a colour.",
-           "Write a Python function that merges two sorted lists.", "zzz qqq xylophone", "Translate 'cat' to French.",
-           "Explain quantum entanglement to a ten year old.", "2+2", "Summarise the causes of the First World War."]
+PROMPTS = [
+    "hi",
+    "What is 7 + 5?",
+    "Prove that the square root of two is irrational.",
+    "Name a colour.",
+    "Write a Python function that merges two sorted lists.",
+    "zzz qqq xylophone",
+    "Translate 'cat' to French.",
+    "Explain quantum entanglement to a ten year old.",
+    "2+2",
+    "Summarise the causes of the First World War.",
+]
 
 
 @pytest.fixture(scope="module")
 def routers(tmp_path_factory, write_tiny_router) -> dict[str, Path]:
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
     base = tmp_path_factory.mktemp("routers")
-    return {"1": write_tiny_router(base / "v1", version="1").parent,
-            "2": write_tiny_router(base / "v2", version="2", centre=4000.0).parent}
+    return {
+        "1": write_tiny_router(base / "v1", version="1").parent,
+        "2": write_tiny_router(base / "v2", version="2", centre=4000.0).parent,
+    }
 
 
 @pytest.fixture
@@ -49,9 +60,15 @@ def cloud(dynamodb_endpoint, decision_table, routers, tmp_path, monkeypatch, fix
     registry = RouterRegistry(S3Blobs(bucket, region="us-east-1"))
     v1, v2 = registry.register(routers["1"]), registry.register(routers["2"])
     registry.activate(v1.ref)
-    settings = ApiSettings(routers_bucket=bucket, router_refresh_s=0, router_cache_dir=str(tmp_path / "cache"),
-                           table_name=decision_table, dynamodb_endpoint_url=dynamodb_endpoint, region="us-east-1",
-                           api_keys=parse_key_map(f"{KEY}=acme/dev"))
+    settings = ApiSettings(
+        routers_bucket=bucket,
+        router_refresh_s=0,
+        router_cache_dir=str(tmp_path / "cache"),
+        table_name=decision_table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/dev"),
+    )
     app = create_app(settings, strong_backend=fixed_backend("cloud-strong", "a strong answer"))
     server = ServerThread(app, name="cloud-api").start()
     try:
@@ -61,14 +78,18 @@ def cloud(dynamodb_endpoint, decision_table, routers, tmp_path, monkeypatch, fix
 
 
 def device(cloud: dict, tmp_path: Path, fixed_backend) -> EdgeService:
-    settings = Settings(cloud_url=cloud["url"], api_key=KEY, data_dir=str(tmp_path / "device"), tenant_id="acme",
-                        device_id="dev")
+    settings = Settings(
+        cloud_url=cloud["url"], api_key=KEY, data_dir=str(tmp_path / "device"), tenant_id="acme", device_id="dev"
+    )
     registry = device_registry(settings)
     CloudRouters(settings).follow(registry)
-    return EdgeService(settings, weak=fixed_backend("weak-model", "local answer"),
-                       strong=fixed_backend("strong-model", "a longer strong answer here"),
-                       route_source=LocalRouteSource(None, registry=registry),
-                       decision_log=DecisionLog(settings.decision_log_path))
+    return EdgeService(
+        settings,
+        weak=fixed_backend("weak-model", "local answer"),
+        strong=fixed_backend("strong-model", "a longer strong answer here"),
+        route_source=LocalRouteSource(None, registry=registry),
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
 
 
 def ask(service: EdgeService, prompt: str):
@@ -118,8 +139,12 @@ def test_the_cloud_routes_its_own_chat_by_the_experiment(cloud) -> None:
     exp = cloud["registry"].start_experiment("ab-cloud", cloud["v2"], "ab", share=0.5)
     seen = set()
     for prompt in PROMPTS:
-        response = httpx.post(f"{cloud['url']}/v1/chat/completions", headers={"x-api-key": KEY}, timeout=30,
-                              json={"model": "router", "messages": [{"role": "user", "content": prompt}]})
+        response = httpx.post(
+            f"{cloud['url']}/v1/chat/completions",
+            headers={"x-api-key": KEY},
+            timeout=30,
+            json={"model": "router", "messages": [{"role": "user", "content": prompt}]},
+        )
         assert response.status_code == 200, response.text
         routing = response.json()["routing"]
         arm = arm_for(exp, routing["decision_id"])

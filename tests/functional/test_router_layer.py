@@ -59,9 +59,21 @@ def layer(tmp_path_factory) -> Path:
     if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
         pytest.skip(f"the layer's manylinux wheels do not run on {sys.platform}/{arch}")
     out = tmp_path_factory.mktemp("router-layer")
-    result = subprocess.run(["make", "--no-print-directory", "-f", str(REPO / "layers/router/Makefile"),
-                             "build-RouterLayer", f"ARTIFACTS_DIR={out}", f"ARCH={arch}"],
-                            env=python312_env(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-f",
+            str(REPO / "layers/router/Makefile"),
+            "build-RouterLayer",
+            f"ARTIFACTS_DIR={out}",
+            f"ARCH={arch}",
+        ],
+        env=python312_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out / "python"
 
@@ -77,23 +89,48 @@ def runtime(tmp_path_factory) -> Path:
     return folder
 
 
-def run_function(function: str, layer: Path, runtime: Path, events: list[str], env: dict[str, str],
-                 tmp_path: Path) -> dict:
+def run_function(
+    function: str, layer: Path, runtime: Path, events: list[str], env: dict[str, str], tmp_path: Path
+) -> dict:
     python = shutil.which("python3.12", path=env["PATH"])
     assert python, "python312_env() promised a python3.12"
     out = tmp_path / f"{function}.json"
     function_dir = REPO / "functions" / function
     # Lambda's environment, with Tracer on (LAMBDA_TASK_ROOT + a trace header): X-Ray patches the runtime's botocore.
-    env = {**env, "LAMBDA_TASK_ROOT": str(function_dir), "AWS_LAMBDA_FUNCTION_NAME": "hybrid-router-layer-test",
-           "_X_AMZN_TRACE_ID": "Root=1-674834a0-3b0c1d2e4f5a6b7c8d9e0f1a;Parent=53995c3f42cd8ad8;Sampled=1",
-           "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9", "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-           "POWERTOOLS_SERVICE_NAME": f"hybrid-router-{function}", "POWERTOOLS_TRACE_DISABLED": "false",
-           "AWS_REGION": "us-east-1", "OMP_NUM_THREADS": "1", "HYBRID_ROUTER_THREADS": "1"}
+    env = {
+        **env,
+        "LAMBDA_TASK_ROOT": str(function_dir),
+        "AWS_LAMBDA_FUNCTION_NAME": "hybrid-router-layer-test",
+        "_X_AMZN_TRACE_ID": "Root=1-674834a0-3b0c1d2e4f5a6b7c8d9e0f1a;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "POWERTOOLS_SERVICE_NAME": f"hybrid-router-{function}",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "AWS_REGION": "us-east-1",
+        "OMP_NUM_THREADS": "1",
+        "HYBRID_ROUTER_THREADS": "1",
+    }
     env.pop("HYBRID_ROUTER_ROUTER", None)  # as in template.yaml: the default router packaged in the layer
     # -S: no site-packages, -E: no PYTHONPATH; cwd outside the repo so nothing else is importable.
-    result = subprocess.run([python, "-S", "-E", "-c", CHILD, str(function_dir), str(layer), str(runtime), str(out),
-                             *(str(REPO / "tests" / "events" / event) for event in events)],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            python,
+            "-S",
+            "-E",
+            "-c",
+            CHILD,
+            str(function_dir),
+            str(layer),
+            str(runtime),
+            str(out),
+            *(str(REPO / "tests" / "events" / event) for event in events),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -105,18 +142,32 @@ def test_layer_holds_the_router_package_and_no_dead_weight(layer) -> None:
     assert {p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file()} == expected
     assert (layer / "hybrid_router" / "artifacts" / "default" / "router.onnx").is_file()
     assert (layer / "hybrid_router" / "config" / "prices.toml").is_file()
-    for package in ("onnxruntime", "tokenizers", "numpy", "pydantic", "fastapi", "mangum", "aws_lambda_powertools",
-                    "aws_xray_sdk", "wrapt"):
+    for package in (
+        "onnxruntime",
+        "tokenizers",
+        "numpy",
+        "pydantic",
+        "fastapi",
+        "mangum",
+        "aws_lambda_powertools",
+        "aws_xray_sdk",
+        "wrapt",
+    ):
         assert (layer / package).is_dir(), f"{package} missing from the layer"
     assert [name for name in NOT_IN_LAYER if (layer / name).exists()] == []
     assert [p.name for p in layer.iterdir() if p.name in ("Makefile", "bin") or p.name.startswith("requirements")] == []
     assert list(layer.rglob("__pycache__")) == []
 
 
-def test_both_handlers_run_on_the_layer_and_the_runtime_boto3(layer, runtime, tmp_path, dynamodb_endpoint,
-                                                              table) -> None:  # noqa: F811
-    env = {**python312_env(), "DECISIONS_TABLE_NAME": table, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
-           "TENANT_ID": "acme"}
+def test_both_handlers_run_on_the_layer_and_the_runtime_boto3(
+    layer, runtime, tmp_path, dynamodb_endpoint, table
+) -> None:  # noqa: F811
+    env = {
+        **python312_env(),
+        "DECISIONS_TABLE_NAME": table,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+        "TENANT_ID": "acme",
+    }
     api = run_function("api", layer, runtime, ["health_get.json", "route_post.json"], env, tmp_path)
     ingest = run_function("ingest", layer, runtime, ["health_get.json", "decisions_post.json"], env, tmp_path)
     for function, result in (("api", api), ("ingest", ingest)):

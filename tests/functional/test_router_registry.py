@@ -17,8 +17,7 @@ from edge_client.routers import CloudRouters, device_registry
 from edge_client.routing_source import LocalRouteSource
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
-from hybrid_router.registry import (ChecksumMismatch, RouterNotFound, RouterRef, RouterRegistry, S3Blobs,
-                                    VersionExists)
+from hybrid_router.registry import ChecksumMismatch, RouterNotFound, RouterRef, RouterRegistry, S3Blobs, VersionExists
 from hybrid_router.routing import RouterSpec
 from local_stack.servers import ServerThread
 from local_stack.stack import create_bucket
@@ -32,8 +31,10 @@ def routers(tmp_path_factory, write_tiny_router) -> dict[str, Path]:
     """Two versions of one router that score the same prompt differently (other centres)."""
     pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
     base = tmp_path_factory.mktemp("routers")
-    return {"1": write_tiny_router(base / "v1", version="1").parent,
-            "2": write_tiny_router(base / "v2", version="2", centre=1000.0).parent}
+    return {
+        "1": write_tiny_router(base / "v1", version="1").parent,
+        "2": write_tiny_router(base / "v2", version="2", centre=1000.0).parent,
+    }
 
 
 @pytest.fixture
@@ -51,8 +52,13 @@ def registry(bucket) -> RouterRegistry:
 
 @pytest.fixture
 def api(bucket, tmp_path) -> Iterator[str]:
-    settings = ApiSettings(routers_bucket=bucket, router_refresh_s=0, router_cache_dir=str(tmp_path / "cache"),
-                           region="us-east-1", api_keys=parse_key_map(f"{KEY}=acme/dev"))
+    settings = ApiSettings(
+        routers_bucket=bucket,
+        router_refresh_s=0,
+        router_cache_dir=str(tmp_path / "cache"),
+        region="us-east-1",
+        api_keys=parse_key_map(f"{KEY}=acme/dev"),
+    )
     server = ServerThread(create_app(settings), name="cloud-api").start()
     try:
         yield server.url

@@ -38,15 +38,17 @@ LONG_TEXT = " ".join(["word"] * (N_CTX + 100))  # one token a word: over the con
 
 @pytest.fixture(scope="module")
 def model() -> LlamaTextModel:
-    return LlamaTextModel(resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")),
-                          n_ctx=N_CTX, n_threads=1)
+    return LlamaTextModel(
+        resolve_model(os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")), n_ctx=N_CTX, n_threads=1
+    )
 
 
 @pytest.fixture(scope="module")
 def runtime(model):
-    with ServerThread(create_container_app(model), name="container") as container, \
-            ServerThread(create_runtime_app({ENDPOINT: container.url}), log_level="critical",
-                         name="runtime") as server:
+    with (
+        ServerThread(create_container_app(model), name="container") as container,
+        ServerThread(create_runtime_app({ENDPOINT: container.url}), log_level="critical", name="runtime") as server,
+    ):
         server.container_url = container.url
         yield server
 
@@ -62,28 +64,46 @@ def faults(runtime):
 
 @pytest.fixture
 def client(runtime):
-    return boto3.client("sagemaker-runtime", endpoint_url=runtime.url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing",
-                        config=Config(retries={"total_max_attempts": 1}))
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=runtime.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
 
 
 def backend(runtime, body_format="tgi", timeout_s=60.0, endpoint=ENDPOINT) -> SageMakerBackend:
-    return SageMakerBackend(endpoint, region="us-east-1", endpoint_url=runtime.url, body_format=body_format,
-                            timeout_s=timeout_s, connect_timeout_s=2)
+    return SageMakerBackend(
+        endpoint,
+        region="us-east-1",
+        endpoint_url=runtime.url,
+        body_format=body_format,
+        timeout_s=timeout_s,
+        connect_timeout_s=2,
+    )
 
 
 def _tgi_body(stream=False, details=True):
-    body = {"inputs": "<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n",
-            "parameters": {"max_new_tokens": MAX_TOKENS, "details": details, "decoder_input_details": details,
-                           "stop": ["<|im_end|>"]}}
+    body = {
+        "inputs": "<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n",
+        "parameters": {
+            "max_new_tokens": MAX_TOKENS,
+            "details": details,
+            "decoder_input_details": details,
+            "stop": ["<|im_end|>"],
+        },
+    }
     if stream:
         body["stream"] = True
     return body
 
 
 def test_invoke_endpoint_tgi_shape(client, model):
-    response = client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
-                                      Accept="application/json", Body=json.dumps(_tgi_body()))
+    response = client.invoke_endpoint(
+        EndpointName=ENDPOINT, ContentType="application/json", Accept="application/json", Body=json.dumps(_tgi_body())
+    )
     assert response["InvokedProductionVariant"] == "AllTraffic"
     assert response["ContentType"] == "application/json"
     answer = json.loads(response["Body"].read())
@@ -105,8 +125,11 @@ def test_invoke_endpoint_messages_shape(client):
 
 def test_response_stream_is_decoded_by_boto3(client):
     response = client.invoke_endpoint_with_response_stream(
-        EndpointName=ENDPOINT, ContentType="application/json", Accept="application/json",
-        Body=json.dumps(_tgi_body(stream=True, details=False)))
+        EndpointName=ENDPOINT,
+        ContentType="application/json",
+        Accept="application/json",
+        Body=json.dumps(_tgi_body(stream=True, details=False)),
+    )
     assert response["InvokedProductionVariant"] == "AllTraffic"
     events = list(response["Body"])
     assert events and all("PayloadPart" in e for e in events)
@@ -138,13 +161,17 @@ def _tgi_validation_error(response: httpx.Response) -> str:
     return body["error"]
 
 
-@pytest.mark.parametrize("body", [
-    {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}},
-    {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}, "stream": True},
-    {"inputs": "Say hi.", "parameters": {"max_new_tokens": N_CTX}},  # fits, but not with the answer asked for
-    {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8},
-    {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8, "stream": True},
-], ids=["tgi", "tgi-stream", "tgi-max-new-tokens", "messages", "messages-stream"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}},
+        {"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}, "stream": True},
+        {"inputs": "Say hi.", "parameters": {"max_new_tokens": N_CTX}},  # fits, but not with the answer asked for
+        {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8},
+        {"messages": [{"role": "user", "content": LONG_TEXT}], "max_tokens": 8, "stream": True},
+    ],
+    ids=["tgi", "tgi-stream", "tgi-max-new-tokens", "messages", "messages-stream"],
+)
 def test_container_refuses_what_does_not_fit_the_context_as_tgi_does(runtime, body):
     """TGI's 422 `inputs` tokens + `max_new_tokens` must be <= max_total_tokens, not llama.cpp's ValueError as a
     500 (or, streaming, a dropped connection); the container stays up."""
@@ -156,17 +183,23 @@ def test_container_refuses_what_does_not_fit_the_context_as_tgi_does(runtime, bo
 def test_context_overflow_reaches_boto3_as_tgi_model_error(client):
     """SageMaker passes the container's own body on: ModelError, OriginalStatusCode 422, OriginalMessage the JSON."""
     with pytest.raises(client.exceptions.ModelError) as raised:
-        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
-                               Body=json.dumps({"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}}))
+        client.invoke_endpoint(
+            EndpointName=ENDPOINT,
+            ContentType="application/json",
+            Body=json.dumps({"inputs": LONG_TEXT, "parameters": {"max_new_tokens": 8}}),
+        )
     assert raised.value.response["OriginalStatusCode"] == 422
     original = json.loads(raised.value.response["OriginalMessage"])
     assert original["error_type"] == "validation" and "max_new_tokens" in original["error"]
 
 
-@pytest.mark.parametrize("messages, fragment", [
-    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], "text only"),
-    ([{"role": "user", "content": "a \ud800 b"}], "unpaired surrogate"),
-])
+@pytest.mark.parametrize(
+    "messages, fragment",
+    [
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], "text only"),
+        ([{"role": "user", "content": "a \ud800 b"}], "unpaired surrogate"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/invocations", "/v1/chat/completions"])
 def test_container_refuses_messages_no_text_model_can_take(runtime, messages, fragment, path):
     body = json.dumps({"messages": messages, "max_tokens": 2})  # json.dumps escapes the lone surrogate
@@ -177,10 +210,14 @@ def test_container_refuses_messages_no_text_model_can_take(runtime, messages, fr
 def test_container_takes_content_parts_and_null_content(runtime):
     """OpenAI's text parts and an assistant turn with null content were a TypeError / UndefinedError (500) in the
     chat template."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": "Say"}, {"type": "text", "text": " hi."}]},
-                {"role": "assistant", "content": None}, {"role": "user", "content": "Again."}]
-    response = httpx.post(f"{runtime.container_url}/invocations", json={"messages": messages, "max_tokens": 2},
-                          timeout=60)
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Say"}, {"type": "text", "text": " hi."}]},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": "Again."},
+    ]
+    response = httpx.post(
+        f"{runtime.container_url}/invocations", json={"messages": messages, "max_tokens": 2}, timeout=60
+    )
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] >= 1
 
@@ -188,8 +225,11 @@ def test_container_takes_content_parts_and_null_content(runtime):
 def test_container_answers_while_a_stream_generates(runtime):
     """Generation ran on the event loop: a request arriving during a stream waited for the model's lock there, so
     the container hung (even /ping) until the stream's client gave up."""
-    body = {"inputs": "<|im_start|>user\nTell a story.<|im_end|>\n<|im_start|>assistant\n",
-            "parameters": {"max_new_tokens": 40}, "stream": True}
+    body = {
+        "inputs": "<|im_start|>user\nTell a story.<|im_end|>\n<|im_start|>assistant\n",
+        "parameters": {"max_new_tokens": 40},
+        "stream": True,
+    }
     with httpx.stream("POST", f"{runtime.container_url}/invocations", json=body, timeout=60) as stream:
         lines = stream.iter_lines()  # kept: dropping it would close the connection
         assert next(lines).startswith("data:")
@@ -202,8 +242,11 @@ def test_container_answers_while_a_stream_generates(runtime):
 LONG_ANSWER = 600  # SmolLM2 writes all 600 tokens for this prompt: about 10 s here, so it is still going on a leave
 STORY = "Write a long story about a dragon."
 LONG_STREAMS = {
-    "tgi": {"inputs": f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n",
-            "parameters": {"max_new_tokens": LONG_ANSWER}, "stream": True},
+    "tgi": {
+        "inputs": f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n",
+        "parameters": {"max_new_tokens": LONG_ANSWER},
+        "stream": True,
+    },
     "messages": {"messages": [{"role": "user", "content": STORY}], "max_tokens": LONG_ANSWER, "stream": True},
 }
 FREED_WITHIN_S = 3.0  # a short answer takes ~0.3 s; the abandoned generation alone would take ~10 s
@@ -225,8 +268,11 @@ def _post_and_leave(url: str, path: str, body: dict, until: bytes, count: int) -
     host, port = url.removeprefix("http://").split(":")
     data = json.dumps(body).encode()
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
         received = b""
         while received.partition(b"\r\n\r\n")[2].count(until) < count:
             chunk = sock.recv(4096)
@@ -257,18 +303,25 @@ def test_a_client_leaving_mid_stream_frees_the_model(runtime, no_gc, body_format
 
 def test_a_boto3_caller_closing_its_stream_frees_the_model(runtime, no_gc):
     """The same one level up: the runtime stand-in closes its container connection when its caller goes away."""
-    client = boto3.client("sagemaker-runtime", endpoint_url=runtime.url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing",
-                          config=Config(retries={"total_max_attempts": 1}, read_timeout=10))
-    response = client.invoke_endpoint_with_response_stream(EndpointName=ENDPOINT, ContentType="application/json",
-                                                           Body=json.dumps(LONG_STREAMS["tgi"]))
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=runtime.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=10),
+    )
+    response = client.invoke_endpoint_with_response_stream(
+        EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps(LONG_STREAMS["tgi"])
+    )
     events = iter(response["Body"])
     assert "PayloadPart" in next(events) and "PayloadPart" in next(events)
     response["Body"].close()
     started = time.monotonic()
     try:
-        answer = client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
-                                        Body=json.dumps(_tgi_body(details=False)))
+        answer = client.invoke_endpoint(
+            EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps(_tgi_body(details=False))
+        )
     except ReadTimeoutError:
         pytest.fail("the next request got no answer within 10 s: the abandoned stream still holds the model")
     elapsed = time.monotonic() - started
@@ -277,8 +330,9 @@ def test_a_boto3_caller_closing_its_stream_frees_the_model(runtime, no_gc):
 
 
 def test_a_caller_leaving_the_runtime_mid_stream_frees_the_model(runtime, no_gc):
-    _post_and_leave(runtime.url, f"/endpoints/{ENDPOINT}/invocations-response-stream", LONG_STREAMS["messages"],
-                    b":message-type", 3)
+    _post_and_leave(
+        runtime.url, f"/endpoints/{ENDPOINT}/invocations-response-stream", LONG_STREAMS["messages"], b":message-type", 3
+    )
     elapsed = _seconds_to_answer_a_short_request(runtime.container_url)
     assert elapsed < FREED_WITHIN_S, f"the next request waited {elapsed:.1f}s for the abandoned stream"
 
@@ -312,13 +366,23 @@ def test_prompt_over_the_context_is_rejected_input_not_strong_error(runtime, bod
         else:
             list(strong.stream([{"role": "user", "content": LONG_TEXT}], max_tokens=MAX_TOKENS))
     assert (raised.value.cause, raised.value.status_code) == ("strong_rejected_input", 400)
-    assert f"rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= {N_CTX}" \
+    assert (
+        f"rejected the input (422): Input validation error: `inputs` tokens + `max_new_tokens` must be <= {N_CTX}"
         in str(raised.value)
+    )
 
 
-@pytest.mark.parametrize("status, cause", [(400, "strong_rejected_input"), (413, "strong_rejected_input"),
-                                           (422, "strong_rejected_input"), (424, "strong_error"),
-                                           (429, "strong_error"), (404, "strong_error")])
+@pytest.mark.parametrize(
+    "status, cause",
+    [
+        (400, "strong_rejected_input"),
+        (413, "strong_rejected_input"),
+        (422, "strong_rejected_input"),
+        (424, "strong_error"),
+        (429, "strong_error"),
+        (404, "strong_error"),
+    ],
+)
 def test_only_statuses_that_refuse_the_input_are_rejected_input(runtime, faults, status, cause):
     """TGI's 429 (overloaded) and 424 (generation failed), a container's 404 (wrong route) are the endpoint's
     trouble: still strong_error, which the device falls back from."""
@@ -353,8 +417,14 @@ def test_latency_within_the_timeout_still_answers(runtime, faults):
     assert backend(runtime, timeout_s=30).complete(MESSAGES, max_tokens=MAX_TOKENS).text.strip()
 
 
-@pytest.mark.parametrize("plan", [{"mode": "model_error", "status": 500}, {"mode": "service_error", "status": 503},
-                                  {"mode": "service_error", "status": 500}])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"mode": "model_error", "status": 500},
+        {"mode": "service_error", "status": 503},
+        {"mode": "service_error", "status": 500},
+    ],
+)
 @pytest.mark.parametrize("operation", ["complete", "stream"])
 def test_server_errors_are_strong_error(runtime, faults, plan, operation):
     faults(**plan)
@@ -387,9 +457,15 @@ def test_stream_stalling_mid_way_is_strong_timeout(runtime, faults):
 
 
 def test_missing_credentials_is_strong_auth(runtime, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -404,8 +480,9 @@ def test_unreachable_runtime_is_strong_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    strong = SageMakerBackend(ENDPOINT, region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", timeout_s=2,
-                              connect_timeout_s=1)
+    strong = SageMakerBackend(
+        ENDPOINT, region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", timeout_s=2, connect_timeout_s=1
+    )
     with pytest.raises(BackendError) as raised:
         strong.complete(MESSAGES, max_tokens=MAX_TOKENS)
     assert raised.value.cause == "strong_unreachable"

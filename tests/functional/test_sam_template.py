@@ -25,8 +25,10 @@ def find_tool(name: str) -> str:
     for candidate in (shutil.which(name), SAM_VENV / "bin" / name, Path(sys.executable).parent / name):
         if candidate and Path(candidate).is_file():
             return str(candidate)
-    pytest.skip(f"{name} is not installed (python3.12 -m venv .venv-sam && .venv-sam/bin/pip install "
-                f"aws-sam-cli cfn-lint); CI must install it")
+    pytest.skip(
+        f"{name} is not installed (python3.12 -m venv .venv-sam && .venv-sam/bin/pip install "
+        f"aws-sam-cli cfn-lint); CI must install it"
+    )
 
 
 def tool_env() -> dict[str, str]:
@@ -71,8 +73,21 @@ def test_sam_build_succeeds_and_fits_lambda(tmp_path) -> None:
     sam = find_tool("sam")
     cache = Path(os.environ.get("HYBRID_ROUTER_SAM_CACHE") or Path.home() / ".cache" / "hybrid-router" / "sam-cache")
     build = tmp_path / "build"
-    result = run([sam, "build", "--template-file", "template.yaml", "--build-dir", str(build), "--cache-dir",
-                  str(cache), "--cached"], env=python312_env(), timeout=1500)
+    result = run(
+        [
+            sam,
+            "build",
+            "--template-file",
+            "template.yaml",
+            "--build-dir",
+            str(build),
+            "--cache-dir",
+            str(cache),
+            "--cached",
+        ],
+        env=python312_env(),
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     layer = build / "RouterLayer" / "python"
     assert (layer / "hybrid_router" / "api" / "app.py").is_file()

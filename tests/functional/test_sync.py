@@ -100,8 +100,16 @@ def cloud(dynamodb_client, decision_table):
         time.sleep(0.02)
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     proxy.daemon_threads = True
-    proxy.state = {"upstream": f"http://127.0.0.1:{sock.getsockname()[1]}", "http": httpx.Client(timeout=60),
-                   "lock": threading.Lock(), "requests": 0, "active": 0, "delay_s": 0.0, "drop": 0, "errors": []}
+    proxy.state = {
+        "upstream": f"http://127.0.0.1:{sock.getsockname()[1]}",
+        "http": httpx.Client(timeout=60),
+        "lock": threading.Lock(),
+        "requests": 0,
+        "active": 0,
+        "delay_s": 0.0,
+        "drop": 0,
+        "errors": [],
+    }
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{proxy.server_port}", store, proxy.state
@@ -132,7 +140,8 @@ def test_sync_end_to_end_and_again_is_a_no_op(cloud, log, make_decision):
     assert (report.batches, report.remaining) == (5, 0)
     stored = store.records_for_device(TENANT, DEVICE)
     assert [r.model_copy(update={"tenant_id": "local", "device_id": "local"}) for r in stored] == sorted(
-        records, key=lambda r: r.decision_id)
+        records, key=lambda r: r.decision_id
+    )
     assert store.usage(TENANT, DEVICE) == log.usage()
     again = sync_decisions(log, url, api_key=API_KEY, batch_size=50)
     assert (again.sent, again.batches) == (0, 0)
@@ -153,8 +162,9 @@ def test_transient_errors_are_retried_with_retry_after(cloud, log, make_decision
     log.append_many([make_decision() for _ in range(10)])
     state["errors"] = [(503, {}), (429, {"Retry-After": "0.2"}), (502, {})]
     slept = []
-    report = sync_decisions(log, url, api_key=API_KEY, batch_size=10, base_delay_s=0.01,
-                            sleep=lambda s: (slept.append(s), time.sleep(s)))
+    report = sync_decisions(
+        log, url, api_key=API_KEY, batch_size=10, base_delay_s=0.01, sleep=lambda s: (slept.append(s), time.sleep(s))
+    )
     assert (report.retries, report.accepted, report.remaining) == (3, 10, 0)
     assert slept[1] >= 0.2  # Retry-After honoured
     assert len(_cloud_ids(store)) == 10
@@ -202,8 +212,9 @@ def test_unreachable_cloud_is_a_clear_error(log, make_decision):
 
 def test_an_answer_that_does_not_add_up_marks_nothing():
     ids = ["01J0000000000000000000000A", "01J0000000000000000000000B"]
-    assert _acknowledged({"accepted": 1, "duplicates": 0, "failed": [{"decision_id": ids[1], "error": "x"}]},
-                         ids) == {ids[1]: "x"}
+    assert _acknowledged({"accepted": 1, "duplicates": 0, "failed": [{"decision_id": ids[1], "error": "x"}]}, ids) == {
+        ids[1]: "x"
+    }
     with pytest.raises(SyncError, match="does not match"):
         _acknowledged({"accepted": 1, "duplicates": 0, "failed": []}, ids)
     with pytest.raises(SyncError, match="unknown ids"):
@@ -214,17 +225,35 @@ def test_an_answer_that_does_not_add_up_marks_nothing():
 
 def _run_sync(db, url, batch_size):
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_client.sync", "--db", str(db), "--url", url, "--api-key", API_KEY,
-         "--batch-size", str(batch_size), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "edge_client.sync",
+            "--db",
+            str(db),
+            "--url",
+            url,
+            "--api-key",
+            API_KEY,
+            "--batch-size",
+            str(batch_size),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
 
 
 def _count_in_cloud(store):
     """Decision items on the device's partition (Select=COUNT, paginated: moto's full Query is slow)."""
-    params = {"TableName": store.table_name, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :d)",
-              "ExpressionAttributeValues": {":pk": {"S": device_pk(TENANT, DEVICE)}, ":d": {"S": "DECISION#"}},
-              "Select": "COUNT"}
+    params = {
+        "TableName": store.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :d)",
+        "ExpressionAttributeValues": {":pk": {"S": device_pk(TENANT, DEVICE)}, ":d": {"S": "DECISION#"}},
+        "Select": "COUNT",
+    }
     total, start = 0, None
     while True:
         page = store.client.query(**params, **({"ExclusiveStartKey": start} if start else {}))
@@ -237,14 +266,16 @@ def _count_in_cloud(store):
 def _missing_in_cloud(store, ids):
     missing = []
     for chunk in range(0, len(ids), 100):
-        keys = [{"pk": {"S": device_pk(TENANT, DEVICE)}, "sk": {"S": f"DECISION#{i}"}} for i in ids[chunk:chunk + 100]]
+        keys = [
+            {"pk": {"S": device_pk(TENANT, DEVICE)}, "sk": {"S": f"DECISION#{i}"}} for i in ids[chunk : chunk + 100]
+        ]
         request = {store.table_name: {"Keys": keys, "ProjectionExpression": "decision_id"}}
         found = set()
         while request:
             page = store.client.batch_get_item(RequestItems=request)
             found |= {item["decision_id"]["S"] for item in page["Responses"].get(store.table_name, [])}
             request = page.get("UnprocessedKeys") or None
-        missing += [i for i in ids[chunk:chunk + 100] if i not in found]
+        missing += [i for i in ids[chunk : chunk + 100] if i not in found]
     return missing
 
 
@@ -306,13 +337,20 @@ def test_device_settings_drive_sync_from_env(cloud, tmp_path, make_decision):
     from edge_client.config import load_settings
 
     url, store, _ = cloud
-    env = {**os.environ, "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"), "HYBRID_ROUTER_DATA_DIR": str(tmp_path),
-           "HYBRID_ROUTER_CLOUD_URL": url, "HYBRID_ROUTER_API_KEY": API_KEY, "HYBRID_ROUTER_SYNC_BATCH_SIZE": "7"}
+    env = {
+        **os.environ,
+        "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
+        "HYBRID_ROUTER_DATA_DIR": str(tmp_path),
+        "HYBRID_ROUTER_CLOUD_URL": url,
+        "HYBRID_ROUTER_API_KEY": API_KEY,
+        "HYBRID_ROUTER_SYNC_BATCH_SIZE": "7",
+    }
     settings = load_settings(env=env).settings
     with DecisionLog(settings.decision_log_path) as log:
         log.append_many([make_decision() for _ in range(10)])
-    done = subprocess.run([sys.executable, "-m", "edge_client.sync", "--json"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_client.sync", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["accepted"], report["batches"], report["remaining"]) == (10, 2, 0)
@@ -326,8 +364,13 @@ def test_device_settings_drive_sync_from_env(cloud, tmp_path, make_decision):
 
     with DecisionLog(settings.decision_log_path) as log:
         log.append(make_decision())
-    bad = subprocess.run([sys.executable, "-m", "edge_client.sync"], env={**env, "HYBRID_ROUTER_API_KEY": "nope"},
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge_client.sync"],
+        env={**env, "HYBRID_ROUTER_API_KEY": "nope"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 3 and "refused the API key" in bad.stderr and "Traceback" not in bad.stderr
     assert _count_in_cloud(store) == 13
 
@@ -341,12 +384,15 @@ def _rate(log, decision_id, rating, scale=None, comment=None):
 
 def _cloud_feedback(store):
     """Every feedback item on the device's partition, read straight from DynamoDB."""
-    page = store.client.query(TableName=store.table_name, ConsistentRead=True,
-                              KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
-                              ExpressionAttributeValues={":pk": {"S": device_pk(TENANT, DEVICE)},
-                                                         ":f": {"S": "FEEDBACK#"}})
-    return {item["decision_id"]["S"]: (int(item["rating"]["N"]), item.get("comment", {}).get("S"))
-            for item in page["Items"]}
+    page = store.client.query(
+        TableName=store.table_name,
+        ConsistentRead=True,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": {"S": device_pk(TENANT, DEVICE)}, ":f": {"S": "FEEDBACK#"}},
+    )
+    return {
+        item["decision_id"]["S"]: (int(item["rating"]["N"]), item.get("comment", {}).get("S")) for item in page["Items"]
+    }
 
 
 def test_ratings_follow_their_decisions_and_a_re_sync_duplicates_nothing(cloud, log, make_decision):
@@ -370,8 +416,10 @@ def test_ratings_follow_their_decisions_and_a_re_sync_duplicates_nothing(cloud, 
     state["drop"] = 1
     resent = sync_decisions(log, url, api_key=API_KEY, base_delay_s=0.01)
     assert (resent.retries, resent.feedback_sent, resent.feedback_accepted, resent.feedback_remaining) == (1, 1, 1, 0)
-    assert _cloud_feedback(store) == {records[0].decision_id: (2, "on reflection, wrong"),
-                                      records[3].decision_id: (-1, None)}
+    assert _cloud_feedback(store) == {
+        records[0].decision_id: (2, "on reflection, wrong"),
+        records[3].decision_id: (-1, None),
+    }
 
 
 def test_a_rating_of_1_reaches_the_cloud_with_its_scale(cloud, log, make_decision):
@@ -398,15 +446,16 @@ def test_a_rating_waits_while_its_decision_is_not_in_the_cloud(cloud, log, make_
     assert (report.accepted, report.feedback_accepted, report.retries, report.feedback_failed) == (1, 1, 1, [])
 
 
-def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reported(cloud, log, make_decision,
-                                                                                   tmp_path):
+def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reported(cloud, log, make_decision, tmp_path):
     url, store, _ = cloud
     kept, expired = make_decision(), make_decision()
     log.append_many([kept, expired])
     sync_decisions(log, url, api_key=API_KEY)
     # the cloud no longer has one decision (past its retention): it answers 404 to a rating of it
-    store.client.delete_item(TableName=store.table_name, Key={"pk": {"S": device_pk(TENANT, DEVICE)},
-                                                             "sk": {"S": f"DECISION#{expired.decision_id}"}})
+    store.client.delete_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": device_pk(TENANT, DEVICE)}, "sk": {"S": f"DECISION#{expired.decision_id}"}},
+    )
     _rate(log, kept.decision_id, 1, "thumbs")
     _rate(log, expired.decision_id, 3)
     report = sync_decisions(log, url, api_key=API_KEY)
@@ -419,9 +468,13 @@ def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reporte
     assert (pending.synced_at, pending.sync_error, pending.rating) == (None, error, 3)
     assert _cloud_feedback(store) == {kept.decision_id: (1, None)}
     # not dropped: the next sync offers it again, and reports it again
-    again = subprocess.run([sys.executable, "-m", "edge_client.sync", "--db", str(log.path), "--url", url,
-                            "--api-key", API_KEY, "--json"], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    again = subprocess.run(
+        [sys.executable, "-m", "edge_client.sync", "--db", str(log.path), "--url", url, "--api-key", API_KEY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["feedback_sent"], summary["feedback_accepted"], summary["feedback_remaining"]) == (1, 0, 1)
@@ -431,9 +484,18 @@ def test_a_rating_the_cloud_refuses_stays_pending_with_the_reason_and_is_reporte
 def _answered_twice(make_decision):
     """A request the device answered locally after it stopped waiting for the cloud, which served it anyway."""
     device = make_decision("weak", reason="fallback:strong_timeout")
-    served = make_decision("strong", decision_id=device.decision_id, created_at=device.created_at,
-                           tenant_id=TENANT, device_id=DEVICE, reason="routed", prompt_tokens=40,
-                           completion_tokens=200, cost_usd=0.0021, strong_cost_usd=0.0021)
+    served = make_decision(
+        "strong",
+        decision_id=device.decision_id,
+        created_at=device.created_at,
+        tenant_id=TENANT,
+        device_id=DEVICE,
+        reason="routed",
+        prompt_tokens=40,
+        completion_tokens=200,
+        cost_usd=0.0021,
+        strong_cost_usd=0.0021,
+    )
     return device, served
 
 

@@ -32,9 +32,16 @@ def _small_train_file(tmp_path: Path, rows: int = 120) -> Path:
 
 def _common(tmp_path: Path) -> list[str]:
     return [
-        "--encoder-from", str(DEFAULT_ROUTER_DIR / "router.onnx"),
-        "--encoder-dir", str(tmp_path / "encoders"), "--cache-dir", str(tmp_path / "cache"),
-        "--reference-per-file", "40", "--seed", "1",
+        "--encoder-from",
+        str(DEFAULT_ROUTER_DIR / "router.onnx"),
+        "--encoder-dir",
+        str(tmp_path / "encoders"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--reference-per-file",
+        "40",
+        "--seed",
+        "1",
     ]
 
 
@@ -43,8 +50,21 @@ def test_train_tiny_router_and_load_it(tmp_path: Path, kind: str) -> None:
     data = _small_train_file(tmp_path)
     out = tmp_path / f"router_{kind}"
     started = time.time()
-    code = train_main(["--data", str(data), "--kind", kind, "--out", str(out), "--max-rows", "300",
-                       "--epochs", "30", *_common(tmp_path)])
+    code = train_main(
+        [
+            "--data",
+            str(data),
+            "--kind",
+            kind,
+            "--out",
+            str(out),
+            "--max-rows",
+            "300",
+            "--epochs",
+            "30",
+            *_common(tmp_path),
+        ]
+    )
     assert code == 0
     assert time.time() - started < 60
     for name in ("router.onnx", "tokenizer.json", "training_report.json"):
@@ -63,8 +83,24 @@ def test_train_tiny_router_and_load_it(tmp_path: Path, kind: str) -> None:
         assert "gpt-4-1106-preview" in router.info.models and len(router.info.models) > 2
     # Retraining reuses the embedding cache.
     started = time.time()
-    assert train_main(["--data", str(data), "--kind", kind, "--out", str(tmp_path / "again"), "--max-rows", "300",
-                       "--epochs", "30", *_common(tmp_path)]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(data),
+                "--kind",
+                kind,
+                "--out",
+                str(tmp_path / "again"),
+                "--max-rows",
+                "300",
+                "--epochs",
+                "30",
+                *_common(tmp_path),
+            ]
+        )
+        == 0
+    )
     again = Router(tmp_path / "again")
     np.testing.assert_allclose(again.score(["What is 2 + 2?"]), router.score(["What is 2 + 2?"]), atol=1e-5)
 
@@ -107,8 +143,19 @@ def test_bad_input_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_unknown_model_pair_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _small_train_file(tmp_path, rows=40)
-    code = train_main(["--data", str(data), "--kind", "mf", "--strong", "no-such-model", "--out", str(tmp_path / "o"),
-                       *_common(tmp_path)])
+    code = train_main(
+        [
+            "--data",
+            str(data),
+            "--kind",
+            "mf",
+            "--strong",
+            "no-such-model",
+            "--out",
+            str(tmp_path / "o"),
+            *_common(tmp_path),
+        ]
+    )
     assert code == 2
     assert "no-such-model" in capsys.readouterr().err
 
@@ -116,9 +163,25 @@ def test_unknown_model_pair_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_exclude_leaves_groups_out_of_training_entirely(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _small_train_file(tmp_path)  # 60 arena rows (group "small"), 60 routerbench rows ("small/arc-challenge")
     out = tmp_path / "excluded"
-    code = train_main(["--data", str(data), "--kind", "clf", "--out", str(out), "--alphas", "1,10",
-                       "--exclude", "small/arc-challenge", "--holdout", "small/arc-challenge",
-                       *_common(tmp_path), "--reference-per-file", "100"])
+    code = train_main(
+        [
+            "--data",
+            str(data),
+            "--kind",
+            "clf",
+            "--out",
+            str(out),
+            "--alphas",
+            "1,10",
+            "--exclude",
+            "small/arc-challenge",
+            "--holdout",
+            "small/arc-challenge",
+            *_common(tmp_path),
+            "--reference-per-file",
+            "100",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
     assert report["rows_labelled_used"] == 60
@@ -128,19 +191,41 @@ def test_exclude_leaves_groups_out_of_training_entirely(tmp_path: Path, capsys: 
     assert metadata["protocol"]["excluded_groups"] == ["small/arc-challenge"]
     assert metadata["calibration"]["n"] == 60, "excluded prompts are not in the calibration reference"
 
-    code = train_main(["--data", str(data), "--kind", "clf", "--out", str(tmp_path / "typo"),
-                       "--exclude", "small/no-such-group", *_common(tmp_path)])
+    code = train_main(
+        [
+            "--data",
+            str(data),
+            "--kind",
+            "clf",
+            "--out",
+            str(tmp_path / "typo"),
+            "--exclude",
+            "small/no-such-group",
+            *_common(tmp_path),
+        ]
+    )
     assert code == 2
     assert "small/no-such-group" in capsys.readouterr().err
     assert not (tmp_path / "typo" / "router.onnx").exists()
 
 
-FEEDBACK_PROMPTS = [f"{verb} the {thing} for our {team} team, please." for verb, thing, team in [
-    ("Summarise", "Q3 roadmap", "billing"), ("Draft", "release notes", "mobile"), ("Explain", "retry policy", "data"),
-    ("Translate", "onboarding email", "sales"), ("Rewrite", "incident report", "search"), ("Plan", "offsite", "design"),
-    ("Review", "SQL migration", "payments"), ("Outline", "design doc", "growth"), ("Proofread", "FAQ", "support"),
-    ("Shorten", "job advert", "platform"), ("Estimate", "budget", "infra"), ("Critique", "API naming", "identity"),
-]]
+FEEDBACK_PROMPTS = [
+    f"{verb} the {thing} for our {team} team, please."
+    for verb, thing, team in [
+        ("Summarise", "Q3 roadmap", "billing"),
+        ("Draft", "release notes", "mobile"),
+        ("Explain", "retry policy", "data"),
+        ("Translate", "onboarding email", "sales"),
+        ("Rewrite", "incident report", "search"),
+        ("Plan", "offsite", "design"),
+        ("Review", "SQL migration", "payments"),
+        ("Outline", "design doc", "growth"),
+        ("Proofread", "FAQ", "support"),
+        ("Shorten", "job advert", "platform"),
+        ("Estimate", "budget", "infra"),
+        ("Critique", "API naming", "identity"),
+    ]
+]
 
 
 def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, make_decision) -> None:
@@ -153,16 +238,42 @@ def test_clf_trains_on_exported_ratings_and_mf_leaves_them_out(tmp_path: Path, m
         for i, prompt in enumerate(FEEDBACK_PROMPTS):
             record = make_decision("strong" if i % 3 == 0 else "weak", prompt=prompt)
             log.append(record)
-            log.rate(FeedbackRequest(decision_id=record.decision_id, rating=(-1, 1, 2, 5)[i % 4],
-                                     scale="thumbs" if i % 4 < 2 else "stars"))
+            log.rate(
+                FeedbackRequest(
+                    decision_id=record.decision_id,
+                    rating=(-1, 1, 2, 5)[i % 4],
+                    scale="thumbs" if i % 4 < 2 else "stars",
+                )
+            )
         feedback = tmp_path / "feedback.jsonl"
         assert export_training_rows(log, feedback) == (len(FEEDBACK_PROMPTS), 0, 0)
     data = _small_train_file(tmp_path)
     for kind, used, single in (("clf", 120 + len(FEEDBACK_PROMPTS), len(FEEDBACK_PROMPTS)), ("mf", 120, 0)):
         out = tmp_path / kind
-        assert train_main(["--data", str(data), "--data", str(feedback), "--kind", kind, "--out", str(out),
-                           "--alphas", "1", "--dims", "64", "--pair-weighting", "pair", "--epochs", "30",
-                           *_common(tmp_path)]) == 0
+        assert (
+            train_main(
+                [
+                    "--data",
+                    str(data),
+                    "--data",
+                    str(feedback),
+                    "--kind",
+                    kind,
+                    "--out",
+                    str(out),
+                    "--alphas",
+                    "1",
+                    "--dims",
+                    "64",
+                    "--pair-weighting",
+                    "pair",
+                    "--epochs",
+                    "30",
+                    *_common(tmp_path),
+                ]
+            )
+            == 0
+        )
         report = json.loads((out / "training_report.json").read_text())
         assert (report["rows_labelled_used"], report["rows_single_label_used"]) == (used, single), kind
         assert Router(out).score(FEEDBACK_PROMPTS[:2]).shape == (2,)
@@ -175,8 +286,20 @@ def test_ratings_teach_the_router_which_prompts_the_local_model_handles(tmp_path
     from hybrid_router.feedback import FeedbackRequest
     from hybrid_router.stores.sqlite_log import DecisionLog
 
-    languages = ["French", "German", "Spanish", "Italian", "Dutch", "Swedish", "Polish", "Greek", "Turkish",
-                 "Danish", "Czech", "Finnish"]
+    languages = [
+        "French",
+        "German",
+        "Spanish",
+        "Italian",
+        "Dutch",
+        "Swedish",
+        "Polish",
+        "Greek",
+        "Turkish",
+        "Danish",
+        "Czech",
+        "Finnish",
+    ]
     easy = [f"Translate 'good morning' into {language}." for language in languages]
     hard = [f"Prove that n^{k} - n is divisible by {k} for every integer n, step by step." for k in range(2, 14)]
     with DecisionLog(tmp_path / "device.sqlite3") as log:
@@ -192,8 +315,12 @@ def test_ratings_teach_the_router_which_prompts_the_local_model_handles(tmp_path
     margins = {}
     for name, extra in (("without", []), ("with", ["--data", str(feedback)])):
         out = tmp_path / name
-        assert train_main(["--data", str(data), *extra, "--kind", "clf", "--out", str(out), "--alphas", "1",
-                           *_common(tmp_path)]) == 0
+        assert (
+            train_main(
+                ["--data", str(data), *extra, "--kind", "clf", "--out", str(out), "--alphas", "1", *_common(tmp_path)]
+            )
+            == 0
+        )
         easy_score, hard_score = Router(out).score(unseen)
         margins[name] = float(hard_score - easy_score)
     assert margins["with"] > margins["without"] + 0.05, margins
@@ -205,8 +332,12 @@ def _mix_train_files(tmp_path: Path) -> list[Path]:
     folder = tmp_path / "mixdata"
     folder.mkdir()
     paths = []
-    for name, take in (("arena_bench_v1", 60), ("alpaca_eval_prefs", 60), ("routerbench_train", 80),
-                       ("gsm8k_train", 60)):
+    for name, take in (
+        ("arena_bench_v1", 60),
+        ("alpaca_eval_prefs", 60),
+        ("routerbench_train", 80),
+        ("gsm8k_train", 60),
+    ):
         with open(TRAIN / f"{name}.jsonl", encoding="utf-8") as handle:
             lines = [next(handle) for _ in range(take)]
         path = folder / f"{name}.jsonl"
@@ -222,9 +353,26 @@ def test_train_tiny_mix_router_and_load_it(tmp_path: Path) -> None:
     out = tmp_path / "router_mix"
     data = [arg for path in paths for arg in ("--data", str(path))]
     started = time.time()
-    code = train_main([*data, "--kind", "mix", "--out", str(out), "--max-rows", "500", "--alphas", "3,30",
-                       "--chat-alphas", "100,1000", "--holdout", "routerbench_train", "--holdout", "alpaca_eval_prefs",
-                       *_common(tmp_path)])
+    code = train_main(
+        [
+            *data,
+            "--kind",
+            "mix",
+            "--out",
+            str(out),
+            "--max-rows",
+            "500",
+            "--alphas",
+            "3,30",
+            "--chat-alphas",
+            "100,1000",
+            "--holdout",
+            "routerbench_train",
+            "--holdout",
+            "alpaca_eval_prefs",
+            *_common(tmp_path),
+        ]
+    )
     assert code == 0
     assert time.time() - started < 60
     report = json.loads((out / "training_report.json").read_text())

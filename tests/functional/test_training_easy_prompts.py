@@ -25,10 +25,32 @@ def _train(tmp_path: Path, name: str, *extra: str) -> int:
             path = tmp_path / file
             path.write_text("".join(next(handle) for _ in range(take)), encoding="utf-8")
         data += ["--data", str(path)]
-    return train_main([*data, "--data", str(EASY), "--kind", "clf", "--target", "difficulty_centered", *extra,
-                       "--out", str(tmp_path / name), "--encoder-from", str(DEFAULT_ROUTER_DIR / "router.onnx"),
-                       "--encoder-dir", str(tmp_path / "encoders"), "--cache-dir", str(tmp_path / "cache"),
-                       "--reference-per-file", "30", "--seed", "1", "--alphas", "1"])
+    return train_main(
+        [
+            *data,
+            "--data",
+            str(EASY),
+            "--kind",
+            "clf",
+            "--target",
+            "difficulty_centered",
+            *extra,
+            "--out",
+            str(tmp_path / name),
+            "--encoder-from",
+            str(DEFAULT_ROUTER_DIR / "router.onnx"),
+            "--encoder-dir",
+            str(tmp_path / "encoders"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--reference-per-file",
+            "30",
+            "--seed",
+            "1",
+            "--alphas",
+            "1",
+        ]
+    )
 
 
 def test_anchored_easy_rows_teach_the_router_that_trivial_prompts_are_easy(tmp_path: Path) -> None:
@@ -42,10 +64,16 @@ def test_anchored_easy_rows_teach_the_router_that_trivial_prompts_are_easy(tmp_p
     assert anchored > centred + 0.1, (centred, anchored)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--anchored-file", "no_such_file"), "--anchored-file names no training file: no_such_file"),
-    (("--anchored-file", "easy_prompts", "--target", "difficulty"), "--anchored-file needs --target difficulty_centered"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--anchored-file", "no_such_file"), "--anchored-file names no training file: no_such_file"),
+        (
+            ("--anchored-file", "easy_prompts", "--target", "difficulty"),
+            "--anchored-file needs --target difficulty_centered",
+        ),
+    ],
+)
 def test_bad_anchored_file_options_exit_2(tmp_path: Path, capsys, extra, message) -> None:
     assert _train(tmp_path, "bad", *extra) == 2
     assert message in capsys.readouterr().err

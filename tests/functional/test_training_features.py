@@ -40,11 +40,30 @@ def _files(tmp_path: Path) -> list[str]:
 
 
 def _train(tmp_path: Path, features: str, *extra: str) -> int:
-    return train_main([*_files(tmp_path), "--kind", "clf", "--features", features, *extra,
-                       "--out", str(tmp_path / (features + "".join(extra))),
-                       "--encoder-from", str(DEFAULT_ROUTER_DIR / "router.onnx"),
-                       "--encoder-dir", str(tmp_path / "encoders"), "--cache-dir", str(tmp_path / "cache"),
-                       "--reference-per-file", "30", "--seed", "1", "--alphas", "1,10"])
+    return train_main(
+        [
+            *_files(tmp_path),
+            "--kind",
+            "clf",
+            "--features",
+            features,
+            *extra,
+            "--out",
+            str(tmp_path / (features + "".join(extra))),
+            "--encoder-from",
+            str(DEFAULT_ROUTER_DIR / "router.onnx"),
+            "--encoder-dir",
+            str(tmp_path / "encoders"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--reference-per-file",
+            "30",
+            "--seed",
+            "1",
+            "--alphas",
+            "1,10",
+        ]
+    )
 
 
 @pytest.mark.parametrize("features, extra", [("cheap", ()), ("task-cheap", ()), ("task-cheap", ("--maths-expert",))])

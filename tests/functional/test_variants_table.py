@@ -21,11 +21,13 @@ DATA = shared_data_dir()
 pytestmark = pytest.mark.skipif(not (DATA / "train").is_dir(), reason="shared data not present")
 
 
-
 def test_the_default_variant_is_the_shipped_training_command() -> None:
     readme = (REPO / "router_training" / "README.md").read_text()
-    line = next(text for text in readme.splitlines()
-                if text.startswith("python -m router_training.train") and "$A/default" in text)
+    line = next(
+        text
+        for text in readme.splitlines()
+        if text.startswith("python -m router_training.train") and "$A/default" in text
+    )
     variables = {name: shlex.split(value) for name, value in re.findall(r'^(DATA|HOLD)="([^"]*)"$', readme, re.M)}
     argv = [arg for word in shlex.split(line)[3:] for arg in variables.get(word.lstrip("$"), [word])]
     argv = [arg.replace("$D/", str(DATA / "train") + "/") for arg in argv]
@@ -44,5 +46,7 @@ def test_one_variant_end_to_end(tmp_path: Path) -> None:
     assert table[2].startswith("| random (hash of token ids) | – | – |")
     measured = json.loads((tmp_path / "variants.json").read_text())["results"]["random"]["benchmarks"]["GSM8K"]
     data = load_benchmark(DATA / "benchmarks" / "routellm_gsm8k.jsonl")
-    expected = evaluate_benchmark(data, load_router(tmp_path / "random").score(data.prompts), random_seeds=0, bootstrap=0)
+    expected = evaluate_benchmark(
+        data, load_router(tmp_path / "random").score(data.prompts), random_seeds=0, bootstrap=0
+    )
     assert measured["apgr"] == expected["apgr"] and f"{expected['apgr']:.3f}" in table[2]

@@ -27,8 +27,15 @@ pytest.importorskip("llama_cpp")
 
 
 def _settings(info, data_dir) -> Settings:
-    return Settings(cloud_url=info.api_url, api_key=info.api_key, data_dir=str(data_dir), n_threads=1,
-                    tenant_id=info.tenant, device_id=info.device, strong_timeout_s=20.0)
+    return Settings(
+        cloud_url=info.api_url,
+        api_key=info.api_key,
+        data_dir=str(data_dir),
+        n_threads=1,
+        tenant_id=info.tenant,
+        device_id=info.device,
+        strong_timeout_s=20.0,
+    )
 
 
 def test_cloud_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(tmp_path):
@@ -39,8 +46,12 @@ def test_cloud_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(tmp_p
     stopper: threading.Thread | None = None
     try:
         service = build_service(_settings(first.info, tmp_path / "device"))
-        request = ChatCompletionRequest(model="strong", stream=True, max_tokens=400, messages=[
-            {"role": "user", "content": "Write a very long story about a dragon and a lighthouse."}])
+        request = ChatCompletionRequest(
+            model="strong",
+            stream=True,
+            max_tokens=400,
+            messages=[{"role": "user", "content": "Write a very long story about a dragon and a lighthouse."}],
+        )
         answer = service.stream(request)
         pieces: list[str] = []
         seen_error: BackendError | None = None
@@ -66,22 +77,25 @@ def test_cloud_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(tmp_p
     with start_stack("smollm2", n_threads=1, state_file=None, table_name=table, data_dir=stack_dir) as second:
         assert second.info.api_key == first.info.api_key  # the device's key still works
         with pytest.raises(SyncError):  # the first stack's URL is gone for good
-            sync_decisions(service.log, first.info.api_url, api_key=first.info.api_key, max_retries=1,
-                           base_delay_s=0.01)
+            sync_decisions(
+                service.log, first.info.api_url, api_key=first.info.api_key, max_retries=1, base_delay_s=0.01
+            )
         report = sync_decisions(service.log, second.info.api_url, api_key=second.info.api_key)
         assert report.remaining == 0 and report.failed == []
-        store = DynamoDecisionStore(table, client=make_client(endpoint_url=second.info.dynamodb_url,
-                                                              region=second.info.region))
+        store = DynamoDecisionStore(
+            table, client=make_client(endpoint_url=second.info.dynamodb_url, region=second.info.region)
+        )
         cloud_ids = [r.decision_id for r in store.records_for_device(second.info.tenant, second.info.device)]
         assert cloud_ids == [device_record.decision_id]  # one record of the request: kept over the stop, merged once
-        response = httpx.get(f"{second.info.api_url}/v1/usage", headers={"x-api-key": second.info.api_key},
-                             timeout=30)
+        response = httpx.get(f"{second.info.api_url}/v1/usage", headers={"x-api-key": second.info.api_key}, timeout=30)
         assert response.status_code == 200
         cloud = UsageSummary.model_validate(response.json())
         device = UsageSummary.from_records(service.log.records())
         assert cloud.totals.requests == device.totals.requests == 1
         assert cloud.totals.cost_usd == pytest.approx(device.totals.cost_usd, abs=1e-12)
-        print(f"FIGURE cloud stopped mid-stream: user saw {len(pieces)} pieces then {seen_error.cause} "
-              f"({seen_error}); device record {device_record.status}/{device_record.error}, "
-              f"{device_record.completion_tokens} tokens charged; cloud records after restart and sync: "
-              f"{len(cloud_ids)}")
+        print(
+            f"FIGURE cloud stopped mid-stream: user saw {len(pieces)} pieces then {seen_error.cause} "
+            f"({seen_error}); device record {device_record.status}/{device_record.error}, "
+            f"{device_record.completion_tokens} tokens charged; cloud records after restart and sync: "
+            f"{len(cloud_ids)}"
+        )

@@ -43,8 +43,15 @@ def _ask(service, prompt: str, model: str = "router"):
 
 
 def test_device_log_and_cloud_usage_agree(stack, tmp_path):
-    settings = Settings(cloud_url=stack.api_url, api_key=stack.api_key, strong_share=0.5, data_dir=str(tmp_path),
-                        n_threads=1, tenant_id=stack.tenant, device_id=stack.device)
+    settings = Settings(
+        cloud_url=stack.api_url,
+        api_key=stack.api_key,
+        strong_share=0.5,
+        data_dir=str(tmp_path),
+        n_threads=1,
+        tenant_id=stack.tenant,
+        device_id=stack.device,
+    )
     service = build_service(settings)
     answers = [_ask(service, prompt) for prompt in PROMPTS]
     answers.append(_ask(service, PROMPTS[0], model="strong"))
@@ -69,9 +76,16 @@ def test_device_log_and_cloud_usage_agree(stack, tmp_path):
 
 
 def test_cloud_down_answers_locally_and_sync_catches_up_later(stack, tmp_path):
-    settings = Settings(cloud_url="http://127.0.0.1:9", api_key=stack.api_key, threshold=0.0,
-                        data_dir=str(tmp_path), n_threads=1, strong_timeout_s=2.0,
-                        tenant_id=stack.tenant, device_id=stack.device)
+    settings = Settings(
+        cloud_url="http://127.0.0.1:9",
+        api_key=stack.api_key,
+        threshold=0.0,
+        data_dir=str(tmp_path),
+        n_threads=1,
+        strong_timeout_s=2.0,
+        tenant_id=stack.tenant,
+        device_id=stack.device,
+    )
     service = build_service(settings)
     answer = _ask(service, "Explain general relativity.")
     assert answer.record.route == "weak"
@@ -91,14 +105,23 @@ def test_prompt_the_strong_model_refuses_is_a_clear_error_not_a_local_fallback(s
     """The strong endpoint refuses a prompt over its context (TGI's 422; the cloud's 400 strong_rejected_input).
     The request is wrong, not the cloud down: the device says so at once, and does not hand the prompt to its
     local model (smaller context still) as a fallback. One record, status error, the endpoint's reason."""
-    settings = Settings(cloud_url=stack.api_url, api_key=stack.api_key, threshold=0.0, data_dir=str(tmp_path),
-                        n_threads=1, tenant_id=stack.tenant, device_id=stack.device, strong_kind=strong_kind,
-                        sagemaker_endpoint_name=stack.endpoint_name,
-                        sagemaker_endpoint_url=stack.sagemaker_runtime_url)
+    settings = Settings(
+        cloud_url=stack.api_url,
+        api_key=stack.api_key,
+        threshold=0.0,
+        data_dir=str(tmp_path),
+        n_threads=1,
+        tenant_id=stack.tenant,
+        device_id=stack.device,
+        strong_kind=strong_kind,
+        sagemaker_endpoint_name=stack.endpoint_name,
+        sagemaker_endpoint_url=stack.sagemaker_runtime_url,
+    )
     service = build_service(settings)
     cloud_requests = _cloud_requests(stack)
-    request = ChatCompletionRequest(model="router", messages=[{"role": "user", "content": LONG_PROMPT}],
-                                    max_tokens=8, stream=stream)
+    request = ChatCompletionRequest(
+        model="router", messages=[{"role": "user", "content": LONG_PROMPT}], max_tokens=8, stream=stream
+    )
     with pytest.raises(BackendError) as raised:
         if stream:
             service.stream(request)
@@ -123,11 +146,21 @@ def test_edge_server_answers_a_refused_prompt_as_the_callers_400(stack, tmp_path
     from edge_client.server import create_app
     from local_stack.servers import ServerThread
 
-    settings = Settings(cloud_url=stack.api_url, api_key=stack.api_key, threshold=0.0, data_dir=str(tmp_path),
-                        n_threads=1, tenant_id=stack.tenant, device_id=stack.device)
+    settings = Settings(
+        cloud_url=stack.api_url,
+        api_key=stack.api_key,
+        threshold=0.0,
+        data_dir=str(tmp_path),
+        n_threads=1,
+        tenant_id=stack.tenant,
+        device_id=stack.device,
+    )
     with ServerThread(create_app(build_service(settings)), name="edge") as edge:
-        response = httpx.post(f"{edge.url}/v1/chat/completions", timeout=60,
-                              json={"model": "router", "messages": [{"role": "user", "content": LONG_PROMPT}]})
+        response = httpx.post(
+            f"{edge.url}/v1/chat/completions",
+            timeout=60,
+            json={"model": "router", "messages": [{"role": "user", "content": LONG_PROMPT}]},
+        )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "strong_rejected_input")

@@ -37,17 +37,32 @@ from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
 from local_stack.stack import start_stack  # noqa: E402
 
 SCREENSHOT = os.environ.get("HYBRID_ROUTER_LIFECYCLE_SCREENSHOT")  # read before the test clears HYBRID_ROUTER_*
-PROMPTS = ["Say hello.", "What is 2 + 2?", "Prove that there are infinitely many primes.", "Name a colour.",
-           "Write a Python function that merges two sorted lists.", "Translate 'cat' into French.",
-           "Explain why the sky is blue.", "zzz qqq xylophone", "List three prime numbers.",
-           "Summarise the plot of Hamlet in one sentence.", "What is the capital of Japan?",
-           "Derive the quadratic formula."]
+PROMPTS = [
+    "Say hello.",
+    "What is 2 + 2?",
+    "Prove that there are infinitely many primes.",
+    "Name a colour.",
+    "Write a Python function that merges two sorted lists.",
+    "Translate 'cat' into French.",
+    "Explain why the sky is blue.",
+    "zzz qqq xylophone",
+    "List three prime numbers.",
+    "Summarise the plot of Hamlet in one sentence.",
+    "What is the capital of Japan?",
+    "Derive the quadratic formula.",
+]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[object]:
-    with start_stack("smollm2", n_ctx=1024, n_threads=1, state_file=None, table_name=f"life-{uuid.uuid4().hex[:8]}",
-                     routers_bucket=f"routers-{uuid.uuid4().hex[:8]}") as running:
+    with start_stack(
+        "smollm2",
+        n_ctx=1024,
+        n_threads=1,
+        state_file=None,
+        table_name=f"life-{uuid.uuid4().hex[:8]}",
+        routers_bucket=f"routers-{uuid.uuid4().hex[:8]}",
+    ) as running:
         yield running.info
 
 
@@ -55,9 +70,16 @@ def stack() -> Iterator[object]:
 def device_env(stack, tmp_path, monkeypatch) -> Path:
     for name in [n for n in os.environ if n.startswith("HYBRID_ROUTER_")]:
         monkeypatch.delenv(name)
-    values = {"CONFIG": str(tmp_path / "none.toml"), "DATA_DIR": str(tmp_path / "device"),
-              "CLOUD_URL": stack.api_url, "API_KEY": stack.api_key, "TENANT_ID": stack.tenant,
-              "DEVICE_ID": stack.device, "STORE_PROMPTS": "true", "MAX_TOKENS": "4"}
+    values = {
+        "CONFIG": str(tmp_path / "none.toml"),
+        "DATA_DIR": str(tmp_path / "device"),
+        "CLOUD_URL": stack.api_url,
+        "API_KEY": stack.api_key,
+        "TENANT_ID": stack.tenant,
+        "DEVICE_ID": stack.device,
+        "STORE_PROMPTS": "true",
+        "MAX_TOKENS": "4",
+    }
     for name, value in values.items():
         monkeypatch.setenv(f"HYBRID_ROUTER_{name}", value)
     return tmp_path
@@ -74,16 +96,22 @@ def run(capsys, *args: str) -> str:
 def service(fixed_backend) -> EdgeService:
     """The device as `hybrid-router chat` builds it, with the model-free local model."""
     settings = load_settings().settings
-    return EdgeService(settings, weak=fixed_backend("smollm2-local", "a local answer"), strong=build_strong(settings),
-                       route_source=build_route_source(settings), decision_log=DecisionLog(settings.decision_log_path))
+    return EdgeService(
+        settings,
+        weak=fixed_backend("smollm2-local", "a local answer"),
+        strong=build_strong(settings),
+        route_source=build_route_source(settings),
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
 
 
 def ask_and_rate(capsys, device: EdgeService, count: int, start: int = 0) -> list:
     records = []
     for index in range(start, start + count):
         prompt = PROMPTS[index % len(PROMPTS)]
-        record = device.complete(ChatCompletionRequest(
-            model="router", messages=[{"role": "user", "content": prompt}])).record
+        record = device.complete(
+            ChatCompletionRequest(model="router", messages=[{"role": "user", "content": prompt}])
+        ).record
         rating = ["+1", "-1", "4", "5", "2"][index % 5]
         run(capsys, "feedback", record.decision_id, rating)
         records.append(record)
@@ -92,18 +120,29 @@ def ask_and_rate(capsys, device: EdgeService, count: int, start: int = 0) -> lis
 
 def recount(records: list, ratings: dict, arm: str) -> dict:
     mine = [r for r in records if r.arm == arm]
-    units = [unit_score(ratings[r.decision_id].rating, ratings[r.decision_id].scale) for r in mine
-             if r.decision_id in ratings]
-    return {"requests": len(mine), "strong": sum(r.route == "strong" for r in mine),
-            "cost_usd": math.fsum(r.cost_usd for r in mine), "strong_cost_usd": math.fsum(r.strong_cost_usd for r in mine),
-            "fallbacks": sum(r.reason.startswith("fallback:") for r in mine),
-            "rated": len(units), "rating_mean": math.fsum(units) / len(units) if units else None}
+    units = [
+        unit_score(ratings[r.decision_id].rating, ratings[r.decision_id].scale)
+        for r in mine
+        if r.decision_id in ratings
+    ]
+    return {
+        "requests": len(mine),
+        "strong": sum(r.route == "strong" for r in mine),
+        "cost_usd": math.fsum(r.cost_usd for r in mine),
+        "strong_cost_usd": math.fsum(r.strong_cost_usd for r in mine),
+        "fallbacks": sum(r.reason.startswith("fallback:") for r in mine),
+        "rated": len(units),
+        "rating_mean": math.fsum(units) / len(units) if units else None,
+    }
 
 
 def assert_matches(report: dict, counted: dict, arm: str) -> None:
     got = report["arms"][arm]
-    assert (got["requests"], got["strong"], got["fallbacks"]) == (counted["requests"], counted["strong"],
-                                                                    counted["fallbacks"]), arm
+    assert (got["requests"], got["strong"], got["fallbacks"]) == (
+        counted["requests"],
+        counted["strong"],
+        counted["fallbacks"],
+    ), arm
     assert got["cost_usd"] == pytest.approx(counted["cost_usd"], rel=1e-12, abs=1e-15)
     assert got["strong_cost_usd"] == pytest.approx(counted["strong_cost_usd"], rel=1e-12, abs=1e-15)
     assert got["ratings"]["count"] == counted["rated"]
@@ -111,21 +150,24 @@ def assert_matches(report: dict, counted: dict, arm: str) -> None:
 
 
 def cloud_report(stack, experiment_id: str) -> dict:
-    response = httpx.get(f"{stack.api_url}/v1/experiments/{experiment_id}", headers={"x-api-key": stack.api_key},
-                         timeout=30)
+    response = httpx.get(
+        f"{stack.api_url}/v1/experiments/{experiment_id}", headers={"x-api-key": stack.api_key}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def cloud_route(stack) -> dict:
-    response = httpx.post(f"{stack.api_url}/v1/route", json={"prompt": PROMPTS[2]},
-                          headers={"x-api-key": stack.api_key}, timeout=30)
+    response = httpx.post(
+        f"{stack.api_url}/v1/route", json={"prompt": PROMPTS[2]}, headers={"x-api-key": stack.api_key}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, capsys, write_tiny_router,
-                                                            fixed_backend) -> None:
+def test_rate_export_train_register_shadow_ab_report_promote(
+    stack, device_env, capsys, write_tiny_router, fixed_backend
+) -> None:
     bucket = stack.routers_bucket
     v1 = write_tiny_router(device_env / "routers" / "v1", version="1", centre=3000.0).parent
     # the first router: registered and made active in the cloud; the device follows
@@ -148,8 +190,18 @@ def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, 
     assert {m["version"] for m in listed["cloud"]["versions"]} == {"1", "2"}
 
     # 5. shadow: the candidate scores every prompt; nothing is answered twice
-    run(capsys, "experiments", "start", "shadow-1", "--candidate", "tiny-token-mean@2", "--mode", "shadow",
-        "--bucket", bucket)
+    run(
+        capsys,
+        "experiments",
+        "start",
+        "shadow-1",
+        "--candidate",
+        "tiny-token-mean@2",
+        "--mode",
+        "shadow",
+        "--bucket",
+        bucket,
+    )
     assert "experiment shadow-1" in run(capsys, "routers", "pull")
     device = service(fixed_backend)
     shadow = ask_and_rate(capsys, device, 24, start=10)
@@ -163,8 +215,20 @@ def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, 
 
     # 6. A/B: half the requests (by decision id) are routed by the candidate
     run(capsys, "experiments", "stop", "shadow-1", "--bucket", bucket)
-    run(capsys, "experiments", "start", "ab-1", "--candidate", "tiny-token-mean@2", "--mode", "ab", "--share", "0.5",
-        "--bucket", bucket)
+    run(
+        capsys,
+        "experiments",
+        "start",
+        "ab-1",
+        "--candidate",
+        "tiny-token-mean@2",
+        "--mode",
+        "ab",
+        "--share",
+        "0.5",
+        "--bucket",
+        bucket,
+    )
     run(capsys, "routers", "pull")
     device = service(fixed_backend)
     ab = ask_and_rate(capsys, device, 60, start=34)
@@ -203,8 +267,9 @@ def test_rate_export_train_register_shadow_ab_report_promote(stack, device_env, 
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-            context = browser.new_context(extra_http_headers={"x-api-key": stack.api_key},
-                                          viewport={"width": 1280, "height": 1100})
+            context = browser.new_context(
+                extra_http_headers={"x-api-key": stack.api_key}, viewport={"width": 1280, "height": 1100}
+            )
             tab = context.new_page()
             tab.goto(f"{stack.api_url}/dashboard", wait_until="load")
             tab.wait_for_selector("body[data-charts=drawn]")

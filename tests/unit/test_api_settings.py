@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hybrid_router.api.identity import (Identity, IdentityError, identity_from_event, identity_from_header,
-                                        parse_key_map)
+from hybrid_router.api.identity import Identity, IdentityError, identity_from_event, identity_from_header, parse_key_map
 from hybrid_router.api.settings import MAX_BODY_BYTES, ApiSettings
 
 EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "route_post.json").read_text())
@@ -17,8 +16,10 @@ EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "route_post
 
 def test_key_map_parses_and_rejects_malformed_entries() -> None:
     mapping = parse_key_map(" k1=acme/dev-1 , k2 = beta/laptop.7 ")
-    assert mapping == {"k1": Identity(tenant_id="acme", device_id="dev-1"),
-                       "k2": Identity(tenant_id="beta", device_id="laptop.7")}
+    assert mapping == {
+        "k1": Identity(tenant_id="acme", device_id="dev-1"),
+        "k2": Identity(tenant_id="beta", device_id="laptop.7"),
+    }
     assert parse_key_map("") == {}
     for bad in ("k1", "k1=acme", "=acme/dev", "k1=acme/", "k1=ac#me/dev", "k1=a/b/c"):
         with pytest.raises(ValueError) as info:
@@ -30,10 +31,18 @@ def test_key_map_parses_and_rejects_malformed_entries() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = ApiSettings.from_env({
-        "STRONG_ENDPOINT_NAME": "strong-ep", "SAGEMAKER_BODY_FORMAT": "messages", "DECISIONS_TABLE_NAME": "t",
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": "http://127.0.0.1:9", "HYBRID_ROUTER_API_KEYS": "k=a/b",
-        "TENANT_ID": "acme", "MAX_BATCH_RECORDS": "100", "WEAK_ENDPOINT_NAME": "  "})
+    settings = ApiSettings.from_env(
+        {
+            "STRONG_ENDPOINT_NAME": "strong-ep",
+            "SAGEMAKER_BODY_FORMAT": "messages",
+            "DECISIONS_TABLE_NAME": "t",
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": "http://127.0.0.1:9",
+            "HYBRID_ROUTER_API_KEYS": "k=a/b",
+            "TENANT_ID": "acme",
+            "MAX_BATCH_RECORDS": "100",
+            "WEAK_ENDPOINT_NAME": "  ",
+        }
+    )
     assert settings.strong_endpoint_name == "strong-ep" and settings.sagemaker_body_format == "messages"
     assert settings.sagemaker_endpoint_url == "http://127.0.0.1:9" and settings.weak_endpoint_name is None
     assert settings.api_keys["k"].device_id == "b" and settings.default_tenant == "acme"
@@ -44,8 +53,7 @@ def test_settings_from_env() -> None:
 
 def test_identity_from_api_gateway_event() -> None:
     key_id = EVENT["requestContext"]["identity"]["apiKeyId"]
-    assert identity_from_event(EVENT, {}, "acme") == Identity(tenant_id="acme", device_id=key_id,
-                                                              source="api_gateway")
+    assert identity_from_event(EVENT, {}, "acme") == Identity(tenant_id="acme", device_id=key_id, source="api_gateway")
     staged = dict(EVENT, stageVariables={"tenantId": "staged"})
     assert identity_from_event(staged, {}, "acme").tenant_id == "staged"
     mapped = identity_from_event(EVENT, parse_key_map(f"{key_id}=t/d"), "acme")

@@ -32,9 +32,29 @@ def test_prompts_have_the_exact_token_count(length, bench_script):
 def test_short_run_writes_table_and_json(tiny_router, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_router.py"), "--router", str(tiny_router), "--json-out", str(out),
-         "--calls", "5", "--rounds", "2", "--warmup", "1", "--batches", "1", "--cold-runs", "1", "--distinct", "2"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(BENCH / "bench_router.py"),
+            "--router",
+            str(tiny_router),
+            "--json-out",
+            str(out),
+            "--calls",
+            "5",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--batches",
+            "1",
+            "--cold-runs",
+            "1",
+            "--distinct",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| decision latency, 512 tokens (scored as 256), 1 thread |" in proc.stdout
@@ -50,8 +70,17 @@ def test_short_run_writes_table_and_json(tiny_router, tmp_path):
 
 def test_missing_router_is_a_clear_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_router.py"), "--router", str(tmp_path / "nothing"), "--json-out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(BENCH / "bench_router.py"),
+            "--router",
+            str(tmp_path / "nothing"),
+            "--json-out",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "router file not found" in proc.stderr and "Traceback" not in proc.stderr

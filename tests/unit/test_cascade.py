@@ -21,20 +21,29 @@ from hybrid_router.stores.sqlite_log import DecisionLog
 from hybrid_router.usage import UsageSummary
 
 SURE = {"mean_logprob": -0.05, "min_logprob": -0.2, "first_token_prob": 0.9, "reply_tokens": 4, "span": "answer"}
-UNSURE = {"mean_logprob": -1.5, "min_logprob": -4.0, "first_token_prob": 0.2, "reply_tokens": 48,
-          "span": "completion"}
+UNSURE = {"mean_logprob": -1.5, "min_logprob": -4.0, "first_token_prob": 0.2, "reply_tokens": 48, "span": "completion"}
 
 
 def test_the_band_settles_clear_cases_and_drafts_in_between() -> None:
     policy = CascadePolicy(low=0.2, high=0.6)
     assert [policy.pre_route(s) for s in (0.0, 0.1999, 0.2, 0.4, 0.5999, 0.6, 1.0)] == [
-        "weak", "weak", "draft", "draft", "draft", "strong", "strong"]
+        "weak",
+        "weak",
+        "draft",
+        "draft",
+        "draft",
+        "strong",
+        "strong",
+    ]
 
 
-@pytest.mark.parametrize("signal, sure, unsure", [
-    ("mean_logprob", math.exp(-0.05), math.exp(-1.5)),
-    ("min_logprob", math.exp(-0.2), math.exp(-4.0)),
-])
+@pytest.mark.parametrize(
+    "signal, sure, unsure",
+    [
+        ("mean_logprob", math.exp(-0.05), math.exp(-1.5)),
+        ("min_logprob", math.exp(-0.2), math.exp(-4.0)),
+    ],
+)
 def test_logprob_signals_are_token_probabilities(signal: str, sure: float, unsure: float) -> None:
     policy = CascadePolicy(0.0, 1.0, signal=signal, min_confidence=0.5)  # type: ignore[arg-type]
     assert policy.confidence(SURE, 48) == pytest.approx(sure)
@@ -69,13 +78,16 @@ def test_the_cascade_score_orders_prompts_as_the_policy_decides() -> None:
             assert (policy.score(score, confidence) >= policy.pivot) == strong
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"low": 0.7, "high": 0.3}, "above high"),
-    ({"low": -0.1, "high": 0.3}, "low must be in"),
-    ({"low": 0.1, "high": 0.3, "signal": "vibes"}, "signal must be"),
-    ({"low": 0.1, "high": 0.3, "signal": "verifier"}, "verifier weights"),
-    ({"low": 0.1, "high": 0.3, "min_confidence": float("nan")}, "min_confidence"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"low": 0.7, "high": 0.3}, "above high"),
+        ({"low": -0.1, "high": 0.3}, "low must be in"),
+        ({"low": 0.1, "high": 0.3, "signal": "vibes"}, "signal must be"),
+        ({"low": 0.1, "high": 0.3, "signal": "verifier"}, "verifier weights"),
+        ({"low": 0.1, "high": 0.3, "min_confidence": float("nan")}, "min_confidence"),
+    ],
+)
 def test_a_bad_policy_is_a_typed_error(fields: dict, message: str) -> None:
     with pytest.raises(CascadeError, match=message):
         CascadePolicy(**fields)
@@ -94,8 +106,15 @@ def test_verifier_inputs_mark_a_draft_cut_at_the_limit() -> None:
 
 
 def _cascade_record(make_decision, route: str, reason: str, cost: float, draft_ms: float) -> DecisionRecord:
-    return make_decision(route, reason=reason, cost_usd=cost, draft_tokens=12, draft_latency_ms=draft_ms,
-                         confidence=0.3, escalated=reason != KEPT)
+    return make_decision(
+        route,
+        reason=reason,
+        cost_usd=cost,
+        draft_tokens=12,
+        draft_latency_ms=draft_ms,
+        confidence=0.3,
+        escalated=reason != KEPT,
+    )
 
 
 def test_records_without_draft_fields_read_as_before(make_decision) -> None:

@@ -13,12 +13,17 @@ from hybrid_router.usage import UsageSummary
 
 
 def test_groups_percentiles_and_ratings(make_decision) -> None:
-    records = [make_decision(route="strong", reason="fallback:timeout", router_latency_ms=1.0),
-               make_decision(route="weak", router_latency_ms=2.0, experiment_id="e", arm="control"),
-               make_decision(route="weak", router_latency_ms=3.0, experiment_id="e", arm="candidate"),
-               make_decision(route="strong", reason="budget:daily", router_latency_ms=4.0, router_version="v2")]
-    ratings = {records[1].decision_id: (5, "stars"), records[2].decision_id: (-1, "thumbs"),
-               records[3].decision_id: (3, "stars")}
+    records = [
+        make_decision(route="strong", reason="fallback:timeout", router_latency_ms=1.0),
+        make_decision(route="weak", router_latency_ms=2.0, experiment_id="e", arm="control"),
+        make_decision(route="weak", router_latency_ms=3.0, experiment_id="e", arm="candidate"),
+        make_decision(route="strong", reason="budget:daily", router_latency_ms=4.0, router_version="v2"),
+    ]
+    ratings = {
+        records[1].decision_id: (5, "stars"),
+        records[2].decision_id: (-1, "thumbs"),
+        records[3].decision_id: (3, "stars"),
+    }
     data = build(records, ratings, "t")
     assert data.usage == UsageSummary.from_records(records)  # the numbers of `usage` and /v1/usage
     assert {k: v.requests for k, v in data.by_reason.items()} == {"budget": 1, "fallback": 1, "routed": 2}

@@ -13,8 +13,16 @@ from hybrid_router.ulid import is_ulid, new_ulid, ulid_time_ms
 
 
 def make(**fields) -> DecisionRecord:
-    base = dict(router_id="r", router_version="1", score=0.5, threshold=0.5, route="weak", weak_model="w",
-                strong_model="s", model_used="w")
+    base = dict(
+        router_id="r",
+        router_version="1",
+        score=0.5,
+        threshold=0.5,
+        route="weak",
+        weak_model="w",
+        strong_model="s",
+        model_used="w",
+    )
     return DecisionRecord(**{**base, **fields})
 
 
@@ -25,21 +33,30 @@ def test_ids_are_time_ordered_ulids() -> None:
     assert is_ulid(make().decision_id)
 
 
-@pytest.mark.parametrize("given, stored", [
-    ("2024-11-27T14:46:00+05:30", "2024-11-27T09:16:00.000Z"),
-    ("2024-11-27T09:16:00Z", "2024-11-27T09:16:00.000Z"),
-    ("2024-11-27T09:16:00", "2024-11-27T09:16:00.000Z"),  # no offset: taken as UTC
-    ("2024-11-27", "2024-11-27T00:00:00.000Z"),
-])
+@pytest.mark.parametrize(
+    "given, stored",
+    [
+        ("2024-11-27T14:46:00+05:30", "2024-11-27T09:16:00.000Z"),
+        ("2024-11-27T09:16:00Z", "2024-11-27T09:16:00.000Z"),
+        ("2024-11-27T09:16:00", "2024-11-27T09:16:00.000Z"),  # no offset: taken as UTC
+        ("2024-11-27", "2024-11-27T00:00:00.000Z"),
+    ],
+)
 def test_times_are_stored_in_one_utc_spelling(given: str, stored: str) -> None:
     record = make(created_at=given)
     assert record.created_at == stored and record.day == stored[:10]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("created_at", "yesterday"), ("decision_id", "not-a-ulid"), ("reason", "because"), ("score", 1.5),
-    ("route", "medium"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("created_at", "yesterday"),
+        ("decision_id", "not-a-ulid"),
+        ("reason", "because"),
+        ("score", 1.5),
+        ("route", "medium"),
+    ],
+)
 def test_bad_fields_are_refused_with_the_field_named(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         make(**{field: value})
@@ -49,18 +66,38 @@ def test_fallback_reasons_carry_their_cause() -> None:
     assert make(reason="fallback:strong_timeout").reason == "fallback:strong_timeout"
 
 
-@pytest.mark.parametrize("field, value", [
-    ("cost_usd", 1e200), ("cost_usd", float("inf")), ("strong_cost_usd", float("inf")), ("energy_wh", 1e7),
-    ("cost_usd", 1_000_001.0), ("prompt_tokens", 10**40), ("completion_tokens", 10**9 + 1),
-    ("generation_latency_ms", 1e9), ("router_latency_ms", float("inf")), ("queue_latency_ms", 1e300),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("cost_usd", 1e200),
+        ("cost_usd", float("inf")),
+        ("strong_cost_usd", float("inf")),
+        ("energy_wh", 1e7),
+        ("cost_usd", 1_000_001.0),
+        ("prompt_tokens", 10**40),
+        ("completion_tokens", 10**9 + 1),
+        ("generation_latency_ms", 1e9),
+        ("router_latency_ms", float("inf")),
+        ("queue_latency_ms", 1e300),
+    ],
+)
 def test_numbers_out_of_any_real_range_are_refused_with_the_field_named(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         make(**{field: value})
 
 
-@pytest.mark.parametrize("field", ["generation_latency_ms", "router_latency_ms", "cost_usd", "strong_cost_usd",
-                                   "energy_wh", "score", "queue_latency_ms"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "generation_latency_ms",
+        "router_latency_ms",
+        "cost_usd",
+        "strong_cost_usd",
+        "energy_wh",
+        "score",
+        "queue_latency_ms",
+    ],
+)
 def test_tiny_positive_numbers_dynamodb_cannot_hold_are_stored_as_zero(field: str) -> None:
     edges = make(prompt_tokens=10**9, cost_usd=1e6, energy_wh=1e6, router_latency_ms=1e8, score=1.0)
     assert (edges.prompt_tokens, edges.cost_usd, edges.energy_wh, edges.router_latency_ms) == (10**9, 1e6, 1e6, 1e8)
@@ -70,10 +107,26 @@ def test_tiny_positive_numbers_dynamodb_cannot_hold_are_stored_as_zero(field: st
 
 
 def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_served() -> None:
-    served = make(route="strong", model_used="s", prompt_tokens=10, completion_tokens=20, cost_usd=0.002,
-                  strong_cost_usd=0.002, router_id="cloud", reason="forced")
-    device = make(decision_id=served.decision_id, route="strong", model_used="s", prompt_tokens=12,
-                  completion_tokens=18, cost_usd=0.001, strong_cost_usd=0.001, prompt="hi")
+    served = make(
+        route="strong",
+        model_used="s",
+        prompt_tokens=10,
+        completion_tokens=20,
+        cost_usd=0.002,
+        strong_cost_usd=0.002,
+        router_id="cloud",
+        reason="forced",
+    )
+    device = make(
+        decision_id=served.decision_id,
+        route="strong",
+        model_used="s",
+        prompt_tokens=12,
+        completion_tokens=18,
+        cost_usd=0.001,
+        strong_cost_usd=0.001,
+        prompt="hi",
+    )
     merged = merge_served(served, device)
     assert (merged.router_id, merged.reason, merged.prompt) == ("r", "routed", "hi")
     assert (merged.prompt_tokens, merged.completion_tokens, merged.cost_usd) == (12, 20, 0.002)
@@ -89,7 +142,15 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
     assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - set(EXPERIMENT_FIELDS)
-    tagged = make_decision(experiment_id="e1", arm="candidate", shadow_router_id="r", shadow_router_version="1",
-                           shadow_score=0.25, shadow_threshold=0.5, shadow_route="strong", shadow_router_latency_ms=0.4)
+    tagged = make_decision(
+        experiment_id="e1",
+        arm="candidate",
+        shadow_router_id="r",
+        shadow_router_version="1",
+        shadow_score=0.25,
+        shadow_threshold=0.5,
+        shadow_route="strong",
+        shadow_router_latency_ms=0.4,
+    )
     assert set(tagged.model_dump()) == set(DecisionRecord.model_fields)
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged

@@ -19,10 +19,21 @@ def _rows(n: int = 120, seed: int = 0) -> list[dict]:
         family = ["a", "b", "c"][i % 3]
         strong = int(rng.random() < {"a": 0.9, "b": 0.6, "c": 0.2}[family])
         weak = int(rng.random() < {"a": 0.1, "b": 0.5, "c": 0.2}[family])
-        rows.append({"id": f"r{i}", "prompt": "x" * rng.randint(5, 50), "family": family, "seed": 2,
-                     "scores": {"w": weak, "s": strong}, "pair": {"weak": "w", "strong": "s"},
-                     "router_scores": {"default": rng.random(), "pair": float(strong - weak) + rng.random(),
-                                       "cascade": rng.random()}})
+        rows.append(
+            {
+                "id": f"r{i}",
+                "prompt": "x" * rng.randint(5, 50),
+                "family": family,
+                "seed": 2,
+                "scores": {"w": weak, "s": strong},
+                "pair": {"weak": "w", "strong": "s"},
+                "router_scores": {
+                    "default": rng.random(),
+                    "pair": float(strong - weak) + rng.random(),
+                    "cascade": rng.random(),
+                },
+            }
+        )
     return rows
 
 
@@ -66,9 +77,13 @@ def _with_drafts(rows: list[dict], seed: int = 1) -> list[dict]:
     rng = random.Random(seed)
     for row in rows:
         mean = -rng.uniform(0.0, 2.0)
-        row["weak_confidence"] = {"mean_logprob": mean, "min_logprob": mean - rng.uniform(0.0, 3.0),
-                                  "first_token_prob": rng.random(), "reply_tokens": rng.randint(1, 48),
-                                  "span": rng.choice(["answer", "completion"])}
+        row["weak_confidence"] = {
+            "mean_logprob": mean,
+            "min_logprob": mean - rng.uniform(0.0, 3.0),
+            "first_token_prob": rng.random(),
+            "reply_tokens": rng.randint(1, 48),
+            "span": rng.choice(["answer", "completion"]),
+        }
         row["max_tokens"] = 48
     return rows
 

@@ -21,8 +21,9 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
-    loaded = load_settings(env={"HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no-stack.json")},
-                           config_path=tmp_path / "absent.toml")
+    loaded = load_settings(
+        env={"HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no-stack.json")}, config_path=tmp_path / "absent.toml"
+    )
     assert loaded.settings.routing_mode == "local"
     assert loaded.settings.store_prompts is False
     assert loaded.settings.max_tokens == 256
@@ -53,8 +54,10 @@ def test_router_runtime_variable_is_honoured_as_router_path(tmp_path: Path) -> N
     loaded = load_settings(env={"HYBRID_ROUTER_ROUTER": "/opt/r"}, config_path=tmp_path / "none.toml")
     assert loaded.settings.router_path == "/opt/r"
     assert loaded.sources["router_path"] == "env:HYBRID_ROUTER_ROUTER"
-    both = load_settings(env={"HYBRID_ROUTER_ROUTER": "/opt/r", "HYBRID_ROUTER_ROUTER_PATH": "/opt/s"},
-                         config_path=tmp_path / "none.toml")
+    both = load_settings(
+        env={"HYBRID_ROUTER_ROUTER": "/opt/r", "HYBRID_ROUTER_ROUTER_PATH": "/opt/s"},
+        config_path=tmp_path / "none.toml",
+    )
     assert both.settings.router_path == "/opt/s"
 
 
@@ -92,12 +95,24 @@ def test_config_command_prints_sources_and_never_the_secret(tmp_path: Path) -> N
     config = write(tmp_path / "c.toml", f'api_key = "{secret}"\nn_ctx = 1024\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
     env.update(HYBRID_ROUTER_CONFIG=str(config), HYBRID_ROUTER_TENANT_ID="acme", HYBRID_ROUTER_DATA_DIR=str(tmp_path))
-    plain = subprocess.run([sys.executable, "-m", "edge_client.cli", "config"], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
+    plain = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "config"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert plain.returncode == 0, plain.stderr
     assert secret not in plain.stdout and "****" in plain.stdout
-    as_json = subprocess.run([sys.executable, "-m", "edge_client.cli", "config", "--json"], env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=60)
+    as_json = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "config", "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     data = json.loads(as_json.stdout)["settings"]
     assert data["n_ctx"] == {"value": 1024, "source": f"file:{config}"}
     assert data["tenant_id"] == {"value": "acme", "source": "env:HYBRID_ROUTER_TENANT_ID"}
@@ -108,8 +123,14 @@ def test_config_command_prints_sources_and_never_the_secret(tmp_path: Path) -> N
 def test_invalid_settings_exit_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
     env.update(HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"), HYBRID_ROUTER_N_CTX="lots")
-    result = subprocess.run([sys.executable, "-m", "edge_client.cli", "config"], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", "config"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: invalid settings: n_ctx (env:HYBRID_ROUTER_N_CTX)")
@@ -117,8 +138,17 @@ def test_invalid_settings_exit_with_one_line(tmp_path: Path) -> None:
 
 def _stack_file(tmp_path: Path, pid: int) -> Path:
     path = tmp_path / "local_stack.json"
-    path.write_text(json.dumps({"api_url": "http://127.0.0.1:4567", "api_key": "stack-key", "tenant": "local",
-                                "device": "laptop", "pid": pid}))
+    path.write_text(
+        json.dumps(
+            {
+                "api_url": "http://127.0.0.1:4567",
+                "api_key": "stack-key",
+                "tenant": "local",
+                "device": "laptop",
+                "pid": pid,
+            }
+        )
+    )
     return path
 
 
@@ -128,8 +158,9 @@ def test_a_running_local_stack_is_the_default_cloud(tmp_path: Path) -> None:
     assert loaded.settings.cloud_url == "http://127.0.0.1:4567"
     assert loaded.settings.device_id == "laptop"
     assert loaded.sources["api_key"].startswith("local_stack:")
-    explicit = load_settings(env={**env, "HYBRID_ROUTER_CLOUD_URL": "https://api.example.com"},
-                             config_path=tmp_path / "none.toml")
+    explicit = load_settings(
+        env={**env, "HYBRID_ROUTER_CLOUD_URL": "https://api.example.com"}, config_path=tmp_path / "none.toml"
+    )
     assert explicit.settings.cloud_url == "https://api.example.com" and explicit.settings.api_key is None
 
 

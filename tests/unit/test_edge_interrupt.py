@@ -28,8 +28,9 @@ class Interrupted:
 
 def service(tmp_path, backend) -> EdgeService:
     settings = Settings(data_dir=str(tmp_path))
-    return EdgeService(settings, weak=backend, strong=None, route_source=None,
-                       decision_log=DecisionLog(settings.decision_log_path))
+    return EdgeService(
+        settings, weak=backend, strong=None, route_source=None, decision_log=DecisionLog(settings.decision_log_path)
+    )
 
 
 REQUEST = ChatCompletionRequest(model="weak-model", messages=[{"role": "user", "content": "a long story"}])

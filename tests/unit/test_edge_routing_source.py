@@ -21,8 +21,13 @@ def test_an_uninstalled_router_kind_is_an_unknown_model(tmp_path) -> None:
     with pytest.raises(UnknownRouterKind, match="no router of kind 'nosuchkind'"):
         source.router_for("nosuchkind")
     settings = Settings(data_dir=str(tmp_path))
-    service = EdgeService(settings, weak=LlamaCppBackend(None), strong=None, route_source=source,
-                          decision_log=DecisionLog(settings.decision_log_path))
+    service = EdgeService(
+        settings,
+        weak=LlamaCppBackend(None),
+        strong=None,
+        route_source=source,
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
     request = ChatCompletionRequest(model="router-nosuchkind-0.5", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(UnknownModelError, match="router-nosuchkind-0.5.*no router of kind 'nosuchkind'"):
         service.plan(request)
@@ -37,8 +42,11 @@ def remote(handler) -> RemoteRouteSource:
 
 def test_remote_router_answers_become_routing_errors() -> None:
     spec = RouterSpec(name="router-zz-0.5", kind="zz", threshold=0.5)
-    not_served = remote(lambda request: httpx.Response(404, json={"error": {
-        "message": "No router of kind 'zz' is deployed here.", "code": "model_not_found"}}))
+    not_served = remote(
+        lambda request: httpx.Response(
+            404, json={"error": {"message": "No router of kind 'zz' is deployed here.", "code": "model_not_found"}}
+        )
+    )
     with pytest.raises(UnknownRouterKind, match="does not serve 'router-zz-0.5'"):
         not_served.decide("hi", spec, None, None)
     wrong_path = remote(lambda request: httpx.Response(404, json={"error": {"message": "No such route."}}))

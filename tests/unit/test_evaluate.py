@@ -64,7 +64,9 @@ def test_ties_move_together_and_ignore_row_order():
     assert apgr(np.full(4, 0.5), STRONG4, WEAK4) == pytest.approx(0.5)
     scores = np.array([0.9, 0.9, 0.1, 0.9])
     permutation = np.array([3, 1, 0, 2])
-    assert apgr(scores, STRONG4, WEAK4) == pytest.approx(apgr(scores[permutation], STRONG4[permutation], WEAK4[permutation]))
+    assert apgr(scores, STRONG4, WEAK4) == pytest.approx(
+        apgr(scores[permutation], STRONG4[permutation], WEAK4[permutation])
+    )
     curve = pgr_curve(scores, STRONG4, WEAK4)
     np.testing.assert_allclose(curve.c, [0, 0.75, 1])
 
@@ -177,7 +179,9 @@ def test_contaminated_rows_are_left_out_with_their_scores():
     assert result["strong_mean"] == pytest.approx(2 / 3)
     # Only row 0 gains; it has the top score, so PGR is 1 from c = 1/3 on.
     assert result["apgr"] == pytest.approx(1 / 6 + 2 / 3)
-    everything = evaluate_benchmark(rows, [0.9, 0.0, 0.1, 0.5], "S", "W", include_contaminated=True, random_seeds=2, bootstrap=0)
+    everything = evaluate_benchmark(
+        rows, [0.9, 0.0, 0.1, 0.5], "S", "W", include_contaminated=True, random_seeds=2, bootstrap=0
+    )
     assert everything["n"] == 4
     with pytest.raises(ValueError, match="3 router scores for 4 rows"):
         evaluate_benchmark(rows, [0.1, 0.2, 0.3], "S", "W")

@@ -19,7 +19,7 @@ class _RawStream:
     """What botocore's EventStream reads from: an object with .stream() yielding byte chunks."""
 
     def __init__(self, data: bytes, chunk_size: int):
-        self.chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
+        self.chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
 
     def stream(self):
         yield from self.chunks
@@ -32,13 +32,12 @@ def _sagemaker_event_stream(data: bytes, chunk_size: int) -> EventStream:
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
     operation = model.operation_model("InvokeEndpointWithResponseStream")
     body_shape = operation.output_shape.members["Body"]
-    return EventStream(_RawStream(data, chunk_size), body_shape, EventStreamJSONParser(),
-                       operation.name)
+    return EventStream(_RawStream(data, chunk_size), body_shape, EventStreamJSONParser(), operation.name)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
 def test_payload_parts_decode_through_botocore_unchanged(chunk_size):
-    parts = [b"data:{\"token\": {\"text\": \"Hel\"}}\n", "lo wörld ✓".encode(), b"", b"x" * 3000]
+    parts = [b'data:{"token": {"text": "Hel"}}\n', "lo wörld ✓".encode(), b"", b"x" * 3000]
     wire = b"".join(payload_part(p) for p in parts)
     events = list(_sagemaker_event_stream(wire, chunk_size))
     assert [e["PayloadPart"]["Bytes"] for e in events] == parts
@@ -73,21 +72,32 @@ def _decode(chunks: list[bytes], stops=()) -> tuple[str, StreamLineDecoder]:
 def test_tgi_token_lines_split_anywhere():
     lines = b"".join(
         b"data:" + json.dumps({"token": {"id": i, "text": t, "special": False}, "details": None}).encode() + b"\n\n"
-        for i, t in enumerate(["Hello", ",", " world"]))
-    lines += b"data:" + json.dumps({"token": {"id": 9, "text": "</s>", "special": True},
-                                    "generated_text": "Hello, world",
-                                    "details": {"finish_reason": "length", "generated_tokens": 4}}).encode() + b"\n"
-    text, decoder = _decode([lines[i:i + 5] for i in range(0, len(lines), 5)])
+        for i, t in enumerate(["Hello", ",", " world"])
+    )
+    lines += (
+        b"data:"
+        + json.dumps(
+            {
+                "token": {"id": 9, "text": "</s>", "special": True},
+                "generated_text": "Hello, world",
+                "details": {"finish_reason": "length", "generated_tokens": 4},
+            }
+        ).encode()
+        + b"\n"
+    )
+    text, decoder = _decode([lines[i : i + 5] for i in range(0, len(lines), 5)])
     assert text == "Hello, world"
     assert decoder.finish_reason == "length"
     assert decoder.completion_tokens == 4
 
 
 def test_openai_chunks_with_usage_and_done():
-    events = [{"choices": [{"delta": {"role": "assistant", "content": ""}}]},
-              {"choices": [{"delta": {"content": "4"}, "finish_reason": None}]},
-              {"choices": [{"delta": {}, "finish_reason": "stop"}]},
-              {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1}}]
+    events = [
+        {"choices": [{"delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"delta": {"content": "4"}, "finish_reason": None}]},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1}},
+    ]
     wire = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     text, decoder = _decode([wire[:17], wire[17:]])
     assert text == "4"
@@ -110,11 +120,21 @@ def test_error_line_mid_stream_is_stream_broken():
 
 
 def test_parse_tgi_and_openai_bodies():
-    tgi = [{"generated_text": "Paris<|im_end|>", "details": {"finish_reason": "stop_sequence", "generated_tokens": 2,
-                                                             "prefill": [{"id": 1}, {"id": 2}, {"id": 3}]}}]
+    tgi = [
+        {
+            "generated_text": "Paris<|im_end|>",
+            "details": {
+                "finish_reason": "stop_sequence",
+                "generated_tokens": 2,
+                "prefill": [{"id": 1}, {"id": 2}, {"id": 3}],
+            },
+        }
+    ]
     assert parse_response_body(json.dumps(tgi).encode(), ["<|im_end|>"]) == ("Paris", "stop", 3, 2)
-    openai = {"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],
-              "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+    openai = {
+        "choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+    }
     assert parse_response_body(json.dumps(openai).encode()) == ("hi", "length", 5, 1)
     with pytest.raises(BackendError):
         parse_response_body(b"<html>oops</html>")

@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from hybrid_router.experiments import (MIN_RATINGS, Ratings, arm_for, mcnemar_exact, report, two_proportion_z,
-                                       welch_z)
+from hybrid_router.experiments import MIN_RATINGS, Ratings, arm_for, mcnemar_exact, report, two_proportion_z, welch_z
 from hybrid_router.usage import percentile
 from hybrid_router.registry import Experiment, RouterRef
 from hybrid_router.ulid import new_ulid
@@ -62,11 +61,21 @@ def _records(make_decision, mode: str, n: int, seed: int = 3) -> list:
     for _ in range(n):
         record = make_decision(route=rng.choice(["weak", "strong"]))
         arm = arm_for(exp, record.decision_id)
-        out.append(record.model_copy(update={
-            "experiment_id": exp.experiment_id, "arm": arm, "shadow_route": rng.choice(["weak", "strong"]),
-            "shadow_router_id": "r", "shadow_router_version": "1" if arm == "candidate" else "2",
-            "shadow_score": rng.random(), "shadow_threshold": 0.5, "shadow_router_latency_ms": rng.uniform(0.1, 2),
-            "reason": rng.choice(["routed"] * 9 + ["fallback:timeout"])}))
+        out.append(
+            record.model_copy(
+                update={
+                    "experiment_id": exp.experiment_id,
+                    "arm": arm,
+                    "shadow_route": rng.choice(["weak", "strong"]),
+                    "shadow_router_id": "r",
+                    "shadow_router_version": "1" if arm == "candidate" else "2",
+                    "shadow_score": rng.random(),
+                    "shadow_threshold": 0.5,
+                    "shadow_router_latency_ms": rng.uniform(0.1, 2),
+                    "reason": rng.choice(["routed"] * 9 + ["fallback:timeout"]),
+                }
+            )
+        )
     return out
 
 
@@ -123,11 +132,14 @@ def _arm_records(make_decision, arm: str, n: int, strong: int) -> list:
     return out
 
 
-@pytest.mark.parametrize("candidate_strong, candidate_rating, outcome", [
-    (5, 1, "candidate_better"),    # far fewer strong, rated the same
-    (20, 1, "no_difference"),      # as many strong: no saving to speak of
-    (5, -1, "candidate_worse"),    # cheaper, but rated far lower
-])
+@pytest.mark.parametrize(
+    "candidate_strong, candidate_rating, outcome",
+    [
+        (5, 1, "candidate_better"),  # far fewer strong, rated the same
+        (20, 1, "no_difference"),  # as many strong: no saving to speak of
+        (5, -1, "candidate_worse"),  # cheaper, but rated far lower
+    ],
+)
 def test_the_ab_verdict(make_decision, candidate_strong, candidate_rating, outcome) -> None:
     control = _arm_records(make_decision, "control", 40, strong=20)
     candidate = _arm_records(make_decision, "candidate", 40, strong=candidate_strong)

@@ -15,20 +15,37 @@ from router_training.experiments.variants import EASY_PROMPTS, TRAIN_FILES
 
 def test_folds_are_round_robin_over_groups_largest_first() -> None:
     assert group_kfold.assign_folds(["a", "b", "c", "d", "e", "f", "g"], 3) == {
-        "a": 0, "b": 1, "c": 2, "d": 0, "e": 1, "f": 2, "g": 0}
+        "a": 0,
+        "b": 1,
+        "c": 2,
+        "d": 0,
+        "e": 1,
+        "f": 2,
+        "g": 0,
+    }
 
 
-@pytest.mark.parametrize(("group", "kind"), [
-    ("arena_bench_v1", "chat"), ("alpaca_eval_prefs/oasst", "chat"), ("routerdc_small_models/gsm8k", "maths"),
-    ("mmlu_pro/math", "maths"), ("routerbench_train/mbpp", "code"), ("routerdc_small_models/humaneval", "code"),
-    ("mmlu_pro/physics", "knowledge"), ("routerbench_train/winogrande", "knowledge")])
+@pytest.mark.parametrize(
+    ("group", "kind"),
+    [
+        ("arena_bench_v1", "chat"),
+        ("alpaca_eval_prefs/oasst", "chat"),
+        ("routerdc_small_models/gsm8k", "maths"),
+        ("mmlu_pro/math", "maths"),
+        ("routerbench_train/mbpp", "code"),
+        ("routerdc_small_models/humaneval", "code"),
+        ("mmlu_pro/physics", "knowledge"),
+        ("routerbench_train/winogrande", "knowledge"),
+    ],
+)
 def test_task_kind_of_a_group(group: str, kind: str) -> None:
     assert group_kfold.kind_of(group) == kind
 
 
 def test_summary_means_over_groups_and_over_kinds() -> None:
-    summary = group_kfold.summarise({"arena_bench_v1": 0.4, "mmlu_pro/physics": 0.6, "mmlu_pro/law": 0.8},
-                                    {"mmlu_pro/physics": 0.5})
+    summary = group_kfold.summarise(
+        {"arena_bench_v1": 0.4, "mmlu_pro/physics": 0.6, "mmlu_pro/law": 0.8}, {"mmlu_pro/physics": 0.5}
+    )
     assert summary["all"] == pytest.approx(0.6)
     assert summary["by_kind"] == {"chat": pytest.approx(0.4), "knowledge": pytest.approx(0.7)}
     assert summary["kinds"] == pytest.approx(0.55) and summary["difficulty"] == pytest.approx(0.5)

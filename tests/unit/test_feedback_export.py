@@ -33,6 +33,7 @@ def test_a_folder_or_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch
 
         def full_disk(*args, **kwargs):
             raise OSError(28, "No space left on device")
+
         monkeypatch.setattr("edge_client.feedback.os.replace", full_disk)
         out = tmp_path / "rows.jsonl"
         with pytest.raises(OSError, match="No space left"):

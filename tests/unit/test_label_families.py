@@ -56,7 +56,7 @@ def test_generators_are_deterministic_by_seed(family: str) -> None:
 
 def test_tasks_are_interleaved_so_a_limit_keeps_a_mix() -> None:
     tasks = L.build_tasks("test", per_family=4)
-    assert [t.family for t in tasks[:len(L.TEST_FAMILIES)]] == list(L.TEST_FAMILIES)
+    assert [t.family for t in tasks[: len(L.TEST_FAMILIES)]] == list(L.TEST_FAMILIES)
     assert L.build_tasks("test", per_family=4, exclude=["weekday"])[0].family == "count_letter"
     assert "weekday" not in {t.family for t in L.build_tasks("test", per_family=4, exclude=["weekday"])}
 
@@ -147,7 +147,7 @@ def test_word_and_letter_verifiers() -> None:
     assert L.check_word("The reversed word is 'tenalp'.", "tenalp")
     assert L.check_letter("Answer: F", "F") and L.check_letter("The letter is 'f'.", "F")
     assert not L.check_letter("Answer: E", "F")
-    assert not L.check_letter("The letter \"E\" is the last letter.", "F")
+    assert not L.check_letter('The letter "E" is the last letter.', "F")
 
 
 def test_choice_verifier_reads_the_option_after_the_marker_else_the_last_named() -> None:
@@ -180,8 +180,10 @@ def test_easy_families_use_their_templates_own_check() -> None:
 
 def test_gsm8k_final_answers(tmp_path: Path) -> None:
     path = tmp_path / "gsm8k_train.jsonl"
-    rows = [{"id": f"gsm8k_train/{i}", "prompt": f"Question {i}?", "scores": {}, "final_answer": f"{i * 1000:,}"}
-            for i in range(10)] + [{"id": "gsm8k_train/99", "prompt": "odd", "scores": {}, "final_answer": "n/a"}]
+    rows = [
+        {"id": f"gsm8k_train/{i}", "prompt": f"Question {i}?", "scores": {}, "final_answer": f"{i * 1000:,}"}
+        for i in range(10)
+    ] + [{"id": "gsm8k_train/99", "prompt": "odd", "scores": {}, "final_answer": "n/a"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tasks = L.family_tasks("gsm8k", 1, 5, path)
     assert len(tasks) == 5 and [t.id for t in tasks] == [t.id for t in L.family_tasks("gsm8k", 1, 5, path)]
@@ -195,9 +197,15 @@ def test_gsm8k_final_answers(tmp_path: Path) -> None:
 
 def test_answer_confidence_reads_the_answer_span() -> None:
     text = "Sure.\nAnswer: 42"
-    tokens = [{"token": "Sure", "logprob": -2.0}, {"token": ".", "logprob": -0.5}, {"token": "\n", "logprob": -0.1},
-              {"token": "Answer", "logprob": -0.2}, {"token": ":", "logprob": -0.1}, {"token": " 4", "logprob": -0.7},
-              {"token": "2", "logprob": -0.3}]
+    tokens = [
+        {"token": "Sure", "logprob": -2.0},
+        {"token": ".", "logprob": -0.5},
+        {"token": "\n", "logprob": -0.1},
+        {"token": "Answer", "logprob": -0.2},
+        {"token": ":", "logprob": -0.1},
+        {"token": " 4", "logprob": -0.7},
+        {"token": "2", "logprob": -0.3},
+    ]
     conf = answer_confidence(tokens, text)
     assert conf["span"] == "answer" and conf["answer_tokens"] == 2 and conf["answer_chars"] == 2
     assert conf["mean_logprob"] == pytest.approx(-0.5) and conf["min_logprob"] == pytest.approx(-0.7)

@@ -80,8 +80,10 @@ def test_stream_matches_complete_text_and_token_counts(backend) -> None:
             returned = stop.value
             break
     assert "".join(pieces) == completion.text
-    assert (returned.prompt_tokens, returned.completion_tokens) == (completion.prompt_tokens,
-                                                                    completion.completion_tokens)
+    assert (returned.prompt_tokens, returned.completion_tokens) == (
+        completion.prompt_tokens,
+        completion.completion_tokens,
+    )
     assert returned.finish_reason == completion.finish_reason
     assert not hasattr(backend, "last_usage") and not hasattr(backend, "last_finish_reason")
 
@@ -151,10 +153,13 @@ def test_generations_are_serialised(backend) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prompt, max_tokens", [
-    ("What is 17 + 25?\nReply with only the final answer, in the form: Answer: <number>", 16),
-    ("Write a long story about a cat.", 12),  # stops on the length limit: the last token is never fed back
-])
+@pytest.mark.parametrize(
+    "prompt, max_tokens",
+    [
+        ("What is 17 + 25?\nReply with only the final answer, in the form: Answer: <number>", 16),
+        ("Write a long story about a cat.", 12),  # stops on the length limit: the last token is never fed back
+    ],
+)
 def test_a_draft_carries_the_same_token_logprobs_as_the_library(backend, prompt: str, max_tokens: int) -> None:
     """The draft's per-token log-probabilities (one logits row kept per step) equal llama-cpp-python's own
     create_chat_completion(logprobs=True) on a model loaded with logits_all=True."""
@@ -167,7 +172,8 @@ def test_a_draft_carries_the_same_token_logprobs_as_the_library(backend, prompt:
     assert len(draft.tokens) == draft.completion.completion_tokens
     assert "".join(t["token"] for t in draft.tokens) == draft.completion.text
     reference = Llama(model_path=str(backend.model_path), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
-    theirs = reference.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
-                                              logprobs=True, top_logprobs=1)["choices"][0]["logprobs"]["content"]
+    theirs = reference.create_chat_completion(
+        messages=messages, max_tokens=max_tokens, temperature=0.0, logprobs=True, top_logprobs=1
+    )["choices"][0]["logprobs"]["content"]
     assert [t["token"] for t in draft.tokens] == [t["token"] for t in theirs]
     assert max(abs(a["logprob"] - float(b["logprob"])) for a, b in zip(draft.tokens, theirs)) < 1e-3

@@ -68,8 +68,13 @@ def _cache_dir(flags: str | None) -> str:
     if flags is not None:
         env["CMAKE_ARGS"] = flags
     env["HYBRID_ROUTER_WHEELS"] = "/nonexistent/wheels"
-    done = subprocess.run(["bash", str(BUILD_SCRIPT), sys.executable, "--print-cache-dir"], env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), sys.executable, "--print-cache-dir"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.strip()
 
 

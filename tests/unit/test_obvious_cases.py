@@ -19,8 +19,12 @@ def test_the_cases_are_two_sets_of_twenty_distinct_prompts():
 
 
 UNSEEN_FAMILIES = [  # easy prompts of kinds router_training/easy_prompts.py has no template for
-    "Spell the word 'necessary'.", "Recommend a name for a pet goldfish.", "Give me a synonym for 'happy'.",
-    "List three primary colours.", "Tell me a short joke.", "Write a haiku about autumn leaves.",
+    "Spell the word 'necessary'.",
+    "Recommend a name for a pet goldfish.",
+    "Give me a synonym for 'happy'.",
+    "List three primary colours.",
+    "Tell me a short joke.",
+    "Write a haiku about autumn leaves.",
     "Rewrite this sentence in the past tense: I walk to school.",
 ]
 

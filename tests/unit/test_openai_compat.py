@@ -44,11 +44,17 @@ def _misbehaving_app() -> FastAPI:
         if model == "error-500":
             return JSONResponse({"error": {"message": "model overloaded, try later"}}, 500)
         if model.startswith("error-4"):  # TGI's shape, as TGI's Messages API answers
-            return JSONResponse({"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be "
-                                          "<= 4096", "error_type": "validation"}, int(model[6:]))
+            return JSONResponse(
+                {
+                    "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096",
+                    "error_type": "validation",
+                },
+                int(model[6:]),
+            )
         if model == "not-json":
             return JSONResponse(["not", "a", "completion"])
         if body.get("stream"):
+
             async def events():
                 yield _chunk("Hel")
                 yield _chunk("lo")
@@ -60,11 +66,15 @@ def _misbehaving_app() -> FastAPI:
                 usage = {"prompt_tokens": 9, "completion_tokens": 2}
                 yield "data: " + json.dumps({"choices": [], "usage": usage}) + "\n\n"
                 yield "data: [DONE]\n\n"
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return {"id": "x", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+        }
 
     return app
 
@@ -76,8 +86,7 @@ def server():
 
 
 def backend(server, model="ok", key=KEY, header="authorization", timeout_s=5.0):
-    return OpenAICompatBackend(f"{server.url}/v1", api_key=key, model=model, timeout_s=timeout_s,
-                               api_key_header=header)
+    return OpenAICompatBackend(f"{server.url}/v1", api_key=key, model=model, timeout_s=timeout_s, api_key_header=header)
 
 
 @pytest.mark.parametrize("header", ["authorization", "x-api-key"])
@@ -113,9 +122,16 @@ def test_server_error_carries_its_message(server):
     assert "model overloaded, try later" in str(raised.value)
 
 
-@pytest.mark.parametrize("status, cause", [(400, "strong_rejected_input"), (413, "strong_rejected_input"),
-                                           (422, "strong_rejected_input"), (429, "strong_error"),
-                                           (404, "strong_error")])
+@pytest.mark.parametrize(
+    "status, cause",
+    [
+        (400, "strong_rejected_input"),
+        (413, "strong_rejected_input"),
+        (422, "strong_rejected_input"),
+        (429, "strong_error"),
+        (404, "strong_error"),
+    ],
+)
 @pytest.mark.parametrize("operation", ["complete", "stream"])
 def test_a_refused_input_is_rejected_input_other_4xx_strong_error(server, status, cause, operation):
     """400/413/422 say the input was refused (the device does not fall back from it); 429, 404 are the endpoint's."""

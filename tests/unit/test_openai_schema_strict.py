@@ -17,9 +17,20 @@ from hybrid_router.api.identity import parse_key_map
 from hybrid_router.openai_schema import ChatCompletionRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-LAX = [("max_tokens", True), ("max_tokens", "4"), ("max_tokens", 4.0), ("max_completion_tokens", True),
-       ("max_completion_tokens", "4"), ("temperature", True), ("temperature", "0.5"), ("top_p", False),
-       ("top_p", "0.9"), ("n", True), ("n", "1"), ("stream", 1)]
+LAX = [
+    ("max_tokens", True),
+    ("max_tokens", "4"),
+    ("max_tokens", 4.0),
+    ("max_completion_tokens", True),
+    ("max_completion_tokens", "4"),
+    ("temperature", True),
+    ("temperature", "0.5"),
+    ("top_p", False),
+    ("top_p", "0.9"),
+    ("n", True),
+    ("n", "1"),
+    ("stream", 1),
+]
 
 
 @pytest.mark.parametrize(("field", "value"), LAX)
@@ -30,8 +41,9 @@ def test_a_bool_or_a_string_is_not_a_number(field: str, value: Any) -> None:
 
 
 def test_numbers_are_still_numbers() -> None:
-    request = ChatCompletionRequest.model_validate({"messages": MESSAGES, "max_tokens": 4, "max_completion_tokens": 8,
-                                                    "temperature": 1, "top_p": 0.5, "n": 1})
+    request = ChatCompletionRequest.model_validate(
+        {"messages": MESSAGES, "max_tokens": 4, "max_completion_tokens": 8, "temperature": 1, "top_p": 0.5, "n": 1}
+    )
     assert (request.max_tokens, request.token_limit(256), request.temperature, request.top_p) == (4, 8, 1.0, 0.5)
     assert isinstance(request.temperature, float) and request.input_problem() is None
 

@@ -46,8 +46,9 @@ def plan() -> Plan:
 
 
 def request(prompt: str, max_tokens: int, stream: bool = False) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model="weak", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                 stream=stream)
+    return ChatCompletionRequest(
+        model="weak", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, stream=stream
+    )
 
 
 def test_two_concurrent_streams_through_one_backend_each_record_their_own(model) -> None:

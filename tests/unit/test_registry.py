@@ -6,8 +6,14 @@ import sqlite3
 
 import pytest
 
-from hybrid_router.registry import (ChecksumMismatch, ExperimentNotFound, FolderBlobs, RegistryError, RouterRef,
-                                    RouterRegistry)
+from hybrid_router.registry import (
+    ChecksumMismatch,
+    ExperimentNotFound,
+    FolderBlobs,
+    RegistryError,
+    RouterRef,
+    RouterRegistry,
+)
 from hybrid_router.stores.sqlite_log import DecisionLog
 
 V1 = RouterRef(router_id="tiny-token-mean", version="1")

@@ -196,7 +196,9 @@ def test_corrupt_file(tmp_path: Path) -> None:
 def _plain_onnx(path: Path, metadata: dict[str, str] | None = None) -> None:
     node = helper.make_node("Identity", ["x"], ["score"])
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -248,7 +250,9 @@ def test_parse_router_model(name: str, kind: str | None, threshold: float | None
     assert (spec.kind, spec.threshold, spec.name) == (kind, threshold, name)
 
 
-@pytest.mark.parametrize("name", ["gpt-4", "routers", "router-mf-1.5", "router-mf-abc", "router--0.1", "", "router-mf-0.1-x"])
+@pytest.mark.parametrize(
+    "name", ["gpt-4", "routers", "router-mf-1.5", "router-mf-abc", "router--0.1", "", "router-mf-0.1-x"]
+)
 def test_parse_router_model_rejects(name: str) -> None:
     assert parse_router_model(name) is None
 

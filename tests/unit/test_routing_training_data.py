@@ -34,10 +34,17 @@ def test_judge_files_are_scaled_and_pairs_built(tmp_path: Path) -> None:
 
 
 def test_deduplicate_merges_labels(tmp_path: Path) -> None:
-    f1 = _write(tmp_path / "a.jsonl", [{"id": "1", "prompt": "Same  Text", "scores": {}},
-                                        {"id": "2", "prompt": "other", "scores": {"x": 1, "y": 0}}])
-    f2 = _write(tmp_path / "b.jsonl", [{"id": "3", "prompt": "same text", "scores": {"x": 0, "y": 1}},
-                                        {"id": "4", "prompt": "OTHER", "scores": {"z": 1}}])
+    f1 = _write(
+        tmp_path / "a.jsonl",
+        [{"id": "1", "prompt": "Same  Text", "scores": {}}, {"id": "2", "prompt": "other", "scores": {"x": 1, "y": 0}}],
+    )
+    f2 = _write(
+        tmp_path / "b.jsonl",
+        [
+            {"id": "3", "prompt": "same text", "scores": {"x": 0, "y": 1}},
+            {"id": "4", "prompt": "OTHER", "scores": {"z": 1}},
+        ],
+    )
     rows = D.deduplicate(D.read_rows([f1, f2]))
     assert len(rows) == 2
     by_id = {r.id: r for r in rows}
@@ -48,9 +55,16 @@ def test_deduplicate_merges_labels(tmp_path: Path) -> None:
 def test_contamination_is_refused(tmp_path: Path) -> None:
     bench = tmp_path / "bench"
     bench.mkdir()
-    _write(bench / "b.jsonl", [{"id": "b1", "prompt": "What is 2+2?", "scores": {}, "turns": ["What is 2+2?", "And 3+3?"]}])
-    train = _write(tmp_path / "t.jsonl", [{"id": "t1", "prompt": "and  3+3?", "scores": {"a": 1, "b": 0}},
-                                           {"id": "t2", "prompt": "fine", "scores": {"a": 1, "b": 0}}])
+    _write(
+        bench / "b.jsonl", [{"id": "b1", "prompt": "What is 2+2?", "scores": {}, "turns": ["What is 2+2?", "And 3+3?"]}]
+    )
+    train = _write(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "t1", "prompt": "and  3+3?", "scores": {"a": 1, "b": 0}},
+            {"id": "t2", "prompt": "fine", "scores": {"a": 1, "b": 0}},
+        ],
+    )
     with pytest.raises(D.ContaminationError, match="t1"):
         D.check_decontaminated(D.read_rows([train]), str(bench / "*.jsonl"))
     D.check_decontaminated(D.read_rows([train])[1:], str(bench / "*.jsonl"))

@@ -54,9 +54,7 @@ def test_pending_oldest_first_and_mark_synced(log, make_decision):
     assert log.is_synced(records[0].decision_id) and not log.is_synced(records[4].decision_id)
     page = log.pending(3)
     assert [r.decision_id for r in page] == [r.decision_id for r in records[4:7]]
-    assert [r.decision_id for r in log.pending(10, after=page[-1].decision_id)] == [
-        r.decision_id for r in records[7:]
-    ]
+    assert [r.decision_id for r in log.pending(10, after=page[-1].decision_id)] == [r.decision_id for r in records[7:]]
 
 
 def test_mark_synced_many_ids(log, make_decision):
@@ -79,7 +77,8 @@ def test_records_window_usage_and_spend(log, make_decision):
     march = log.records(since="2025-03-01")
     assert [r.decision_id for r in march] == [r.decision_id for r in records[1:]]
     assert [r.decision_id for r in log.records(since="2025-03-01", until="2025-03-02")] == [
-        records[1].decision_id, records[2].decision_id
+        records[1].decision_id,
+        records[2].decision_id,
     ]
     # 08:00+02:00 is 06:00Z, compared in UTC
     assert [r.decision_id for r in log.records(since=datetime(2025, 3, 2, 6, 30, tzinfo=timezone.utc))] == []
@@ -114,12 +113,22 @@ def test_concurrent_writer_processes(tmp_path):
     DecisionLog(path).close()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     writers = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "150", "write"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), "150", "write"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(3)
     ]
-    syncer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "300", "sync"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
+    syncer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), "300", "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     for proc in [*writers, syncer]:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -152,8 +161,9 @@ def _mount_tmpfs(target, size="256k"):
     if os.geteuid() != 0:
         pytest.skip("mounting a tiny filesystem needs root")
     target.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {done.stderr.strip()}")
 
@@ -252,9 +262,10 @@ def test_a_log_file_from_before_feedback_opens_and_gains_the_table(tmp_path, mak
         ) WITHOUT ROWID;
         CREATE INDEX decisions_pending ON decisions (decision_id) WHERE synced_at IS NULL;
     """)
-    old.execute("INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record) VALUES (?, ?, ?, ?, ?, ?)",
-                (record.decision_id, record.created_at, record.day, record.route, record.cost_usd,
-                 record.model_dump_json()))
+    old.execute(
+        "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record) VALUES (?, ?, ?, ?, ?, ?)",
+        (record.decision_id, record.created_at, record.day, record.route, record.cost_usd, record.model_dump_json()),
+    )
     old.commit()
     old.close()
     with DecisionLog(path) as log:

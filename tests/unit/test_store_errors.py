@@ -34,8 +34,11 @@ def test_a_refusal_reads_as_text_and_knows_its_kind() -> None:
 
 
 def test_no_other_module_keeps_its_own_list_of_retryable_codes() -> None:
-    sources = [*ROOT.joinpath("layers").rglob("*.py"), *ROOT.joinpath("edge_client").rglob("*.py"),
-               *ROOT.joinpath("local_stack").rglob("*.py")]
+    sources = [
+        *ROOT.joinpath("layers").rglob("*.py"),
+        *ROOT.joinpath("edge_client").rglob("*.py"),
+        *ROOT.joinpath("local_stack").rglob("*.py"),
+    ]
     holders = [p.relative_to(ROOT).as_posix() for p in sources if '"ThrottlingException"' in p.read_text()]
     assert holders == ["layers/router/hybrid_router/stores/errors.py"]
     assert "ThrottlingException" in RETRYABLE_CODES

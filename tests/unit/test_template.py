@@ -30,10 +30,19 @@ IAM_FOR_OPERATION = {
 # Which store/backend calls each route group makes (hybrid_router.api.routes_*; checked live in
 # tests/functional/test_api_lambda.py::test_calls_stay_within_the_template_permissions).
 OPERATIONS = {
-    "ApiFunction": {("dynamodb", "PutItem"), ("sagemaker-runtime", "InvokeEndpoint"),
-                    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"), ("s3", "GetObject")},
-    "IngestFunction": {("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems"),
-                       ("s3", "GetObject"), ("s3", "ListObjectsV2")},
+    "ApiFunction": {
+        ("dynamodb", "PutItem"),
+        ("sagemaker-runtime", "InvokeEndpoint"),
+        ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),
+        ("s3", "GetObject"),
+    },
+    "IngestFunction": {
+        ("dynamodb", "PutItem"),
+        ("dynamodb", "Query"),
+        ("dynamodb", "TransactWriteItems"),
+        ("s3", "GetObject"),
+        ("s3", "ListObjectsV2"),
+    },
 }
 GROUPS = {"ApiFunction": "inference", "IngestFunction": "records"}
 
@@ -65,8 +74,9 @@ def template() -> dict[str, Any]:
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: r["Properties"] for name, r in template["Resources"].items()
-            if r["Type"] == "AWS::Serverless::Function"}
+    return {
+        name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+    }
 
 
 def allowed_actions(props: dict[str, Any]) -> set[str]:
@@ -121,7 +131,10 @@ def test_the_layer_is_built_and_attached(template) -> None:
 
 
 def _names_read_by_code() -> set[str]:
-    sources = [REPO / "layers/router/hybrid_router/api/settings.py", REPO / "layers/router/hybrid_router/routing/router.py"]
+    sources = [
+        REPO / "layers/router/hybrid_router/api/settings.py",
+        REPO / "layers/router/hybrid_router/routing/router.py",
+    ]
     names: set[str] = set()
     for path in sources:
         text = path.read_text()
@@ -162,8 +175,10 @@ def test_events_match_the_routes_each_function_serves(template) -> None:
 
     for name, props in functions(template).items():
         # API Gateway's greedy {name+} is FastAPI's {name:path}, which OpenAPI writes as {name}
-        events = {(e["Properties"]["Path"].replace("+}", "}"), e["Properties"]["Method"].upper())
-                  for e in props["Events"].values()}
+        events = {
+            (e["Properties"]["Path"].replace("+}", "}"), e["Properties"]["Method"].upper())
+            for e in props["Events"].values()
+        }
         app = create_app(ApiSettings(), groups=(GROUPS[name],))
         routes = {(path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops}
         gateway_only = {("/health", "GET")} if name == "IngestFunction" else set()
@@ -182,7 +197,8 @@ def test_api_key_usage_plan_and_outputs(template) -> None:
     assert plan["Quota"]["Limit"] == {"Ref": "QuotaLimit"}
     assert resources["DeviceApiKeyUsage"]["Properties"]["KeyId"] == {"Ref": "DeviceApiKey"}
     assert {"ApiUrl", "ApiKeyId", "DecisionsTableName", "StrongEndpointName", "RoutersBucketName"} <= set(
-        template["Outputs"])
+        template["Outputs"]
+    )
 
 
 def test_sagemaker_resources_are_skipped_for_an_existing_endpoint(template) -> None:

@@ -16,14 +16,45 @@ def test_empty_summary_is_zero():
 
 def test_totals_by_day_and_by_route(make_decision):
     records = [
-        make_decision("strong", at="2025-03-01T10:00:00Z", cost_usd=0.01, strong_cost_usd=0.01,
-                      prompt_tokens=100, completion_tokens=50, router_latency_ms=1.0),
-        make_decision("weak", at="2025-03-01T11:00:00Z", cost_usd=0.0, strong_cost_usd=0.02,
-                      prompt_tokens=10, completion_tokens=20, router_latency_ms=2.0),
-        make_decision("weak", at="2025-03-02T09:00:00Z", cost_usd=0.001, strong_cost_usd=0.03,
-                      prompt_tokens=1, completion_tokens=2, router_latency_ms=3.0, reason="fallback:timeout"),
-        make_decision("strong", at="2025-03-02T09:30:00Z", cost_usd=0.04, strong_cost_usd=0.04,
-                      prompt_tokens=0, completion_tokens=0, router_latency_ms=6.0, status="error", error="boom"),
+        make_decision(
+            "strong",
+            at="2025-03-01T10:00:00Z",
+            cost_usd=0.01,
+            strong_cost_usd=0.01,
+            prompt_tokens=100,
+            completion_tokens=50,
+            router_latency_ms=1.0,
+        ),
+        make_decision(
+            "weak",
+            at="2025-03-01T11:00:00Z",
+            cost_usd=0.0,
+            strong_cost_usd=0.02,
+            prompt_tokens=10,
+            completion_tokens=20,
+            router_latency_ms=2.0,
+        ),
+        make_decision(
+            "weak",
+            at="2025-03-02T09:00:00Z",
+            cost_usd=0.001,
+            strong_cost_usd=0.03,
+            prompt_tokens=1,
+            completion_tokens=2,
+            router_latency_ms=3.0,
+            reason="fallback:timeout",
+        ),
+        make_decision(
+            "strong",
+            at="2025-03-02T09:30:00Z",
+            cost_usd=0.04,
+            strong_cost_usd=0.04,
+            prompt_tokens=0,
+            completion_tokens=0,
+            router_latency_ms=6.0,
+            status="error",
+            error="boom",
+        ),
     ]
     summary = UsageSummary.from_records(records)
     t = summary.totals

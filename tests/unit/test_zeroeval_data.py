@@ -25,18 +25,34 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 
 def _crux(tmp_path: Path) -> Path:
-    rows = [{"id": f"zeroeval_crux/crux-test-#{i}", "prompt": f"[PYTHON]\ndef f(x):\n    return x + {i}\nassert f(1) == ??",
-             "scores": {"gpt-4-turbo-2024-04-09": 1, "gpt-4-0314": i % 2, MIXTRAL: int(i == 0)},
-             "source": "yuchenlin/ZeroEval@570c626:result_dirs/crux/<model>.json", "question_id": f"crux-test-#{i}",
-             "answer": str(1 + i), "dataset": CRUX} for i in range(3)]
+    rows = [
+        {
+            "id": f"zeroeval_crux/crux-test-#{i}",
+            "prompt": f"[PYTHON]\ndef f(x):\n    return x + {i}\nassert f(1) == ??",
+            "scores": {"gpt-4-turbo-2024-04-09": 1, "gpt-4-0314": i % 2, MIXTRAL: int(i == 0)},
+            "source": "yuchenlin/ZeroEval@570c626:result_dirs/crux/<model>.json",
+            "question_id": f"crux-test-#{i}",
+            "answer": str(1 + i),
+            "dataset": CRUX,
+        }
+        for i in range(3)
+    ]
     return _write(tmp_path / "zeroeval_crux.jsonl", rows)
 
 
 def _math(tmp_path: Path) -> Path:
-    rows = [{"id": f"zeroeval_math_l5/{i}", "prompt": f"Find $x$ if $x^2 = {i * i}$.",
-             "scores": {"gpt-4-turbo-2024-04-09": 1, "gpt-3.5-turbo-0125": 0, **({"late-model": 1} if i else {})},
-             "source": "yuchenlin/ZeroEval@570c626:result_dirs/math-l5/<model>.json", "question_id": str(i),
-             "answer": str(i), "dataset": MATH} for i in range(3)]
+    rows = [
+        {
+            "id": f"zeroeval_math_l5/{i}",
+            "prompt": f"Find $x$ if $x^2 = {i * i}$.",
+            "scores": {"gpt-4-turbo-2024-04-09": 1, "gpt-3.5-turbo-0125": 0, **({"late-model": 1} if i else {})},
+            "source": "yuchenlin/ZeroEval@570c626:result_dirs/math-l5/<model>.json",
+            "question_id": str(i),
+            "answer": str(i),
+            "dataset": MATH,
+        }
+        for i in range(3)
+    ]
     return _write(tmp_path / "zeroeval_math_l5.jsonl", rows)
 
 
@@ -73,12 +89,17 @@ def test_experiment_configs_add_the_files_and_keep_the_folds(tmp_path: Path) -> 
     with_files = variants.variant_config("default-zeroeval", tmp_path, tmp_path / "o")
     shipped = variants.variant_config("default", tmp_path, tmp_path / "o")
     assert [p.stem for p in with_files.data] == [p.stem for p in shipped.data][:-1] + [
-        "zeroeval_crux", "zeroeval_math_l5", "easy_prompts"]
+        "zeroeval_crux",
+        "zeroeval_math_l5",
+        "easy_prompts",
+    ]
     assert with_files.holdout == shipped.holdout == variants.HOLDOUT
     held = variants.variant_config("default-zeroeval-held", tmp_path, tmp_path / "o")
     assert held.holdout == variants.HOLDOUT + ("zeroeval_crux/crux", "zeroeval_math_l5/math_l5")
-    for name, group in (("default-zeroeval-held-crux", "zeroeval_crux/crux"),
-                        ("default-zeroeval-held-math", "zeroeval_math_l5/math_l5")):
+    for name, group in (
+        ("default-zeroeval-held-crux", "zeroeval_crux/crux"),
+        ("default-zeroeval-held-math", "zeroeval_math_l5/math_l5"),
+    ):
         one = variants.variant_config(name, tmp_path, tmp_path / "o")
         assert one.holdout == variants.HOLDOUT + (group,) and one.data == with_files.data
     kfold = group_kfold.variant_config("task-cheap-a0.3-easy-zeroeval", tmp_path, ["mmlu_pro/law"], tmp_path / "k")
@@ -106,10 +127,18 @@ def test_experiment_reads_the_shipped_groups_of_a_report() -> None:
     from router_training.experiments import zeroeval
 
     groups = {g: {"apgr": 0.5 + i / 100} for i, g in enumerate(variants.HOLDOUT + variants.ZEROEVAL_GROUPS)}
-    report = {"selection": {"chosen": {"alpha": 1.0}, "candidates": [
-        {"params": {"alpha": 0.3}, "validation": {"groups": {g: {"apgr": 0.0} for g in groups}}},
-        {"params": {"alpha": 1.0}, "validation": {"groups": groups,
-                                                  "difficulty_apgr": {"groups": {"arena_bench_v1": 0.6}}}}]}}
+    report = {
+        "selection": {
+            "chosen": {"alpha": 1.0},
+            "candidates": [
+                {"params": {"alpha": 0.3}, "validation": {"groups": {g: {"apgr": 0.0} for g in groups}}},
+                {
+                    "params": {"alpha": 1.0},
+                    "validation": {"groups": groups, "difficulty_apgr": {"groups": {"arena_bench_v1": 0.6}}},
+                },
+            ],
+        }
+    }
     numbers = zeroeval.report_numbers(report)
     assert numbers["selection"] == pytest.approx(np.mean([0.5 + i / 100 for i in range(len(variants.HOLDOUT))]))
     assert numbers["difficulty"] == pytest.approx(0.6) and numbers["groups"]["zeroeval_crux/crux"] == 0.58

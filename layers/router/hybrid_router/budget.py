@@ -56,8 +56,10 @@ class Reservation:
 
 class BudgetExceeded(Exception):
     def __init__(self, cap: Cap, spent: float, reserved: float, needed: float):
-        super().__init__(f"the {cap.name} cap of ${cap.limit_usd:g} would be passed: ${spent:.6f} spent, "
-                         f"${reserved:.6f} reserved by requests in flight, ${needed:.6f} needed at most")
+        super().__init__(
+            f"the {cap.name} cap of ${cap.limit_usd:g} would be passed: ${spent:.6f} spent, "
+            f"${reserved:.6f} reserved by requests in flight, ${needed:.6f} needed at most"
+        )
         self.cap = cap
 
     @property
@@ -68,14 +70,25 @@ class BudgetExceeded(Exception):
 class SpendLedger:
     """The caps of one device and the reservations of the requests in flight (one lock for both)."""
 
-    def __init__(self, spend_since: SpendSince, clock: Callable[[], datetime], daily_cap_usd: float | None = None,
-                 monthly_cap_usd: float | None = None, costs: CostModel | None = None):
+    def __init__(
+        self,
+        spend_since: SpendSince,
+        clock: Callable[[], datetime],
+        daily_cap_usd: float | None = None,
+        monthly_cap_usd: float | None = None,
+        costs: CostModel | None = None,
+    ):
         self._spend_since = spend_since
         self._clock = clock
         self.costs = costs or CostModel.default()
-        self.caps = [cap for cap in (Cap("daily", daily_cap_usd, _start_of_day) if daily_cap_usd is not None else None,
-                                     Cap("monthly", monthly_cap_usd, _start_of_month)
-                                     if monthly_cap_usd is not None else None) if cap is not None]
+        self.caps = [
+            cap
+            for cap in (
+                Cap("daily", daily_cap_usd, _start_of_day) if daily_cap_usd is not None else None,
+                Cap("monthly", monthly_cap_usd, _start_of_month) if monthly_cap_usd is not None else None,
+            )
+            if cap is not None
+        ]
         self._reserved: list[Reservation] = []
         self._lock = threading.Lock()
 

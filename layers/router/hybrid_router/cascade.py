@@ -35,8 +35,14 @@ from typing import Any, Literal
 Signal = Literal["mean_logprob", "min_logprob", "verifier"]
 SIGNALS: tuple[str, ...] = ("mean_logprob", "min_logprob", "verifier")
 POLICY_FILE = Path(__file__).resolve().parent / "config" / "cascade.toml"
-VERIFIER_FEATURES = ("mean_logprob", "min_logprob", "first_token_prob", "log_reply_tokens", "answer_span",
-                     "cut_at_limit")
+VERIFIER_FEATURES = (
+    "mean_logprob",
+    "min_logprob",
+    "first_token_prob",
+    "log_reply_tokens",
+    "answer_span",
+    "cut_at_limit",
+)
 # A draft with no usable token (an empty reply) has these features: as unsure as the model can be.
 _MISSING = {"mean_logprob": -10.0, "min_logprob": -20.0, "first_token_prob": 0.0}
 
@@ -55,7 +61,7 @@ def final_span(reply: str) -> str | None:
     matches = list(_ANSWER.finditer(reply))
     if not matches:
         return None
-    rest = reply[matches[-1].end():]
+    rest = reply[matches[-1].end() :]
     return rest.splitlines()[0].strip() if rest.strip() else ""
 
 
@@ -105,8 +111,14 @@ def verifier_inputs(features: Mapping[str, Any], max_tokens: int) -> list[float]
         return float(found) if found is not None and math.isfinite(float(found)) else _MISSING[key]
 
     reply_tokens = int(features.get("reply_tokens") or 0)
-    return [value("mean_logprob"), value("min_logprob"), value("first_token_prob"), math.log1p(reply_tokens),
-            1.0 if features.get("span") == "answer" else 0.0, 1.0 if reply_tokens >= max_tokens else 0.0]
+    return [
+        value("mean_logprob"),
+        value("min_logprob"),
+        value("first_token_prob"),
+        math.log1p(reply_tokens),
+        1.0 if features.get("span") == "answer" else 0.0,
+        1.0 if reply_tokens >= max_tokens else 0.0,
+    ]
 
 
 # ------------------------------------------------------------------------------------------ the policy
@@ -124,8 +136,10 @@ class Verifier:
     def __post_init__(self) -> None:
         sizes = {len(self.weights), len(self.means), len(self.scales)}
         if sizes != {len(VERIFIER_FEATURES)}:
-            raise CascadeError(f"the verifier needs {len(VERIFIER_FEATURES)} weights, means and scales "
-                               f"({', '.join(VERIFIER_FEATURES)})")
+            raise CascadeError(
+                f"the verifier needs {len(VERIFIER_FEATURES)} weights, means and scales "
+                f"({', '.join(VERIFIER_FEATURES)})"
+            )
         if any(s <= 0 for s in self.scales):
             raise CascadeError("verifier scales must be positive")
 
@@ -156,11 +170,19 @@ class CascadePolicy:
         if self.signal == "verifier" and self.verifier is None:
             raise CascadeError("the verifier signal needs verifier weights (config/cascade.toml [verifier])")
 
-    def with_overrides(self, low: float | None = None, high: float | None = None, signal: str | None = None,
-                       min_confidence: float | None = None) -> "CascadePolicy":
+    def with_overrides(
+        self,
+        low: float | None = None,
+        high: float | None = None,
+        signal: str | None = None,
+        min_confidence: float | None = None,
+    ) -> "CascadePolicy":
         """This policy with the given settings replaced (None keeps a value)."""
-        given = {k: v for k, v in {"low": low, "high": high, "signal": signal,
-                                   "min_confidence": min_confidence}.items() if v is not None}
+        given = {
+            k: v
+            for k, v in {"low": low, "high": high, "signal": signal, "min_confidence": min_confidence}.items()
+            if v is not None
+        }
         return replace(self, **given) if given else self
 
     def pre_route(self, score: float) -> Literal["weak", "strong", "draft"]:
@@ -202,8 +224,12 @@ def _verifier(data: Mapping[str, Any] | None) -> Verifier | None:
     if not data:
         return None
     try:
-        return Verifier(weights=tuple(float(w) for w in data["weights"]), bias=float(data["bias"]),
-                        means=tuple(float(m) for m in data["means"]), scales=tuple(float(s) for s in data["scales"]))
+        return Verifier(
+            weights=tuple(float(w) for w in data["weights"]),
+            bias=float(data["bias"]),
+            means=tuple(float(m) for m in data["means"]),
+            scales=tuple(float(s) for s in data["scales"]),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CascadeError(f"cascade verifier: {exc}") from exc
 
@@ -217,13 +243,27 @@ def load_policy(path: str | Path | None = None) -> CascadePolicy:
         raise CascadeError(f"cannot read cascade policy {path}: {exc}") from exc
     band = data.get("band", {})
     try:
-        return CascadePolicy(low=float(band["low"]), high=float(band["high"]), signal=data.get("signal", "mean_logprob"),
-                             min_confidence=float(data["min_confidence"]), verifier=_verifier(data.get("verifier")))
+        return CascadePolicy(
+            low=float(band["low"]),
+            high=float(band["high"]),
+            signal=data.get("signal", "mean_logprob"),
+            min_confidence=float(data["min_confidence"]),
+            verifier=_verifier(data.get("verifier")),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CascadeError):
             raise
         raise CascadeError(f"{path}: needs [band] low and high, and min_confidence ({exc})") from exc
 
 
-__all__ = ["CascadeError", "CascadePolicy", "SIGNALS", "VERIFIER_FEATURES", "Verifier", "answer_confidence",
-           "final_span", "load_policy", "verifier_inputs"]
+__all__ = [
+    "CascadeError",
+    "CascadePolicy",
+    "SIGNALS",
+    "VERIFIER_FEATURES",
+    "Verifier",
+    "answer_confidence",
+    "final_span",
+    "load_policy",
+    "verifier_inputs",
+]

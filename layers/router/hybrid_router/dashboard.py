@@ -90,7 +90,9 @@ def build(records: Iterable[DecisionRecord], ratings: Mapping[str, Any], title: 
             if record.decision_id in units:
                 rated[kind].setdefault(key, []).append(units[record.decision_id])
     return Dashboard(
-        title=title, generated_at=utc_now_iso(), usage=UsageSummary.from_records(records),
+        title=title,
+        generated_at=utc_now_iso(),
+        usage=UsageSummary.from_records(records),
         by_reason=totals_by(records, lambda r: r.reason.split(":", 1)[0]),
         by_router=totals_by(records, router_key),
         by_arm=totals_by(records, arm_key),
@@ -112,14 +114,17 @@ def _money(value: float) -> str:
 
 
 def _table(name: str, title: str, groups: Mapping[str, UsageTotals]) -> str:
-    head = ("<tr><th></th><th>requests</th><th>strong share</th><th>cost</th><th>all-strong cost</th>"
-            "<th>saving</th><th>fallbacks</th><th>mean router ms</th></tr>")
+    head = (
+        "<tr><th></th><th>requests</th><th>strong share</th><th>cost</th><th>all-strong cost</th>"
+        "<th>saving</th><th>fallbacks</th><th>mean router ms</th></tr>"
+    )
     rows = "".join(
         f'<tr data-key="{html.escape(key)}"><th>{html.escape(key)}</th><td data-field="requests">{g.requests}</td>'
         f'<td data-field="strong_share">{g.strong_share:.1%}</td><td data-field="cost_usd">{_money(g.cost_usd)}</td>'
-        f"<td>{_money(g.strong_cost_usd)}</td><td data-field=\"saving_usd\">{_money(g.saving_usd)}</td>"
+        f'<td>{_money(g.strong_cost_usd)}</td><td data-field="saving_usd">{_money(g.saving_usd)}</td>'
         f"<td>{g.fallbacks}</td><td>{g.mean_router_latency_ms:.2f}</td></tr>"
-        for key, g in groups.items())
+        for key, g in groups.items()
+    )
     empty = "" if groups else '<tr><td colspan="8">no requests</td></tr>'
     return f'<section><h2>{title}</h2><table id="{name}">{head}{rows}{empty}</table></section>'
 
@@ -128,18 +133,31 @@ def render(data: Dashboard) -> str:
     t = data.usage.totals
     lat = data.router_latency
     rating = "-" if data.ratings.mean is None else f"{data.ratings.mean:.3f}"
-    cards = [("requests", str(t.requests)), ("cost_usd", _money(t.cost_usd)), ("saving_usd", _money(t.saving_usd)),
-             ("saving_share", f"{t.saving_share:.1%}"), ("strong_share", f"{t.strong_share:.1%}"),
-             ("fallbacks", str(t.fallbacks)), ("router_p95_ms", f"{lat.p95_ms:.2f}"),
-             ("rating_mean", f"{rating} (n={data.ratings.count})")]
-    card_html = "".join(f'<div class="card"><div class="label">{name.replace("_", " ")}</div>'
-                        f'<div class="value" id="card-{name}">{value}</div></div>' for name, value in cards)
+    cards = [
+        ("requests", str(t.requests)),
+        ("cost_usd", _money(t.cost_usd)),
+        ("saving_usd", _money(t.saving_usd)),
+        ("saving_share", f"{t.saving_share:.1%}"),
+        ("strong_share", f"{t.strong_share:.1%}"),
+        ("fallbacks", str(t.fallbacks)),
+        ("router_p95_ms", f"{lat.p95_ms:.2f}"),
+        ("rating_mean", f"{rating} (n={data.ratings.count})"),
+    ]
+    card_html = "".join(
+        f'<div class="card"><div class="label">{name.replace("_", " ")}</div>'
+        f'<div class="value" id="card-{name}">{value}</div></div>'
+        for name, value in cards
+    )
     latencies = [*data.latency_by_router.items(), *(("arm " + k, v) for k, v in data.latency_by_arm.items())]
-    latency_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v.p50_ms:.3f}</td><td>{v.p95_ms:.3f}</td>"
-                           f"<td>{v.p99_ms:.3f}</td></tr>" for k, v in latencies)
+    latency_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v.p50_ms:.3f}</td><td>{v.p95_ms:.3f}</td><td>{v.p99_ms:.3f}</td></tr>"
+        for k, v in latencies
+    )
     ratings = [*data.ratings_by_router.items(), *(("arm " + k, v) for k, v in data.ratings_by_arm.items())]
-    rating_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v.count}</td>"
-                          f"<td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>" for k, v in ratings)
+    rating_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v.count}</td><td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>"
+        for k, v in ratings
+    )
     payload = data.model_dump_json().replace("<", "\\u003c")  # raw script text: no "</script>" inside
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(data.title)}</title>

@@ -52,8 +52,16 @@ def utc_now_iso() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
-EXPERIMENT_FIELDS = ("experiment_id", "arm", "shadow_router_id", "shadow_router_version", "shadow_score",
-                     "shadow_threshold", "shadow_route", "shadow_router_latency_ms")
+EXPERIMENT_FIELDS = (
+    "experiment_id",
+    "arm",
+    "shadow_router_id",
+    "shadow_router_version",
+    "shadow_score",
+    "shadow_threshold",
+    "shadow_route",
+    "shadow_router_latency_ms",
+)
 
 
 class DecisionRecord(BaseModel):
@@ -135,8 +143,18 @@ class DecisionRecord(BaseModel):
             raise ValueError("decision_id must be a 26-character ULID")
         return value
 
-    @field_validator("score", "threshold", "router_latency_ms", "generation_latency_ms", "queue_latency_ms",
-                     "cost_usd", "strong_cost_usd", "energy_wh", "draft_latency_ms", "confidence")
+    @field_validator(
+        "score",
+        "threshold",
+        "router_latency_ms",
+        "generation_latency_ms",
+        "queue_latency_ms",
+        "cost_usd",
+        "strong_cost_usd",
+        "energy_wh",
+        "draft_latency_ms",
+        "confidence",
+    )
     @classmethod
     def _storable(cls, value: float | None) -> float | None:
         return 0.0 if value is not None and value < SMALLEST_STORED else value
@@ -155,8 +173,9 @@ class DecisionRecord(BaseModel):
     def _known_reason(cls, value: str) -> str:
         if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(("fallback:", "budget:")):
             return value
-        raise ValueError("reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or "
-                         "cascade:escalated")
+        raise ValueError(
+            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or cascade:escalated"
+        )
 
     @property
     def day(self) -> str:
@@ -184,9 +203,13 @@ def merge_served(served: DecisionRecord, device: DecisionRecord) -> DecisionReco
     pays for both answers.
     """
     if device.route == "strong":
-        update = {name: max(getattr(device, name), getattr(served, name))
-                  for name in ("prompt_tokens", "completion_tokens", "cost_usd", "strong_cost_usd")}
+        update = {
+            name: max(getattr(device, name), getattr(served, name))
+            for name in ("prompt_tokens", "completion_tokens", "cost_usd", "strong_cost_usd")
+        }
     else:
-        update = {"cost_usd": device.cost_usd + served.cost_usd,
-                  "strong_cost_usd": max(device.strong_cost_usd, served.strong_cost_usd)}
+        update = {
+            "cost_usd": device.cost_usd + served.cost_usd,
+            "strong_cost_usd": max(device.strong_cost_usd, served.strong_cost_usd),
+        }
     return device.model_copy(update=update)

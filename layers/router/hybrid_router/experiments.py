@@ -65,15 +65,23 @@ class ArmDecision:
     fields: dict[str, Any]
 
 
-def decide(experiment: Experiment, control: Any, candidate: Any, prompt: str, decision_id: str,
-           threshold: float | None = None, strong_share: float | None = None) -> ArmDecision:
+def decide(
+    experiment: Experiment,
+    control: Any,
+    candidate: Any,
+    prompt: str,
+    decision_id: str,
+    threshold: float | None = None,
+    strong_share: float | None = None,
+) -> ArmDecision:
     """Both routers score the prompt; the arm's router decides (`control`, `candidate`: hybrid_router Routers)."""
     arm = arm_for(experiment, decision_id)
 
     def decide_with(router: Any) -> Any:
         if router is control:
-            return control.decide(prompt, threshold=None if strong_share is not None else threshold,
-                                  strong_share=strong_share)
+            return control.decide(
+                prompt, threshold=None if strong_share is not None else threshold, strong_share=strong_share
+            )
         return candidate.decide(prompt, strong_share=strong_share)
 
     # The deciding router scores first (a second scoring of the same prompt runs warmer, which would flatter it),
@@ -81,13 +89,19 @@ def decide(experiment: Experiment, control: Any, candidate: Any, prompt: str, de
     used, other = (candidate, control) if arm == "candidate" else (control, candidate)
     decision = decide_with(used)
     shadow = decide_with(other)
-    fields = {"experiment_id": experiment.experiment_id, "arm": arm,
-              "shadow_router_id": other.info.router_id, "shadow_router_version": other.info.version,
-              "shadow_score": min(max(float(shadow.score), 0.0), 1.0),
-              "shadow_threshold": min(max(float(shadow.threshold), 0.0), 1.0),
-              "shadow_route": shadow.route, "shadow_router_latency_ms": float(shadow.latency_ms)}
-    return ArmDecision(used, float(decision.score), float(decision.threshold), decision.route,
-                       float(decision.latency_ms), fields)
+    fields = {
+        "experiment_id": experiment.experiment_id,
+        "arm": arm,
+        "shadow_router_id": other.info.router_id,
+        "shadow_router_version": other.info.version,
+        "shadow_score": min(max(float(shadow.score), 0.0), 1.0),
+        "shadow_threshold": min(max(float(shadow.threshold), 0.0), 1.0),
+        "shadow_route": shadow.route,
+        "shadow_router_latency_ms": float(shadow.latency_ms),
+    }
+    return ArmDecision(
+        used, float(decision.score), float(decision.threshold), decision.route, float(decision.latency_ms), fields
+    )
 
 
 # ---------------------------------------------------------------- statistics
@@ -202,16 +216,26 @@ def _unit(rating: Any) -> float:
     return unit_score(int(rating.rating), rating.scale)
 
 
-def report(experiment: Experiment, records: Iterable[DecisionRecord | Mapping[str, Any]],
-           ratings: Mapping[str, Any]) -> ExperimentReport:
+def report(
+    experiment: Experiment, records: Iterable[DecisionRecord | Mapping[str, Any]], ratings: Mapping[str, Any]
+) -> ExperimentReport:
     """The report over `records` (those tagged with this experiment are used) and `ratings` by decision id (a
     (rating, scale) pair or an object with .rating and .scale)."""
-    mine = [r for r in (x if isinstance(x, DecisionRecord) else DecisionRecord.model_validate(x) for x in records)
-            if r.experiment_id == experiment.experiment_id]
+    mine = [
+        r
+        for r in (x if isinstance(x, DecisionRecord) else DecisionRecord.model_validate(x) for x in records)
+        if r.experiment_id == experiment.experiment_id
+    ]
     mine.sort(key=lambda r: r.decision_id)
     scored = [r for r in mine if r.shadow_route is not None]
-    agreement = (sum(r.route == r.shadow_route for r in scored if r.reason == "routed")
-                 / max(1, sum(r.reason == "routed" for r in scored))) if scored else None
+    agreement = (
+        (
+            sum(r.route == r.shadow_route for r in scored if r.reason == "routed")
+            / max(1, sum(r.reason == "routed" for r in scored))
+        )
+        if scored
+        else None
+    )
     units = {decision_id: _unit(value) for decision_id, value in ratings.items()}
     refs = {"control": experiment.control, "candidate": experiment.candidate}
     arms: dict[str, ArmReport] = {}
@@ -224,24 +248,35 @@ def report(experiment: Experiment, records: Iterable[DecisionRecord | Mapping[st
         arms["control"] = _arm("control", experiment.control.router_id, experiment.control.version, control, units)
         arms["candidate"] = _shadow_arm(experiment, control)
         verdict = _shadow_verdict(control)
-    return ExperimentReport(experiment=experiment, requests=len(mine), agreement=agreement, arms=arms,
-                            verdict=verdict)
+    return ExperimentReport(experiment=experiment, requests=len(mine), agreement=agreement, arms=arms, verdict=verdict)
 
 
-def _arm(arm: Arm, router_id: str, version: str, records: list[DecisionRecord],
-         units: Mapping[str, float]) -> ArmReport:
+def _arm(
+    arm: Arm, router_id: str, version: str, records: list[DecisionRecord], units: Mapping[str, float]
+) -> ArmReport:
     n = len(records)
     strong = sum(r.route == "strong" for r in records)
     cost = math.fsum(r.cost_usd for r in records)
     strong_cost = math.fsum(r.strong_cost_usd for r in records)
     fallbacks = sum(r.reason.startswith("fallback:") for r in records)
     latencies = [r.router_latency_ms for r in records]
-    return ArmReport(arm=arm, router_id=router_id, router_version=version, requests=n, strong=strong,
-                     strong_share=strong / n if n else 0.0, cost_usd=cost, strong_cost_usd=strong_cost,
-                     saving_usd=strong_cost - cost, saving_share=(strong_cost - cost) / strong_cost if strong_cost else 0.0,
-                     fallbacks=fallbacks, fallback_rate=fallbacks / n if n else 0.0,
-                     router_latency_p50_ms=percentile(latencies, 50), router_latency_p95_ms=percentile(latencies, 95),
-                     ratings=Ratings.of([units[r.decision_id] for r in records if r.decision_id in units]))
+    return ArmReport(
+        arm=arm,
+        router_id=router_id,
+        router_version=version,
+        requests=n,
+        strong=strong,
+        strong_share=strong / n if n else 0.0,
+        cost_usd=cost,
+        strong_cost_usd=strong_cost,
+        saving_usd=strong_cost - cost,
+        saving_share=(strong_cost - cost) / strong_cost if strong_cost else 0.0,
+        fallbacks=fallbacks,
+        fallback_rate=fallbacks / n if n else 0.0,
+        router_latency_p50_ms=percentile(latencies, 50),
+        router_latency_p95_ms=percentile(latencies, 95),
+        ratings=Ratings.of([units[r.decision_id] for r in records if r.decision_id in units]),
+    )
 
 
 def _shadow_arm(experiment: Experiment, control: list[DecisionRecord]) -> ArmReport:
@@ -261,12 +296,24 @@ def _shadow_arm(experiment: Experiment, control: list[DecisionRecord]) -> ArmRep
     cost = math.fsum(costs)
     strong_cost = math.fsum(r.strong_cost_usd for r in control)
     latencies = [r.shadow_router_latency_ms or 0.0 for r in control]
-    return ArmReport(arm="candidate", router_id=experiment.candidate.router_id,
-                     router_version=experiment.candidate.version, requests=n, strong=strong,
-                     strong_share=strong / n if n else 0.0, cost_usd=cost, strong_cost_usd=strong_cost,
-                     saving_usd=strong_cost - cost, saving_share=(strong_cost - cost) / strong_cost if strong_cost else 0.0,
-                     fallbacks=0, fallback_rate=0.0, router_latency_p50_ms=percentile(latencies, 50),
-                     router_latency_p95_ms=percentile(latencies, 95), ratings=Ratings(), estimated=True)
+    return ArmReport(
+        arm="candidate",
+        router_id=experiment.candidate.router_id,
+        router_version=experiment.candidate.version,
+        requests=n,
+        strong=strong,
+        strong_share=strong / n if n else 0.0,
+        cost_usd=cost,
+        strong_cost_usd=strong_cost,
+        saving_usd=strong_cost - cost,
+        saving_share=(strong_cost - cost) / strong_cost if strong_cost else 0.0,
+        fallbacks=0,
+        fallback_rate=0.0,
+        router_latency_p50_ms=percentile(latencies, 50),
+        router_latency_p95_ms=percentile(latencies, 95),
+        ratings=Ratings(),
+        estimated=True,
+    )
 
 
 def _shadow_verdict(control: list[DecisionRecord]) -> Verdict:
@@ -277,45 +324,76 @@ def _shadow_verdict(control: list[DecisionRecord]) -> Verdict:
     if b + c < MIN_DISCORDANT:
         rate = (b + c) / len(routed) if routed else 0.0
         more = f"about {math.ceil((MIN_DISCORDANT - b - c) / rate)} more requests" if rate else "more requests"
-        return Verdict(outcome="not_enough_data", test=test, needed=f"{MIN_DISCORDANT - (b + c)} more disagreements "
-                       f"between the routers ({more} at the current rate)",
-                       summary=f"not enough data yet: {b + c} of {MIN_DISCORDANT} disagreements")
+        return Verdict(
+            outcome="not_enough_data",
+            test=test,
+            needed=f"{MIN_DISCORDANT - (b + c)} more disagreements between the routers ({more} at the current rate)",
+            summary=f"not enough data yet: {b + c} of {MIN_DISCORDANT} disagreements",
+        )
     p = mcnemar_exact(b, c)
     if p >= ALPHA:
-        return Verdict(outcome="no_difference", test=test, statistic=float(b - c), p_value=p,
-                       summary=f"the candidate's strong share is not significantly different (p = {p:.3g}); "
-                               "shadow mode cannot compare quality: run an A/B next")
+        return Verdict(
+            outcome="no_difference",
+            test=test,
+            statistic=float(b - c),
+            p_value=p,
+            summary=f"the candidate's strong share is not significantly different (p = {p:.3g}); "
+            "shadow mode cannot compare quality: run an A/B next",
+        )
     fewer = b > c
-    return Verdict(outcome="candidate_better" if fewer else "candidate_worse", test=test, statistic=float(b - c),
-                   p_value=p, summary=f"the candidate sends significantly {'fewer' if fewer else 'more'} prompts strong "
-                                      f"(p = {p:.3g}); shadow mode cannot compare quality: run an A/B next")
+    return Verdict(
+        outcome="candidate_better" if fewer else "candidate_worse",
+        test=test,
+        statistic=float(b - c),
+        p_value=p,
+        summary=f"the candidate sends significantly {'fewer' if fewer else 'more'} prompts strong "
+        f"(p = {p:.3g}); shadow mode cannot compare quality: run an A/B next",
+    )
 
 
 def _ab_verdict(control: ArmReport, candidate: ArmReport) -> Verdict:
     test = "Welch's test on ratings, normal approximation (two-sided, alpha 0.05)"
     cost_z, cost_p = two_proportion_z(control.strong, control.requests, candidate.strong, candidate.requests)
     cost_test = "two-proportion z-test on strong share"
-    short = {arm.arm: MIN_RATINGS - arm.ratings.count for arm in (control, candidate)
-             if arm.ratings.count < MIN_RATINGS or arm.ratings.variance is None}
+    short = {
+        arm.arm: MIN_RATINGS - arm.ratings.count
+        for arm in (control, candidate)
+        if arm.ratings.count < MIN_RATINGS or arm.ratings.variance is None
+    }
     if short:
         needed = ", ".join(f"{max(n, 1)} more rated answers in the {arm} arm" for arm, n in short.items())
-        return Verdict(outcome="not_enough_data", test=test, cost_test=cost_test, cost_p_value=cost_p, needed=needed,
-                       summary=f"not enough data yet: {needed} (at least {MIN_RATINGS} per arm)")
+        return Verdict(
+            outcome="not_enough_data",
+            test=test,
+            cost_test=cost_test,
+            cost_p_value=cost_p,
+            needed=needed,
+            summary=f"not enough data yet: {needed} (at least {MIN_RATINGS} per arm)",
+        )
     a, b = control.ratings, candidate.ratings
     assert a.mean is not None and b.mean is not None and a.variance is not None and b.variance is not None
     z, p = welch_z(a.mean, a.variance, a.count, b.mean, b.variance, b.count)
     base = dict(test=test, statistic=z, p_value=p, cost_test=cost_test, cost_p_value=cost_p)
     if p < ALPHA and b.mean < a.mean:
-        return Verdict(outcome="candidate_worse", **base,
-                       summary=f"the candidate is rated significantly worse ({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g})")
+        return Verdict(
+            outcome="candidate_worse",
+            **base,
+            summary=f"the candidate is rated significantly worse ({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g})",
+        )
     cheaper = candidate.strong_share < control.strong_share and cost_p < ALPHA
     if cheaper and candidate.saving_share > control.saving_share:
-        return Verdict(outcome="candidate_better", **base,
-                       summary=f"the candidate sends significantly fewer prompts strong ({candidate.strong_share:.1%} "
-                               f"vs {control.strong_share:.1%}, p = {cost_p:.3g}), saves {candidate.saving_share:.1%} "
-                               f"against {control.saving_share:.1%}, and is not rated significantly worse "
-                               f"({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g}): promote it")
-    return Verdict(outcome="no_difference", **base,
-                   summary=f"the candidate saves {candidate.saving_share:.1%} against {control.saving_share:.1%} "
-                           f"(strong share p = {cost_p:.3g}); ratings {b.mean:.3f} vs {a.mean:.3f} (p = {p:.3g}): "
-                           "no significant gain, keep the control")
+        return Verdict(
+            outcome="candidate_better",
+            **base,
+            summary=f"the candidate sends significantly fewer prompts strong ({candidate.strong_share:.1%} "
+            f"vs {control.strong_share:.1%}, p = {cost_p:.3g}), saves {candidate.saving_share:.1%} "
+            f"against {control.saving_share:.1%}, and is not rated significantly worse "
+            f"({b.mean:.3f} vs {a.mean:.3f}, p = {p:.3g}): promote it",
+        )
+    return Verdict(
+        outcome="no_difference",
+        **base,
+        summary=f"the candidate saves {candidate.saving_share:.1%} against {control.saving_share:.1%} "
+        f"(strong share p = {cost_p:.3g}); ratings {b.mean:.3f} vs {a.mean:.3f} (p = {p:.3g}): "
+        "no significant gain, keep the control",
+    )

@@ -21,13 +21,18 @@ _SCALES: dict[str, tuple[int, ...]] = {"stars": (1, 2, 3, 4, 5), "thumbs": (-1, 
 
 class FeedbackRequest(TextOnly):
     # The schema states the rule of _rating_scale: a rating of 1 names its scale.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "if": {"required": ["rating"], "properties": {"rating": {"const": 1}}},
-        "then": {"required": ["scale"], "properties": {"scale": {"type": "string"}}}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"required": ["rating"], "properties": {"rating": {"const": 1}}},
+            "then": {"required": ["scale"], "properties": {"scale": {"type": "string"}}},
+        },
+    )
 
     decision_id: str = Field(min_length=26, max_length=26, pattern=ULID_PATTERN, description="a ULID")
-    rating: StrictInt = Field(description="1..5 stars, or -1 / +1 thumbs",
-                              json_schema_extra={"enum": [-1, 1, 2, 3, 4, 5]})
+    rating: StrictInt = Field(
+        description="1..5 stars, or -1 / +1 thumbs", json_schema_extra={"enum": [-1, 1, 2, 3, 4, 5]}
+    )
     scale: Scale | None = Field(default=None, description="stars or thumbs: needed for a rating of 1, else inferred")
     comment: str | None = Field(default=None, max_length=4000)
 

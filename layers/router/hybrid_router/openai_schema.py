@@ -69,8 +69,9 @@ def _combining_runs() -> re.Pattern[str]:
             ranges[-1][1] = code
         else:
             ranges.append([code, code])
-    marks = "".join(re.escape(chr(first)) + (f"-{re.escape(chr(last))}" if last > first else "")
-                    for first, last in ranges)
+    marks = "".join(
+        re.escape(chr(first)) + (f"-{re.escape(chr(last))}" if last > first else "") for first, last in ranges
+    )
     return re.compile(f"[{marks}]{{{MAX_COMBINING_RUN + 1},}}")
 
 
@@ -152,28 +153,42 @@ class ChatCompletionRequest(TextOnly):
         Text that is not text (a lone UTF-16 surrogate in any field) fails validation already (TextOnly)."""
         extra = self.model_extra or {}
         if self.n not in (None, 1):  # one answer per request; never silently fewer than asked for
-            return InputProblem("unsupported_value", "n",
-                                f"n={self.n!r} is not supported: one answer per request (n=1)")
+            return InputProblem(
+                "unsupported_value", "n", f"n={self.n!r} is not supported: one answer per request (n=1)"
+            )
         for name in ("tools", "functions"):
             if extra.get(name):  # an empty list is harmless; a tool list would be silently ignored
-                return InputProblem("unsupported_value", name, f"'{name}' (function calling) is not supported: "
-                                    "the router's models answer with text only")
+                return InputProblem(
+                    "unsupported_value",
+                    name,
+                    f"'{name}' (function calling) is not supported: the router's models answer with text only",
+                )
         for index, message in enumerate(self.messages):
             if isinstance(message.content, list):
                 for part in message.content:
                     kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
                     if kind != "text":
-                        return InputProblem("unsupported_value", f"messages.{index}.content",
-                                            f"content parts of type {kind!r} are not supported: text only")
+                        return InputProblem(
+                            "unsupported_value",
+                            f"messages.{index}.content",
+                            f"content parts of type {kind!r} are not supported: text only",
+                        )
         if sum(len(m.text()) for m in self.messages) > MAX_PROMPT_CHARS:
-            return InputProblem("prompt_too_large", "messages",
-                                f"the prompt is longer than {MAX_PROMPT_CHARS} characters", too_large=True)
+            return InputProblem(
+                "prompt_too_large",
+                "messages",
+                f"the prompt is longer than {MAX_PROMPT_CHARS} characters",
+                too_large=True,
+            )
         for index, message in enumerate(self.messages):
             run = longest_combining_run(message.text())
             if run:
-                return InputProblem("invalid_value", f"messages.{index}.content",
-                                    f"messages.{index}.content holds {run} combining marks in a row; at most "
-                                    f"{MAX_COMBINING_RUN} may follow one character (Unicode stream-safe text)")
+                return InputProblem(
+                    "invalid_value",
+                    f"messages.{index}.content",
+                    f"messages.{index}.content holds {run} combining marks in a row; at most "
+                    f"{MAX_COMBINING_RUN} may follow one character (Unicode stream-safe text)",
+                )
         return None
 
     def last_user_text(self) -> str:
@@ -207,8 +222,9 @@ class ChatCompletionResponse(BaseModel):
     routing: dict[str, Any] | None = None
 
 
-def completion_chunk(completion_id: str, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-                     created: int | None = None) -> dict[str, Any]:
+def completion_chunk(
+    completion_id: str, model: str, delta: dict[str, Any], finish_reason: str | None = None, created: int | None = None
+) -> dict[str, Any]:
     return {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -218,9 +234,16 @@ def completion_chunk(completion_id: str, model: str, delta: dict[str, Any], fini
     }
 
 
-def error_body(message: str, error_type: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, error_type: str = "invalid_request_error", code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """OpenAI-style error body: {"error": {"message", "type", "param", "code"}}. A message or param quoting the
     caller's input is made printable, so the error itself can always be sent."""
-    return {"error": {"message": printable(message), "type": error_type,
-                      "param": None if param is None else printable(param), "code": code}}
+    return {
+        "error": {
+            "message": printable(message),
+            "type": error_type,
+            "param": None if param is None else printable(param),
+            "code": code,
+        }
+    }

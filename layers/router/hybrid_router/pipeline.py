@@ -107,8 +107,12 @@ class AnswerFailed(BackendError):
 
     def __init__(self, message: str, errors: list[BackendError]):
         last = errors[-1] if errors else BackendError(message, cause="no_backend", status_code=503)
-        super().__init__(message, cause=last.cause, status_code=last.status_code if last.status_code >= 400 else 502,
-                         retry_after_s=last.retry_after_s)
+        super().__init__(
+            message,
+            cause=last.cause,
+            status_code=last.status_code if last.status_code >= 400 else 502,
+            retry_after_s=last.retry_after_s,
+        )
         self.errors = errors
         self.last = last
 
@@ -142,9 +146,19 @@ def _load(backend: ChatBackend) -> None:
 
 
 class Pipeline:
-    def __init__(self, weak: ChatBackend | None, strong: ChatBackend | None, weak_name: str, strong_name: str,
-                 recorder: Recorder, costs: CostModel | None = None, budget: SpendLedger | None = None,
-                 fallback: bool = True, store_prompts: bool = False, default_max_tokens: int = 256):
+    def __init__(
+        self,
+        weak: ChatBackend | None,
+        strong: ChatBackend | None,
+        weak_name: str,
+        strong_name: str,
+        recorder: Recorder,
+        costs: CostModel | None = None,
+        budget: SpendLedger | None = None,
+        fallback: bool = True,
+        store_prompts: bool = False,
+        default_max_tokens: int = 256,
+    ):
         self.weak = weak
         self.strong = strong
         self.weak_name = weak_name
@@ -175,8 +189,9 @@ class Pipeline:
             return exc
         return None
 
-    def attempts(self, plan: Plan, draft: Draft | None = None,
-                 draft_error: BackendError | None = None) -> tuple[list[Attempt], str]:
+    def attempts(
+        self, plan: Plan, draft: Draft | None = None, draft_error: BackendError | None = None
+    ) -> tuple[list[Attempt], str]:
         """Backends to try in order, and the reason to record if the first one answers. In the cascade band (the
         draft was not kept, or failed) that is the strong model alone: the draft, if any, is the fallback."""
         weak = Attempt("weak", self.weak) if self.weak is not None else None
@@ -196,8 +211,13 @@ class Pipeline:
         return ([chosen, other] if self.fallback and other else [chosen]), plan.reason
 
     def _options(self, request: ChatCompletionRequest, plan: Plan) -> dict:
-        return {"max_tokens": self.max_tokens(request), "temperature": request.temperature or 0.0,
-                "decision_id": plan.decision_id, "stop": request.stop_list(), "top_p": request.top_p}
+        return {
+            "max_tokens": self.max_tokens(request),
+            "temperature": request.temperature or 0.0,
+            "decision_id": plan.decision_id,
+            "stop": request.stop_list(),
+            "top_p": request.top_p,
+        }
 
     def _reserve(self, attempt: Attempt, request: ChatCompletionRequest, options: dict) -> None:
         """A strong attempt first reserves its worst-case cost (raises BudgetExceeded); the weak one costs none."""
@@ -212,9 +232,19 @@ class Pipeline:
 
     # the record
 
-    def record(self, plan: Plan, request: ChatCompletionRequest, route: str, reason: str, prompt_tokens: int,
-               completion_tokens: int, generation_s: float, error: str | None = None,
-               queue_s: float = 0.0, draft: Draft | None = None) -> DecisionRecord:
+    def record(
+        self,
+        plan: Plan,
+        request: ChatCompletionRequest,
+        route: str,
+        reason: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        generation_s: float,
+        error: str | None = None,
+        queue_s: float = 0.0,
+        draft: Draft | None = None,
+    ) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
         With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
         energy (and its electricity cost) to the record."""
@@ -233,21 +263,41 @@ class Pipeline:
             cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
         if error is not None:  # a failed or cut answer saves nothing against always-strong
             strong_cost = cost
-        cascade = {} if draft is None else {
-            "draft_tokens": draft.completion_tokens, "draft_latency_ms": max(draft.seconds - draft.queue_s, 0.0) * 1e3,
-            "confidence": min(max(draft.confidence, 0.0), 1.0), "escalated": not draft.kept}
+        cascade = (
+            {}
+            if draft is None
+            else {
+                "draft_tokens": draft.completion_tokens,
+                "draft_latency_ms": max(draft.seconds - draft.queue_s, 0.0) * 1e3,
+                "confidence": min(max(draft.confidence, 0.0), 1.0),
+                "escalated": not draft.kept,
+            }
+        )
         return DecisionRecord(
-            decision_id=plan.decision_id, tenant_id=plan.tenant_id, device_id=plan.device_id,
-            router_id=plan.router_id, router_version=plan.router_version, score=min(max(plan.score, 0.0), 1.0),
-            threshold=min(max(plan.threshold, 0.0), 1.0), route=route, reason=reason,
-            weak_model=self.weak_name, strong_model=self.strong_name,
+            decision_id=plan.decision_id,
+            tenant_id=plan.tenant_id,
+            device_id=plan.device_id,
+            router_id=plan.router_id,
+            router_version=plan.router_version,
+            score=min(max(plan.score, 0.0), 1.0),
+            threshold=min(max(plan.threshold, 0.0), 1.0),
+            route=route,
+            reason=reason,
+            weak_model=self.weak_name,
+            strong_model=self.strong_name,
             model_used=self.weak_name if route == "weak" else self.strong_name,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            router_latency_ms=plan.router_latency_ms, generation_latency_ms=generation_s * 1000.0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            router_latency_ms=plan.router_latency_ms,
+            generation_latency_ms=generation_s * 1000.0,
             queue_latency_ms=queue_s * 1000.0,
-            cost_usd=cost, strong_cost_usd=strong_cost, energy_wh=energy,
-            status="error" if error else "ok", error=error[:500] if error else None,
-            prompt=request.last_user_text() if self.store_prompts else None, **cascade,
+            cost_usd=cost,
+            strong_cost_usd=strong_cost,
+            energy_wh=energy,
+            status="error" if error else "ok",
+            error=error[:500] if error else None,
+            prompt=request.last_user_text() if self.store_prompts else None,
+            **cascade,
             **plan.experiment_fields,
         )
 
@@ -256,8 +306,9 @@ class Pipeline:
 
     # answering
 
-    def complete(self, request: ChatCompletionRequest, plan: Plan,
-                 cancelled: Callable[[], bool] | None = None) -> Answer:
+    def complete(
+        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool] | None = None
+    ) -> Answer:
         """A whole answer. With `cancelled` (e.g. "has the HTTP client hung up?"), the answer is generated as a
         stream and stops at the first piece after `cancelled()` turns true (raises ClientGone)."""
         if cancelled is not None:
@@ -286,9 +337,17 @@ class Pipeline:
                     if exc.cause == INPUT_REJECTED:
                         break
                     continue
-                record = self.record(plan, request, attempt.route, reason, completion.prompt_tokens,
-                                     completion.completion_tokens, time.perf_counter() - began,
-                                     queue_s=completion.queue_s, draft=draft)
+                record = self.record(
+                    plan,
+                    request,
+                    attempt.route,
+                    reason,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                    time.perf_counter() - began,
+                    queue_s=completion.queue_s,
+                    draft=draft,
+                )
                 stored = self.write(record)
                 return Answer(completion.text, completion.finish_reason, record, stored)
             if self._draft_is_fallback(draft, errors):
@@ -300,8 +359,9 @@ class Pipeline:
 
     # cascade: the local draft
 
-    def _draft(self, plan: Plan, request: ChatCompletionRequest, messages: list[dict],
-               options: dict) -> tuple[Draft | None, BackendError | None]:
+    def _draft(
+        self, plan: Plan, request: ChatCompletionRequest, messages: list[dict], options: dict
+    ) -> tuple[Draft | None, BackendError | None]:
         """In the cascade band, the local model's draft and the policy's verdict on it; else (None, None). A draft
         that cannot be made is (None, the error): the prompt goes to the strong model."""
         policy = plan.cascade
@@ -318,16 +378,24 @@ class Pipeline:
             log.warning("cascade draft failed (%s); asking the strong model", exc.cause)
             return None, exc
         except KeyboardInterrupt:  # Ctrl-C in the CLI while the draft is made: still logged
-            self.write(self.record(plan, request, "weak", plan.reason, 0, 0, time.perf_counter() - began,
-                                   error="interrupted"))
+            self.write(
+                self.record(plan, request, "weak", plan.reason, 0, 0, time.perf_counter() - began, error="interrupted")
+            )
             raise
         seconds = time.perf_counter() - began
         completion = made.completion
         features = answer_confidence(made.tokens, completion.text)
         confidence = policy.confidence(features, options["max_tokens"])
-        return Draft(completion.text, completion.finish_reason or "stop", completion.prompt_tokens,
-                     completion.completion_tokens, seconds, completion.queue_s, confidence,
-                     policy.keeps(confidence)), None
+        return Draft(
+            completion.text,
+            completion.finish_reason or "stop",
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            seconds,
+            completion.queue_s,
+            confidence,
+            policy.keeps(confidence),
+        ), None
 
     def _draft_is_fallback(self, draft: Draft | None, errors: list[BackendError]) -> bool:
         """After the strong model failed (or was never asked: over a cap, not configured), the discarded draft is
@@ -341,13 +409,23 @@ class Pipeline:
         return f"fallback:{errors[0].cause}" if errors else reason
 
     def _draft_answer(self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str) -> Answer:
-        record = self.record(plan, request, "weak", reason, draft.prompt_tokens, draft.completion_tokens,
-                             draft.seconds, queue_s=draft.queue_s, draft=draft)
+        record = self.record(
+            plan,
+            request,
+            "weak",
+            reason,
+            draft.prompt_tokens,
+            draft.completion_tokens,
+            draft.seconds,
+            queue_s=draft.queue_s,
+            draft=draft,
+        )
         stored = self.write(record)
         return Answer(draft.text, draft.finish_reason, record, stored)
 
-    def _complete_cancellable(self, request: ChatCompletionRequest, plan: Plan,
-                              cancelled: Callable[[], bool]) -> Answer:
+    def _complete_cancellable(
+        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool]
+    ) -> Answer:
         answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
         for _ in answer:
             if cancelled():
@@ -357,8 +435,14 @@ class Pipeline:
         assert answer.record is not None
         return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
 
-    def give_up(self, plan: Plan, request: ChatCompletionRequest, errors: list[BackendError],
-                seconds: float, draft: Draft | None = None) -> AnswerFailed:
+    def give_up(
+        self,
+        plan: Plan,
+        request: ChatCompletionRequest,
+        errors: list[BackendError],
+        seconds: float,
+        draft: Draft | None = None,
+    ) -> AnswerFailed:
         """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
         prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
         with a smaller context, would not be a fallback but a silent different answer."""
@@ -371,7 +455,8 @@ class Pipeline:
         lead = "no model could answer"
         if errors and errors[-1].cause == INPUT_REJECTED:
             lead = "the strong model refused this request" + (
-                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model")
+                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model"
+            )
         return AnswerFailed(f"{lead}: {message}", errors)
 
     def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> "StreamingAnswer":
@@ -404,8 +489,18 @@ class Pipeline:
                     first = next(pieces)
                 except StopIteration as stop:
                     handed_over = attempt
-                    return StreamingAnswer(self, plan, request, attempt, reason, began, None, iter(()),
-                                           _stream_result(stop.value), draft=draft)
+                    return StreamingAnswer(
+                        self,
+                        plan,
+                        request,
+                        attempt,
+                        reason,
+                        began,
+                        None,
+                        iter(()),
+                        _stream_result(stop.value),
+                        draft=draft,
+                    )
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
@@ -413,13 +508,25 @@ class Pipeline:
                         break
                     continue
                 except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
-                    self.write(self.record(plan, request, attempt.route, reason, 0, 0, time.perf_counter() - began,
-                                           error="interrupted", draft=draft))
+                    self.write(
+                        self.record(
+                            plan,
+                            request,
+                            attempt.route,
+                            reason,
+                            0,
+                            0,
+                            time.perf_counter() - began,
+                            error="interrupted",
+                            draft=draft,
+                        )
+                    )
                     raise
                 try:
                     if open_record:
-                        self.recorder.begin(self.record(plan, request, attempt.route, reason, 0, 0, 0.0,
-                                                        error=UNFINISHED, draft=draft))
+                        self.recorder.begin(
+                            self.record(plan, request, attempt.route, reason, 0, 0, 0.0, error=UNFINISHED, draft=draft)
+                        )
                 except BaseException:
                     pieces.close()
                     raise
@@ -432,15 +539,26 @@ class Pipeline:
         finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
             self._settle([a for a in attempts if a is not handed_over])
 
-    def _draft_stream(self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str,
-                      open_record: bool) -> "StreamingAnswer":
+    def _draft_stream(
+        self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str, open_record: bool
+    ) -> "StreamingAnswer":
         """A held draft handed out as a stream of one piece (it is complete already)."""
         assert self.weak is not None
         if open_record:
             self.recorder.begin(self.record(plan, request, "weak", reason, 0, 0, 0.0, error=UNFINISHED, draft=draft))
         usage = StreamResult(draft.prompt_tokens, draft.completion_tokens, draft.finish_reason, draft.queue_s)
-        return StreamingAnswer(self, plan, request, Attempt("weak", self.weak), reason, time.perf_counter(),
-                               draft.text or None, iter(()), usage, draft=draft)
+        return StreamingAnswer(
+            self,
+            plan,
+            request,
+            Attempt("weak", self.weak),
+            reason,
+            time.perf_counter(),
+            draft.text or None,
+            iter(()),
+            usage,
+            draft=draft,
+        )
 
 
 @dataclass
@@ -518,9 +636,18 @@ class StreamingAnswer:
         seconds = time.perf_counter() - self.began
         if self.draft is not None and self.route == "weak":  # the held draft: its generation time, not the handing out
             seconds = self.draft.seconds
-        self.record = self.pipeline.record(self.plan, self.request, self.route, self.reason, int(usage.prompt_tokens),
-                                           int(usage.completion_tokens), seconds,
-                                           error=error, queue_s=usage.queue_s, draft=self.draft)
+        self.record = self.pipeline.record(
+            self.plan,
+            self.request,
+            self.route,
+            self.reason,
+            int(usage.prompt_tokens),
+            int(usage.completion_tokens),
+            seconds,
+            error=error,
+            queue_s=usage.queue_s,
+            draft=self.draft,
+        )
         try:
             self.stored = self.pipeline.write(self.record)
         finally:
@@ -531,5 +658,14 @@ class StreamingAnswer:
         return "".join(self.text_parts)
 
 
-__all__ = ["Answer", "AnswerFailed", "ClientGone", "Attempt", "Draft", "Pipeline", "Plan", "Recorder",
-           "StreamingAnswer"]
+__all__ = [
+    "Answer",
+    "AnswerFailed",
+    "ClientGone",
+    "Attempt",
+    "Draft",
+    "Pipeline",
+    "Plan",
+    "Recorder",
+    "StreamingAnswer",
+]

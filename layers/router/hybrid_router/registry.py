@@ -233,8 +233,9 @@ class S3Blobs:
                 handle.write(block)
 
     def presigned_url(self, key: str, expires_s: int = 900) -> str:
-        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                                  ExpiresIn=expires_s)
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+        )
 
 
 def sha256_file(path: Path) -> str:
@@ -267,11 +268,15 @@ def manifest_for(path: str | os.PathLike[str]) -> tuple[Manifest, dict[str, Path
     missing = [name for name, file in files.items() if not file.is_file()]
     if missing:
         raise RegistryError(f"{onnx_path.parent} lacks {', '.join(missing)}")
-    manifest = Manifest(router_id=_name_part(info.router_id, "router id"), version=_name_part(info.version, "version"),
-                        kind=info.kind, strong_model=info.strong_model, weak_model=info.weak_model,
-                        default_threshold=info.default_threshold,
-                        files={name: FileEntry(sha256=sha256_file(file), bytes=file.stat().st_size)
-                               for name, file in files.items()})
+    manifest = Manifest(
+        router_id=_name_part(info.router_id, "router id"),
+        version=_name_part(info.version, "version"),
+        kind=info.kind,
+        strong_model=info.strong_model,
+        weak_model=info.weak_model,
+        default_threshold=info.default_threshold,
+        files={name: FileEntry(sha256=sha256_file(file), bytes=file.stat().st_size) for name, file in files.items()},
+    )
     return manifest, files
 
 
@@ -296,8 +301,10 @@ class RouterRegistry:
         if existing is not None:
             if existing.files == manifest.files:
                 return existing
-            raise VersionExists(f"{manifest.ref} is registered already with other files; give the new router "
-                                "another version (a version is never replaced)")
+            raise VersionExists(
+                f"{manifest.ref} is registered already with other files; give the new router "
+                "another version (a version is never replaced)"
+            )
         for name, file in files.items():
             self.blobs.put(manifest.ref.prefix + name, file.read_bytes())
         self.blobs.put(manifest.ref.prefix + MANIFEST, manifest.model_dump_json(indent=2).encode())
@@ -407,12 +414,16 @@ class RouterRegistry:
         return _model(Experiment, data, f"experiment {experiment_id}")
 
     def experiments(self) -> list[Experiment]:
-        found = [_model(Experiment, self.blobs.get(key) or b"", key) for key in self.blobs.keys("experiments/")
-                 if key.endswith(".json")]
+        found = [
+            _model(Experiment, self.blobs.get(key) or b"", key)
+            for key in self.blobs.keys("experiments/")
+            if key.endswith(".json")
+        ]
         return sorted(found, key=lambda e: e.started_at)
 
-    def start_experiment(self, experiment_id: str, candidate: RouterRef, mode: Literal["shadow", "ab"],
-                         share: float = 0.5) -> Experiment:
+    def start_experiment(
+        self, experiment_id: str, candidate: RouterRef, mode: Literal["shadow", "ab"], share: float = 0.5
+    ) -> Experiment:
         """Starts an experiment of `candidate` against the active version (which stays the control)."""
         current = self.deployment()
         if current is None:
@@ -424,8 +435,9 @@ class RouterRegistry:
         self.manifest(candidate)
         if self.blobs.get(f"experiments/{experiment_id}.json") is not None:
             raise RegistryError(f"experiment {experiment_id!r} exists already; choose another id")
-        experiment = Experiment(experiment_id=experiment_id, mode=mode, control=current.active, candidate=candidate,
-                                share=share)
+        experiment = Experiment(
+            experiment_id=experiment_id, mode=mode, control=current.active, candidate=candidate, share=share
+        )
         self._save_experiment(experiment)
         self._write_deployment(Deployment(active=current.active, experiment=experiment))
         return experiment
@@ -436,8 +448,9 @@ class RouterRegistry:
         if current is None or current.experiment is None or current.experiment.experiment_id != experiment_id:
             self.experiment(experiment_id)  # ExperimentNotFound if there is no such experiment at all
             raise RegistryError(f"experiment {experiment_id!r} is not running")
-        experiment = current.experiment.model_copy(update={"status": "promoted" if promote else "stopped",
-                                                           "ended_at": utc_now_iso()})
+        experiment = current.experiment.model_copy(
+            update={"status": "promoted" if promote else "stopped", "ended_at": utc_now_iso()}
+        )
         self._save_experiment(experiment)
         active = experiment.candidate if promote else experiment.control
         return self._write_deployment(Deployment(active=active, experiment=None))

@@ -75,8 +75,9 @@ def _records(records: Iterable[DecisionRecord | Mapping[str, Any]]) -> Iterable[
         yield item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
 
 
-def totals_by(records: Iterable[DecisionRecord | Mapping[str, Any]],
-              key: Callable[[DecisionRecord], str | None]) -> dict[str, UsageTotals]:
+def totals_by(
+    records: Iterable[DecisionRecord | Mapping[str, Any]], key: Callable[[DecisionRecord], str | None]
+) -> dict[str, UsageTotals]:
     """UsageTotals per group of records (`key`: the group of a record; None leaves it out), groups sorted."""
     groups: dict[str, _Accumulator] = {}
     for record in _records(records):

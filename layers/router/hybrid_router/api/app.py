@@ -19,12 +19,15 @@ from hybrid_router.api.settings import ApiSettings
 RouteGroup = Literal["inference", "records"]
 ALL_GROUPS: tuple[RouteGroup, ...] = ("inference", "records")
 # Either header carries the key (API Gateway, in Lambda, reads x-api-key only).
-API_KEY_SCHEMES = {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-                   "Bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"}}
+API_KEY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"},
+}
 
 
-def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteGroup] = ALL_GROUPS,
-               **parts: Any) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None, *, groups: Collection[RouteGroup] = ALL_GROUPS, **parts: Any
+) -> FastAPI:
     """The API. `groups` picks the routes a Lambda function serves ("inference": chat, models, route;
     "records": decisions, usage, feedback, router versions, experiment reports); /health is always there. `parts` replace what would be built from
     settings: router, store, strong_backend, weak_backend, cost_model, telemetry (see Services)."""
@@ -32,8 +35,13 @@ def create_app(settings: ApiSettings | None = None, *, groups: Collection[RouteG
     unknown = set(groups) - set(ALL_GROUPS)
     if unknown:
         raise ValueError(f"unknown route groups {sorted(unknown)}; choose from {ALL_GROUPS}")
-    app = FastAPI(title="hybrid-router cloud API", version=hybrid_router.__version__,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="hybrid-router cloud API",
+        version=hybrid_router.__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.services = Services(settings, **parts)
     install_error_handlers(app)
     if "inference" in groups:

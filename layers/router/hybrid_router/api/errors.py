@@ -34,8 +34,14 @@ _ERROR_TYPES = {
 class ApiError(Exception):
     """Raised anywhere in a request; becomes `status_code` + an OpenAI-style error body."""
 
-    def __init__(self, status_code: int, message: str, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
@@ -44,8 +50,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status_code: int, message: str, code: str | None = None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status_code: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = error_body(message, _ERROR_TYPES.get(status_code, "invalid_request_error"), code=code, param=param)
     return JSONResponse(body, status_code=status_code, headers=headers)
 
@@ -86,8 +97,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             # FastAPI's words for a body that is not UTF-8 (json.loads never saw it).
-            return error_response(400, "The request body is not valid JSON: it must be UTF-8 encoded.",
-                                  code="invalid_json")
+            return error_response(
+                400, "The request body is not valid JSON: it must be UTF-8 encoded.", code="invalid_json"
+            )
         messages = {404: "No such route.", 405: "Method not allowed on this route."}
         message = messages.get(exc.status_code) or str(exc.detail)
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
@@ -95,5 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "Internal error; the request was not completed. Retry, and report it if it "
-                                   "persists.", code="internal_error")
+        return error_response(
+            500,
+            "Internal error; the request was not completed. Retry, and report it if it persists.",
+            code="internal_error",
+        )

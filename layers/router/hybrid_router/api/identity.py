@@ -39,8 +39,12 @@ class IdentityError(Exception):
 
 def _id_part(value: str, what: str, origin: str) -> str:
     if not _PART.match(value):
-        raise IdentityError(403, f"The caller's {what} {value[:64]!r} ({origin}) is not a valid id: it must be 1 to "
-                                 "128 letters, digits or _ . : @ - (no '#').", code="invalid_identity")
+        raise IdentityError(
+            403,
+            f"The caller's {what} {value[:64]!r} ({origin}) is not a valid id: it must be 1 to "
+            "128 letters, digits or _ . : @ - (no '#').",
+            code="invalid_identity",
+        )
     return value
 
 
@@ -57,19 +61,22 @@ def parse_key_map(text: str) -> dict[str, Identity]:
     return mapping
 
 
-def identity_from_event(event: dict[str, Any], key_identities: dict[str, Identity],
-                        default_tenant: str) -> Identity:
+def identity_from_event(event: dict[str, Any], key_identities: dict[str, Identity], default_tenant: str) -> Identity:
     """The caller of an API Gateway REST (v1) proxy event."""
     context = event.get("requestContext") or {}
     api_key_id = ((context.get("identity") or {}).get("apiKeyId") or "").strip()
     if not api_key_id:
-        raise IdentityError(401, "No API key identity in the request context: call through API Gateway "
-                                 "with an x-api-key header.")
+        raise IdentityError(
+            401, "No API key identity in the request context: call through API Gateway with an x-api-key header."
+        )
     if api_key_id in key_identities:
         return key_identities[api_key_id].model_copy(update={"source": "api_gateway"})
     tenant = ((event.get("stageVariables") or {}).get("tenantId") or default_tenant).strip()
-    return Identity(tenant_id=_id_part(tenant, "tenant id", "stage variable tenantId, else TENANT_ID"),
-                    device_id=_id_part(api_key_id, "device id", "the API key id"), source="api_gateway")
+    return Identity(
+        tenant_id=_id_part(tenant, "tenant id", "stage variable tenantId, else TENANT_ID"),
+        device_id=_id_part(api_key_id, "device id", "the API key id"),
+        source="api_gateway",
+    )
 
 
 def identity_from_header(api_key: str | None, api_keys: dict[str, Identity]) -> Identity:

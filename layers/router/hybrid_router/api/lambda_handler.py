@@ -19,8 +19,12 @@ def _unreadable_event_response(exc: Exception) -> dict:
     from hybrid_router.openai_schema import error_body
 
     message = f"This function could not read the API Gateway event ({type(exc).__name__}: {exc})."
-    return {"statusCode": 400, "headers": {"content-type": "application/json"}, "isBase64Encoded": False,
-            "body": json.dumps(error_body(message, code="unreadable_event"))}
+    return {
+        "statusCode": 400,
+        "headers": {"content-type": "application/json"},
+        "isBase64Encoded": False,
+        "body": json.dumps(error_body(message, code="unreadable_event")),
+    }
 
 
 def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict, Any], dict]:
@@ -41,6 +45,7 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
         # Load the router during the init phase (full CPU, before the first request's clock starts).
         # A broken router file is not fatal here: requests then get a clear 503 naming the problem.
         from hybrid_router.api.errors import ApiError
+
         try:
             app.state.services.router
         except ApiError as exc:
@@ -60,8 +65,7 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
         metrics.add_metric(name="HttpResponses", unit=MetricUnit.Count, value=1)
         if status >= 500:
             metrics.add_metric(name="HttpServerErrors", unit=MetricUnit.Count, value=1)
-        logger.info("request", extra={"method": event.get("httpMethod"), "path": event.get("path"),
-                                      "status": status})
+        logger.info("request", extra={"method": event.get("httpMethod"), "path": event.get("path"), "status": status})
         return response
 
     handler.asgi_app = asgi.app  # type: ignore[attr-defined]

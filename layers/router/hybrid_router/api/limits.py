@@ -77,9 +77,12 @@ class BodyLimits:
         opening = whole.count(b"[") + whole.count(b"{")
         depth = json_depth(whole) if opening > self.max_depth else 0
         if depth > self.max_depth:
-            response = error_response(413, f"Request body nested too deeply: JSON arrays and objects may nest at "
-                                           f"most {self.max_depth} levels, this body nests {depth}.",
-                                      code="body_too_deep")
+            response = error_response(
+                413,
+                f"Request body nested too deeply: JSON arrays and objects may nest at "
+                f"most {self.max_depth} levels, this body nests {depth}.",
+                code="body_too_deep",
+            )
             await response(scope, receive, send)
             return
         replayed = False
@@ -104,6 +107,7 @@ class BodyLimits:
                 return
             drained += len(message.get("body", b""))
             more = message.get("more_body", False)
-        response = error_response(413, f"Request body too large: the limit is {self.max_bytes} bytes.",
-                                  code="body_too_large")
+        response = error_response(
+            413, f"Request body too large: the limit is {self.max_bytes} bytes.", code="body_too_large"
+        )
         await response(scope, receive, send)

@@ -33,11 +33,19 @@ class RouteRequest(TextOnly):
     """Decision only: the prompt (or chat messages, whose last user turn is scored) and optional routing knobs."""
 
     # The schema states the rules of _one_input (a null field counts as not sent).
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "oneOf": [{"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
-                  {"required": ["messages"], "properties": {"messages": {"type": "array"}}}],
-        "not": {"required": ["threshold", "strong_share"],
-                "properties": {"threshold": {"type": "number"}, "strong_share": {"type": "number"}}}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ],
+            "not": {
+                "required": ["threshold", "strong_share"],
+                "properties": {"threshold": {"type": "number"}, "strong_share": {"type": "number"}},
+            },
+        },
+    )
 
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
@@ -109,8 +117,11 @@ class DecisionBatchResult(BaseModel):
     accepted: int
     duplicates: int
     failed: list[FailedRecord]
-    charged: list[ChargedRecord] = Field(default_factory=list, description="stored or already stored records "
-                                         "whose cost the cloud's own answer changed; the device takes these numbers")
+    charged: list[ChargedRecord] = Field(
+        default_factory=list,
+        description="stored or already stored records "
+        "whose cost the cloud's own answer changed; the device takes these numbers",
+    )
 
 
 class UsageResponse(BaseModel):

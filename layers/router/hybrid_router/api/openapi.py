@@ -53,9 +53,16 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 BODY_ERRORS = (400, 413)  # every operation with a request body: not JSON, too large or too deep
 
 
-def document(app: FastAPI, *, schemes: Mapping[str, dict[str, Any]], public: Collection[str] = (),
-             every: Collection[int] = (), protected: Collection[int] = (), with_body: Collection[int] = BODY_ERRORS,
-             bodies: Mapping[tuple[str, str], type[BaseModel]] | None = None) -> None:
+def document(
+    app: FastAPI,
+    *,
+    schemes: Mapping[str, dict[str, Any]],
+    public: Collection[str] = (),
+    every: Collection[int] = (),
+    protected: Collection[int] = (),
+    with_body: Collection[int] = BODY_ERRORS,
+    bodies: Mapping[tuple[str, str], type[BaseModel]] | None = None,
+) -> None:
     """Completes `app`'s document: `schemes` (securitySchemes) guard every operation but those on `public` paths,
     which answer `protected` statuses otherwise; `every` status is added to all operations, `with_body` to those
     taking a body; `bodies` gives the JSON body of (method, path) operations that read their body themselves."""
@@ -79,8 +86,10 @@ def document(app: FastAPI, *, schemes: Mapping[str, dict[str, Any]], public: Col
                     body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                     schemas.update(body_schema.pop("$defs", {}))
                     schemas[model.__name__] = body_schema
-                    operation["requestBody"] = {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+                    operation["requestBody"] = {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+                    }
                 statuses = set(every)
                 if "requestBody" in operation:
                     statuses |= set(with_body)
@@ -89,11 +98,18 @@ def document(app: FastAPI, *, schemes: Mapping[str, dict[str, Any]], public: Col
                     statuses |= set(protected)
                 responses = operation.setdefault("responses", {})
                 if "422" in responses:  # FastAPI's HTTPValidationError: the servers answer their own error body
-                    responses["422"] = {"description": _WHY[422], "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+                    responses["422"] = {
+                        "description": _WHY[422],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                    }
                 for status in sorted(statuses):
-                    responses.setdefault(str(status), {"description": _WHY[status], "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
+                    responses.setdefault(
+                        str(status),
+                        {
+                            "description": _WHY[status],
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                        },
+                    )
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = spec

@@ -20,8 +20,14 @@ from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError
 from hybrid_router.decision import DecisionRecord
-from hybrid_router.openai_schema import (ChatCompletionRequest, ChatCompletionResponse, Choice,
-                                         Usage, completion_chunk, error_body)
+from hybrid_router.openai_schema import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    Usage,
+    completion_chunk,
+    error_body,
+)
 from hybrid_router.pipeline import AnswerFailed, Pipeline, Plan
 from hybrid_router.ulid import new_ulid
 
@@ -39,12 +45,17 @@ def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
         return svc.router, "strong", None
     if model in (svc.weak_model_name(), "weak") and svc.has_weak_backend:
         return svc.router, "weak", None
-    raise ApiError(404, f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
-                   code="model_not_found", param="model")
+    raise ApiError(
+        404,
+        f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
+        code="model_not_found",
+        param="model",
+    )
 
 
-def _decide(svc: Services, prompt: str, model: str, threshold: float | None = None,
-            strong_share: float | None = None) -> tuple[Any, str, Any]:
+def _decide(
+    svc: Services, prompt: str, model: str, threshold: float | None = None, strong_share: float | None = None
+) -> tuple[Any, str, Any]:
     """(router, forced route or "", RouteDecision). Forced requests are scored too: the record keeps the score."""
     router_, forced, named_threshold = _resolve_model(svc, model)
     if threshold is None and strong_share is None:
@@ -72,9 +83,11 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
     running = svc.experiment_routers() if not forced and router_ is svc.router else None
     if running is not None:  # the experiment's arm decides (hybrid_router.experiments: one copy, device and cloud)
         from hybrid_router.experiments import decide
+
         experiment, control, candidate = running
-        decision: Any = decide(experiment, control, candidate, body.last_user_text(), decision_id,
-                               threshold=named_threshold)
+        decision: Any = decide(
+            experiment, control, candidate, body.last_user_text(), decision_id, threshold=named_threshold
+        )
         router_, experiment_fields = decision.router, decision.fields
     else:
         router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
@@ -84,10 +97,21 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
         # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
         route, reason = "strong", "fallback:no_weak_endpoint"
     info = router_.info
-    core = Plan(decision_id=decision_id, requested_model=body.model, route=route, reason=reason,
-                score=float(decision.score), threshold=float(decision.threshold), router_id=info.router_id,
-                router_version=info.version, router_latency_ms=float(decision.latency_ms), remote=True,
-                tenant_id=who.tenant_id, device_id=who.device_id, experiment_fields=experiment_fields)
+    core = Plan(
+        decision_id=decision_id,
+        requested_model=body.model,
+        route=route,
+        reason=reason,
+        score=float(decision.score),
+        threshold=float(decision.threshold),
+        router_id=info.router_id,
+        router_version=info.version,
+        router_latency_ms=float(decision.latency_ms),
+        remote=True,
+        tenant_id=who.tenant_id,
+        device_id=who.device_id,
+        experiment_fields=experiment_fields,
+    )
     return CloudPlan(core, decided)
 
 
@@ -108,9 +132,16 @@ class CloudRecorder:
 
 def _pipeline(svc: Services, linked: bool) -> Pipeline:
     """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder."""
-    return Pipeline(svc.weak_backend(), svc.strong_backend(), svc.weak_model_name(), svc.strong_model_name(),
-                    CloudRecorder(svc, linked), costs=svc.cost_model, fallback=False,
-                    default_max_tokens=svc.settings.default_max_tokens)
+    return Pipeline(
+        svc.weak_backend(),
+        svc.strong_backend(),
+        svc.weak_model_name(),
+        svc.strong_model_name(),
+        CloudRecorder(svc, linked),
+        costs=svc.cost_model,
+        fallback=False,
+        default_max_tokens=svc.settings.default_max_tokens,
+    )
 
 
 def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
@@ -146,18 +177,34 @@ def _claim(svc: Services, who: Identity, decision_id: str) -> None:
         svc.call_store("claim", svc.store.claim, who.tenant_id, who.device_id, decision_id)
     except DecisionIdTaken as exc:
         if exc.foreign:
-            raise ApiError(409, f"x-decision-id {decision_id} belongs to another device; send a new ULID.",
-                           code="decision_id_conflict", param="x-decision-id") from None
-        raise ApiError(409, f"x-decision-id {decision_id} was already used for a chat call; send a new ULID "
-                            "for each request.", code="decision_id_reused", param="x-decision-id") from None
+            raise ApiError(
+                409,
+                f"x-decision-id {decision_id} belongs to another device; send a new ULID.",
+                code="decision_id_conflict",
+                param="x-decision-id",
+            ) from None
+        raise ApiError(
+            409,
+            f"x-decision-id {decision_id} was already used for a chat call; send a new ULID for each request.",
+            code="decision_id_reused",
+            param="x-decision-id",
+        ) from None
 
 
 def _routing_info(plan: CloudPlan, pipeline: Pipeline) -> dict[str, Any]:
     core = plan.core
     model_used = pipeline.strong_name if core.route == "strong" else pipeline.weak_name
-    return {"decision_id": core.decision_id, "route": core.route, "decided_route": plan.decided_route,
-            "reason": core.reason, "score": core.score, "threshold": core.threshold, "model_used": model_used,
-            "router_id": core.router_id, "router_version": core.router_version}
+    return {
+        "decision_id": core.decision_id,
+        "route": core.route,
+        "decided_route": plan.decided_route,
+        "reason": core.reason,
+        "score": core.score,
+        "threshold": core.threshold,
+        "model_used": model_used,
+        "router_id": core.router_id,
+        "router_version": core.router_version,
+    }
 
 
 def _backend_error(exc: BackendError) -> ApiError:
@@ -173,24 +220,36 @@ def _check_input(body: ChatCompletionRequest) -> None:
     """What validation lets through but no model should see: refused before routing, so nothing is charged or logged."""
     problem = body.input_problem()
     if problem is not None:
-        raise ApiError(413 if problem.too_large else 422, problem.message[0].upper() + problem.message[1:] + ".",
-                       code=problem.code, param=problem.param)
+        raise ApiError(
+            413 if problem.too_large else 422,
+            problem.message[0].upper() + problem.message[1:] + ".",
+            code=problem.code,
+            param=problem.param,
+        )
 
 
 def _caller_decision_id(value: str | None) -> str | None:
     if value is None:
         return None
     from hybrid_router.ulid import is_ulid
+
     if not is_ulid(value.strip()):
         raise ApiError(422, "x-decision-id must be a 26-character ULID.", code="invalid_value", param="x-decision-id")
     return value.strip()
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, response_model_exclude_none=True,
-             responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 409, 422, 502, 503, 504)})
-def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller),
-                     svc: Services = Depends(services),
-                     x_decision_id: str | None = Header(default=None)) -> Any:
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletionResponse,
+    response_model_exclude_none=True,
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 409, 422, 502, 503, 504)},
+)
+def chat_completions(
+    body: ChatCompletionRequest,
+    who: Identity = Depends(caller),
+    svc: Services = Depends(services),
+    x_decision_id: str | None = Header(default=None),
+) -> Any:
     """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
     forces strong. Every answer served is recorded here. A caller that keeps its own decision log (the edge
     client) sends `x-decision-id`: the answer and the record carry that id, which links the record to the
@@ -214,11 +273,16 @@ def chat_completions(body: ChatCompletionRequest, who: Identity = Depends(caller
     if not answer.stored:
         routing["unstored_record"] = record.model_dump(mode="json")
     return ChatCompletionResponse(
-        id=f"chatcmpl-{record.decision_id}", model=record.model_used,
+        id=f"chatcmpl-{record.decision_id}",
+        model=record.model_used,
         choices=[Choice(message={"role": "assistant", "content": answer.text}, finish_reason=answer.finish_reason)],
-        usage=Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
-                    total_tokens=record.prompt_tokens + record.completion_tokens),
-        routing=routing)
+        usage=Usage(
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            total_tokens=record.prompt_tokens + record.completion_tokens,
+        ),
+        routing=routing,
+    )
 
 
 def _sse(data: Any) -> str:
@@ -245,26 +309,34 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
                 for piece in answer:
                     yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
             except BackendError as exc:  # recorded by the answer, with the pieces delivered
-                yield _sse(error_body(f"The model endpoint broke off the answer: {exc}", "upstream_error",
-                                      code=f"upstream_{exc.cause}"))
+                yield _sse(
+                    error_body(
+                        f"The model endpoint broke off the answer: {exc}",
+                        "upstream_error",
+                        code=f"upstream_{exc.cause}",
+                    )
+                )
             else:
-                yield _sse(completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason,
-                                            created=created))
+                yield _sse(
+                    completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason, created=created)
+                )
             yield "data: [DONE]\n\n"
         finally:  # the client went away mid-answer: stop reading the endpoint, record what was sent
             if answer.record is None:
                 answer.close("client_disconnected")
 
-    return ClosingStreamingResponse(events(), media_type="text/event-stream",
-                                    headers={"cache-control": "no-cache", "x-decision-id": plan.core.decision_id})
+    return ClosingStreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-decision-id": plan.core.decision_id},
+    )
 
 
 @router.get("/v1/models", response_model=ModelList, responses=errors(503))
 def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelList:
     info = svc.router.info
     cards = [
-        ModelCard(id="router", description=f"{info.kind} router at its default threshold "
-                                           f"{info.default_threshold:g}"),
+        ModelCard(id="router", description=f"{info.kind} router at its default threshold {info.default_threshold:g}"),
         ModelCard(id=f"router-{info.kind}-{info.default_threshold:g}", description="the same router, named"),
     ]
     if svc.settings.strong_endpoint_name:
@@ -282,8 +354,12 @@ def retrieve_model(model: str, identity: Identity = Depends(caller), svc: Servic
     if model in listed:
         return listed[model]
     router_, _, threshold = _resolve_model(svc, model)
-    return ModelCard(id=model, description=f"{router_.info.kind} router at threshold {threshold:g}"
-                     if threshold is not None else f"{router_.info.kind} router at its default threshold")
+    return ModelCard(
+        id=model,
+        description=f"{router_.info.kind} router at threshold {threshold:g}"
+        if threshold is not None
+        else f"{router_.info.kind} router at its default threshold",
+    )
 
 
 @router.post("/v1/route", response_model=RouteResponse, responses=errors(404, 422, 503))
@@ -294,8 +370,15 @@ def route(body: RouteRequest, _: Identity = Depends(caller), svc: Services = Dep
     chosen = forced or decision.route
     svc.telemetry.route_only(chosen, float(decision.latency_ms))
     return RouteResponse(
-        decision_id=new_ulid(), score=float(decision.score), threshold=float(decision.threshold), route=chosen,
+        decision_id=new_ulid(),
+        score=float(decision.score),
+        threshold=float(decision.threshold),
+        route=chosen,
         model=svc.strong_model_name() if chosen == "strong" else svc.weak_model_name(),
-        router_id=info.router_id, router_kind=info.kind, router_version=info.version,
-        strong_model=svc.strong_model_name(), weak_model=svc.weak_model_name(),
-        latency_ms=float(decision.latency_ms))
+        router_id=info.router_id,
+        router_kind=info.kind,
+        router_version=info.version,
+        strong_model=svc.strong_model_name(),
+        weak_model=svc.weak_model_name(),
+        latency_ms=float(decision.latency_ms),
+    )

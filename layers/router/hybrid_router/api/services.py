@@ -14,11 +14,18 @@ from hybrid_router.costs import CostModel
 from hybrid_router.stores.errors import THROTTLING_CODES, kind_of_code
 
 
-
 class Services:
-    def __init__(self, settings: ApiSettings, *, router: Any = None, store: Any = None,
-                 strong_backend: ChatBackend | None = None, weak_backend: ChatBackend | None = None,
-                 cost_model: CostModel | None = None, telemetry: Telemetry | None = None):
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        router: Any = None,
+        store: Any = None,
+        strong_backend: ChatBackend | None = None,
+        weak_backend: ChatBackend | None = None,
+        cost_model: CostModel | None = None,
+        telemetry: Telemetry | None = None,
+    ):
         self.settings = settings
         self._router = router
         self._store = store
@@ -45,6 +52,7 @@ class Services:
             with self._lock:
                 if self._path_router is None:
                     from hybrid_router.routing import RouterLoadError, load_router
+
                     try:
                         self._path_router = load_router(self.settings.router_path)
                     except RouterLoadError as exc:
@@ -56,10 +64,14 @@ class Services:
     @property
     def registry(self) -> Any:
         if not self.settings.routers_bucket:
-            raise ApiError(404, "This API keeps no router versions (ROUTERS_BUCKET_NAME is not set).",
-                           code="registry_not_configured")
+            raise ApiError(
+                404,
+                "This API keeps no router versions (ROUTERS_BUCKET_NAME is not set).",
+                code="registry_not_configured",
+            )
         if self._registry is None:
             from hybrid_router.registry import RouterRegistry, S3Blobs
+
             self._registry = RouterRegistry(S3Blobs(self.settings.routers_bucket, region=self.settings.region))
         return self._registry
 
@@ -68,6 +80,7 @@ class Services:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from hybrid_router.registry import ExperimentNotFound, RegistryError, RouterNotFound
+
         try:
             return fn(*args, **kwargs)
         except (RouterNotFound, ExperimentNotFound) as exc:
@@ -75,8 +88,12 @@ class Services:
         except RegistryError as exc:
             raise ApiError(503, f"The router registry failed: {exc}", code="registry_unavailable") from None
         except (ClientError, BotoCoreError) as exc:
-            raise ApiError(503, f"The router registry is unreachable: {type(exc).__name__}",
-                           code="registry_unavailable", headers={"Retry-After": "2"}) from None
+            raise ApiError(
+                503,
+                f"The router registry is unreachable: {type(exc).__name__}",
+                code="registry_unavailable",
+                headers={"Retry-After": "2"},
+            ) from None
 
     def deployment(self) -> Any:
         """The registry's deployment (active version, experiment), re-read at most every router_refresh_s; None
@@ -104,6 +121,7 @@ class Services:
                 router = self._versions.get(ref)
                 if router is None:
                     from hybrid_router.routing import RouterLoadError, load_router
+
                     folder = self.call_registry(self.registry.fetch, ref, self.settings.router_cache_dir)
                     try:
                         router = load_router(folder)
@@ -125,11 +143,16 @@ class Services:
         if kind is None or kind == self.router.info.kind:
             return self.router
         from hybrid_router.routing import RouterLoadError, load_router_for_kind
+
         try:
             return load_router_for_kind(kind)
         except RouterLoadError:
-            raise ApiError(404, f"No router of kind '{kind}' is deployed here; this API serves "
-                                f"'router-{self.router.info.kind}'.", code="model_not_found", param="model")
+            raise ApiError(
+                404,
+                f"No router of kind '{kind}' is deployed here; this API serves 'router-{self.router.info.kind}'.",
+                code="model_not_found",
+                param="model",
+            )
 
     @property
     def cost_model(self) -> CostModel:
@@ -141,16 +164,17 @@ class Services:
     def store(self) -> Any:
         if self._store is None:
             if not self.settings.table_name:
-                raise ApiError(503, "No decision table is configured (DECISIONS_TABLE_NAME).",
-                               code="store_unavailable")
+                raise ApiError(503, "No decision table is configured (DECISIONS_TABLE_NAME).", code="store_unavailable")
             with self._lock:
                 if self._store is None:
                     from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
+
                     # One retry loop (the store's, with jittered backoff), bounded to about a second, so a
                     # throttled request answers 503 well inside API Gateway's 29 s limit.
                     client = make_client(self.settings.dynamodb_endpoint_url, self.settings.region, max_attempts=1)
-                    self._store = DynamoDecisionStore(self.settings.table_name, client=client, max_attempts=5,
-                                                      base_delay_s=0.05, max_delay_s=0.5)
+                    self._store = DynamoDecisionStore(
+                        self.settings.table_name, client=client, max_attempts=5, base_delay_s=0.05, max_delay_s=0.5
+                    )
         return self._store
 
     @property
@@ -160,8 +184,9 @@ class Services:
     def strong_backend(self) -> ChatBackend:
         if self._strong is None:
             if not self.settings.strong_endpoint_name:
-                raise ApiError(503, "No strong model endpoint is configured (STRONG_ENDPOINT_NAME).",
-                               code="strong_unavailable")
+                raise ApiError(
+                    503, "No strong model endpoint is configured (STRONG_ENDPOINT_NAME).", code="strong_unavailable"
+                )
             self._strong = self._sagemaker(self.settings.strong_endpoint_name)
         return self._strong
 
@@ -172,11 +197,18 @@ class Services:
 
     def _sagemaker(self, endpoint_name: str) -> ChatBackend:
         from hybrid_router.backends.sagemaker import SageMakerBackend
+
         s = self.settings
         model_name = self.strong_model_name() if endpoint_name == s.strong_endpoint_name else self.weak_model_name()
-        return SageMakerBackend(endpoint_name, region=s.region, endpoint_url=s.sagemaker_endpoint_url,
-                                body_format=s.sagemaker_body_format, timeout_s=s.sagemaker_timeout_s,
-                                chat_template=s.sagemaker_chat_template, model_name=model_name)
+        return SageMakerBackend(
+            endpoint_name,
+            region=s.region,
+            endpoint_url=s.sagemaker_endpoint_url,
+            body_format=s.sagemaker_body_format,
+            timeout_s=s.sagemaker_timeout_s,
+            chat_template=s.sagemaker_chat_template,
+            model_name=model_name,
+        )
 
     def strong_model_name(self) -> str:
         return self.settings.strong_model_name or self.router.info.strong_model
@@ -187,21 +219,34 @@ class Services:
     def call_store(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Runs a store call; DynamoDB trouble becomes 503 (throttled/unreachable) or 502, with a clear message."""
         from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return fn(*args, **kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             self.telemetry.store_failure(operation, code)
             if code in THROTTLING_CODES:
-                raise ApiError(503, "The decision store is throttling requests; retry in a few seconds.",
-                               code="store_throttled", headers={"Retry-After": "2"})
+                raise ApiError(
+                    503,
+                    "The decision store is throttling requests; retry in a few seconds.",
+                    code="store_throttled",
+                    headers={"Retry-After": "2"},
+                )
             if kind_of_code(code) == "retryable":
-                raise ApiError(503, f"The decision store is failing for now ({code}); retry in a few seconds.",
-                               code="store_unavailable", headers={"Retry-After": "2"})
+                raise ApiError(
+                    503,
+                    f"The decision store is failing for now ({code}); retry in a few seconds.",
+                    code="store_unavailable",
+                    headers={"Retry-After": "2"},
+                )
             if code == "ResourceNotFoundException":
                 raise ApiError(503, "The decision table does not exist.", code="store_unavailable")
             raise ApiError(502, f"The decision store refused the request ({code}).", code="store_error")
         except BotoCoreError as exc:
             self.telemetry.store_failure(operation, type(exc).__name__)
-            raise ApiError(503, "The decision store is unreachable; retry later.", code="store_unavailable",
-                           headers={"Retry-After": "2"})
+            raise ApiError(
+                503,
+                "The decision store is unreachable; retry later.",
+                code="store_unavailable",
+                headers={"Retry-After": "2"},
+            )

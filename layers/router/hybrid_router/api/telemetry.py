@@ -28,8 +28,14 @@ class LogTelemetry:
     """Plain logging; used under uvicorn and in tests."""
 
     def decision(self, record: DecisionRecord, source: str) -> None:
-        log.info("decision %s source=%s route=%s reason=%s cost=%.6f", record.decision_id, source, record.route,
-                 record.reason, record.cost_usd)
+        log.info(
+            "decision %s source=%s route=%s reason=%s cost=%.6f",
+            record.decision_id,
+            source,
+            record.route,
+            record.reason,
+            record.cost_usd,
+        )
 
     def route_only(self, route: str, router_latency_ms: float) -> None:
         log.info("route-only decision route=%s latency_ms=%.2f", route, router_latency_ms)
@@ -38,8 +44,12 @@ class LogTelemetry:
         log.info("decision batch accepted=%d duplicates=%d failed=%d", accepted, duplicates, failed)
 
     def store_failure(self, operation: str, error: str, record: DecisionRecord | None = None) -> None:
-        log.error("decision store %s failed: %s; record: %s", operation, error,
-                  record.model_dump_json() if record is not None else "-")
+        log.error(
+            "decision store %s failed: %s; record: %s",
+            operation,
+            error,
+            record.model_dump_json() if record is not None else "-",
+        )
 
 
 class PowertoolsTelemetry:
@@ -70,8 +80,15 @@ class PowertoolsTelemetry:
         if record.status != "ok":
             self._add(f"{prefix}FailedRequests", unit.Count, 1)
         if self._logger is not None and source == "chat":
-            self._logger.info("decision", extra={"decision_id": record.decision_id, "route": record.route,
-                                                 "reason": record.reason, "cost_usd": record.cost_usd})
+            self._logger.info(
+                "decision",
+                extra={
+                    "decision_id": record.decision_id,
+                    "route": record.route,
+                    "reason": record.reason,
+                    "cost_usd": record.cost_usd,
+                },
+            )
 
     def route_only(self, route: str, router_latency_ms: float) -> None:
         unit = self._unit
@@ -90,5 +107,6 @@ class PowertoolsTelemetry:
         self._add("DecisionStoreFailures", self._unit.Count, 1)
         if self._logger is not None:
             unstored = record.model_dump(mode="json") if record is not None else None
-            self._logger.error("decision store failure",
-                               extra={"operation": operation, "error": error, "unstored_record": unstored})
+            self._logger.error(
+                "decision store failure", extra={"operation": operation, "error": error, "unstored_record": unstored}
+            )

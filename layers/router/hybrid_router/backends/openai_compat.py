@@ -34,9 +34,17 @@ def _error_message(response: httpx.Response) -> str:
 class OpenAICompatBackend:
     """ChatBackend over POST {base_url}/chat/completions (base_url usually ends in /v1)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, model: str = "default", timeout_s: float = 60.0,
-                 api_key_header: ApiKeyHeader = "authorization", connect_timeout_s: float = 5.0,
-                 extra_body: dict[str, Any] | None = None, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        model: str = "default",
+        timeout_s: float = 60.0,
+        api_key_header: ApiKeyHeader = "authorization",
+        connect_timeout_s: float = 5.0,
+        extra_body: dict[str, Any] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         if api_key_header not in ("authorization", "x-api-key"):
             raise ValueError("api_key_header must be 'authorization' or 'x-api-key'")
         self.base_url = base_url.rstrip("/")
@@ -50,17 +58,34 @@ class OpenAICompatBackend:
                 headers["authorization"] = f"Bearer {api_key}"
             else:
                 headers["x-api-key"] = api_key
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
-                                  timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+        )
 
     def close(self) -> None:
         self._http.close()
 
-    def _payload(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool,
-                 stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                                   "temperature": temperature, "stream": stream, **self.extra_body,
-                                   **sampling_options(stop, top_p)}
+    def _payload(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": stream,
+            **self.extra_body,
+            **sampling_options(stop, top_p),
+        }
         if stream:
             payload["stream_options"] = {"include_usage": True}
         return payload
@@ -85,28 +110,38 @@ class OpenAICompatBackend:
 
     def _translate(self, exc: Exception, mid_stream: bool) -> BackendError:
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.PoolTimeout):
-            return BackendError(f"{self.base_url} timed out after {self.timeout_s:g}s ({type(exc).__name__})",
-                                cause="strong_timeout", status_code=504)
+            return BackendError(
+                f"{self.base_url} timed out after {self.timeout_s:g}s ({type(exc).__name__})",
+                cause="strong_timeout",
+                status_code=504,
+            )
         if isinstance(exc, httpx.ConnectError):
-            return BackendError(f"{self.base_url} is unreachable: {exc}", cause="strong_unreachable",
-                                status_code=503)
+            return BackendError(f"{self.base_url} is unreachable: {exc}", cause="strong_unreachable", status_code=503)
         if mid_stream:
-            return BackendError(f"{self.base_url} stream broke off: {type(exc).__name__}: {exc}",
-                                cause="strong_stream_broken")
+            return BackendError(
+                f"{self.base_url} stream broke off: {type(exc).__name__}: {exc}", cause="strong_stream_broken"
+            )
         return BackendError(f"{self.base_url} call failed: {type(exc).__name__}: {exc}", cause="strong_error")
 
     @staticmethod
     def _decision_headers(decision_id: str | None) -> dict[str, str]:
         return {"x-decision-id": decision_id} if decision_id else {}
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None, stop: list[str] | None = None,
-                 top_p: float | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Completion:
         try:
-            response = self._http.post("/chat/completions",
-                                       json=self._payload(messages, max_tokens, temperature, stream=False, stop=stop,
-                                                          top_p=top_p),
-                                       headers=self._decision_headers(decision_id))
+            response = self._http.post(
+                "/chat/completions",
+                json=self._payload(messages, max_tokens, temperature, stream=False, stop=stop, top_p=top_p),
+                headers=self._decision_headers(decision_id),
+            )
         except httpx.HTTPError as exc:
             raise self._translate(exc, mid_stream=False) from exc
         self._check(response)
@@ -115,20 +150,33 @@ class OpenAICompatBackend:
             choice = body["choices"][0]
             text = message_text(choice.get("message") or {})
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"{self.base_url} returned a body that is not a chat completion: "
-                               f"{response.text[:200]}", cause="strong_error") from exc
+            raise BackendError(
+                f"{self.base_url} returned a body that is not a chat completion: {response.text[:200]}",
+                cause="strong_error",
+            ) from exc
         usage = body.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens") or self._prompt_estimate(messages)
         completion_tokens = usage.get("completion_tokens")
         if completion_tokens is None:
             completion_tokens = estimate_tokens(text)
         finish = choice.get("finish_reason") or "stop"
-        return Completion(text=text, model=body.get("model") or self.model, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, finish_reason=finish)
+        return Completion(
+            text=text,
+            model=body.get("model") or self.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
+        )
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+    def stream(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generator[str, None, StreamResult]:
         payload = self._payload(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
@@ -137,8 +185,9 @@ class OpenAICompatBackend:
         started = False
         finished = False
         try:
-            with self._http.stream("POST", "/chat/completions", json=payload,
-                                   headers=self._decision_headers(decision_id)) as response:
+            with self._http.stream(
+                "POST", "/chat/completions", json=payload, headers=self._decision_headers(decision_id)
+            ) as response:
                 self._check(response)
                 started = True
                 for line in response.iter_lines():
@@ -152,13 +201,16 @@ class OpenAICompatBackend:
                     try:
                         event = json.loads(data)
                     except ValueError as exc:
-                        raise BackendError(f"{self.base_url} sent a stream line that is not JSON: {data[:200]}",
-                                           cause="strong_stream_broken") from exc
+                        raise BackendError(
+                            f"{self.base_url} sent a stream line that is not JSON: {data[:200]}",
+                            cause="strong_stream_broken",
+                        ) from exc
                     if "error" in event and not event.get("choices"):
                         error = event["error"]
                         message = error.get("message") if isinstance(error, dict) else str(error)
-                        raise BackendError(f"{self.base_url} failed mid-stream: {message}",
-                                           cause="strong_stream_broken")
+                        raise BackendError(
+                            f"{self.base_url} failed mid-stream: {message}", cause="strong_stream_broken"
+                        )
                     if isinstance(event.get("usage"), dict):
                         usage = event["usage"]
                     for choice in event.get("choices") or []:
@@ -175,8 +227,12 @@ class OpenAICompatBackend:
         except httpx.HTTPError as exc:
             raise self._translate(exc, mid_stream=started) from exc
         if not finished:
-            raise BackendError(f"{self.base_url} ended the stream without a finish reason or [DONE]",
-                               cause="strong_stream_broken")
+            raise BackendError(
+                f"{self.base_url} ended the stream without a finish reason or [DONE]", cause="strong_stream_broken"
+            )
         text = "".join(pieces)
-        return StreamResult(usage.get("prompt_tokens") or self._prompt_estimate(messages),
-                            usage.get("completion_tokens") or chunks or estimate_tokens(text), finish)
+        return StreamResult(
+            usage.get("prompt_tokens") or self._prompt_estimate(messages),
+            usage.get("completion_tokens") or chunks or estimate_tokens(text),
+            finish,
+        )

@@ -27,8 +27,13 @@ CHAT_TEMPLATES = ("chatml", "llama3", "plain")
 _TEMPLATE_STOPS = {"chatml": ["<|im_end|>"], "llama3": ["<|eot_id|>"], "plain": []}
 TGI_MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences: a request with more is refused (422)
 _AUTH_ERROR_CODES = {
-    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-    "ExpiredTokenException", "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "InvalidClientTokenId",
 }
 _TGI_FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 _MODEL_ERROR_STATUS = re.compile(r"Received (?:client|server) error \((\d{3})\)")
@@ -65,12 +70,20 @@ def tgi_stops(stop: list[str] | None, chat_template: str) -> list[str]:
     stops = list(stop or [])
     room = TGI_MAX_STOP_SEQUENCES - len(stops)
     extra = [s for s in _TEMPLATE_STOPS.get(chat_template, []) if s not in stops]
-    return stops + extra[:max(room, 0)]
+    return stops + extra[: max(room, 0)]
 
 
-def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens: int, temperature: float,
-                       stream: bool, chat_template: str = "chatml", model: str | None = None,
-                       stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
+def build_request_body(
+    messages: list[dict],
+    body_format: BodyFormat,
+    max_tokens: int,
+    temperature: float,
+    stream: bool,
+    chat_template: str = "chatml",
+    model: str | None = None,
+    stop: list[str] | None = None,
+    top_p: float | None = None,
+) -> dict[str, Any]:
     if body_format == "tgi":
         parameters: dict[str, Any] = {
             "max_new_tokens": max_tokens,
@@ -91,8 +104,13 @@ def build_request_body(messages: list[dict], body_format: BodyFormat, max_tokens
             body["stream"] = True
         return body
     if body_format == "messages":
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "stream": stream,
-                **sampling_options(stop, top_p)}
+        body = {
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": stream,
+            **sampling_options(stop, top_p),
+        }
         if model:
             body["model"] = model
         if stream:
@@ -126,7 +144,7 @@ class _StopTrimmer:
                     hold = max(hold, size)
                     break
         out = self.pending[: len(self.pending) - hold]
-        self.pending = self.pending[len(self.pending) - hold:]
+        self.pending = self.pending[len(self.pending) - hold :]
         return out
 
     def flush(self) -> str:
@@ -144,8 +162,9 @@ def parse_response_body(raw: bytes, stops: Iterable[str] = ()) -> tuple[str, str
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise BackendError(f"SageMaker endpoint returned a body that is not JSON: {raw[:200]!r}",
-                           cause="strong_error") from exc
+        raise BackendError(
+            f"SageMaker endpoint returned a body that is not JSON: {raw[:200]!r}", cause="strong_error"
+        ) from exc
     if isinstance(data, list):
         if not data:
             raise BackendError("SageMaker endpoint returned an empty list", cause="strong_error")
@@ -160,16 +179,21 @@ def parse_response_body(raw: bytes, stops: Iterable[str] = ()) -> tuple[str, str
         choice = data["choices"][0]
         text = message_text(choice.get("message") or {}) or choice.get("text", "")
         usage = data.get("usage") or {}
-        return (text, choice.get("finish_reason") or "stop", usage.get("prompt_tokens"),
-                usage.get("completion_tokens"))
+        return (text, choice.get("finish_reason") or "stop", usage.get("prompt_tokens"), usage.get("completion_tokens"))
     if "generated_text" in data:
         details = data.get("details") or {}
         prefill = details.get("prefill")
         finish = _TGI_FINISH_REASONS.get(details.get("finish_reason", ""), "stop")
-        return (_trim_stops(data["generated_text"], stops), finish, len(prefill) if prefill else None,
-                details.get("generated_tokens"))
-    raise BackendError(f"SageMaker endpoint returned a body with neither 'generated_text' nor 'choices': "
-                       f"{raw[:200]!r}", cause="strong_error")
+        return (
+            _trim_stops(data["generated_text"], stops),
+            finish,
+            len(prefill) if prefill else None,
+            details.get("generated_tokens"),
+        )
+    raise BackendError(
+        f"SageMaker endpoint returned a body with neither 'generated_text' nor 'choices': {raw[:200]!r}",
+        cause="strong_error",
+    )
 
 
 class StreamLineDecoder:
@@ -206,8 +230,9 @@ class StreamLineDecoder:
         try:
             event = json.loads(line)
         except ValueError as exc:
-            raise BackendError(f"SageMaker stream sent a line that is not JSON: {line[:200]!r}",
-                               cause="strong_stream_broken") from exc
+            raise BackendError(
+                f"SageMaker stream sent a line that is not JSON: {line[:200]!r}", cause="strong_stream_broken"
+            ) from exc
         if not isinstance(event, dict):
             return
         if "error" in event and "token" not in event and "choices" not in event:
@@ -250,10 +275,19 @@ def _inference_id(decision_id: str | None) -> dict[str, str]:
 class SageMakerBackend:
     """ChatBackend over a SageMaker real-time endpoint (InvokeEndpoint / InvokeEndpointWithResponseStream)."""
 
-    def __init__(self, endpoint_name: str, region: str | None = None, endpoint_url: str | None = None,
-                 body_format: BodyFormat = "tgi", timeout_s: float = 60.0, connect_timeout_s: float = 5.0,
-                 max_attempts: int = 1, chat_template: str = "chatml", model_name: str | None = None,
-                 client: Any = None):
+    def __init__(
+        self,
+        endpoint_name: str,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        body_format: BodyFormat = "tgi",
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_attempts: int = 1,
+        chat_template: str = "chatml",
+        model_name: str | None = None,
+        client: Any = None,
+    ):
         if body_format not in ("tgi", "messages"):
             raise ValueError(f"unknown body_format {body_format!r}; use 'tgi' or 'messages'")
         if chat_template not in CHAT_TEMPLATES:
@@ -276,62 +310,110 @@ class SageMakerBackend:
             import boto3
             from botocore.config import Config
 
-            config = Config(read_timeout=self.timeout_s, connect_timeout=self.connect_timeout_s,
-                            retries={"total_max_attempts": self.max_attempts, "mode": "standard"})
+            config = Config(
+                read_timeout=self.timeout_s,
+                connect_timeout=self.connect_timeout_s,
+                retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
+            )
             session = boto3.session.Session()
-            region = (self.region or session.region_name
-                      or ("us-east-1" if self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
-                          else None))
+            region = (
+                self.region
+                or session.region_name
+                or ("us-east-1" if self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME") else None)
+            )
             if region is None:
-                raise BackendError("No AWS region for the SageMaker runtime client: set AWS_REGION or pass region=",
-                                   cause="strong_error", status_code=500)
-            self._client = session.client("sagemaker-runtime", region_name=region, endpoint_url=self.endpoint_url,
-                                          config=config)
+                raise BackendError(
+                    "No AWS region for the SageMaker runtime client: set AWS_REGION or pass region=",
+                    cause="strong_error",
+                    status_code=500,
+                )
+            self._client = session.client(
+                "sagemaker-runtime", region_name=region, endpoint_url=self.endpoint_url, config=config
+            )
         return self._client
 
     def _stops(self, stop: list[str] | None = None) -> list[str]:
         template = _TEMPLATE_STOPS.get(self.chat_template, []) if self.body_format == "tgi" else []
         return template + list(stop or [])
 
-    def _body(self, messages: list[dict], max_tokens: int, temperature: float, stream: bool,
-              stop: list[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
+    def _body(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> dict[str, Any]:
         model = self.model_name if self.model_name != self.endpoint_name else None
-        return build_request_body(messages, self.body_format, max_tokens, temperature, stream,
-                                  chat_template=self.chat_template, model=model, stop=stop, top_p=top_p)
+        return build_request_body(
+            messages,
+            self.body_format,
+            max_tokens,
+            temperature,
+            stream,
+            chat_template=self.chat_template,
+            model=model,
+            stop=stop,
+            top_p=top_p,
+        )
 
     def _prompt_estimate(self, messages: list[dict]) -> int:
         if self.body_format == "tgi":
             return estimate_tokens(render_chat_prompt(messages, self.chat_template))
         return estimate_tokens("".join(message_text(m) for m in messages)) + 4 * len(messages)
 
-    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-                 decision_id: str | None = None, stop: list[str] | None = None,
-                 top_p: float | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Completion:
         body = self._body(messages, max_tokens, temperature, stream=False, stop=stop, top_p=top_p)
         try:
-            response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, ContentType="application/json",
-                                                   Accept="application/json", Body=json.dumps(body).encode(),
-                                                   **_inference_id(decision_id))
+            response = self.client.invoke_endpoint(
+                EndpointName=self.endpoint_name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=json.dumps(body).encode(),
+                **_inference_id(decision_id),
+            )
             raw = response["Body"].read()
         except BackendError:
             raise
         except Exception as exc:  # botocore/urllib3 errors, mapped to causes
             raise self._translate(exc, mid_stream=False) from exc
         text, finish, prompt_tokens, completion_tokens = parse_response_body(raw, self._stops(stop))
-        usage = (prompt_tokens if prompt_tokens is not None else self._prompt_estimate(messages),
-                 completion_tokens if completion_tokens is not None else estimate_tokens(text))
-        return Completion(text=text, model=self.model_name, prompt_tokens=usage[0], completion_tokens=usage[1],
-                          finish_reason=finish)
+        usage = (
+            prompt_tokens if prompt_tokens is not None else self._prompt_estimate(messages),
+            completion_tokens if completion_tokens is not None else estimate_tokens(text),
+        )
+        return Completion(
+            text=text, model=self.model_name, prompt_tokens=usage[0], completion_tokens=usage[1], finish_reason=finish
+        )
 
-    def stream(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0,
-               decision_id: str | None = None, stop: list[str] | None = None,
-               top_p: float | None = None) -> Generator[str, None, StreamResult]:
+    def stream(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        decision_id: str | None = None,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+    ) -> Generator[str, None, StreamResult]:
         body = self._body(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         decoder = StreamLineDecoder(self._stops(stop))
         try:
             response = self.client.invoke_endpoint_with_response_stream(
-                EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json",
-                Body=json.dumps(body).encode(), **_inference_id(decision_id))
+                EndpointName=self.endpoint_name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=json.dumps(body).encode(),
+                **_inference_id(decision_id),
+            )
         except BackendError:
             raise
         except Exception as exc:
@@ -358,7 +440,8 @@ class SageMakerBackend:
         text = "".join(pieces)
         return StreamResult(
             decoder.prompt_tokens if decoder.prompt_tokens is not None else self._prompt_estimate(messages),
-            decoder.completion_tokens if decoder.completion_tokens is not None
+            decoder.completion_tokens
+            if decoder.completion_tokens is not None
             else (decoder.tokens_seen or estimate_tokens(text)),
             decoder.finish_reason,
         )
@@ -369,12 +452,16 @@ class SageMakerBackend:
 
         where = f"SageMaker endpoint {self.endpoint_name!r}"
         if isinstance(exc, (boto_errors.ReadTimeoutError, boto_errors.ConnectTimeoutError, _Urllib3Timeout)):
-            return BackendError(f"{where} timed out after {self.timeout_s:g}s: {exc}", cause="strong_timeout",
-                                status_code=504)
+            return BackendError(
+                f"{where} timed out after {self.timeout_s:g}s: {exc}", cause="strong_timeout", status_code=504
+            )
         if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError)):
             return BackendError(
                 f"No usable AWS credentials to call {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                f"AWS_PROFILE, or run with an IAM role ({exc})", cause="strong_auth", status_code=502)
+                f"AWS_PROFILE, or run with an IAM role ({exc})",
+                cause="strong_auth",
+                status_code=502,
+            )
         if isinstance(exc, boto_errors.EventStreamError):
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", str(exc))
@@ -389,8 +476,11 @@ class SageMakerBackend:
             if code == "ModelError":  # the container answered an error: its status and body ride along
                 found = _MODEL_ERROR_STATUS.search(message)
                 original = exc.response.get("OriginalStatusCode") or (found.group(1) if found else 0)
-                rejected = rejected_input(where, int(original) if str(original).isdigit() else None,
-                                          exc.response.get("OriginalMessage") or message)
+                rejected = rejected_input(
+                    where,
+                    int(original) if str(original).isdigit() else None,
+                    exc.response.get("OriginalMessage") or message,
+                )
                 if rejected is not None:
                     return rejected
             return BackendError(f"{where} failed ({code or status}): {message}", cause="strong_error")

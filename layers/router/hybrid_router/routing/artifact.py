@@ -46,9 +46,7 @@ def resolve_router_path(path: str | os.PathLike[str]) -> Path:
 def read_metadata(custom_metadata_map: dict[str, str], source: Path) -> dict[str, Any]:
     """Decodes the JSON values of metadata_props and checks that this is one of our routers."""
     if FORMAT_KEY not in custom_metadata_map:
-        raise RouterLoadError(
-            f"{source} is an ONNX model but not a hybrid-router router (no '{FORMAT_KEY}' metadata)"
-        )
+        raise RouterLoadError(f"{source} is an ONNX model but not a hybrid-router router (no '{FORMAT_KEY}' metadata)")
     metadata: dict[str, Any] = {}
     for key, raw in custom_metadata_map.items():
         try:

@@ -52,7 +52,9 @@ class Router:
             try:
                 threads = int(os.environ.get(ENV_THREADS, "1"))
             except ValueError:
-                raise RouterLoadError(f"{ENV_THREADS} must be a whole number, got {os.environ[ENV_THREADS]!r}") from None
+                raise RouterLoadError(
+                    f"{ENV_THREADS} must be a whole number, got {os.environ[ENV_THREADS]!r}"
+                ) from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1

@@ -33,8 +33,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hybrid_router.decision import (DecisionNotFound, DecisionRecord, charged_differently, merge_served, utc_iso,
-                                   utc_now_iso)
+from hybrid_router.decision import (
+    DecisionNotFound,
+    DecisionRecord,
+    charged_differently,
+    merge_served,
+    utc_iso,
+    utc_now_iso,
+)
 from hybrid_router.stores.errors import RETRYABLE_CODES, StoreFailure, failure_from, refused
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
@@ -59,8 +65,17 @@ SERVED_COST = "served_cost_usd"
 UPLOADED_AT = "uploaded_at"
 PROMPT_TRUNCATED = "prompt_truncated"
 # Storage attributes, not record fields (day_pk: an index key older items carry, ignored when read).
-_STORAGE_ATTRIBUTES = ("pk", "sk", "day_pk", TTL_ATTRIBUTE, "entity", "stored_at", SERVED_COST, UPLOADED_AT,
-                       PROMPT_TRUNCATED)
+_STORAGE_ATTRIBUTES = (
+    "pk",
+    "sk",
+    "day_pk",
+    TTL_ATTRIBUTE,
+    "entity",
+    "stored_at",
+    SERVED_COST,
+    UPLOADED_AT,
+    PROMPT_TRUNCATED,
+)
 ITEM_LIMIT_BYTES = 400 * 1024
 _ITEM_HEADROOM_BYTES = 16 * 1024  # DynamoDB's own accounting of names and numbers is not ours to the byte
 _INT_FIELDS = {name for name, f in DecisionRecord.model_fields.items() if f.annotation is int}
@@ -130,8 +145,6 @@ def _ulid_floor(since: str | date | datetime, shift_ms: int = 0) -> str:
         since = since.replace(tzinfo=timezone.utc)
     ms = max(int(since.timestamp() * 1000) + shift_ms, 0)
     return new_ulid(ms)[:10] + "0" * 16
-
-
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 3) -> Any:
@@ -273,8 +286,15 @@ class DynamoDecisionStore:
 
         serializer = TypeSerializer()
         now = utc_now_iso()
-        item = {"pk": f"CLAIM#{decision_id}", "sk": "CLAIM", "entity": "claim", "tenant_id": tenant,
-                "device_id": device, "claimed_at": now, TTL_ATTRIBUTE: _expires_at(now)}
+        item = {
+            "pk": f"CLAIM#{decision_id}",
+            "sk": "CLAIM",
+            "entity": "claim",
+            "tenant_id": tenant,
+            "device_id": device,
+            "claimed_at": now,
+            TTL_ATTRIBUTE: _expires_at(now),
+        }
         old = self._put({k: serializer.serialize(v) for k, v in item.items()}, "attribute_not_exists(pk)")
         if old is not None:
             owner = (old.get("tenant_id", {}).get("S"), old.get("device_id", {}).get("S"))
@@ -287,8 +307,12 @@ class DynamoDecisionStore:
 
         for attempt in range(1, self.max_attempts + 1):
             try:
-                self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression=condition,
-                                     ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression=condition,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
                 return None
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
@@ -351,7 +375,12 @@ class DynamoDecisionStore:
         return {k: serializer.serialize(v) for k, v in data.items()}
 
     def put_feedback(
-        self, tenant: str, device: str, decision_id: str, rating: int | float, comment: str | None = None,
+        self,
+        tenant: str,
+        device: str,
+        decision_id: str,
+        rating: int | float,
+        comment: str | None = None,
         scale: str | None = None,
     ) -> dict[str, Any]:
         """Store (or replace) the user's rating of one decision of this device; DecisionNotFound if there is none."""
@@ -521,8 +550,10 @@ def _is_utf8(text: str) -> bool:
 
 def _item_bytes(data: Mapping[str, Any]) -> int:
     """About what DynamoDB counts for an item: UTF-8 names and texts, numbers by their digits."""
-    return sum(len(key.encode("utf-8")) + len(value.encode("utf-8") if isinstance(value, str) else str(value))
-               for key, value in data.items())
+    return sum(
+        len(key.encode("utf-8")) + len(value.encode("utf-8") if isinstance(value, str) else str(value))
+        for key, value in data.items()
+    )
 
 
 def _value(item: Mapping[str, Any], key: str) -> Any:
@@ -539,7 +570,9 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in item.items():
         value = deserializer.deserialize(value)
         if isinstance(value, Decimal):
-            integral = key in _INT_FIELDS or (key not in DecisionRecord.model_fields and value == value.to_integral_value())
+            integral = key in _INT_FIELDS or (
+                key not in DecisionRecord.model_fields and value == value.to_integral_value()
+            )
             value = int(value) if integral else float(value)
         plain[key] = value
     return plain
@@ -550,9 +583,7 @@ def _in_window(
 ) -> list[DecisionRecord]:
     low = utc_iso(since) if since is not None else None
     high = utc_iso(until) if until is not None else None
-    return [
-        r for r in records if (low is None or r.created_at >= low) and (high is None or r.created_at < high)
-    ]
+    return [r for r in records if (low is None or r.created_at >= low) and (high is None or r.created_at < high)]
 
 
 def _short_error(error: Exception) -> StoreFailure:

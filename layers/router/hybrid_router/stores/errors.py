@@ -12,14 +12,16 @@ from typing import Literal
 FailureKind = Literal["refused", "retryable", "error"]
 
 # The DynamoDB error codes worth retrying (after boto3's own retries); the one list the project keeps.
-RETRYABLE_CODES = frozenset({
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-})
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 # DynamoDB refusing an item for what it holds (too large, a bad attribute value).
 REFUSING_CODES = frozenset({"ValidationException"})

@@ -127,13 +127,17 @@ class DecisionLog:
         except OSError as error:
             blocker = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
             if blocker is not None and not blocker.is_dir():
-                raise DecisionLogError(f"decision log {self.path}: {blocker} is a file, not a folder; "
-                                       "set the data folder (data_dir) to a folder") from error
+                raise DecisionLogError(
+                    f"decision log {self.path}: {blocker} is a file, not a folder; "
+                    "set the data folder (data_dir) to a folder"
+                ) from error
             raise DecisionLogError(f"decision log {self.path}: cannot open: {error}") from error
 
     def _close_abandoned(self) -> None:
         """Open rows of processes that are gone are final: what they hold (an unfinished stream) happened."""
-        pids = [row[0] for row in self._db.execute("SELECT DISTINCT open_pid FROM decisions WHERE open_pid IS NOT NULL")]
+        pids = [
+            row[0] for row in self._db.execute("SELECT DISTINCT open_pid FROM decisions WHERE open_pid IS NOT NULL")
+        ]
         dead = [(pid,) for pid in pids if not _process_alive(pid)]
         if dead:
             self._db.executemany("UPDATE decisions SET open_pid = NULL WHERE open_pid = ?", dead)
@@ -193,8 +197,16 @@ class DecisionLog:
 
     def _insert(self, records: list[DecisionRecord], open_pid: int | None) -> int:
         rows = [
-            (r.decision_id, utc_iso(r.created_at), r.day, r.route, r.cost_usd, r.model_dump_json(), open_pid,
-             r.experiment_id)
+            (
+                r.decision_id,
+                utc_iso(r.created_at),
+                r.day,
+                r.route,
+                r.cost_usd,
+                r.model_dump_json(),
+                open_pid,
+                r.experiment_id,
+            )
             for r in records
         ]
         if not rows:
@@ -240,19 +252,23 @@ class DecisionLog:
         changed = 0
         with self._transaction(f"apply {len(charges)} cloud charge(s)") as db:
             for charge in charges:
-                row = db.execute("SELECT record FROM decisions WHERE decision_id = ?",
-                                 (str(charge["decision_id"]),)).fetchone()
+                row = db.execute(
+                    "SELECT record FROM decisions WHERE decision_id = ?", (str(charge["decision_id"]),)
+                ).fetchone()
                 if row is None:
                     continue
                 record = DecisionRecord.model_validate_json(row[0])
-                updated = DecisionRecord.model_validate({**record.model_dump(),
-                                                         **{name: charge[name] for name in CHARGED_FIELDS}})
+                updated = DecisionRecord.model_validate(
+                    {**record.model_dump(), **{name: charge[name] for name in CHARGED_FIELDS}}
+                )
                 if updated == record:
                     continue
                 added = 0.0 if record.route == "strong" else max(updated.cost_usd - record.cost_usd, 0.0)
-                db.execute("UPDATE decisions SET record = ?, cost_usd = ?, cloud_charge = coalesce(cloud_charge, 0) + ?"
-                           " WHERE decision_id = ?", (updated.model_dump_json(), updated.cost_usd, added,
-                                                      record.decision_id))
+                db.execute(
+                    "UPDATE decisions SET record = ?, cost_usd = ?, cloud_charge = coalesce(cloud_charge, 0) + ?"
+                    " WHERE decision_id = ?",
+                    (updated.model_dump_json(), updated.cost_usd, added, record.decision_id),
+                )
                 changed += 1
         return changed
 
@@ -263,15 +279,22 @@ class DecisionLog:
             return 0
         with self._transaction(f"mark {len(refusals)} decision(s) refused") as db:
             before = db.total_changes
-            db.executemany("UPDATE decisions SET sync_error = ? WHERE synced_at IS NULL AND decision_id = ?",
-                           [(reason[:1000], decision_id) for decision_id, reason in refusals.items()])
+            db.executemany(
+                "UPDATE decisions SET sync_error = ? WHERE synced_at IS NULL AND decision_id = ?",
+                [(reason[:1000], decision_id) for decision_id, reason in refusals.items()],
+            )
             return db.total_changes - before
 
     def rate(self, feedback: FeedbackRequest) -> StoredFeedback:
         """Keep the user's rating of a logged decision, replacing an earlier one (which makes it pending again).
         Raises DecisionNotFound if the decision is not in this log."""
-        stored = StoredFeedback(decision_id=feedback.decision_id, rating=feedback.rating, comment=feedback.comment,
-                                scale=rating_scale(feedback.rating, feedback.scale), created_at=utc_now_iso())
+        stored = StoredFeedback(
+            decision_id=feedback.decision_id,
+            rating=feedback.rating,
+            comment=feedback.comment,
+            scale=rating_scale(feedback.rating, feedback.scale),
+            created_at=utc_now_iso(),
+        )
         with self._transaction(f"save the rating of decision {feedback.decision_id}") as db:
             if db.execute("SELECT 1 FROM decisions WHERE decision_id = ?", (feedback.decision_id,)).fetchone() is None:
                 raise DecisionNotFound(f"no decision {feedback.decision_id} in the decision log {self.path}")
@@ -290,8 +313,14 @@ class DecisionLog:
             cursor = db.execute(
                 f"UPDATE feedback SET {update} WHERE decision_id = ? AND synced_at IS NULL"
                 " AND created_at = ? AND rating = ? AND scale = ? AND comment IS ?",
-                (utc_now_iso() if error is None else error, sent.decision_id, sent.created_at, sent.rating,
-                 sent.scale, sent.comment),
+                (
+                    utc_now_iso() if error is None else error,
+                    sent.decision_id,
+                    sent.created_at,
+                    sent.rating,
+                    sent.scale,
+                    sent.comment,
+                ),
             )
         return cursor.rowcount == 1
 
@@ -329,17 +358,25 @@ class DecisionLog:
         return rows
 
     def pending_count(self) -> int:
-        return self._query("SELECT count(*) FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL"
-                           " AND open_pid IS NULL", (), "count pending")[0][0]
+        return self._query(
+            "SELECT count(*) FROM decisions WHERE synced_at IS NULL AND sync_error IS NULL AND open_pid IS NULL",
+            (),
+            "count pending",
+        )[0][0]
 
     def refused(self, limit: int = 100) -> list[tuple[str, str]]:
         """(decision_id, the cloud's reason) of decisions the cloud refused, oldest first."""
-        return self._query("SELECT decision_id, sync_error FROM decisions WHERE sync_error IS NOT NULL"
-                           " AND synced_at IS NULL ORDER BY decision_id LIMIT ?", (int(limit),), "read refused")
+        return self._query(
+            "SELECT decision_id, sync_error FROM decisions WHERE sync_error IS NOT NULL"
+            " AND synced_at IS NULL ORDER BY decision_id LIMIT ?",
+            (int(limit),),
+            "read refused",
+        )
 
     def refused_count(self) -> int:
-        return self._query("SELECT count(*) FROM decisions WHERE sync_error IS NOT NULL AND synced_at IS NULL", (),
-                           "count refused")[0][0]
+        return self._query(
+            "SELECT count(*) FROM decisions WHERE sync_error IS NOT NULL AND synced_at IS NULL", (), "count refused"
+        )[0][0]
 
     def count(self) -> int:
         return self._query("SELECT count(*) FROM decisions", (), "count decisions")[0][0]
@@ -355,8 +392,11 @@ class DecisionLog:
         return bool(rows and rows[0][0])
 
     def feedback(self, decision_id: str) -> StoredFeedback | None:
-        rows = self._query(f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback WHERE decision_id = ?",
-                           (decision_id,), "read a rating")
+        rows = self._query(
+            f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback WHERE decision_id = ?",
+            (decision_id,),
+            "read a rating",
+        )
         return StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, rows[0]))) if rows else None
 
     def pending_feedback(self, limit: int = 100, after: str | None = None) -> list[StoredFeedback]:
@@ -383,8 +423,10 @@ class DecisionLog:
             (),
             "read ratings",
         )
-        return [(StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))), DecisionRecord.model_validate_json(row[-1]))
-                for row in rows]
+        return [
+            (StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))), DecisionRecord.model_validate_json(row[-1]))
+            for row in rows
+        ]
 
     def records(
         self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
@@ -398,8 +440,11 @@ class DecisionLog:
 
     def experiment_records(self, experiment_id: str) -> list[DecisionRecord]:
         """The decisions of one router experiment, oldest first."""
-        rows = self._query("SELECT record FROM decisions WHERE experiment_id = ? ORDER BY decision_id",
-                           (experiment_id,), "read an experiment's decisions")
+        rows = self._query(
+            "SELECT record FROM decisions WHERE experiment_id = ? ORDER BY decision_id",
+            (experiment_id,),
+            "read an experiment's decisions",
+        )
         return [DecisionRecord.model_validate_json(row[0]) for row in rows]
 
     def ratings(self) -> dict[str, StoredFeedback]:
@@ -424,9 +469,7 @@ class DecisionLog:
         return float(rows[0][0])
 
     @staticmethod
-    def _window(
-        since: str | date | datetime | None, until: str | date | datetime | None
-    ) -> tuple[str, list[str]]:
+    def _window(since: str | date | datetime | None, until: str | date | datetime | None) -> tuple[str, list[str]]:
         clauses, params = [], []
         if since is not None:
             clauses.append("created_at >= ?")
