@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybrid_router.cascade import final_span
+from router_training.easy_prompts import DAYS, MONTHS
 
 SOURCE = "hybrid-router:router_training/label_families.py"
 DEFAULT_SEEDS = {"train": 1, "test": 2}
@@ -132,21 +133,6 @@ def check_letter(reply: str, gold: str) -> bool:
     return letters[0].lower() == gold.lower()
 
 
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MONTH_DAY = re.compile(r"\b(" + "|".join(MONTHS) + r")\s+(\d{1,2})\b", re.IGNORECASE)
 _ISO = re.compile(r"\b\d{4}-(\d{2})-(\d{2})\b")
 
