@@ -50,7 +50,7 @@ def upload_decisions(
         svc.telemetry.decision(record, source="device")
     if unstored:
         throttled = all(f[1].retryable for f in unstored)
-        what = "is throttling" if throttled else f"failed ({unstored[0][1][:200]})"
+        what = "is throttling or failing for now" if throttled else f"failed ({unstored[0][1][:200]})"
         raise ApiError(
             503 if throttled else 502,
             f"The decision store {what}: {len(unstored)} of {len(body.records)} records were not "
