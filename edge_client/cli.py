@@ -105,7 +105,7 @@ def _request(messages: list[dict], model: str, max_tokens: int | None, stream: b
 
 def _summary(record) -> str:
     comparison = ">=" if record.score >= record.threshold else "<"
-    saving = record.saving_usd
+    saving = f" | saved ${record.saving_usd:.6f}" if record.saving_usd > 0 else ""
     draft = ""
     if record.confidence is not None:  # cascade mode: the local draft, kept or discarded
         draft = (
@@ -116,7 +116,7 @@ def _summary(record) -> str:
         f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
         f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
         f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
-        f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}"
+        f"cost ${record.cost_usd:.6f}{saving} | decision {record.decision_id}"
     )
 
 
@@ -135,8 +135,22 @@ def _chat_once(service, messages: list[dict], model: str, max_tokens: int | None
         raise
     console.print()
     if answer.record is not None:
+        notice = _fallback_notice(answer.record, model)
+        if notice:
+            err_console.print(f"[bold yellow]{notice}[/]", highlight=False, soft_wrap=True)
         err_console.print(f"[dim]{_summary(answer.record)}[/]", highlight=False, soft_wrap=True)
     return answer.text, answer.record
+
+
+def _fallback_notice(record, model: str) -> str | None:
+    """A line in plain sight when the answer is not from the side that was chosen or asked for."""
+    if not record.reason.startswith("fallback:"):
+        return None
+    how = "chosen by the router" if model.startswith("router") else f"asked for ({model})"
+    cause = record.reason.split(":", 1)[1]
+    return (
+        f"fallback: this answer is from the {record.route} model {record.model_used}; the model {how} failed ({cause})"
+    )
 
 
 def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = None) -> str:

@@ -42,8 +42,19 @@ class Settings(BaseModel):
     local_queue_limit: int = Field(
         8,
         ge=0,
-        description="requests that may wait while the local model answers "
-        "another; one more goes to the strong model (fallback:local_busy) or gets 429",
+        description="requests that may wait while the local model answers another; what happens to one "
+        "more is local_overflow",
+    )
+    local_overflow: Literal["wait", "reject", "strong"] = Field(
+        "wait",
+        description="a request over local_queue_limit: wait (up to local_overflow_wait_s for a place in line, "
+        "then 429), reject (429 at once), or strong (the strong model answers: spends money, fallback:local_busy)",
+    )
+    local_overflow_wait_s: float = Field(30.0, ge=0.0, le=600.0, description="how long local_overflow=wait waits")
+    forced_fallback: bool = Field(
+        False,
+        description="a request naming a model (strong or weak) may be answered by the other one when it fails; "
+        "off: it fails with the model's error",
     )
     max_tokens: int = Field(
         256, ge=1, le=MAX_TOKENS_LIMIT, description="default answer length when a request sets none"

@@ -21,6 +21,7 @@ def build_weak(settings: Settings, on_status: StatusCallback | None = None) -> L
         name=settings.local_model_name,
         on_status=on_status,
         max_waiting=settings.local_queue_limit,
+        overflow_wait_s=settings.local_overflow_wait_s if settings.local_overflow == "wait" else 0.0,
     )
 
 

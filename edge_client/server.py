@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import hybrid_router
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.openapi import document, errors
+from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.backends.base import BackendError
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -47,6 +48,7 @@ from hybrid_router.openai_schema import (
     Usage,
     completion_chunk,
     error_body,
+    usage_chunk,
 )
 from hybrid_router.pipeline import ClientGone
 
@@ -68,6 +70,15 @@ def _error(
     param: str | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(message, error_type, code=code, param=param), status_code=status)
+
+
+def _backend_error(exc: BackendError) -> JSONResponse:
+    status = exc.status_code if exc.status_code >= 400 else 502
+    kind = "invalid_request_error" if status < 500 else "api_error"  # 4xx: the request, e.g. too long
+    response = _error(status, str(exc), kind, code=exc.cause)
+    if exc.retry_after_s is not None:  # a busy local model: the same request may pass in a moment
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    return response
 
 
 def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
@@ -313,15 +324,7 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
             last["routing"] = _record_routing(answer.plan, record)
         yield _sse(last)
         if include_usage and record is not None:
-            usage = Usage(
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                total_tokens=record.prompt_tokens + record.completion_tokens,
-            )
-            chunk = completion_chunk(completion_id, model, {})
-            chunk["choices"] = []
-            chunk["usage"] = usage.model_dump()
-            yield _sse(chunk)
+            yield _sse(usage_chunk(completion_id, model, record))
         yield _sse("[DONE]")
     finally:
         pump.stop()  # a client that went away ends generation at the next piece
@@ -356,7 +359,9 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else None
-        return _error(exc.status_code, str(exc.detail), code=code)
+        response = _error(exc.status_code, str(exc.detail), code=code)
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
@@ -427,13 +432,14 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
             return _error(404, str(exc), code="model_not_found", param="model")
         except RoutingError as exc:
             return _error(503, str(exc), "api_error", code="router_unavailable")
+        except BackendError as exc:  # refused before any model runs (a spend cap on a request naming the model)
+            return _backend_error(exc)
         completion_id = f"chatcmpl-{plan.decision_id}"
         try:
             if request.stream:
                 answer = await run_in_threadpool(service.stream, request, plan)
                 routing = _routing(plan, answer.route, answer.reason, answer.model)
-                options = getattr(request, "stream_options", None) or {}
-                include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+                include_usage = request.include_usage()
                 return StreamingResponse(
                     _sse_body(answer, completion_id, include_usage),
                     media_type="text/event-stream",
@@ -443,12 +449,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
             return _error(499, str(exc), code="client_disconnected")
         except BackendError as exc:
-            status = exc.status_code if exc.status_code >= 400 else 502
-            kind = "invalid_request_error" if status < 500 else "api_error"  # 4xx: the request, e.g. too long
-            response = _error(status, str(exc), kind, code=exc.cause)
-            if exc.retry_after_s is not None:  # a busy local model: the same request may pass in a moment
-                response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-            return response
+            return _backend_error(exc)
         except DecisionLogError as exc:
             return _error(
                 507,
@@ -472,14 +473,13 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return JSONResponse(response.model_dump(), headers=_headers(routing))
 
     @app.get("/dashboard", include_in_schema=False)
-    def dashboard(request: Request, days: int = 30) -> Any:
+    def dashboard(request: Request, days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS)) -> Any:
         """The device's dashboard (hybrid_router.dashboard over the decision log): to this machine's callers only."""
         from fastapi.responses import HTMLResponse
         from hybrid_router.dashboard import page
 
         if request.client is None or not is_loopback(request.client.host):
             return _error(403, "the dashboard is served to this machine only", code="not_loopback")
-        days = min(max(days, 1), 36500)
         since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
         records = service.log.records(since=since)
         title = f"hybrid-router on this device ({service.settings.device_id}), last {days} days"

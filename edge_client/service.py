@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from hybrid_router.backends.base import ChatBackend, DraftingBackend
-from hybrid_router.budget import SpendLedger
+from hybrid_router.backends.base import BackendError, ChatBackend, DraftingBackend
+from hybrid_router.budget import BudgetExceeded, SpendLedger
 from hybrid_router.cascade import CascadeError, CascadePolicy, load_policy
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
@@ -37,6 +37,19 @@ class UnknownModelError(ValueError):
         )
         self.model = model
         self.valid = valid
+
+
+class SpendCapReached(BackendError):
+    """A request that names the strong model while a spend cap is reached: refused, never answered locally
+    instead (unless the user turned on forced_fallback)."""
+
+    def __init__(self, over: BudgetExceeded):
+        super().__init__(
+            f"the strong model was asked for by name, but {over}; raise the cap, wait for it to reset, or ask "
+            "for `router` or the local model",
+            cause=over.reason.replace(":", "_"),
+            status_code=429,
+        )
 
 
 class DecisionLogRecorder:
@@ -97,6 +110,8 @@ class EdgeService:
             self.costs,
             self.budget,
             fallback=True,
+            fallback_forced=settings.forced_fallback,
+            overflow_to_strong=settings.local_overflow == "strong",
             store_prompts=settings.store_prompts,
             default_max_tokens=settings.max_tokens,
         )
@@ -138,7 +153,7 @@ class EdgeService:
 
     def serves(self, model: str) -> bool:
         """Whether `model` names something a chat request may ask for (GET /v1/models/{model})."""
-        if model in (self.weak_name, self.strong_name):
+        if model in (self.weak_name, self.strong_name, "weak", "strong"):
             return True
         spec = parse_router_model(model)
         if spec is None or self.route_source is None:
@@ -172,7 +187,7 @@ class EdgeService:
         settles the clear cases; in the band the plan carries the policy and the local model drafts first."""
         model = request.model
         decision_id = new_ulid()
-        forced = {self.weak_name: "weak", self.strong_name: "strong"}.get(model)
+        forced = {"weak": "weak", "strong": "strong", self.weak_name: "weak", self.strong_name: "strong"}.get(model)
         spec: RouterSpec | None = None
         if forced is None:
             spec = parse_router_model(model)
@@ -245,6 +260,8 @@ class EdgeService:
             )
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
+            if over is not None and plan.reason == "forced" and not self.settings.forced_fallback:
+                raise SpendCapReached(over)
             if over is not None:
                 plan.route, plan.reason = "weak", over.reason
         return plan

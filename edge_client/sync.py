@@ -70,7 +70,8 @@ class SyncReport:
     feedback_failed: list[tuple[str, str]] = field(default_factory=list)
     feedback_remaining: int = 0
     refused_total: int = 0  # refused records in the log, from this sync and earlier ones
-    charged: int = 0  # records whose cost the cloud corrected (it also served them)
+    charged: int = 0  # records that took the cloud's numbers: it served them and counted otherwise
+    answered_locally: int = 0  # of those: the device stopped waiting and answered locally, the cloud served too
 
     @property
     def stuck(self) -> bool:
@@ -93,11 +94,16 @@ class SyncReport:
             if self.feedback_failed
             else ""
         )
-        charged = (
-            f", {self.charged} with the cloud's charge for an answer it served too (the device had stopped waiting)"
-            if self.charged
-            else ""
-        )
+        charged = ""
+        if self.charged:
+            recounted = self.charged - self.answered_locally
+            causes = [
+                f"{self.answered_locally} answered here after the device stopped waiting, served by the cloud too"
+                if self.answered_locally
+                else "",
+                f"{recounted} with the cloud's token count" if recounted else "",
+            ]
+            charged = f", {self.charged} took the cloud's numbers ({'; '.join(c for c in causes if c)})"
         return (
             f"synced {self.accepted + self.duplicates} of {self.sent} decisions sent "
             f"({self.accepted} new, {self.duplicates} already in the cloud{charged}) in {self.batches} batches, "
@@ -183,7 +189,9 @@ def sync_decisions(
             acked = [decision_id for decision_id in ids if decision_id not in failed]
             log.mark_synced(acked, batch=new_ulid())
             log.mark_refused(failed)
-            report.charged += log.apply_charges(_charges(answer, acked))
+            counts = log.apply_charges(_charges(answer, acked))
+            report.charged += counts.total
+            report.answered_locally += counts.answered_locally
             report.sent += len(batch)
             report.batches += 1
             report.accepted += int(answer["accepted"])

@@ -40,7 +40,7 @@ def settings_for(router_dir, table_name: str | None, dynamodb_url: str | None, *
         dynamodb_endpoint_url=dynamodb_url,
         region="us-east-1",
         api_keys=parse_key_map(KEYS),
-        **extra,
+        **{"upload_window_days": 3660, **extra},  # tests/events/decisions_post.json was recorded in 2024
     )
 
 

@@ -65,6 +65,7 @@ def lambda_env(monkeypatch, tiny_router_dir, table, dynamodb_endpoint) -> dict[s
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
         "DECISIONS_TABLE_NAME": table,
         "TENANT_ID": "acme",
+        "UPLOAD_WINDOW_DAYS": "3660",  # tests/events/decisions_post.json was recorded in 2024
         "HYBRID_ROUTER_KEY_IDENTITIES": "",
         "HYBRID_ROUTER_ROUTER": str(tiny_router_dir),
         "STRONG_MODEL_NAME": "strong-model",

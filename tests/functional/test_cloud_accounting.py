@@ -4,6 +4,7 @@ device. Real parts: the cloud API under uvicorn, moto's DynamoDB server, the Sag
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,9 +146,10 @@ def test_the_devices_record_of_a_linked_call_counts_once_and_never_for_less(clou
 
     merged = {r.decision_id: r for r in cloud.store.records_for_device("acme", "device-a")}
     assert len(merged) == 3 and totals(cloud)["requests"] == 3
-    assert merged[same].model_dump(exclude={"tenant_id", "device_id"}) == honest.model_dump(
-        exclude={"tenant_id", "device_id"}
+    assert merged[same].model_dump(exclude={"tenant_id", "device_id", "created_at"}) == honest.model_dump(
+        exclude={"tenant_id", "device_id", "created_at"}
     )  # the device's own fields, the same cost
+    assert merged[same].created_at == served[same].created_at  # the cloud's time
     assert (merged[cheap].router_id, merged[cheap].prompt) == ("device-router", "Say hello in French.")
     assert merged[cheap].cost_usd == served[cheap].cost_usd > 0  # the cloud's served cost is kept
     assert (merged[local].route, merged[local].reason) == ("weak", "fallback:strong_timeout")
@@ -181,3 +183,114 @@ def test_sync_of_the_devices_log_after_linked_calls_matches_usage(cloud, tmp_pat
 
 def served_cost(client: httpx.Client, decision_id: str) -> float:
     return next(r.cost_usd for r in client.store.records_for_device("acme", "device-a") if r.decision_id == decision_id)
+
+
+def stored_record(client: httpx.Client, decision_id: str, wait_s: float = 5.0) -> DecisionRecord | None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = [r for r in client.store.records_for_device("acme", "device-a") if r.decision_id == decision_id]
+        if found or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.1)
+
+
+def test_a_linked_stream_the_client_hangs_up_on_is_still_billed(cloud) -> None:
+    """Tokens streamed under a caller's x-decision-id are recorded by the cloud even if the caller leaves."""
+    decision_id = new_ulid()
+    body = {
+        "model": "strong-model",
+        "stream": True,
+        "max_tokens": 60,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+    }
+    with cloud.stream("POST", "/v1/chat/completions", json=body, headers={"x-decision-id": decision_id}) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        read = [next(lines) for _ in range(8)]  # the role chunk and the first pieces, then hang up
+    assert sum('"content"' in line for line in read) >= 3
+    record = stored_record(cloud, decision_id)
+    assert record is not None, "the cloud kept no record of a stream it served"
+    assert (record.status, record.error, record.route) == ("error", "client_disconnected", "strong")
+    assert record.completion_tokens >= 2 and record.cost_usd > 0
+    assert record.prompt_tokens > 0  # an interrupted answer still counts its prompt
+    assert totals(cloud)["requests"] == 1
+
+
+def test_an_upload_cannot_move_make_cheaper_or_expire_a_served_record(cloud) -> None:
+    """The cloud's numbers, time and expiry stand whatever the device uploads under the same id."""
+    decision_id = new_ulid()
+    assert linked_chat(cloud, decision_id).status_code == 200
+    served = stored_record(cloud, decision_id)
+    assert served is not None
+    before = totals(cloud)
+    rewrite = device_record(decision_id, cost_usd=0.0, strong_cost_usd=0.0, completion_tokens=0)
+    two_days_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86400))
+    rewritten = {**rewrite.model_dump(mode="json"), "created_at": two_days_ago}  # inside the upload window
+    answer = cloud.post("/v1/decisions", json={"records": [rewritten]}).json()
+    assert answer["accepted"] == 1 and answer["failed"] == []
+    assert [c["cost_usd"] for c in answer["charged"]] == [served.cost_usd]  # the device learns the cloud's numbers
+    merged = stored_record(cloud, decision_id)
+    assert merged is not None
+    assert (merged.created_at, merged.cost_usd, merged.completion_tokens, merged.route) == (
+        served.created_at,
+        served.cost_usd,
+        served.completion_tokens,
+        "strong",
+    )
+    assert merged.router_id == "device-router"  # what only the device knows is added
+    assert totals(cloud)["cost_usd"] == pytest.approx(before["cost_usd"])
+    item = cloud.store.client.get_item(
+        TableName=cloud.store.table_name,
+        Key={"pk": {"S": "DEVICE#acme#device-a"}, "sk": {"S": f"DECISION#{decision_id}"}},
+    )["Item"]
+    assert int(item["expires_at"]["N"]) > time.time() + 300 * 86400  # from the cloud's clock, not the device's
+
+
+def test_a_record_uploaded_first_cannot_turn_a_served_strong_answer_weak(cloud) -> None:
+    decision_id = new_ulid()
+    early = device_record(decision_id, route="weak", reason="routed", model_used="smollm2", cost_usd=1e-7)
+    assert cloud.post("/v1/decisions", json={"records": [early.model_dump(mode="json")]}).json()["accepted"] == 1
+    assert linked_chat(cloud, decision_id).status_code == 200
+    merged = stored_record(cloud, decision_id)
+    assert merged is not None and (merged.route, merged.model_used) == ("strong", "strong-model")
+    assert merged.cost_usd > 1e-6 and totals(cloud)["strong"] == 1
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00Z", "1971-01-01T00:00:00Z", "2099-01-01T00:00:00Z"])
+def test_records_far_from_the_clouds_clock_are_refused_one_by_one(cloud, created_at: str) -> None:
+    good = device_record(new_ulid(), route="weak", model_used="smollm2", cost_usd=1e-6)
+    bad = {**device_record(new_ulid()).model_dump(mode="json"), "created_at": created_at}
+    answer = cloud.post("/v1/decisions", json={"records": [good.model_dump(mode="json"), bad]}).json()
+    assert answer["accepted"] == 1 and [f["decision_id"] for f in answer["failed"]] == [bad["decision_id"]]
+    assert "upload window" in answer["failed"][0]["error"]
+
+
+def test_a_streamed_cloud_answer_carries_the_usage_the_cloud_records(cloud) -> None:
+    """The device's strong backend asks for stream_options.include_usage; the cloud's last chunk carries the
+    tokens of its own record, so the device records them instead of an estimate."""
+    from hybrid_router.backends.openai_compat import OpenAICompatBackend
+
+    backend = OpenAICompatBackend(
+        str(cloud.base_url) + "/v1", api_key=KEY, model="strong-model", api_key_header="x-api-key"
+    )
+    decision_id = new_ulid()
+    stream = backend.stream([{"role": "user", "content": "What is 2+2?"}], max_tokens=6, decision_id=decision_id)
+    while True:
+        try:
+            next(stream)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    record = stored_record(cloud, decision_id)
+    assert record is not None and not result.usage_estimated
+    assert (result.prompt_tokens, result.completion_tokens) == (record.prompt_tokens, record.completion_tokens)
+    plain = cloud.post(
+        "/v1/chat/completions",
+        json={
+            "model": "strong-model",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+            "stream": True,
+        },
+    )
+    assert '"usage"' not in plain.text  # only when asked for, as OpenAI does

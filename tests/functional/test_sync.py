@@ -508,7 +508,7 @@ def test_a_request_the_cloud_also_served_takes_the_clouds_charge(cloud, log, mak
     state["drop"] = int(answer_lost)  # the cloud merged the records, then the device never heard: a re-send
     report = sync_decisions(log, url, api_key=API_KEY, base_delay_s=0.01)
     assert report.charged == 1 and report.remaining == 0
-    assert "1 with the cloud's charge" in str(report)
+    assert "1 took the cloud's numbers (1 answered here after the device stopped waiting" in str(report)
     kept = log.get(device.decision_id)
     assert kept.route == "weak" and kept.reason == "fallback:strong_timeout"  # what the device did stays
     assert kept.cost_usd == pytest.approx(device.cost_usd + served.cost_usd)  # and it pays for both answers

@@ -128,10 +128,15 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
         prompt="hi",
     )
     merged = merge_served(served, device)
-    assert (merged.router_id, merged.reason, merged.prompt) == ("r", "routed", "hi")
-    assert (merged.prompt_tokens, merged.completion_tokens, merged.cost_usd) == (12, 20, 0.002)
-    local = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 1e-6}))
+    assert (merged.router_id, merged.reason, merged.prompt) == ("r", "routed", "hi")  # what the device knows
+    assert (merged.prompt_tokens, merged.completion_tokens, merged.cost_usd) == (10, 20, 0.002)  # the cloud's
+    assert merged.created_at == served.created_at
+    gave_up = device.model_copy(update={"route": "weak", "reason": "fallback:strong_timeout", "cost_usd": 1e-6})
+    local = merge_served(served, gave_up)
     assert local.route == "weak" and local.cost_usd == pytest.approx(0.002 + 1e-6)
+    claimed = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 0.0}))
+    assert (claimed.route, claimed.reason, claimed.cost_usd) == ("strong", "forced", 0.002)
+    assert merge_served(served, gave_up, device_first=True).route == "strong"
 
 
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
@@ -141,7 +146,7 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
-    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - set(EXPERIMENT_FIELDS)
+    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - {*EXPERIMENT_FIELDS, "usage_estimated"}
     tagged = make_decision(
         experiment_id="e1",
         arm="candidate",
@@ -152,5 +157,5 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
         shadow_route="strong",
         shadow_router_latency_ms=0.4,
     )
-    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields)
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {"usage_estimated"}
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged

@@ -25,6 +25,7 @@ from hybrid_router.usage import UsageSummary, UsageTotals, percentile, totals_by
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CHART_JS = "chart.umd.min.js"
 CHART_JS_PATH = "/dashboard/" + CHART_JS
+DASHBOARD_MAX_DAYS = 366  # `days` of GET /dashboard: 1..366 on both servers (422 otherwise)
 
 
 class Latency(BaseModel):

@@ -120,15 +120,19 @@ class DecisionRecord(BaseModel):
     shadow_threshold: Share | None = None
     shadow_route: Route | None = None
     shadow_router_latency_ms: Millis | None = None
+    # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
+    usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
-    def _without_unset_experiment(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment fields are left out while empty, so a record outside an experiment is what it was before
-        they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
+    def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Experiment fields and `usage_estimated` are left out while unset, so a record that uses none is what it
+        was before they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
         data = handler(self)
         for name in EXPERIMENT_FIELDS:
             if data.get(name, 0) is None:
                 del data[name]
+        if data.get("usage_estimated") is False:
+            del data["usage_estimated"]
         return data
 
     @field_validator("shadow_score", "shadow_threshold", "shadow_router_latency_ms")
@@ -186,30 +190,54 @@ class DecisionRecord(BaseModel):
         return self.strong_cost_usd - self.cost_usd
 
 
-# What merge_served may change in a device's record: the cloud tells the device these numbers after a sync.
+# What a sync tells the device about a request the cloud served too: the device's record takes these numbers.
 CHARGED_FIELDS = ("cost_usd", "strong_cost_usd", "prompt_tokens", "completion_tokens")
+# What only the device knows about a request the cloud served: kept from the device's record in every merge.
+DEVICE_FIELDS = (
+    "weak_model",
+    "router_id",
+    "router_version",
+    "score",
+    "threshold",
+    "reason",
+    "router_latency_ms",
+    "generation_latency_ms",
+    "queue_latency_ms",
+    "prompt",
+    "draft_tokens",
+    "draft_latency_ms",
+    "confidence",
+    "escalated",
+    *EXPERIMENT_FIELDS,
+)
+# A device that stopped waiting and answered locally also keeps what describes its own answer.
+LOCAL_ANSWER_FIELDS = ("route", "model_used", "prompt_tokens", "completion_tokens")
 
 
 def charged_differently(sent: DecisionRecord, stored: DecisionRecord) -> bool:
     return any(getattr(sent, name) != getattr(stored, name) for name in CHARGED_FIELDS)
 
 
-def merge_served(served: DecisionRecord, device: DecisionRecord) -> DecisionRecord:
+def answered_locally_after_all(device: DecisionRecord) -> bool:
+    """The device's record of a request the cloud served says the device gave up waiting and answered itself."""
+    return device.route == "weak" and device.reason.startswith("fallback:")
+
+
+def merge_served(served: DecisionRecord, device: DecisionRecord, device_first: bool = False) -> DecisionRecord:
     """One record for a request the cloud served and the device logged under the same decision id.
 
-    The device's record says what happened on the device (route, reason, router, latencies, prompt); the cloud's
-    says what it served. The result never costs less than what the cloud served: a device that took the cloud's
-    answer keeps the larger of each count and cost, one that answered locally after all (it stopped waiting)
-    pays for both answers.
+    The cloud's record is the cloud's: time, route, models, tokens, cost, status and error come from it, so no
+    upload can make a served answer cheaper, older or weaker. The device adds only what it alone knows (its
+    router's decision and latency, its reason, a cascade draft, experiment fields, the prompt if it keeps them).
+    One exception, for a record uploaded after the cloud served: a device that stopped waiting and answered
+    locally (route weak, reason `fallback:<cause>`) keeps its route, model and tokens, and pays for both answers.
+    A device record stored before the cloud served (`device_first`) cannot claim that: the cloud's route stands.
     """
-    if device.route == "strong":
-        update = {
-            name: max(getattr(device, name), getattr(served, name))
-            for name in ("prompt_tokens", "completion_tokens", "cost_usd", "strong_cost_usd")
-        }
-    else:
-        update = {
-            "cost_usd": device.cost_usd + served.cost_usd,
-            "strong_cost_usd": max(device.strong_cost_usd, served.strong_cost_usd),
-        }
-    return device.model_copy(update=update)
+    update = {name: getattr(device, name) for name in DEVICE_FIELDS}
+    if answered_locally_after_all(device) and not device_first:
+        update.update({name: getattr(device, name) for name in LOCAL_ANSWER_FIELDS})
+        update["cost_usd"] = served.cost_usd + device.cost_usd
+        update["energy_wh"] = served.energy_wh + device.energy_wh
+    elif device.route != served.route:
+        update["reason"] = served.reason
+    return served.model_copy(update=update)

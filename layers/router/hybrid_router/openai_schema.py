@@ -105,6 +105,9 @@ class InputProblem:
     too_large: bool = False  # HTTP 413 rather than the surface's usual 400/422
 
 
+PROMPT_ROLES = ("user", "system", "developer")
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -173,6 +176,13 @@ class ChatCompletionRequest(TextOnly):
                             f"messages.{index}.content",
                             f"content parts of type {kind!r} are not supported: text only",
                         )
+        unsupported = _unsupported_output_option(extra)
+        if unsupported is not None:
+            return unsupported
+        if not any(m.role in PROMPT_ROLES and m.text() for m in self.messages):
+            return InputProblem(
+                "invalid_value", "messages", "the messages hold no user or system text: there is nothing to answer"
+            )
         if sum(len(m.text()) for m in self.messages) > MAX_PROMPT_CHARS:
             return InputProblem(
                 "prompt_too_large",
@@ -191,12 +201,35 @@ class ChatCompletionRequest(TextOnly):
                 )
         return None
 
+    def include_usage(self) -> bool:
+        """OpenAI's `stream_options.include_usage`: a streamed answer ends with a chunk that carries its usage."""
+        options = (self.model_extra or {}).get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
     def last_user_text(self) -> str:
         """What the router scores: the last user turn (RouteLLM routes on the user prompt)."""
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.text()
         return self.messages[-1].text()
+
+
+def _unsupported_output_option(extra: dict[str, Any]) -> InputProblem | None:
+    """OpenAI output options no backend here honours yet: refused by name rather than silently dropped."""
+    if extra.get("logprobs") not in (None, False) or extra.get("top_logprobs") not in (None, 0):
+        name = "logprobs" if extra.get("logprobs") not in (None, False) else "top_logprobs"
+        return InputProblem(
+            "unsupported_value", name, f"'{name}' is not supported: answers carry no token log-probabilities"
+        )
+    response_format = extra.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        return InputProblem(
+            "unsupported_value",
+            "response_format",
+            '\'response_format\' other than {"type": "text"} is not supported: '
+            "structured output (json_object, json_schema) is not enforced",
+        )
+    return None
 
 
 class Usage(BaseModel):
@@ -232,6 +265,19 @@ def completion_chunk(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }
+
+
+def usage_chunk(completion_id: str, model: str, record: Any, created: int | None = None) -> dict[str, Any]:
+    """The last chunk of a stream asked for `stream_options.include_usage`: no choices, the answer's usage
+    (from its decision record: the tokens the model reported, or its estimate when none were)."""
+    chunk = completion_chunk(completion_id, model, {}, created=created)
+    chunk["choices"] = []
+    chunk["usage"] = Usage(
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        total_tokens=record.prompt_tokens + record.completion_tokens,
+    ).model_dump()
+    return chunk
 
 
 def error_body(

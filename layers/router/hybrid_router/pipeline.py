@@ -29,7 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, DraftingBackend, StreamResult
+from hybrid_router.backends.base import (
+    INPUT_REJECTED,
+    LOCAL_BUSY,
+    BackendError,
+    ChatBackend,
+    DraftingBackend,
+    StreamResult,
+)
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
@@ -139,6 +146,19 @@ def _stream_result(value: StreamResult | tuple | None) -> StreamResult | None:
     return StreamResult(*value)
 
 
+def prompt_token_estimate(backend: ChatBackend, messages: list[dict]) -> int:
+    """The prompt's tokens when the model reported none: the backend's own count where it has one (the local
+    model's tokenizer), else about four characters a token plus a few tokens of chat markup per message."""
+    counter = getattr(backend, "count_prompt_tokens", None)
+    if callable(counter):
+        try:
+            return int(counter(messages))
+        except Exception:  # noqa: BLE001 - a count is best effort; the estimate below stands in
+            log.debug("count_prompt_tokens failed; estimating", exc_info=True)
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return (chars + 3) // 4 + 4 * len(messages)
+
+
 def _load(backend: ChatBackend) -> None:
     """Load a lazy local model before the clock starts: generation latency and energy exclude loading."""
     if getattr(backend, "loaded", True) is False:
@@ -158,6 +178,8 @@ class Pipeline:
         fallback: bool = True,
         store_prompts: bool = False,
         default_max_tokens: int = 256,
+        fallback_forced: bool = False,
+        overflow_to_strong: bool = False,
     ):
         self.weak = weak
         self.strong = strong
@@ -167,6 +189,8 @@ class Pipeline:
         self.costs = costs or CostModel.default()
         self.budget = budget
         self.fallback = fallback
+        self.fallback_forced = fallback_forced  # a request naming a model may get the other one's answer
+        self.overflow_to_strong = overflow_to_strong  # a full local queue sends the request to the strong model
         self.store_prompts = store_prompts
         self.default_max_tokens = default_max_tokens
 
@@ -198,17 +222,28 @@ class Pipeline:
         strong = Attempt("strong", self.strong) if self.strong is not None else None
         if plan.cascade is not None:
             reason = ESCALATED if draft is not None else f"fallback:{draft_error.cause if draft_error else 'draft'}"
+            if draft_error is not None and weak is not None and self.ends_attempts(weak, draft_error):
+                return [], reason
             if strong is None:
                 return [], "fallback:strong_not_configured" if draft is not None else reason
             return [strong], reason
         chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
         if plan.reason.startswith("budget"):
             return ([weak] if weak else []), plan.reason  # over the cap: never strong, not even as a fallback
+        fallback = self.fallback and (plan.reason != "forced" or self.fallback_forced)
         if chosen is None:
-            if other is None or not self.fallback:
+            if other is None or not fallback:
                 return [], plan.reason
             return [other], f"fallback:{plan.route}_not_configured"
-        return ([chosen, other] if self.fallback and other else [chosen]), plan.reason
+        return ([chosen, other] if fallback and other else [chosen]), plan.reason
+
+    def ends_attempts(self, attempt: Attempt, error: BackendError) -> bool:
+        """Errors after which no other model is tried: the strong model refused the input itself (the local
+        model's context is smaller still), or the local queue is full and spilling over to the strong model
+        (which costs money) is not what the user chose."""
+        if error.cause == INPUT_REJECTED:
+            return True
+        return error.cause == LOCAL_BUSY and attempt.route == "weak" and not self.overflow_to_strong
 
     def _options(self, request: ChatCompletionRequest, plan: Plan) -> dict:
         return {
@@ -244,6 +279,7 @@ class Pipeline:
         error: str | None = None,
         queue_s: float = 0.0,
         draft: Draft | None = None,
+        usage_estimated: bool = False,
     ) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
         With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
@@ -262,6 +298,8 @@ class Pipeline:
             draft_s = max(draft.seconds - draft.queue_s, 0.0)
             cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
         if error is not None:  # a failed or cut answer saves nothing against always-strong
+            strong_cost = cost
+        if plan.reason == "forced" and route != plan.route:  # not the model asked for: no saving to claim
             strong_cost = cost
         cascade = (
             {}
@@ -297,6 +335,7 @@ class Pipeline:
             status="error" if error else "ok",
             error=error[:500] if error else None,
             prompt=request.last_user_text() if self.store_prompts else None,
+            usage_estimated=usage_estimated,
             **cascade,
             **plan.experiment_fields,
         )
@@ -334,7 +373,7 @@ class Pipeline:
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
-                    if exc.cause == INPUT_REJECTED:
+                    if self.ends_attempts(attempt, exc):
                         break
                     continue
                 record = self.record(
@@ -347,6 +386,7 @@ class Pipeline:
                     time.perf_counter() - began,
                     queue_s=completion.queue_s,
                     draft=draft,
+                    usage_estimated=completion.usage_estimated,
                 )
                 stored = self.write(record)
                 return Answer(completion.text, completion.finish_reason, record, stored)
@@ -504,7 +544,7 @@ class Pipeline:
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
-                    if exc.cause == INPUT_REJECTED:
+                    if self.ends_attempts(attempt, exc):
                         break
                     continue
                 except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
@@ -630,8 +670,9 @@ class StreamingAnswer:
         if self.record is not None:
             return
         usage = self.usage
-        if usage is None:  # cut short: count what was produced (one piece is about one token)
-            usage = StreamResult(0, len(self.text_parts), "stop")
+        if usage is None:  # cut short: the prompt was read whole; count what was produced (a piece is about a token)
+            prompt = prompt_token_estimate(self.attempt.backend, Pipeline.messages(self.request))
+            usage = StreamResult(prompt, len(self.text_parts), "stop", usage_estimated=True)
         self.finish_reason = usage.finish_reason or "stop"
         seconds = time.perf_counter() - self.began
         if self.draft is not None and self.route == "weak":  # the held draft: its generation time, not the handing out
@@ -647,6 +688,7 @@ class StreamingAnswer:
             error=error,
             queue_s=usage.queue_s,
             draft=self.draft,
+            usage_estimated=usage.usage_estimated,
         )
         try:
             self.stored = self.pipeline.write(self.record)

@@ -59,10 +59,16 @@ class ChecksumMismatch(RegistryError):
     """A router file's bytes do not match its manifest (damaged or tampered with)."""
 
 
-def _name_part(value: str, what: str) -> str:
+def check_name(value: str, what: str) -> str:
+    """The one rule for router ids, versions and experiment ids (they become S3 keys and folder names): 1-128
+    letters, digits, '.', '_' or '-', not starting with '.'; ValueError otherwise."""
     if not value or len(value) > 128 or not set(value) <= _SAFE or value.startswith("."):
-        raise ValueError(f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', got {value!r}")
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', got {shown!r}")
     return value
+
+
+_name_part = check_name
 
 
 class RouterRef(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse  # noqa: F401  (the feedback bodies live there)
 from hybrid_router.openai_schema import MAX_PROMPT_CHARS, ChatMessage, TextOnly
@@ -50,8 +50,9 @@ class RouteRequest(TextOnly):
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     model: str = "router"
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Strict, as in OpenAI's API: false is not 0, "0.3" is not a number (an int is a float).
+    threshold: StrictFloat | None = Field(default=None, ge=0.0, le=1.0)
+    strong_share: StrictFloat | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _one_input(self) -> "RouteRequest":

@@ -27,6 +27,7 @@ from hybrid_router.openai_schema import (
     Usage,
     completion_chunk,
     error_body,
+    usage_chunk,
 )
 from hybrid_router.pipeline import AnswerFailed, Pipeline, Plan
 from hybrid_router.ulid import new_ulid
@@ -147,16 +148,17 @@ def _pipeline(svc: Services, linked: bool) -> Pipeline:
 def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
     """Stores the record of what was served; False when the write failed.
 
-    A linked request (the caller sent `x-decision-id` and logs its own record) that served nothing (an error)
-    stores nothing: the device's record is the only one. Anything served is stored under the caller's identity,
-    whatever the caller logs; the device's upload of the same id later merges into it (one request, never
-    costing less than what was served here).
+    A linked request (the caller sent `x-decision-id` and logs its own record) that delivered nothing (an error
+    before the first token) stores nothing: the device's record is the only one. Anything delivered is stored
+    under the caller's identity, whatever the caller logs or does (a stream the client hung up on included); the
+    device's upload of the same id later merges into it (hybrid_router.decision.merge_served: the cloud's
+    numbers stand).
     The answer is already paid for, so a failed write does not turn it into an error. Nothing is lost: the
     whole record goes to the error log (and a metric), and a plain answer carries it back in
     `routing.unstored_record`, which the caller can re-send to POST /v1/decisions (idempotent by id).
     """
     svc.telemetry.decision(record, source="chat")
-    if linked and record.status == "error":
+    if linked and record.status == "error" and record.completion_tokens == 0:
         return True
     try:
         svc.call_store("put_served", svc.store.put_served, record)
@@ -320,6 +322,8 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
                 yield _sse(
                     completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason, created=created)
                 )
+                if body.include_usage() and answer.record is not None:
+                    yield _sse(usage_chunk(completion_id, model, answer.record, created=created))
             yield "data: [DONE]\n\n"
         finally:  # the client went away mid-answer: stop reading the endpoint, record what was sent
             if answer.record is None:

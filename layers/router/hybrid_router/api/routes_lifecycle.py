@@ -22,7 +22,8 @@ from hybrid_router.api.identity import Identity
 from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.experiments import ExperimentReport, report
-from hybrid_router.registry import Deployment, Manifest, RouterRef
+from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
+from hybrid_router.registry import Deployment, Manifest, RouterRef, check_name
 
 router = APIRouter()
 URL_LIFETIME_S = 900
@@ -62,11 +63,15 @@ def router_version(
     return RouterVersion(manifest=manifest, files=files)
 
 
-@router.get("/v1/experiments/{experiment_id}", response_model=ExperimentReport, responses=errors(404, 502, 503))
+@router.get("/v1/experiments/{experiment_id}", response_model=ExperimentReport, responses=errors(404, 422, 502, 503))
 def experiment_report(
     experiment_id: str, who: Identity = Depends(caller), svc: Services = Depends(services)
 ) -> ExperimentReport:
     """The experiment's report over the caller's own decisions and ratings (hybrid_router.experiments.report)."""
+    try:
+        check_name(experiment_id, "experiment id")
+    except ValueError as exc:
+        raise ApiError(422, str(exc), code="invalid_value", param="experiment_id") from None
     experiment = svc.call_registry(svc.registry.experiment, experiment_id)
     records = svc.call_store(
         "experiment_records", svc.store.records_for_device, who.tenant_id, who.device_id, experiment.started_at
@@ -77,7 +82,9 @@ def experiment_report(
 
 @router.get("/dashboard", response_class=HTMLResponse, responses=errors(422, 502, 503))
 def dashboard(
-    days: int = Query(default=30, ge=1, le=400), who: Identity = Depends(caller), svc: Services = Depends(services)
+    days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS),
+    who: Identity = Depends(caller),
+    svc: Services = Depends(services),
 ) -> HTMLResponse:
     """The caller's dashboard over its last `days` days (hybrid_router.dashboard: the numbers of /v1/usage)."""
     from hybrid_router.dashboard import page

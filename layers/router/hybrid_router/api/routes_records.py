@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from fastapi import APIRouter, Depends, Query
 
@@ -42,7 +42,13 @@ def upload_decisions(
             code="batch_too_large",
             param="records",
         )
-    result = svc.call_store("put_records", svc.store.put_records, body.records, owner=(who.tenant_id, who.device_id))
+    result = svc.call_store(
+        "put_records",
+        svc.store.put_records,
+        body.records,
+        owner=(who.tenant_id, who.device_id),
+        max_age=timedelta(days=svc.settings.upload_window_days),
+    )
     refused = [f for f in result.failed if f[1].refused]
     unstored = [f for f in result.failed if not f[1].refused]
     svc.telemetry.batch(result.accepted, result.duplicates, len(result.failed))

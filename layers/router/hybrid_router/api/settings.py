@@ -42,6 +42,9 @@ class ApiSettings(BaseModel):
     default_max_tokens: int = Field(default=512, ge=1)
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
     max_batch_records: int = Field(default=500, ge=1)
+    # An uploaded record's created_at must lie within this many days before the cloud's clock (and 5 minutes after):
+    # a device that was offline longer has its older records refused, per record, with that reason.
+    upload_window_days: int = Field(default=35, ge=1, le=3660)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ApiSettings":
@@ -72,6 +75,7 @@ class ApiSettings(BaseModel):
             "default_tenant": get("TENANT_ID"),
             "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
             "max_batch_records": get("MAX_BATCH_RECORDS"),
+            "upload_window_days": get("UPLOAD_WINDOW_DAYS"),
             "router_refresh_s": get("ROUTER_REFRESH_S"),
             "router_cache_dir": get("ROUTER_CACHE_DIR"),
         }

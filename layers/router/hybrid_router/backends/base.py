@@ -78,6 +78,7 @@ class Completion:
     completion_tokens: int
     finish_reason: str = "stop"
     queue_s: float = 0.0
+    usage_estimated: bool = False  # the model reported no usage: the counts are the backend's estimate
 
 
 @dataclass
@@ -96,6 +97,7 @@ class StreamResult(NamedTuple):
     completion_tokens: int
     finish_reason: str = "stop"
     queue_s: float = 0.0
+    usage_estimated: bool = False
 
 
 @runtime_checkable

@@ -110,6 +110,7 @@ class LlamaCppBackend:
         on_status: StatusCallback | None = None,
         seed: int = 0,
         max_waiting: int | None = None,
+        overflow_wait_s: float = 0.0,
     ):
         resolved = Path(model_path).expanduser() if model_path else default_model_path()
         self.model_path: Path | None = resolved
@@ -121,8 +122,9 @@ class LlamaCppBackend:
         self._llama: Any = None
         self._lock = threading.Lock()
         self.max_waiting = max_waiting  # None: any number of requests may wait for the lock
+        self.overflow_wait_s = overflow_wait_s  # a request over max_waiting waits this long for a place in line
         self._waiting = 0
-        self._waiting_lock = threading.Lock()
+        self._waiting_lock = threading.Condition()
 
     @property
     def loaded(self) -> bool:
@@ -182,11 +184,12 @@ class LlamaCppBackend:
 
     @contextmanager
     def _turn(self) -> Iterator[float]:
-        """Holds the model for one generation; yields the seconds spent waiting for it. Refuses at once (cause
-        local_busy, 429) when max_waiting requests are waiting already, so a queue cannot grow without bound."""
+        """Holds the model for one generation; yields the seconds spent waiting for it. When max_waiting requests
+        are waiting already, a request waits up to overflow_wait_s for a place in line, then is refused (cause
+        local_busy, 429), so a queue cannot grow without bound."""
         waited = time.perf_counter()
         with self._waiting_lock:
-            if self.max_waiting is not None and self._waiting >= self.max_waiting and self._lock.locked():
+            if not self._waiting_lock.wait_for(self._has_place, timeout=self.overflow_wait_s):
                 raise BackendError(
                     f"the local model is busy: {self._waiting} requests are waiting already "
                     f"(local_queue_limit {self.max_waiting})",
@@ -200,10 +203,25 @@ class LlamaCppBackend:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+                self._waiting_lock.notify()
         try:
             yield time.perf_counter() - waited
         finally:
             self._lock.release()
+            with self._waiting_lock:
+                self._waiting_lock.notify()
+
+    def _has_place(self) -> bool:
+        return self.max_waiting is None or self._waiting < self.max_waiting or not self._lock.locked()
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        """The prompt's tokens by the model's own tokenizer (for an answer cut off before llama.cpp reported
+        usage); the chat template's few markup tokens are not counted."""
+        llama = self._llama
+        if llama is None:
+            raise BackendError("the local model is not loaded", cause="local_model_error", status_code=503)
+        text = "\n".join(str(m.get("content") or "") for m in messages)
+        return len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def _prompt_fits(self, llama: Any, messages: list[dict]) -> None:
         chars = sum(len(str(m.get("content") or "")) for m in messages)

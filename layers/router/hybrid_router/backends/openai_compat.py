@@ -31,6 +31,18 @@ def _error_message(response: httpx.Response) -> str:
     return json.dumps(body)[:500]
 
 
+def _reported_usage(usage: Any) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from an OpenAI `usage` object, or None when it does not report both."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if isinstance(prompt, bool) or isinstance(completion, bool):
+        return None
+    if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
+        return prompt, completion
+    return None
+
+
 class OpenAICompatBackend:
     """ChatBackend over POST {base_url}/chat/completions (base_url usually ends in /v1)."""
 
@@ -155,10 +167,8 @@ class OpenAICompatBackend:
                 cause="strong_error",
             ) from exc
         usage = body.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens") or self._prompt_estimate(messages)
-        completion_tokens = usage.get("completion_tokens")
-        if completion_tokens is None:
-            completion_tokens = estimate_tokens(text)
+        reported = _reported_usage(usage)
+        prompt_tokens, completion_tokens = reported or (self._prompt_estimate(messages), estimate_tokens(text))
         finish = choice.get("finish_reason") or "stop"
         return Completion(
             text=text,
@@ -166,6 +176,7 @@ class OpenAICompatBackend:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             finish_reason=finish,
+            usage_estimated=reported is None,
         )
 
     def stream(
@@ -230,9 +241,10 @@ class OpenAICompatBackend:
             raise BackendError(
                 f"{self.base_url} ended the stream without a finish reason or [DONE]", cause="strong_stream_broken"
             )
+        reported = _reported_usage(usage)
+        if reported is not None:
+            return StreamResult(*reported, finish)
         text = "".join(pieces)
         return StreamResult(
-            usage.get("prompt_tokens") or self._prompt_estimate(messages),
-            usage.get("completion_tokens") or chunks or estimate_tokens(text),
-            finish,
+            self._prompt_estimate(messages), chunks or estimate_tokens(text), finish, usage_estimated=True
         )

@@ -209,9 +209,12 @@ class DynamoDecisionStore:
         self,
         records: Iterable[DecisionRecord | Mapping[str, Any]],
         owner: tuple[str, str] | None = None,
+        max_age: timedelta | None = None,
     ) -> PutResult:
         """Store records idempotently. `owner` = (tenant, device) stamps the caller's identity on every record
-        (the API passes the identity from the gateway, never the one in the body)."""
+        (the API passes the identity from the gateway, never the one in the body). With `max_age` (the API's
+        upload window), a record whose created_at is older than that, or over UPLOAD_MAX_AHEAD ahead of this
+        clock, is refused."""
         result = PutResult()
         valid: list[DecisionRecord] = []
         seen: set[str] = set()
@@ -220,6 +223,8 @@ class DynamoDecisionStore:
                 record = item if isinstance(item, DecisionRecord) else DecisionRecord.model_validate(item)
                 if owner is not None:
                     record = record.model_copy(update={"tenant_id": owner[0], "device_id": owner[1]})
+                if max_age is not None:
+                    check_upload_time(record.created_at, max_age)
                 self._item(record)
             except (ValidationError, ValueError, TypeError, ArithmeticError) as error:
                 ident = item.get("decision_id", "?") if isinstance(item, Mapping) else "?"
@@ -273,7 +278,7 @@ class DynamoDecisionStore:
             return record
         if SERVED_COST in old:
             raise ValueError(f"decision {record.decision_id} was already served")
-        merged = merge_served(record, self._record(old))
+        merged = merge_served(record, self._record(old), device_first=True)
         extra = {**served, UPLOADED_AT: _value(old, UPLOADED_AT)} if UPLOADED_AT in old else served
         if self._put(self._item(merged, **extra), f"attribute_not_exists({SERVED_COST})") is not None:
             raise ValueError(f"decision {record.decision_id} was already served")
@@ -356,7 +361,7 @@ class DynamoDecisionStore:
             sk=f"DECISION#{record.decision_id}",
             entity="decision",
             stored_at=utc_now_iso(),
-            **{TTL_ATTRIBUTE: _expires_at(record.created_at)},
+            **{TTL_ATTRIBUTE: _expires_at(utc_now_iso())},
             **{k: _to_dynamo(v) for k, v in extra.items()},
         )
         for key, value in data.items():
@@ -527,6 +532,23 @@ class DynamoDecisionStore:
         plain = _plain(item)
         fields = {k: v for k, v in plain.items() if k not in _STORAGE_ATTRIBUTES}
         return DecisionRecord.model_validate(fields)
+
+
+# A device's clock may run a little fast; a record further ahead of the cloud's clock is refused (it would show in
+# usage windows it does not belong to).
+UPLOAD_MAX_AHEAD = timedelta(minutes=5)
+
+
+def check_upload_time(created_at: str, max_age: timedelta, now: datetime | None = None) -> None:
+    """ValueError naming the window when a device's record claims a time outside it."""
+    now = now or datetime.now(timezone.utc)
+    created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    if created < now - max_age or created > now + UPLOAD_MAX_AHEAD:
+        raise ValueError(
+            f"invalid record: created_at: {created_at} is outside the upload window "
+            f"({max_age.days} days back to {int(UPLOAD_MAX_AHEAD.total_seconds() // 60)} minutes ahead "
+            "of the cloud's clock)"
+        )
 
 
 def _expires_at(created_at: str) -> int:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -67,6 +68,18 @@ CREATE INDEX IF NOT EXISTS feedback_pending ON feedback (decision_id) WHERE sync
 _FEEDBACK_COLUMNS = ("decision_id", "rating", "scale", "comment", "created_at", "synced_at", "sync_error")
 
 _SQLITE_MAX_VARIABLES = 500
+
+
+@dataclass
+class ChargeCounts:
+    """Records that took the cloud's numbers after a sync, by cause."""
+
+    answered_locally: int = 0  # the device stopped waiting and answered locally; the cloud served it too
+    recounted: int = 0  # the cloud's answer: the cloud counted other tokens than the device recorded
+
+    @property
+    def total(self) -> int:
+        return self.answered_locally + self.recounted
 
 
 class DecisionLogError(RuntimeError):
@@ -245,11 +258,12 @@ class DecisionLog:
                 changed += cursor.rowcount
         return changed
 
-    def apply_charges(self, charges: Sequence[Mapping[str, Any]]) -> int:
-        """What the cloud says requests really cost (POST /v1/decisions' `charged`: it also served them, e.g. after
-        the device stopped waiting): the records take those numbers, and what the cloud's answer added counts as
-        strong spend for the caps whatever the route. Returns how many records changed."""
-        changed = 0
+    def apply_charges(self, charges: Sequence[Mapping[str, Any]]) -> ChargeCounts:
+        """What the cloud says requests really cost (POST /v1/decisions' `charged`: it served them and counted
+        otherwise, e.g. it also served a request the device stopped waiting for and answered locally, or the
+        device's token counts were estimates): the records take those numbers, and what the cloud's answer added
+        counts as strong spend for the caps whatever the route. Returns how many records changed, by cause."""
+        changed = ChargeCounts()
         with self._transaction(f"apply {len(charges)} cloud charge(s)") as db:
             for charge in charges:
                 row = db.execute(
@@ -269,7 +283,10 @@ class DecisionLog:
                     " WHERE decision_id = ?",
                     (updated.model_dump_json(), updated.cost_usd, added, record.decision_id),
                 )
-                changed += 1
+                if record.route == "weak":
+                    changed.answered_locally += 1
+                else:
+                    changed.recounted += 1
         return changed
 
     def mark_refused(self, refusals: Mapping[str, str]) -> int:
