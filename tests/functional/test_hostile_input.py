@@ -278,3 +278,24 @@ def test_a_legal_run_of_combining_marks_is_served(edge) -> None:
     text = "Vie\u0323\u0302t " + "a" + "\u0301" * MAX_COMBINING_RUN
     response, _ = timed_post(edge.url + "/v1/chat/completions", chat(messages=[{"role": "user", "content": text}]), {})
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "ok"
+
+
+@pytest.mark.parametrize("experiment_id", ["<script>", "a" * 3000, "ab-1%00", ".hidden"])
+def test_a_hostile_experiment_id_is_422_before_any_registry_call(cloud, experiment_id: str) -> None:
+    response = httpx.get(f"{cloud.url}/v1/experiments/{experiment_id}", headers={"x-api-key": KEY}, timeout=10)
+    assert_openai_error(response, 422, "invalid_value")
+    assert "experiment id must be" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "367", "1e22", "true"])
+def test_dashboard_days_outside_1_to_366_is_422_on_both_servers(cloud, edge, days: str) -> None:
+    assert httpx.get(f"{cloud.url}/dashboard", params={"days": days}, headers={"x-api-key": KEY}).status_code == 422
+    assert httpx.get(f"{edge.url}/dashboard", params={"days": days}).status_code == 422
+
+
+def test_a_wrong_method_is_405_with_allow_on_both_servers(cloud, edge) -> None:
+    for response in (
+        httpx.delete(f"{cloud.url}/v1/chat/completions", headers={"x-api-key": KEY}),
+        httpx.delete(f"{edge.url}/v1/chat/completions"),
+    ):
+        assert response.status_code == 405 and "POST" in response.headers.get("allow", ""), response.headers

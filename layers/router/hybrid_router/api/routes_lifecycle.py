@@ -96,7 +96,11 @@ def dashboard(
     return HTMLResponse(page(records, ratings, title))
 
 
-@router.get("/dashboard/chart.umd.min.js")
+@router.get(
+    "/dashboard/chart.umd.min.js",
+    response_class=Response,
+    responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}}},
+)
 def dashboard_chart_js(_: Identity = Depends(caller)) -> Response:
     """Chart.js (MIT; hybrid_router/static/chart.js-LICENSE.md), served here: the page needs no CDN."""
     from hybrid_router.dashboard import chart_js
