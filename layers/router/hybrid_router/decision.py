@@ -62,6 +62,10 @@ EXPERIMENT_FIELDS = (
     "shadow_route",
     "shadow_router_latency_ms",
 )
+# The quality target in force when the router chose (hybrid_router.routing.operating_point); absent when the
+# threshold came from elsewhere (a threshold or strong share the user set, a router-<kind>-<t> name, no target).
+QUALITY_FIELDS = ("quality_target", "quality_confidence")
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS
 
 
 class DecisionRecord(BaseModel):
@@ -120,13 +124,17 @@ class DecisionRecord(BaseModel):
     shadow_threshold: Share | None = None
     shadow_route: Route | None = None
     shadow_router_latency_ms: Millis | None = None
+    # The quality target in force (`quality_target`: the local model right on at least this share of the prompts it
+    # keeps, with `quality_confidence`); absent when no target set the threshold.
+    quality_target: Share | None = None
+    quality_confidence: Share | None = None
 
     @model_serializer(mode="wrap")
     def _without_unset_experiment(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment fields are left out while empty, so a record outside an experiment is what it was before
-        they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
+        """Experiment and quality-target fields are left out while empty, so a record without them is what it was
+        before they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
         data = handler(self)
-        for name in EXPERIMENT_FIELDS:
+        for name in OPTIONAL_FIELDS:
             if data.get(name, 0) is None:
                 del data[name]
         return data
