@@ -449,14 +449,18 @@ def export_feedback(
 @app.command("config")
 def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """The effective settings and where each came from (default, file, env); secrets masked."""
+    from edge_client.routing_source import describe_operating_point
+
     loaded = _settings(ctx)
     rows = describe(loaded)
+    point = describe_operating_point(loaded.settings)
     if as_json:
         print(
             json.dumps(
                 {
                     "config_file": str(loaded.config_path),
                     "settings": {name: {"value": value, "source": source} for name, value, source in rows},
+                    "operating_point": point,
                 }
             )
         )
@@ -470,6 +474,8 @@ def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     for name, value, source in rows:
         table.add_row(name, "" if value is None else str(value), source)
     console.print(table)
+    label = "quality target" if point.get("in_force") else "threshold"
+    console.print(f"{label}: {point['note']}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _passthrough(module: str, ctx: typer.Context) -> None:
@@ -524,6 +530,48 @@ def label(
     except LabelError as exc:
         _fail(str(exc), code=2)
     console.print(summary.line(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def calibrate(
+    ctx: typer.Context,
+    labels: list[Path] = typer.Option(..., "--labels", help="rows from `hybrid-router label` (repeatable)"),
+    target: float = typer.Option(0.9, "--target", help="quality target: the local model right on this share"),
+    confidence: float = typer.Option(0.95, "--confidence", help="confidence of the guarantee"),
+    model: Optional[str] = typer.Option(None, "--model", help="the local model in the rows (default: pair.weak)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: <data_dir>/operating_point.json)"),
+    as_json: bool = typer.Option(False, "--json", help="print the operating point as JSON"),
+) -> None:
+    """The operating point for a quality target, with its guarantee, from the local model's labelled rows."""
+    from hybrid_router.routing import operating_point as op
+
+    from edge_client.calibrate import CalibrateError
+    from edge_client.calibrate import calibrate as compute
+    from edge_client.routers import device_registry
+    from edge_client.routing_source import LocalRouteSource
+
+    settings = _settings(ctx).settings
+    if not (0.0 < target < 1.0 and 0.0 < confidence < 1.0):
+        _fail("--target and --confidence must be in (0, 1)", code=2)
+    router = LocalRouteSource(settings.router_path, registry=device_registry(settings)).router
+    try:
+        point, rows = compute(router, labels, target, confidence, model)
+    except CalibrateError as exc:
+        _fail(str(exc), code=2)
+    path = point.save(out or Path(settings.data_dir).expanduser() / op.FILE_NAME)
+    if as_json:
+        print(json.dumps({"path": str(path), **{k: v for k, v in point.to_json().items() if k != "labels"}}))
+        return
+    skipped = f" ({rows.skipped} rows without a label of {rows.local_model} skipped)" if rows.skipped else ""
+    console.print(f"wrote {path}{skipped}", highlight=False, soft_wrap=True)
+    console.print(point.summary(), highlight=False, soft_wrap=True)
+    if not point.met:
+        console.print(
+            "[yellow]warning:[/] no threshold meets the target: every prompt goes to the strong model. "
+            "Try a lower --target, more labelled rows, or a better local model.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command(context_settings=PASSTHROUGH, add_help_option=False)

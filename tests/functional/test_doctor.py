@@ -38,7 +38,15 @@ def test_a_working_device_passes_every_check(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     names = [line.split(":")[0].split(maxsplit=1)[1] for line in lines]
-    assert names == ["platform", "llama-cpp-python", "local model decodes", "router", "data folder", "cloud"]
+    assert names == [
+        "platform",
+        "llama-cpp-python",
+        "local model decodes",
+        "router",
+        "quality target",
+        "data folder",
+        "cloud",
+    ]
     assert lines[2].startswith("ok") and "child process" in lines[2]
     assert lines[-1].startswith("warn") and "no cloud_url" in lines[-1]
 

@@ -267,7 +267,10 @@ class OperatingPoint:
         path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        data = self.to_json()
+        labels = json.dumps(data.pop("labels"), separators=(",", ":"))
+        text = json.dumps({**data, "labels": None}, indent=1).replace('"labels": null', f'"labels": {labels}')
+        temporary.write_text(text + "\n", encoding="utf-8")
         temporary.replace(path)
         return path
 
