@@ -19,7 +19,7 @@ from hybrid_router.stores.sqlite_log import DecisionLog
 
 from edge_client.config import Settings
 from edge_client.doctor import check_quality_target
-from edge_client.routing_source import LocalRouteSource
+from edge_client.routing_source import LocalRouteSource, RoutingError
 from edge_client.service import EdgeService
 
 LOCAL = "tiny-local-model"
@@ -121,6 +121,25 @@ def test_the_route_source_routes_at_the_operating_point_and_names_the_target(cal
     looser = LocalRouteSource(data_dir=data_dir, quality_target=0.6)
     assert looser.default_threshold >= point.threshold
     assert looser.decide("hi", RouterSpec(name="router"), None, None).fields["quality_target"] == 0.6
+
+
+def test_an_operating_point_for_another_router_version_is_not_used(calibrated, tmp_path) -> None:
+    data = json.loads((calibrated / "data" / op.FILE_NAME).read_text())
+    data["router_version"] = "not-this-one"
+    (tmp_path / op.FILE_NAME).write_text(json.dumps(data))
+    source = LocalRouteSource(data_dir=str(tmp_path))
+    packaged = op.load(op.PACKAGED_PATH)
+    assert source.operating_point is not None and source.operating_point_source.startswith("packaged:")
+    assert source.default_threshold == packaged.threshold
+    with pytest.raises(RoutingError, match="no operating point for router"):
+        LocalRouteSource(data_dir=str(tmp_path), quality_target=0.9, router_path=_other_router(tmp_path))
+
+
+def _other_router(tmp_path: Path) -> str:
+    """The packaged mf router: a router no operating point was computed for."""
+    from hybrid_router.routing.router import ARTIFACTS_DIR
+
+    return str(ARTIFACTS_DIR / "mf")
 
 
 def test_every_decision_record_names_the_target_in_force(calibrated, tmp_path, fixed_backend) -> None:
