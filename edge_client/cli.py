@@ -112,9 +112,10 @@ def _summary(record) -> str:
             f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
             f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | "
         )
+    target = "" if record.quality_target is None else f" (quality target {record.quality_target:.0%})"
     return (
         f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
-        f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
+        f"{comparison} {record.threshold:.3f}{target} | router {record.router_latency_ms:.1f} ms | {draft}"
         f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
         f"cost ${record.cost_usd:.6f} | saved ${saving:.6f} | decision {record.decision_id}"
     )
@@ -287,6 +288,7 @@ def route(
         "router_version": plan.router_version,
         "router_latency_ms": plan.router_latency_ms,
         "model": service.weak_name if plan.route == "weak" else service.strong_name,
+        "quality_target": plan.experiment_fields.get("quality_target"),
     }
     if as_json:
         print(json.dumps(result))
@@ -294,7 +296,9 @@ def route(
     comparison = ">=" if plan.score >= plan.threshold else "<"
     console.print(
         f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
-        f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
+        f"{comparison} threshold {plan.threshold:.3f}"
+        + ("" if result["quality_target"] is None else f" (quality target {result['quality_target']:.0%})")
+        + f" [dim]({plan.router_latency_ms:.2f} ms, "
         f"{plan.router_id})[/]",
         highlight=False,
     )

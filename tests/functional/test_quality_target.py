@@ -158,6 +158,20 @@ def test_every_decision_record_names_the_target_in_force(calibrated, tmp_path, f
     assert stored is not None and (stored.quality_target, stored.quality_confidence) == (0.9, 0.95)
     forced = service.complete(request.model_copy(update={"model": "router-clf-0.5"}))
     assert log.get(forced.record.decision_id).quality_target is None
+    # the local server's `routing` block says so too
+    from fastapi.testclient import TestClient
+
+    from edge_client.server import create_app
+
+    with TestClient(create_app(service), base_url="http://localhost") as client:
+        body = {"model": "router", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        routing = client.post("/v1/chat/completions", json=body).json()["routing"]
+        assert (routing["quality_target"], routing["quality_confidence"]) == (0.9, 0.95)
+        body["model"] = "router-clf-0.5"
+        assert "quality_target" not in client.post("/v1/chat/completions", json=body).json()["routing"]
+    # and `route` names it
+    done = _cli(calibrated, "route", "--json", "What is 2 + 3?")
+    assert done.returncode == 0 and json.loads(done.stdout)["quality_target"] == 0.9
 
 
 def test_config_and_doctor_show_the_target_and_what_it_rests_on(calibrated) -> None:
