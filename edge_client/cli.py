@@ -478,8 +478,8 @@ def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     for name, value, source in rows:
         table.add_row(name, "" if value is None else str(value), source)
     console.print(table)
-    label = "quality target" if point.get("in_force") else "threshold"
-    console.print(f"{label}: {point['note']}", highlight=False, soft_wrap=True, markup=False)
+    note = point["note"] if point.get("in_force") else f"threshold: {point['note']}"
+    console.print(note, highlight=False, soft_wrap=True, markup=False)
 
 
 def _passthrough(module: str, ctx: typer.Context) -> None:
