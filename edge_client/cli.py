@@ -569,6 +569,16 @@ def calibrate(
     skipped = f" ({rows.skipped} rows without a label of {rows.local_model} skipped)" if rows.skipped else ""
     console.print(f"wrote {path}{skipped}", highlight=False, soft_wrap=True)
     console.print(point.summary(), highlight=False, soft_wrap=True)
+    from edge_client.routing_source import local_model_name
+
+    if point.local_model != local_model_name(settings):
+        console.print(
+            f"[yellow]note:[/] the rows label {point.local_model}, but this device's local model is "
+            f"{local_model_name(settings)}: the point applies only while the local model is {point.local_model} "
+            "(local_model_path, local_model_name)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not point.met:
         console.print(
             "[yellow]warning:[/] no threshold meets the target: every prompt goes to the strong model. "

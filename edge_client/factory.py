@@ -78,6 +78,7 @@ def build_route_source(settings: Settings) -> RouteSource:
         data_dir=settings.data_dir,
         quality_target=settings.quality_target,
         quality_confidence=settings.quality_confidence,
+        local_model=build_weak(settings).name,
     )
 
 

@@ -47,24 +47,36 @@ class RouteSource(Protocol):
 
 
 def resolve_operating_point(
-    router: Router, data_dir: str | None, quality_target: float | None, quality_confidence: float | None
+    router: Router,
+    data_dir: str | None,
+    quality_target: float | None,
+    quality_confidence: float | None,
+    local_model: str | None = None,
 ) -> tuple[op.OperatingPoint | None, str]:
     """The operating point in force for this router: the data folder's (`hybrid-router calibrate`), else the packaged
-    one, computed for this router id and version, at the target and confidence the settings name (recomputed from
-    the point's labelled rows) or its own. (None, why) when none applies; RoutingError when the settings name a
-    target that cannot be computed."""
-    point, where = op.find(data_dir, router.info.router_id, router.info.version)
+    one, computed for this router id and version and for this local model (when named), at the target and
+    confidence the settings name (recomputed from the point's labelled rows) or its own. (None, why) when none
+    applies; RoutingError when the settings name a target that cannot be computed."""
+    point, where = op.find(data_dir, router.info.router_id, router.info.version, local_model)
     if point is None:
         if quality_target is not None or quality_confidence is not None:
+            model = f" and local model {local_model}" if local_model else ""
             raise RoutingError(
                 f"quality_target is set but there is no operating point for router {router.info.router_id} "
-                f"{router.info.version} ({where}): run `hybrid-router label`, then `hybrid-router calibrate`"
+                f"{router.info.version}{model} ({where}): run `hybrid-router label`, then `hybrid-router calibrate`"
             )
         return None, where
     try:
         return point.retarget(quality_target, quality_confidence), where
     except op.OperatingPointError as exc:
         raise RoutingError(f"quality target: {exc}") from exc
+
+
+def local_model_name(settings: Any) -> str:
+    """The name the device's local model answers under (as `hybrid-router label` writes it in rows)."""
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(settings.local_model_path, name=settings.local_model_name).name  # not loaded
 
 
 def describe_operating_point(settings: Any) -> dict[str, Any]:
@@ -81,6 +93,7 @@ def describe_operating_point(settings: Any) -> dict[str, Any]:
             data_dir=settings.data_dir,
             quality_target=settings.quality_target,
             quality_confidence=settings.quality_confidence,
+            local_model=local_model_name(settings),
         )
     except RoutingError as exc:
         return {"in_force": False, "error": str(exc), "note": str(exc)}
@@ -90,7 +103,8 @@ def describe_operating_point(settings: Any) -> dict[str, Any]:
     if point is None:
         out.update(in_force=False, threshold=info.default_threshold, source=source.operating_point_source)
         out["note"] = (
-            f"no quality target for router {info.router_id} {info.version} ({source.operating_point_source}); "
+            f"no quality target for router {info.router_id} {info.version} with local model "
+            f"{local_model_name(settings)} ({source.operating_point_source}); "
             f"threshold {info.default_threshold:.4f} from the router file. Run `hybrid-router label`, then "
             "`hybrid-router calibrate`"
         )
@@ -125,7 +139,7 @@ class LocalRouteSource:
     (edge_client.routers), with its running experiment; else the packaged router.
 
     The default threshold is the quality target's operating point (resolve_operating_point) when one was computed
-    for this router, else the router's own; a threshold or strong share the caller gives replaces it (expert
+    for this router and for `local_model` (the device's local model; None: not checked), else the router's own; a threshold or strong share the caller gives replaces it (expert
     settings, `router-<kind>-<t>` names), and only decisions made at the operating point name its target."""
 
     def __init__(
@@ -135,6 +149,7 @@ class LocalRouteSource:
         data_dir: str | None = None,
         quality_target: float | None = None,
         quality_confidence: float | None = None,
+        local_model: str | None = None,
     ):
         self.router_path = router_path
         self.experiment: Any = None
@@ -152,7 +167,7 @@ class LocalRouteSource:
             raise RoutingError(f"cannot load the router: {exc}") from exc
         self.kind = self._default.info.kind
         self.operating_point, self.operating_point_source = resolve_operating_point(
-            self._default, data_dir, quality_target, quality_confidence
+            self._default, data_dir, quality_target, quality_confidence, local_model
         )
         self.default_threshold = (
             self.operating_point.threshold if self.operating_point else self._default.info.default_threshold

@@ -35,6 +35,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
             "HYBRID_ROUTER_CONFIG": str(tmp_path / "absent.toml"),
             "HYBRID_ROUTER_DATA_DIR": str(tmp_path / "data"),
             "HYBRID_ROUTER_STACK_FILE": str(tmp_path / "no_stack.json"),
+            "HYBRID_ROUTER_LOCAL_MODEL_NAME": LOCAL,  # the device's local model is the one the rows label
         }
     )
     return env
@@ -183,7 +184,24 @@ def test_config_and_doctor_show_the_target_and_what_it_rests_on(calibrated) -> N
     assert "fails on at most 10%" in point["guarantee"]
     text = _cli(calibrated, "config").stdout
     assert "quality target 90% at 95% confidence" in text and f"{len(PROMPTS)} labelled rows" in text
-    check = check_quality_target(Settings(data_dir=str(calibrated / "data")))
+    check = check_quality_target(Settings(data_dir=str(calibrated / "data"), local_model_name=LOCAL))
     assert check.status == "ok" and "2 task families" in check.detail
-    expert = check_quality_target(Settings(data_dir=str(calibrated / "data"), threshold=0.4))
+    expert = check_quality_target(Settings(data_dir=str(calibrated / "data"), local_model_name=LOCAL, threshold=0.4))
     assert expert.status == "warn" and "threshold replaces the quality target" in expert.detail
+
+
+def test_an_operating_point_for_another_local_model_is_not_used(calibrated) -> None:
+    """The rows labelled tiny-local-model: with SmolLM2 as the device's local model the packaged point (SmolLM2's)
+    applies instead, and a device whose model no point was computed for routes at the router's own threshold."""
+    data_dir = str(calibrated / "data")
+    smollm2 = LocalRouteSource(data_dir=data_dir, local_model="smollm2-135m-instruct")
+    assert smollm2.operating_point_source.startswith("packaged:") and smollm2.operating_point.local_model == (
+        "smollm2-135m-instruct"
+    )
+    other = LocalRouteSource(data_dir=data_dir, local_model="some-7b-model")
+    assert other.operating_point is None and other.default_threshold == other.router.info.default_threshold
+    assert "local model tiny-local-model" in other.operating_point_source
+    check = check_quality_target(Settings(data_dir=data_dir, local_model_name="some-7b-model"))
+    assert check.status == "warn" and "no quality target" in check.detail and "some-7b-model" in check.detail
+    done = _cli(calibrated, "route", "--json", "hi")
+    assert json.loads(done.stdout)["quality_target"] == 0.9  # the CLI's device runs tiny-local-model (env)

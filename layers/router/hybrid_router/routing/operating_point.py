@@ -11,7 +11,8 @@ outcomes). From the smallest k upwards, each threshold is tested: it passes when
 upper bound on the failure rate among the rows it keeps is at most 1 - target (equivalently, the binomial p-value
 P(Binomial(k, 1 - target) <= failures) is at most 1 - confidence). The scan stops at the first threshold that fails;
 the chosen threshold is the last one that passed. Fixed-sequence testing needs no correction for the number of
-thresholds tried. When the first one fails, no threshold meets the target: the threshold is 0 (every prompt goes to
+thresholds tried. (The thresholds themselves sit between the rows' scores; tests/unit/test_operating_point.py checks
+by simulation that the coverage holds.) When the first one fails, no threshold meets the target: the threshold is 0 (every prompt goes to
 the strong model) and the operating point says so.
 
 What it assumes: future prompts are like the labelled ones (exchangeable with them: same kinds of tasks, in the same
@@ -223,8 +224,11 @@ class OperatingPoint:
     guarantee: str
     labels: tuple[tuple[float, int], ...] = field(repr=False, default=())
 
-    def matches(self, router_id: str, router_version: str) -> bool:
-        return self.router_id == router_id and self.router_version == router_version
+    def matches(self, router_id: str, router_version: str, local_model: str | None = None) -> bool:
+        """Computed for this router (and, when named, this local model: another model's outcomes guarantee
+        nothing about this one)."""
+        same_router = self.router_id == router_id and self.router_version == router_version
+        return same_router and (local_model is None or self.local_model == local_model)
 
     def retarget(self, target: float | None, confidence: float | None) -> "OperatingPoint":
         """The same labelled rows at another target and/or confidence (self when both are unchanged or None)."""
@@ -363,9 +367,12 @@ def load(path: str | Path) -> OperatingPoint:
     return point
 
 
-def find(data_dir: str | Path | None, router_id: str, router_version: str) -> tuple[OperatingPoint | None, str]:
+def find(
+    data_dir: str | Path | None, router_id: str, router_version: str, local_model: str | None = None
+) -> tuple[OperatingPoint | None, str]:
     """The operating point for this router: the data folder's (from `hybrid-router calibrate`), else the packaged
-    one, when computed for this router id and version. (point or None, where it came from or why none applies)."""
+    one, when computed for this router id and version (and this local model, when named). (point or None, where it
+    came from or why none applies)."""
     notes = []
     candidates = [(Path(data_dir).expanduser() / FILE_NAME, "data folder")] if data_dir else []
     candidates.append((PACKAGED_PATH, "packaged"))
@@ -377,7 +384,10 @@ def find(data_dir: str | Path | None, router_id: str, router_version: str) -> tu
         except OperatingPointError as exc:
             notes.append(str(exc))
             continue
-        if point.matches(router_id, router_version):
+        if point.matches(router_id, router_version, local_model):
             return point, f"{where}:{path}"
-        notes.append(f"{path} was computed for router {point.router_id} {point.router_version}")
+        notes.append(
+            f"{path} was computed for router {point.router_id} {point.router_version} "
+            f"and local model {point.local_model}"
+        )
     return None, "; ".join(notes) or "no operating point file"
