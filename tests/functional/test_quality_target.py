@@ -205,3 +205,33 @@ def test_an_operating_point_for_another_local_model_is_not_used(calibrated) -> N
     assert check.status == "warn" and "no quality target" in check.detail and "some-7b-model" in check.detail
     done = _cli(calibrated, "route", "--json", "hi")
     assert json.loads(done.stdout)["quality_target"] == 0.9  # the CLI's device runs tiny-local-model (env)
+
+
+def test_an_experiments_control_routes_at_the_target_and_its_records_name_it(tmp_path, write_tiny_router) -> None:
+    """In an A/B test on the device, the control (the router the point was computed for) routes at the target's
+    threshold and names it; the candidate's decisions use its own threshold and name no target."""
+    pytest.importorskip("onnx", reason="onnx (the train extra) writes the tiny test router")
+    from hybrid_router.registry import FolderBlobs, RouterRegistry
+    from hybrid_router.ulid import new_ulid
+
+    registry = RouterRegistry(FolderBlobs(tmp_path / "routers"))
+    v1 = registry.register(write_tiny_router(tmp_path / "v1", version="1").parent)
+    v2 = registry.register(write_tiny_router(tmp_path / "v2", version="2", centre=4000.0).parent)
+    registry.activate(v1.ref)
+    registry.start_experiment("ab-q", v2.ref, "ab", share=0.5)
+    control = load_router(registry.local_folder(v1.ref))
+    scores = [float(s) for s in control.score(PROMPTS)]
+    outcomes = [int(s < sorted(scores)[80]) for s in scores]
+    point = op.compute(scores, outcomes, ["f"] * len(PROMPTS), 0.9, 0.95, "tiny-token-mean", "1", LOCAL)
+    point.save(tmp_path / op.FILE_NAME)
+    source = LocalRouteSource(None, registry=registry, data_dir=str(tmp_path), local_model=LOCAL)
+    assert source.operating_point is not None and point.met
+    arms = set()
+    for prompt in PROMPTS[:40]:
+        scored = source.decide(prompt, RouterSpec(name="router"), None, None, decision_id=new_ulid())
+        arms.add(scored.fields["arm"])
+        if scored.fields["arm"] == "control":
+            assert scored.threshold == point.threshold and scored.fields["quality_target"] == 0.9
+        else:
+            assert "quality_target" not in scored.fields and scored.router_version == "2"
+    assert arms == {"control", "candidate"}
