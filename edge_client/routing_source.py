@@ -139,8 +139,9 @@ class LocalRouteSource:
     (edge_client.routers), with its running experiment; else the packaged router.
 
     The default threshold is the quality target's operating point (resolve_operating_point) when one was computed
-    for this router and for `local_model` (the device's local model; None: not checked), else the router's own; a threshold or strong share the caller gives replaces it (expert
-    settings, `router-<kind>-<t>` names), and only decisions made at the operating point name its target."""
+    for this router and for `local_model` (the device's local model; None: not checked), else the router's own. A
+    threshold or strong share the caller gives replaces it (expert settings, `router-<kind>-<t>` names), and only
+    decisions made at the operating point name its target."""
 
     def __init__(
         self,

@@ -12,8 +12,8 @@ upper bound on the failure rate among the rows it keeps is at most 1 - target (e
 P(Binomial(k, 1 - target) <= failures) is at most 1 - confidence). The scan stops at the first threshold that fails;
 the chosen threshold is the last one that passed. Fixed-sequence testing needs no correction for the number of
 thresholds tried. (The thresholds themselves sit between the rows' scores; tests/unit/test_operating_point.py checks
-by simulation that the coverage holds.) When the first one fails, no threshold meets the target: the threshold is 0 (every prompt goes to
-the strong model) and the operating point says so.
+by simulation that the coverage holds.) When the first one fails, no threshold meets the target: the threshold is
+0 (every prompt goes to the strong model) and the operating point says so.
 
 What it assumes: future prompts are like the labelled ones (exchangeable with them: same kinds of tasks, in the same
 proportions), and the labels judge answers as the user would. It says nothing about kinds of prompts the labels do
