@@ -112,9 +112,10 @@ def _summary(record) -> str:
             f"draft {record.draft_tokens} tokens in {record.draft_latency_ms / 1000:.2f} s, confidence "
             f"{record.confidence:.3f}{', escalated' if record.escalated else ', kept'} | "
         )
+    target = "" if record.quality_target is None else f" (quality target {record.quality_target:.0%})"
     return (
         f"route {record.route} ({record.reason}) | model {record.model_used} | score {record.score:.3f} "
-        f"{comparison} {record.threshold:.3f} | router {record.router_latency_ms:.1f} ms | {draft}"
+        f"{comparison} {record.threshold:.3f}{target} | router {record.router_latency_ms:.1f} ms | {draft}"
         f"generation {record.generation_latency_ms / 1000:.2f} s | {record.completion_tokens} tokens | "
         f"cost ${record.cost_usd:.6f}{saving} | decision {record.decision_id}"
     )
@@ -301,6 +302,7 @@ def route(
         "router_version": plan.router_version,
         "router_latency_ms": plan.router_latency_ms,
         "model": service.weak_name if plan.route == "weak" else service.strong_name,
+        "quality_target": plan.experiment_fields.get("quality_target"),
     }
     if as_json:
         print(json.dumps(result))
@@ -308,7 +310,9 @@ def route(
     comparison = ">=" if plan.score >= plan.threshold else "<"
     console.print(
         f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
-        f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
+        f"{comparison} threshold {plan.threshold:.3f}"
+        + ("" if result["quality_target"] is None else f" (quality target {result['quality_target']:.0%})")
+        + f" [dim]({plan.router_latency_ms:.2f} ms, "
         f"{plan.router_id})[/]",
         highlight=False,
     )
@@ -463,14 +467,18 @@ def export_feedback(
 @app.command("config")
 def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """The effective settings and where each came from (default, file, env); secrets masked."""
+    from edge_client.routing_source import describe_operating_point
+
     loaded = _settings(ctx)
     rows = describe(loaded)
+    point = describe_operating_point(loaded.settings)
     if as_json:
         print(
             json.dumps(
                 {
                     "config_file": str(loaded.config_path),
                     "settings": {name: {"value": value, "source": source} for name, value, source in rows},
+                    "operating_point": point,
                 }
             )
         )
@@ -484,6 +492,8 @@ def show_config(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     for name, value, source in rows:
         table.add_row(name, "" if value is None else str(value), source)
     console.print(table)
+    note = point["note"] if point.get("in_force") else f"threshold: {point['note']}"
+    console.print(note, highlight=False, soft_wrap=True, markup=False)
 
 
 def _passthrough(module: str, ctx: typer.Context) -> None:
@@ -538,6 +548,58 @@ def label(
     except LabelError as exc:
         _fail(str(exc), code=2)
     console.print(summary.line(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def calibrate(
+    ctx: typer.Context,
+    labels: list[Path] = typer.Option(..., "--labels", help="rows from `hybrid-router label` (repeatable)"),
+    target: float = typer.Option(0.9, "--target", help="quality target: the local model right on this share"),
+    confidence: float = typer.Option(0.95, "--confidence", help="confidence of the guarantee"),
+    model: Optional[str] = typer.Option(None, "--model", help="the local model in the rows (default: pair.weak)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: <data_dir>/operating_point.json)"),
+    as_json: bool = typer.Option(False, "--json", help="print the operating point as JSON"),
+) -> None:
+    """The operating point for a quality target, with its guarantee, from the local model's labelled rows."""
+    from hybrid_router.routing import operating_point as op
+
+    from edge_client.calibrate import CalibrateError
+    from edge_client.calibrate import calibrate as compute
+    from edge_client.routers import device_registry
+    from edge_client.routing_source import LocalRouteSource
+
+    settings = _settings(ctx).settings
+    if not (0.0 < target < 1.0 and 0.0 < confidence < 1.0):
+        _fail("--target and --confidence must be in (0, 1)", code=2)
+    router = LocalRouteSource(settings.router_path, registry=device_registry(settings)).router
+    try:
+        point, rows = compute(router, labels, target, confidence, model)
+    except CalibrateError as exc:
+        _fail(str(exc), code=2)
+    path = point.save(out or Path(settings.data_dir).expanduser() / op.FILE_NAME)
+    if as_json:
+        print(json.dumps({"path": str(path), **{k: v for k, v in point.to_json().items() if k != "labels"}}))
+        return
+    skipped = f" ({rows.skipped} rows without a label of {rows.local_model} skipped)" if rows.skipped else ""
+    console.print(f"wrote {path}{skipped}", highlight=False, soft_wrap=True)
+    console.print(point.summary(), highlight=False, soft_wrap=True)
+    from edge_client.routing_source import local_model_name
+
+    if point.local_model != local_model_name(settings):
+        console.print(
+            f"[yellow]note:[/] the rows label {point.local_model}, but this device's local model is "
+            f"{local_model_name(settings)}: the point applies only while the local model is {point.local_model} "
+            "(local_model_path, local_model_name)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not point.met:
+        console.print(
+            "[yellow]warning:[/] no threshold meets the target: every prompt goes to the strong model. "
+            "Try a lower --target, more labelled rows, or a better local model.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command(context_settings=PASSTHROUGH, add_help_option=False)

@@ -61,8 +61,22 @@ class Settings(BaseModel):
     )
     # routing
     router_path: str | None = Field(None, description="router.onnx file or folder; default: the packaged router")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")
-    strong_share: float | None = Field(None, ge=0.0, le=1.0, description="target share of strong answers")
+    quality_target: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="the local model answers only where, over prompts like its labelled ones, it is right at least "
+        "this often (e.g. 0.9); default: the operating point's own target (`hybrid-router calibrate`, else packaged)",
+    )
+    quality_confidence: float | None = Field(
+        None, gt=0.0, lt=1.0, description="confidence of the quality target's guarantee; default: the point's, 0.95"
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="expert: strong when score >= threshold (replaces the quality target)"
+    )
+    strong_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="expert: target share of strong answers (replaces the quality target)"
+    )
     routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
     cascade: bool = Field(
         False,
@@ -153,6 +167,8 @@ class Settings(BaseModel):
     def _one_threshold_rule(self) -> "Settings":
         if self.threshold is not None and self.strong_share is not None:
             raise ValueError("set threshold or strong_share, not both")
+        if self.quality_target is not None and (self.threshold is not None or self.strong_share is not None):
+            raise ValueError("set quality_target or an expert threshold/strong_share, not both")
         return self
 
     @model_validator(mode="after")

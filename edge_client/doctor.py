@@ -89,6 +89,18 @@ def check_router(settings: Settings) -> Check:
     )
 
 
+def check_quality_target(settings: Settings) -> Check:
+    """The quality target in force, its guarantee and what it rests on (rows, families, date)."""
+    from edge_client.routing_source import describe_operating_point
+
+    point = describe_operating_point(settings)
+    if "error" in point:
+        return Check("quality target", "fail", point["error"])
+    if not point.get("in_force") or not point.get("met", True):
+        return Check("quality target", "warn", point["note"])
+    return Check("quality target", "ok", point["note"])
+
+
 def check_data_dir(settings: Settings) -> Check:
     from hybrid_router.stores.sqlite_log import DecisionLog
 
@@ -137,6 +149,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         check_llama_cpp,
         lambda: check_local_model(settings),
         lambda: check_router(settings),
+        lambda: check_quality_target(settings),
         lambda: check_data_dir(settings),
         lambda: check_cloud(settings),
     ]

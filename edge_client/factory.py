@@ -73,7 +73,14 @@ def build_route_source(settings: Settings) -> RouteSource:
         return RemoteRouteSource(settings.cloud_url, settings.api_key, timeout_s=min(settings.strong_timeout_s, 10.0))
     from edge_client.routers import device_registry
 
-    return LocalRouteSource(settings.router_path, registry=device_registry(settings))
+    return LocalRouteSource(
+        settings.router_path,
+        registry=device_registry(settings),
+        data_dir=settings.data_dir,
+        quality_target=settings.quality_target,
+        quality_confidence=settings.quality_confidence,
+        local_model=build_weak(settings).name,
+    )
 
 
 def build_service(

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import httpx
 
 from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
+from hybrid_router.routing import operating_point as op
 from hybrid_router.routing.router import Router
 
 
@@ -45,13 +46,112 @@ class RouteSource(Protocol):
     ) -> Scored: ...
 
 
+def resolve_operating_point(
+    router: Router,
+    data_dir: str | None,
+    quality_target: float | None,
+    quality_confidence: float | None,
+    local_model: str | None = None,
+) -> tuple[op.OperatingPoint | None, str]:
+    """The operating point in force for this router: the data folder's (`hybrid-router calibrate`), else the packaged
+    one, computed for this router id and version and for this local model (when named), at the target and
+    confidence the settings name (recomputed from the point's labelled rows) or its own. (None, why) when none
+    applies; RoutingError when the settings name a target that cannot be computed."""
+    point, where = op.find(data_dir, router.info.router_id, router.info.version, local_model)
+    if point is None:
+        if quality_target is not None or quality_confidence is not None:
+            model = f" and local model {local_model}" if local_model else ""
+            raise RoutingError(
+                f"quality_target is set but there is no operating point for router {router.info.router_id} "
+                f"{router.info.version}{model} ({where}): run `hybrid-router label`, then `hybrid-router calibrate`"
+            )
+        return None, where
+    try:
+        return point.retarget(quality_target, quality_confidence), where
+    except op.OperatingPointError as exc:
+        raise RoutingError(f"quality target: {exc}") from exc
+
+
+def local_model_name(settings: Any) -> str:
+    """The name the device's local model answers under (as `hybrid-router label` writes it in rows)."""
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(settings.local_model_path, name=settings.local_model_name).name  # not loaded
+
+
+def describe_operating_point(settings: Any) -> dict[str, Any]:
+    """What sets the default threshold, for `config` and `doctor`: the quality target in force with its guarantee
+    and what it rests on, or the expert setting or router default that replaces it."""
+    from edge_client.routers import device_registry
+
+    if settings.routing_mode == "remote":
+        return {"in_force": False, "note": "routing_mode remote: the cloud's router sets the threshold"}
+    try:
+        source = LocalRouteSource(
+            settings.router_path,
+            registry=device_registry(settings),
+            data_dir=settings.data_dir,
+            quality_target=settings.quality_target,
+            quality_confidence=settings.quality_confidence,
+            local_model=local_model_name(settings),
+        )
+    except RoutingError as exc:
+        return {"in_force": False, "error": str(exc), "note": str(exc)}
+    info = source.router.info
+    point = source.operating_point
+    out: dict[str, Any] = {"router": f"{info.router_id} {info.version}"}
+    if point is None:
+        out.update(in_force=False, threshold=info.default_threshold, source=source.operating_point_source)
+        out["note"] = (
+            f"no quality target for router {info.router_id} {info.version} with local model "
+            f"{local_model_name(settings)} ({source.operating_point_source}); "
+            f"threshold {info.default_threshold:.4f} from the router file. Run `hybrid-router label`, then "
+            "`hybrid-router calibrate`"
+        )
+        return out
+    out.update(
+        in_force=settings.threshold is None and settings.strong_share is None,
+        quality_target=point.quality_target,
+        quality_confidence=point.quality_confidence,
+        threshold=point.threshold,
+        met=point.met,
+        guarantee=point.guarantee,
+        rows=point.rows,
+        families=list(point.families),
+        computed_at=point.computed_at,
+        local_model=point.local_model,
+        labels_file=point.labels_file,
+        source=source.operating_point_source,
+        summary=point.summary(),
+    )
+    if not out["in_force"]:
+        expert = "threshold" if settings.threshold is not None else "strong_share"
+        out["note"] = f"the expert setting {expert} replaces the quality target ({point.summary()})"
+    else:
+        out["note"] = point.summary()
+    return out
+
+
 class LocalRouteSource:
     """Scores with router.onnx in this process (onnxruntime, one thread).
 
     The router is `router_path` when given; else the active version of the device's router registry
-    (edge_client.routers), with its running experiment; else the packaged router."""
+    (edge_client.routers), with its running experiment; else the packaged router.
 
-    def __init__(self, router_path: str | None = None, registry: Any = None):
+    The default threshold is the quality target's operating point (resolve_operating_point) when one was computed
+    for this router and for `local_model` (the device's local model; None: not checked), else the router's own. A
+    threshold or strong share the caller gives replaces it (expert settings, `router-<kind>-<t>` names), and only
+    decisions made at the operating point name its target."""
+
+    def __init__(
+        self,
+        router_path: str | None = None,
+        registry: Any = None,
+        data_dir: str | None = None,
+        quality_target: float | None = None,
+        quality_confidence: float | None = None,
+        local_model: str | None = None,
+    ):
         self.router_path = router_path
         self.experiment: Any = None
         self._candidate: Router | None = None
@@ -67,7 +167,22 @@ class LocalRouteSource:
         except Exception as exc:
             raise RoutingError(f"cannot load the router: {exc}") from exc
         self.kind = self._default.info.kind
-        self.default_threshold = self._default.info.default_threshold
+        self.operating_point, self.operating_point_source = resolve_operating_point(
+            self._default, data_dir, quality_target, quality_confidence, local_model
+        )
+        self.default_threshold = (
+            self.operating_point.threshold if self.operating_point else self._default.info.default_threshold
+        )
+
+    @property
+    def router(self) -> Router:
+        """The router `router` names: the one the operating point belongs to."""
+        return self._default
+
+    def _target_fields(self) -> dict[str, Any]:
+        point = self.operating_point
+        assert point is not None
+        return {"quality_target": point.quality_target, "quality_confidence": point.quality_confidence}
 
     def router_for(self, kind: str | None) -> Router:
         if kind is None or kind == self.kind:
@@ -88,11 +203,15 @@ class LocalRouteSource:
         decision_id: str | None = None,
     ) -> Scored:
         router = self.router_for(spec.kind)
+        if spec.threshold is not None:
+            threshold, strong_share = spec.threshold, None
+        at_target = router is self._default and self.operating_point is not None
+        at_target = at_target and threshold is None and strong_share is None
+        if at_target:
+            threshold = self.default_threshold
         if self.experiment is not None and router is self._default and decision_id is not None:
             from hybrid_router.experiments import decide
 
-            if spec.threshold is not None:
-                threshold, strong_share = spec.threshold, None
             arm = decide(
                 self.experiment,
                 self._default,
@@ -109,11 +228,9 @@ class LocalRouteSource:
                 latency_ms=arm.latency_ms,
                 router_id=arm.router.info.router_id,
                 router_version=arm.router.info.version,
-                fields=arm.fields,
+                fields={**arm.fields, **(self._target_fields() if at_target and arm.router is router else {})},
             )
-        if spec.threshold is not None:
-            threshold, strong_share = spec.threshold, None
-        elif spec.kind is not None and spec.kind != self.kind:
+        if spec.threshold is None and spec.kind is not None and spec.kind != self.kind:
             threshold, strong_share = None, None  # another router: its own default threshold
         decision = router.decide(prompt, threshold=threshold, strong_share=strong_share)
         return Scored(
@@ -123,6 +240,7 @@ class LocalRouteSource:
             latency_ms=decision.latency_ms,
             router_id=router.info.router_id,
             router_version=router.info.version,
+            fields=self._target_fields() if at_target else {},
         )
 
 

@@ -82,7 +82,7 @@ def _backend_error(exc: BackendError) -> JSONResponse:
 
 
 def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
-    return {
+    routing = {
         "decision_id": plan.decision_id,
         "route": route,
         "reason": reason,
@@ -92,6 +92,10 @@ def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
         "router_id": plan.router_id,
         "router_latency_ms": round(plan.router_latency_ms, 3),
     }
+    if plan.experiment_fields.get("quality_target") is not None:  # the threshold came from the quality target
+        routing["quality_target"] = plan.experiment_fields["quality_target"]
+        routing["quality_confidence"] = plan.experiment_fields["quality_confidence"]
+    return routing
 
 
 def _headers(routing: dict[str, Any]) -> dict[str, str]:

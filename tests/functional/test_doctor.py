@@ -38,8 +38,19 @@ def test_a_working_device_passes_every_check(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     names = [line.split(":")[0].split(maxsplit=1)[1] for line in lines]
-    assert names == ["platform", "llama-cpp-python", "local model decodes", "router", "data folder", "cloud"]
+    assert names == [
+        "platform",
+        "llama-cpp-python",
+        "local model decodes",
+        "router",
+        "quality target",
+        "data folder",
+        "cloud",
+    ]
     assert lines[2].startswith("ok") and "child process" in lines[2]
+    # the shipped operating point: SmolLM2 meets the packaged target nowhere, and the user is told so
+    assert lines[4].startswith("warn") and "quality target 90% at 95% confidence" in lines[4]
+    assert "every prompt goes to the strong model" in lines[4] and "757 labelled rows" in lines[4]
     assert lines[-1].startswith("warn") and "no cloud_url" in lines[-1]
 
 

@@ -186,3 +186,14 @@ def test_window_uses_created_at_even_when_the_id_is_older(store, make_decision):
     store.put_records([record])
     assert store.usage("t9", "d9", since="2025-03-01T12:00:00Z").totals.requests == 1
     assert store.usage("t9", "d9", until="2025-03-01T12:00:00Z").totals.requests == 0
+
+
+def test_the_quality_target_in_force_round_trips(store, make_decision):
+    """A record names the quality target it was routed under; DynamoDB keeps it, and a record without one reads
+    back without it."""
+    targeted = make_decision(tenant_id="acme", device_id="q-1", quality_target=0.9, quality_confidence=0.95)
+    plain = make_decision(tenant_id="acme", device_id="q-1")
+    assert store.put_records([targeted, plain]).accepted == 2
+    stored = {r.decision_id: r for r in store.records_for_device("acme", "q-1")}
+    assert (stored[targeted.decision_id].quality_target, stored[targeted.decision_id].quality_confidence) == (0.9, 0.95)
+    assert stored[targeted.decision_id] == targeted and stored[plain.decision_id].quality_target is None

@@ -142,11 +142,11 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
     refuses unknown fields, takes it); one inside an experiment round-trips them."""
-    from hybrid_router.decision import EXPERIMENT_FIELDS, DecisionRecord
+    from hybrid_router.decision import EXPERIMENT_FIELDS, OPTIONAL_FIELDS, QUALITY_FIELDS, DecisionRecord
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
-    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - {*EXPERIMENT_FIELDS, "usage_estimated"}
+    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - {*OPTIONAL_FIELDS, "usage_estimated"}
     tagged = make_decision(
         experiment_id="e1",
         arm="candidate",
@@ -157,5 +157,20 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
         shadow_route="strong",
         shadow_router_latency_ms=0.4,
     )
-    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {"usage_estimated"}
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {*QUALITY_FIELDS, "usage_estimated"}
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged
+
+
+def test_the_quality_target_in_force_is_named_or_left_out(make_decision) -> None:
+    """A record routed under a quality target names it; one without a target has the fields it had before targets
+    existed, and both read back as written."""
+    from hybrid_router.decision import DecisionRecord
+
+    plain = make_decision()
+    assert "quality_target" not in plain.model_dump() and "quality_target" not in plain.model_dump_json()
+    assert DecisionRecord.model_validate_json(plain.model_dump_json()).quality_target is None
+    targeted = make_decision(quality_target=0.9, quality_confidence=0.95)
+    back = DecisionRecord.model_validate_json(targeted.model_dump_json())
+    assert (back.quality_target, back.quality_confidence) == (0.9, 0.95)
+    with pytest.raises(ValueError):
+        make_decision(quality_target=1.5)

@@ -69,6 +69,8 @@ def test_router_runtime_variable_is_honoured_as_router_path(tmp_path: Path) -> N
         ("", {"HYBRID_ROUTER_N_THREADS": "many"}, "n_threads (env:HYBRID_ROUTER_N_THREADS)"),
         ('routing_mode = "sideways"\n', {}, "routing_mode (file:"),
         ("threshold = 0.3\nstrong_share = 0.2\n", {}, "threshold or strong_share"),
+        ("quality_target = 0.9\nthreshold = 0.3\n", {}, "quality_target or an expert threshold/strong_share"),
+        ("", {"HYBRID_ROUTER_QUALITY_TARGET": "1.5"}, "quality_target (env:HYBRID_ROUTER_QUALITY_TARGET)"),
         ("", {"HYBRID_ROUTER_CLOUD_URL": "api.example.com"}, "cloud_url (env:HYBRID_ROUTER_CLOUD_URL)"),
     ],
 )

@@ -62,6 +62,10 @@ EXPERIMENT_FIELDS = (
     "shadow_route",
     "shadow_router_latency_ms",
 )
+# The quality target in force when the router chose (hybrid_router.routing.operating_point); absent when the
+# threshold came from elsewhere (a threshold or strong share the user set, a router-<kind>-<t> name, no target).
+QUALITY_FIELDS = ("quality_target", "quality_confidence")
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS
 
 
 class DecisionRecord(BaseModel):
@@ -120,15 +124,20 @@ class DecisionRecord(BaseModel):
     shadow_threshold: Share | None = None
     shadow_route: Route | None = None
     shadow_router_latency_ms: Millis | None = None
+    # The quality target in force (`quality_target`: the local model right on at least this share of the prompts it
+    # keeps, with `quality_confidence`); absent when no target set the threshold.
+    quality_target: Share | None = None
+    quality_confidence: Share | None = None
     # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
     usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment fields and `usage_estimated` are left out while unset, so a record that uses none is what it
-        was before they existed, and a cloud of that older version (which refuses unknown fields) still takes it."""
+        """Experiment and quality-target fields and `usage_estimated` are left out while unset, so a record without
+        them is what it was before they existed, and a cloud of that older version (which refuses unknown fields)
+        still takes it."""
         data = handler(self)
-        for name in EXPERIMENT_FIELDS:
+        for name in OPTIONAL_FIELDS:
             if data.get(name, 0) is None:
                 del data[name]
         if data.get("usage_estimated") is False:
@@ -208,7 +217,7 @@ DEVICE_FIELDS = (
     "draft_latency_ms",
     "confidence",
     "escalated",
-    *EXPERIMENT_FIELDS,
+    *OPTIONAL_FIELDS,
 )
 # A device that stopped waiting and answered locally also keeps what describes its own answer.
 LOCAL_ANSWER_FIELDS = ("route", "model_used", "prompt_tokens", "completion_tokens")
