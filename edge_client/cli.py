@@ -149,9 +149,8 @@ def _fallback_notice(record, model: str) -> str | None:
         return None
     how = "chosen by the router" if model.startswith("router") else f"asked for ({model})"
     cause = record.reason.split(":", 1)[1]
-    return (
-        f"fallback: this answer is from the {record.route} model {record.model_used}; the model {how} failed ({cause})"
-    )
+    what = "is not configured" if cause.endswith("_not_configured") else f"failed ({cause})"
+    return f"fallback: this answer is from the {record.route} model {record.model_used}; the model {how} {what}"
 
 
 def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = None) -> str:

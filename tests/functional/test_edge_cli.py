@@ -146,6 +146,17 @@ def test_chat_with_strong_unconfigured_falls_back_locally(env) -> None:
     result = cli(env, "chat", "Say hello.", "--model", "router-tiny-0.0", "--max-tokens", "8")
     assert result.returncode == 0, result.stderr
     assert "route weak (fallback:strong_not_configured)" in result.stderr
+    # said in plain sight, not only in the summary line, and no saving is claimed for it
+    assert "saved" not in result.stderr
+    assert "fallback: this answer is from the weak model" in result.stderr and "is not configured" in result.stderr
+
+
+@pytest.mark.slow
+def test_chat_naming_the_strong_model_with_no_cloud_fails_instead_of_answering_locally(env) -> None:
+    pytest.importorskip("llama_cpp")
+    result = cli(env, "chat", "Say hello.", "--model", "strong", "--max-tokens", "8")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "strong" in result.stderr and "saved" not in result.stderr
 
 
 def test_a_prompt_that_is_not_utf8_is_a_one_line_error_and_nothing_is_logged(env) -> None:

@@ -299,3 +299,15 @@ def test_a_wrong_method_is_405_with_allow_on_both_servers(cloud, edge) -> None:
         httpx.delete(f"{edge.url}/v1/chat/completions"),
     ):
         assert response.status_code == 405 and "POST" in response.headers.get("allow", ""), response.headers
+
+
+def test_a_query_parameter_given_twice_is_422_on_both_servers(cloud, edge) -> None:
+    twice = httpx.get(f"{cloud.url}/v1/usage?since=2026-01-01&since=2026-02-01", headers={"x-api-key": KEY})
+    assert_openai_error(twice, 422, "invalid_value")
+    assert httpx.get(f"{edge.url}/dashboard?days=3&days=4").status_code == 422
+
+
+@pytest.mark.parametrize("authorization", ["Basic abc", "Bearer", "Bearer someone-elses-key", "garbage"])
+def test_a_malformed_or_mismatched_authorization_header_is_401_even_beside_a_good_key(cloud, authorization) -> None:
+    response = httpx.get(f"{cloud.url}/v1/usage", headers={"x-api-key": KEY, "authorization": authorization})
+    assert_openai_error(response, 401, "invalid_api_key")

@@ -299,7 +299,7 @@ class Pipeline:
             cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
         if error is not None:  # a failed or cut answer saves nothing against always-strong
             strong_cost = cost
-        if plan.reason == "forced" and route != plan.route:  # not the model asked for: no saving to claim
+        if route != plan.route and reason.startswith("fallback:"):  # not the model chosen: no saving to claim
             strong_cost = cost
         cascade = (
             {}

@@ -21,9 +21,14 @@ def caller(request: Request) -> Identity:
         if event is not None:
             return identity_from_event(event, settings.key_identities, settings.default_tenant)
         key = request.headers.get("x-api-key")
-        if not key:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            key = token.strip() if scheme.lower() == "bearer" else None
+        authorization = request.headers.get("authorization")
+        if authorization is not None:  # a credential that is sent is checked, even beside x-api-key
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip() or (key and token.strip() != key):
+                raise IdentityError(
+                    401, "Authorization must be 'Bearer <API key>' (the same key as x-api-key).", "invalid_api_key"
+                )
+            key = token.strip()
         return identity_from_header(key, settings.api_keys)
     except IdentityError as exc:
         code = exc.code or ("missing_api_key" if exc.status_code == 401 else "invalid_api_key")

@@ -1,4 +1,4 @@
-"""Limits on a request body, enforced before anything parses it (both servers, and the Lambda path through Mangum).
+"""Limits on a request, enforced before anything parses it (both servers, and the Lambda path through Mangum).
 
 A body over `max_bytes` (declared, or counted while reading) or JSON nested deeper than `max_depth` levels is
 refused with 413 and an OpenAI-style error naming the limit. Python's json module recurses once per level, so a
@@ -42,8 +42,21 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+def repeated_query_parameter(query: bytes) -> str | None:
+    """The first query parameter named twice (`?since=a&since=b`), whose meaning would be a guess; else None."""
+    from urllib.parse import parse_qsl
+
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name[:64]
+        seen.add(name)
+    return None
+
+
 class BodyLimits:
-    """Refuses, with 413 before the app sees it, a body over `max_bytes` or JSON nested deeper than `max_depth`."""
+    """Refuses, before the app sees it, a body over `max_bytes` or JSON nested deeper than `max_depth` (413), and a
+    query parameter given more than once (422)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int = MAX_JSON_DEPTH):
         self.app = app
@@ -53,6 +66,13 @@ class BodyLimits:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        repeated = repeated_query_parameter(scope.get("query_string", b""))
+        if repeated is not None:
+            response = error_response(
+                422, f"The query parameter {repeated!r} is given more than once.", code="invalid_value", param=repeated
+            )
+            await response(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
