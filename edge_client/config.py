@@ -53,6 +53,11 @@ class Settings(BaseModel):
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="strong when score >= threshold")
     strong_share: float | None = Field(None, ge=0.0, le=1.0, description="target share of strong answers")
     routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
+    router_refresh_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="how often a running server re-reads the active router version and experiment (seconds)",
+    )
     cascade: bool = Field(
         False,
         description="the model name `router` answers in cascade mode (`router-cascade` "
