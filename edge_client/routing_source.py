@@ -91,6 +91,15 @@ class RouterStatus:
         }
 
 
+def _status(router: Router, source: str, **problems: str) -> RouterStatus:
+    info = router.info
+    return RouterStatus(info.router_id, info.version, info.kind, source, **problems)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
 @dataclass(frozen=True)
 class _Routing:
     """What routes at one moment: the router, the running experiment with its candidate, and how they were found."""
@@ -151,46 +160,47 @@ class LocalRouteSource:
 
         return load_router(prove(self._registry, ref), intra_op_num_threads=1)
 
-    def _build(self, deployment: Any, previous: _Routing | None) -> _Routing:
+    def _wanted(self, deployment: Any) -> tuple[str, str]:
+        """The router the settings and the deployment ask for, and where it comes from."""
         if self.router_path is not None:
-            wanted, source = self.router_path, "router_path"
-            load = lambda: load_router(self.router_path, intra_op_num_threads=1)  # noqa: E731
-        elif deployment is not None:
-            wanted, source = str(deployment.active), "active version"
-            load = lambda: self._version(deployment.active)  # noqa: E731
-        else:
-            wanted, source = "the packaged router", "packaged"
-            load = lambda: load_router(None, intra_op_num_threads=1)  # noqa: E731
+            return self.router_path, "router_path"
+        if deployment is not None:
+            return str(deployment.active), "active version"
+        return "the packaged router", "packaged"
+
+    def _load_wanted(self, deployment: Any) -> Router:
+        if self.router_path is not None:
+            return load_router(self.router_path, intra_op_num_threads=1)
+        if deployment is not None:
+            return self._version(deployment.active)
+        return load_router(None, intra_op_num_threads=1)
+
+    def _build(self, deployment: Any, previous: _Routing | None) -> _Routing:
+        wanted, source = self._wanted(deployment)
         try:
-            router = load()
+            router = self._load_wanted(deployment)
         except Exception as exc:
-            problem = " ".join(str(exc).split())[:500]
             router, source = self._last_good(previous, deployment)
-            status = RouterStatus(
-                router.info.router_id, router.info.version, router.info.kind, source, wanted=wanted, problem=problem
-            )
+            status = _status(router, source, wanted=wanted, problem=_one_line(exc))
             log.error("ROUTER NOT LOADED: %s", status.describe())
             return _Routing(router, status, deployment)
-        status = RouterStatus(router.info.router_id, router.info.version, router.info.kind, source)
         experiment = deployment.experiment if deployment is not None else None
         if experiment is None or experiment.status != "running":
-            return _Routing(router, status, deployment)
+            return _Routing(router, _status(router, source), deployment)
         try:
             candidate = self._version(experiment.candidate)
         except Exception as exc:
-            problem = f"candidate {experiment.candidate} cannot be loaded ({' '.join(str(exc).split())[:500]})"
-            status = RouterStatus(
-                router.info.router_id, router.info.version, router.info.kind, source, experiment_problem=problem
-            )
+            problem = f"candidate {experiment.candidate} cannot be loaded ({_one_line(exc)})"
+            status = _status(router, source, experiment_problem=problem)
             log.error("ROUTER EXPERIMENT %s NOT RUNNING: %s", experiment.experiment_id, status.describe())
             return _Routing(router, status, deployment)
-        return _Routing(router, status, deployment, experiment, candidate)
+        return _Routing(router, _status(router, source), deployment, experiment, candidate)
 
     def _last_good(self, previous: _Routing | None, deployment: Any) -> tuple[Router, str]:
         """The router in use before (on a reload), else the newest proven version that loads, else the packaged
         router. RoutingError if not even that loads."""
         if previous is not None:
-            return previous.router, "last good version"
+            return previous.router, previous.status.source if previous.status.problem else "last good version"
         if self._registry is not None:
             from edge_client.routers import proven_versions
 
