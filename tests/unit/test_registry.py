@@ -16,6 +16,7 @@ from hybrid_router.registry import (
     ExperimentNotFound,
     FileEntry,
     FolderBlobs,
+    LiveDeployment,
     Manifest,
     RegistryError,
     RouterRef,
@@ -183,3 +184,27 @@ def test_receiving_stops_reading_at_the_declared_size(tmp_path) -> None:
     assert sum(pulled) == 1 << 20 and list(tmp_path.iterdir()) == []
     receive_file(iter([b"\0" * 4, b"\0" * 6]), tmp_path, "router.onnx", entry, "ok@1")
     assert (tmp_path / "router.onnx").read_bytes() == b"\0" * 10 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_deployment_is_re_read_at_most_every_refresh_interval(registry) -> None:
+    """LiveDeployment, as the API function and the device server follow the registry: a change is seen once the
+    interval has passed, not before; a failed re-read keeps the last deployment."""
+    now = [0.0]
+    reads = []
+
+    def read():
+        reads.append(now[0])
+        if now[0] >= 100:
+            raise RegistryError("the bucket is unreachable")
+        return registry.deployment()
+
+    live = LiveDeployment(read, refresh_s=30.0, clock=lambda: now[0])
+    registry.activate(V1)
+    assert live.current().active == V1
+    registry.activate(V2)
+    now[0] = 29.0
+    assert live.current().active == V1 and len(reads) == 1
+    now[0] = 30.0
+    assert live.current().active == V2 and len(reads) == 2
+    now[0] = 100.0
+    assert live.current().active == V2 and len(reads) == 3
