@@ -27,7 +27,7 @@ from edge_client.config import Settings
 from edge_client.doctor import check_router
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
-from hybrid_router.registry import RouterRegistry, S3Blobs
+from hybrid_router.registry import RouterRef, RouterRegistry, S3Blobs
 from hybrid_router.stores.sqlite_log import DecisionLog
 from local_stack.servers import ServerThread
 from local_stack.stack import create_bucket
@@ -183,6 +183,10 @@ def test_routers_use_refuses_a_router_that_does_not_load(cloud, device, routers,
     assert code == 0 and json.loads(out)["router_version"] == "1" and "warning" not in err
     code, _, err = run(capsys, "experiments", "start", "ab-bad", "--candidate", GARBAGE, "--mode", "ab")
     assert code == 1 and "does not load" in err
+    cloud["registry"].activate(RouterRef(router_id="garbage", version="1"))  # the cloud names it: not followed
+    code, _, err = run(capsys, "routers", "pull")
+    assert code == 1 and "does not load" in err and f"keeps routing with {V1}" in " ".join(err.split()), err
+    assert json.loads(run(capsys, "route", "--json", PROMPT)[1])["router_version"] == "1"
 
 
 def make_active_behind_the_clis_back(data_dir: Path, router_id: str, version: str) -> None:
