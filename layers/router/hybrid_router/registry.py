@@ -16,9 +16,11 @@ A version is written once: registering the same id and version again with other 
 they are read into a local folder (ChecksumMismatch otherwise). A manifest's file names are plain names (no
 separators, no `..`, nothing absolute), so no file of a version can land outside its folder, and a download stops
 at the size its manifest declares: each file is streamed into a temporary file beside its destination, with a byte
-limit, and renamed only once its size and sha256 match (`receive_file`). The API function reads `deployment.json` (at most
-every `refresh_s` seconds) and loads each version once into its cache folder, so changing the active version is
-one write to the bucket, not a deployment.
+limit, and renamed only once its size and sha256 match (`receive_file`).
+
+The API function reads `deployment.json` at most every `refresh_s` seconds (`LiveDeployment`, which the device's
+server uses too) and loads each version once into its cache folder, so changing the active version is one write
+to the bucket, not a deployment.
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def inside(folder: Path, name: str) -> Path:
     base = folder.resolve()
     path = (base / name).resolve()
     if path == base or not path.is_relative_to(base):
-        raise RegistryError(f"{name[:200]!r} would be written outside {folder}; refused")
+        raise RegistryError(f"{name[:200]!r} is outside {folder}; refused")
     return folder / name
 
 
