@@ -191,7 +191,10 @@ def _is_proven(registry: RouterRegistry, manifest: Manifest) -> bool:
 def _remember_proven(registry: RouterRegistry, manifest: Manifest) -> None:
     kept = [entry for entry in _proven_list(registry).versions if entry.ref != manifest.ref]
     kept.append(ProvenVersion(ref=manifest.ref, files=manifest.files))
-    registry.blobs.put(PROVEN, ProvenList(versions=kept).model_dump_json(indent=2).encode())
+    try:
+        registry.blobs.put(PROVEN, ProvenList(versions=kept).model_dump_json(indent=2).encode())
+    except OSError as exc:  # a read-only data folder: the version still routes, and is proven again next time
+        log.warning("cannot remember that %s loads (%s); it will be proven again", manifest.ref, exc)
 
 
 def prove(registry: RouterRegistry, ref: RouterRef) -> Path:
