@@ -101,6 +101,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
+class _Unreadable:
+    """A deployment that could not be read at all (equal to another with the same problem: logged once)."""
+
+    problem: str
+
+
+@dataclass(frozen=True)
 class _Routing:
     """What routes at one moment: the router, the running experiment with its candidate, and how they were found."""
 
@@ -137,13 +144,13 @@ class LocalRouteSource:
     # what routes
 
     def _read_deployment(self) -> Any:
+        """The deployment (None: no active version), or _Unreadable when it has never been read (a damaged file)."""
         if self._live is None:
             return None
         try:
             return self._live.current()
-        except Exception as exc:  # a first read that fails: as if no version were active, said loudly
-            log.error("the device's router deployment cannot be read (%s); routing without it", exc)
-            return None
+        except Exception as exc:
+            return _Unreadable(f"the device's deployment cannot be read: {_one_line(exc)}")
 
     def _now(self) -> _Routing:
         """The routing in force, rebuilt when the deployment has changed since it was built."""
@@ -164,6 +171,8 @@ class LocalRouteSource:
         """The router the settings and the deployment ask for, and where it comes from."""
         if self.router_path is not None:
             return self.router_path, "router_path"
+        if isinstance(deployment, _Unreadable):
+            return "the active version", "active version"
         if deployment is not None:
             return str(deployment.active), "active version"
         return "the packaged router", "packaged"
@@ -171,6 +180,8 @@ class LocalRouteSource:
     def _load_wanted(self, deployment: Any) -> Router:
         if self.router_path is not None:
             return load_router(self.router_path, intra_op_num_threads=1)
+        if isinstance(deployment, _Unreadable):
+            raise RoutingError(deployment.problem)
         if deployment is not None:
             return self._version(deployment.active)
         return load_router(None, intra_op_num_threads=1)
@@ -184,7 +195,7 @@ class LocalRouteSource:
             status = _status(router, source, wanted=wanted, problem=_one_line(exc))
             log.error("ROUTER NOT LOADED: %s", status.describe())
             return _Routing(router, status, deployment)
-        experiment = deployment.experiment if deployment is not None else None
+        experiment = getattr(deployment, "experiment", None)
         if experiment is None or experiment.status != "running":
             return _Routing(router, _status(router, source), deployment)
         try:
@@ -204,7 +215,7 @@ class LocalRouteSource:
         if self._registry is not None:
             from edge_client.routers import proven_versions
 
-            failed = deployment.active if deployment is not None else None
+            failed = getattr(deployment, "active", None)
             for ref in proven_versions(self._registry):
                 if ref == failed:
                     continue
