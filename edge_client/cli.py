@@ -75,7 +75,18 @@ def _service(loaded: LoadedSettings):
         else:
             status.stop()
 
-    return build_service(loaded.settings, on_status=on_status)
+    service = build_service(loaded.settings, on_status=on_status)
+    _warn_router(service.route_source)
+    return service
+
+
+def _warn_router(route_source: Any) -> None:
+    """One loud line when the router asked for cannot load and another routes (the log says it too)."""
+    status = getattr(route_source, "status", None)
+    if status is not None and status.degraded:
+        from rich.markup import escape
+
+        err_console.print(f"[bold yellow]warning:[/] {escape(status.describe())}", highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -290,6 +301,7 @@ def route(
         route_source=build_route_source(settings),
         decision_log=DecisionLog(settings.decision_log_path),
     )
+    _warn_router(service.route_source)
     plan = service.plan(_request([{"role": "user", "content": prompt}], model, None, stream=False))
     result = {
         "decision_id": plan.decision_id,
@@ -773,8 +785,12 @@ def routers_use(
     ref: str = typer.Argument(..., help="<router_id>@<version>"),
     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
-    """Make a version the active one (a running experiment with another control is stopped)."""
-    deployment = _registry(ctx, bucket).activate(_ref(ref))
+    """Make a version the active one (a running experiment with another control is stopped). On this device the
+    version must first load and score a prompt in a child process; one that does not is refused."""
+    from edge_client.routers import use_version
+
+    registry = _registry(ctx, bucket)
+    deployment = registry.activate(_ref(ref)) if bucket else use_version(registry, _ref(ref))
     console.print(f"active router: {deployment.active}" + (f" (bucket {bucket})" if bucket else ""), highlight=False)
     if not bucket and _settings(ctx).settings.router_path:
         err_console.print("[yellow]warning:[/] router_path is set and takes precedence over the active version")
@@ -812,9 +828,14 @@ def experiments_start(
     bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """Test a candidate against the active version (the control)."""
+    from edge_client.routers import prove
+
     if mode not in ("shadow", "ab"):
         raise CliError(f"--mode must be shadow or ab, got {mode!r}")
-    experiment = _registry(ctx, bucket).start_experiment(experiment_id, _ref(candidate), mode, share)  # type: ignore[arg-type]
+    registry = _registry(ctx, bucket)
+    if not bucket:  # on this device the candidate routes too: it must load in a child process first
+        prove(registry, _ref(candidate))
+    experiment = registry.start_experiment(experiment_id, _ref(candidate), mode, share)  # type: ignore[arg-type]
     console.print(
         f"experiment {experiment.experiment_id}: {experiment.mode} of {experiment.candidate} against "
         f"{experiment.control}" + (f", {experiment.share:.0%} of requests" if mode == "ab" else ""),

@@ -78,6 +78,11 @@ class Settings(BaseModel):
         None, ge=0.0, le=1.0, description="expert: target share of strong answers (replaces the quality target)"
     )
     routing_mode: Literal["local", "remote"] = Field("local", description="remote: ask the cloud POST /v1/route")
+    router_refresh_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="how often a running server re-reads the active router version and experiment (seconds)",
+    )
     cascade: bool = Field(
         False,
         description="the model name `router` answers in cascade mode (`router-cascade` "

@@ -71,22 +71,27 @@ def check_local_model(settings: Settings) -> Check:
 
 
 def check_router(settings: Settings) -> Check:
-    from hybrid_router.routing import load_router
+    """The router this device actually routes with (router_path, else the active version, else the packaged one),
+    built as `chat` and `serve` build it; a failure when the one asked for cannot load and another stands in."""
+    if settings.routing_mode == "remote":
+        return Check("router", "ok", f"remote: the cloud decides (POST {settings.cloud_url}/v1/route)")
+    from edge_client.factory import build_route_source
 
     try:
-        router = load_router(settings.router_path, intra_op_num_threads=1)
+        source = build_route_source(settings)
+        status = source.status  # type: ignore[attr-defined]
+        router = source.router_for(None)  # type: ignore[attr-defined]
         router.score(["warm-up"])
         started = time.perf_counter()
         score = float(router.score(["What is the capital of Japan?"])[0])
         elapsed_ms = (time.perf_counter() - started) * 1000
     except Exception as exc:  # any load or run failure is this check's answer
         return Check("router", "fail", f"cannot load or run the router: {exc}")
+    scored = f"one prompt scored {score:.3f} in {elapsed_ms:.2f} ms"
+    if status.degraded:
+        return Check("router", "fail", f"{status.describe()}; {scored}")
     info = router.info
-    return Check(
-        "router",
-        "ok",
-        f"{info.router_id} {info.version} ({info.kind}): one prompt scored {score:.3f} in {elapsed_ms:.2f} ms",
-    )
+    return Check("router", "ok", f"{info.router_id} {info.version} ({info.kind}, {status.source}): {scored}")
 
 
 def check_quality_target(settings: Settings) -> Check:

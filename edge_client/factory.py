@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 from hybrid_router.backends.base import ChatBackend
 from hybrid_router.backends.llama_cpp import LlamaCppBackend, StatusCallback
 from hybrid_router.stores.sqlite_log import DecisionLog
 
 from edge_client.config import ConfigError, Settings
-from edge_client.routing_source import LocalRouteSource, RemoteRouteSource, RouteSource
+from edge_client.routing_source import (
+    LocalRouteSource,
+    RemoteRouteSource,
+    RouteSource,
+    RoutingError,
+    UnavailableRouteSource,
+)
 from edge_client.service import EdgeService
 
 DEFAULT_CLOUD_STRONG_MODEL = "strong"
+log = logging.getLogger("hybrid_router.edge")
 
 
 def build_weak(settings: Settings, on_status: StatusCallback | None = None) -> LlamaCppBackend:
@@ -73,14 +82,19 @@ def build_route_source(settings: Settings) -> RouteSource:
         return RemoteRouteSource(settings.cloud_url, settings.api_key, timeout_s=min(settings.strong_timeout_s, 10.0))
     from edge_client.routers import device_registry
 
-    return LocalRouteSource(
-        settings.router_path,
-        registry=device_registry(settings),
-        data_dir=settings.data_dir,
-        quality_target=settings.quality_target,
-        quality_confidence=settings.quality_confidence,
-        local_model=build_weak(settings).name,
-    )
+    try:
+        return LocalRouteSource(
+            settings.router_path,
+            registry=device_registry(settings),
+            refresh_s=settings.router_refresh_s,
+            data_dir=settings.data_dir,
+            quality_target=settings.quality_target,
+            quality_confidence=settings.quality_confidence,
+            local_model=build_weak(settings).name,
+        )
+    except RoutingError as exc:  # not even the packaged router loads: requests that name a model still work
+        log.error("NO ROUTER: %s; only requests that name a model can be answered", exc)
+        return UnavailableRouteSource(str(exc))
 
 
 def build_service(

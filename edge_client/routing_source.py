@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
 
 from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing import operating_point as op
-from hybrid_router.routing.router import Router
+from hybrid_router.routing.router import DEFAULT_ROUTER_DIR, Router
+
+log = logging.getLogger("hybrid_router.edge")
 
 
 class RoutingError(RuntimeError):
@@ -132,61 +136,243 @@ def describe_operating_point(settings: Any) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class RouterStatus:
+    """Which router routes here, and, when it is not the one the settings or the deployment name, which one that is
+    and why it cannot load (`problem`): the device then routes with the last good router (or the packaged one)."""
+
+    router_id: str
+    version: str
+    kind: str
+    source: str  # "router_path", "active version", "last good version", "packaged"
+    wanted: str | None = None
+    problem: str | None = None
+    experiment_problem: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.problem is not None or self.experiment_problem is not None
+
+    @property
+    def in_use(self) -> str:
+        return f"{self.router_id}@{self.version}"
+
+    def describe(self) -> str:
+        said = []
+        if self.problem is not None:
+            said.append(f"{self.wanted} cannot be loaded ({self.problem}); routing with {self.in_use} ({self.source})")
+        if self.experiment_problem is not None:
+            said.append(f"the experiment is paused: {self.experiment_problem}")
+        return "; ".join(said) or f"routing with {self.in_use} ({self.source})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "router_id": self.router_id,
+            "version": self.version,
+            "kind": self.kind,
+            "source": self.source,
+            "degraded": self.degraded,
+            "wanted": self.wanted,
+            "problem": self.problem,
+            "experiment_problem": self.experiment_problem,
+        }
+
+
+def _status(router: Router, source: str, **problems: str) -> RouterStatus:
+    info = router.info
+    return RouterStatus(info.router_id, info.version, info.kind, source, **problems)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A deployment that could not be read at all (equal to another with the same problem: logged once)."""
+
+    problem: str
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """What routes at one moment: the router, the running experiment with its candidate, and how they were found."""
+
+    router: Router
+    status: RouterStatus
+    deployment: Any = None
+    experiment: Any = None
+    candidate: Router | None = None
+    operating_point: op.OperatingPoint | None = None  # the quality target's, for this router and local model
+    operating_point_source: str = ""
+
+
 class LocalRouteSource:
     """Scores with router.onnx in this process (onnxruntime, one thread).
 
     The router is `router_path` when given; else the active version of the device's router registry
-    (edge_client.routers), with its running experiment; else the packaged router.
+    (edge_client.routers), with its running experiment; else the packaged router. The registry's deployment is
+    re-read at most every `refresh_s` seconds (hybrid_router.registry.LiveDeployment), so `routers use`, `routers
+    pull` and experiments starting or ending reach a running server without a restart.
+
+    A version is loaded in this process only once it has loaded in a child process (edge_client.routers.prove). If
+    the router asked for cannot load, the last good one routes (the one in use before a reload, else the versions
+    proven on this device, newest first, else the packaged router); `status` says so, and so does the log.
 
     The default threshold is the quality target's operating point (resolve_operating_point) when one was computed
-    for this router and for `local_model` (the device's local model; None: not checked), else the router's own. A
-    threshold or strong share the caller gives replaces it (expert settings, `router-<kind>-<t>` names), and only
-    decisions made at the operating point name its target."""
+    for the router in use and for `local_model` (the device's local model; None: not checked), else the router's
+    own. A threshold or strong share the caller gives replaces it (expert settings, `router-<kind>-<t>` names), and
+    only decisions made at the operating point name its target."""
 
     def __init__(
         self,
         router_path: str | None = None,
         registry: Any = None,
+        refresh_s: float = 30.0,
         data_dir: str | None = None,
         quality_target: float | None = None,
         quality_confidence: float | None = None,
         local_model: str | None = None,
     ):
         self.router_path = router_path
-        self.experiment: Any = None
-        self._candidate: Router | None = None
+        self._target = (data_dir, quality_target, quality_confidence, local_model)
+        self._registry = registry if router_path is None else None
+        self._live = None
+        if self._registry is not None:
+            from hybrid_router.registry import LiveDeployment
+
+            self._live = LiveDeployment(self._registry.deployment, refresh_s)
+        self._lock = threading.Lock()
+        self._routing = self._build(self._read_deployment(), previous=None)
+
+    # what routes
+
+    def _read_deployment(self) -> Any:
+        """The deployment (None: no active version), or _Unreadable when it has never been read (a damaged file)."""
+        if self._live is None:
+            return None
         try:
-            deployment = registry.deployment() if registry is not None and router_path is None else None
-            if deployment is not None:
-                router_path = str(registry.local_folder(deployment.active))
-                experiment = deployment.experiment
-                if experiment is not None and experiment.status == "running":
-                    self.experiment = experiment
-                    self._candidate = load_router(registry.local_folder(experiment.candidate), intra_op_num_threads=1)
-            self._default = load_router(router_path, intra_op_num_threads=1)
+            return self._live.current()
         except Exception as exc:
-            raise RoutingError(f"cannot load the router: {exc}") from exc
-        self.kind = self._default.info.kind
-        self.operating_point, self.operating_point_source = resolve_operating_point(
-            self._default, data_dir, quality_target, quality_confidence, local_model
-        )
-        self.default_threshold = (
-            self.operating_point.threshold if self.operating_point else self._default.info.default_threshold
-        )
+            return _Unreadable(f"the device's deployment cannot be read: {_one_line(exc)}")
+
+    def _now(self) -> _Routing:
+        """The routing in force, rebuilt when the deployment has changed since it was built."""
+        deployment = self._read_deployment()
+        if deployment == self._routing.deployment:
+            return self._routing
+        with self._lock:
+            if deployment != self._routing.deployment:
+                self._routing = self._build(deployment, previous=self._routing)
+        return self._routing
+
+    def _version(self, ref: Any) -> Router:
+        from edge_client.routers import prove
+
+        return load_router(prove(self._registry, ref), intra_op_num_threads=1)
+
+    def _wanted(self, deployment: Any) -> tuple[str, str]:
+        """The router the settings and the deployment ask for, and where it comes from."""
+        if self.router_path is not None:
+            return self.router_path, "router_path"
+        if isinstance(deployment, _Unreadable):
+            return "the active version", "active version"
+        if deployment is not None:
+            return str(deployment.active), "active version"
+        return "the packaged router", "packaged"
+
+    def _load_wanted(self, deployment: Any) -> Router:
+        if self.router_path is not None:
+            return load_router(self.router_path, intra_op_num_threads=1)
+        if isinstance(deployment, _Unreadable):
+            raise RoutingError(deployment.problem)
+        if deployment is not None:
+            return self._version(deployment.active)
+        return load_router(None, intra_op_num_threads=1)
+
+    def _build(self, deployment: Any, previous: _Routing | None) -> _Routing:
+        routing = self._build_routers(deployment, previous)
+        data_dir, target, confidence, local_model = self._target
+        point, where = resolve_operating_point(routing.router, data_dir, target, confidence, local_model)
+        return replace(routing, operating_point=point, operating_point_source=where)
+
+    def _build_routers(self, deployment: Any, previous: _Routing | None) -> _Routing:
+        wanted, source = self._wanted(deployment)
+        try:
+            router = self._load_wanted(deployment)
+        except Exception as exc:
+            router, source = self._last_good(previous, deployment)
+            status = _status(router, source, wanted=wanted, problem=_one_line(exc))
+            log.error("ROUTER NOT LOADED: %s", status.describe())
+            return _Routing(router, status, deployment)
+        experiment = getattr(deployment, "experiment", None)
+        if experiment is None or experiment.status != "running":
+            return _Routing(router, _status(router, source), deployment)
+        try:
+            candidate = self._version(experiment.candidate)
+        except Exception as exc:
+            problem = f"candidate {experiment.candidate} cannot be loaded ({_one_line(exc)})"
+            status = _status(router, source, experiment_problem=problem)
+            log.error("ROUTER EXPERIMENT %s NOT RUNNING: %s", experiment.experiment_id, status.describe())
+            return _Routing(router, status, deployment)
+        return _Routing(router, _status(router, source), deployment, experiment, candidate)
+
+    def _last_good(self, previous: _Routing | None, deployment: Any) -> tuple[Router, str]:
+        """The router in use before (on a reload), else the newest proven version that loads, else the packaged
+        router. RoutingError if not even that loads."""
+        if previous is not None:
+            return previous.router, previous.status.source if previous.status.problem else "last good version"
+        if self._registry is not None:
+            from edge_client.routers import proven_versions
+
+            failed = getattr(deployment, "active", None)
+            for ref in proven_versions(self._registry):
+                if ref == failed:
+                    continue
+                try:
+                    return self._version(ref), "last good version"
+                except Exception as exc:
+                    log.warning("proven router %s cannot be loaded either: %s", ref, exc)
+        try:
+            return load_router(DEFAULT_ROUTER_DIR, intra_op_num_threads=1), "packaged"
+        except Exception as exc:
+            raise RoutingError(f"cannot load the router, nor the packaged one: {exc}") from exc
+
+    @property
+    def status(self) -> RouterStatus:
+        return self._now().status
+
+    @property
+    def experiment(self) -> Any:
+        return self._now().experiment
+
+    @property
+    def kind(self) -> str:
+        return self._now().router.info.kind
 
     @property
     def router(self) -> Router:
         """The router `router` names: the one the operating point belongs to."""
-        return self._default
+        return self._now().router
 
-    def _target_fields(self) -> dict[str, Any]:
-        point = self.operating_point
-        assert point is not None
-        return {"quality_target": point.quality_target, "quality_confidence": point.quality_confidence}
+    @property
+    def operating_point(self) -> op.OperatingPoint | None:
+        return self._now().operating_point
+
+    @property
+    def operating_point_source(self) -> str:
+        return self._now().operating_point_source
+
+    @property
+    def default_threshold(self) -> float:
+        routing = self._now()
+        point = routing.operating_point
+        return point.threshold if point is not None else routing.router.info.default_threshold
 
     def router_for(self, kind: str | None) -> Router:
-        if kind is None or kind == self.kind:
-            return self._default
+        routing = self._now()
+        if kind is None or kind == routing.router.info.kind:
+            return routing.router
         try:
             return load_router_for_kind(kind)
         except Exception as exc:
@@ -202,20 +388,24 @@ class LocalRouteSource:
         strong_share: float | None,
         decision_id: str | None = None,
     ) -> Scored:
-        router = self.router_for(spec.kind)
+        routing = self._now()  # one snapshot per decision: a reload never mixes two deployments in one record
+        router = routing.router if spec.kind in (None, routing.router.info.kind) else self.router_for(spec.kind)
         if spec.threshold is not None:
             threshold, strong_share = spec.threshold, None
-        at_target = router is self._default and self.operating_point is not None
-        at_target = at_target and threshold is None and strong_share is None
+        point = routing.operating_point
+        at_target = router is routing.router and point is not None and threshold is None and strong_share is None
+        target_fields: dict[str, Any] = {}
         if at_target:
-            threshold = self.default_threshold
-        if self.experiment is not None and router is self._default and decision_id is not None:
+            assert point is not None
+            threshold = point.threshold
+            target_fields = {"quality_target": point.quality_target, "quality_confidence": point.quality_confidence}
+        if routing.experiment is not None and router is routing.router and decision_id is not None:
             from hybrid_router.experiments import decide
 
             arm = decide(
-                self.experiment,
-                self._default,
-                self._candidate,
+                routing.experiment,
+                routing.router,
+                routing.candidate,
                 prompt,
                 decision_id,
                 threshold=threshold,
@@ -228,9 +418,9 @@ class LocalRouteSource:
                 latency_ms=arm.latency_ms,
                 router_id=arm.router.info.router_id,
                 router_version=arm.router.info.version,
-                fields={**arm.fields, **(self._target_fields() if at_target and arm.router is router else {})},
+                fields={**arm.fields, **(target_fields if arm.router is router else {})},
             )
-        if spec.threshold is None and spec.kind is not None and spec.kind != self.kind:
+        if spec.threshold is None and spec.kind is not None and spec.kind != routing.router.info.kind:
             threshold, strong_share = None, None  # another router: its own default threshold
         decision = router.decide(prompt, threshold=threshold, strong_share=strong_share)
         return Scored(
@@ -240,8 +430,32 @@ class LocalRouteSource:
             latency_ms=decision.latency_ms,
             router_id=router.info.router_id,
             router_version=router.info.version,
-            fields=self._target_fields() if at_target else {},
+            fields=target_fields,
         )
+
+
+class UnavailableRouteSource:
+    """No router loads at all, not even the packaged one: routed requests fail with the reason (503), requests that
+    name a model are answered all the same."""
+
+    kind = "unavailable"
+    default_threshold = 0.5
+
+    def __init__(self, problem: str):
+        self.status = RouterStatus("none", "none", "none", "none", wanted="a router", problem=problem)
+
+    def router_for(self, kind: str | None) -> Router:
+        raise RoutingError(f"no router can be loaded: {self.status.problem}")
+
+    def decide(
+        self,
+        prompt: str,
+        spec: RouterSpec,
+        threshold: float | None,
+        strong_share: float | None,
+        decision_id: str | None = None,
+    ) -> Scored:
+        raise RoutingError(f"no router can be loaded: {self.status.problem}")
 
 
 class RemoteRouteSource:

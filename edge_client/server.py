@@ -90,6 +90,7 @@ def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
         "score": round(plan.score, 6),
         "threshold": round(plan.threshold, 6),
         "router_id": plan.router_id,
+        "router_version": plan.router_version,
         "router_latency_ms": round(plan.router_latency_ms, 3),
     }
     if plan.experiment_fields.get("quality_target") is not None:  # the threshold came from the quality target
@@ -382,15 +383,19 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         return validation_error_response(exc)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    def health() -> dict[str, Any]:
+        """`status` is "degraded" while the router asked for cannot load and another routes (`router` says which)."""
         weak = service.weak
+        source = service.route_source
+        status = getattr(source, "status", None)  # which router routes, and why when it is not the one asked for
         return {
-            "status": "ok",
+            "status": "degraded" if status is not None and status.degraded else "ok",
             "weak_model": service.weak_name,
             "weak_loaded": bool(getattr(weak, "loaded", True)),
             "strong_model": service.strong_name,
             "strong_configured": service.strong is not None,
-            "router_kind": service.route_source.kind if service.route_source else None,
+            "router_kind": source.kind if source else None,
+            "router": status.as_dict() if status is not None else None,
         }
 
     @app.get("/v1/models")

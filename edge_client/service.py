@@ -23,7 +23,7 @@ from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
 from edge_client.config import Settings
-from edge_client.routing_source import RouteSource, RoutingError, UnknownRouterKind
+from edge_client.routing_source import RouteSource, RoutingError, Scored, UnknownRouterKind
 
 log = logging.getLogger("hybrid_router.edge")
 CASCADE = "cascade"  # the router kind in `router-cascade[-<min confidence>]`
@@ -197,6 +197,8 @@ class EdgeService:
         cascade = self.cascade_for(spec)
         if cascade is not None and not self.can_cascade:
             raise UnknownModelError(model, self.model_names(), why="cascade mode needs the local llama.cpp model")
+        plan: Plan | None = None
+        scored: Scored | None = None
         if cascade is not None:
             assert self.route_source is not None
             scored = self.route_source.decide(
@@ -218,7 +220,7 @@ class EdgeService:
                 **who,
             )
         elif self.route_source is None:
-            plan = Plan(decision_id, model, forced or "weak", "forced", 0.0, 0.0, "none", "none", 0.0, **who)
+            pass  # forced, and no router here at all: planned below
         elif forced is not None and self.route_source.kind == "remote":
             plan = Plan(
                 decision_id,
@@ -244,6 +246,14 @@ class EdgeService:
                 )
             except UnknownRouterKind as exc:  # router-<kind> of a kind not installed: as unknown as any name
                 raise UnknownModelError(model, self.model_names(), why=str(exc)) from None
+            except RoutingError as exc:
+                if forced is None:
+                    raise
+                log.error("no router to score a forced request (%s); it is answered by %s", exc, model)
+                scored = None
+        if plan is None and scored is None:  # a forced request never depends on the router
+            plan = Plan(decision_id, model, forced or "weak", "forced", 0.0, 0.0, "none", "none", 0.0, **who)
+        elif plan is None and scored is not None:
             plan = Plan(
                 decision_id,
                 model,
@@ -258,6 +268,7 @@ class EdgeService:
                 experiment_fields=dict(scored.fields),
                 **who,
             )
+        assert plan is not None
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
             if over is not None and plan.reason == "forced" and not self.settings.forced_fallback:

@@ -8,6 +8,7 @@ import pytest
 
 from hybrid_router.backends.llama_cpp import LlamaCppBackend
 from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.registry import RouterRef
 from hybrid_router.routing import RouterSpec
 from hybrid_router.stores.sqlite_log import DecisionLog
 
@@ -56,3 +57,22 @@ def test_remote_router_answers_become_routing_errors() -> None:
     not_json = remote(lambda request: httpx.Response(200, text="<html>gateway</html>"))
     with pytest.raises(RoutingError, match="unexpected answer: <html>gateway"):
         not_json.decide("hi", spec, None, None)
+
+
+def test_a_damaged_deployment_file_routes_with_the_last_proven_version(tmp_path, write_tiny_router) -> None:
+    """deployment.json that is not JSON (a disk error, a bad edit): the newest proven version routes, and the status
+    says why; the log says it once, not on every request."""
+    pytest.importorskip("onnx")
+    from edge_client.routers import device_registry, use_version
+
+    settings = Settings(data_dir=str(tmp_path / "device"))
+    registry = device_registry(settings)
+    registry.register(write_tiny_router(tmp_path / "v1", version="1").parent)
+    use_version(registry, RouterRef(router_id="tiny-token-mean", version="1"))  # proven in a child process
+    registry.blobs.path_of("deployment.json").write_text("{ not json")
+    source = LocalRouteSource(None, registry=registry, refresh_s=0)
+    status = source.status
+    assert status.degraded and "deployment cannot be read" in status.problem
+    assert (status.in_use, status.source) == ("tiny-token-mean@1", "last good version")
+    assert source.decide("hi", RouterSpec(name="router"), None, None).router_version == "1"
+    assert source._now() is source._now()  # the same problem is not rebuilt (nor logged) again

@@ -486,7 +486,10 @@ class Pipeline:
         """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
         prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
         with a smaller context, would not be a fallback but a silent different answer."""
-        message = "; ".join(f"{e.cause}: {e}" for e in errors) or "no backend configured"
+        if not errors:  # nothing was tried: the side the plan names has no backend here
+            side = "strong" if plan.route == "strong" else "local"
+            errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
+        message = "; ".join(f"{e.cause}: {e}" for e in errors)
         reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
         if draft is not None and len(errors) <= 1:
             reason = ESCALATED

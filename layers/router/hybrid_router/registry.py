@@ -13,9 +13,14 @@ Layout (keys in the bucket, paths in the folder):
 
 A version is written once: registering the same id and version again with other bytes is refused
 (VersionExists), so a version names one set of bytes everywhere. Files are checked against the manifest whenever
-they are read into a local folder (ChecksumMismatch otherwise). The API function reads `deployment.json` (at most
-every `refresh_s` seconds) and loads each version once into its cache folder, so changing the active version is
-one write to the bucket, not a deployment.
+they are read into a local folder (ChecksumMismatch otherwise). A manifest's file names are plain names (no
+separators, no `..`, nothing absolute), so no file of a version can land outside its folder, and a download stops
+at the size its manifest declares: each file is streamed into a temporary file beside its destination, with a byte
+limit, and renamed only once its size and sha256 match (`receive_file`).
+
+The API function reads `deployment.json` at most every `refresh_s` seconds (`LiveDeployment`, which the device's
+server uses too) and loads each version once into its cache folder, so changing the active version is one write
+to the bucket, not a deployment.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -37,6 +43,7 @@ MANIFEST = "manifest.json"
 DEPLOYMENT = "deployment.json"
 ROUTER_FILES = ("router.onnx", "tokenizer.json")
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+BLOCK = 1 << 20
 
 
 class RegistryError(RuntimeError):
@@ -59,16 +66,17 @@ class ChecksumMismatch(RegistryError):
     """A router file's bytes do not match its manifest (damaged or tampered with)."""
 
 
+class TooLarge(ChecksumMismatch):
+    """A router file is larger than its manifest declares: the download stopped at the declared size."""
+
+
 def check_name(value: str, what: str) -> str:
-    """The one rule for router ids, versions and experiment ids (they become S3 keys and folder names): 1-128
-    letters, digits, '.', '_' or '-', not starting with '.'; ValueError otherwise."""
+    """The one rule for router ids, versions, experiment ids and file names (they become S3 keys, folder and file
+    names): 1-128 letters, digits, '.', '_' or '-', not starting with '.'; ValueError otherwise."""
     if not value or len(value) > 128 or not set(value) <= _SAFE or value.startswith("."):
         shown = value if len(value) <= 40 else value[:40] + "..."
         raise ValueError(f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', got {shown!r}")
     return value
-
-
-_name_part = check_name
 
 
 class RouterRef(BaseModel):
@@ -82,7 +90,7 @@ class RouterRef(BaseModel):
     @field_validator("router_id", "version")
     @classmethod
     def _safe(cls, value: str) -> str:
-        return _name_part(value, "router id and version")
+        return check_name(value, "router id and version")
 
     @classmethod
     def parse(cls, text: str) -> "RouterRef":
@@ -99,9 +107,22 @@ class RouterRef(BaseModel):
         return f"routers/{self.router_id}/{self.version}/"
 
 
+def file_name(value: str) -> str:
+    """A manifest's file name: a plain name in the version's folder (no separator, no `..`, not absolute, no NUL),
+    1-128 characters of letters, digits, '.', '_' or '-', not starting with '.', and not the manifest itself."""
+    if value == MANIFEST or not value or len(value) > 128 or not set(value) <= _SAFE or value.startswith("."):
+        raise ValueError(
+            f"a router file name must be a plain name of 1-128 letters, digits, '.', '_' or '-' (no path, "
+            f"not starting with '.', not {MANIFEST}), got {value[:200]!r}"
+        )
+    return value
+
+
 class FileEntry(BaseModel):
-    sha256: str
-    bytes: int
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
 
 
 class Manifest(BaseModel):
@@ -115,6 +136,18 @@ class Manifest(BaseModel):
     default_threshold: float
     files: dict[str, FileEntry]
     registered_at: str = Field(default_factory=utc_now_iso)
+
+    @field_validator("router_id", "version")
+    @classmethod
+    def _safe_ref(cls, value: str) -> str:
+        return check_name(value, "router id and version")
+
+    @field_validator("files")
+    @classmethod
+    def _plain_names(cls, value: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        for name in value:
+            file_name(name)
+        return value
 
     @property
     def ref(self) -> RouterRef:
@@ -143,7 +176,7 @@ class Experiment(BaseModel):
     @field_validator("experiment_id")
     @classmethod
     def _safe(cls, value: str) -> str:
-        return _name_part(value, "experiment id")
+        return check_name(value, "experiment id")
 
 
 class Deployment(BaseModel):
@@ -160,7 +193,9 @@ class Blobs(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def put(self, key: str, data: bytes) -> None: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
-    def download(self, key: str, dest: Path) -> None: ...
+    def read(self, key: str, limit: int) -> Iterator[bytes]:
+        """The blob's bytes in blocks, at most `limit` + 1 of them (one more than allowed shows it is larger)."""
+        ...
 
 
 class FolderBlobs:
@@ -170,7 +205,7 @@ class FolderBlobs:
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return inside(self.root, key)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -195,8 +230,15 @@ class FolderBlobs:
             if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
                 yield key
 
-    def download(self, key: str, dest: Path) -> None:
-        shutil.copyfile(self._path(key), dest)
+    def read(self, key: str, limit: int) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as handle:
+            left = limit + 1
+            while left > 0:
+                block = handle.read(min(BLOCK, left))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
 
     def path_of(self, key: str) -> Path:
         return self._path(key)
@@ -232,11 +274,20 @@ class S3Blobs:
             for item in page.get("Contents", []):
                 yield item["Key"]
 
-    def download(self, key: str, dest: Path) -> None:
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        with open(dest, "wb") as handle:
-            for block in iter(lambda: body.read(1 << 20), b""):
-                handle.write(block)
+    def read(self, key: str, limit: int) -> Iterator[bytes]:
+        """A ranged GET of the first `limit` + 1 bytes: S3 never sends more than that."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit}")["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # only an empty object has no byte 0
+                return
+            raise
+        try:
+            yield from iter(lambda: body.read(BLOCK), b"")
+        finally:
+            body.close()
 
     def presigned_url(self, key: str, expires_s: int = 900) -> str:
         return self.client.generate_presigned_url(
@@ -252,10 +303,60 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused (RegistryError) unless it resolves to a path inside `folder`."""
+    base = folder.resolve()
+    path = (base / name).resolve()
+    if path == base or not path.is_relative_to(base):
+        raise RegistryError(f"{name[:200]!r} is outside {folder}; refused")
+    return folder / name
+
+
+def receive_file(blocks: Iterable[bytes], folder: Path, name: str, entry: FileEntry, what: str) -> Path:
+    """Writes one file of a manifest into `folder`: streamed into a temporary file there, stopped as soon as it
+    passes the size the manifest declares (TooLarge), renamed to its name only once its size and sha256 match
+    (ChecksumMismatch otherwise). The temporary file is removed whatever goes wrong."""
+    dest = inside(folder, file_name(name))
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+    digest, size = hashlib.sha256(), 0
+    source = iter(blocks)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for block in source:
+                size += len(block)
+                if size > entry.bytes:
+                    raise TooLarge(
+                        f"{what}: {name} is larger than the {entry.bytes} bytes its manifest declares; "
+                        "the download was stopped there and nothing was kept"
+                    )
+                digest.update(block)
+                handle.write(block)
+        if size != entry.bytes or digest.hexdigest() != entry.sha256:
+            raise ChecksumMismatch(
+                f"{what}: {name} has {size} bytes with sha256 {digest.hexdigest()}, the manifest says "
+                f"{entry.bytes} bytes with sha256 {entry.sha256}"
+            )
+        os.replace(temp, dest)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:  # a generator over a connection: closing it hangs up now, not at garbage collection
+            close()
+    return dest
+
+
+def receive_version(manifest: Manifest, read: Callable[[str, int], Iterable[bytes]], folder: Path) -> None:
+    """Every file of `manifest` into `folder` (receive_file); `read(name, limit)` gives a file's bytes."""
+    for name, entry in manifest.files.items():
+        receive_file(read(name, entry.bytes), folder, name, entry, str(manifest.ref))
+
+
 def verify_folder(folder: Path, manifest: Manifest) -> None:
     """ChecksumMismatch unless every file of the manifest is in `folder` with its size and sha256."""
     for name, entry in manifest.files.items():
-        path = folder / name
+        path = inside(folder, name)
         if not path.is_file():
             raise ChecksumMismatch(f"{manifest.ref}: {name} is missing from {folder}")
         actual = sha256_file(path)
@@ -275,8 +376,8 @@ def manifest_for(path: str | os.PathLike[str]) -> tuple[Manifest, dict[str, Path
     if missing:
         raise RegistryError(f"{onnx_path.parent} lacks {', '.join(missing)}")
     manifest = Manifest(
-        router_id=_name_part(info.router_id, "router id"),
-        version=_name_part(info.version, "version"),
+        router_id=check_name(info.router_id, "router id"),
+        version=check_name(info.version, "version"),
         kind=info.kind,
         strong_model=info.strong_model,
         weak_model=info.weak_model,
@@ -326,7 +427,12 @@ class RouterRegistry:
 
     def _manifest_or_none(self, ref: RouterRef) -> Manifest | None:
         data = self.blobs.get(ref.prefix + MANIFEST)
-        return None if data is None else _model(Manifest, data, f"{ref} {MANIFEST}")
+        if data is None:
+            return None
+        manifest: Manifest = _model(Manifest, data, f"{ref} {MANIFEST}")
+        if manifest.ref != ref:
+            raise RegistryError(f"the {MANIFEST} kept under {ref} describes {manifest.ref}; refused")
+        return manifest
 
     def manifest(self, ref: RouterRef) -> Manifest:
         manifest = self._manifest_or_none(ref)
@@ -353,9 +459,7 @@ class RouterRegistry:
             return folder
         partial = Path(tempfile.mkdtemp(dir=_mkdir(Path(cache_dir)), prefix=".pull-"))
         try:
-            for name in manifest.files:
-                self.blobs.download(ref.prefix + name, partial / name)
-            verify_folder(partial, manifest)
+            receive_version(manifest, lambda name, limit: self.blobs.read(ref.prefix + name, limit), partial)
             (partial / ".verified").write_text(manifest.model_dump_json())
             folder.parent.mkdir(parents=True, exist_ok=True)
             if folder.exists():
@@ -414,7 +518,7 @@ class RouterRegistry:
         self.blobs.put(f"experiments/{experiment.experiment_id}.json", experiment.model_dump_json(indent=2).encode())
 
     def experiment(self, experiment_id: str) -> Experiment:
-        data = self.blobs.get(f"experiments/{_name_part(experiment_id, 'experiment id')}.json")
+        data = self.blobs.get(f"experiments/{check_name(experiment_id, 'experiment id')}.json")
         if data is None:
             raise ExperimentNotFound(f"no experiment {experiment_id!r}")
         return _model(Experiment, data, f"experiment {experiment_id}")
@@ -460,6 +564,37 @@ class RouterRegistry:
         self._save_experiment(experiment)
         active = experiment.candidate if promote else experiment.control
         return self._write_deployment(Deployment(active=active, experiment=None))
+
+
+class LiveDeployment:
+    """A registry's deployment, re-read at most every `refresh_s` seconds: the cloud API and the device server both
+    follow the registry this way, so a new active version or experiment is live within `refresh_s`, without a
+    restart. A failed re-read keeps the deployment read last (a failed first read raises)."""
+
+    def __init__(
+        self,
+        read: Callable[[], Deployment | None],
+        refresh_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._read = read
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._deployment: Deployment | None = None
+        self._read_at: float | None = None
+
+    def current(self) -> Deployment | None:
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < self.refresh_s:
+            return self._deployment
+        try:
+            deployment = self._read()
+        except Exception:
+            if self._read_at is None:
+                raise
+            return self._deployment
+        self._deployment, self._read_at = deployment, now
+        return deployment
 
 
 def _mkdir(path: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from hybrid_router.api.errors import ApiError
@@ -36,8 +35,7 @@ class Services:
         self._lock = threading.Lock()
         self._path_router: Any = None  # router_path's, while the registry names no active version
         self._registry: Any = None
-        self._deployment: Any = None
-        self._deployment_read_at: float | None = None
+        self._live: Any = None
         self._versions: dict[Any, Any] = {}
 
     @property
@@ -96,22 +94,18 @@ class Services:
             ) from None
 
     def deployment(self) -> Any:
-        """The registry's deployment (active version, experiment), re-read at most every router_refresh_s; None
-        without a bucket, or while the bucket names no active version. If a re-read fails, the last one holds."""
+        """The registry's deployment (active version, experiment), re-read at most every router_refresh_s
+        (hybrid_router.registry.LiveDeployment); None without a bucket, or while the bucket names no active version.
+        If a re-read fails, the last one holds."""
         if self._router is not None or not self.settings.routers_bucket:
             return None
-        now = time.monotonic()
-        read_at = self._deployment_read_at
-        if read_at is not None and now - read_at < self.settings.router_refresh_s:
-            return self._deployment
-        try:
-            deployment = self.call_registry(self.registry.deployment)
-        except ApiError:
-            if read_at is None:
-                raise
-            return self._deployment
-        self._deployment, self._deployment_read_at = deployment, now
-        return deployment
+        if self._live is None:
+            from hybrid_router.registry import LiveDeployment
+
+            self._live = LiveDeployment(
+                lambda: self.call_registry(self.registry.deployment), self.settings.router_refresh_s
+            )
+        return self._live.current()
 
     def router_version(self, ref: Any) -> Any:
         """One registered version, downloaded and checked once per process, then cached by id and version."""
