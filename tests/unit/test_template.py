@@ -222,3 +222,65 @@ def test_every_alarm_notifies_a_topic(template) -> None:
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
     assert resources["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
     assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+
+
+def _key_statements(template: dict[str, Any], key_ref: Any) -> list[dict[str, Any]]:
+    assert isinstance(key_ref, dict) and set(key_ref) == {"Ref"}, f"the topic key must be this stack's key: {key_ref}"
+    key = template["Resources"][key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    return key["Properties"]["KeyPolicy"]["Statement"]
+
+
+def test_cloudwatch_can_publish_to_the_alarm_topic(template) -> None:
+    # CloudWatch cannot use the AWS-managed SNS key (alias/aws/sns): alarms on such a topic notify nobody.
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    key_ref = topic.get("KmsMasterKeyId")
+    if key_ref is None:
+        return  # an unencrypted topic is publishable
+    assert "alias/aws/" not in str(key_ref)
+    granted: set[str] = set()
+    for statement in _key_statements(template, key_ref):
+        if statement["Effect"] == "Allow" and statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}:
+            actions = statement["Action"]
+            granted.update([actions] if isinstance(actions, str) else actions)
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
+    key = template["Resources"][key_ref["Ref"]]
+    assert key["Condition"] == template["Resources"]["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+
+
+def _endpoint_name_parameters(template: dict[str, Any]) -> set[str]:
+    """Parameters substituted into a SageMaker endpoint ARN in any function's policy."""
+    names: set[str] = set()
+    for props in functions(template).values():
+        for found in re.findall(r":endpoint/\$\{(\w+)\}", str(props.get("Policies", []))):
+            names.add(found)
+    return names
+
+
+def test_endpoint_arns_in_policies_are_lower_case(template) -> None:
+    # SageMaker writes endpoint ARNs in lower case; IAM compares case-sensitively, so a policy built from
+    # "My-Endpoint" denies every call. The names that build ARNs must be lower case to be accepted at all.
+    names = _endpoint_name_parameters(template)
+    assert {"ExistingEndpointName", "WeakEndpointName"} <= names
+    for name in names:
+        pattern = template["Parameters"][name].get("AllowedPattern")
+        assert pattern, f"{name} accepts any case"
+        assert re.fullmatch(pattern, ""), name  # optional
+        for good in ("hybrid-router-strong", "llama-3-70b-2026-01-01", "e1"):
+            assert re.fullmatch(pattern, good), (name, good)
+        for bad in ("Hybrid-Router-Strong", "endpointA", "-lead", "under_score"):
+            assert not re.fullmatch(pattern, bad), (name, bad)
+
+
+def test_sagemaker_alarm_watches_the_endpoints_variant(template) -> None:
+    resources = template["Resources"]
+    variant = {"Ref": "EndpointVariantName"}
+    assert template["Parameters"]["EndpointVariantName"]["Default"] == "AllTraffic"
+    config_variants = resources["StrongEndpointConfig"]["Properties"]["ProductionVariants"]
+    assert [v["VariantName"] for v in config_variants] == [variant]
+    alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    sagemaker = [a for a in alarms if a["Properties"]["Namespace"] == "AWS/SageMaker"]
+    assert sagemaker
+    for alarm in sagemaker:
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        assert dimensions["VariantName"] == variant
