@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
 from hybrid_router.backends.base import BackendError
 from hybrid_router.backends.sagemaker import SageMakerBackend
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from local_stack.sagemaker_runtime import create_runtime_app
 from local_stack.servers import ServerThread
+from test_api_support import table, tiny_router_dir  # noqa: F401
 from tests.fixtures.replay_container import create_replay_app, load_cases
 
 ENDPOINT = "strong-replay"
@@ -139,3 +144,46 @@ def test_vllm_takes_no_generate_body() -> None:
         SageMakerBackend(ENDPOINT, region="us-east-1", container="vllm", body_format="tgi")
     with pytest.raises(ValueError, match="unknown SageMaker container"):
         SageMakerBackend(ENDPOINT, region="us-east-1", container="triton")  # type: ignore[arg-type]
+
+
+def _case(container: str, name: str) -> dict[str, Any]:
+    return next(case for case in load_cases(container) if case["name"] == name)
+
+
+def test_a_failed_generation_answered_200_is_recorded_as_an_error_never_billed(
+    replay, tiny_router_dir, table, dynamodb_endpoint, dynamodb_client
+) -> None:
+    """Through the cloud API: LMI's HTTP 200 with finish_reason "error" is a 502 and an error record costing 0,
+    where the same endpoint's real answer is served and billed."""
+    app, runtime_url = replay
+    settings = ApiSettings(
+        router_path=str(tiny_router_dir),
+        table_name=table,
+        dynamodb_endpoint_url=dynamodb_endpoint,
+        region="us-east-1",
+        api_keys=parse_key_map("key-a=acme/device-a"),
+        strong_endpoint_name=ENDPOINT,
+        sagemaker_endpoint_url=runtime_url,
+        sagemaker_timeout_s=10,
+        strong_model_name="strong-model",
+        strong_container="lmi",
+        sagemaker_body_format="messages",
+    )
+    body = {"model": "strong-model", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+    with ServerThread(create_app(settings), name="cloud-api") as server:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": "key-a"}, timeout=60) as client:
+            app.state.case = _case("lmi", "chat_error_as_http_200")
+            failed = client.post("/v1/chat/completions", json=body)
+            app.state.case = _case("lmi", "chat_complete")
+            served = client.post("/v1/chat/completions", json=body)
+    assert failed.status_code == 502 and failed.json()["error"]["code"] == "upstream_strong_error", failed.text
+    assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"].startswith("The capital")
+    records = {
+        r.decision_id: r
+        for r in DynamoDecisionStore(table, client=dynamodb_client).records_for_device("acme", "device-a")
+    }
+    assert len(records) == 2
+    error = next(r for r in records.values() if r.status == "error")
+    answer = next(r for r in records.values() if r.status == "ok")
+    assert error.cost_usd == 0 and error.completion_tokens == 0 and "finish_reason: error" in (error.error or "")
+    assert answer.cost_usd > 0 and answer.completion_tokens == 8
