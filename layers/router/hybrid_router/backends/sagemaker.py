@@ -8,7 +8,7 @@ Two request shapes, as the serving containers accept them:
     built-in one.
 Which container serves the endpoint (`container`: tgi, lmi, vllm) decides what else differs: the stop parameter
 of the generate shape, whether it takes the generate shape at all, and how it reports a failed generation
-(LMI and vLLM can answer HTTP 200 with finish_reason "error"). An endpoint with inference components needs
+(LMI answers HTTP 200 with finish_reason "error"; any such body or stream event is an error, never an answer). An endpoint with inference components needs
 InferenceComponentName on every call. tests/fixtures/containers/ holds each container's recorded contract.
 Streaming uses InvokeEndpointWithResponseStream; the PayloadPart bytes carry either TGI/LMI token lines
 (`data:{"token": {"text": ...}}`) or OpenAI chunks (`data: {"choices": [{"delta": ...}]}`), split anywhere.
@@ -40,7 +40,7 @@ TGI_MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences: a request with
 
 @dataclass(frozen=True)
 class ContainerContract:
-    """What one serving container takes on SageMaker's /invocations (tests/fixtures/containers/<name>/)."""
+    """What one serving container takes on SageMaker's /invocations (tests/fixtures/containers/<name>.json)."""
 
     body_formats: tuple[BodyFormat, ...]  # the request shapes it accepts
     stop_key: str  # the generate shape's stop parameter
