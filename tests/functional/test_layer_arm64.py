@@ -7,7 +7,10 @@ start, so every route would fail. This test builds the layer with its own Makefi
 aarch64, and runs it on this x86 machine under user-mode emulation (Debian's qemu-user-static, an arm64 Debian root
 from scripts/arm64_rootfs.sh) in a private mount namespace where those two files do not exist
 (scripts/lambda_arm64_run.sh), with an ARM /proc/cpuinfo (tests/fixtures/lambda_arm64_cpuinfo.txt, a Graviton2
-Neoverse-N1 as Lambda shows it in microsoft/onnxruntime#10038; qemu-user would show the host's x86 one).
+Neoverse-N1 as Lambda shows it in microsoft/onnxruntime#10038; qemu-user would show the host's x86 one). There the
+packaged router scores as it does here, the api function (laid out as Lambda does: /var/task, /opt/python,
+/var/runtime) starts and answers /health and /v1/route with real API Gateway events, and the last onnxruntime
+before the fix aborts exactly as on Lambda.
 
 What differs from Lambda: the emulated Python is Debian bookworm's 3.11, not Lambda's 3.12 (neither Debian nor PyPI
 has an arm64 CPython 3.12), so the layer is built with the same pins for cp311; tokenizers' wheel is abi3, the same
@@ -100,20 +103,34 @@ def layer(arm64_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "python"
 
 
-def _run(root: Path, layer_dir: Path) -> subprocess.CompletedProcess:
+def _run(
+    root: Path, layer_dir: Path, *python_args: str, env: dict[str, str] | None = None, **dirs: Path
+) -> subprocess.CompletedProcess:
+    """python3 on arm64 as Lambda lays a function out (scripts/lambda_arm64_run.sh); dirs: task=, runtime=."""
+    mounts = {f"LAMBDA_{name.upper()}_DIR": str(path) for name, path in dirs.items()}
+    pairs = [f"{k}={v}" for k, v in (env or {}).items()]
     return subprocess.run(
-        [str(REPO / "scripts/lambda_arm64_run.sh"), str(root), str(layer_dir), str(CPUINFO), "-c", PROBE],
+        [
+            str(REPO / "scripts/lambda_arm64_run.sh"),
+            str(root),
+            str(layer_dir),
+            str(CPUINFO),
+            *pairs,
+            "--",
+            *python_args,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, **mounts},
     )
 
 
 def test_the_packaged_router_scores_on_arm64_without_the_sysfs_cpu_lists(arm64_root: Path, layer: Path) -> None:
     from hybrid_router.routing.router import load_router
 
-    ran = _run(arm64_root, layer)
+    ran = _run(arm64_root, layer, "-c", PROBE)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert result["machine"] == "aarch64" and result["hidden"] == ["possible", "present"]
@@ -159,6 +176,81 @@ def test_the_same_run_aborts_with_the_last_onnxruntime_before_the_fix(
         text=True,
         timeout=600,
     )
-    ran = _run(arm64_root, broken)
+    ran = _run(arm64_root, broken, "-c", PROBE)
     assert ran.returncode != 0
     assert "failed to parse" in ran.stderr and "Attempt to use DefaultLogger" in ran.stderr, ran.stderr[-3000:]
+
+
+HANDLER_PROBE = """
+import json, time
+started = time.monotonic()
+import app  # functions/api/app.py: loads the router at init, as Lambda does
+init_s = time.monotonic() - started
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "api", 1024, "arm64-probe"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 30000
+
+answers = {}
+for name in ("health_get.json", "route_post.json"):
+    response = app.handler(json.load(open(name)), Context())
+    answers[name] = {"status": response["statusCode"], "body": json.loads(response["body"])}
+print(json.dumps({"init_s": init_s, "answers": answers}))
+"""
+
+
+def test_the_api_function_starts_and_answers_on_arm64(arm64_root: Path, layer: Path, tmp_path: Path) -> None:
+    """The api function as Lambda runs it: its code in /var/task, the layer in /opt/python, the runtime's boto3 in
+    /var/runtime; its init loads the packaged router, then /health and /v1/route answer with real events."""
+    task, runtime = tmp_path / "task", tmp_path / "runtime"
+    task.mkdir()
+    shutil.copy(REPO / "functions/api/app.py", task)
+    for name in ("health_get.json", "route_post.json"):
+        shutil.copy(REPO / "tests/events" / name, task)
+    subprocess.run(  # boto3 is the Lambda runtime's, not the layer's (layers/router/requirements.txt)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            _emulated_python_version(arm64_root),
+            "--platform",
+            "manylinux2014_aarch64",
+            "--target",
+            str(runtime),
+            "boto3",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    env = {
+        "AWS_REGION": "us-east-1",
+        "TENANT_ID": "acme",
+        "DECISIONS_TABLE_NAME": "decisions",
+        "POWERTOOLS_SERVICE_NAME": "hybrid-router-api",
+        "POWERTOOLS_METRICS_NAMESPACE": "HybridRouter",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "HYBRID_ROUTER_THREADS": "1",
+    }
+    ran = _run(arm64_root, layer, "-c", HANDLER_PROBE, env=env, task=task, runtime=runtime)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    health, route = result["answers"]["health_get.json"], result["answers"]["route_post.json"]
+    assert health == {
+        "status": 200,
+        "body": {"status": "ok", "version": health["body"]["version"], "routes": ["inference"]},
+    }
+    assert route["status"] == 200 and 0.0 <= route["body"]["score"] <= 1.0
+    assert route["body"]["router_id"] == "default-clf-task-cheap-easy"  # the router packaged in the layer
