@@ -13,7 +13,7 @@ SAM_PY   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12)
 SAM_STAMP := $(SAM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-test sam-tools browser demo test stack bench sam-build doctor clean
+.PHONY: install install-test sam-tools browser arm64-emulation demo test stack bench sam-build doctor clean
 
 # The device and the local stand-in cloud: what `make demo` runs (no torch, no training tools).
 install: $(DEMO_STAMP)
@@ -53,11 +53,17 @@ browser:
 		|| echo "could not install chromium: the dashboard's browser test will be skipped"; \
 		else echo "the dashboard test needs Debian's chromium: sudo apt-get install chromium"; fi; }
 
+# An arm64 Debian root run by qemu-user-static, for the test that imports the router layer's arm64 wheels as Lambda
+# runs them (tests/functional/test_layer_arm64.py): a few minutes once, kept in ~/.cache/hybrid-router; without
+# root it says why and that test is skipped.
+arm64-emulation:
+	@scripts/arm64_rootfs.sh >/dev/null
+
 # The main job: routed chat with the local model, the packaged router and the local cloud stack.
 demo: install
 	$(PY) -m edge_client.demo
 
-test: install-test sam-tools browser
+test: install-test sam-tools browser arm64-emulation
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -121,6 +121,15 @@ class Settings(BaseModel):
     sagemaker_region: str | None = None
     sagemaker_endpoint_url: str | None = Field(None, description="SageMaker runtime URL override (local stand-in)")
     sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
+    sagemaker_container: Literal["tgi", "lmi", "vllm"] = Field(
+        "tgi", description="serving container of the SageMaker endpoint: tgi, lmi (DJL-LMI) or vllm"
+    )
+    sagemaker_served_model_name: str | None = Field(
+        None, description="the container's name for the model, sent as the request's model (vLLM needs it)"
+    )
+    sagemaker_inference_component: str | None = Field(
+        None, description="inference component to call on the SageMaker endpoint (Studio/JumpStart endpoints)"
+    )
     strong_timeout_s: float = Field(30.0, gt=0.0)
     # budget and log
     daily_cap_usd: float | None = Field(None, ge=0.0, description="strong spend per UTC day; past it -> local")
@@ -180,6 +189,13 @@ class Settings(BaseModel):
     def _cascade_band(self) -> "Settings":
         if self.cascade_low is not None and self.cascade_high is not None and self.cascade_low > self.cascade_high:
             raise ValueError("cascade_low must not be above cascade_high")
+        return self
+
+    @model_validator(mode="after")
+    def _sagemaker_body_the_container_takes(self) -> "Settings":
+        from hybrid_router.backends.sagemaker import container_contract
+
+        container_contract(self.sagemaker_container, self.sagemaker_body_format)
         return self
 
     @property

@@ -50,6 +50,9 @@ def build_strong(settings: Settings) -> ChatBackend | None:
             body_format=settings.sagemaker_body_format,
             timeout_s=timeout,
             model_name=settings.strong_model,
+            container=settings.sagemaker_container,
+            served_model_name=settings.sagemaker_served_model_name,
+            inference_component=settings.sagemaker_inference_component,
         )
     from hybrid_router.backends.openai_compat import OpenAICompatBackend
 

@@ -3,7 +3,9 @@
   POST /endpoints/{name}/invocations                  -> InvokeEndpoint
   POST /endpoints/{name}/invocations-response-stream  -> InvokeEndpointWithResponseStream (AWS event-stream framing)
 
-Each endpoint name maps to a model container's base URL (the BYOC `/invocations` contract, local_stack.container).
+Each endpoint name maps to a model container's base URL (the BYOC `/invocations` contract, local_stack.container),
+or, for an endpoint with inference components, to {component name: base URL}: such an endpoint refuses a call
+without the X-Amzn-SageMaker-Inference-Component header (boto3's InferenceComponentName), as SageMaker does.
 Errors use AWS's JSON error shape with `x-amzn-ErrorType`, so botocore raises the same exceptions as against AWS:
 ValidationError (400, unknown endpoint), ModelError (424, the container failed), ServiceUnavailable (503),
 InternalFailure (500); in a stream, a ModelStreamError exception event.
@@ -116,14 +118,27 @@ def _container_message(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").strip()[:4000]
 
 
+_COMPONENT_HEADER = "x-amzn-sagemaker-inference-component"
+_COMPONENT_REQUIRED = (
+    "Inference Component Name header is required for endpoints to which you plan to deploy inference components. "
+    "Please include Inference Component Name header or consider using SageMaker models."
+)
+
+
 def create_runtime_app(
-    endpoints: Mapping[str, str], faults: FaultPlan | None = None, container_timeout_s: float = 300.0
+    endpoints: Mapping[str, str | Mapping[str, str]],
+    faults: FaultPlan | None = None,
+    container_timeout_s: float = 300.0,
 ) -> FastAPI:
-    """endpoints: endpoint name -> container base URL (e.g. {"strong": "http://127.0.0.1:8081"})."""
+    """endpoints: endpoint name -> container base URL (e.g. {"strong": "http://127.0.0.1:8081"}), or -> {inference
+    component name -> container base URL} for an endpoint with inference components."""
     if faults is None and os.environ.get(FAULTS_ENV):
         faults = FaultPlan.model_validate_json(os.environ[FAULTS_ENV])
     state = _Faults(faults)
-    routes = {name: url.rstrip("/") for name, url in endpoints.items()}
+    routes: dict[str, str | dict[str, str]] = {
+        name: target.rstrip("/") if isinstance(target, str) else {c: u.rstrip("/") for c, u in target.items()}
+        for name, target in endpoints.items()
+    }
     http = httpx.AsyncClient(timeout=httpx.Timeout(container_timeout_s, connect=5.0))
 
     @asynccontextmanager
@@ -134,11 +149,23 @@ def create_runtime_app(
     app = FastAPI(title="local SageMaker runtime stand-in", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.faults = state
 
-    def container_url(name: str) -> str | None:
-        return routes.get(name)
-
-    def unknown(name: str) -> JSONResponse:
-        return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+    def container_url(name: str, request: Request) -> str | JSONResponse:
+        """The container that serves this call, or SageMaker's refusal."""
+        target = routes.get(name)
+        component = request.headers.get(_COMPONENT_HEADER)
+        if target is None:
+            return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+        if isinstance(target, str):
+            if component:
+                return aws_error(
+                    400, "ValidationError", f"Inference Component {component} is not deployed on endpoint {name}."
+                )
+            return target
+        if not component:
+            return aws_error(400, "ValidationError", _COMPONENT_REQUIRED)
+        if component not in target:
+            return aws_error(400, "ValidationError", f"Inference Component {component} not found.")
+        return target[component]
 
     async def before(plan: FaultPlan | None) -> Response | None:
         if plan is None:
@@ -162,9 +189,9 @@ def create_runtime_app(
 
     @app.post("/endpoints/{name}/invocations")
     async def invoke_endpoint(name: str, request: Request) -> Response:
-        base = container_url(name)
-        if base is None:
-            return unknown(name)
+        base = container_url(name, request)
+        if not isinstance(base, str):
+            return base
         body = await request.body()
         failed = await before(state.take(name, "invoke"))
         if failed is not None:
@@ -185,9 +212,9 @@ def create_runtime_app(
 
     @app.post("/endpoints/{name}/invocations-response-stream")
     async def invoke_endpoint_with_response_stream(name: str, request: Request) -> Response:
-        base = container_url(name)
-        if base is None:
-            return unknown(name)
+        base = container_url(name, request)
+        if not isinstance(base, str):
+            return base
         body = await request.body()
         plan = state.take(name, "stream")
         failed = await before(plan)

@@ -88,6 +88,7 @@ def stack_environment(info: StackInfo) -> dict[str, str]:
         "SAGEMAKER_ENDPOINT_URL": info.sagemaker_runtime_url,
         "STRONG_ENDPOINT_NAME": info.endpoint_name,
         "STRONG_MODEL_NAME": info.model_name,
+        "STRONG_CONTAINER": "tgi",  # the stand-in container speaks TGI's generate body (local_stack.container)
         "SAGEMAKER_BODY_FORMAT": "tgi",
         "SAGEMAKER_CHAT_TEMPLATE": "chatml",
         "DECISIONS_TABLE_NAME": info.table_name,

@@ -72,3 +72,28 @@ def test_identity_from_local_header() -> None:
         with pytest.raises(IdentityError) as info:
             identity_from_header(key, keys)
         assert info.value.status_code == status
+
+
+def test_container_settings_from_env() -> None:
+    settings = ApiSettings.from_env(
+        {
+            "STRONG_CONTAINER": "vllm",
+            "SAGEMAKER_BODY_FORMAT": "messages",
+            "STRONG_SERVED_MODEL_NAME": "llama-3.1-8b-instruct",
+            "STRONG_INFERENCE_COMPONENT": "llama-ic",
+            "STRONG_MODEL_NAME": "llama-3.1-8b",
+        }
+    )
+    assert (settings.strong_container, settings.strong_served_model_name) == ("vllm", "llama-3.1-8b-instruct")
+    assert settings.strong_inference_component == "llama-ic" and settings.strong_model_name == "llama-3.1-8b"
+    jinja = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+    assert ApiSettings.from_env({"SAGEMAKER_CHAT_TEMPLATE": jinja}).sagemaker_chat_template == jinja
+    # Refused at start, with the reason, rather than failing every request later.
+    with pytest.raises(ValidationError, match="vllm container does not take the 'tgi' body"):
+        ApiSettings.from_env({"STRONG_CONTAINER": "vllm", "SAGEMAKER_BODY_FORMAT": "tgi"})
+    with pytest.raises(ValidationError, match="STRONG_CONTAINER|strong_container"):
+        ApiSettings.from_env({"STRONG_CONTAINER": "triton"})
+    with pytest.raises(ValidationError, match="unknown chat template 'zephyr'"):
+        ApiSettings.from_env({"SAGEMAKER_CHAT_TEMPLATE": "zephyr"})
+    with pytest.raises(ValidationError, match="not valid Jinja"):
+        ApiSettings.from_env({"SAGEMAKER_CHAT_TEMPLATE": "{% for m in messages %}"})

@@ -171,3 +171,27 @@ def test_a_stopped_local_stack_is_ignored(tmp_path: Path) -> None:
     env = {"HYBRID_ROUTER_STACK_FILE": str(_stack_file(tmp_path, int(dead.stdout)))}
     loaded = load_settings(env=env, config_path=tmp_path / "none.toml")
     assert loaded.settings.cloud_url is None and loaded.sources["cloud_url"] == "default"
+
+
+def test_sagemaker_container_settings_reach_the_backend(tmp_path: Path) -> None:
+    from edge_client.factory import build_strong
+
+    env = {
+        "HYBRID_ROUTER_STRONG_KIND": "sagemaker",
+        "HYBRID_ROUTER_SAGEMAKER_ENDPOINT_NAME": "llama-ep",
+        "HYBRID_ROUTER_SAGEMAKER_REGION": "us-east-1",
+        "HYBRID_ROUTER_SAGEMAKER_CONTAINER": "vllm",
+        "HYBRID_ROUTER_SAGEMAKER_BODY_FORMAT": "messages",
+        "HYBRID_ROUTER_SAGEMAKER_SERVED_MODEL_NAME": "llama-3.1-8b-instruct",
+        "HYBRID_ROUTER_SAGEMAKER_INFERENCE_COMPONENT": "llama-ic",
+        "HYBRID_ROUTER_STRONG_MODEL": "llama-3.1-8b",
+    }
+    backend = build_strong(load_settings(env=env, config_path=tmp_path / "none.toml").settings)
+    assert (backend.container, backend.served_model_name, backend.inference_component) == (
+        "vllm",
+        "llama-3.1-8b-instruct",
+        "llama-ic",
+    )
+    assert backend.model_name == "llama-3.1-8b"  # what records call it; never sent as the served name
+    with pytest.raises(ConfigError, match="vllm container does not take the 'tgi' body"):
+        load_settings(env=env | {"HYBRID_ROUTER_SAGEMAKER_BODY_FORMAT": "tgi"}, config_path=tmp_path / "none.toml")

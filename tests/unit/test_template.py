@@ -222,3 +222,148 @@ def test_every_alarm_notifies_a_topic(template) -> None:
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
     assert resources["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
     assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+
+
+def _key_statements(template: dict[str, Any], key_ref: Any) -> list[dict[str, Any]]:
+    assert isinstance(key_ref, dict) and set(key_ref) == {"Ref"}, f"the topic key must be this stack's key: {key_ref}"
+    key = template["Resources"][key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    return key["Properties"]["KeyPolicy"]["Statement"]
+
+
+def test_cloudwatch_can_publish_to_the_alarm_topic(template) -> None:
+    # CloudWatch cannot use the AWS-managed SNS key (alias/aws/sns): alarms on such a topic notify nobody.
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    key_ref = topic.get("KmsMasterKeyId")
+    if key_ref is None:
+        return  # an unencrypted topic is publishable
+    assert "alias/aws/" not in str(key_ref)
+    granted: set[str] = set()
+    for statement in _key_statements(template, key_ref):
+        if statement["Effect"] == "Allow" and statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}:
+            actions = statement["Action"]
+            granted.update([actions] if isinstance(actions, str) else actions)
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
+    key = template["Resources"][key_ref["Ref"]]
+    assert key["Condition"] == template["Resources"]["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+
+
+def _endpoint_name_parameters(template: dict[str, Any]) -> set[str]:
+    """Parameters substituted into a SageMaker endpoint or inference-component ARN in any function's policy."""
+    names: set[str] = set()
+    for props in functions(template).values():
+        for found in re.findall(r":(?:endpoint|inference-component)/\$\{(\w+)\}", str(props.get("Policies", []))):
+            names.add(found)
+    return names
+
+
+def test_endpoint_arns_in_policies_are_lower_case(template) -> None:
+    # SageMaker writes endpoint ARNs in lower case; IAM compares case-sensitively, so a policy built from
+    # "My-Endpoint" denies every call. The names that build ARNs must be lower case to be accepted at all.
+    names = _endpoint_name_parameters(template)
+    assert names == {"ExistingEndpointName", "WeakEndpointName", "InferenceComponentName"}
+    for name in names:
+        pattern = template["Parameters"][name].get("AllowedPattern")
+        assert pattern, f"{name} accepts any case"
+        assert re.fullmatch(pattern, ""), name  # optional
+        for good in ("hybrid-router-strong", "llama-3-70b-2026-01-01", "e1"):
+            assert re.fullmatch(pattern, good), (name, good)
+        for bad in ("Hybrid-Router-Strong", "endpointA", "-lead", "under_score"):
+            assert not re.fullmatch(pattern, bad), (name, bad)
+
+
+def test_sagemaker_alarm_watches_the_endpoints_variant(template) -> None:
+    resources = template["Resources"]
+    variant = {"Ref": "EndpointVariantName"}
+    assert template["Parameters"]["EndpointVariantName"]["Default"] == "AllTraffic"
+    config_variants = resources["StrongEndpointConfig"]["Properties"]["ProductionVariants"]
+    assert [v["VariantName"] for v in config_variants] == [variant]
+    alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    sagemaker = [a for a in alarms if a["Properties"]["Namespace"] == "AWS/SageMaker"]
+    assert sagemaker
+    for alarm in sagemaker:
+        condition, per_component, per_variant = alarm["Properties"]["Dimensions"]["Fn::If"]
+        assert condition == "HasInferenceComponent"
+        assert per_component == [{"Name": "InferenceComponentName", "Value": {"Ref": "InferenceComponentName"}}]
+        dimensions = {d["Name"]: d["Value"] for d in per_variant}
+        assert dimensions["VariantName"] == variant
+
+
+NO_VALUE = object()
+
+
+def _resolve(value: Any, params: dict[str, str], conditions: dict[str, bool]) -> Any:
+    """What CloudFormation makes of Fn::If, Ref and AWS::NoValue for these parameters and conditions."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        name, yes, no = value["Fn::If"]
+        return _resolve(yes if conditions[name] else no, params, conditions)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return NO_VALUE if value["Ref"] == "AWS::NoValue" else params.get(value["Ref"], value)
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: params.get(m.group(1), m.group(0)), value["Fn::Sub"])
+    if isinstance(value, dict):
+        resolved = {k: _resolve(v, params, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+    return value
+
+
+def _container_environment(template: dict[str, Any], **given: str) -> dict[str, str]:
+    params = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()} | given
+    container = params["StrongContainer"]
+    conditions = {
+        "HasModelData": bool(params["ModelDataUrl"]),
+        "HasHfToken": bool(params["HfTokenSecretArn"]),
+        "HasServedModelName": bool(params["ServedModelName"]),
+        "IsTgi": container == "tgi",
+        "IsLmi": container == "lmi",
+        "IsVllm": container == "vllm",
+    }
+    environment = template["Resources"]["StrongModel"]["Properties"]["PrimaryContainer"]["Environment"]
+    return _resolve(environment, params, conditions)
+
+
+def test_each_container_gets_its_own_environment_and_weights(template) -> None:
+    assert template["Parameters"]["StrongContainer"]["AllowedValues"] == ["tgi", "lmi", "vllm"]
+    # The hard-coded HF_MODEL_ID=/opt/ml/model made a stack without ModelDataUrl (or with vLLM) fail its health check.
+    tgi = _container_environment(template, ModelDataUrl="s3://weights/llama/model.tar.gz")
+    assert tgi == {
+        "HF_MODEL_ID": "/opt/ml/model",
+        "SM_NUM_GPUS": "1",
+        "MAX_INPUT_TOKENS": "4096",
+        "MAX_TOTAL_TOKENS": "8192",
+    }
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hf-token-AbCdEf"
+    hub = _container_environment(template, HfModelId="meta-llama/Llama-3.1-8B-Instruct", HfTokenSecretArn=secret)
+    assert hub["HF_MODEL_ID"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert hub["HF_TOKEN"] == f"{{{{resolve:secretsmanager:{secret}}}}}"  # resolved at deploy, never in the template
+    lmi = _container_environment(template, StrongContainer="lmi", HfModelId="mistralai/Mistral-7B-Instruct-v0.3")
+    assert lmi == {
+        "HF_MODEL_ID": "mistralai/Mistral-7B-Instruct-v0.3",
+        "OPTION_ROLLING_BATCH": "vllm",
+        "TENSOR_PARALLEL_DEGREE": "1",
+        "OPTION_MAX_MODEL_LEN": "8192",
+    }
+    vllm = _container_environment(
+        template, StrongContainer="vllm", ModelDataUrl="s3://w/m.tar.gz", ServedModelName="llama-3.1-8b-instruct"
+    )
+    assert vllm == {
+        "SM_VLLM_MODEL": "/opt/ml/model",
+        "SM_VLLM_SERVED_MODEL_NAME": "llama-3.1-8b-instruct",
+        "SM_VLLM_MAX_MODEL_LEN": "8192",
+        "SM_VLLM_TENSOR_PARALLEL_SIZE": "1",
+    }
+    api_env = functions(template)["ApiFunction"]["Environment"]["Variables"]
+    assert api_env["STRONG_CONTAINER"] == {"Ref": "StrongContainer"}
+    assert api_env["STRONG_SERVED_MODEL_NAME"] == {"Ref": "ServedModelName"}
+    assert api_env["STRONG_INFERENCE_COMPONENT"] == {"Ref": "InferenceComponentName"}
+    assert template["Parameters"]["SageMakerBodyFormat"]["Default"] == "messages"
+
+
+def test_rules_refuse_a_stack_that_cannot_serve(template) -> None:
+    rules = template["Rules"]
+    create = rules["ImageNeededToCreateEndpoint"]
+    asserted = str([a["Assert"] for a in create["Assertions"]])
+    assert "ModelDataUrl" in asserted and "HfModelId" in asserted and "InferenceComponentName" in asserted
+    vllm = rules["VllmTakesMessagesOnly"]
+    assert vllm["RuleCondition"] == {"Fn::Equals": [{"Ref": "StrongContainer"}, "vllm"]}
+    assert vllm["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "SageMakerBodyFormat"}, "messages"]}

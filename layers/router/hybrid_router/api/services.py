@@ -193,7 +193,7 @@ class Services:
         from hybrid_router.backends.sagemaker import SageMakerBackend
 
         s = self.settings
-        model_name = self.strong_model_name() if endpoint_name == s.strong_endpoint_name else self.weak_model_name()
+        strong = endpoint_name == s.strong_endpoint_name
         return SageMakerBackend(
             endpoint_name,
             region=s.region,
@@ -201,7 +201,10 @@ class Services:
             body_format=s.sagemaker_body_format,
             timeout_s=s.sagemaker_timeout_s,
             chat_template=s.sagemaker_chat_template,
-            model_name=model_name,
+            model_name=self.strong_model_name() if strong else self.weak_model_name(),
+            container=s.strong_container,
+            served_model_name=s.strong_served_model_name if strong else None,
+            inference_component=s.strong_inference_component if strong else None,
         )
 
     def strong_model_name(self) -> str:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hybrid_router.api.identity import Identity, parse_key_map
 
@@ -23,7 +23,14 @@ class ApiSettings(BaseModel):
     sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
     sagemaker_endpoint_url: str | None = None
     sagemaker_timeout_s: float = Field(default=60.0, gt=0)
-    sagemaker_chat_template: Literal["chatml", "llama3", "plain"] = "chatml"
+    # A built-in name (chatml, llama3, mistral, plain) or the model's own Jinja chat template; used by the "tgi"
+    # (generate) body only: with "messages" the container applies the model's template itself.
+    sagemaker_chat_template: str = "chatml"
+    # The serving container of the strong endpoint (hybrid_router.backends.sagemaker.CONTAINERS), the name it
+    # serves the model under (the body's "model"; vLLM refuses any other), and its inference component if any.
+    strong_container: Literal["tgi", "lmi", "vllm"] = "tgi"
+    strong_served_model_name: str | None = None
+    strong_inference_component: str | None = None
     strong_model_name: str | None = None
     weak_model_name: str | None = None
     region: str | None = None
@@ -46,6 +53,20 @@ class ApiSettings(BaseModel):
     # a device that was offline longer has its older records refused, per record, with that reason.
     upload_window_days: int = Field(default=35, ge=1, le=3660)
 
+    @model_validator(mode="after")
+    def _body_the_container_takes(self) -> "ApiSettings":
+        from hybrid_router.backends.sagemaker import container_contract
+
+        container_contract(self.strong_container, self.sagemaker_body_format)
+        return self
+
+    @field_validator("sagemaker_chat_template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        from hybrid_router.backends.sagemaker import validate_chat_template
+
+        return validate_chat_template(value)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ApiSettings":
         env = os.environ if env is None else env
@@ -60,6 +81,8 @@ class ApiSettings(BaseModel):
             "sagemaker_endpoint_url": get("SAGEMAKER_ENDPOINT_URL") or get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"),
             "dynamodb_endpoint_url": get("AWS_ENDPOINT_URL_DYNAMODB"),
             "strong_model_name": get("STRONG_MODEL_NAME"),
+            "strong_served_model_name": get("STRONG_SERVED_MODEL_NAME"),
+            "strong_inference_component": get("STRONG_INFERENCE_COMPONENT"),
             "weak_model_name": get("WEAK_MODEL_NAME"),
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
             "table_name": get("DECISIONS_TABLE_NAME"),
@@ -72,6 +95,7 @@ class ApiSettings(BaseModel):
             "sagemaker_body_format": get("SAGEMAKER_BODY_FORMAT"),
             "sagemaker_timeout_s": get("SAGEMAKER_TIMEOUT_S"),
             "sagemaker_chat_template": get("SAGEMAKER_CHAT_TEMPLATE"),
+            "strong_container": get("STRONG_CONTAINER"),
             "default_tenant": get("TENANT_ID"),
             "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
             "max_batch_records": get("MAX_BATCH_RECORDS"),

@@ -1,8 +1,15 @@
 """Strong model behind a SageMaker real-time endpoint, called through boto3's `sagemaker-runtime` client.
 
 Two request shapes, as the serving containers accept them:
-  - "tgi": Hugging Face TGI / DJL-LMI, {"inputs": <prompt rendered with a chat template>, "parameters": {...}}
-  - "messages": the OpenAI messages shape, {"messages": [...], "max_tokens": n}
+  - "messages": the OpenAI messages shape, {"messages": [...], "max_tokens": n}; the container applies the
+    model's own chat template (TGI >= 1.4, DJL/LMI, vLLM all take it on /invocations).
+  - "tgi": the generate shape of TGI and of LMI's legacy schema, {"inputs": <prompt>, "parameters": {...}}; the
+    prompt is rendered here, with the model's own chat template (Jinja, from its tokenizer_config.json) or a
+    built-in one.
+Which container serves the endpoint (`container`: tgi, lmi, vllm) decides what else differs: the stop parameter
+of the generate shape, whether it takes the generate shape at all, and how it reports a failed generation
+(LMI answers HTTP 200 with finish_reason "error"; any such body or stream event is an error, never an answer). An endpoint with inference components needs
+InferenceComponentName on every call. tests/fixtures/containers/ holds each container's recorded contract.
 Streaming uses InvokeEndpointWithResponseStream; the PayloadPart bytes carry either TGI/LMI token lines
 (`data:{"token": {"text": ...}}`) or OpenAI chunks (`data: {"choices": [{"delta": ...}]}`), split anywhere.
 
@@ -17,15 +24,52 @@ import math
 import os
 import re
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from hybrid_router.backends.base import BackendError, Completion, StreamResult, rejected_input, sampling_options
 
 BodyFormat = Literal["tgi", "messages"]
+Container = Literal["tgi", "lmi", "vllm"]
 
-CHAT_TEMPLATES = ("chatml", "llama3", "plain")
-_TEMPLATE_STOPS = {"chatml": ["<|im_end|>"], "llama3": ["<|eot_id|>"], "plain": []}
+CHAT_TEMPLATES = ("chatml", "llama3", "mistral", "plain")
+_TEMPLATE_STOPS = {"chatml": ["<|im_end|>"], "llama3": ["<|eot_id|>"], "mistral": [], "plain": []}
 TGI_MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences: a request with more is refused (422)
+
+
+@dataclass(frozen=True)
+class ContainerContract:
+    """What one serving container takes on SageMaker's /invocations (tests/fixtures/containers/<name>.json)."""
+
+    body_formats: tuple[BodyFormat, ...]  # the request shapes it accepts
+    stop_key: str  # the generate shape's stop parameter
+    max_stops: int | None  # how many stop strings it accepts in the generate shape
+
+
+CONTAINERS: dict[str, ContainerContract] = {
+    # TGI: /invocations takes the generate shape or the Messages API (router/src/sagemaker.rs).
+    "tgi": ContainerContract(("messages", "tgi"), "stop", TGI_MAX_STOP_SEQUENCES),
+    # DJL/LMI: chat completions when the body has "messages", else its schema with parameters.stop_sequences.
+    "lmi": ContainerContract(("messages", "tgi"), "stop_sequences", None),
+    # vLLM's SageMaker image: OpenAI requests only; "model" must be a served model name (404 otherwise).
+    "vllm": ContainerContract(("messages",), "stop", None),
+}
+
+
+def container_contract(container: str, body_format: str) -> ContainerContract:
+    """The container's contract; a body shape it does not accept is a configuration error, said at once."""
+    contract = CONTAINERS.get(container)
+    if contract is None:
+        raise ValueError(f"unknown SageMaker container {container!r}; choose one of {', '.join(CONTAINERS)}")
+    if body_format not in contract.body_formats:
+        raise ValueError(
+            f"the {container} container does not take the {body_format!r} body; use one of "
+            f"{', '.join(contract.body_formats)}"
+        )
+    return contract
+
+
 _AUTH_ERROR_CODES = {
     "AccessDeniedException",
     "UnrecognizedClientException",
@@ -36,6 +80,13 @@ _AUTH_ERROR_CODES = {
     "InvalidClientTokenId",
 }
 _TGI_FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
+
+
+def openai_finish_reason(reason: str | None) -> str:
+    """OpenAI's name for a container's finish reason (LMI's chat choices say eos_token, TGI's details too)."""
+    return _TGI_FINISH_REASONS.get(reason or "stop", reason or "stop")
+
+
 _MODEL_ERROR_STATUS = re.compile(r"Received (?:client|server) error \((\d{3})\)")
 
 
@@ -51,8 +102,117 @@ def message_text(message: dict) -> str:
     return content or ""
 
 
+@dataclass(frozen=True)
+class ModelChatTemplate:
+    """A model's own chat template: its Jinja source and the end-of-sequence token it writes after a turn."""
+
+    source: str
+    eos_token: str = ""
+
+
+def _token_text(token: Any) -> str:
+    """tokenizer_config.json writes a special token as a string or as an AddedToken object {"content": ...}."""
+    if isinstance(token, dict):
+        return str(token.get("content") or "")
+    return token if isinstance(token, str) else ""
+
+
+def _template_source(chat_template: Any) -> str | None:
+    """chat_template is one Jinja string, or a list of named ones ({"name", "template"}): take "default"."""
+    if isinstance(chat_template, str):
+        return chat_template
+    if isinstance(chat_template, list):
+        named = {t.get("name"): t.get("template") for t in chat_template if isinstance(t, dict)}
+        found = named.get("default")
+        return found if isinstance(found, str) else None
+    return None
+
+
+@lru_cache(maxsize=8)
+def model_chat_template(template: str) -> ModelChatTemplate | None:
+    """The model's own template from a setting: the text of its tokenizer_config.json (chat_template and eos_token),
+    or bare Jinja source; None for a built-in name. Invalid ones raise ValueError with the reason."""
+    stripped = template.strip()
+    if stripped.startswith("{") and not stripped.startswith(("{{", "{%", "{#")):
+        try:
+            config = json.loads(stripped)
+        except ValueError as exc:
+            raise ValueError(f"the chat template looks like JSON but is not: {exc}") from exc
+        source = _template_source(config.get("chat_template")) if isinstance(config, dict) else None
+        if source is None:
+            raise ValueError("a JSON chat template must be a tokenizer_config.json with a chat_template")
+        found = ModelChatTemplate(source, _token_text(config.get("eos_token")))
+    elif "{{" in template or "{%" in template:
+        found = ModelChatTemplate(template)
+    else:
+        return None
+    _compiled_template(found.source)
+    return found
+
+
+@lru_cache(maxsize=8)
+def _compiled_template(source: str) -> Any:
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    # As transformers renders chat templates: sandboxed, whitespace as the template writes it.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(source)
+    except TemplateError as exc:
+        raise ValueError(f"the chat template is not valid Jinja: {exc}") from exc
+
+
+def validate_chat_template(template: str) -> str:
+    """A built-in name, or the model's own template that compiles; anything else is refused with the reason."""
+    if model_chat_template(template) is None and template not in CHAT_TEMPLATES:
+        raise ValueError(
+            f"unknown chat template {template!r}; choose one of {', '.join(CHAT_TEMPLATES)} or give the model's "
+            "own (its tokenizer_config.json, or the Jinja chat_template in it)"
+        )
+    return template
+
+
+def _render_jinja(messages: list[dict], template: ModelChatTemplate) -> str:
+    from jinja2 import TemplateError
+
+    turns = [{"role": m["role"], "content": message_text(m)} for m in messages]
+    try:
+        # bos_token is empty: TGI and LMI tokenize `inputs` with the model's special tokens, BOS included.
+        return _compiled_template(template.source).render(
+            messages=turns, add_generation_prompt=True, bos_token="", eos_token=template.eos_token
+        )
+    except TemplateError as exc:
+        raise BackendError(
+            f"the model's chat template refused these messages: {exc}", cause="strong_rejected_input", status_code=400
+        ) from exc
+
+
+def _render_mistral(messages: list[dict]) -> str:
+    """Mistral-Instruct's [INST] format; a system message goes before the first user turn (it has no role)."""
+    system = "\n\n".join(message_text(m) for m in messages if m["role"] == "system")
+    out = ""
+    for m in (m for m in messages if m["role"] != "system"):
+        if m["role"] == "user":
+            text = f"{system}\n\n{message_text(m)}" if system else message_text(m)
+            system = ""
+            out += f"[INST] {text} [/INST]"
+        else:
+            out += f" {message_text(m)}</s>"
+    return out
+
+
 def render_chat_prompt(messages: list[dict], template: str = "chatml") -> str:
     """Render OpenAI-style messages into one prompt string, ending where the assistant's answer begins."""
+    own = model_chat_template(template)
+    if own is not None:
+        return _render_jinja(messages, own)
+    if template == "mistral":
+        return _render_mistral(messages)
     if template == "chatml":
         turns = [f"<|im_start|>{m['role']}\n{message_text(m)}<|im_end|>\n" for m in messages]
         return "".join(turns) + "<|im_start|>assistant\n"
@@ -64,13 +224,13 @@ def render_chat_prompt(messages: list[dict], template: str = "chatml") -> str:
     raise ValueError(f"unknown chat template {template!r}; choose one of {', '.join(CHAT_TEMPLATES)}")
 
 
-def tgi_stops(stop: list[str] | None, chat_template: str) -> list[str]:
-    """The caller's stops, then the template's end-of-turn marker if TGI's limit leaves room for it (the model's
-    own end-of-sequence token ends the turn anyway; the marker only guards models whose EOS differs)."""
+def tgi_stops(stop: list[str] | None, chat_template: str, max_stops: int | None = TGI_MAX_STOP_SEQUENCES) -> list[str]:
+    """The caller's stops, then the template's end-of-turn marker if the container's limit leaves room for it (the
+    model's own end-of-sequence token ends the turn anyway; the marker only guards models whose EOS differs)."""
     stops = list(stop or [])
-    room = TGI_MAX_STOP_SEQUENCES - len(stops)
     extra = [s for s in _TEMPLATE_STOPS.get(chat_template, []) if s not in stops]
-    return stops + extra[: max(room, 0)]
+    room = len(extra) if max_stops is None else max(max_stops - len(stops), 0)
+    return stops + extra[:room]
 
 
 def build_request_body(
@@ -83,13 +243,15 @@ def build_request_body(
     model: str | None = None,
     stop: list[str] | None = None,
     top_p: float | None = None,
+    container: str = "tgi",
 ) -> dict[str, Any]:
+    contract = container_contract(container, body_format)
     if body_format == "tgi":
         parameters: dict[str, Any] = {
             "max_new_tokens": max_tokens,
             "details": True,
             "return_full_text": False,
-            "stop": tgi_stops(stop, chat_template),
+            contract.stop_key: tgi_stops(stop, chat_template, contract.max_stops),
         }
         if top_p is not None and top_p < 1.0:  # TGI accepts 0 < top_p < 1 only
             parameters["top_p"] = top_p
@@ -97,7 +259,7 @@ def build_request_body(
             parameters.update(do_sample=True, temperature=temperature)
         else:
             parameters["do_sample"] = False
-        if not stream:
+        if not stream and container == "tgi":
             parameters["decoder_input_details"] = True  # prefill tokens: the exact prompt token count
         body: dict[str, Any] = {"inputs": render_chat_prompt(messages, chat_template), "parameters": parameters}
         if stream:
@@ -113,7 +275,7 @@ def build_request_body(
         }
         if model:
             body["model"] = model
-        if stream:
+        if stream and container != "lmi":  # LMI's chunks carry no usage, and its schema has no stream_options
             body["stream_options"] = {"include_usage": True}
         return body
     raise ValueError(f"unknown body_format {body_format!r}; use 'tgi' or 'messages'")
@@ -157,6 +319,31 @@ def _trim_stops(text: str, stops: Iterable[str]) -> str:
     return trimmer.feed(text) + trimmer.flush()
 
 
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("error_msg") or error.get("error") or error)
+    return str(error)
+
+
+def failure_of(data: dict) -> str | None:
+    """What a container said went wrong, in a body or stream event it sent with HTTP 200, or None.
+
+    TGI: {"error": ..., "error_type": ...}; vLLM: {"error": {"message", "type", "code"}} (older: {"object": "error",
+    "message"}); LMI: {"error": "...", "code": 400, "generated_text": null} or a finish_reason of "error" (in
+    details, or in a chat choice) with an empty answer."""
+    if data.get("object") == "error":
+        return _error_text(data.get("message") or data)
+    if data.get("error"):
+        return _error_text(data["error"])
+    details = data.get("details")
+    if isinstance(details, dict) and details.get("finish_reason") == "error":
+        return "generation failed (finish_reason: error)"
+    for choice in data.get("choices") or []:
+        if isinstance(choice, dict) and choice.get("finish_reason") == "error":
+            return "generation failed (finish_reason: error)"
+    return None
+
+
 def parse_response_body(raw: bytes, stops: Iterable[str] = ()) -> tuple[str, str, int | None, int | None]:
     """(text, finish_reason, prompt_tokens or None, completion_tokens or None) from a TGI/LMI or OpenAI body."""
     try:
@@ -171,15 +358,15 @@ def parse_response_body(raw: bytes, stops: Iterable[str] = ()) -> tuple[str, str
         data = data[0]
     if not isinstance(data, dict):
         raise BackendError(f"SageMaker endpoint returned an unexpected body: {raw[:200]!r}", cause="strong_error")
-    if "error" in data and "choices" not in data and "generated_text" not in data:
-        error = data["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise BackendError(f"SageMaker model error: {message}", cause="strong_error")
+    failure = failure_of(data)
+    if failure is not None:
+        raise BackendError(f"SageMaker model error: {failure}", cause="strong_error")
     if "choices" in data:
         choice = data["choices"][0]
         text = message_text(choice.get("message") or {}) or choice.get("text", "")
         usage = data.get("usage") or {}
-        return (text, choice.get("finish_reason") or "stop", usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        finish = openai_finish_reason(choice.get("finish_reason"))
+        return (text, finish, usage.get("prompt_tokens"), usage.get("completion_tokens"))
     if "generated_text" in data:
         details = data.get("details") or {}
         prefill = details.get("prefill")
@@ -235,10 +422,9 @@ class StreamLineDecoder:
             ) from exc
         if not isinstance(event, dict):
             return
-        if "error" in event and "token" not in event and "choices" not in event:
-            error = event["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise BackendError(f"SageMaker model error mid-stream: {message}", cause="strong_stream_broken")
+        failure = failure_of(event)
+        if failure is not None:
+            raise BackendError(f"SageMaker model error mid-stream: {failure}", cause="strong_stream_broken")
         text = ""
         if "token" in event:  # TGI / LMI token streaming
             token = event["token"] or {}
@@ -254,7 +440,7 @@ class StreamLineDecoder:
                 delta = choice.get("delta") or {}
                 text += delta.get("content") or choice.get("text") or ""
                 if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
+                    self.finish_reason = openai_finish_reason(choice["finish_reason"])
             if text:
                 self.tokens_seen += 1
         usage = event.get("usage")
@@ -267,9 +453,23 @@ class StreamLineDecoder:
                 yield out
 
 
-def _inference_id(decision_id: str | None) -> dict[str, str]:
-    """SageMaker's InferenceId ties the endpoint's own logs (data capture) to the decision record."""
-    return {"InferenceId": decision_id} if decision_id else {}
+def invoke_arguments(
+    endpoint_name: str, body: dict[str, Any], decision_id: str | None, inference_component: str | None
+) -> dict[str, Any]:
+    """The arguments of InvokeEndpoint and InvokeEndpointWithResponseStream alike. InferenceId ties the endpoint's
+    own logs (data capture) to the decision record; an endpoint with inference components refuses a call that
+    does not name one."""
+    arguments: dict[str, Any] = {
+        "EndpointName": endpoint_name,
+        "ContentType": "application/json",
+        "Accept": "application/json",
+        "Body": json.dumps(body).encode(),
+    }
+    if decision_id:
+        arguments["InferenceId"] = decision_id
+    if inference_component:
+        arguments["InferenceComponentName"] = inference_component
+    return arguments
 
 
 class SageMakerBackend:
@@ -287,11 +487,19 @@ class SageMakerBackend:
         chat_template: str = "chatml",
         model_name: str | None = None,
         client: Any = None,
+        container: Container = "tgi",
+        served_model_name: str | None = None,
+        inference_component: str | None = None,
     ):
+        """model_name: what decision records call the model. served_model_name: what the container calls it, sent
+        as the body's "model" (vLLM answers 404 to any other name; omitted, the container serves its own)."""
         if body_format not in ("tgi", "messages"):
             raise ValueError(f"unknown body_format {body_format!r}; use 'tgi' or 'messages'")
-        if chat_template not in CHAT_TEMPLATES:
-            raise ValueError(f"unknown chat template {chat_template!r}; choose one of {', '.join(CHAT_TEMPLATES)}")
+        container_contract(container, body_format)
+        validate_chat_template(chat_template)
+        self.container: Container = container
+        self.served_model_name = served_model_name or None
+        self.inference_component = inference_component or None
         self.endpoint_name = endpoint_name
         self.region = region
         self.endpoint_url = endpoint_url
@@ -345,7 +553,6 @@ class SageMakerBackend:
         stop: list[str] | None = None,
         top_p: float | None = None,
     ) -> dict[str, Any]:
-        model = self.model_name if self.model_name != self.endpoint_name else None
         return build_request_body(
             messages,
             self.body_format,
@@ -353,9 +560,10 @@ class SageMakerBackend:
             temperature,
             stream,
             chat_template=self.chat_template,
-            model=model,
+            model=self.served_model_name,
             stop=stop,
             top_p=top_p,
+            container=self.container,
         )
 
     def _prompt_estimate(self, messages: list[dict]) -> int:
@@ -375,11 +583,7 @@ class SageMakerBackend:
         body = self._body(messages, max_tokens, temperature, stream=False, stop=stop, top_p=top_p)
         try:
             response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
-                ContentType="application/json",
-                Accept="application/json",
-                Body=json.dumps(body).encode(),
-                **_inference_id(decision_id),
+                **invoke_arguments(self.endpoint_name, body, decision_id, self.inference_component)
             )
             raw = response["Body"].read()
         except BackendError:
@@ -408,11 +612,7 @@ class SageMakerBackend:
         decoder = StreamLineDecoder(self._stops(stop))
         try:
             response = self.client.invoke_endpoint_with_response_stream(
-                EndpointName=self.endpoint_name,
-                ContentType="application/json",
-                Accept="application/json",
-                Body=json.dumps(body).encode(),
-                **_inference_id(decision_id),
+                **invoke_arguments(self.endpoint_name, body, decision_id, self.inference_component)
             )
         except BackendError:
             raise
