@@ -29,7 +29,11 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then say "binfmt_misc has no 
 if [ ! -e "$STAMP" ]; then
   rm -rf "$ROOT" && mkdir -p "$(dirname "$ROOT")"
   say "debootstrap $SUITE arm64 into $ROOT (a few minutes, once)"
-  if ! debootstrap --arch=arm64 --variant=minbase --include=python3 "$SUITE" "$ROOT" http://deb.debian.org/debian \
+  # The mirror this machine's apt already uses (deb822 sources first, then the one-line format).
+  MIRROR="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)"
+  [ -n "$MIRROR" ] || MIRROR="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null)"
+  if [ -z "$MIRROR" ]; then say "no Debian mirror configured for apt"; exit 0; fi
+  if ! debootstrap --arch=arm64 --variant=minbase --include=python3 "$SUITE" "$ROOT" "$MIRROR" \
       >"$ROOT.log" 2>&1; then
     say "debootstrap failed, see $ROOT.log"; exit 0
   fi
