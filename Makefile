@@ -61,7 +61,7 @@ arm64-emulation:
 
 # The main job: routed chat with the local model, the packaged router and the local cloud stack.
 demo: install
-	$(PY) -m edge_client.demo
+	$(PY) -m local_stack.demo
 
 test: install-test sam-tools browser arm64-emulation
 	$(VENV)/bin/ruff check .

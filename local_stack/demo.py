@@ -6,7 +6,7 @@ packaged router decides, SmolLM2 answers locally, the stand-in answers strong pr
 decision with its cost, syncs the device's decision log to the cloud, and checks that the cloud's
 `/v1/usage` agrees with the device's own log.
 
-    python -m edge_client.demo [--strong-model qwen|smollm2|PATH] [--strong-share 0.5] [--max-tokens 256]
+    python -m local_stack.demo [--strong-model qwen|smollm2|PATH] [--strong-share 0.5] [--max-tokens 256]
         [--strong-timeout 300]
 """
 
@@ -40,7 +40,7 @@ SAMPLE_PROMPTS = [
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m edge_client.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m local_stack.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--strong-model", default="qwen", help="stand-in strong model: qwen, smollm2 or a .gguf path")
     parser.add_argument("--strong-share", type=float, default=0.5, help="target share of prompts sent strong")
     parser.add_argument(
