@@ -287,6 +287,9 @@ def route(
         "router_version": plan.router_version,
         "router_latency_ms": plan.router_latency_ms,
         "model": service.weak_name if plan.route == "weak" else service.strong_name,
+        "privacy": service.settings.privacy.value,
+        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],
+        "refused": bool(plan.privacy and plan.privacy.refuses),
     }
     if as_json:
         print(json.dumps(result))
@@ -295,7 +298,9 @@ def route(
     console.print(
         f"[bold]{plan.route}[/] ({plan.reason}) -> {result['model']}: score {plan.score:.3f} "
         f"{comparison} threshold {plan.threshold:.3f} [dim]({plan.router_latency_ms:.2f} ms, "
-        f"{plan.router_id})[/]",
+        f"{plan.router_id})[/]"
+        + (f" | private: {', '.join(result['privacy_kinds'])}" if result["privacy_kinds"] else "")
+        + (" (refused)" if result["refused"] else ""),
         highlight=False,
     )
 

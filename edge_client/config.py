@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import platformdirs
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
+from hybrid_router.privacy.kinds import PrivacyMode, parse_kinds
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP_NAME = "hybrid-router"
@@ -80,6 +81,17 @@ class Settings(BaseModel):
         le=1.0,
         description="a draft at or above this confidence is the answer, below it escalates; default: the policy",
     )
+    # privacy (hybrid_router.privacy)
+    privacy: PrivacyMode = Field(
+        PrivacyMode.LOCAL,
+        description="a prompt with personal data or secrets: local (the local model answers), redact "
+        "(placeholders go to the strong model), refuse, or off (no detection)",
+    )
+    privacy_kinds: list[str] | None = Field(
+        None,
+        description="the kinds that make a prompt private, comma-separated (e.g. api_key,payment_card); "
+        "default: every kind the detector finds",
+    )
     # the strong model
     strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
     cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
@@ -122,6 +134,14 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value
+
+    @field_validator("privacy_kinds", mode="before")
+    @classmethod
+    def _kind_names(cls, value: Any) -> Any:
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        if names is not None:
+            parse_kinds(names)  # ValueError naming the valid kinds
+        return names
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod

@@ -80,6 +80,7 @@ def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
         "threshold": round(plan.threshold, 6),
         "router_id": plan.router_id,
         "router_latency_ms": round(plan.router_latency_ms, 3),
+        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],  # kinds of private data found, never values
     }
 
 

@@ -8,12 +8,14 @@ is the device's `privacy` setting (PrivacyMode).
 from hybrid_router.privacy.detector import Detection, Detector, detect
 from hybrid_router.privacy.kinds import DEFAULT_TRIGGERS, Finding, PrivacyKind, PrivacyMode, parse_kinds
 from hybrid_router.privacy.redaction import Redaction
+from hybrid_router.privacy.screen import PrivacyCheck
 
 __all__ = [
     "DEFAULT_TRIGGERS",
     "Detection",
     "Detector",
     "Finding",
+    "PrivacyCheck",
     "PrivacyKind",
     "PrivacyMode",
     "Redaction",
