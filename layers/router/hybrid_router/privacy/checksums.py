@@ -18,10 +18,14 @@ _CARD_PREFIXES: tuple[tuple[int, int], ...] = (
     (36, 36),
     (38, 39),
     (62, 62),  # UnionPay
-    (50, 50),  # Maestro
+    (50, 50),  # Maestro (12 to 19 digits)
     (56, 58),
+    (63, 63),
     (67, 67),
+    (2131, 2131),  # JCB, 15 digits
+    (1800, 1800),
 )
+_MAESTRO_PREFIXES = ("50", "56", "57", "58", "63", "67")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -36,8 +40,10 @@ def luhn_valid(digits: str) -> bool:
 
 
 def card_valid(digits: str) -> bool:
-    """A payment card number: 13 to 19 digits, an issuer's prefix, the Luhn check."""
-    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+    """A payment card number: 13 to 19 digits (Maestro: 12 to 19), an issuer's prefix, the Luhn check."""
+    if not 12 <= len(digits) <= 19 or not digits.isdigit():
+        return False
+    if len(digits) == 12 and not digits.startswith(_MAESTRO_PREFIXES):
         return False
     for low, high in _CARD_PREFIXES:
         width = len(str(low))

@@ -17,8 +17,14 @@ _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+
 _RESERVED_DOMAINS = ("example.com", "example.org", "example.net", "example", "test", "invalid", "localhost", "local")
 _NOT_PERSONAL_USERS = ("git",)
 
-# A phone number has at least 7 digits; text without such a run is not given to libphonenumber (it is slower).
-_DIGIT_RUN = re.compile(r"\d(?:[\s().-]{0,2}\d){6,}")
+# Candidates: 7 to 17 digits, maybe a +country code and an (area code), split by single spaces, dots or dashes.
+# libphonenumber then decides whether a candidate is a valid number for a region (far faster than its own matcher
+# over the whole text); a long candidate that is not one number is searched with its matcher.
+_PHONE_CANDIDATE = re.compile(
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d(?:[ .-]?\d){5,16}(?!\w|[.-]\d)"
+)
+_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NUMBER_CUE = re.compile(
     r"\b(?:order|invoice|ticket|tracking|ref(?:erence)?|case|isbn|serial|account|acct|po|sku|part|build|"
     r"issue|pr|id|no\.?|number|#)\W*$"
@@ -26,7 +32,7 @@ _NUMBER_CUE = re.compile(
 PHONE_REGIONS = ("US", "GB")  # how a number without a +country code is read
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:|:){2,8}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSION_CUE = re.compile(r"(?:\bv|version|release|ver\.?|build)\s*$")
 
 
@@ -44,19 +50,42 @@ def emails(text: str) -> Iterator[Finding]:
             yield Finding(PrivacyKind.EMAIL, match.start(), match.end())
 
 
-def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[Finding]:
-    if not _DIGIT_RUN.search(text):
-        return
+def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
+    import phonenumbers
+
+    for region in (None,) if candidate.startswith("+") else regions:
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
+
+
+def _phones_within(candidate: str, regions: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+    """Several numbers in one candidate ("415 555 2671 212 555 0199"): libphonenumber's matcher finds them."""
     import phonenumbers
 
     seen: set[tuple[int, int]] = set()
     for region in regions:
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            span = (match.start, match.end)
-            if span in seen or _NUMBER_CUE.search(before(text, match.start, 24)):
-                continue
-            seen.add(span)
-            yield Finding(PrivacyKind.PHONE, match.start, match.end)
+        for match in phonenumbers.PhoneNumberMatcher(candidate, region, leniency=phonenumbers.Leniency.VALID):
+            if (match.start, match.end) not in seen:
+                seen.add((match.start, match.end))
+                yield match.start, match.end
+
+
+def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[Finding]:
+    for match in _PHONE_CANDIDATE.finditer(text):
+        candidate = match.group()
+        if _DOTTED_QUAD.fullmatch(candidate) or _ISO_DATE.fullmatch(candidate):
+            continue
+        if _NUMBER_CUE.search(before(text, match.start(), 24)):
+            continue
+        if _valid_phone(candidate, regions):
+            yield Finding(PrivacyKind.PHONE, match.start(), match.end())
+        elif sum(char.isdigit() for char in candidate) >= 14:
+            for start, end in _phones_within(candidate, regions):
+                yield Finding(PrivacyKind.PHONE, match.start() + start, match.start() + end)
 
 
 def _public(candidate: str) -> bool:

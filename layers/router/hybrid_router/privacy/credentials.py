@@ -41,7 +41,13 @@ _SECRET_KEYS = (
 _ASSIGNMENT = re.compile(
     rf"(?i)(?<![\w])[\"']?(?:[\w.-]*[_.-])?(?:{_SECRET_KEYS})[\"']?(\s*[:=]\s*|\s+=>\s+)[\"']?([^\s\"',;]+)"
 )
-_CONNECTION = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:([^\s@/]+)@[\w.-]+", re.IGNORECASE)
+_CONNECTION = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:([^\s/]+)@[\w.-]+", re.IGNORECASE)
+# Prose: "my wifi password is Tiger5711*", "is "K8IOLcsG7ZD" a strong password?"
+_PASSWORD_PROSE = re.compile(
+    r"(?i)\b(?:password|passcode|passphrase|pin)\s+(?:is|was|=)\s+[\"'`]?([^\s\"'`,;]+)"
+    r"|[\"'`]([^\s\"'`]{6,})[\"'`]\s+(?:a|as|an)\s+(?:good|strong|secure|safe|weak|valid|decent)\s+"
+    r"(?:password|passphrase)"
+)
 _PLACEHOLDER_WORDS = {
     "password", "passwd", "secret", "token", "changeme", "none", "null", "nil", "true", "false", "string", "str",
     "required", "optional", "redacted", "hidden", "example", "test", "dummy", "placeholder", "undefined", "xxx",
@@ -96,3 +102,13 @@ def passwords(text: str) -> Iterator[Finding]:
         for match in _CONNECTION.finditer(text):
             if not placeholder(match.group(1)):
                 yield Finding(PrivacyKind.PASSWORD, match.start(1), match.end(1))
+    for match in _PASSWORD_PROSE.finditer(text):
+        group = 1 if match.group(1) is not None else 2
+        value = match.group(group).rstrip(".!?")
+        if not placeholder(value) and _looks_secret(value):
+            yield Finding(PrivacyKind.PASSWORD, match.start(group), match.start(group) + len(value))
+
+
+def _looks_secret(value: str) -> bool:
+    """A word in prose is a password only if it has a digit or a symbol ("my password is wrong" has neither)."""
+    return any(not char.isalpha() for char in value)

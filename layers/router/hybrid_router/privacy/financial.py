@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from hybrid_router.privacy.checksums import card_valid, iban_valid
 from hybrid_router.privacy.kinds import Finding, PrivacyKind
 
-# 13-19 digits, optionally in groups split by one space or dash (4-4-4-4, 4-6-5, ...).
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+# 12-19 digits, optionally in groups split by one space or dash (4-4-4-4, 4-6-5, ...).
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
 # Two letters, two check digits, then 11-30 letters or digits, optionally in groups of four split by a space.
 _IBAN = re.compile(r"(?<![\w])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?(?!\w)")
 

@@ -40,11 +40,26 @@ _NOT_NAMES = {
     "English", "French", "German", "Spanish", "Chinese", "American", "British", "Python", "Java", "Excel", "Google",
 }  # fmt: skip
 
+# Street types: the USPS suffixes (Publication 28, appendix C1), singular and plural, with their abbreviations,
+# and a few British and German ones.
 _STREET_TYPES = (
-    r"Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Way|Terrace|Close|Crescent|"
-    r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Trail|Row|Gardens|Grove|Mews|Strasse|Straße|Weg"
+    r"Alley|Aly|Annex|Arcade|Avenue|Ave|Bayou|Beach|Bend|Bluffs?|Bottom|Boulevard|Blvd|Branch|Bridge|Brooks?|"
+    r"Burgs?|Bypass|Camp|Canyon|Cape|Causeway|Centers?|Ctr|Circles?|Cir|Cliffs?|Club|Commons?|Corners?|Course|"
+    r"Courts?|Ct|Coves?|Creek|Crescent|Crest|Crossing|Crossroads?|Curve|Dale|Dam|Divide|Drives?|Dr|Estates?|"
+    r"Expressway|Expy|Extensions?|Falls?|Ferry|Fields?|Flats?|Fords?|Forests?|Forges?|Forks?|Fort|Freeway|Fwy|"
+    r"Gardens?|Gateway|Glens?|Greens?|Groves?|Harbors?|Haven|Heights|Hts|Highway|Hwy|Hills?|Hollow|Inlet|Islands?|"
+    r"Isle|Junctions?|Keys?|Knolls?|Lakes?|Land|Landing|Lane|Ln|Lights?|Loaf|Locks?|Lodge|Loop|Mall|Manors?|"
+    r"Meadows?|Mews|Mills?|Mission|Motorway|Mount|Mountains?|Neck|Orchard|Oval|Overpass|Parks?|Parkways?|Pkwy|"
+    r"Pass|Passage|Path|Pike|Pines?|Place|Pl|Plains?|Plaza|Points?|Ports?|Prairie|Radial|Ramp|Ranch|Rapids?|Rest|"
+    r"Ridges?|River|Roads?|Rd|Route|Row|Rue|Run|Shoals?|Shores?|Skyway|Springs?|Spurs?|Squares?|Sq|Station|"
+    r"Stravenue|Stream|Streets?|St|Summits?|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Trl|Trailer|"
+    r"Tunnel|Turnpike|Underpass|Unions?|Valleys?|Via|Viaduct|Views?|Villages?|Ville|Vista|Walks?|Wall|Ways?|Wells?|"
+    r"Close|Grove|Strasse|Straße|Weg"
 )
-_STREET = re.compile(rf"\b\d{{1,5}}[A-Za-z]?,? (?:[A-Z][A-Za-z'-]+\.? ){{1,3}}(?:{_STREET_TYPES})\b\.?")
+_STREET = re.compile(
+    rf"\b\d{{1,6}}[A-Za-z]?,? (?:[A-Z][A-Za-z'-]+\.? ){{1,3}}(?:{_STREET_TYPES})\b\.?"
+    r"(?: (?:Apt|Suite|Unit|Flat)\.? ?#?\w+)?"
+)
 _ADDRESS_CUE = re.compile(
     r"(?:\bi live (?:at|on)|\blive at|\bmy (?:home |street |mailing |postal |shipping |billing |new |current )?"
     r"address(?: is)?:?|\bship (?:it |this |them )?to|\bdeliver(?: it| this| them)? to|\bsend (?:it|this|them) to|"
@@ -53,7 +68,7 @@ _ADDRESS_CUE = re.compile(
     re.IGNORECASE,
 )
 _POSTAL_TAIL = re.compile(
-    r",?\s*(?:(?:Apt|Suite|Unit|Flat)\.? ?#?\w+,?\s*)?(?:[A-Z][A-Za-z .'-]+,\s*)?"
+    r",?\s*(?:[A-Z][A-Za-z .'-]+,\s*)?"
     r"(?:[A-Z]{2}\s+\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"
 )
 
