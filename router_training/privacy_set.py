@@ -118,7 +118,9 @@ def private_key(rng: random.Random) -> str:
 
 def jwt(rng: random.Random) -> str:
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = _b64url(json.dumps({"sub": str(rng.randint(10**6, 10**9)), "iat": rng.randint(1_600_000_000, 1_800_000_000)}).encode())
+    payload = _b64url(
+        json.dumps({"sub": str(rng.randint(10**6, 10**9)), "iat": rng.randint(1_600_000_000, 1_800_000_000)}).encode()
+    )
     return f"{header}.{payload}.{_b64url(rng.randbytes(32))}"
 
 
