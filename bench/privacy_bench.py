@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/privacy_bench.py [--set router_training/privacy_set.jsonl] [--json-out runs/privacy.json]
 
-- Quality, on the labelled set (router_training/privacy_set.py): for each kind, a prompt labelled with it and
-  found with it is a true positive; found without the label a false positive; labelled and not found a false
-  negative. The false-trigger rate is the share of prompts without personal data (groups `ordinary` and
+- Quality, on the labelled set (router_training/privacy_set.py), for each split (`dev`: the rows the detector was
+  tuned on; `heldout`: rows written afterwards and never used to change it): for each kind, a prompt labelled
+  with it and found with it is a true positive; found without the label a false positive; labelled and not found
+  a false negative. The false-trigger rate is the share of prompts without personal data (groups `ordinary` and
   `near_miss`) in which the default detector finds any triggering kind.
 - Latency: Detector.detect on one conversation of 128 and of 2,000 tokens (the packaged router's tokenizer
   counts them), made by joining rows of the set: `ordinary` text from the prompts without personal data, `mixed`
@@ -34,6 +35,7 @@ DEFAULT_SET = REPO / "router_training" / "privacy_set.jsonl"
 TOKENIZER = REPO / "layers" / "router" / "hybrid_router" / "artifacts" / "default" / "tokenizer.json"
 LENGTHS = (128, 2000)
 CLEAN_GROUPS = ("ordinary", "near_miss")
+SPLITS = ("dev", "heldout")
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -41,7 +43,15 @@ def load_rows(path: Path) -> list[dict]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
             row = json.loads(line)
-            rows.append({"id": row["id"], "group": row["group"], "prompt": row["prompt"], "kinds": row["kinds"]})
+            rows.append(
+                {
+                    "id": row["id"],
+                    "split": row.get("split", "dev"),
+                    "group": row["group"],
+                    "prompt": row["prompt"],
+                    "kinds": row["kinds"],
+                }
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a privacy set row ({exc})") from None
     if not rows:
@@ -149,21 +159,25 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    q = result["quality"]
+    dev, held = (result["quality"][split] for split in SPLITS)
     lines = [
-        f"Labelled set: {q['rows']} prompts ({', '.join(f'{k} {v}' for k, v in q['groups'].items())}).",
-        "",
-        "| kind | labelled | found | precision | recall |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| kind | dev: labelled | precision | recall | held out: labelled | precision | recall |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for kind, row in q["per_kind"].items():
+    for kind, row in dev["per_kind"].items():
+        other = held["per_kind"][kind]
         lines.append(
-            f"| {kind} | {row['labelled']} | {row['found']} | {_pct(row['precision'])} | {_pct(row['recall'])} |"
+            f"| {kind} | {row['labelled']} | {_pct(row['precision'])} | {_pct(row['recall'])} | "
+            f"{other['labelled']} | {_pct(other['precision'])} | {_pct(other['recall'])} |"
+        )
+    lines.append("")
+    for split, q in zip(SPLITS, (dev, held), strict=True):
+        groups = ", ".join(f"{k} {v}" for k, v in q["groups"].items())
+        lines.append(
+            f"- {split} ({q['rows']} prompts: {groups}): false triggers on prompts without personal data "
+            f"{q['false_triggers']} of {q['clean_prompts']} ({_pct(q['false_trigger_rate'])})."
         )
     lines += [
-        "",
-        f"False triggers (default set) on prompts without personal data: {q['false_triggers']} of "
-        f"{q['clean_prompts']} ({_pct(q['false_trigger_rate'])}).",
         "",
         "| text | tokens | characters | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -198,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     before = os.getloadavg()[0]
     result = {
         "set": str(args.set),
-        "quality": quality(rows, detector),
+        "quality": {split: quality([r for r in rows if r["split"] == split], detector) for split in SPLITS},
         "latency": latency(rows, detector, args.calls, args.rounds, args.seed),
         "settings": {"calls": args.calls, "rounds": args.rounds, "seed": args.seed},
     }

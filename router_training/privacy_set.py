@@ -336,6 +336,125 @@ NEAR_MISS: list[Maker] = [
 ]
 
 
+# Held out: written after the detector was tuned on the rows above, and never used to change it. Its numbers say
+# how the detector does on phrasings it was not shaped by.
+HELDOUT_PER_KIND = 10
+HELDOUT_PRIVATE: dict[str, list[str]] = {
+    "email": [
+        "Forward the minutes to {v} and to the finance team.",
+        "Her address is {v} - what's a good subject line for a thank-you note?",
+        "Unsubscribe {v} from all marketing lists, write the request.",
+        "I can't log in with {v}, the reset link never arrives.",
+        "cc {v}",
+    ],
+    "phone": [
+        "Reach our office on {v} between 9 and 5 - rewrite this more formally.",
+        "The courier called from {v}, is that number a scam?",
+        "Save {v} as Mum's number in vCard format.",
+        "WhatsApp me at {v} when you land.",
+        "tel: {v}",
+    ],
+    "payment_card": [
+        "The shop saved {v} on my account, how do I remove it?",
+        "The refund went to {v}, when will I see it?",
+        "Is it safe to email card {v} to the travel agent?",
+        "{v} exp 11/26 - why does checkout say invalid?",
+    ],
+    "iban": [
+        "Salary should go to {v} from next month, write the note to HR.",
+        "Can I receive USD on {v}?",
+        "Account: {v}. Fill in the transfer form for me.",
+    ],
+    "national_id": [
+        "Social security # {ssn}, is it needed for the lease application?",
+        "HMRC wrote to me about {nino}, what does the letter mean?",
+        "Copy my DNI {dni} into the hotel check-in form.",
+        "Aadhaar: {aadhaar}. Is e-KYC possible with it?",
+        "SSN: {ssn}",
+    ],
+    "ip_address": [
+        "Our VPN exit is {v}, add it to pg_hba.conf.",
+        "Geolocate {v} for me.",
+        "A port scan came from {v} at 3am, should I worry?",
+    ],
+    "street_address": [
+        "Send the invitation to {street}, {city}, {state} {zip}.",
+        "Pick me up at {street} at 8.",
+        "My office is at {street}, {city} - how long is the commute from Newark?",
+        "Return label: {street}, {city}, {state} {zip}",
+    ],
+    "person_name": [
+        "My daughter {v} is being bullied at school, what should I do?",
+        "Our landlord {v} won't return the deposit.",
+        "Translate this note to my neighbor {v} into Spanish.",
+        "Tell {v} her contract ends in May - write it kindly.",
+        "Best regards,\n{v}",
+    ],
+    "api_key": [
+        "Should I rotate {v}? It was pushed to GitHub by mistake.",
+        "headers={{'x-api-key': '{v}'}} gives 403.",
+        "OPENAI_API_KEY: {v}\nWhy does the SDK ignore it?",
+    ],
+    "private_key": [
+        "Found this in our repo, is it a real key?\n{v}",
+        "{v}\nWhich cipher is this key?",
+    ],
+    "token": [
+        "Set-Cookie: session={jwt}; HttpOnly - is this safe?",
+        "Authorization: Bearer {bearer}\nWhy 401?",
+        "access_token={jwt}&expires_in=3600 - parse this redirect fragment",
+    ],
+    "password": [
+        "smtp_password: {v}\nsmtp_host: mail.internal\nWhy does sending fail?",
+        "The admin password is {v} - write onboarding instructions.",
+        "mysql -u root -p'{v}' fails with access denied",
+        "PGPASSWORD={v} psql -h db -U app - is this insecure?",
+    ],
+}
+HELDOUT_CLEAN = [
+    "Who won the 2018 World Cup?",
+    "What's Taylor Swift's best album?",
+    "Write a letter to the editor about bike lanes in our town.",
+    "Dear colleagues, please review the attached agenda - make this more concise.",
+    "Hello World program in Rust, please.",
+    "Node 18.19.1 vs 20.11.0: what changed in fetch?",
+    "docker pull nginx@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31 fails",
+    "Segfault at address 0x7ffd5e8c1a20 in libc, how do I debug it?",
+    "Why did the 737 MAX 8 get grounded in 2019?",
+    "Book meeting room 4B on floor 12 for Tuesday at 10:30.",
+    "Should my API listen on port 8080 or 443?",
+    "Do US phone numbers always have 10 digits?",
+    "My PIN reset didn't work, what should I try?",
+    "What is 4111 in binary?",
+    "Which card numbers does Stripe give for testing?",
+    "Is 90210 the zip code of Beverly Hills?",
+    "Why do AWS access keys start with AKIA?",
+    "How does a JWT differ from a session cookie?",
+    "What is the GDP of Germany in 2023 in USD?",
+    "Summarise Martin Luther King's I Have a Dream speech.",
+    "Write a limerick about Elon Musk and rockets.",
+    "How far is 10 Downing Street from Buckingham Palace?",
+    "The Apollo 11 mission launched on 1969-07-16 at 13:32 UTC - describe the launch.",
+    "Explain semantic versioning with 2.14.0-rc.1 as an example.",
+    "What does HTTP status 503 mean and how is it different from 502?",
+    "Convert 1,234,567.89 to scientific notation.",
+    "Row 1234 of my CSV has 17 columns instead of 16, how do I find why?",
+    "What does `password_hash(PASSWORD_DEFAULT)` do in PHP?",
+    "List the prime numbers between 1000 and 1100.",
+    "Ticket PROJ-4821 is blocked by PROJ-4799, write a status update.",
+    "Explain IPv6 address notation like 2001:db8::1.",
+    "How many calories are in 250 g of rice?",
+    "Who is the current Secretary-General of the United Nations?",
+    "Name three novels by Charles Dickens.",
+    "Is 127.0.0.1 the same as localhost?",
+    "My package 9400 1000 0000 0000 0000 00 shows delivered but isn't here.",
+    "What's the difference between sk-learn and scikit-learn?",
+    "Recommend books like The Name of the Wind by Patrick Rothfuss.",
+    "Kind regards or best regards - which is more formal?",
+    "What's the population of Tokyo in 2024?",
+]
+
+
 def _isbn13(rng: random.Random) -> str:
     digits = [9, 7, 8] + [rng.randint(0, 9) for _ in range(9)]
     check = (10 - sum(d * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10) % 10
@@ -363,7 +482,9 @@ def _spaced(value: str, rng: random.Random) -> str:
     return _grouped(value) if rng.random() < 0.5 else value.replace(" ", "")
 
 
-def private_rows(rng: random.Random, fakers: dict) -> Iterator[tuple[str, str]]:
+def private_rows(
+    rng: random.Random, fakers: dict, templates_by_kind: dict[str, list[str]], per_kind: int
+) -> Iterator[tuple[str, str]]:
     us, gb = fakers["en_US"], fakers["en_GB"]
     values: dict[str, Callable[[], dict[str, str]]] = {
         "email": lambda: {"v": rng.choice((us, gb, fakers["de_DE"])).free_email()},
@@ -391,8 +512,8 @@ def private_rows(rng: random.Random, fakers: dict) -> Iterator[tuple[str, str]]:
         "token": lambda: {"jwt": jwt(rng), "bearer": bearer(rng)},
         "password": lambda: {"v": password(rng)},
     }
-    for kind, templates in PRIVATE.items():
-        for index in range(PER_KIND):
+    for kind, templates in templates_by_kind.items():
+        for index in range(per_kind):
             template = templates[index % len(templates)]
             yield kind, template.format(**values[kind]())
 
@@ -422,11 +543,20 @@ def ordinary_rows(rng: random.Random, count: int) -> Iterator[str]:
 def build(seed: int = SEED, ordinary: int = 240, near_misses: int = 180) -> list[dict]:
     rng = random.Random(seed)
     fakers = _fakers(seed)
-    rows = [{"group": "private", "prompt": prompt, "kinds": [kind]} for kind, prompt in private_rows(rng, fakers)]
-    rows += [{"group": "ordinary", "prompt": prompt, "kinds": []} for prompt in ordinary_rows(rng, ordinary)]
-    rows += [
-        {"group": "near_miss", "prompt": NEAR_MISS[i % len(NEAR_MISS)](rng), "kinds": []} for i in range(near_misses)
+    rows = [
+        {"split": "dev", "group": "private", "prompt": prompt, "kinds": [kind]}
+        for kind, prompt in private_rows(rng, fakers, PRIVATE, PER_KIND)
     ]
+    rows += [{"split": "dev", "group": "ordinary", "prompt": p, "kinds": []} for p in ordinary_rows(rng, ordinary)]
+    rows += [
+        {"split": "dev", "group": "near_miss", "prompt": NEAR_MISS[i % len(NEAR_MISS)](rng), "kinds": []}
+        for i in range(near_misses)
+    ]
+    rows += [
+        {"split": "heldout", "group": "private", "prompt": prompt, "kinds": [kind]}
+        for kind, prompt in private_rows(rng, fakers, HELDOUT_PRIVATE, HELDOUT_PER_KIND)
+    ]
+    rows += [{"split": "heldout", "group": "near_miss", "prompt": p, "kinds": []} for p in HELDOUT_CLEAN]
     return [{"id": f"privacy/{index:04d}", **row} for index, row in enumerate(rows)]
 
 

@@ -23,8 +23,8 @@ def test_the_shipped_set_is_what_the_generator_makes() -> None:
     shipped = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines()]
     assert shipped == build()
     assert len(shipped) >= 500
-    groups = {row["group"] for row in shipped}
-    assert groups == {"private", "ordinary", "near_miss"}
+    assert {row["group"] for row in shipped} == {"private", "ordinary", "near_miss"}
+    assert {row["split"] for row in shipped} == {"dev", "heldout"}
     assert all(bool(row["kinds"]) == (row["group"] == "private") for row in shipped)
 
 
