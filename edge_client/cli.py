@@ -372,6 +372,9 @@ def usage(
             f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)",
             highlight=False,
         )
+    if totals.private:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in totals.privacy_kinds.items())
+        console.print(f"private data: {totals.private} requests ({kinds})", highlight=False)
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):

@@ -117,6 +117,21 @@ def device(tmp_path: Path, router_dir: Path, echo, fixed_backend, **settings) ->
         yield openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60), service, model
 
 
+def cli(data_dir: Path, router_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`hybrid-router <args>` in a subprocess on the device whose data folder is `data_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
+    env.update(
+        HYBRID_ROUTER_CONFIG=str(data_dir / "none.toml"),
+        HYBRID_ROUTER_DATA_DIR=str(data_dir),
+        HYBRID_ROUTER_ROUTER_PATH=str(router_dir),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_client.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def raw_rows(service: EdgeService) -> str:
     """Every stored byte of the decision log's records, as one text."""
     with service.log._transaction("read") as db:
@@ -150,6 +165,9 @@ def test_local_keeps_private_prompts_on_the_device_even_when_the_strong_model_is
         assert (plain["route"], plain["reason"], plain["privacy_kinds"]) == ("strong", "routed", [])
         assert len(strong.received) == 1 and CARD not in json.dumps(strong.received)
         assert CARD not in raw_rows(service) and "4111111111111111" not in raw_rows(service)
+    totals = json.loads(cli(tmp_path, router_dir, "usage", "--json").stdout)["totals"]
+    assert (totals["requests"], totals["private"], totals["privacy_kinds"]) == (3, 2, {"payment_card": 2})
+    assert "private data: 2 requests (payment_card 2)" in cli(tmp_path, router_dir, "usage").stdout
 
 
 def test_refuse_answers_nothing_and_records_the_refusal(tmp_path, router_dir, echo, fixed_backend) -> None:
@@ -213,21 +231,7 @@ def test_a_failing_detector_keeps_the_prompt_local(tmp_path, router_dir, echo, f
     [(f"my card is {CARD}", "payment_card"), ("key sk-proj-abcdefghijklmnopqrstuvwxyz12", "api_key")],
 )
 def test_route_json_says_local_with_the_kind_and_never_the_value(tmp_path, router_dir, prompt, kind) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_ROUTER_")}
-    env.update(
-        HYBRID_ROUTER_CONFIG=str(tmp_path / "none.toml"),
-        HYBRID_ROUTER_DATA_DIR=str(tmp_path),
-        HYBRID_ROUTER_ROUTER_PATH=str(router_dir),
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "edge_client.cli", "route", "--json", "--model", ALWAYS_STRONG, prompt],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = cli(tmp_path, router_dir, "route", "--json", "--model", ALWAYS_STRONG, prompt)
     result = json.loads(done.stdout)
     assert (result["route"], result["reason"], result["privacy_kinds"]) == ("weak", f"privacy:{kind}", [kind])
     assert prompt.split()[-1] not in done.stdout + done.stderr
