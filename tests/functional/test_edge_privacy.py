@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("phonenumbers")
@@ -29,7 +30,7 @@ from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E4
 from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
 
 from edge_client.config import Settings  # noqa: E402
-from edge_client.routing_source import LocalRouteSource  # noqa: E402
+from edge_client.routing_source import LocalRouteSource, RemoteRouteSource  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
 
@@ -235,3 +236,33 @@ def test_route_json_says_local_with_the_kind_and_never_the_value(tmp_path, route
     result = json.loads(done.stdout)
     assert (result["route"], result["reason"], result["privacy_kinds"]) == ("weak", f"privacy:{kind}", [kind])
     assert prompt.split()[-1] not in done.stdout + done.stderr
+
+
+def test_a_remote_router_is_given_the_redacted_prompt(tmp_path, echo, fixed_backend) -> None:
+    """routing_mode=remote: the cloud's POST /v1/route (here a stand-in that records its requests and always says
+    strong) sees placeholders, never the values, in both local and redact modes."""
+    seen: list[dict] = []
+    router = FastAPI()
+
+    @router.post("/v1/route")
+    async def route(request: Request) -> dict:
+        seen.append(await request.json())
+        return {"score": 0.9, "threshold": 0.5, "route": "strong", "router_id": "stand-in"}
+
+    url, model = echo
+    with serving(router) as router_url:
+        for mode, route_taken in (("local", "weak"), ("redact", "strong")):
+            config = Settings(data_dir=str(tmp_path / mode), routing_mode="remote", privacy=mode)
+            strong = OpenAICompatBackend(url + "/v1", model=STRONG, timeout_s=30, connect_timeout_s=2.0)
+            service = EdgeService(
+                config,
+                weak=fixed_backend("local-model", "a local answer"),
+                strong=strong,
+                route_source=RemoteRouteSource(router_url, None),
+                decision_log=DecisionLog(config.decision_log_path),
+            )
+            with serving(create_app(service)) as base:
+                client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
+                routing = ask(client, PRIVATE, model="router").parse().model_extra["routing"]
+            assert (routing["route"], routing["privacy_kinds"]) == (route_taken, ["payment_card"])
+    assert [body["prompt"] for body in seen] == ["My card is [PAYMENT_CARD_1], is it a Visa?"] * 2
