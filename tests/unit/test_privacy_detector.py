@@ -3,6 +3,8 @@ failing recognizer makes the prompt private (fail closed). Redaction puts values
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytest.importorskip("phonenumbers")
@@ -157,3 +159,22 @@ def test_a_placeholder_split_across_streamed_pieces_is_restored() -> None:
             assert stop.value == "usage"
             break
     assert "".join(out) == "I will write to jane@corp.io now, [not a placeholder"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1." * 100_000,  # a run the password pattern could start in at every dot
+        "\n" * 200_000,  # a run the letter greeting pattern could start in at every line
+        "a://" * 50_000,
+        "-----BEGIN PRIVATE KEY-----" * 5_000,
+        "a@" * 100_000,
+        "eyJ" * 70_000,
+    ],
+)
+def test_hostile_text_takes_time_in_proportion_to_its_length(text: str) -> None:
+    """200 KB of text built to make a pattern backtrack or rescan is read in about 0.1 s (seconds allowed for a busy
+    machine); a quadratic pattern took minutes."""
+    began = time.perf_counter()
+    detect([text])
+    assert time.perf_counter() - began < 3.0

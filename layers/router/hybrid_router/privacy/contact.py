@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from hybrid_router.privacy.kinds import Finding, PrivacyKind, before
 
-_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
 _RESERVED_DOMAINS = ("example.com", "example.org", "example.net", "example", "test", "invalid", "localhost", "local")
 _NOT_PERSONAL_USERS = ("git",)
 
@@ -30,6 +30,7 @@ _NUMBER_CUE = re.compile(
     r"issue|pr|id|no\.?|number|#)\W*$"
 )
 PHONE_REGIONS = ("US", "GB")  # how a number without a +country code is read
+MAX_MATCHER_RUNS = 16  # long digit runs searched with the (slow) matcher per text; a wall of digits is no chat
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:|:){2,8}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -75,6 +76,7 @@ def _phones_within(candidate: str, regions: tuple[str, ...]) -> Iterator[tuple[i
 
 
 def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[Finding]:
+    long_runs = 0
     for match in _PHONE_CANDIDATE.finditer(text):
         candidate = match.group()
         if _DOTTED_QUAD.fullmatch(candidate) or _ISO_DATE.fullmatch(candidate):
@@ -83,7 +85,8 @@ def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[Find
             continue
         if _valid_phone(candidate, regions):
             yield Finding(PrivacyKind.PHONE, match.start(), match.end())
-        elif sum(char.isdigit() for char in candidate) >= 14:
+        elif sum(char.isdigit() for char in candidate) >= 14 and long_runs < MAX_MATCHER_RUNS:
+            long_runs += 1
             for start, end in _phones_within(candidate, regions):
                 yield Finding(PrivacyKind.PHONE, match.start() + start, match.start() + end)
 

@@ -39,13 +39,14 @@ _SECRET_KEYS = (
 )
 # key = value, key: value, "key": "value"; the key alone or ending a longer name (DB_PASSWORD, aws_secret_key).
 _ASSIGNMENT = re.compile(
-    rf"(?i)(?<![\w])[\"']?(?:[\w.-]*[_.-])?(?:{_SECRET_KEYS})[\"']?(\s*[:=]\s*|\s+=>\s+)[\"']?([^\s\"',;]+)"
+    rf"(?i)(?<![\w.-])[\"']?(?:[\w.-]{{0,64}}[_.-])?(?:{_SECRET_KEYS})[\"']?(\s*[:=]\s*|\s+=>\s+)[\"']?"
+    r"([^\s\"',;]{1,256})"
 )
-_CONNECTION = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:([^\s/]+)@[\w.-]+", re.IGNORECASE)
+_CONNECTION = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,256}:([^\s/]{1,256})@[\w.-]+", re.IGNORECASE)
 # Prose: "my wifi password is Tiger5711*", "is "K8IOLcsG7ZD" a strong password?"
 _PASSWORD_PROSE = re.compile(
     r"(?i)\b(?:password|passcode|passphrase|pin)\s+(?:is|was|=)\s+[\"'`]?([^\s\"'`,;]+)"
-    r"|[\"'`]([^\s\"'`]{6,})[\"'`]\s+(?:a|as|an)\s+(?:good|strong|secure|safe|weak|valid|decent)\s+"
+    r"|[\"'`]([^\s\"'`]{6,256})[\"'`]\s+(?:a|as|an)\s+(?:good|strong|secure|safe|weak|valid|decent)\s+"
     r"(?:password|passphrase)"
 )
 _PLACEHOLDER_WORDS = {
@@ -77,10 +78,12 @@ def api_keys(text: str) -> Iterator[Finding]:
 def private_keys(text: str) -> Iterator[Finding]:
     if "PRIVATE KEY" not in text:
         return
-    for match in _PRIVATE_KEY.finditer(text):
+    position = 0
+    while match := _PRIVATE_KEY.search(text, position):
         end = text.find("-----END", match.end())
         close = text.find("-----", end + 8) if end >= 0 else -1
-        yield Finding(PrivacyKind.PRIVATE_KEY, match.start(), close + 5 if close >= 0 else len(text))
+        position = close + 5 if close >= 0 else len(text)  # the block ends there (or runs to the end of the text)
+        yield Finding(PrivacyKind.PRIVATE_KEY, match.start(), position)
 
 
 def tokens(text: str) -> Iterator[Finding]:

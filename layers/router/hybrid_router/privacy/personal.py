@@ -24,9 +24,9 @@ _RELATIONS = (
 _NAME_CUES = re.compile(
     rf"(?:\b(?:[Mm]y|[Oo]ur) (?:{_RELATIONS})(?:'s name is|,| named| called| is called|:)? "
     rf"|\b(?:[Mm]y (?:full |real |legal )?name is|[Mm]y name's|[Cc]all me|[Ii]'m called|[Pp]atient(?: name)?:?) "
-    rf"|^\s*(?:[Dd]ear|[Hh]i|[Hh]ello) (?:(?:Mr|Mrs|Ms|Dr|Prof)\.? )?"
+    rf"|^[ \t]*(?:[Dd]ear|[Hh]i|[Hh]ello) (?:(?:Mr|Mrs|Ms|Dr|Prof)\.? )?"
     rf"|\b(?:[Ff]ull name|[Nn]ame|[Cc]ustomer|[Ee]mployee|[Cc]ardholder|[Aa]ccount holder)\s*:\s*"
-    rf"|^\s*(?:(?:[Kk]ind |[Bb]est |[Ww]arm )?[Rr]egards|[Bb]est|[Tt]hanks|[Cc]heers|[Ss]incerely|[Yy]ours),?\s*\n\s*"
+    rf"|^[ \t]*(?:(?:[Kk]ind |[Bb]est |[Ww]arm )?[Rr]egards|[Bb]est|[Tt]hanks|[Cc]heers|[Ss]incerely|[Yy]ours),?\s*\n\s*"
     rf"){_FULL_NAME}",
     re.MULTILINE,
 )
@@ -68,7 +68,7 @@ _ADDRESS_CUE = re.compile(
     re.IGNORECASE,
 )
 _POSTAL_TAIL = re.compile(
-    r",?\s*(?:[A-Z][A-Za-z .'-]+,\s*)?"
+    r",?\s*(?:[A-Z][A-Za-z .'-]{0,60},\s*)?"
     r"(?:[A-Z]{2}\s+\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"
 )
 
