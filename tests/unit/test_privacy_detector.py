@@ -178,3 +178,21 @@ def test_hostile_text_takes_time_in_proportion_to_its_length(text: str) -> None:
     began = time.perf_counter()
     detect([text])
     assert time.perf_counter() - began < 3.0
+
+
+def test_a_private_conversation_leaves_the_device_only_redacted() -> None:
+    from hybrid_router.privacy import PrivacyCheck, PrivacyMode
+    from hybrid_router.privacy.screen import PrivateDataKept
+
+    texts = ["be brief", "my card is 4111 1111 1111 1111"]
+    messages = [{"role": "system", "content": texts[0]}, {"role": "user", "content": texts[1]}]
+    redacted = PrivacyCheck.of(texts, 1, PrivacyMode.REDACT, Detector())
+    assert redacted.redacts and not redacted.keeps_local
+    assert redacted.outgoing(messages)[1] == {"role": "user", "content": "my card is [PAYMENT_CARD_1]"}
+    assert redacted.safe_text() == "my card is [PAYMENT_CARD_1]"
+    kept = PrivacyCheck.of(texts, 1, PrivacyMode.LOCAL, Detector())
+    assert kept.keeps_local and kept.reason == "privacy:payment_card"
+    with pytest.raises(PrivateDataKept):
+        kept.outgoing(messages)
+    plain = PrivacyCheck.of(["be brief", "hello"], 1, PrivacyMode.LOCAL, Detector())
+    assert plain.outgoing(messages) is messages and plain.kinds == [] and plain.safe_text() == "hello"

@@ -224,8 +224,8 @@ class Pipeline:
                 return [], "fallback:strong_not_configured" if draft is not None else reason
             return [strong], reason
         chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
-        if plan.reason.startswith(("budget", PRIVACY_PREFIX)):  # never strong, not even as a fallback
-            return ([weak] if weak else []), plan.reason
+        if plan.reason.startswith(("budget", PRIVACY_PREFIX)) or (plan.privacy and plan.privacy.keeps_local):
+            return ([weak] if weak else []), plan.reason  # over a cap, or private: never strong, not even as fallback
         if chosen is None:
             if other is None or not self.fallback:
                 return [], plan.reason

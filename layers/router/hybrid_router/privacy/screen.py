@@ -15,6 +15,13 @@ from hybrid_router.privacy.kinds import PrivacyMode
 from hybrid_router.privacy.redaction import Redaction
 
 
+class PrivateDataKept(RuntimeError):
+    """A private conversation was about to be sent off the device unredacted; it was stopped (a planning bug)."""
+
+    def __init__(self, kinds: list[str]):
+        super().__init__(f"a conversation with private data ({', '.join(kinds)}) was not sent to the strong model")
+
+
 @dataclass(frozen=True)
 class PrivacyCheck:
     """The detector's result for one conversation under one mode. `last_user`: the index of the message the router
@@ -68,10 +75,12 @@ class PrivacyCheck:
         return self.redaction.texts[self.last_user] if self.redaction is not None else None
 
     def outgoing(self, messages: list[dict]) -> list[dict]:
-        """The messages for the strong model: redacted when this check redacts, else as they are."""
-        if not self.redacts:
+        """The messages for the strong model: as they are when not private, redacted when this check redacts.
+        A private conversation this check does not redact never leaves (PrivateDataKept: fail closed)."""
+        if not self.private:
             return messages
-        assert self.redaction is not None
+        if not self.redacts or self.redaction is None:
+            raise PrivateDataKept(self.kinds)
         return [{**message, "content": text} for message, text in zip(messages, self.redaction.texts, strict=True)]
 
     def incoming(self, text: str) -> str:
