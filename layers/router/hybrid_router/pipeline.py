@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError, ChatBackend, DraftingBackend, StreamResult
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
@@ -40,7 +40,9 @@ from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
-from hybrid_router.privacy import PrivacyCheck
+
+if TYPE_CHECKING:  # the cloud never detects (the device does): it does not pay for compiling the patterns
+    from hybrid_router.privacy import PrivacyCheck
 
 log = logging.getLogger("hybrid_router.pipeline")
 
