@@ -266,3 +266,36 @@ def test_a_remote_router_is_given_the_redacted_prompt(tmp_path, echo, fixed_back
                 routing = ask(client, PRIVATE, model="router").parse().model_extra["routing"]
             assert (routing["route"], routing["privacy_kinds"]) == (route_taken, ["payment_card"])
     assert [body["prompt"] for body in seen] == ["My card is [PAYMENT_CARD_1], is it a Visa?"] * 2
+
+
+@pytest.mark.slow
+def test_cascade_mode_follows_the_privacy_setting(tmp_path, router_dir, echo) -> None:
+    """router-cascade-1 drafts locally and escalates every draft: with `local` a private prompt is not drafted
+    for escalation at all (the local model answers outright); with `redact` the escalation sends placeholders."""
+    llama = pytest.importorskip("hybrid_router.backends.llama_cpp")
+    weak = llama.LlamaCppBackend(n_ctx=1024, n_threads=1)
+    url, strong_model = echo
+    for mode in ("local", "redact"):
+        strong_model.received.clear()
+        config = Settings(
+            data_dir=str(tmp_path / mode), router_path=str(router_dir), max_tokens=8, privacy=mode,
+            cascade_low=0.0, cascade_high=1.0,
+        )  # fmt: skip
+        strong = OpenAICompatBackend(url + "/v1", model=STRONG, timeout_s=30, connect_timeout_s=2.0)
+        strong.name = STRONG
+        service = EdgeService(
+            config, weak, strong, LocalRouteSource(str(router_dir)), DecisionLog(config.decision_log_path)
+        )
+        with serving(create_app(service)) as base:
+            client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+            answer = ask(client, PRIVATE, model="router-cascade-1").parse()
+        routing = answer.model_extra["routing"]
+        record = service.log.get(routing["decision_id"])
+        if mode == "local":
+            assert (routing["route"], routing["reason"], record.confidence) == ("weak", "privacy:payment_card", None)
+            assert strong_model.received == []
+        else:
+            assert (routing["route"], routing["reason"], record.escalated) == ("strong", "cascade:escalated", True)
+            assert strong_model.received[-1][-1]["content"] == "My card is [PAYMENT_CARD_1], is it a Visa?"
+            assert answer.choices[0].message.content == f"You said: {PRIVATE}"
+        assert record.privacy_kinds == ["payment_card"]
