@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import platformdirs
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
+from hybrid_router.privacy.contact import phone_regions
 from hybrid_router.privacy.kinds import PrivacyMode, parse_kinds
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -92,6 +93,10 @@ class Settings(BaseModel):
         description="the kinds that make a prompt private, comma-separated (e.g. api_key,payment_card); "
         "default: every kind the detector finds",
     )
+    privacy_phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB"],
+        description="countries whose phone numbers are found without a +country code (ISO codes, comma-separated)",
+    )
     # the strong model
     strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
     cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
@@ -142,6 +147,12 @@ class Settings(BaseModel):
         if names is not None:
             parse_kinds(names)  # ValueError naming the valid kinds
         return names
+
+    @field_validator("privacy_phone_regions", mode="before")
+    @classmethod
+    def _phone_regions(cls, value: Any) -> Any:
+        codes = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        return list(phone_regions(codes))  # ValueError naming a code libphonenumber does not know
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod

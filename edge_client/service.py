@@ -19,6 +19,7 @@ from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
 from hybrid_router.privacy import DEFAULT_TRIGGERS, Detector, PrivacyCheck, PrivacyMode, parse_kinds
+from hybrid_router.privacy.detector import recognizers_for
 from hybrid_router.routing import RouterSpec, parse_router_model
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
@@ -90,7 +91,10 @@ class EdgeService:
         except CascadeError as exc:
             raise RoutingError(f"cascade mode: {exc}") from exc
         kinds = settings.privacy_kinds
-        self.privacy_detector = Detector(parse_kinds(kinds) if kinds is not None else DEFAULT_TRIGGERS)
+        self.privacy_detector = Detector(
+            parse_kinds(kinds) if kinds is not None else DEFAULT_TRIGGERS,
+            recognizers_for(settings.privacy_phone_regions),
+        )
         self.pipeline = Pipeline(
             weak,
             strong,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,17 @@ def test_a_stopped_local_stack_is_ignored(tmp_path: Path) -> None:
     env = {"HYBRID_ROUTER_STACK_FILE": str(_stack_file(tmp_path, int(dead.stdout)))}
     loaded = load_settings(env=env, config_path=tmp_path / "none.toml")
     assert loaded.settings.cloud_url is None and loaded.sources["cloud_url"] == "default"
+
+
+def test_privacy_settings_are_checked_when_loaded(tmp_path) -> None:
+    env = {"HYBRID_ROUTER_PRIVACY_KINDS": "api_key, payment_card", "HYBRID_ROUTER_PRIVACY_PHONE_REGIONS": "de,fr"}
+    settings = load_settings(env=env, config_path=tmp_path / "none.toml").settings
+    assert (settings.privacy, settings.privacy_kinds) == ("local", ["api_key", "payment_card"])
+    assert settings.privacy_phone_regions == ["DE", "FR"]
+    for name, value, problem in (
+        ("PRIVACY", "loud", "Input should be 'local', 'redact', 'refuse' or 'off'"),
+        ("PRIVACY_KINDS", "card", "unknown privacy kind 'card'; valid kinds:"),
+        ("PRIVACY_PHONE_REGIONS", "XX", "got ['XX']"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            load_settings(env={f"HYBRID_ROUTER_{name}": value}, config_path=tmp_path / "none.toml")

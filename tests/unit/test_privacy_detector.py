@@ -196,3 +196,14 @@ def test_a_private_conversation_leaves_the_device_only_redacted() -> None:
         kept.outgoing(messages)
     plain = PrivacyCheck.of(["be brief", "hello"], 1, PrivacyMode.LOCAL, Detector())
     assert plain.outgoing(messages) is messages and plain.kinds == [] and plain.safe_text() == "hello"
+
+
+def test_phone_regions_decide_how_a_number_without_a_country_code_is_read() -> None:
+    from hybrid_router.privacy.detector import recognizers_for
+
+    text = ["ruf mich an: 0171 2345678"]  # a German mobile number, not a valid US or UK one
+    assert detect(text).kinds == frozenset()
+    assert Detector(recognizers=recognizers_for(["de"])).detect(text).kinds == {K.PHONE}
+    assert detect(["call +49 171 2345678"]).kinds == {K.PHONE}  # with its country code, always
+    with pytest.raises(ValueError, match=r"ISO 3166 country codes .* got \['XX'\]"):
+        recognizers_for(["US", "XX"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from hybrid_router.privacy.kinds import Finding, PrivacyKind, before
 
@@ -49,6 +49,19 @@ def emails(text: str) -> Iterator[Finding]:
         user, _, domain = match.group().partition("@")
         if not _reserved(domain) and user.lower() not in _NOT_PERSONAL_USERS:
             yield Finding(PrivacyKind.EMAIL, match.start(), match.end())
+
+
+def phone_regions(codes: Iterable[str]) -> tuple[str, ...]:
+    """Region codes as libphonenumber knows them (ISO 3166 alpha-2, upper case); ValueError naming a bad one."""
+    import phonenumbers
+
+    regions = tuple(code.strip().upper() for code in codes if code.strip())
+    unknown = [code for code in regions if code not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown or not regions:
+        raise ValueError(
+            f"phone regions must be ISO 3166 country codes libphonenumber knows (e.g. US, GB, DE), got {unknown or 'none'}"
+        )
+    return regions
 
 
 def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from hybrid_router.privacy import contact, credentials, financial, identity, personal
 from hybrid_router.privacy.kinds import DEFAULT_TRIGGERS, Finding, PrivacyKind, Recognizer, first_kind
@@ -28,6 +29,13 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
     personal.street_addresses,
     personal.person_names,
 )
+
+
+def recognizers_for(phone_regions: Sequence[str]) -> tuple[Recognizer, ...]:
+    """The recognizers, reading a phone number written without a +country code as one of `phone_regions`'."""
+    regions = contact.phone_regions(phone_regions)
+    phones: Recognizer = partial(contact.phones, regions=regions)
+    return tuple(phones if recognizer is contact.phones else recognizer for recognizer in RECOGNIZERS)
 
 
 @dataclass(frozen=True)
