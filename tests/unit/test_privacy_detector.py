@@ -62,6 +62,7 @@ NEAR_MISSES = [
     "Choose a password: something long and memorable",
     "Authorization: Bearer <token>",
     "Who was Albert Einstein and what did he discover?",
+    "Hello World in Go, please",
     "What did Barack Obama say about healthcare in 2010?",
     "How tall is the Empire State Building at 350 Fifth Avenue?",
     "Sherlock Holmes lived at 221B Baker Street",

@@ -38,6 +38,7 @@ _NOT_NAMES = {
     "April", "May", "June", "July", "August", "September", "October", "November", "December", "Team", "All",
     "Everyone", "There", "Sir", "Madam", "Customer", "Support", "Hiring", "Manager", "Not", "Just", "Also",
     "English", "French", "German", "Spanish", "Chinese", "American", "British", "Python", "Java", "Excel", "Google",
+    "World", "Everybody", "Folks", "Guys", "Again", "Friends", "Colleagues",
 }  # fmt: skip
 
 # Street types: the USPS suffixes (Publication 28, appendix C1), singular and plural, with their abbreviations,
