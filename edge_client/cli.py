@@ -314,6 +314,9 @@ def route(
         "router_latency_ms": plan.router_latency_ms,
         "model": service.weak_name if plan.route == "weak" else service.strong_name,
         "quality_target": plan.experiment_fields.get("quality_target"),
+        "privacy": service.settings.privacy.value,
+        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],
+        "refused": bool(plan.privacy and plan.privacy.refuses),
     }
     if as_json:
         print(json.dumps(result))
@@ -324,7 +327,9 @@ def route(
         f"{comparison} threshold {plan.threshold:.3f}"
         + ("" if result["quality_target"] is None else f" (quality target {result['quality_target']:.0%})")
         + f" [dim]({plan.router_latency_ms:.2f} ms, "
-        f"{plan.router_id})[/]",
+        f"{plan.router_id})[/]"
+        + (f" | private: {', '.join(result['privacy_kinds'])}" if result["privacy_kinds"] else "")
+        + (" (refused)" if result["refused"] else ""),
         highlight=False,
     )
 
@@ -396,6 +401,9 @@ def usage(
             f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)",
             highlight=False,
         )
+    if totals.private:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in totals.privacy_kinds.items())
+        console.print(f"private data: {totals.private} requests ({kinds})", highlight=False)
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import platformdirs
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
+from hybrid_router.privacy.contact import phone_regions
+from hybrid_router.privacy.kinds import PrivacyMode, parse_kinds
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP_NAME = "hybrid-router"
@@ -110,6 +112,21 @@ class Settings(BaseModel):
         le=1.0,
         description="a draft at or above this confidence is the answer, below it escalates; default: the policy",
     )
+    # privacy (hybrid_router.privacy)
+    privacy: PrivacyMode = Field(
+        PrivacyMode.LOCAL,
+        description="a prompt with personal data or secrets: local (the local model answers), redact "
+        "(placeholders go to the strong model), refuse, or off (no detection)",
+    )
+    privacy_kinds: list[str] | None = Field(
+        None,
+        description="the kinds that make a prompt private, comma-separated (e.g. api_key,payment_card); "
+        "default: every kind the detector finds",
+    )
+    privacy_phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB"],
+        description="countries whose phone numbers are found without a +country code (ISO codes, comma-separated)",
+    )
     # the strong model
     strong_kind: Literal["cloud", "sagemaker", "openai"] = "cloud"
     cloud_url: str | None = Field(None, description="hybrid-router cloud API base URL (strong, remote route, sync)")
@@ -161,6 +178,20 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value
+
+    @field_validator("privacy_kinds", mode="before")
+    @classmethod
+    def _kind_names(cls, value: Any) -> Any:
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        if names is not None:
+            parse_kinds(names)  # ValueError naming the valid kinds
+        return names
+
+    @field_validator("privacy_phone_regions", mode="before")
+    @classmethod
+    def _phone_regions(cls, value: Any) -> Any:
+        codes = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        return list(phone_regions(codes))  # ValueError naming a code libphonenumber does not know
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod

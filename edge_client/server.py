@@ -92,6 +92,7 @@ def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
         "router_id": plan.router_id,
         "router_version": plan.router_version,
         "router_latency_ms": round(plan.router_latency_ms, 3),
+        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],  # kinds of private data found, never values
     }
     if plan.experiment_fields.get("quality_target") is not None:  # the threshold came from the quality target
         routing["quality_target"] = plan.experiment_fields["quality_target"]

@@ -18,6 +18,8 @@ from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
+from hybrid_router.privacy import DEFAULT_TRIGGERS, Detector, PrivacyCheck, PrivacyMode, parse_kinds
+from hybrid_router.privacy.detector import recognizers_for
 from hybrid_router.routing import RouterSpec, parse_router_model
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
@@ -101,6 +103,11 @@ class EdgeService:
             )
         except CascadeError as exc:
             raise RoutingError(f"cascade mode: {exc}") from exc
+        kinds = settings.privacy_kinds
+        self.privacy_detector = Detector(
+            parse_kinds(kinds) if kinds is not None else DEFAULT_TRIGGERS,
+            recognizers_for(settings.privacy_phone_regions),
+        )
         self.pipeline = Pipeline(
             weak,
             strong,
@@ -182,11 +189,35 @@ class EdgeService:
             return self.cascade
         return None
 
+    def check_privacy(self, request: ChatCompletionRequest) -> PrivacyCheck | None:
+        """The privacy step: personal data and secrets in the conversation (None when the setting is off)."""
+        mode = PrivacyMode(self.settings.privacy)
+        if mode is PrivacyMode.OFF:
+            return None
+        texts = [message.text() for message in request.messages]
+        last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=len(texts) - 1)
+        return PrivacyCheck.of(texts, last_user, mode, self.privacy_detector)
+
+    @staticmethod
+    def apply_privacy(plan: Plan, check: PrivacyCheck | None) -> Plan:
+        """A private conversation stays on the device (`local`, or `redact` when nothing could be redacted) or is
+        refused, whatever the router or a forced model name chose; `redact` keeps the route."""
+        plan.privacy = check
+        if check is not None and (check.keeps_local or check.refuses):
+            plan.route, plan.reason, plan.cascade = "weak", check.reason, None
+        return plan
+
     def plan(self, request: ChatCompletionRequest) -> Plan:
         """Decides the route (raises UnknownModelError, RoutingError). In cascade mode the router score alone
-        settles the clear cases; in the band the plan carries the policy and the local model drafts first."""
+        settles the clear cases; in the band the plan carries the policy and the local model drafts first.
+        Private data overrides the router's choice before the budget is asked (check_privacy, apply_privacy); a
+        remote router is given the redacted prompt."""
         model = request.model
         decision_id = new_ulid()
+        privacy = self.check_privacy(request)
+        prompt = request.last_user_text()
+        if privacy is not None and self.route_source is not None and self.route_source.kind == "remote":
+            prompt = privacy.safe_text() or ""  # the cloud's router never sees the values
         forced = {"weak": "weak", "strong": "strong", self.weak_name: "weak", self.strong_name: "strong"}.get(model)
         spec: RouterSpec | None = None
         if forced is None:
@@ -202,7 +233,7 @@ class EdgeService:
         if cascade is not None:
             assert self.route_source is not None
             scored = self.route_source.decide(
-                request.last_user_text(), RouterSpec(name="router"), self.settings.threshold, self.settings.strong_share
+                prompt, RouterSpec(name="router"), self.settings.threshold, self.settings.strong_share
             )
             settled = cascade.pre_route(scored.score)
             plan = Plan(
@@ -238,7 +269,7 @@ class EdgeService:
         else:
             try:
                 scored = self.route_source.decide(
-                    request.last_user_text(),
+                    prompt,
                     spec or RouterSpec(name="router"),
                     self.settings.threshold,
                     self.settings.strong_share,
@@ -269,6 +300,7 @@ class EdgeService:
                 **who,
             )
         assert plan is not None
+        plan = self.apply_privacy(plan, privacy)
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
             if over is not None and plan.reason == "forced" and not self.settings.forced_fallback:

@@ -42,3 +42,17 @@ def test_the_page_embeds_its_data_without_breaking_out_of_the_script(make_decisi
     payload = re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page, re.S).group(1)
     assert json.loads(payload)["by_router"] == {"x</script><b>boom</b>@test": json.loads(payload)["usage"]["totals"]}
     assert html.escape("x</script><b>boom</b>@test") in page  # the table shows it as text
+
+
+def test_the_page_counts_private_requests_by_kind_never_values(make_decision) -> None:
+    records = [
+        make_decision(reason="privacy:payment_card", privacy_kinds=["payment_card", "email"]),
+        make_decision(reason="privacy:email", privacy_kinds=["email"]),
+        make_decision(),
+    ]
+    data = build(records, {}, "t")
+    assert {k: v.requests for k, v in data.by_reason.items()} == {"privacy": 2, "routed": 1}
+    assert (data.usage.totals.private, data.usage.totals.privacy_kinds) == (2, {"email": 2, "payment_card": 1})
+    page = render(data)
+    assert '<div class="value" id="card-private">2</div>' in page
+    assert "<tr><th>email</th><td>2</td></tr><tr><th>payment_card</th><td>1</td></tr>" in page

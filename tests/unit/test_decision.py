@@ -146,7 +146,11 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
-    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - {*OPTIONAL_FIELDS, "usage_estimated"}
+    assert set(plain.model_dump()) == set(DecisionRecord.model_fields) - {
+        *OPTIONAL_FIELDS,
+        "usage_estimated",
+        "privacy_kinds",
+    }
     tagged = make_decision(
         experiment_id="e1",
         arm="candidate",
@@ -157,7 +161,11 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
         shadow_route="strong",
         shadow_router_latency_ms=0.4,
     )
-    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {*QUALITY_FIELDS, "usage_estimated"}
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {
+        *QUALITY_FIELDS,
+        "usage_estimated",
+        "privacy_kinds",
+    }
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged
 
 
@@ -174,3 +182,19 @@ def test_the_quality_target_in_force_is_named_or_left_out(make_decision) -> None
     assert (back.quality_target, back.quality_confidence) == (0.9, 0.95)
     with pytest.raises(ValueError):
         make_decision(quality_target=1.5)
+
+
+def test_privacy_kinds_are_left_out_while_empty_and_round_trip(make_decision) -> None:
+    """A record without private data is what it was before the field existed (an older row or cloud reads it);
+    one with private data names the kinds, under reason privacy:<kind>; a kind is a name, not a value."""
+    from hybrid_router.decision import DecisionRecord
+    from pydantic import ValidationError
+
+    plain = make_decision()
+    assert "privacy_kinds" not in plain.model_dump() and plain.privacy_kinds == []
+    assert DecisionRecord.model_validate_json(plain.model_dump_json()).privacy_kinds == []
+    private = make_decision(route="weak", reason="privacy:payment_card", privacy_kinds=["payment_card", "email"])
+    again = DecisionRecord.model_validate_json(private.model_dump_json())
+    assert (again.reason, again.privacy_kinds) == ("privacy:payment_card", ["payment_card", "email"])
+    with pytest.raises(ValidationError, match="privacy_kinds"):
+        make_decision(privacy_kinds=["4111 1111 1111 1111"])

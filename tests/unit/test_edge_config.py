@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,17 @@ def test_sagemaker_container_settings_reach_the_backend(tmp_path: Path) -> None:
     assert backend.model_name == "llama-3.1-8b"  # what records call it; never sent as the served name
     with pytest.raises(ConfigError, match="vllm container does not take the 'tgi' body"):
         load_settings(env=env | {"HYBRID_ROUTER_SAGEMAKER_BODY_FORMAT": "tgi"}, config_path=tmp_path / "none.toml")
+
+
+def test_privacy_settings_are_checked_when_loaded(tmp_path) -> None:
+    env = {"HYBRID_ROUTER_PRIVACY_KINDS": "api_key, payment_card", "HYBRID_ROUTER_PRIVACY_PHONE_REGIONS": "de,fr"}
+    settings = load_settings(env=env, config_path=tmp_path / "none.toml").settings
+    assert (settings.privacy, settings.privacy_kinds) == ("local", ["api_key", "payment_card"])
+    assert settings.privacy_phone_regions == ["DE", "FR"]
+    for name, value, problem in (
+        ("PRIVACY", "loud", "Input should be 'local', 'redact', 'refuse' or 'off'"),
+        ("PRIVACY_KINDS", "card", "unknown privacy kind 'card'; valid kinds:"),
+        ("PRIVACY_PHONE_REGIONS", "XX", "got ['XX']"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            load_settings(env={f"HYBRID_ROUTER_{name}": value}, config_path=tmp_path / "none.toml")

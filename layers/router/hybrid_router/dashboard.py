@@ -142,6 +142,7 @@ def render(data: Dashboard) -> str:
         ("strong_share", f"{t.strong_share:.1%}"),
         ("fallbacks", str(t.fallbacks)),
         ("router_p95_ms", f"{lat.p95_ms:.2f}"),
+        ("private", str(t.private)),
         ("rating_mean", f"{rating} (n={data.ratings.count})"),
     ]
     card_html = "".join(
@@ -158,6 +159,10 @@ def render(data: Dashboard) -> str:
     rating_rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{v.count}</td><td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>"
         for k, v in ratings
+    )
+    privacy_rows = (
+        "".join(f"<tr><th>{html.escape(kind)}</th><td>{count}</td></tr>" for kind, count in t.privacy_kinds.items())
+        or '<tr><td colspan="2">none found</td></tr>'
     )
     payload = data.model_dump_json().replace("<", "\\u003c")  # raw script text: no "</script>" inside
     return f"""<!doctype html>
@@ -195,7 +200,8 @@ th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }} t
 <section><h2>Router latency (ms)</h2><table id="latency"><tr><th></th><th>p50</th><th>p95</th><th>p99</th></tr>
 <tr><th>all</th><td>{lat.p50_ms:.3f}</td><td>{lat.p95_ms:.3f}</td><td>{lat.p99_ms:.3f}</td></tr>{latency_rows}</table>
 <h2>Ratings (0..1)</h2><table id="ratings"><tr><th></th><th>rated</th><th>mean</th></tr>
-<tr><th>all</th><td>{data.ratings.count}</td><td>{rating}</td></tr>{rating_rows}</table></section>
+<tr><th>all</th><td>{data.ratings.count}</td><td>{rating}</td></tr>{rating_rows}</table>
+<h2>Private data by kind</h2><table id="privacy"><tr><th></th><th>requests</th></tr>{privacy_rows}</table></section>
 </div>
 <script type="application/json" id="dashboard-data">{payload}</script>
 <script src="{CHART_JS_PATH}"></script>

@@ -19,6 +19,7 @@ MAX_LATENCY_MS = 10**8
 # count or price a record holds, so a smaller positive value is stored as 0.
 SMALLEST_STORED = 1e-100
 
+PRIVACY_PREFIX = "privacy:"  # reason privacy:<kind>: private data kept the prompt on the device (or refused it)
 KEPT = "cascade:kept"
 ESCALATED = "cascade:escalated"
 CASCADE_REASONS = (KEPT, ESCALATED)
@@ -27,6 +28,7 @@ Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
 Millis = Annotated[float, Field(ge=0.0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+KindName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
 def utc_iso(value: str | date | datetime) -> str:
@@ -74,7 +76,10 @@ class DecisionRecord(BaseModel):
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
     `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
     `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
-    and `cascade:escalated` (the draft was discarded, the strong model answered).
+    and `cascade:escalated` (the draft was discarded, the strong model answered), or `privacy:<kind>` (the prompt
+    carried private data, so the local model answered or, with the `refuse` setting, nobody did).
+    `privacy_kinds` names the kinds of private data found (hybrid_router.privacy.PrivacyKind), never the values;
+    empty for a prompt without any (and for records older than the field).
     A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
     a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
     no strong-model dollars. Records without a draft keep the defaults (0, 0, None, False), so older records read
@@ -114,6 +119,7 @@ class DecisionRecord(BaseModel):
     draft_latency_ms: Millis = 0.0  # cascade: time the local draft took
     confidence: Share | None = None  # cascade: the draft's confidence (None: no draft was made)
     escalated: bool = False  # cascade: the draft was not kept and the strong model was asked
+    privacy_kinds: list[KindName] = Field(default_factory=list, max_length=32)  # kinds of private data found
     # Router experiments (hybrid_router.experiments); absent outside one. `shadow_*`: the other arm's router's
     # decision for the same prompt (the candidate's in shadow mode), which nothing answered.
     experiment_id: str | None = Field(default=None, max_length=128)
@@ -133,15 +139,17 @@ class DecisionRecord(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment and quality-target fields and `usage_estimated` are left out while unset, so a record without
-        them is what it was before they existed, and a cloud of that older version (which refuses unknown fields)
-        still takes it."""
+        """Experiment and quality-target fields, `usage_estimated` and `privacy_kinds` are left out while unset, so a
+        record without them is what it was before they existed, and a cloud of that older version (which refuses
+        unknown fields) still takes it."""
         data = handler(self)
         for name in OPTIONAL_FIELDS:
             if data.get(name, 0) is None:
                 del data[name]
         if data.get("usage_estimated") is False:
             del data["usage_estimated"]
+        if data.get("privacy_kinds") == []:
+            del data["privacy_kinds"]
         return data
 
     @field_validator("shadow_score", "shadow_threshold", "shadow_router_latency_ms")
@@ -184,10 +192,13 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(("fallback:", "budget:")):
+        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(
+            ("fallback:", "budget:", PRIVACY_PREFIX)
+        ):
             return value
         raise ValueError(
-            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or cascade:escalated"
+            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept, cascade:escalated or "
+            "privacy:<kind>"
         )
 
     @property

@@ -19,6 +19,11 @@ otherwise the prompt escalates to the strong model (reason `cascade:escalated`; 
 If the strong model then fails or is over the spend cap, the draft is the answer after all when fallback is on
 (reason `fallback:<cause>` or `budget:<cap>`). A draft that fails sends the prompt to the strong model
 (`fallback:<cause>`). The record carries the draft's tokens, time and confidence either way.
+
+Privacy (hybrid_router.privacy): a plan whose conversation carries private data holds the check (`Plan.privacy`).
+Kept local (reason `privacy:<kind>`), the strong model is never tried, not even as a fallback; refused, no model is
+asked and the record says so; redacted, the strong model gets placeholders and its answer gets the values back
+here. The record names the kinds, and keeps (when prompts are kept) the redacted prompt, never the values.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hybrid_router.backends.base import (
     INPUT_REJECTED,
@@ -40,8 +45,11 @@ from hybrid_router.backends.base import (
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
-from hybrid_router.decision import ESCALATED, KEPT, DecisionRecord
+from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
+
+if TYPE_CHECKING:  # the cloud never detects (the device does): it does not pay for compiling the patterns
+    from hybrid_router.privacy import PrivacyCheck
 
 log = logging.getLogger("hybrid_router.pipeline")
 
@@ -66,6 +74,7 @@ class Plan:
     cascade: CascadePolicy | None = None  # the score is in the cascade band: the local model drafts first
     # Record fields of a router experiment (hybrid_router.experiments.decide): experiment id, arm, shadow decision.
     experiment_fields: dict = field(default_factory=dict)
+    privacy: PrivacyCheck | None = None  # what the privacy detector found (None: the `privacy` setting is off)
 
 
 CANNOT_DRAFT = "local_cannot_draft"
@@ -107,6 +116,21 @@ class ClientGone(Exception):
     def __init__(self, record: DecisionRecord):
         super().__init__(f"the client disconnected; decision {record.decision_id} recorded as client_disconnected")
         self.record = record
+
+
+PRIVATE_DATA = "private_data"
+
+
+class PrivateDataRefused(BackendError):
+    """The conversation carries private data and the `privacy` setting is `refuse`: no model was asked."""
+
+    def __init__(self, kinds: list[str]):
+        super().__init__(
+            f"refused: the conversation carries private data ({', '.join(kinds)}) and the privacy setting is "
+            "refuse; remove it, or change the setting (local, redact)",
+            cause=PRIVATE_DATA,
+            status_code=400,
+        )
 
 
 class AnswerFailed(BackendError):
@@ -228,8 +252,8 @@ class Pipeline:
                 return [], "fallback:strong_not_configured" if draft is not None else reason
             return [strong], reason
         chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
-        if plan.reason.startswith("budget"):
-            return ([weak] if weak else []), plan.reason  # over the cap: never strong, not even as a fallback
+        if plan.reason.startswith(("budget", PRIVACY_PREFIX)) or (plan.privacy and plan.privacy.keeps_local):
+            return ([weak] if weak else []), plan.reason  # over a cap, or private: never strong, not even as fallback
         fallback = self.fallback and (plan.reason != "forced" or self.fallback_forced)
         if chosen is None:
             if other is None or not fallback:
@@ -258,6 +282,23 @@ class Pipeline:
         """A strong attempt first reserves its worst-case cost (raises BudgetExceeded); the weak one costs none."""
         if attempt.route == "strong" and self.budget is not None:
             attempt.reservation = self.budget.reserve(self.messages(request), options["max_tokens"])
+
+    @staticmethod
+    def _sent(attempt: Attempt, plan: Plan, messages: list[dict]) -> list[dict]:
+        """What an attempt's model is given: the strong model gets a redacted conversation when the plan redacts."""
+        return plan.privacy.outgoing(messages) if attempt.route == "strong" and plan.privacy else messages
+
+    @staticmethod
+    def _received(attempt: Attempt, plan: Plan, text: str) -> str:
+        """An attempt's answer with redacted values put back."""
+        return plan.privacy.incoming(text) if attempt.route == "strong" and plan.privacy else text
+
+    def refuse(self, plan: Plan, request: ChatCompletionRequest) -> PrivateDataRefused:
+        """Records a refused request (privacy setting `refuse`) and returns the error to raise."""
+        assert plan.privacy is not None
+        refused = PrivateDataRefused(plan.privacy.kinds)
+        self.write(self.record(plan, request, "weak", plan.reason, 0, 0, 0.0, error=str(refused)))
+        return refused
 
     @staticmethod
     def _settle(attempts: list[Attempt]) -> None:
@@ -334,11 +375,17 @@ class Pipeline:
             energy_wh=energy,
             status="error" if error else "ok",
             error=error[:500] if error else None,
-            prompt=request.last_user_text() if self.store_prompts else None,
+            prompt=self._kept_prompt(plan, request) if self.store_prompts else None,
             usage_estimated=usage_estimated,
+            privacy_kinds=plan.privacy.kinds if plan.privacy else [],
             **cascade,
             **plan.experiment_fields,
         )
+
+    @staticmethod
+    def _kept_prompt(plan: Plan, request: ChatCompletionRequest) -> str | None:
+        """The prompt a record keeps (records are synced to the cloud): private values redacted."""
+        return plan.privacy.safe_text() if plan.privacy else request.last_user_text()
 
     def write(self, record: DecisionRecord) -> bool:
         return self.recorder.write(record)
@@ -350,6 +397,8 @@ class Pipeline:
     ) -> Answer:
         """A whole answer. With `cancelled` (e.g. "has the HTTP client hung up?"), the answer is generated as a
         stream and stops at the first piece after `cancelled()` turns true (raises ClientGone)."""
+        if plan.privacy is not None and plan.privacy.refuses:
+            raise self.refuse(plan, request)
         if cancelled is not None:
             return self._complete_cancellable(request, plan, cancelled)
         messages, options = self.messages(request), self._options(request, plan)
@@ -369,7 +418,7 @@ class Pipeline:
                 try:
                     _load(attempt.backend)
                     began = time.perf_counter()
-                    completion = attempt.backend.complete(messages, **options)
+                    completion = attempt.backend.complete(self._sent(attempt, plan, messages), **options)
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
@@ -389,7 +438,7 @@ class Pipeline:
                     usage_estimated=completion.usage_estimated,
                 )
                 stored = self.write(record)
-                return Answer(completion.text, completion.finish_reason, record, stored)
+                return Answer(self._received(attempt, plan, completion.text), completion.finish_reason, record, stored)
             if self._draft_is_fallback(draft, errors):
                 assert draft is not None
                 return self._draft_answer(plan, request, draft, self._fallback_reason(reason, errors))
@@ -505,6 +554,8 @@ class Pipeline:
     def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> "StreamingAnswer":
         """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
         record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
+        if plan.privacy is not None and plan.privacy.refuses:
+            raise self.refuse(plan, request)
         messages, options = self.messages(request), self._options(request, plan)
         started = time.perf_counter()
         draft, draft_error = self._draft(plan, request, messages, options)
@@ -527,7 +578,10 @@ class Pipeline:
                     reason = f"fallback:{exc.cause}"
                     continue
                 began = time.perf_counter()
-                pieces = attempt.backend.stream(messages, **options)
+                pieces = attempt.backend.stream(self._sent(attempt, plan, messages), **options)
+                if attempt.route == "strong" and plan.privacy is not None and plan.privacy.redacts:
+                    assert plan.privacy.redaction is not None
+                    pieces = plan.privacy.redaction.restore_stream(pieces)
                 try:
                     first = next(pieces)
                 except StopIteration as stop:
@@ -711,6 +765,7 @@ __all__ = [
     "Draft",
     "Pipeline",
     "Plan",
+    "PrivateDataRefused",
     "Recorder",
     "StreamingAnswer",
 ]

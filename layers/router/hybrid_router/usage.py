@@ -7,6 +7,7 @@ Sums use `math.fsum`, so a summary does not depend on the order the records came
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ class UsageTotals(BaseModel):
     `saving_usd` = `strong_cost_usd` - `cost_usd`; `saving_share` is that saving as a share of `strong_cost_usd`.
     Cascade mode: `drafts` local drafts were made, `escalations` of them were discarded for the strong model;
     `escalation_cost_usd` is what the escalated requests cost, `discarded_draft_ms` the time their drafts took.
+    Privacy: `private` requests carried personal data or secrets (any kind in `privacy_kinds`), and
+    `privacy_kinds` counts the requests per kind found (a request with two kinds counts in both).
     """
 
     requests: int = 0
@@ -44,6 +47,8 @@ class UsageTotals(BaseModel):
     escalations: int = 0
     escalation_cost_usd: float = 0.0
     discarded_draft_ms: float = 0.0
+    private: int = 0
+    privacy_kinds: dict[str, int] = {}
     first_at: str | None = None
     last_at: str | None = None
 
@@ -114,6 +119,8 @@ class _Accumulator:
     escalations: int = 0
     escalation_cost: list[float] = field(default_factory=list)
     discarded_draft_ms: list[float] = field(default_factory=list)
+    private: int = 0
+    privacy_kinds: Counter[str] = field(default_factory=Counter)
     first_at: str | None = None
     last_at: str | None = None
 
@@ -134,6 +141,8 @@ class _Accumulator:
             self.escalations += 1
             self.escalation_cost.append(record.cost_usd)
             self.discarded_draft_ms.append(record.draft_latency_ms if record.route == "strong" else 0.0)
+        self.private += bool(record.privacy_kinds)
+        self.privacy_kinds.update(set(record.privacy_kinds))
         if self.first_at is None or record.created_at < self.first_at:
             self.first_at = record.created_at
         if self.last_at is None or record.created_at > self.last_at:
@@ -163,6 +172,8 @@ class _Accumulator:
             escalations=self.escalations,
             escalation_cost_usd=math.fsum(self.escalation_cost),
             discarded_draft_ms=math.fsum(self.discarded_draft_ms),
+            private=self.private,
+            privacy_kinds=dict(sorted(self.privacy_kinds.items())),
             first_at=self.first_at,
             last_at=self.last_at,
         )
