@@ -37,15 +37,14 @@ from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.openapi import document, errors
 from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.backends.base import BackendError
-from hybrid_router.decision import DecisionNotFound, DecisionRecord
+from hybrid_router.decision import DecisionNotFound
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
+from hybrid_router.http_face import chat_response, routing_block, routing_headers
 from hybrid_router.stores.sqlite_log import DecisionLogError
 from hybrid_router.openai_schema import (
     MAX_PROMPT_CHARS,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    Choice,
-    Usage,
     completion_chunk,
     error_body,
     usage_chunk,
@@ -79,50 +78,6 @@ def _backend_error(exc: BackendError) -> JSONResponse:
     if exc.retry_after_s is not None:  # a busy local model: the same request may pass in a moment
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
     return response
-
-
-def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
-    routing = {
-        "decision_id": plan.decision_id,
-        "route": route,
-        "reason": reason,
-        "model": model,
-        "score": round(plan.score, 6),
-        "threshold": round(plan.threshold, 6),
-        "router_id": plan.router_id,
-        "router_version": plan.router_version,
-        "router_latency_ms": round(plan.router_latency_ms, 3),
-        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],  # kinds of private data found, never values
-    }
-    if plan.experiment_fields.get("quality_target") is not None:  # the threshold came from the quality target
-        routing["quality_target"] = plan.experiment_fields["quality_target"]
-        routing["quality_confidence"] = plan.experiment_fields["quality_confidence"]
-    return routing
-
-
-def _headers(routing: dict[str, Any]) -> dict[str, str]:
-    return {
-        f"x-hybrid-router-{key.replace('_', '-')}": str(routing[key])
-        for key in ("decision_id", "route", "reason", "model", "score", "threshold")
-    }
-
-
-def _record_routing(plan: Plan, record: DecisionRecord) -> dict[str, Any]:
-    routing = _routing(plan, record.route, record.reason, record.model_used)
-    routing.update(
-        cost_usd=record.cost_usd,
-        strong_cost_usd=record.strong_cost_usd,
-        saving_usd=record.saving_usd,
-        generation_latency_ms=round(record.generation_latency_ms, 3),
-    )
-    if record.confidence is not None:  # cascade mode drafted locally first
-        routing["cascade"] = {
-            "confidence": round(record.confidence, 6),
-            "escalated": record.escalated,
-            "draft_tokens": record.draft_tokens,
-            "draft_latency_ms": round(record.draft_latency_ms, 3),
-        }
-    return routing
 
 
 def _hostname(host: str) -> str:
@@ -327,7 +282,7 @@ async def _sse_body(answer: StreamingAnswer, completion_id: str, include_usage: 
         record = answer.record
         last = completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason)
         if record is not None:
-            last["routing"] = _record_routing(answer.plan, record)
+            last["routing"] = routing_block(answer.plan, record.route, record.reason, record.model_used, record)
         yield _sse(last)
         if include_usage and record is not None:
             yield _sse(usage_chunk(completion_id, model, record))
@@ -448,12 +403,12 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         try:
             if request.stream:
                 answer = await run_in_threadpool(service.stream, request, plan)
-                routing = _routing(plan, answer.route, answer.reason, answer.model)
+                routing = routing_block(plan, answer.route, answer.reason, answer.model)
                 include_usage = request.include_usage()
                 return StreamingResponse(
                     _sse_body(answer, completion_id, include_usage),
                     media_type="text/event-stream",
-                    headers=_headers(routing),
+                    headers=routing_headers(routing),
                 )
             result = await _complete_unless_gone(http_request, service, request, plan)
         except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
@@ -468,19 +423,9 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
                 code="decision_log_unwritable",
             )
         record = result.record
-        routing = _record_routing(plan, record)
-        response = ChatCompletionResponse(
-            id=completion_id,
-            model=record.model_used,
-            choices=[Choice(message={"role": "assistant", "content": result.text}, finish_reason=result.finish_reason)],
-            usage=Usage(
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                total_tokens=record.prompt_tokens + record.completion_tokens,
-            ),
-            routing=routing,
-        )
-        return JSONResponse(response.model_dump(), headers=_headers(routing))
+        routing = routing_block(plan, record.route, record.reason, record.model_used, record)
+        response = chat_response(record, result.text, result.finish_reason, routing)
+        return JSONResponse(response.model_dump(exclude_none=True), headers=routing_headers(routing))
 
     @app.get("/dashboard", include_in_schema=False)
     def dashboard(request: Request, days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS)) -> Any:

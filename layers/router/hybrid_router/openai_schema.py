@@ -244,6 +244,45 @@ class Choice(BaseModel):
     finish_reason: str | None = "stop"
 
 
+class CascadeInfo(BaseModel):
+    """Cascade mode: the local draft made first, kept or escalated."""
+
+    confidence: float
+    escalated: bool
+    draft_tokens: int
+    draft_latency_ms: float
+
+
+class Routing(BaseModel):
+    """The `routing` block of a chat answer (plain: in the response; streamed: in the first and the last chunk)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str
+    route: Literal["weak", "strong"]  # the side that answers
+    reason: str  # routed, forced, budget:<cap>, fallback:<cause>, cascade:<outcome>, privacy:<kind>, ...
+    model: str  # the model that answers
+    decided_route: Literal["weak", "strong"] | None = (
+        None  # what the router chose, when the other side answers by design
+    )
+    score: float
+    threshold: float
+    router_id: str
+    router_version: str
+    router_latency_ms: float
+    privacy_kinds: list[str] = []  # kinds of private data found, never their values
+    quality_target: float | None = None  # the quality target that set the threshold, when one did
+    quality_confidence: float | None = None
+    # Once the decision record exists (a plain answer; a stream's last chunk):
+    cost_usd: float | None = None
+    strong_cost_usd: float | None = None
+    saving_usd: float | None = None
+    generation_latency_ms: float | None = None
+    cascade: CascadeInfo | None = None
+    # The cloud could not store the record of an answer it served: re-send it to POST /v1/decisions.
+    unstored_record: dict[str, Any] | None = None
+
+
 class ChatCompletionResponse(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -252,7 +291,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     # hybrid-router's own field: the decision behind this answer (OpenAI clients ignore it).
-    routing: dict[str, Any] | None = None
+    routing: Routing | None = None
 
 
 def completion_chunk(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
@@ -20,11 +20,10 @@ from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError
 from hybrid_router.decision import DecisionRecord
+from hybrid_router.http_face import chat_response, routing_block, routing_headers
 from hybrid_router.openai_schema import (
     ChatCompletionRequest,
     ChatCompletionResponse,
-    Choice,
-    Usage,
     completion_chunk,
     error_body,
     usage_chunk,
@@ -193,20 +192,10 @@ def _claim(svc: Services, who: Identity, decision_id: str) -> None:
         ) from None
 
 
-def _routing_info(plan: CloudPlan, pipeline: Pipeline) -> dict[str, Any]:
+def _routing_info(plan: CloudPlan, pipeline: Pipeline, record: DecisionRecord | None = None) -> dict[str, Any]:
     core = plan.core
-    model_used = pipeline.strong_name if core.route == "strong" else pipeline.weak_name
-    return {
-        "decision_id": core.decision_id,
-        "route": core.route,
-        "decided_route": plan.decided_route,
-        "reason": core.reason,
-        "score": core.score,
-        "threshold": core.threshold,
-        "model_used": model_used,
-        "router_id": core.router_id,
-        "router_version": core.router_version,
-    }
+    model = pipeline.strong_name if core.route == "strong" else pipeline.weak_name
+    return routing_block(core, core.route, core.reason, model, record, decided_route=plan.decided_route)
 
 
 def _backend_error(exc: BackendError) -> ApiError:
@@ -271,19 +260,12 @@ def chat_completions(
     except AnswerFailed as exc:
         raise _backend_error(exc.last) from None
     record = answer.record
-    routing = _routing_info(plan, pipeline)
+    routing = _routing_info(plan, pipeline, record)
     if not answer.stored:
         routing["unstored_record"] = record.model_dump(mode="json")
-    return ChatCompletionResponse(
-        id=f"chatcmpl-{record.decision_id}",
-        model=record.model_used,
-        choices=[Choice(message={"role": "assistant", "content": answer.text}, finish_reason=answer.finish_reason)],
-        usage=Usage(
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            total_tokens=record.prompt_tokens + record.completion_tokens,
-        ),
-        routing=routing,
+    return JSONResponse(
+        chat_response(record, answer.text, answer.finish_reason, routing).model_dump(exclude_none=True),
+        headers=routing_headers(routing),
     )
 
 
@@ -319,9 +301,10 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
                     )
                 )
             else:
-                yield _sse(
-                    completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason, created=created)
-                )
+                last = completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason, created=created)
+                if answer.record is not None:  # as the device's last chunk: the block with what the answer cost
+                    last["routing"] = _routing_info(plan, pipeline, answer.record)
+                yield _sse(last)
                 if body.include_usage() and answer.record is not None:
                     yield _sse(usage_chunk(completion_id, model, answer.record, created=created))
             yield "data: [DONE]\n\n"
