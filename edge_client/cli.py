@@ -303,19 +303,13 @@ def route(
     )
     _warn_router(service.route_source)
     plan = service.plan(_request([{"role": "user", "content": prompt}], model, None, stream=False))
-    result = {
-        "decision_id": plan.decision_id,
-        "route": plan.route,
-        "reason": plan.reason,
-        "score": plan.score,
-        "threshold": plan.threshold,
-        "router_id": plan.router_id,
-        "router_version": plan.router_version,
-        "router_latency_ms": plan.router_latency_ms,
-        "model": service.weak_name if plan.route == "weak" else service.strong_name,
-        "quality_target": plan.experiment_fields.get("quality_target"),
+    from hybrid_router.http_face import routing_block
+
+    model_name = service.weak_name if plan.route == "weak" else service.strong_name
+    result = {  # the servers' routing block, and what the device's settings add
+        "quality_target": None,
+        **routing_block(plan, plan.route, plan.reason, model_name),
         "privacy": service.settings.privacy.value,
-        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],
         "refused": bool(plan.privacy and plan.privacy.refuses),
     }
     if as_json:
