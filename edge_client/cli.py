@@ -374,11 +374,15 @@ def usage(
     from hybrid_router.stores.sqlite_log import DecisionLog
     from hybrid_router.usage import UsageSummary
 
+    from hybrid_router.local_quality import local_quality, rating_units
+
     settings = _settings(ctx).settings
     with DecisionLog(settings.decision_log_path) as log:
-        summary = UsageSummary.from_records(log.records(since=_since(days)))
+        records = log.records(since=_since(days))
+        summary = UsageSummary.from_records(records)
+        quality = local_quality(records, rating_units(log.ratings()))
     if as_json:
-        print(summary.model_dump_json())
+        print(json.dumps({**summary.model_dump(mode="json"), "local_quality": quality.model_dump(mode="json")}))
         return
     totals = summary.totals
     console.print(
@@ -395,6 +399,9 @@ def usage(
             f"{totals.discarded_draft_ms / 1000:.1f} s of discarded drafts)",
             highlight=False,
         )
+    if quality.rated:
+        style = "bold red" if quality.verdict == "target not met" else "none"
+        console.print(f"[{style}]{quality.describe()}[/]", highlight=False)
     if totals.private:
         kinds = ", ".join(f"{kind} {count}" for kind, count in totals.privacy_kinds.items())
         console.print(f"private data: {totals.private} requests ({kinds})", highlight=False)

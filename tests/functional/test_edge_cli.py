@@ -369,3 +369,19 @@ def test_chat_in_cascade_mode_keeps_or_escalates_the_draft_and_usage_counts_it(e
     totals = json.loads(cli(env, "usage", "--json").stdout)["totals"]
     assert (totals["drafts"], totals["escalations"]) == (2, 1)
     assert "cascade: 2 local drafts, 1 kept, 1 escalated" in cli(env, "usage").stdout
+
+
+def test_usage_shows_the_local_failure_rate_from_ratings_against_the_target(env, make_decision) -> None:
+    from hybrid_router.feedback import FeedbackRequest
+
+    records = [make_decision(route="weak", quality_target=0.9, quality_confidence=0.95) for _ in range(30)]
+    with _log(env) as log:
+        for i, record in enumerate(records):
+            log.append(record)
+            log.rate(FeedbackRequest(decision_id=record.decision_id, rating=-1 if i < 12 else 1, scale="thumbs"))
+    text = cli(env, "usage")
+    assert text.returncode == 0, text.stderr
+    assert "local failure rate 40.0% (12 of 30 rated local answers" in text.stdout
+    assert "target 90% right: target not met" in text.stdout
+    data = json.loads(cli(env, "usage", "--json").stdout)
+    assert (data["local_quality"]["failures"], data["local_quality"]["verdict"]) == (12, "target not met")

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hybrid_router.decision import DecisionRecord, utc_now_iso
-from hybrid_router.feedback import unit_score
+from hybrid_router.local_quality import LocalQuality, local_quality, local_quality_by, rating_units
 from hybrid_router.usage import UsageSummary, UsageTotals, percentile, totals_by
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -52,6 +52,9 @@ class Dashboard(BaseModel):
     ratings: RatingSummary
     ratings_by_router: dict[str, RatingSummary]
     ratings_by_arm: dict[str, RatingSummary]
+    local_quality: LocalQuality  # the local failure rate from ratings, against the quality target
+    local_quality_by_day: dict[str, LocalQuality]
+    local_quality_by_router: dict[str, LocalQuality]
 
 
 def _latency(values: list[float]) -> Latency:
@@ -60,12 +63,6 @@ def _latency(values: list[float]) -> Latency:
 
 def _ratings(values: list[float]) -> RatingSummary:
     return RatingSummary(count=len(values), mean=sum(values) / len(values) if values else None)
-
-
-def _unit(value: Any) -> float:
-    if isinstance(value, tuple):
-        return unit_score(int(value[0]), value[1])
-    return unit_score(int(value.rating), value.scale)
 
 
 def router_key(record: DecisionRecord) -> str:
@@ -79,7 +76,7 @@ def arm_key(record: DecisionRecord) -> str | None:
 def build(records: Iterable[DecisionRecord], ratings: Mapping[str, Any], title: str) -> Dashboard:
     """The dashboard's numbers over `records`, with `ratings` by decision id ((rating, scale) or a stored rating)."""
     records = list(records)
-    units = {decision_id: _unit(value) for decision_id, value in ratings.items()}
+    units = rating_units(ratings)
     latency: dict[str, dict[str, list[float]]] = {"router": {}, "arm": {}}
     rated: dict[str, dict[str, list[float]]] = {"router": {}, "arm": {}}
     for record in records:
@@ -103,6 +100,40 @@ def build(records: Iterable[DecisionRecord], ratings: Mapping[str, Any], title: 
         ratings=_ratings([units[r.decision_id] for r in records if r.decision_id in units]),
         ratings_by_router={k: _ratings(v) for k, v in sorted(rated["router"].items())},
         ratings_by_arm={k: _ratings(v) for k, v in sorted(rated["arm"].items())},
+        local_quality=local_quality(records, units),
+        local_quality_by_day=local_quality_by(records, units, lambda r: r.day),
+        local_quality_by_router=local_quality_by(records, units, router_key),
+    )
+
+
+def _quality_row(name: str, q: LocalQuality) -> str:
+    rate = "-" if q.failure_rate is None else f"{q.failure_rate:.1%} ({q.lower:.1%}..{q.upper:.1%})"
+    target = "-" if q.target is None else f"{q.target:.0%}"
+    return (
+        f'<tr data-key="{html.escape(name)}"><th>{html.escape(name)}</th><td>{q.rated}</td><td>{q.failures}</td>'
+        f'<td data-field="failure_rate">{rate}</td><td>{target}</td><td data-field="verdict">{q.verdict}</td></tr>'
+    )
+
+
+def _quality_table(data: Dashboard) -> str:
+    head = "<tr><th></th><th>rated local</th><th>rated wrong</th><th>failure rate</th><th>target</th><th></th></tr>"
+    rows = [_quality_row("all", data.local_quality)]
+    rows += [_quality_row(day, q) for day, q in data.local_quality_by_day.items() if q.rated]
+    rows += [_quality_row(router, q) for router, q in data.local_quality_by_router.items() if q.rated]
+    return f'<table id="local-quality">{head}{"".join(rows)}</table>'
+
+
+def _quality_warning(data: Dashboard) -> str:
+    """A banner when the ratings say the quality target is not being met, overall or for a router version."""
+    groups = {"all": data.local_quality, **data.local_quality_by_router}
+    failing = [name for name, q in groups.items() if q.verdict == "target not met"]
+    if not failing:
+        return ""
+    return (
+        '<p id="quality-warning" style="background:#fde8e8;border:1px solid #e0a0a0;padding:.5rem .8rem">'
+        f"The ratings say the quality target is not being met ({html.escape(', '.join(failing))}): "
+        f"{html.escape(data.local_quality.describe())}. Raise the threshold, lower the target, or run "
+        "<code>hybrid-router label</code> and <code>calibrate</code> again.</p>"
     )
 
 
@@ -184,7 +215,7 @@ th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }} t
 <body>
 <h1>{html.escape(data.title)}</h1>
 <div class="meta">{t.requests} requests from {t.first_at or "-"} to {t.last_at or "-"}; generated {data.generated_at}</div>
-<div class="cards">{card_html}</div>
+{_quality_warning(data)}<div class="cards">{card_html}</div>
 <div class="charts">
 <div class="chart"><canvas id="chart-cost"></canvas></div>
 <div class="chart"><canvas id="chart-share"></canvas></div>
@@ -201,6 +232,7 @@ th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }} t
 <tr><th>all</th><td>{lat.p50_ms:.3f}</td><td>{lat.p95_ms:.3f}</td><td>{lat.p99_ms:.3f}</td></tr>{latency_rows}</table>
 <h2>Ratings (0..1)</h2><table id="ratings"><tr><th></th><th>rated</th><th>mean</th></tr>
 <tr><th>all</th><td>{data.ratings.count}</td><td>{rating}</td></tr>{rating_rows}</table>
+<h2>Local quality from ratings</h2>{_quality_table(data)}
 <h2>Private data by kind</h2><table id="privacy"><tr><th></th><th>requests</th></tr>{privacy_rows}</table></section>
 </div>
 <script type="application/json" id="dashboard-data">{payload}</script>
