@@ -66,6 +66,7 @@ demo: install
 test: install-test sam-tools browser arm64-emulation
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 doctor: install

@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_client.config import ConfigError, LoadedSettings, describe, load_settings
+
+if TYPE_CHECKING:
+    from hybrid_router.feedback import Scale
 
 app = typer.Typer(
     help="Route each prompt to a local llama.cpp model or a strong cloud model.",
@@ -111,7 +114,9 @@ def _request(messages: list[dict], model: str, max_tokens: int | None, stream: b
             at = next((i for i, c in enumerate(text) if 0xDC80 <= ord(c) <= 0xDCFF), None)
             byte = "" if at is None else f" (byte 0x{ord(text[at]) - 0xDC00:02x} at character {at})"
             raise CliError(f"{where} is not valid UTF-8 text{byte}; convert it to UTF-8 (e.g. iconv -t UTF-8)")
-    return ChatCompletionRequest(model=model, messages=messages, max_tokens=max_tokens, stream=stream)
+    return ChatCompletionRequest.model_validate(
+        {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": stream}
+    )
 
 
 def _summary(record) -> str:
@@ -164,7 +169,7 @@ def _fallback_notice(record, model: str) -> str | None:
     return f"fallback: this answer is from the {record.route} model {record.model_used}; the model {how} {what}"
 
 
-def _rate(log, decision_id: str, rating: int, scale: str, comment: str | None = None) -> str:
+def _rate(log, decision_id: str, rating: int, scale: Scale, comment: str | None = None) -> str:
     """Keeps a rating (validated by the cloud API's FeedbackRequest); returns the line that says so.
     Raises ValueError (bad rating or id) or DecisionNotFound (not in the log)."""
     from hybrid_router.feedback import FeedbackRequest
@@ -251,7 +256,7 @@ def chat(
                     raise CliError("no answer to rate yet")
                 said = _rate(service.log, last.decision_id, 1 if command == "/good" else -1, "thumbs")
                 err_console.print(f"[dim]{said}[/]", highlight=False, soft_wrap=True)
-            except (*_known_errors(), DecisionNotFound) as exc:
+            except (*_known_errors(), DecisionNotFound) as exc:  # type: ignore[misc]
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             continue
         if command is not None:
@@ -702,7 +707,9 @@ def routers_list(
     registry = _registry(ctx, bucket)
     deployment = registry.deployment()
     local = registry.versions()
-    cloud_deployment, cloud, offline = None, [], None
+    cloud_deployment: Any = None
+    cloud: list[Any] = []
+    offline: str | None = None
     if not bucket:
         try:
             cloud_deployment, cloud = CloudRouters(_settings(ctx).settings).listing()
@@ -844,7 +851,7 @@ def experiments_start(
     registry = _registry(ctx, bucket)
     if not bucket:  # on this device the candidate routes too: it must load in a child process first
         prove(registry, _ref(candidate))
-    experiment = registry.start_experiment(experiment_id, _ref(candidate), mode, share)  # type: ignore[arg-type]
+    experiment = registry.start_experiment(experiment_id, _ref(candidate), mode, share)
     console.print(
         f"experiment {experiment.experiment_id}: {experiment.mode} of {experiment.candidate} against "
         f"{experiment.control}" + (f", {experiment.share:.0%} of requests" if mode == "ab" else ""),
@@ -930,7 +937,7 @@ def experiments_stop(
     console.print(f"stopped: active router {deployment.active}", highlight=False)
 
 
-def _usage_message(exc: Exception) -> str:
+def _usage_message(exc: Any) -> str:
     """Typer's message for a usage error (it names the option), plus the allowed range of a number option."""
     message = exc.format_message().strip()
     param = getattr(exc, "param", None)
@@ -960,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             message = _usage_message(exc)
             if message:  # empty when typer has printed the help (no arguments)
                 err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            return exc.exit_code
+            return int(getattr(exc, "exit_code", 2))
         if isinstance(exc, ImportError):
             from rich.markup import escape
 

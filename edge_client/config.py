@@ -311,7 +311,8 @@ def load_settings(
     env_values = _read_env(env)
     env_sources = _env_sources(env, env_values)
     given = {k: v for k, v in overrides.items() if v is not None}
-    stack_values, stack_source = {}, ""
+    stack_values: dict[str, Any] = {}
+    stack_source = ""
     if not any("cloud_url" in values for values in (file_values, env_values, given)):
         stack_values, stack_source = _read_running_stack(env)
     merged = {**stack_values, **file_values, **env_values, **given}

@@ -12,6 +12,7 @@ import httpx
 
 from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing import operating_point as op
+from hybrid_router.decision import Route, as_route
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR, Router
 
 log = logging.getLogger("hybrid_router.edge")
@@ -29,7 +30,7 @@ class UnknownRouterKind(RoutingError):
 class Scored:
     score: float
     threshold: float
-    route: str
+    route: Route
     latency_ms: float
     router_id: str
     router_version: str
@@ -37,8 +38,11 @@ class Scored:
 
 
 class RouteSource(Protocol):
-    kind: str
-    default_threshold: float
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def default_threshold(self) -> float: ...
 
     def decide(
         self,
@@ -269,6 +273,7 @@ class LocalRouteSource:
     def _version(self, ref: Any) -> Router:
         from edge_client.routers import prove
 
+        assert self._registry is not None, "versions come from a registry"
         return load_router(prove(self._registry, ref), intra_op_num_threads=1)
 
     def _wanted(self, deployment: Any) -> tuple[str, str]:
@@ -414,7 +419,7 @@ class LocalRouteSource:
             return Scored(
                 score=arm.score,
                 threshold=arm.threshold,
-                route=arm.route,
+                route=as_route(arm.route),
                 latency_ms=arm.latency_ms,
                 router_id=arm.router.info.router_id,
                 router_version=arm.router.info.version,
@@ -497,7 +502,7 @@ class RemoteRouteSource:
             return Scored(
                 score=float(data["score"]),
                 threshold=float(data["threshold"]),
-                route=str(data["route"]),
+                route=as_route(data["route"]),
                 latency_ms=latency_ms,
                 router_id=str(data.get("router_id", "remote")),
                 router_version=str(data.get("router_version", "unknown")),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 from datetime import datetime, timezone
 
 from hybrid_router.backends.base import BackendError, ChatBackend, DraftingBackend
 from hybrid_router.budget import BudgetExceeded, SpendLedger
 from hybrid_router.cascade import CascadeError, CascadePolicy, load_policy
 from hybrid_router.costs import CostModel
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionRecord, Route
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
 from hybrid_router.privacy import DEFAULT_TRIGGERS, Detector, PrivacyCheck, PrivacyMode, parse_kinds
@@ -218,13 +219,19 @@ class EdgeService:
         prompt = request.last_user_text()
         if privacy is not None and self.route_source is not None and self.route_source.kind == "remote":
             prompt = privacy.safe_text() or ""  # the cloud's router never sees the values
-        forced = {"weak": "weak", "strong": "strong", self.weak_name: "weak", self.strong_name: "strong"}.get(model)
+        names: dict[str, Route] = {
+            "weak": "weak",
+            "strong": "strong",
+            self.weak_name: "weak",
+            self.strong_name: "strong",
+        }
+        forced = names.get(model)
         spec: RouterSpec | None = None
         if forced is None:
             spec = parse_router_model(model)
             if spec is None or self.route_source is None:
                 raise UnknownModelError(model, self.model_names())
-        who = {"tenant_id": self.settings.tenant_id, "device_id": self.settings.device_id}
+        who: dict[str, Any] = {"tenant_id": self.settings.tenant_id, "device_id": self.settings.device_id}
         cascade = self.cascade_for(spec)
         if cascade is not None and not self.can_cascade:
             raise UnknownModelError(model, self.model_names(), why="cascade mode needs the local llama.cpp model")
@@ -267,6 +274,7 @@ class EdgeService:
                 **who,
             )
         else:
+            assert self.route_source is not None
             try:
                 scored = self.route_source.decide(
                     prompt,
@@ -295,7 +303,7 @@ class EdgeService:
                 scored.router_id,
                 scored.router_version,
                 scored.latency_ms,
-                remote=self.route_source.kind == "remote",
+                remote=getattr(self.route_source, "kind", None) == "remote",
                 experiment_fields=dict(scored.fields),
                 **who,
             )

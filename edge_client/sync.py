@@ -152,6 +152,7 @@ def sync_decisions(
             raise SyncError("no cloud URL to sync to (set cloud_url / HYBRID_ROUTER_CLOUD_URL)")
         http = httpx.Client(base_url=str(client), timeout=timeout_s)
     else:
+        assert isinstance(client, httpx.Client)
         http = client
     headers = {"x-api-key": api_key} if api_key else {}
     report = SyncReport()
@@ -394,10 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    db = args.db or settings.decision_log_path
-    url = args.url or settings.cloud_url
+    db = args.db or (settings.decision_log_path if settings else None)
+    url = args.url or (settings.cloud_url if settings else None)
     api_key = args.api_key or (settings.api_key if settings else None)
     batch_size = args.batch_size or (settings.sync_batch_size if settings else 100)
+    assert db is not None  # settings are loaded whenever --db is not given
     try:
         with DecisionLog(db) as log:
             report = sync_decisions(
@@ -408,9 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except (SyncError, DecisionLogError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        report = getattr(error, "report", None)
-        if report is not None:
-            print(str(report), file=sys.stderr)
+        partial = getattr(error, "report", None)
+        if partial is not None:
+            print(str(partial), file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict()) if args.json else str(report))
     if report.stuck:

@@ -178,7 +178,7 @@ class CascadePolicy:
         min_confidence: float | None = None,
     ) -> "CascadePolicy":
         """This policy with the given settings replaced (None keeps a value)."""
-        given = {
+        given: dict[str, Any] = {
             k: v
             for k, v in {"low": low, "high": high, "signal": signal, "min_confidence": min_confidence}.items()
             if v is not None

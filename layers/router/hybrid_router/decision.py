@@ -31,6 +31,15 @@ Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 KindName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
+def as_route(value: object) -> Route:
+    """`value` as a Route; ValueError for anything but "weak" and "strong" (e.g. from another server's answer)."""
+    if value == "weak":
+        return "weak"
+    if value == "strong":
+        return "strong"
+    raise ValueError(f"a route is 'weak' or 'strong', got {str(value)[:40]!r}")
+
+
 def utc_iso(value: str | date | datetime) -> str:
     """Any ISO 8601 date or time, spelled as records spell times: UTC, milliseconds, `Z`.
 

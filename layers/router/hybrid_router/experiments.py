@@ -373,7 +373,7 @@ def _ab_verdict(control: ArmReport, candidate: ArmReport) -> Verdict:
     a, b = control.ratings, candidate.ratings
     assert a.mean is not None and b.mean is not None and a.variance is not None and b.variance is not None
     z, p = welch_z(a.mean, a.variance, a.count, b.mean, b.variance, b.count)
-    base = dict(test=test, statistic=z, p_value=p, cost_test=cost_test, cost_p_value=cost_p)
+    base: dict[str, Any] = dict(test=test, statistic=z, p_value=p, cost_test=cost_test, cost_p_value=cost_p)
     if p < ALPHA and b.mean < a.mean:
         return Verdict(
             outcome="candidate_worse",

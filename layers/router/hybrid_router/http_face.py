@@ -86,7 +86,7 @@ def chat_response(
             completion_tokens=record.completion_tokens,
             total_tokens=record.prompt_tokens + record.completion_tokens,
         ),
-        routing=routing,
+        routing=Routing.model_validate(routing),
     )
 
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hybrid_router.backends.base import (
     INPUT_REJECTED,
@@ -45,7 +45,7 @@ from hybrid_router.backends.base import (
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
-from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord
+from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord, Route
 from hybrid_router.openai_schema import ChatCompletionRequest
 
 if TYPE_CHECKING:  # the cloud never detects (the device does): it does not pay for compiling the patterns
@@ -61,7 +61,7 @@ class Plan:
 
     decision_id: str
     requested_model: str
-    route: str
+    route: Route
     reason: str
     score: float
     threshold: float
@@ -158,7 +158,7 @@ class Answer:
 
 @dataclass
 class Attempt:
-    route: str
+    route: Route
     backend: ChatBackend
     reservation: Reservation | None = None
 
@@ -186,7 +186,7 @@ def prompt_token_estimate(backend: ChatBackend, messages: list[dict]) -> int:
 def _load(backend: ChatBackend) -> None:
     """Load a lazy local model before the clock starts: generation latency and energy exclude loading."""
     if getattr(backend, "loaded", True) is False:
-        backend.load()
+        getattr(backend, "load")()
 
 
 class Pipeline:
@@ -312,7 +312,7 @@ class Pipeline:
         self,
         plan: Plan,
         request: ChatCompletionRequest,
-        route: str,
+        route: Route,
         reason: str,
         prompt_tokens: int,
         completion_tokens: int,
@@ -342,7 +342,7 @@ class Pipeline:
             strong_cost = cost
         if route != plan.route and reason.startswith("fallback:"):  # not the model chosen: no saving to claim
             strong_cost = cost
-        cascade = (
+        cascade: dict[str, Any] = (
             {}
             if draft is None
             else {
@@ -678,7 +678,7 @@ class StreamingAnswer:
     draft: Draft | None = None  # cascade: the local draft (this answer itself when the route is weak)
 
     @property
-    def route(self) -> str:
+    def route(self) -> Route:
         return self.attempt.route
 
     @property

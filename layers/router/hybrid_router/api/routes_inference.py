@@ -19,7 +19,7 @@ from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionRecord, Route
 from hybrid_router.http_face import chat_response, routing_block, routing_headers
 from hybrid_router.openai_schema import (
     ChatCompletionRequest,
@@ -34,13 +34,13 @@ from hybrid_router.ulid import new_ulid
 router = APIRouter()
 
 
-def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
-    """(router, forced route or "", threshold named in the model) for a `model` name; unknown names are 404."""
+def _resolve_model(svc: Services, model: str) -> tuple[Any, Route | None, float | None]:
+    """(router, forced route or None, threshold named in the model) for a `model` name; unknown names are 404."""
     from hybrid_router.routing import parse_router_model
 
     spec = parse_router_model(model)
     if spec is not None:
-        return svc.router_for_kind(spec.kind), "", spec.threshold
+        return svc.router_for_kind(spec.kind), None, spec.threshold
     if model in (svc.strong_model_name(), "strong"):
         return svc.router, "strong", None
     if model in (svc.weak_model_name(), "weak") and svc.has_weak_backend:
@@ -55,8 +55,8 @@ def _resolve_model(svc: Services, model: str) -> tuple[Any, str, float | None]:
 
 def _decide(
     svc: Services, prompt: str, model: str, threshold: float | None = None, strong_share: float | None = None
-) -> tuple[Any, str, Any]:
-    """(router, forced route or "", RouteDecision). Forced requests are scored too: the record keeps the score."""
+) -> tuple[Any, Route | None, Any]:
+    """(router, forced route or None, RouteDecision). Forced requests are scored too: the record keeps the score."""
     router_, forced, named_threshold = _resolve_model(svc, model)
     if threshold is None and strong_share is None:
         threshold = named_threshold
@@ -73,7 +73,7 @@ class CloudPlan:
     endpoint sent the prompt strong."""
 
     core: Plan
-    decided_route: str
+    decided_route: Route
 
 
 def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id: str | None = None) -> CloudPlan:
@@ -91,8 +91,9 @@ def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id
         router_, experiment_fields = decision.router, decision.fields
     else:
         router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
-    decided = forced or decision.route
-    route, reason = decided, "forced" if forced else "routed"
+    decided: Route = forced or decision.route
+    route: Route = decided
+    reason = "forced" if forced else "routed"
     if decided == "weak" and svc.weak_backend() is None:
         # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
         route, reason = "strong", "fallback:no_weak_endpoint"
@@ -354,7 +355,7 @@ def route(body: RouteRequest, _: Identity = Depends(caller), svc: Services = Dep
     """Decision only. Nothing is stored: the caller logs its decision under the returned decision_id."""
     router_, forced, decision = _decide(svc, body.text(), body.model, body.threshold, body.strong_share)
     info = router_.info
-    chosen = forced or decision.route
+    chosen: Route = forced or decision.route
     svc.telemetry.route_only(chosen, float(decision.latency_ms))
     return RouteResponse(
         decision_id=new_ulid(),

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _decode(model_path: Path) -> dict:
 
     llama = Llama(model_path=str(model_path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
     started = time.perf_counter()
-    out = llama.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
+    out: Any = llama.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
     return {
         "tokens": out["usage"]["completion_tokens"],
         "text": out["choices"][0]["text"],

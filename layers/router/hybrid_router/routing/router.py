@@ -105,7 +105,7 @@ class Router:
             if "prompt_chars" in self._input_names:
                 feeds["prompt_chars"] = chars[index : index + 1]
             results.append(self._session.run([output], feeds)[0][0])
-        return np.stack(results)  # type: ignore[arg-type]
+        return np.stack(results)
 
     def score(self, prompts: Sequence[str | bytes]) -> np.ndarray:
         """float32 [len(prompts)] in [0, 1]: P(strong model needed) for (info.strong_model, info.weak_model)."""

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -248,7 +248,7 @@ class DynamoDecisionStore:
             elif outcome == "duplicate":
                 result.duplicates += 1
             else:
-                result.failed.append((record.decision_id, outcome))
+                result.failed.append((record.decision_id, cast(StoreFailure, outcome)))  # neither accepted nor dup
                 continue
             if charged_differently(record, stored):
                 result.charged.append(stored)
