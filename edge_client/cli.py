@@ -553,7 +553,7 @@ def label(
     threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model"),
 ) -> None:
     """Label prompts with checkable answers by the weak and the strong model (training rows for this pair)."""
-    from edge_client.label import LabelError, LabelOptions, run_label
+    from router_training.label import LabelError, LabelOptions, run_label
 
     options = LabelOptions(
         out=out,

@@ -20,7 +20,7 @@ from hybrid_router.cascade import answer_confidence
 def test_label_confidence_equals_the_librarys_logprobs(prompt: str, max_tokens: int) -> None:
     from llama_cpp import Llama
 
-    from edge_client.label import ConfidentWeak
+    from router_training.label import ConfidentWeak
 
     path = default_model_path()
     if path is None:
