@@ -197,3 +197,30 @@ def test_the_quality_target_in_force_round_trips(store, make_decision):
     stored = {r.decision_id: r for r in store.records_for_device("acme", "q-1")}
     assert (stored[targeted.decision_id].quality_target, stored[targeted.decision_id].quality_confidence) == (0.9, 0.95)
     assert stored[targeted.decision_id] == targeted and stored[plain.decision_id].quality_target is None
+
+
+def test_both_stores_answer_the_decision_store_protocol_alike(store, make_decision, tmp_path) -> None:
+    """The device's SQLite log and one device's partition of the DynamoDB table give the same records, ratings
+    and usage, so usage, dashboards and experiment reports come from one copy of the code."""
+    from hybrid_router.dashboard import build
+    from hybrid_router.feedback import FeedbackRequest
+    from hybrid_router.local_quality import rating_units
+    from hybrid_router.stores.protocol import DecisionStore
+    from hybrid_router.stores.sqlite_log import DecisionLog
+
+    records = [make_decision(route="strong" if i % 3 else "weak", tenant_id="t", device_id="d") for i in range(9)]
+    with DecisionLog(tmp_path / "device.sqlite3") as log:
+        for record in records:
+            log.append(record)
+        log.rate(FeedbackRequest(decision_id=records[0].decision_id, rating=-1, scale="thumbs"))
+        store.put_records(records)
+        store.put_feedback("t", "d", records[0].decision_id, -1, scale="thumbs")
+        sides: list[DecisionStore] = [log, store.for_device("t", "d")]
+        device, cloud = ([r.decision_id for r in side.records()] for side in sides)
+        assert sorted(device) == sorted(cloud) == sorted(r.decision_id for r in records)
+        assert rating_units(log.ratings()) == rating_units(sides[1].ratings()) == {records[0].decision_id: 0.0}
+        assert log.usage().totals == sides[1].usage().totals
+        assert (
+            build(log.records(), log.ratings(), "t").local_quality
+            == build(sides[1].records(), sides[1].ratings(), "t").local_quality
+        )

@@ -10,6 +10,7 @@ import pytest
 
 from hybrid_router.dashboard import build, render
 from hybrid_router.usage import UsageSummary
+from hybrid_router.stores.protocol import Rating
 
 
 def test_groups_percentiles_and_ratings(make_decision) -> None:
@@ -20,9 +21,9 @@ def test_groups_percentiles_and_ratings(make_decision) -> None:
         make_decision(route="strong", reason="budget:daily", router_latency_ms=4.0, router_version="v2"),
     ]
     ratings = {
-        records[1].decision_id: (5, "stars"),
-        records[2].decision_id: (-1, "thumbs"),
-        records[3].decision_id: (3, "stars"),
+        records[1].decision_id: Rating(5, "stars"),
+        records[2].decision_id: Rating(-1, "thumbs"),
+        records[3].decision_id: Rating(3, "stars"),
     }
     data = build(records, ratings, "t")
     assert data.usage == UsageSummary.from_records(records)  # the numbers of `usage` and /v1/usage

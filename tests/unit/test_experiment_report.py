@@ -11,6 +11,7 @@ from hybrid_router.experiments import MIN_RATINGS, Ratings, arm_for, mcnemar_exa
 from hybrid_router.usage import percentile
 from hybrid_router.registry import Experiment, RouterRef
 from hybrid_router.ulid import new_ulid
+from hybrid_router.stores.protocol import Rating
 
 CONTROL = RouterRef(router_id="r", version="1")
 CANDIDATE = RouterRef(router_id="r", version="2")
@@ -82,7 +83,7 @@ def _records(make_decision, mode: str, n: int, seed: int = 3) -> list:
 def test_ab_report_equals_a_recount_of_the_records(make_decision) -> None:
     records = _records(make_decision, "ab", 200)
     other = make_decision()  # not in the experiment: left out
-    ratings = {r.decision_id: (random.Random(r.decision_id).choice([-1, 1]), "thumbs") for r in records[::2]}
+    ratings = {r.decision_id: Rating(random.Random(r.decision_id).choice([-1, 1]), "thumbs") for r in records[::2]}
     result = report(experiment("ab"), records + [other], ratings)
     assert result.requests == 200
     for arm in ("control", "candidate"):
@@ -102,7 +103,7 @@ def test_ab_report_equals_a_recount_of_the_records(make_decision) -> None:
 def test_ab_without_enough_ratings_says_how_many_more(make_decision) -> None:
     records = _records(make_decision, "ab", 40)
     rated = [r for r in records if r.arm == "control"][:5]
-    result = report(experiment("ab"), records, {r.decision_id: (4, "stars") for r in rated})
+    result = report(experiment("ab"), records, {r.decision_id: Rating(4, "stars") for r in rated})
     assert result.verdict.outcome == "not_enough_data"
     assert f"{MIN_RATINGS - 5} more rated answers in the control arm" in result.verdict.needed
 
@@ -143,7 +144,9 @@ def _arm_records(make_decision, arm: str, n: int, strong: int) -> list:
 def test_the_ab_verdict(make_decision, candidate_strong, candidate_rating, outcome) -> None:
     control = _arm_records(make_decision, "control", 40, strong=20)
     candidate = _arm_records(make_decision, "candidate", 40, strong=candidate_strong)
-    ratings = {r.decision_id: (1 if i % 4 else -1, "thumbs") for i, r in enumerate(control)}
-    ratings.update({r.decision_id: (candidate_rating if i % 4 else -1, "thumbs") for i, r in enumerate(candidate)})
+    ratings = {r.decision_id: Rating(1 if i % 4 else -1, "thumbs") for i, r in enumerate(control)}
+    ratings.update(
+        {r.decision_id: Rating(candidate_rating if i % 4 else -1, "thumbs") for i, r in enumerate(candidate)}
+    )
     verdict = report(experiment("ab"), control + candidate, ratings).verdict
     assert verdict.outcome == outcome, verdict.summary

@@ -7,11 +7,12 @@ import pytest
 
 from hybrid_router.dashboard import build, page
 from hybrid_router.local_quality import local_quality, local_quality_by, rating_units
+from hybrid_router.stores.protocol import Rating
 
 
 def rated(make_decision, wrong: int, right: int, target: float | None = 0.9, route: str = "weak"):
     records = [make_decision(route=route, quality_target=target, quality_confidence=0.95) for _ in range(wrong + right)]
-    ratings = {r.decision_id: (-1 if i < wrong else 1, "thumbs") for i, r in enumerate(records)}
+    ratings = {r.decision_id: Rating(-1 if i < wrong else 1, "thumbs") for i, r in enumerate(records)}
     return records, ratings
 
 
@@ -30,8 +31,8 @@ def test_the_verdict_follows_the_evidence(make_decision, wrong: int, right: int,
 def test_only_rated_local_answers_count_and_stars_below_three_are_wrong(make_decision) -> None:
     records, _ = rated(make_decision, 0, 4)
     strong, _ = rated(make_decision, 0, 2, route="strong")
-    stars = {records[0].decision_id: (1, "stars"), records[1].decision_id: (3, "stars")}
-    stars |= {r.decision_id: (1, "stars") for r in strong}  # strong answers rated wrong: not the local model's
+    stars = {records[0].decision_id: Rating(1, "stars"), records[1].decision_id: Rating(3, "stars")}
+    stars |= {r.decision_id: Rating(1, "stars") for r in strong}  # strong answers rated wrong: not the local model's
     quality = local_quality([*records, *strong], rating_units(stars))
     assert (quality.rated, quality.failures, quality.target) == (2, 1, 0.9)
 

@@ -35,8 +35,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from hybrid_router.decision import DecisionRecord
-from hybrid_router.feedback import unit_score
+from hybrid_router.local_quality import rating_units
 from hybrid_router.registry import Experiment
+from hybrid_router.stores.protocol import RatingLike
 from hybrid_router.usage import percentile
 
 Arm = Literal["control", "candidate"]
@@ -210,22 +211,12 @@ class ExperimentReport(BaseModel):
     verdict: Verdict
 
 
-def _unit(rating: Any) -> float:
-    if isinstance(rating, tuple):
-        return unit_score(int(rating[0]), rating[1])
-    return unit_score(int(rating.rating), rating.scale)
-
-
 def report(
-    experiment: Experiment, records: Iterable[DecisionRecord | Mapping[str, Any]], ratings: Mapping[str, Any]
+    experiment: Experiment, records: Iterable[DecisionRecord], ratings: Mapping[str, RatingLike]
 ) -> ExperimentReport:
-    """The report over `records` (those tagged with this experiment are used) and `ratings` by decision id (a
-    (rating, scale) pair or an object with .rating and .scale)."""
-    mine = [
-        r
-        for r in (x if isinstance(x, DecisionRecord) else DecisionRecord.model_validate(x) for x in records)
-        if r.experiment_id == experiment.experiment_id
-    ]
+    """The report over `records` (those tagged with this experiment are used) and `ratings` by decision id (as
+    any DecisionStore returns them)."""
+    mine = [r for r in records if r.experiment_id == experiment.experiment_id]
     mine.sort(key=lambda r: r.decision_id)
     scored = [r for r in mine if r.shadow_route is not None]
     agreement = (
@@ -236,7 +227,7 @@ def report(
         if scored
         else None
     )
-    units = {decision_id: _unit(value) for decision_id, value in ratings.items()}
+    units = rating_units(ratings)
     refs = {"control": experiment.control, "candidate": experiment.candidate}
     arms: dict[str, ArmReport] = {}
     if experiment.mode == "ab":

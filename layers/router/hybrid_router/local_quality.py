@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 from hybrid_router.decision import DecisionRecord
 from hybrid_router.feedback import unit_score
+from hybrid_router.stores.protocol import RatingLike
 
 FAILED_BELOW = 0.5  # a rating on [0, 1] under this marks the answer wrong
 Verdict = Literal["no ratings", "no target", "target met", "target not met", "not known yet"]
@@ -47,14 +48,9 @@ class LocalQuality(BaseModel):
         return f"{line}; target {self.target:.0%} right: {self.verdict}"
 
 
-def rating_units(ratings: Mapping[str, Any]) -> dict[str, float]:
-    """Ratings by decision id, as either store returns them ((rating, scale), or a stored rating with `.rating`
-    and `.scale`), on [0, 1]."""
-    units = {}
-    for decision_id, value in ratings.items():
-        rating, scale = value if isinstance(value, tuple) else (value.rating, value.scale)
-        units[decision_id] = unit_score(int(rating), scale)
-    return units
+def rating_units(ratings: Mapping[str, RatingLike]) -> dict[str, float]:
+    """Ratings by decision id (as any DecisionStore returns them), on [0, 1]."""
+    return {decision_id: unit_score(int(value.rating), value.scale) for decision_id, value in ratings.items()}
 
 
 def local_quality(

@@ -73,10 +73,9 @@ def experiment_report(
     except ValueError as exc:
         raise ApiError(422, str(exc), code="invalid_value", param="experiment_id") from None
     experiment = svc.call_registry(svc.registry.experiment, experiment_id)
-    records = svc.call_store(
-        "experiment_records", svc.store.records_for_device, who.tenant_id, who.device_id, experiment.started_at
-    )
-    ratings = svc.call_store("experiment_ratings", svc.store.ratings_for_device, who.tenant_id, who.device_id)
+    mine = svc.store.for_device(who.tenant_id, who.device_id)
+    records = svc.call_store("experiment_records", mine.records, experiment.started_at)
+    ratings = svc.call_store("experiment_ratings", mine.ratings)
     return report(experiment, records, ratings)
 
 
@@ -90,8 +89,9 @@ def dashboard(
     from hybrid_router.dashboard import page
 
     since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
-    records = svc.call_store("dashboard", svc.store.records_for_device, who.tenant_id, who.device_id, since)
-    ratings = svc.call_store("dashboard_ratings", svc.store.ratings_for_device, who.tenant_id, who.device_id)
+    mine = svc.store.for_device(who.tenant_id, who.device_id)
+    records = svc.call_store("dashboard", mine.records, since)
+    ratings = svc.call_store("dashboard_ratings", mine.ratings)
     title = f"hybrid-router cloud: {who.tenant_id}/{who.device_id}, last {days} days"
     return HTMLResponse(page(records, ratings, title))
 

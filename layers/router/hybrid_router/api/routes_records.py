@@ -105,7 +105,7 @@ def usage(
     since, until = _bound(since, "since"), _bound(until, "until")
     if since and until and since >= until:
         raise ApiError(422, "since must be before until.", code="invalid_value", param="since")
-    summary = svc.call_store("usage", svc.store.usage, who.tenant_id, who.device_id, since, until)
+    summary = svc.call_store("usage", svc.store.for_device(who.tenant_id, who.device_id).usage, since, until)
     dumped = summary.model_dump()
     return UsageResponse(tenant_id=who.tenant_id, device_id=who.device_id, since=since, until=until, **dumped)
 

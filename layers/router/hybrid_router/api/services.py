@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.settings import ApiSettings
@@ -11,6 +11,9 @@ from hybrid_router.api.telemetry import LogTelemetry, Telemetry
 from hybrid_router.backends.base import ChatBackend
 from hybrid_router.costs import CostModel
 from hybrid_router.stores.errors import THROTTLING_CODES, kind_of_code
+
+if TYPE_CHECKING:
+    from hybrid_router.stores.dynamodb import DynamoDecisionStore
 
 
 class Services:
@@ -155,7 +158,7 @@ class Services:
         return self._cost_model
 
     @property
-    def store(self) -> Any:
+    def store(self) -> DynamoDecisionStore:
         if self._store is None:
             if not self.settings.table_name:
                 raise ApiError(503, "No decision table is configured (DECISIONS_TABLE_NAME).", code="store_unavailable")

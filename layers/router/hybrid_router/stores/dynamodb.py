@@ -42,6 +42,7 @@ from hybrid_router.decision import (
     utc_now_iso,
 )
 from hybrid_router.stores.errors import RETRYABLE_CODES, StoreFailure, failure_from, refused
+from hybrid_router.stores.protocol import Rating, When
 from hybrid_router.ulid import new_ulid
 from hybrid_router.usage import UsageSummary
 
@@ -475,9 +476,9 @@ class DynamoDecisionStore:
         records = [self._record(item) for item in self._query(params)]
         return _in_window(records, since, until)
 
-    def ratings_for_device(self, tenant: str, device: str) -> dict[str, tuple[int, str]]:
-        """A device's ratings, {decision_id: (rating, scale)}; a rating stored without a scale that its value does
-        not tell (1) is left out."""
+    def ratings_for_device(self, tenant: str, device: str) -> dict[str, Rating]:
+        """A device's ratings, {decision_id: Rating(rating, scale)}; a rating stored without a scale that its value
+        does not tell (1) is left out."""
         from hybrid_router.feedback import rating_scale
 
         params: dict[str, Any] = {
@@ -485,12 +486,12 @@ class DynamoDecisionStore:
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :feedback)",
             "ExpressionAttributeValues": {":pk": {"S": device_pk(tenant, device)}, ":feedback": {"S": "FEEDBACK#"}},
         }
-        ratings: dict[str, tuple[int, str]] = {}
+        ratings: dict[str, Rating] = {}
         for item in self._query(params):
             plain = _plain(item)
             try:
                 rating = int(plain["rating"])
-                ratings[str(plain["decision_id"])] = (rating, rating_scale(rating, plain.get("scale")))
+                ratings[str(plain["decision_id"])] = Rating(rating, rating_scale(rating, plain.get("scale")))
             except (KeyError, TypeError, ValueError):
                 continue
         return ratings
@@ -503,6 +504,10 @@ class DynamoDecisionStore:
         until: str | date | datetime | None = None,
     ) -> UsageSummary:
         return UsageSummary.from_records(self.records_for_device(tenant, device, since, until))
+
+    def for_device(self, tenant: str, device: str) -> DeviceDecisions:
+        """One device's decisions, as the DecisionStore protocol offers them (the device's own log does the same)."""
+        return DeviceDecisions(self, tenant, device)
 
     def _query(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         from botocore.exceptions import ClientError
@@ -549,6 +554,24 @@ def check_upload_time(created_at: str, max_age: timedelta, now: datetime | None 
             f"({max_age.days} days back to {int(UPLOAD_MAX_AHEAD.total_seconds() // 60)} minutes ahead "
             "of the cloud's clock)"
         )
+
+
+@dataclass(frozen=True)
+class DeviceDecisions:
+    """A DecisionStore over one tenant/device partition of the table."""
+
+    store: DynamoDecisionStore
+    tenant: str
+    device: str
+
+    def records(self, since: When = None, until: When = None) -> list[DecisionRecord]:
+        return self.store.records_for_device(self.tenant, self.device, since, until)
+
+    def ratings(self) -> dict[str, Rating]:
+        return self.store.ratings_for_device(self.tenant, self.device)
+
+    def usage(self, since: When = None, until: When = None) -> UsageSummary:
+        return self.store.usage(self.tenant, self.device, since, until)
 
 
 def _expires_at(created_at: str) -> int:
