@@ -160,12 +160,14 @@ def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
     svc.telemetry.decision(record, source="chat")
     if linked and record.status == "error" and record.completion_tokens == 0:
         return True
+    from hybrid_router.stores.dynamodb import AlreadyServed
+
     try:
         svc.call_store("put_served", svc.store.put_served, record)
     except ApiError as exc:
         svc.telemetry.store_failure("put_served", exc.message, record)
         return False
-    except ValueError as exc:
+    except (AlreadyServed, ValueError) as exc:  # served under this id already; or a record DynamoDB cannot hold
         svc.telemetry.store_failure("put_served", str(exc), record)
         return False
     return True

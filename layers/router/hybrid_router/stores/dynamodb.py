@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, cast
+from enum import Enum
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -101,6 +102,24 @@ class PutResult:
             "duplicates": self.duplicates,
             "failed": [{"decision_id": d, "error": e} for d, e in self.failed],
         }
+
+
+class Stored(Enum):
+    """What a batch upload did with one record (a StoreFailure says why it did neither)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+Outcome = Stored | StoreFailure
+
+
+class AlreadyServed(Exception):
+    """The cloud has already recorded an answer served under this decision id."""
+
+    def __init__(self, decision_id: str):
+        super().__init__(f"decision {decision_id} was already served")
+        self.decision_id = decision_id
 
 
 class DecisionIdTaken(Exception):
@@ -244,45 +263,45 @@ class DynamoDecisionStore:
         else:
             outcomes = [self._upload_one(record) for record in valid]
         for record, (outcome, stored) in zip(valid, outcomes):
-            if outcome == "accepted":
+            if outcome is Stored.ACCEPTED:
                 result.stored.append(stored)
-            elif outcome == "duplicate":
+            elif outcome is Stored.DUPLICATE:
                 result.duplicates += 1
             else:
-                result.failed.append((record.decision_id, cast(StoreFailure, outcome)))  # neither accepted nor dup
+                result.failed.append((record.decision_id, outcome))
                 continue
             if charged_differently(record, stored):
                 result.charged.append(stored)
         return result
 
-    def _upload_one(self, record: DecisionRecord) -> tuple[str, DecisionRecord]:
+    def _upload_one(self, record: DecisionRecord) -> tuple[Outcome, DecisionRecord]:
         """A device's record: new, a re-send (duplicate), or its side of a request the cloud served (merged once)."""
         now = utc_now_iso()
         old, outcome = self._put_catching(self._item(record, **{UPLOADED_AT: now}), "attribute_not_exists(sk)")
         if old is None or SERVED_COST not in old:
-            return ("duplicate" if old is not None else outcome), record
+            return (Stored.DUPLICATE if old is not None else outcome), record
         if UPLOADED_AT in old:  # merged by an earlier upload whose answer the device never heard
-            return "duplicate", self._record(old)
+            return Stored.DUPLICATE, self._record(old)
         merged = merge_served(self._record(old), record)
         item = self._item(merged, **{SERVED_COST: _value(old, SERVED_COST), UPLOADED_AT: now})
         unmerged = f"attribute_exists({SERVED_COST}) AND attribute_not_exists({UPLOADED_AT})"
         again, outcome = self._put_catching(item, unmerged)
-        return ("duplicate" if again is not None else outcome), merged
+        return (Stored.DUPLICATE if again is not None else outcome), merged
 
     def put_served(self, record: DecisionRecord) -> DecisionRecord:
         """The cloud's record of an answer it served, stored as is or merged into the device's record of that
         request if the device uploaded it first. Returns what is stored; store errors raise (ClientError,
-        BotoCoreError), and an id already served is ValueError."""
+        BotoCoreError), and an id already served is AlreadyServed."""
         served = {SERVED_COST: record.cost_usd}
         old = self._put(self._item(record, **served), "attribute_not_exists(sk)")
         if old is None:
             return record
         if SERVED_COST in old:
-            raise ValueError(f"decision {record.decision_id} was already served")
+            raise AlreadyServed(record.decision_id)
         merged = merge_served(record, self._record(old), device_first=True)
         extra = {**served, UPLOADED_AT: _value(old, UPLOADED_AT)} if UPLOADED_AT in old else served
         if self._put(self._item(merged, **extra), f"attribute_not_exists({SERVED_COST})") is not None:
-            raise ValueError(f"decision {record.decision_id} was already served")
+            raise AlreadyServed(record.decision_id)
         return merged
 
     def claim(self, tenant: str, device: str, decision_id: str) -> None:
@@ -333,12 +352,12 @@ class DynamoDecisionStore:
             self._backoff(attempt)
         raise AssertionError("unreachable: the loop returns or raises on its last attempt")
 
-    def _put_catching(self, item: dict[str, Any], condition: str) -> tuple[dict[str, Any] | None, str]:
-        """_put for a batch: (the item already there or None, "accepted" or the StoreFailure that stopped it)."""
+    def _put_catching(self, item: dict[str, Any], condition: str) -> tuple[dict[str, Any] | None, Outcome]:
+        """_put for a batch: (the item already there or None, ACCEPTED or the StoreFailure that stopped it)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self._put(item, condition), "accepted"
+            return self._put(item, condition), Stored.ACCEPTED
         except (ClientError, BotoCoreError) as error:
             return None, failure_from(error)
 
