@@ -294,3 +294,33 @@ def test_a_streamed_cloud_answer_carries_the_usage_the_cloud_records(cloud) -> N
         },
     )
     assert '"usage"' not in plain.text  # only when asked for, as OpenAI does
+
+
+def test_the_device_records_the_model_the_cloud_names_not_its_alias(cloud) -> None:
+    """The device asks its cloud for `strong`; its record and answer name the model that answered."""
+    from hybrid_router.backends.openai_compat import OpenAICompatBackend
+    from hybrid_router.openai_schema import ChatCompletionRequest
+    from hybrid_router.pipeline import Pipeline, Plan
+
+    backend = OpenAICompatBackend(str(cloud.base_url) + "/v1", api_key=KEY, model="strong", api_key_header="x-api-key")
+    backend.name = "strong"
+    kept: list[DecisionRecord] = []
+
+    class Keep:
+        def begin(self, record: DecisionRecord) -> None: ...
+
+        def write(self, record: DecisionRecord) -> bool:
+            kept.append(record)
+            return True
+
+    pipeline = Pipeline(None, backend, "smollm2", "strong", Keep(), fallback=False)
+    request = ChatCompletionRequest(model="strong", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+    def plan() -> Plan:
+        return Plan(new_ulid(), "strong", "strong", "forced", 0.0, 0.0, "r", "1", 0.0)
+
+    plain = pipeline.complete(request, plan())
+    streamed = pipeline.stream(request.model_copy(update={"stream": True}), plan())
+    list(streamed)
+    assert [r.model_used for r in kept] == ["strong-model", "strong-model"]
+    assert plain.record.strong_model == "strong-model" and streamed.record is kept[1]

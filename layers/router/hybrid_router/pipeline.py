@@ -321,11 +321,15 @@ class Pipeline:
         queue_s: float = 0.0,
         draft: Draft | None = None,
         usage_estimated: bool = False,
+        served_as: str | None = None,
     ) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
+        `served_as`: the name the strong server gave the model that answered (the cloud's real name behind the
+        alias `strong`), recorded instead of the configured one.
         With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
         energy (and its electricity cost) to the record."""
         costs = self.costs
+        strong_name = (served_as or self.strong_name)[:200] if route == "strong" else self.strong_name
         generation_s = max(generation_s - queue_s, 0.0)
         strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
         overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
@@ -363,8 +367,8 @@ class Pipeline:
             route=route,
             reason=reason,
             weak_model=self.weak_name,
-            strong_model=self.strong_name,
-            model_used=self.weak_name if route == "weak" else self.strong_name,
+            strong_model=strong_name,
+            model_used=self.weak_name if route == "weak" else strong_name,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             router_latency_ms=plan.router_latency_ms,
@@ -436,6 +440,7 @@ class Pipeline:
                     queue_s=completion.queue_s,
                     draft=draft,
                     usage_estimated=completion.usage_estimated,
+                    served_as=completion.model,
                 )
                 stored = self.write(record)
                 return Answer(self._received(attempt, plan, completion.text), completion.finish_reason, record, stored)
@@ -746,6 +751,7 @@ class StreamingAnswer:
             queue_s=usage.queue_s,
             draft=self.draft,
             usage_estimated=usage.usage_estimated,
+            served_as=usage.model,
         )
         try:
             self.stored = self.pipeline.write(self.record)

@@ -98,6 +98,7 @@ class StreamResult(NamedTuple):
     finish_reason: str = "stop"
     queue_s: float = 0.0
     usage_estimated: bool = False
+    model: str | None = None  # the model the server says answered (e.g. the cloud's real name behind "strong")
 
 
 @runtime_checkable

@@ -191,6 +191,7 @@ class OpenAICompatBackend:
         payload = self._payload(messages, max_tokens, temperature, stream=True, stop=stop, top_p=top_p)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
+        served: str | None = None
         finish = "stop"
         chunks = 0
         started = False
@@ -224,6 +225,8 @@ class OpenAICompatBackend:
                         )
                     if isinstance(event.get("usage"), dict):
                         usage = event["usage"]
+                    if isinstance(event.get("model"), str):
+                        served = event["model"]
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content") or ""
                         if choice.get("finish_reason"):
@@ -243,8 +246,8 @@ class OpenAICompatBackend:
             )
         reported = _reported_usage(usage)
         if reported is not None:
-            return StreamResult(*reported, finish)
+            return StreamResult(*reported, finish, model=served)
         text = "".join(pieces)
         return StreamResult(
-            self._prompt_estimate(messages), chunks or estimate_tokens(text), finish, usage_estimated=True
+            self._prompt_estimate(messages), chunks or estimate_tokens(text), finish, usage_estimated=True, model=served
         )
