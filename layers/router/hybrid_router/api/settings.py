@@ -45,6 +45,11 @@ class ApiSettings(BaseModel):
     # Local (uvicorn) identity: secret key -> tenant/device. In Lambda: API key *id* -> tenant/device (optional).
     api_keys: dict[str, Identity] = Field(default_factory=dict)
     key_identities: dict[str, Identity] = Field(default_factory=dict)
+    # Who says who calls: "header" (x-api-key checked against api_keys; uvicorn, the local stack) or
+    # "request_context_header" (the chat function behind the Lambda Web Adapter: API Gateway checked the key and
+    # the adapter puts the event's requestContext, apiKeyId included, into the x-amzn-request-context header,
+    # replacing any such header a client sent). In Lambda under Mangum the event itself is used either way.
+    identity_source: Literal["header", "request_context_header"] = "header"
     default_tenant: str = "default"
     default_max_tokens: int = Field(default=512, ge=1)
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
@@ -97,6 +102,7 @@ class ApiSettings(BaseModel):
             "sagemaker_chat_template": get("SAGEMAKER_CHAT_TEMPLATE"),
             "strong_container": get("STRONG_CONTAINER"),
             "default_tenant": get("TENANT_ID"),
+            "identity_source": get("HYBRID_ROUTER_IDENTITY_SOURCE"),
             "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
             "max_batch_records": get("MAX_BATCH_RECORDS"),
             "upload_window_days": get("UPLOAD_WINDOW_DAYS"),
