@@ -398,6 +398,9 @@ def test_chat_is_streamed_past_api_gateways_29_seconds(template) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap" and env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["HYBRID_ROUTER_IDENTITY_SOURCE"] == "request_context_header"
     assert float(env["SAGEMAKER_TIMEOUT_S"]) * 1000 < gateway_ms
+    # A stream is ended and recorded before Lambda's timeout could stop the function: the limit is checked after
+    # each piece, and the next piece may take one SageMaker read.
+    assert float(env["STREAM_LIMIT_S"]) + float(env["SAGEMAKER_TIMEOUT_S"]) + 15 <= chat["Timeout"]
     [adapter] = chat["Layers"]  # beside the RouterLayer of Globals (SAM appends)
     arch = {"arm64": "Arm64", "x86_64": "X86"}[template["Globals"]["Function"]["Architectures"][0]]
     assert f":753240598075:layer:LambdaAdapterLayer{arch}:" in adapter["Fn::Sub"]

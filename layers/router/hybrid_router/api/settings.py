@@ -23,6 +23,9 @@ class ApiSettings(BaseModel):
     sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
     sagemaker_endpoint_url: str | None = None
     sagemaker_timeout_s: float = Field(default=60.0, gt=0)
+    # The longest a streamed answer may run (None: no limit). The chat function sets it below its own timeout (less
+    # one read of SAGEMAKER_TIMEOUT_S), so a stream is ended and recorded before Lambda would stop the function.
+    stream_limit_s: float | None = Field(default=None, gt=0)
     # A built-in name (chatml, llama3, mistral, plain) or the model's own Jinja chat template; used by the "tgi"
     # (generate) body only: with "messages" the container applies the model's template itself.
     sagemaker_chat_template: str = "chatml"
@@ -99,6 +102,7 @@ class ApiSettings(BaseModel):
         optional = {
             "sagemaker_body_format": get("SAGEMAKER_BODY_FORMAT"),
             "sagemaker_timeout_s": get("SAGEMAKER_TIMEOUT_S"),
+            "stream_limit_s": get("STREAM_LIMIT_S"),
             "sagemaker_chat_template": get("SAGEMAKER_CHAT_TEMPLATE"),
             "strong_container": get("STRONG_CONTAINER"),
             "default_tenant": get("TENANT_ID"),
