@@ -423,10 +423,29 @@ def test_ingest_calls_stay_within_the_template_permissions(lambda_env, routers_b
 
 def test_api_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls) -> None:
     handler = load_handler("api")
-    for name in ("chat_post.json", "chat_stream_post.json", "route_post.json", "models_get.json"):
+    for name in ("route_post.json", "models_get.json"):  # the routes API Gateway sends it
         response, _ = invoke(handler, load_event(name))
         assert response["statusCode"] == 200, (name, response["body"])
     assert set(aws_calls) == _template_operations()["ApiFunction"]
+
+
+def test_chat_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("HYBRID_ROUTER_IDENTITY_SOURCE", "request_context_header")
+    spec = importlib.util.spec_from_file_location(f"lambda_chat_{uuid.uuid4().hex[:6]}", REPO / "functions/chat/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with TestClient(module.app) as client:
+        for name in ("chat_post.json", "chat_stream_post.json"):
+            event = load_event(name)
+            headers = {
+                "x-amzn-request-context": json.dumps(event["requestContext"]),
+                "content-type": "application/json",
+            }
+            response = client.post("/v1/chat/completions", content=event["body"], headers=headers)
+            assert response.status_code == 200, (name, response.text)
+    assert set(aws_calls) == _template_operations()["ChatFunction"]
 
 
 @pytest.mark.parametrize("damage", ["no_request_context", "bad_base64"])

@@ -37,12 +37,7 @@ INFERENCE_OPERATIONS = {
 }
 OPERATIONS = {
     "ChatFunction": INFERENCE_OPERATIONS,
-    "ApiFunction": {
-        ("dynamodb", "PutItem"),
-        ("sagemaker-runtime", "InvokeEndpoint"),
-        ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),
-        ("s3", "GetObject"),
-    },
+    "ApiFunction": {("s3", "GetObject")},  # models and route-only decisions: the router, nothing else
     "IngestFunction": {
         ("dynamodb", "PutItem"),
         ("dynamodb", "Query"),
