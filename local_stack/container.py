@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ from hybrid_router.api.streaming import ClosingStreamingResponse
 log = logging.getLogger("local_stack.container")
 
 MAX_NEW_TOKENS = 4096
+TOKEN_DELAY_ENV = "LOCAL_SAGEMAKER_TOKEN_DELAY_S"
 _TGI_FINISH = {"length": "length", "stop": "eos_token"}
 
 
@@ -139,9 +141,10 @@ def _sse(event: dict[str, Any], space: bool = True) -> bytes:
     return (b"data: " if space else b"data:") + json.dumps(event).encode("utf-8") + b"\n\n"
 
 
-def _tgi_response(model: TextModel, request: TgiRequest) -> dict[str, Any]:
+def _tgi_response(model: TextModel, request: TgiRequest, token_delay_s: float = 0.0) -> dict[str, Any]:
     params = request.parameters
     result = model.complete_prompt(request.inputs, params.max_new_tokens, request.sampling_temperature(), params.stop)
+    _pace(token_delay_s * result.completion_tokens)
     text = (request.inputs + result.text) if params.return_full_text else result.text
     out: dict[str, Any] = {"generated_text": text}
     if params.details or params.decoder_input_details:
@@ -157,7 +160,13 @@ def _tgi_response(model: TextModel, request: TgiRequest) -> dict[str, Any]:
     return out
 
 
-def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
+def _pace(token_delay_s: float) -> None:
+    """A slower GPU: each generated token is held this long before it is sent (the model keeps its lock)."""
+    if token_delay_s > 0:
+        time.sleep(token_delay_s)
+
+
+def _tgi_stream(model: TextModel, request: TgiRequest, token_delay_s: float = 0.0) -> Iterator[bytes]:
     params = request.parameters
     pieces: list[str] = []
     finish = "stop"
@@ -171,6 +180,7 @@ def _tgi_stream(model: TextModel, request: TgiRequest) -> Iterator[bytes]:
                 if piece.finish_reason:
                     finish = piece.finish_reason
                 if piece.text:
+                    _pace(token_delay_s)
                     pieces.append(piece.text)
                     token = {"id": None, "text": piece.text, "logprob": None, "special": False}
                     yield _sse(
@@ -226,7 +236,9 @@ def _chat_response(model: TextModel, request: ChatCompletionRequest, messages: l
     }
 
 
-def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: list[dict]) -> Iterator[bytes]:
+def _chat_stream(
+    model: TextModel, request: ChatCompletionRequest, messages: list[dict], token_delay_s: float = 0.0
+) -> Iterator[bytes]:
     completion_id = f"chatcmpl-{new_ulid()}"
     yield _sse(completion_chunk(completion_id, model.name, {"role": "assistant", "content": ""}))
     count = 0
@@ -247,6 +259,7 @@ def _chat_stream(model: TextModel, request: ChatCompletionRequest, messages: lis
                     finish = piece.finish_reason
                     prompt_tokens = piece.prompt_tokens or 0
                 if piece.text:
+                    _pace(token_delay_s)
                     count += 1
                     yield _sse(completion_chunk(completion_id, model.name, {"content": piece.text}))
     except Exception as exc:  # the status is sent already: end with an error event and [DONE]
@@ -282,8 +295,16 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
-def create_container_app(model: TextModel, api_key: str | None = None, load_on_startup: bool = True) -> FastAPI:
-    """The BYOC model server app. `api_key` guards only the /v1 OpenAI routes (SageMaker never sends one)."""
+def create_container_app(
+    model: TextModel, api_key: str | None = None, load_on_startup: bool = True, token_delay_s: float | None = None
+) -> FastAPI:
+    """The BYOC model server app. `api_key` guards only the /v1 OpenAI routes (SageMaker never sends one).
+    `token_delay_s` (else env LOCAL_SAGEMAKER_TOKEN_DELAY_S, else 0) holds each generated token that long before
+    it is sent, as a slower GPU would: the tokens are still the model's own, only later."""
+    if token_delay_s is None:
+        token_delay_s = float(os.environ.get(TOKEN_DELAY_ENV, "") or 0)
+    if token_delay_s < 0:
+        raise ValueError(f"token_delay_s must be >= 0, not {token_delay_s}")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -311,8 +332,12 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
                 raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
             model.check_fits(prompt_tokens, request.token_limit(256))
             if request.stream:
-                return ClosingStreamingResponse(_chat_stream(model, request, messages), media_type="text/event-stream")
-            return JSONResponse(_chat_response(model, request, messages))
+                return ClosingStreamingResponse(
+                    _chat_stream(model, request, messages, token_delay_s), media_type="text/event-stream"
+                )
+            answer = _chat_response(model, request, messages)
+            _pace(token_delay_s * answer["usage"]["completion_tokens"])
+            return JSONResponse(answer)
         except InputRejected as exc:
             return _rejected(str(exc))
         except ValueError as exc:
@@ -331,8 +356,10 @@ def create_container_app(model: TextModel, api_key: str | None = None, load_on_s
         try:
             model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
             if request.stream:
-                return ClosingStreamingResponse(_tgi_stream(model, request), media_type="text/event-stream")
-            return JSONResponse([_tgi_response(model, request)])
+                return ClosingStreamingResponse(
+                    _tgi_stream(model, request, token_delay_s), media_type="text/event-stream"
+                )
+            return JSONResponse([_tgi_response(model, request, token_delay_s)])
         except ValueError as exc:
             if _context_error(exc):
                 return _rejected(str(exc))

@@ -74,6 +74,9 @@ class StackInfo:
     pid: int
     data_dir: str | None = None
     routers_bucket: str | None = None  # moto's S3, on the DynamoDB server's port (hybrid_router.registry)
+    # API Gateway as template.yaml configures it (local_stack.gateway): the same key, chat streamed for up to
+    # 15 minutes, every other route buffered and cut at 29 s, in front of the app as the Lambda Web Adapter runs it.
+    gateway_url: str | None = None
 
 
 def stack_environment(info: StackInfo) -> dict[str, str]:
@@ -198,6 +201,8 @@ def start_stack(
     data_dir: str | Path | None = None,
     snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     log_level: str = "warning",
+    token_delay_s: float | None = None,
+    gateway_port: int = 0,
 ) -> Stack:
     """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
 
@@ -208,6 +213,8 @@ def start_stack(
     state_file: where to write the connection info (None: don't write one).
     data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
     at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
+    token_delay_s: the SageMaker stand-in holds each generated token this long, as a slower GPU would (None: env
+    LOCAL_SAGEMAKER_TOKEN_DELAY_S, else 0).
     """
     from hybrid_router.stores.dynamodb import create_table, make_client
 
@@ -226,7 +233,10 @@ def start_stack(
         text_model = LlamaTextModel(model_path, n_ctx=n_ctx, n_threads=n_threads)
         stack.model = text_model
         container = ServerThread(
-            create_container_app(text_model), host=host, log_level=log_level, name="sagemaker-container"
+            create_container_app(text_model, token_delay_s=token_delay_s),
+            host=host,
+            log_level=log_level,
+            name="sagemaker-container",
         )
         stack._servers.append(container.start())
         runtime = ServerThread(
@@ -276,6 +286,7 @@ def start_stack(
             server = ServerThread(create_app(), host=host, port=api_port, log_level=log_level, name="cloud-api")
             stack._servers.append(server.start())
             info.api_url = server.url
+            info.gateway_url = _start_gateway(stack, info, host, gateway_port, log_level)
         stack.info = info
         if state_file is not None:
             path = Path(state_file)
@@ -287,6 +298,35 @@ def start_stack(
     except BaseException:
         stack.stop()
         raise
+
+
+GATEWAY_KEY_ID = "local-stack-key"  # the id API Gateway would give the stack's key (requestContext.identity.apiKeyId)
+
+
+def _start_gateway(stack: Stack, info: StackInfo, host: str, port: int, log_level: str) -> str:
+    """The app as the Lambda Web Adapter runs it in the functions (the caller from the request context the gateway
+    sends), behind the API Gateway stand-in; returns the gateway's URL."""
+    from hybrid_router.api import ApiSettings, create_app
+    from hybrid_router.api.identity import Identity
+    from local_stack.gateway import create_gateway_app
+
+    settings = ApiSettings.from_env().model_copy(
+        update={
+            "identity_source": "request_context_header",
+            "key_identities": {GATEWAY_KEY_ID: Identity(tenant_id=info.tenant, device_id=info.device)},
+        }
+    )
+    functions = ServerThread(create_app(settings), host=host, log_level=log_level, name="cloud-functions")
+    stack._servers.append(functions.start())
+    gateway = ServerThread(
+        create_gateway_app(functions.url, {info.api_key: GATEWAY_KEY_ID}),
+        host=host,
+        port=port,
+        log_level=log_level,
+        name="api-gateway",
+    )
+    stack._servers.append(gateway.start())
+    return gateway.url
 
 
 def create_bucket(url: str, region: str, bucket: str) -> Any:
@@ -327,6 +367,13 @@ def _parser() -> argparse.ArgumentParser:
         help="router file or folder for the cloud API (default: HYBRID_ROUTER_ROUTER or the packaged router)",
     )
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads for the strong model")
+    parser.add_argument(
+        "--token-delay",
+        type=float,
+        default=None,
+        help="hold each strong-model token this many seconds, as a slower GPU would (env LOCAL_SAGEMAKER_TOKEN_DELAY_S)",
+    )
+    parser.add_argument("--gateway-port", type=int, default=0, help="API Gateway stand-in port (0: any free port)")
     parser.add_argument("--state-file", default=None, help=f"connection info JSON (default {default_state_file()})")
     parser.add_argument(
         "--data-dir",
@@ -365,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             tenant=args.tenant,
             device=args.device,
             n_threads=args.threads,
+            token_delay_s=args.token_delay,
+            gateway_port=args.gateway_port,
             state_file=state_file,
             router_path=args.router,
             data_dir=data_dir,
@@ -379,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local stack up in {time.perf_counter() - started:.1f}s", flush=True)
         if info.api_url:
             print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
+        if info.gateway_url:
+            print(f"  API Gateway      {info.gateway_url}   (same key; chat streamed, other routes cut at 29 s)")
         print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
         print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
         if info.routers_bucket:

@@ -328,6 +328,38 @@ def test_streaming_chat_is_buffered_sse(chat_env) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")  # the stream's own reason
 
 
+def test_chat_function_streams_as_the_lambda_web_adapter_runs_it(chat_env, monkeypatch, dynamodb_client, capsys):
+    """functions/chat/app.py as the adapter serves it (run.sh: uvicorn, app:app): the caller from the request context
+    the adapter passes as a header, the answer streamed, the record written, its metrics flushed as EMF lines."""
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("HYBRID_ROUTER_IDENTITY_SOURCE", "request_context_header")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", f"hybrid-router-chat-{uuid.uuid4().hex[:6]}")
+    path = REPO / "functions" / "chat" / "app.py"
+    spec = importlib.util.spec_from_file_location(f"lambda_chat_{uuid.uuid4().hex[:6]}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    event = load_event("chat_stream_post.json")
+    context = {"x-amzn-request-context": json.dumps(event["requestContext"]), "content-type": "application/json"}
+    with TestClient(module.app) as client:
+        assert client.post("/v1/chat/completions", content=event["body"], headers={"x-api-key": "k"}).status_code == 401
+        capsys.readouterr()
+        response = client.post("/v1/chat/completions", content=event["body"], headers=context)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text.rstrip().endswith("data: [DONE]")
+    store = DynamoDecisionStore(chat_env["DECISIONS_TABLE_NAME"], client=dynamodb_client)
+    [record] = store.records_for_device("acme", KEY_ID)
+    assert record.status == "ok" and record.completion_tokens > 0
+    lines = []
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pass
+    assert {"Requests", "StrongShare", "CostUSD"} <= metric_names(lines)
+
+
 # ---------------------------------------------------------------- the template's permissions, checked live
 
 
@@ -391,10 +423,29 @@ def test_ingest_calls_stay_within_the_template_permissions(lambda_env, routers_b
 
 def test_api_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls) -> None:
     handler = load_handler("api")
-    for name in ("chat_post.json", "chat_stream_post.json", "route_post.json", "models_get.json"):
+    for name in ("route_post.json", "models_get.json"):  # the routes API Gateway sends it
         response, _ = invoke(handler, load_event(name))
         assert response["statusCode"] == 200, (name, response["body"])
     assert set(aws_calls) == _template_operations()["ApiFunction"]
+
+
+def test_chat_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("HYBRID_ROUTER_IDENTITY_SOURCE", "request_context_header")
+    spec = importlib.util.spec_from_file_location(f"lambda_chat_{uuid.uuid4().hex[:6]}", REPO / "functions/chat/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with TestClient(module.app) as client:
+        for name in ("chat_post.json", "chat_stream_post.json"):
+            event = load_event(name)
+            headers = {
+                "x-amzn-request-context": json.dumps(event["requestContext"]),
+                "content-type": "application/json",
+            }
+            response = client.post("/v1/chat/completions", content=event["body"], headers=headers)
+            assert response.status_code == 200, (name, response.text)
+    assert set(aws_calls) == _template_operations()["ChatFunction"]
 
 
 @pytest.mark.parametrize("damage", ["no_request_context", "bad_base64"])

@@ -91,13 +91,24 @@ def test_sam_build_succeeds_and_fits_lambda(tmp_path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     layer = build / "RouterLayer" / "python"
     assert (layer / "hybrid_router" / "api" / "app.py").is_file()
-    for package in ("onnxruntime", "tokenizers", "numpy", "pydantic", "fastapi", "mangum", "aws_lambda_powertools"):
+    for package in (
+        "onnxruntime",
+        "tokenizers",
+        "numpy",
+        "pydantic",
+        "fastapi",
+        "mangum",
+        "aws_lambda_powertools",
+        "uvicorn",  # the chat function's server behind the Lambda Web Adapter
+    ):
         assert (layer / package).is_dir(), f"{package} missing from the layer"
     for package in ("boto3", "botocore", "huggingface_hub", "hf_xet"):  # the runtime's boto3; no hub downloads
         assert not (layer / package).exists(), f"{package} is in the layer"
     native = next(layer.glob("onnxruntime/capi/onnxruntime_pybind11_state*.so"))
     assert "aarch64" in native.name, "the layer must carry arm64 wheels"
-    for function in ("ApiFunction", "IngestFunction"):
+    start = build / "ChatFunction" / "run.sh"
+    assert start.is_file() and start.stat().st_mode & 0o111, "the chat function's start script must stay executable"
+    for function in ("ApiFunction", "IngestFunction", "ChatFunction"):
         assert (build / function / "app.py").is_file()
         total = dir_size(build / "RouterLayer") + dir_size(build / function)
         assert total < LAMBDA_UNZIPPED_LIMIT, f"{function} + layer is {total / 2**20:.0f} MB unzipped"

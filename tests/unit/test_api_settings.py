@@ -97,3 +97,30 @@ def test_container_settings_from_env() -> None:
         ApiSettings.from_env({"SAGEMAKER_CHAT_TEMPLATE": "zephyr"})
     with pytest.raises(ValidationError, match="not valid Jinja"):
         ApiSettings.from_env({"SAGEMAKER_CHAT_TEMPLATE": "{% for m in messages %}"})
+
+
+def test_identity_from_the_lambda_web_adapters_request_context_header() -> None:
+    """The chat function (Lambda Web Adapter) takes the caller from the event's requestContext, which the adapter
+    sends as the x-amzn-request-context header; a key the app itself knows is no way in there."""
+    from fastapi.testclient import TestClient
+
+    from hybrid_router.api import create_app
+
+    settings = ApiSettings.from_env(
+        {
+            "HYBRID_ROUTER_IDENTITY_SOURCE": "request_context_header",
+            "TENANT_ID": "acme",
+            "HYBRID_ROUTER_API_KEYS": "k=a/b",
+        }
+    )
+    assert settings.identity_source == "request_context_header"
+    assert ApiSettings.from_env({}).identity_source == "header"
+    client = TestClient(create_app(settings, groups=("inference",)))
+    context = json.dumps(EVENT["requestContext"])
+    answer = client.post("/v1/route", json={"prompt": "hi"}, headers={"x-amzn-request-context": context})
+    assert answer.status_code == 200, answer.text
+    for headers in ({"x-api-key": "k"}, {"x-amzn-request-context": "not json"}, {"x-amzn-request-context": "{}"}):
+        refused = client.post("/v1/route", json={"prompt": "hi"}, headers=headers)
+        assert refused.status_code == 401, headers
+    with pytest.raises(ValidationError):
+        ApiSettings.from_env({"HYBRID_ROUTER_IDENTITY_SOURCE": "body"})

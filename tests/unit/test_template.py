@@ -29,13 +29,15 @@ IAM_FOR_OPERATION = {
 }
 # Which store/backend calls each route group makes (hybrid_router.api.routes_*; checked live in
 # tests/functional/test_api_lambda.py::test_calls_stay_within_the_template_permissions).
+INFERENCE_OPERATIONS = {
+    ("dynamodb", "PutItem"),
+    ("sagemaker-runtime", "InvokeEndpoint"),
+    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),
+    ("s3", "GetObject"),
+}
 OPERATIONS = {
-    "ApiFunction": {
-        ("dynamodb", "PutItem"),
-        ("sagemaker-runtime", "InvokeEndpoint"),
-        ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),
-        ("s3", "GetObject"),
-    },
+    "ChatFunction": INFERENCE_OPERATIONS,
+    "ApiFunction": {("s3", "GetObject")},  # models and route-only decisions: the router, nothing else
     "IngestFunction": {
         ("dynamodb", "PutItem"),
         ("dynamodb", "Query"),
@@ -44,7 +46,10 @@ OPERATIONS = {
         ("s3", "ListObjectsV2"),
     },
 }
-GROUPS = {"ApiFunction": "inference", "IngestFunction": "records"}
+GROUPS = {"ApiFunction": "inference", "ChatFunction": "inference", "IngestFunction": "records"}
+CHAT_ROUTE = ("/v1/chat/completions", "POST")
+# Variables of the Lambda Web Adapter (the chat function's layer), not of the code.
+ADAPTER_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_PORT", "AWS_LWA_READINESS_CHECK_PATH"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -126,8 +131,9 @@ def test_the_layer_is_built_and_attached(template) -> None:
     assert layer["Metadata"]["BuildArchitecture"] in function_globals["Architectures"]
     assert {"Ref": "RouterLayer"} in function_globals["Layers"]
     assert (REPO / "layers/router/hybrid_router/__init__.py").is_file()
-    for props in functions(template).values():
-        assert (REPO / props["CodeUri"] / "app.py").is_file() and props["Handler"] == "app.handler"
+    for name, props in functions(template).items():
+        assert (REPO / props["CodeUri"] / "app.py").is_file()
+        assert props["Handler"] == ("run.sh" if name == "ChatFunction" else "app.handler"), name
 
 
 def _names_read_by_code() -> set[str]:
@@ -149,11 +155,12 @@ def test_environment_variables_are_ones_the_code_reads(template) -> None:
     shared = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for name, props in functions(template).items():
         env = shared | set(props.get("Environment", {}).get("Variables", {}))
-        unknown = {v for v in env - read if not v.startswith("POWERTOOLS_")}
+        unknown = {v for v in env - read - ADAPTER_VARIABLES if not v.startswith("POWERTOOLS_")}
         assert not unknown, f"{name} sets variables no code reads: {unknown}"
         assert "DECISIONS_TABLE_NAME" in env and "POWERTOOLS_SERVICE_NAME" in env
-    api_env = functions(template)["ApiFunction"]["Environment"]["Variables"]
-    assert {"STRONG_ENDPOINT_NAME", "WEAK_ENDPOINT_NAME", "SAGEMAKER_BODY_FORMAT"} <= set(api_env)
+    for name in ("ApiFunction", "ChatFunction"):
+        api_env = functions(template)[name]["Environment"]["Variables"]
+        assert {"STRONG_ENDPOINT_NAME", "WEAK_ENDPOINT_NAME", "SAGEMAKER_BODY_FORMAT"} <= set(api_env), name
 
 
 def test_table_matches_table_schema(template) -> None:
@@ -181,7 +188,11 @@ def test_events_match_the_routes_each_function_serves(template) -> None:
         }
         app = create_app(ApiSettings(), groups=(GROUPS[name],))
         routes = {(path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops}
+        if name == "ChatFunction":  # the chat route only, streamed; the api function serves the others
+            assert events == {CHAT_ROUTE}
+            continue
         gateway_only = {("/health", "GET")} if name == "IngestFunction" else set()
+        gateway_only |= {CHAT_ROUTE} if name == "ApiFunction" else set()
         assert events == routes - gateway_only, name
         for event in props["Events"].values():
             assert event["Properties"]["RestApiId"] == {"Ref": "HybridRouterApi"}
@@ -367,3 +378,36 @@ def test_rules_refuse_a_stack_that_cannot_serve(template) -> None:
     vllm = rules["VllmTakesMessagesOnly"]
     assert vllm["RuleCondition"] == {"Fn::Equals": [{"Ref": "StrongContainer"}, "vllm"]}
     assert vllm["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "SageMakerBodyFormat"}, "messages"]}
+
+
+def test_chat_is_streamed_past_api_gateways_29_seconds(template) -> None:
+    """The chat route is API Gateway's streamed Lambda integration, into a function that can outlast it, run by the
+    Lambda Web Adapter in streaming mode on the functions' architecture; every other route stays buffered."""
+    chat = functions(template)["ChatFunction"]
+    [event] = chat["Events"].values()
+    assert event["Properties"]["ResponseTransferMode"] == "RESPONSE_STREAM"
+    gateway_ms = event["Properties"]["TimeoutInMillis"]
+    assert 29_000 < gateway_ms <= 900_000  # API Gateway allows a streamed integration up to 15 minutes
+    assert chat["Timeout"] * 1000 >= gateway_ms  # the function is not stopped before the gateway gives up
+    env = chat["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap" and env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["HYBRID_ROUTER_IDENTITY_SOURCE"] == "request_context_header"
+    assert float(env["SAGEMAKER_TIMEOUT_S"]) * 1000 < gateway_ms
+    # A stream is ended and recorded before Lambda's timeout could stop the function: the limit is checked after
+    # each piece, and the next piece may take one SageMaker read.
+    assert float(env["STREAM_LIMIT_S"]) + float(env["SAGEMAKER_TIMEOUT_S"]) + 15 <= chat["Timeout"]
+    [adapter] = chat["Layers"]  # beside the RouterLayer of Globals (SAM appends)
+    arch = {"arm64": "Arm64", "x86_64": "X86"}[template["Globals"]["Function"]["Architectures"][0]]
+    assert f":753240598075:layer:LambdaAdapterLayer{arch}:" in adapter["Fn::Sub"]
+    run = (REPO / chat["CodeUri"] / "run.sh").read_text()
+    assert (REPO / chat["CodeUri"] / "run.sh").stat().st_mode & 0o111, "run.sh must be executable"
+    assert "uvicorn" in run and "AWS_LWA_PORT" in run and "app:app" in run
+    assert "uvicorn" in (REPO / "layers/router/requirements.txt").read_text()
+    # The buffered functions answer within API Gateway's 29 s, or the gateway's 504 would hide their own.
+    assert template["Globals"]["Function"]["Timeout"] <= 30
+    for name, props in functions(template).items():
+        for other in props["Events"].values():
+            if name != "ChatFunction":
+                assert "ResponseTransferMode" not in other["Properties"], name
+        if name == "ApiFunction":
+            assert float(props["Environment"]["Variables"]["SAGEMAKER_TIMEOUT_S"]) < 29

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import Request
 
 from hybrid_router.api.errors import ApiError
-from hybrid_router.api.identity import Identity, IdentityError, identity_from_event, identity_from_header
+from hybrid_router.api.identity import (
+    Identity,
+    IdentityError,
+    identity_from_event,
+    identity_from_header,
+    request_context,
+)
 from hybrid_router.api.services import Services
 
 
@@ -14,12 +20,20 @@ def services(request: Request) -> Services:
 
 
 def caller(request: Request) -> Identity:
-    """In Lambda, Mangum puts the API Gateway event in the ASGI scope; only that is trusted there."""
+    """In Lambda, Mangum puts the API Gateway event in the ASGI scope; only that is trusted there. Behind the
+    Lambda Web Adapter (identity_source "request_context_header") the event's requestContext arrives as the
+    x-amzn-request-context header, which the adapter writes over any header of that name the client sent."""
     settings = services(request).settings
     event = request.scope.get("aws.event")
     try:
         if event is not None:
             return identity_from_event(event, settings.key_identities, settings.default_tenant)
+        if settings.identity_source == "request_context_header":
+            return identity_from_event(
+                {"requestContext": request_context(request.headers.get("x-amzn-request-context"))},
+                settings.key_identities,
+                settings.default_tenant,
+            )
         key = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization")
         if authorization is not None:  # a credential that is sent is checked, even beside x-api-key

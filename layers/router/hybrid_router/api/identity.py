@@ -8,6 +8,11 @@ on one stage, or readable device names). The request body never names the caller
 Tenant and device ids are 1-128 of A-Z a-z 0-9 _ . : @ - (no '#': the store joins them with '#' into its keys);
 an identity outside that is refused (403 invalid_identity) before any route runs.
 
+Lambda behind the Lambda Web Adapter (the chat function, whose answers API Gateway streams): the adapter runs this
+app under uvicorn and passes the event's requestContext as JSON in the `x-amzn-request-context` header (it replaces
+any header of that name a client sent); with HYBRID_ROUTER_IDENTITY_SOURCE=request_context_header the caller is read
+from it as from the event. Stage variables are not in it: the tenant is KeyIdentities' or TENANT_ID.
+
 Local (uvicorn): the `x-api-key` header must be a key in HYBRID_ROUTER_API_KEYS="<key>=<tenant>/<device>,...".
 """
 
@@ -77,6 +82,18 @@ def identity_from_event(event: dict[str, Any], key_identities: dict[str, Identit
         device_id=_id_part(api_key_id, "device id", "the API key id"),
         source="api_gateway",
     )
+
+
+def request_context(header: str | None) -> dict[str, Any]:
+    """The API Gateway requestContext the Lambda Web Adapter sent as JSON; {} when absent or unreadable (the
+    caller is then refused for want of an API key id)."""
+    import json
+
+    try:
+        context = json.loads(header) if header else {}
+    except ValueError:
+        return {}
+    return context if isinstance(context, dict) else {}
 
 
 def identity_from_header(api_key: str | None, api_keys: dict[str, Identity]) -> Identity:

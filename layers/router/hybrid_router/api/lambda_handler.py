@@ -71,3 +71,25 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
     handler.asgi_app = asgi.app  # type: ignore[attr-defined]
     handler.metrics = metrics  # type: ignore[attr-defined]
     return handler
+
+
+def make_streaming_app(groups: Collection[RouteGroup], **parts: Any) -> Any:
+    """The app a function runs under uvicorn behind the Lambda Web Adapter (functions/chat), whose responses API
+    Gateway streams: no handler wraps an invocation there, so metrics are flushed as they are made
+    (FlushingPowertoolsTelemetry) and the router is loaded now, during the init phase."""
+    from aws_lambda_powertools import Logger, Metrics
+
+    from hybrid_router.api.app import create_app
+    from hybrid_router.api.errors import ApiError
+    from hybrid_router.api.telemetry import FlushingPowertoolsTelemetry
+
+    logger = Logger()
+    metrics = Metrics(namespace=METRICS_NAMESPACE)
+    parts.setdefault("telemetry", FlushingPowertoolsTelemetry(metrics, logger))
+    app = create_app(groups=groups, **parts)
+    if "inference" in groups:
+        try:
+            app.state.services.router
+        except ApiError as exc:
+            logger.error("router not loaded at init", extra={"error": exc.message})
+    return app

@@ -257,7 +257,7 @@ def chat_completions(
         plan.core.decision_id = caller_id
     pipeline = _pipeline(svc, linked=bool(caller_id))
     if body.stream:
-        return _stream(pipeline, plan, body)
+        return _stream(pipeline, plan, body, svc.settings.stream_limit_s)
     try:
         answer = pipeline.complete(body, plan.core)
     except AnswerFailed as exc:
@@ -272,14 +272,23 @@ def chat_completions(
     )
 
 
+class StreamLimit(Exception):
+    """An answer streamed for longer than STREAM_LIMIT_S (ended and recorded already)."""
+
+
 def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) -> StreamingResponse:
-    """Server-sent events. Under uvicorn they flow as generated; Mangum (Lambda) collects the whole body and
-    returns it as one buffered text/event-stream response: same chunks, same [DONE], delivered at the end.
-    The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status."""
+def _stream(
+    pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest, limit_s: float | None = None
+) -> StreamingResponse:
+    """Server-sent events. Under uvicorn (and the Lambda Web Adapter) they flow as generated; Mangum collects the
+    whole body and returns it as one buffered text/event-stream response: same chunks, same [DONE], at the end.
+    The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status.
+    `limit_s` (STREAM_LIMIT_S): an answer still streaming after that long is ended here, with an error event, and
+    recorded with what was sent (error "stream_limit"), before the function's own timeout could lose the record."""
+    started = time.monotonic()
     try:
         answer = pipeline.stream(body, plan.core)
     except AnswerFailed as exc:
@@ -295,6 +304,18 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
             try:
                 for piece in answer:
                     yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
+                    if limit_s is not None and time.monotonic() - started > limit_s and answer.record is None:
+                        answer.close("stream_limit")
+                        raise StreamLimit(limit_s)
+            except StreamLimit:
+                yield _sse(
+                    error_body(
+                        f"The answer was still streaming after {limit_s:g} s, the longest a stream may last here; "
+                        "it ends with what was sent (recorded as such). Ask for fewer max_tokens.",
+                        "timeout_error",
+                        code="stream_limit",
+                    )
+                )
             except BackendError as exc:  # recorded by the answer, with the pieces delivered
                 yield _sse(
                     error_body(

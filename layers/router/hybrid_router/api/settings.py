@@ -23,6 +23,9 @@ class ApiSettings(BaseModel):
     sagemaker_body_format: Literal["tgi", "messages"] = "tgi"
     sagemaker_endpoint_url: str | None = None
     sagemaker_timeout_s: float = Field(default=60.0, gt=0)
+    # The longest a streamed answer may run (None: no limit). The chat function sets it below its own timeout (less
+    # one read of SAGEMAKER_TIMEOUT_S), so a stream is ended and recorded before Lambda would stop the function.
+    stream_limit_s: float | None = Field(default=None, gt=0)
     # A built-in name (chatml, llama3, mistral, plain) or the model's own Jinja chat template; used by the "tgi"
     # (generate) body only: with "messages" the container applies the model's template itself.
     sagemaker_chat_template: str = "chatml"
@@ -45,6 +48,11 @@ class ApiSettings(BaseModel):
     # Local (uvicorn) identity: secret key -> tenant/device. In Lambda: API key *id* -> tenant/device (optional).
     api_keys: dict[str, Identity] = Field(default_factory=dict)
     key_identities: dict[str, Identity] = Field(default_factory=dict)
+    # Who says who calls: "header" (x-api-key checked against api_keys; uvicorn, the local stack) or
+    # "request_context_header" (the chat function behind the Lambda Web Adapter: API Gateway checked the key and
+    # the adapter puts the event's requestContext, apiKeyId included, into the x-amzn-request-context header,
+    # replacing any such header a client sent). In Lambda under Mangum the event itself is used either way.
+    identity_source: Literal["header", "request_context_header"] = "header"
     default_tenant: str = "default"
     default_max_tokens: int = Field(default=512, ge=1)
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
@@ -94,9 +102,11 @@ class ApiSettings(BaseModel):
         optional = {
             "sagemaker_body_format": get("SAGEMAKER_BODY_FORMAT"),
             "sagemaker_timeout_s": get("SAGEMAKER_TIMEOUT_S"),
+            "stream_limit_s": get("STREAM_LIMIT_S"),
             "sagemaker_chat_template": get("SAGEMAKER_CHAT_TEMPLATE"),
             "strong_container": get("STRONG_CONTAINER"),
             "default_tenant": get("TENANT_ID"),
+            "identity_source": get("HYBRID_ROUTER_IDENTITY_SOURCE"),
             "default_max_tokens": get("DEFAULT_MAX_TOKENS"),
             "max_batch_records": get("MAX_BATCH_RECORDS"),
             "upload_window_days": get("UPLOAD_WINDOW_DAYS"),

@@ -110,3 +110,28 @@ class PowertoolsTelemetry:
             self._logger.error(
                 "decision store failure", extra={"operation": operation, "error": error, "unstored_record": unstored}
             )
+
+
+class FlushingPowertoolsTelemetry(PowertoolsTelemetry):
+    """For an app with no handler around each invocation to flush its metrics (the chat function, run by the Lambda
+    Web Adapter): every event's metrics are written (EMF lines on stdout, read by CloudWatch) as soon as they are
+    added, a streamed answer's when its record is written."""
+
+    def _flush(self) -> None:
+        self._metrics.flush_metrics(raise_on_empty_metrics=False)
+
+    def decision(self, record: DecisionRecord, source: str) -> None:
+        super().decision(record, source)
+        self._flush()
+
+    def route_only(self, route: str, router_latency_ms: float) -> None:
+        super().route_only(route, router_latency_ms)
+        self._flush()
+
+    def batch(self, accepted: int, duplicates: int, failed: int) -> None:
+        super().batch(accepted, duplicates, failed)
+        self._flush()
+
+    def store_failure(self, operation: str, error: str, record: DecisionRecord | None = None) -> None:
+        super().store_failure(operation, error, record)
+        self._flush()
