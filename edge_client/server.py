@@ -93,6 +93,8 @@ def _routing(plan: Plan, route: str, reason: str, model: str) -> dict[str, Any]:
         "router_version": plan.router_version,
         "router_latency_ms": round(plan.router_latency_ms, 3),
     }
+    if plan.experiment_fields.get("conversation_id") is not None:
+        routing["conversation_id"] = plan.experiment_fields["conversation_id"]
     if plan.experiment_fields.get("quality_target") is not None:  # the threshold came from the quality target
         routing["quality_target"] = plan.experiment_fields["quality_target"]
         routing["quality_confidence"] = plan.experiment_fields["quality_confidence"]
@@ -436,7 +438,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
             return parsed
         request = parsed
         try:
-            plan = await run_in_threadpool(service.plan, request)
+            plan = await run_in_threadpool(service.plan, request, http_request.headers.get("x-conversation-id"))
         except UnknownModelError as exc:
             return _error(404, str(exc), code="model_not_found", param="model")
         except RoutingError as exc:
@@ -525,7 +527,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type"],
+        allow_headers=["authorization", "content-type", "x-conversation-id"],
         expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"],
     )
     app.add_middleware(RequestGuard, settings=settings, host=host)

@@ -19,6 +19,7 @@ from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
 from hybrid_router.routing import RouterSpec, parse_router_model
+from hybrid_router.routing.conversation import conversation_key, features, follow_conversation
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
@@ -182,9 +183,10 @@ class EdgeService:
             return self.cascade
         return None
 
-    def plan(self, request: ChatCompletionRequest) -> Plan:
+    def plan(self, request: ChatCompletionRequest, conversation_id: str | None = None) -> Plan:
         """Decides the route (raises UnknownModelError, RoutingError). In cascade mode the router score alone
-        settles the clear cases; in the band the plan carries the policy and the local model drafts first."""
+        settles the clear cases; in the band the plan carries the policy and the local model drafts first.
+        `conversation_id`: the client's own key (the `x-conversation-id` header), else one is derived."""
         model = request.model
         decision_id = new_ulid()
         forced = {"weak": "weak", "strong": "strong", self.weak_name: "weak", self.strong_name: "strong"}.get(model)
@@ -269,6 +271,7 @@ class EdgeService:
                 **who,
             )
         assert plan is not None
+        self.follow_conversation(request, plan, conversation_id)
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
             if over is not None and plan.reason == "forced" and not self.settings.forced_fallback:
@@ -276,6 +279,22 @@ class EdgeService:
             if over is not None:
                 plan.route, plan.reason = "weak", over.reason
         return plan
+
+    def follow_conversation(self, request: ChatCompletionRequest, plan: Plan, given_key: str | None) -> None:
+        """The conversation step: the plan records the conversation's key, and a message the router sent to the
+        local model stays strong while the conversation's last turn here was answered strong, unless it is
+        independent of the earlier turns and clearly easy (hybrid_router.routing.conversation)."""
+        extra = request.model_extra or {}
+        key = conversation_key(request.messages, given_key, extra.get("metadata"), extra.get("user"))
+        plan.experiment_fields["conversation_id"] = key
+        if not self.settings.conversation_affinity or plan.reason != "routed" or plan.cascade is not None:
+            return
+        if plan.route != "weak" or len(request.messages) < 2:
+            return
+        conversation = features(request.messages, key, self.log.last_route(key), request.last_user_text())
+        plan.route, plan.reason = follow_conversation(
+            plan.route, plan.score, plan.threshold, conversation, self.settings.affinity_margin
+        )
 
     # answering: the core pipeline
 

@@ -142,7 +142,13 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
     refuses unknown fields, takes it); one inside an experiment round-trips them."""
-    from hybrid_router.decision import EXPERIMENT_FIELDS, OPTIONAL_FIELDS, QUALITY_FIELDS, DecisionRecord
+    from hybrid_router.decision import (
+        CONVERSATION_FIELDS,
+        EXPERIMENT_FIELDS,
+        OPTIONAL_FIELDS,
+        QUALITY_FIELDS,
+        DecisionRecord,
+    )
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
@@ -157,7 +163,11 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
         shadow_route="strong",
         shadow_router_latency_ms=0.4,
     )
-    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {*QUALITY_FIELDS, "usage_estimated"}
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {
+        *QUALITY_FIELDS,
+        *CONVERSATION_FIELDS,
+        "usage_estimated",
+    }
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged
 
 
@@ -174,3 +184,13 @@ def test_the_quality_target_in_force_is_named_or_left_out(make_decision) -> None
     assert (back.quality_target, back.quality_confidence) == (0.9, 0.95)
     with pytest.raises(ValueError):
         make_decision(quality_target=1.5)
+
+
+def test_the_conversation_key_is_left_out_while_unset(make_decision) -> None:
+    """A record outside any known conversation reads as before conversations were keyed; one inside keeps its key."""
+    from hybrid_router.decision import DecisionRecord
+
+    assert "conversation_id" not in make_decision().model_dump_json()
+    keyed = make_decision(conversation_id="d-0123456789abcdef0123456789abcdef", reason="affinity:strong")
+    assert keyed.model_dump()["conversation_id"] == "d-0123456789abcdef0123456789abcdef"
+    assert DecisionRecord.model_validate_json(keyed.model_dump_json()) == keyed

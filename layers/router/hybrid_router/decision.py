@@ -65,7 +65,12 @@ EXPERIMENT_FIELDS = (
 # The quality target in force when the router chose (hybrid_router.routing.operating_point); absent when the
 # threshold came from elsewhere (a threshold or strong share the user set, a router-<kind>-<t> name, no target).
 QUALITY_FIELDS = ("quality_target", "quality_confidence")
-OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS
+# The conversation a request belongs to (hybrid_router.routing.conversation): the client's id or a hash of the
+# conversation's opening, never its text.
+CONVERSATION_FIELDS = ("conversation_id",)
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS + CONVERSATION_FIELDS
+
+AFFINITY_REASONS = ("affinity:strong",)
 
 
 class DecisionRecord(BaseModel):
@@ -73,7 +78,9 @@ class DecisionRecord(BaseModel):
 
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
     `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
-    `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
+    `fallback:<cause>` (the chosen side failed), `affinity:strong` (the router chose the local model, but the
+    conversation's earlier turns were answered by the strong model and this message depends on them or is not
+    clearly easy), or in cascade mode `cascade:kept` (the local draft was the answer)
     and `cascade:escalated` (the draft was discarded, the strong model answered).
     A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
     a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
@@ -128,12 +135,14 @@ class DecisionRecord(BaseModel):
     # keeps, with `quality_confidence`); absent when no target set the threshold.
     quality_target: Share | None = None
     quality_confidence: Share | None = None
+    # The conversation's key (the client's own id, or `d-<hash>` of its opening); absent when none was known.
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
     # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
     usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment and quality-target fields and `usage_estimated` are left out while unset, so a record without
+        """Experiment, quality-target and conversation fields and `usage_estimated` are left out while unset, so a record without
         them is what it was before they existed, and a cloud of that older version (which refuses unknown fields)
         still takes it."""
         data = handler(self)
@@ -184,10 +193,13 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(("fallback:", "budget:")):
+        if value in ("routed", "forced", "budget", *CASCADE_REASONS, *AFFINITY_REASONS) or value.startswith(
+            ("fallback:", "budget:")
+        ):
             return value
         raise ValueError(
-            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or cascade:escalated"
+            "reason must be routed, forced, budget:<cap>, fallback:<cause>, affinity:strong, cascade:kept or "
+            "cascade:escalated"
         )
 
     @property
