@@ -197,3 +197,12 @@ def test_the_quality_target_in_force_round_trips(store, make_decision):
     stored = {r.decision_id: r for r in store.records_for_device("acme", "q-1")}
     assert (stored[targeted.decision_id].quality_target, stored[targeted.decision_id].quality_confidence) == (0.9, 0.95)
     assert stored[targeted.decision_id] == targeted and stored[plain.decision_id].quality_target is None
+
+
+def test_the_conversation_key_round_trips(store, make_decision):
+    """A record keeps its conversation's key (never the text); one without a key reads back without it."""
+    keyed = make_decision(tenant_id="acme", device_id="c-1", conversation_id="d-" + "0" * 32, reason="affinity:strong")
+    plain = make_decision(tenant_id="acme", device_id="c-1")
+    assert store.put_records([keyed, plain]).accepted == 2
+    stored = {r.decision_id: r for r in store.records_for_device("acme", "c-1")}
+    assert stored[keyed.decision_id] == keyed and stored[plain.decision_id].conversation_id is None
