@@ -537,9 +537,12 @@ def label(
     ),
     strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
     threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model"),
+    conversations: bool = typer.Option(
+        False, "--conversations", help="4-turn conversations (conv_* families): one row per conversation"
+    ),
 ) -> None:
     """Label prompts with checkable answers by the weak and the strong model (training rows for this pair)."""
-    from edge_client.label import LabelError, LabelOptions, run_label
+    from edge_client.label import LabelError, LabelOptions, run_label, run_label_conversations
 
     options = LabelOptions(
         out=out,
@@ -555,7 +558,7 @@ def label(
         threads=threads,
     )
     try:
-        summary = run_label(_settings(ctx).settings, options)
+        summary = (run_label_conversations if conversations else run_label)(_settings(ctx).settings, options)
     except LabelError as exc:
         _fail(str(exc), code=2)
     console.print(summary.line(), highlight=False, soft_wrap=True)
