@@ -289,9 +289,11 @@ class EdgeService:
         plan.experiment_fields["conversation_id"] = key
         if not self.settings.conversation_affinity or plan.reason != "routed" or plan.cascade is not None:
             return
-        if plan.route != "weak" or len(request.messages) < 2:
+        if plan.route != "weak":
             return
-        conversation = features(request.messages, key, self.log.last_route(key), request.last_user_text())
+        given = key != conversation_key(request.messages, user=extra.get("user"))  # the client named it
+        previous = self.log.last_route(key)
+        conversation = features(request.messages, key, previous, request.last_user_text(), key_given=given)
         plan.route, plan.reason = follow_conversation(
             plan.route, plan.score, plan.threshold, conversation, self.settings.affinity_margin
         )

@@ -136,3 +136,14 @@ def test_a_given_key_carries_affinity_across_requests(server):
             headers={"x-conversation-id": "chat-9"},
         ).json()
     assert (reply["routing"]["route"], reply["routing"]["reason"]) == ("strong", "affinity:strong")
+
+
+def test_a_client_that_sends_only_the_new_message_keeps_affinity_by_its_key(server):
+    thread, _ = server()
+    converse(thread.url, [OPENING], headers={"x-conversation-id": "chat-10"})
+    with httpx.Client(base_url=thread.url, timeout=30) as client:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "now shorten it"}]}
+        keyed = client.post("/v1/chat/completions", json=body, headers={"x-conversation-id": "chat-10"}).json()
+        fresh = client.post("/v1/chat/completions", json=body).json()
+    assert (keyed["routing"]["route"], keyed["routing"]["reason"]) == ("strong", "affinity:strong")
+    assert (fresh["routing"]["route"], fresh["routing"]["reason"]) == ("weak", "routed")

@@ -109,3 +109,10 @@ def test_a_given_key_is_kept_or_hashed():
     assert conversation_key([], metadata={"conversation_id": "abc:1"}) == "abc:1"
     hashed = conversation_key([], given="my secret conversation about taxes")
     assert hashed.startswith("h-") and "taxes" not in hashed
+
+
+def test_a_given_key_with_earlier_turns_makes_a_lone_message_a_follow_up():
+    lone = [{"role": "user", "content": "now shorten it"}]
+    assert features(lone, "chat-1", "strong", "now shorten it", key_given=True).depends
+    assert features(lone, "chat-1", "strong", "now shorten it", key_given=True).previous_route == "strong"
+    assert features(lone, "d-x", "strong", "now shorten it").previous_route is None

@@ -133,16 +133,18 @@ def depends_on_context(text: str, user_turns: int = 2) -> bool:
 
 
 def features(
-    messages: Sequence[Any], key: str, previous_route: str | None, last_user_text: str
+    messages: Sequence[Any], key: str, previous_route: str | None, last_user_text: str, key_given: bool = False
 ) -> ConversationFeatures:
-    """The conversation's features for its newest message. `previous_route` counts only for a follow-up (more
-    than one user turn): a first message starts afresh even under a key seen before (a regenerated opening)."""
+    """The conversation's features for its newest message. `previous_route` counts only for a follow-up: more
+    than one user turn, or a key the client gave that has earlier turns (a client that sends only the new message);
+    a first message under a derived key starts afresh (a regenerated opening)."""
     turns = user_turns(messages)
+    follow_up = turns > 1 or (key_given and previous_route is not None)
     return ConversationFeatures(
         key=key,
         user_turns=turns,
-        previous_route=previous_route if turns > 1 else None,
-        depends=depends_on_context(last_user_text, turns),
+        previous_route=previous_route if follow_up else None,
+        depends=depends_on_context(last_user_text, max(turns, 2) if follow_up else turns),
     )
 
 
