@@ -95,6 +95,7 @@ def test_an_independent_clearly_easy_message_leaves_the_strong_model(server):
     thread, _ = server()
     routings = converse(thread.url, [OPENING, EASY_AND_INDEPENDENT])
     assert [(r["route"], r["reason"]) for r in routings] == [("strong", "routed"), ("weak", "routed")]
+    assert routings[0]["conversation_id"] == routings[1]["conversation_id"]  # the same conversation, let go
 
 
 def test_the_derived_key_is_recorded_and_is_not_the_text(server):
