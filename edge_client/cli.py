@@ -389,6 +389,12 @@ def usage(
         f"({totals.saving_share:.0%})",
         highlight=False,
     )
+    if totals.conversations:
+        console.print(
+            f"conversations: {totals.conversations}; {totals.affinity} requests kept strong by their conversation "
+            "(affinity:strong)",
+            highlight=False,
+        )
     if totals.drafts:
         console.print(
             f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "

@@ -42,3 +42,13 @@ def test_the_page_embeds_its_data_without_breaking_out_of_the_script(make_decisi
     payload = re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page, re.S).group(1)
     assert json.loads(payload)["by_router"] == {"x</script><b>boom</b>@test": json.loads(payload)["usage"]["totals"]}
     assert html.escape("x</script><b>boom</b>@test") in page  # the table shows it as text
+
+
+def test_the_page_counts_conversations_and_requests_kept_strong_by_them(make_decision) -> None:
+    records = [
+        make_decision(route="strong", conversation_id="c1"),
+        make_decision(route="strong", conversation_id="c1", reason="affinity:strong"),
+    ]
+    data = build(records, {}, "device")
+    assert "affinity" in data.by_reason
+    assert '<div class="value" id="card-conversations">1 (1 kept strong)</div>' in render(data)
