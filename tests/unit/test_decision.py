@@ -137,6 +137,8 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
     claimed = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 0.0}))
     assert (claimed.route, claimed.reason, claimed.cost_usd) == ("strong", "forced", 0.002)
     assert merge_served(served, gave_up, device_first=True).route == "strong"
+    kept = merge_served(served, device.model_copy(update={"reason": "affinity:strong", "conversation_id": "c-1"}))
+    assert (kept.reason, kept.conversation_id) == ("affinity:strong", "c-1")  # the device's conversation fields
 
 
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
