@@ -397,6 +397,12 @@ def usage(
         f"({totals.saving_share:.0%})",
         highlight=False,
     )
+    if totals.conversations:
+        console.print(
+            f"conversations: {totals.conversations}; {totals.affinity} requests kept strong by their conversation "
+            "(affinity:strong)",
+            highlight=False,
+        )
     if totals.drafts:
         console.print(
             f"cascade: {totals.drafts} local drafts, {totals.drafts - totals.escalations} kept, "
@@ -551,9 +557,12 @@ def label(
     ),
     strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
     threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model"),
+    conversations: bool = typer.Option(
+        False, "--conversations", help="4-turn conversations (conv_* families): one row per conversation"
+    ),
 ) -> None:
     """Label prompts with checkable answers by the weak and the strong model (training rows for this pair)."""
-    from router_training.label import LabelError, LabelOptions, run_label
+    from router_training.label import LabelError, LabelOptions, run_label, run_label_conversations
 
     options = LabelOptions(
         out=out,
@@ -569,7 +578,7 @@ def label(
         threads=threads,
     )
     try:
-        summary = run_label(_settings(ctx).settings, options)
+        summary = (run_label_conversations if conversations else run_label)(_settings(ctx).settings, options)
     except LabelError as exc:
         _fail(str(exc), code=2)
     console.print(summary.line(), highlight=False, soft_wrap=True)

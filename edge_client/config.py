@@ -85,6 +85,17 @@ class Settings(BaseModel):
         ge=0.0,
         description="how often a running server re-reads the active router version and experiment (seconds)",
     )
+    conversation_affinity: bool = Field(
+        True,
+        description="a conversation the strong model has answered stays strong unless the new message is "
+        "independent of it and clearly easy (reason affinity:strong); off: every message is routed alone",
+    )
+    affinity_margin: float = Field(
+        0.03,
+        ge=0.0,
+        le=1.0,
+        description="how far below the threshold an independent message must score to leave a strong conversation",
+    )
     cascade: bool = Field(
         False,
         description="the model name `router` answers in cascade mode (`router-cascade` "

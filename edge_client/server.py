@@ -392,7 +392,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
             return parsed
         request = parsed
         try:
-            plan = await run_in_threadpool(service.plan, request)
+            plan = await run_in_threadpool(service.plan, request, http_request.headers.get("x-conversation-id"))
         except UnknownModelError as exc:
             return _error(404, str(exc), code="model_not_found", param="model")
         except RoutingError as exc:
@@ -471,7 +471,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type"],
+        allow_headers=["authorization", "content-type", "x-conversation-id"],
         expose_headers=["x-hybrid-router-decision-id", "x-hybrid-router-route"],
     )
     app.add_middleware(RequestGuard, settings=settings, host=host)

@@ -22,6 +22,7 @@ from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
 from hybrid_router.privacy import DEFAULT_TRIGGERS, Detector, PrivacyCheck, PrivacyMode, parse_kinds
 from hybrid_router.privacy.detector import recognizers_for
 from hybrid_router.routing import RouterSpec, parse_router_model
+from hybrid_router.routing.conversation import conversation_key, features, follow_conversation
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
@@ -208,11 +209,12 @@ class EdgeService:
             plan.route, plan.reason, plan.cascade = "weak", check.reason, None
         return plan
 
-    def plan(self, request: ChatCompletionRequest) -> Plan:
+    def plan(self, request: ChatCompletionRequest, conversation_id: str | None = None) -> Plan:
         """Decides the route (raises UnknownModelError, RoutingError). In cascade mode the router score alone
         settles the clear cases; in the band the plan carries the policy and the local model drafts first.
-        Private data overrides the router's choice before the budget is asked (check_privacy, apply_privacy); a
-        remote router is given the redacted prompt."""
+        `conversation_id`: the client's own key (the `x-conversation-id` header), else one is derived; the
+        conversation's earlier routes may keep it strong (follow_conversation). Private data overrides both
+        before the budget is asked (check_privacy, apply_privacy); a remote router is given the redacted prompt."""
         model = request.model
         decision_id = new_ulid()
         privacy = self.check_privacy(request)
@@ -308,6 +310,7 @@ class EdgeService:
                 **who,
             )
         assert plan is not None
+        self.follow_conversation(request, plan, conversation_id)
         plan = self.apply_privacy(plan, privacy)
         if plan.route == "strong":
             over = self.pipeline.budget_problem(request)
@@ -316,6 +319,24 @@ class EdgeService:
             if over is not None:
                 plan.route, plan.reason = "weak", over.reason
         return plan
+
+    def follow_conversation(self, request: ChatCompletionRequest, plan: Plan, given_key: str | None) -> None:
+        """The conversation step: the plan records the conversation's key, and a message the router sent to the
+        local model stays strong while the conversation's last turn here was answered strong, unless it is
+        independent of the earlier turns and clearly easy (hybrid_router.routing.conversation)."""
+        extra = request.model_extra or {}
+        key = conversation_key(request.messages, given_key, extra.get("metadata"), extra.get("user"))
+        plan.experiment_fields["conversation_id"] = key
+        if not self.settings.conversation_affinity or plan.reason != "routed" or plan.cascade is not None:
+            return
+        if plan.route != "weak":
+            return
+        given = key != conversation_key(request.messages, user=extra.get("user"))  # the client named it
+        previous = self.log.last_route(key)
+        conversation = features(request.messages, key, previous, request.last_user_text(), key_given=given)
+        plan.route, plan.reason = follow_conversation(
+            plan.route, plan.score, plan.threshold, conversation, self.settings.affinity_margin
+        )
 
     # answering: the core pipeline
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from hybrid_router.cascade import answer_confidence
 
-from router_training.label_families import Task, build_tasks
+from router_training.label_families import ConversationTask, Task, build_conversations, build_tasks
 
 DEFAULT_MAX_TOKENS = 48
 DEFAULT_N_CTX = 512
@@ -116,8 +116,11 @@ class ConfidentWeak:
         self._backend.load()  # a build that crashes on this CPU fails in a child process, not here
 
     def answer(self, prompt: str, max_tokens: int) -> tuple[Answer, dict[str, Any]]:
+        return self.answer_messages([{"role": "user", "content": prompt}], max_tokens)
+
+    def answer_messages(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[Answer, dict[str, Any]]:
         started = time.perf_counter()
-        draft = self._backend.draft([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0)
+        draft = self._backend.draft(messages, max_tokens=max_tokens, temperature=0.0)
         done = draft.completion
         answer = Answer(
             done.text,
@@ -137,14 +140,15 @@ class StrongAnswerer:
         self.name = name
 
     def answer(self, prompt: str, max_tokens: int) -> Answer:
+        return self.answer_messages([{"role": "user", "content": prompt}], max_tokens)
+
+    def answer_messages(self, messages: list[dict[str, str]], max_tokens: int) -> Answer:
         from hybrid_router.backends.base import BackendError
 
         for attempt in range(STRONG_RETRIES + 1):
             started = time.perf_counter()
             try:
-                done = self.backend.complete(
-                    [{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0
-                )
+                done = self.backend.complete(messages, max_tokens=max_tokens, temperature=0.0)
             except BackendError as exc:
                 if attempt == STRONG_RETRIES or exc.status_code == 400:
                     raise LabelError(f"strong model {self.name} failed: {exc}") from exc
@@ -369,6 +373,96 @@ def run_label(settings: Any, options: LabelOptions, models: tuple[Any, Any] | No
             if summary.written:
                 summary.latency_s = {m: s / summary.written for m, s in spent.items()}
                 summary.accuracy = {m: r / summary.written for m, r in right.items()}
+        return summary
+    finally:
+        rows.close()
+
+
+# ------------------------------------------------------------------------------------------ conversations
+
+# Who answered a turn, given whose earlier answers its context holds: "weak@strong" is the weak model answering a
+# turn whose earlier turns the strong model answered. The two chains (each model on its own answers) and the two
+# switches (each model taking over the other's conversation) cover what a routing policy can do at each turn, as
+# far as the previous turn's model stands for the whole context.
+CONVERSATION_CHAINS = ("weak@weak", "strong@strong", "weak@strong", "strong@weak")
+
+
+def _history(task: ConversationTask, replies: list[str], upto: int) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for turn, reply in zip(task.turns[:upto], replies[:upto]):
+        messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
+    return messages
+
+
+def label_conversation(task: ConversationTask, weak: Any, strong: Any, max_tokens: int, split: str) -> dict[str, Any]:
+    """One row for one conversation: every turn answered by each model on each model's earlier answers."""
+    answers: dict[str, list[dict[str, Any]]] = {key: [] for key in CONVERSATION_CHAINS}
+    texts = {"weak": [], "strong": []}  # each chain's own replies, the context of the next turn
+    for index, turn in enumerate(task.turns):
+        for key in CONVERSATION_CHAINS:
+            answerer, context = key.split("@")
+            if index == 0 and answerer != context:  # no earlier turns yet: the same as the chain's own answer
+                answers[key].append(answers[f"{answerer}@{answerer}"][0])
+                continue
+            messages = _history(task, texts[context], index) + [{"role": "user", "content": turn.prompt}]
+            answer = (
+                weak.answer_messages(messages, max_tokens)[0]
+                if answerer == "weak"
+                else strong.answer_messages(messages, max_tokens)
+            )
+            answers[key].append({**answer.as_dict(), "ok": int(task.check(index, answer.text))})
+        texts["weak"].append(answers["weak@weak"][index]["text"])
+        texts["strong"].append(answers["strong@strong"][index]["text"])
+    return {
+        "id": task.id,
+        "family": task.family,
+        "category": task.family,
+        "source": task.source,
+        "split": split,
+        "seed": task.seed,
+        "turns": [{"prompt": t.prompt, "gold": t.gold, "depends": t.depends} for t in task.turns],
+        "pair": {"weak": weak.name, "strong": strong.name},
+        "answers": answers,
+        "max_tokens": max_tokens,
+        "labelled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_label_conversations(
+    settings: Any, options: LabelOptions, models: tuple[Any, Any] | None = None
+) -> LabelSummary:
+    """Label the planned conversations not yet in options.out (resumable as run_label)."""
+    try:
+        tasks = build_conversations(options.split, options.seed, options.per_family, options.families)
+    except ValueError as exc:
+        raise LabelError(str(exc)) from exc
+    if options.limit is not None:
+        tasks = tasks[: max(0, options.limit)]
+    rows = RowFile(options.out)
+    try:
+        pending = [t for t in tasks if t.id not in rows.ids]
+        summary = LabelSummary(out=options.out, planned=len(tasks), already=len(tasks) - len(pending))
+        if not pending:
+            return summary
+        weak, strong = models or build_models(settings, options)
+        started = time.monotonic()
+        right = {weak.name: 0, strong.name: 0}
+        advance, stop = _progress(len(pending), options.progress)
+        try:
+            for task in pending:
+                row = label_conversation(task, weak, strong, options.max_tokens, options.split)
+                rows.append(row)
+                summary.written += 1
+                right[weak.name] += sum(a["ok"] for a in row["answers"]["weak@weak"])
+                right[strong.name] += sum(a["ok"] for a in row["answers"]["strong@strong"])
+                advance(f"{task.family}: weak {row['answers']['weak@weak'][-1]['ok']}")
+        finally:
+            stop()
+            summary.seconds = time.monotonic() - started
+            if summary.written:
+                turns = sum(len(t.turns) for t in pending[: summary.written])
+                summary.accuracy = {m: r / turns for m, r in right.items()}
+                summary.latency_s = {m: summary.seconds / summary.written for m in (weak.name,)}
         return summary
     finally:
         rows.close()

@@ -582,3 +582,198 @@ def build_tasks(
     seed = DEFAULT_SEEDS.get(split, 1) if seed is None else seed
     path = gsm8k_path if gsm8k_path is not None else default_gsm8k_path()
     return interleave(family_tasks(f, seed, per_family, path) for f in chosen if f not in set(exclude))
+
+
+# ------------------------------------------------------------------------------------------ conversations
+#
+# Multi-turn families for `hybrid-router label --conversations`: four user turns, the first a task, the follow-ups
+# working on its answer ("now double it", "which of those is the largest"), some independent of it ("what is
+# 4 + 3?"). Every turn has its own gold (the true value, computed from the true earlier answers) and verifier, so a
+# follow-up answered on a wrong earlier answer is wrong. `depends` says whether a turn needs the earlier ones; it is
+# the generator's own truth, for measuring, never shown to a router.
+
+
+@dataclass(frozen=True)
+class Turn:
+    prompt: str
+    gold: str
+    check: str  # number, int_list, word, day, parity
+    depends: bool
+
+
+@dataclass(frozen=True)
+class ConversationTask:
+    id: str
+    family: str
+    turns: tuple[Turn, ...]
+    seed: int
+    source: str
+
+    def check(self, index: int, reply: str) -> bool:
+        turn = self.turns[index]
+        return verify_turn(turn.check, reply, turn.gold)
+
+
+def verify_turn(kind: str, reply: str, gold: str) -> bool:
+    if kind == "number":
+        return check_number(reply, gold)
+    if kind == "int_list":
+        return check_int_list(reply, gold)
+    if kind == "word":
+        return check_word(reply, gold)
+    if kind == "day":
+        return check_choice(reply, gold, DAYS, "last")
+    if kind == "parity":
+        return check_choice(reply, gold, ["even", "odd"])
+    raise ValueError(f"unknown turn check {kind!r}")
+
+
+def _parity(n: float) -> str:
+    return "even" if int(n) % 2 == 0 else "odd"
+
+
+def conv_add_double(rng: random.Random) -> list[Turn]:
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    s = a + b
+    return [
+        Turn(f"What is {a} + {b}?" + _suffix("number"), str(s), "number", False),
+        Turn("Now double it." + _suffix("number"), str(2 * s), "number", True),
+        Turn("Subtract 5 from that." + _suffix("number"), str(2 * s - 5), "number", True),
+        Turn("Is the result even or odd?" + _suffix("even or odd"), _parity(2 * s - 5), "parity", True),
+    ]
+
+
+def conv_units(rng: random.Random) -> list[Turn]:
+    hours = rng.randint(2, 12)
+    x, y = rng.randint(2, 9), rng.randint(2, 9)
+    return [
+        Turn(f"How many minutes are in {hours} hours?" + _suffix("number"), str(60 * hours), "number", False),
+        Turn("And how many seconds is that?" + _suffix("number"), str(3600 * hours), "number", True),
+        Turn(f"What is {x} + {y}?" + _suffix("number"), str(x + y), "number", False),
+        Turn("Now multiply it by 10." + _suffix("number"), str(10 * (x + y)), "number", True),
+    ]
+
+
+def conv_list(rng: random.Random) -> list[Turn]:
+    values = rng.sample(range(1, 100), rng.randint(4, 6))
+    top = max(values)
+    country, capital = rng.choice([("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Egypt", "Cairo")])
+    return [
+        Turn(
+            f"Sort these numbers from smallest to largest: {', '.join(map(str, values))}."
+            + _suffix("comma-separated numbers"),
+            ",".join(map(str, sorted(values))),
+            "int_list",
+            False,
+        ),
+        Turn("Which of those is the largest?" + _suffix("number"), str(top), "number", True),
+        Turn("Now multiply it by 3." + _suffix("number"), str(3 * top), "number", True),
+        Turn(f"What is the capital of {country}?" + _suffix("city"), capital, "word", False),
+    ]
+
+
+def conv_weekday(rng: random.Random) -> list[Turn]:
+    start, n = rng.randrange(7), rng.randint(2, 20)
+    day = (start + n) % 7
+    x, y = rng.randint(2, 9), rng.randint(2, 9)
+    return [
+        Turn(
+            f"If today is {DAYS[start]}, what day of the week will it be in {n} days?" + _suffix("day"),
+            DAYS[day],
+            "day",
+            False,
+        ),
+        Turn("And which day comes right after that one?" + _suffix("day"), DAYS[(day + 1) % 7], "day", True),
+        Turn(f"What is {x} + {y}?" + _suffix("number"), str(x + y), "number", False),
+        Turn("Double it." + _suffix("number"), str(2 * (x + y)), "number", True),
+    ]
+
+
+def conv_word(rng: random.Random) -> list[Turn]:
+    word = rng.choice(WORDS)
+    n = len(word)
+    return [
+        Turn(f"Write the word '{word}' backwards." + _suffix("reversed word"), word[::-1], "word", False),
+        Turn("How many letters does it have?" + _suffix("number"), str(n), "number", True),
+        Turn("Add 4 to that number." + _suffix("number"), str(n + 4), "number", True),
+        Turn("Is the result even or odd?" + _suffix("even or odd"), _parity(n + 4), "parity", True),
+    ]
+
+
+def conv_shop(rng: random.Random) -> list[Turn]:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    a, b = rng.randint(5, 40), rng.randint(2, 30)
+    s = a + b
+    half = s // 2
+    return [
+        Turn(
+            f"{name} has {a} {item} and buys {b} more. How many {item} does {name} have now?" + _suffix("number"),
+            str(s),
+            "number",
+            False,
+        ),
+        Turn(
+            f"{name} gives away half of them, rounded down. How many are given away?" + _suffix("number"),
+            str(half),
+            "number",
+            True,
+        ),
+        Turn("Now add 7 to that." + _suffix("number"), str(half + 7), "number", True),
+        Turn("Is that number even or odd?" + _suffix("even or odd"), _parity(half + 7), "parity", True),
+    ]
+
+
+CONVERSATION_FAMILIES: dict[str, Callable[[random.Random], list[Turn]]] = {
+    "conv_add_double": conv_add_double,
+    "conv_units": conv_units,
+    "conv_list": conv_list,
+    "conv_weekday": conv_weekday,
+    "conv_word": conv_word,
+    "conv_shop": conv_shop,
+}
+CONVERSATION_SPLITS = {
+    "train": ("conv_add_double", "conv_units"),
+    "test": ("conv_list", "conv_weekday", "conv_word", "conv_shop"),
+}
+CONVERSATION_SPLITS["all"] = CONVERSATION_SPLITS["train"] + CONVERSATION_SPLITS["test"]
+
+
+def build_conversations(
+    split: str = "test",
+    seed: int | None = None,
+    per_family: int = 10,
+    families: Sequence[str] | None = None,
+) -> list[ConversationTask]:
+    """`per_family` conversations of each family of a split (or of the named ones), interleaved, deterministic."""
+    if split not in CONVERSATION_SPLITS:
+        raise ValueError(f"unknown split {split!r} (train, test or all)")
+    allowed = CONVERSATION_SPLITS[split]
+    chosen = list(families) if families else list(allowed)
+    outside = [f for f in chosen if f not in allowed]
+    if outside:
+        raise ValueError(f"conversation families {', '.join(outside)} not in split {split!r} ({', '.join(allowed)})")
+    seed = DEFAULT_SEEDS.get(split, 1) if seed is None else seed
+    groups = []
+    for family in chosen:
+        rng = random.Random(f"{family}:{seed}")
+        tasks, seen = [], set()
+        while len(tasks) < per_family and len(seen) < per_family * 20:
+            turns = tuple(CONVERSATION_FAMILIES[family](rng))
+            if turns[0].prompt in seen:
+                seen.add(f"dup{len(seen)}")
+                continue
+            seen.add(turns[0].prompt)
+            tasks.append(
+                ConversationTask(
+                    id=f"label/{family}/{seed}/{len(tasks)}",
+                    family=family,
+                    turns=turns,
+                    seed=seed,
+                    source=f"{SOURCE} (conversation family {family}, seed {seed})",
+                )
+            )
+        groups.append(tasks)
+    out: list[ConversationTask] = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
+    return out

@@ -224,3 +224,12 @@ def test_both_stores_answer_the_decision_store_protocol_alike(store, make_decisi
             build(log.records(), log.ratings(), "t").local_quality
             == build(sides[1].records(), sides[1].ratings(), "t").local_quality
         )
+
+
+def test_the_conversation_key_round_trips(store, make_decision):
+    """A record keeps its conversation's key (never the text); one without a key reads back without it."""
+    keyed = make_decision(tenant_id="acme", device_id="c-1", conversation_id="d-" + "0" * 32, reason="affinity:strong")
+    plain = make_decision(tenant_id="acme", device_id="c-1")
+    assert store.put_records([keyed, plain]).accepted == 2
+    stored = {r.decision_id: r for r in store.records_for_device("acme", "c-1")}
+    assert stored[keyed.decision_id] == keyed and stored[plain.decision_id].conversation_id is None

@@ -57,3 +57,13 @@ def test_the_page_counts_private_requests_by_kind_never_values(make_decision) ->
     page = render(data)
     assert '<div class="value" id="card-private">2</div>' in page
     assert "<tr><th>email</th><td>2</td></tr><tr><th>payment_card</th><td>1</td></tr>" in page
+
+
+def test_the_page_counts_conversations_and_requests_kept_strong_by_them(make_decision) -> None:
+    records = [
+        make_decision(route="strong", conversation_id="c1"),
+        make_decision(route="strong", conversation_id="c1", reason="affinity:strong"),
+    ]
+    data = build(records, {}, "device")
+    assert "affinity" in data.by_reason
+    assert '<div class="value" id="card-conversations">1 (1 kept strong)</div>' in render(data)

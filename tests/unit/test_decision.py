@@ -137,12 +137,20 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
     claimed = merge_served(served, device.model_copy(update={"route": "weak", "cost_usd": 0.0}))
     assert (claimed.route, claimed.reason, claimed.cost_usd) == ("strong", "forced", 0.002)
     assert merge_served(served, gave_up, device_first=True).route == "strong"
+    kept = merge_served(served, device.model_copy(update={"reason": "affinity:strong", "conversation_id": "c-1"}))
+    assert (kept.reason, kept.conversation_id) == ("affinity:strong", "c-1")  # the device's conversation fields
 
 
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
     refuses unknown fields, takes it); one inside an experiment round-trips them."""
-    from hybrid_router.decision import EXPERIMENT_FIELDS, OPTIONAL_FIELDS, QUALITY_FIELDS, DecisionRecord
+    from hybrid_router.decision import (
+        CONVERSATION_FIELDS,
+        EXPERIMENT_FIELDS,
+        OPTIONAL_FIELDS,
+        QUALITY_FIELDS,
+        DecisionRecord,
+    )
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
@@ -163,6 +171,7 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     )
     assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {
         *QUALITY_FIELDS,
+        *CONVERSATION_FIELDS,
         "usage_estimated",
         "privacy_kinds",
     }
@@ -198,3 +207,13 @@ def test_privacy_kinds_are_left_out_while_empty_and_round_trip(make_decision) ->
     assert (again.reason, again.privacy_kinds) == ("privacy:payment_card", ["payment_card", "email"])
     with pytest.raises(ValidationError, match="privacy_kinds"):
         make_decision(privacy_kinds=["4111 1111 1111 1111"])
+
+
+def test_the_conversation_key_is_left_out_while_unset(make_decision) -> None:
+    """A record outside any known conversation reads as before conversations were keyed; one inside keeps its key."""
+    from hybrid_router.decision import DecisionRecord
+
+    assert "conversation_id" not in make_decision().model_dump_json()
+    keyed = make_decision(conversation_id="d-0123456789abcdef0123456789abcdef", reason="affinity:strong")
+    assert keyed.model_dump()["conversation_id"] == "d-0123456789abcdef0123456789abcdef"
+    assert DecisionRecord.model_validate_json(keyed.model_dump_json()) == keyed

@@ -279,9 +279,10 @@ def test_a_full_log_refuses_a_rating_with_the_logs_clear_error(tmp_path, make_de
     log = DecisionLog(tmp_path / "small.db", max_bytes=64 * 1024)
     record = make_decision()
     log.append(record)
-    with pytest.raises(DecisionLogError, match="full"):
-        for _ in range(10_000):
-            log.append(make_decision(prompt="x" * 500))
+    for size in (500, 0):  # full to the last page, whatever room the big records left
+        with pytest.raises(DecisionLogError, match="full"):
+            for _ in range(10_000):
+                log.append(make_decision(prompt="x" * size))
     with pytest.raises(DecisionLogError, match=f"cannot save the rating of decision {record.decision_id}: .* full"):
         log.rate(FeedbackRequest(decision_id=record.decision_id, rating=3, comment="y" * 4000))
     assert log.rated() == []
@@ -337,3 +338,16 @@ DecisionLog(sys.argv[1]).append_open(DecisionRecord.model_validate_json(sys.argv
     subprocess.run([sys.executable, "-c", child, str(path), opened.model_dump_json()], check=True)
     log = DecisionLog(path)
     assert log.pending_count() == 1 and log.pending()[0].decision_id == opened.decision_id
+
+
+def test_a_conversations_last_answered_route(tmp_path, make_decision):
+    """The device's own log tells the route of a conversation's latest answered turn (errors do not count)."""
+    with DecisionLog(tmp_path / "log.db") as log:
+        assert log.last_route("c1") is None
+        log.append(make_decision(conversation_id="c1", route="strong", at="2026-12-01T10:00:00Z"))
+        log.append(make_decision(conversation_id="c2", route="weak", at="2026-12-01T10:00:01Z"))
+        assert log.last_route("c1") == "strong"
+        log.append(make_decision(conversation_id="c1", route="weak", at="2026-12-01T10:00:02Z"))
+        log.append(make_decision(conversation_id="c1", route="strong", status="error", at="2026-12-01T10:00:03Z"))
+        assert log.last_route("c1") == "weak"
+        assert log.last_route("c2") == "weak"

@@ -90,3 +90,15 @@ def test_accepts_plain_dicts_and_rejects_bad_ones(make_decision):
     assert UsageSummary.from_records([record.model_dump()]) == UsageSummary.from_records([record])
     with pytest.raises(ValueError):
         UsageSummary.from_records([{**record.model_dump(), "route": "medium"}])
+
+
+def test_conversations_and_affinity_are_counted(make_decision):
+    records = [
+        make_decision(route="strong", conversation_id="c1"),
+        make_decision(route="strong", conversation_id="c1", reason="affinity:strong"),
+        make_decision(route="weak", conversation_id="c2"),
+        make_decision(route="weak"),
+    ]
+    totals = UsageSummary.from_records(records).totals
+    assert (totals.conversations, totals.affinity) == (2, 1)
+    assert UsageSummary.from_records(records).by_route["weak"].conversations == 1

@@ -172,6 +172,7 @@ def render(data: Dashboard) -> str:
         ("saving_share", f"{t.saving_share:.1%}"),
         ("strong_share", f"{t.strong_share:.1%}"),
         ("fallbacks", str(t.fallbacks)),
+        ("conversations", f"{t.conversations} ({t.affinity} kept strong)"),
         ("router_p95_ms", f"{lat.p95_ms:.2f}"),
         ("private", str(t.private)),
         ("rating_mean", f"{rating} (n={data.ratings.count})"),

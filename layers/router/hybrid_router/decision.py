@@ -76,7 +76,12 @@ EXPERIMENT_FIELDS = (
 # The quality target in force when the router chose (hybrid_router.routing.operating_point); absent when the
 # threshold came from elsewhere (a threshold or strong share the user set, a router-<kind>-<t> name, no target).
 QUALITY_FIELDS = ("quality_target", "quality_confidence")
-OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS
+# The conversation a request belongs to (hybrid_router.routing.conversation): the client's id or a hash of the
+# conversation's opening, never its text.
+CONVERSATION_FIELDS = ("conversation_id",)
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS + CONVERSATION_FIELDS
+
+AFFINITY_REASONS = ("affinity:strong",)
 
 
 class DecisionRecord(BaseModel):
@@ -84,7 +89,9 @@ class DecisionRecord(BaseModel):
 
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
     `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
-    `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
+    `fallback:<cause>` (the chosen side failed), `affinity:strong` (the router chose the local model, but the
+    conversation's earlier turns were answered by the strong model and this message depends on them or is not
+    clearly easy), or in cascade mode `cascade:kept` (the local draft was the answer)
     and `cascade:escalated` (the draft was discarded, the strong model answered), or `privacy:<kind>` (the prompt
     carried private data, so the local model answered or, with the `refuse` setting, nobody did).
     `privacy_kinds` names the kinds of private data found (hybrid_router.privacy.PrivacyKind), never the values;
@@ -143,14 +150,16 @@ class DecisionRecord(BaseModel):
     # keeps, with `quality_confidence`); absent when no target set the threshold.
     quality_target: Share | None = None
     quality_confidence: Share | None = None
+    # The conversation's key (the client's own id, or `d-<hash>` of its opening); absent when none was known.
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
     # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
     usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment and quality-target fields, `usage_estimated` and `privacy_kinds` are left out while unset, so a
-        record without them is what it was before they existed, and a cloud of that older version (which refuses
-        unknown fields) still takes it."""
+        """Experiment, quality-target and conversation fields, `usage_estimated` and `privacy_kinds` are left out
+        while unset, so a record without them is what it was before they existed, and a cloud of that older version
+        (which refuses unknown fields) still takes it."""
         data = handler(self)
         for name in OPTIONAL_FIELDS:
             if data.get(name, 0) is None:
@@ -201,13 +210,13 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(
+        if value in ("routed", "forced", "budget", *CASCADE_REASONS, *AFFINITY_REASONS) or value.startswith(
             ("fallback:", "budget:", PRIVACY_PREFIX)
         ):
             return value
         raise ValueError(
-            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept, cascade:escalated or "
-            "privacy:<kind>"
+            "reason must be routed, forced, budget:<cap>, fallback:<cause>, affinity:strong, cascade:kept, "
+            "cascade:escalated or privacy:<kind>"
         )
 
     @property

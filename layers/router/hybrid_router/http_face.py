@@ -40,6 +40,7 @@ def routing_block(
         router_version=plan.router_version,
         router_latency_ms=round(plan.router_latency_ms, 3),
         privacy_kinds=list(plan.privacy.kinds) if plan.privacy else [],
+        conversation_id=fields.get("conversation_id"),
         quality_target=fields.get("quality_target"),
         quality_confidence=fields.get("quality_confidence"),
     )

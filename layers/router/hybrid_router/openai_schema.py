@@ -271,6 +271,7 @@ class Routing(BaseModel):
     router_version: str
     router_latency_ms: float
     privacy_kinds: list[str] = []  # kinds of private data found, never their values
+    conversation_id: str | None = None  # the conversation this message belongs to (given or derived; never text)
     quality_target: float | None = None  # the quality target that set the threshold, when one did
     quality_confidence: float | None = None
     # Once the decision record exists (a plain answer; a stream's last chunk):

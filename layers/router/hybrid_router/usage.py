@@ -26,6 +26,8 @@ class UsageTotals(BaseModel):
     `escalation_cost_usd` is what the escalated requests cost, `discarded_draft_ms` the time their drafts took.
     Privacy: `private` requests carried personal data or secrets (any kind in `privacy_kinds`), and
     `privacy_kinds` counts the requests per kind found (a request with two kinds counts in both).
+    Conversations: `conversations` distinct conversation keys among the requests, `affinity` requests the
+    conversation kept strong where the router alone would have answered locally (reason `affinity:strong`).
     """
 
     requests: int = 0
@@ -49,6 +51,8 @@ class UsageTotals(BaseModel):
     discarded_draft_ms: float = 0.0
     private: int = 0
     privacy_kinds: dict[str, int] = {}
+    conversations: int = 0
+    affinity: int = 0
     first_at: str | None = None
     last_at: str | None = None
 
@@ -121,6 +125,8 @@ class _Accumulator:
     discarded_draft_ms: list[float] = field(default_factory=list)
     private: int = 0
     privacy_kinds: Counter[str] = field(default_factory=Counter)
+    conversations: set[str] = field(default_factory=set)
+    affinity: int = 0
     first_at: str | None = None
     last_at: str | None = None
 
@@ -143,6 +149,9 @@ class _Accumulator:
             self.discarded_draft_ms.append(record.draft_latency_ms if record.route == "strong" else 0.0)
         self.private += bool(record.privacy_kinds)
         self.privacy_kinds.update(set(record.privacy_kinds))
+        if record.conversation_id is not None:
+            self.conversations.add(record.conversation_id)
+        self.affinity += record.reason.startswith("affinity:")
         if self.first_at is None or record.created_at < self.first_at:
             self.first_at = record.created_at
         if self.last_at is None or record.created_at > self.last_at:
@@ -174,6 +183,8 @@ class _Accumulator:
             discarded_draft_ms=math.fsum(self.discarded_draft_ms),
             private=self.private,
             privacy_kinds=dict(sorted(self.privacy_kinds.items())),
+            conversations=len(self.conversations),
+            affinity=self.affinity,
             first_at=self.first_at,
             last_at=self.last_at,
         )

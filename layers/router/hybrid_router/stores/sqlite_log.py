@@ -134,6 +134,11 @@ class DecisionLog:
             self._add_column("decisions", "open_pid INTEGER")
             self._add_column("decisions", "cloud_charge REAL")
             self._add_column("decisions", "experiment_id TEXT")
+            self._add_column("decisions", "conversation_id TEXT")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS decisions_conversation ON decisions (conversation_id, decision_id)"
+                " WHERE conversation_id IS NOT NULL"
+            )
             self._close_abandoned()
         except sqlite3.Error as error:
             raise _explain(error, self.path, "open") from error
@@ -219,6 +224,7 @@ class DecisionLog:
                 r.model_dump_json(),
                 open_pid,
                 r.experiment_id,
+                r.conversation_id,
             )
             for r in records
         ]
@@ -228,11 +234,11 @@ class DecisionLog:
         with self._transaction(f"save {len(rows)} decision(s) [{ids}]") as db:
             before = db.total_changes
             db.executemany(
-                "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record, open_pid, experiment_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET"
+                "INSERT INTO decisions (decision_id, created_at, day, route, cost_usd, record, open_pid, experiment_id,"
+                " conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET"
                 " created_at = excluded.created_at, day = excluded.day, route = excluded.route,"
                 " cost_usd = excluded.cost_usd, record = excluded.record, open_pid = excluded.open_pid,"
-                " experiment_id = excluded.experiment_id"
+                " experiment_id = excluded.experiment_id, conversation_id = excluded.conversation_id"
                 " WHERE decisions.open_pid IS NOT NULL AND excluded.open_pid IS NULL",
                 rows,
             )
@@ -463,6 +469,17 @@ class DecisionLog:
             "read an experiment's decisions",
         )
         return [DecisionRecord.model_validate_json(row[0]) for row in rows]
+
+    def last_route(self, conversation_id: str) -> str | None:
+        """The route of the conversation's latest answered turn on this device (an answer that was served, not an
+        error), or None when this device has answered none of its turns."""
+        rows = self._query(
+            "SELECT route FROM decisions WHERE conversation_id = ? AND json_extract(record, '$.status') = 'ok'"
+            " ORDER BY decision_id DESC LIMIT 1",
+            (conversation_id,),
+            "read a conversation's routes",
+        )
+        return rows[0][0] if rows else None
 
     def ratings(self) -> dict[str, StoredFeedback]:
         """Every rating, by decision id."""
