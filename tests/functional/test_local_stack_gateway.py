@@ -60,6 +60,7 @@ def slow_stack(tmp_path_factory, write_tiny_router):
         router_path=router,
         routers_bucket=None,
         token_delay_s=TOKEN_DELAY_S,
+        table_name=f"gateway-{router.name}",  # moto's tables live for the whole test process: a name of its own
     ) as running:
         yield running
 
