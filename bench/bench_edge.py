@@ -27,13 +27,12 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from hybrid_router.backends.llama_cpp import LlamaCppBackend
-from hybrid_router.stores.sqlite_log import DecisionLog
-
 from edge_client.config import Settings
 from edge_client.routing_source import LocalRouteSource
 from edge_client.server import create_app
 from edge_client.service import EdgeService
+from hybrid_router.backends.llama_cpp import LlamaCppBackend
+from hybrid_router.stores.sqlite_log import DecisionLog
 
 PROMPTS = [
     "What is the capital of France?",
@@ -74,7 +73,7 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         while not self.server.started:
             time.sleep(0.02)
@@ -194,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 d, d_tokens, s, s_tokens = interleaved(
                     i,
                     backend,
-                    lambda: direct_call(backend, prompt, args.max_tokens),
-                    lambda: server_call(http, model, prompt, args.max_tokens),
+                    lambda prompt=prompt: direct_call(backend, prompt, args.max_tokens),
+                    lambda prompt=prompt: server_call(http, model, prompt, args.max_tokens),
                 )
                 assert d_tokens == s_tokens, "the two paths generated different answers"
                 direct.append(d * 1000)
@@ -207,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 d, d_tokens, s, s_tokens = interleaved(
                     i,
                     backend,
-                    lambda: direct_stream(backend, prompt, args.stream_tokens),
-                    lambda: server_stream(http, model, prompt, args.stream_tokens),
+                    lambda prompt=prompt: direct_stream(backend, prompt, args.stream_tokens),
+                    lambda prompt=prompt: server_stream(http, model, prompt, args.stream_tokens),
                 )
                 raw_tps.append(d_tokens / d)
                 server_tps.append(s_tokens / s)

@@ -9,9 +9,10 @@ scan of the body limits.
 import json
 import statistics
 import time
-from hybrid_router.openai_schema import ChatCompletionRequest, unencodable_path
+
 from hybrid_router.api.limits import json_depth
 from hybrid_router.api.routes_inference import _check_input
+from hybrid_router.openai_schema import ChatCompletionRequest, unencodable_path
 from hybrid_router.routing import load_router
 
 router = load_router(None, intra_op_num_threads=1)

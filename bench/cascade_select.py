@@ -89,7 +89,7 @@ def decision_point(
     policy: CascadePolicy, router: np.ndarray, conf: np.ndarray, strong: np.ndarray, weak: np.ndarray
 ) -> tuple[float, float]:
     """(strong share, PGR) of the policy's own decisions on the rows."""
-    to_strong = np.array([policy.score(s, c) >= policy.pivot for s, c in zip(router, conf)])
+    to_strong = np.array([policy.score(s, c) >= policy.pivot for s, c in zip(router, conf, strict=False)])
     quality = np.where(to_strong, strong, weak).mean()
     return float(to_strong.mean()), float((quality - weak.mean()) / (strong.mean() - weak.mean()))
 
@@ -116,7 +116,7 @@ def select(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 low = float(np.quantile(router, lq)) if lq > 0 else 0.0
                 high = float(np.quantile(router, hq)) if hq < 1 else 1.0
                 policy = CascadePolicy(low, high, signal=signal, min_confidence=0.5, verifier=verifier)  # type: ignore[arg-type]
-                scores = np.array([policy.score(s, c) for s, c in zip(router, conf)])
+                scores = np.array([policy.score(s, c) for s, c in zip(router, conf, strict=False)])
                 in_band = np.array([policy.pre_route(s) == "draft" for s in router])
                 candidates.append(
                     {

@@ -45,7 +45,7 @@ def routes_for(policy: str, scores: list[float], prompts: list[str], threshold: 
     if policy == "always-strong":
         return ["strong"] * len(scores)
     routes: list[str] = []
-    for k, (score, prompt) in enumerate(zip(scores, prompts)):
+    for k, (score, prompt) in enumerate(zip(scores, prompts, strict=False)):
         route = "strong" if score >= threshold else "weak"
         if policy == "conversation" and k > 0:
             features = ConversationFeatures("bench", k + 1, routes[-1], depends_on_context(prompt, k + 1))
@@ -59,10 +59,10 @@ def evaluate(rows: list[dict[str, Any]], scores: list[list[float]], threshold: f
     flips = strong_turns = turns = right = 0
     follow_local = follow_local_wrong = local = local_wrong = 0
     cost = 0.0
-    for row, row_scores in zip(rows, scores):
+    for row, row_scores in zip(rows, scores, strict=False):
         prompts = [t["prompt"] for t in row["turns"]]
         routes = routes_for(policy, row_scores, prompts, threshold, AFFINITY_MARGIN)
-        flips += sum(a != b for a, b in zip(routes, routes[1:]))
+        flips += sum(a != b for a, b in zip(routes, routes[1:], strict=False))
         for k, route in enumerate(routes):
             context = routes[k - 1] if k else route
             answer = row["answers"][f"{route}@{context}"][k]

@@ -86,7 +86,7 @@ def _cascade_scores(rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> 
     return np.array(
         [
             policy.score(float(score), policy.confidence(row["weak_confidence"], int(row["max_tokens"])))
-            for score, row in zip(router, rows)
+            for score, row in zip(router, rows, strict=False)
         ]
     )
 
@@ -115,7 +115,7 @@ def build(labels: Path, out: Path, names: Sequence[str], **options: Any) -> list
     if not rows:
         raise SystemExit(f"{labels}: no rows")
     for name in names:
-        for row, score in zip(rows, router_scores(name, rows, **options)):
+        for row, score in zip(rows, router_scores(name, rows, **options), strict=False):
             row.setdefault("router_scores", {})[name] = round(float(score), 6)
     tmp = out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -28,10 +28,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -274,13 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
-    from local_stack.servers import ServerThread
-    from local_stack.stack import start_stack
-
     from edge_client.config import Settings
     from edge_client.factory import build_service
     from edge_client.server import create_app
+    from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
+    from local_stack.servers import ServerThread
+    from local_stack.stack import start_stack
 
     with (
         tempfile.TemporaryDirectory() as scratch,

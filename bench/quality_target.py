@@ -253,7 +253,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"failure {a['failure_rate']:.0%} (95% lower bound {a['failure_lower_bound_95']:.0%}).",
             "",
         ]
-    for label, data in report["models"].items():
+    for _label, data in report["models"].items():
         lines += [
             f"{data['model']} (right on {data['calibration_accuracy']:.1%} of calibration rows, "
             f"{data['calibration_accuracy_lowest_5pct']:.1%} of their lowest-scored 5%, "

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
-from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 from rich.console import Console
 from rich.table import Table
 
 from edge_client.config import ConfigError, LoadedSettings, describe, load_settings
+from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 
 if TYPE_CHECKING:
     from hybrid_router.feedback import Scale
@@ -39,14 +39,12 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from hybrid_router.backends.base import BackendError
-    from hybrid_router.routing import RouterLoadError
-    from hybrid_router.stores.sqlite_log import DecisionLogError
-
     from edge_client.routing_source import RoutingError
     from edge_client.service import UnknownModelError
-
+    from hybrid_router.backends.base import BackendError
     from hybrid_router.registry import RegistryError
+    from hybrid_router.routing import RouterLoadError
+    from hybrid_router.stores.sqlite_log import DecisionLogError
 
     return (
         CliError,
@@ -94,7 +92,7 @@ def _warn_router(route_source: Any) -> None:
 
 @app.callback()
 def main_options(
-    ctx: typer.Context, config: Optional[str] = typer.Option(None, "--config", help="settings file (TOML)")
+    ctx: typer.Context, config: str | None = typer.Option(None, "--config", help="settings file (TOML)")
 ) -> None:
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand in {"train", "eval", "score", "stack"}:
@@ -213,17 +211,18 @@ def _chat_command(line: str) -> str | None:
 @app.command()
 def chat(
     ctx: typer.Context,
-    prompt: Optional[str] = typer.Argument(None, help="one prompt; without it, an interactive session"),
+    prompt: str | None = typer.Argument(None, help="one prompt; without it, an interactive session"),
     model: str = typer.Option("router", "--model", "-m", help="router, router-<kind>-<threshold> or a model"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
-    system: Optional[str] = typer.Option(None, "--system", help="system prompt"),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT),
+    system: str | None = typer.Option(None, "--system", help="system prompt"),
 ) -> None:
     """Chat: each prompt is routed, the answer streams, then route, score, latency, cost, saving and decision id.
 
     Interactive: type /good or /bad after an answer to rate it (thumbs up or down; see `feedback`), /help for the
     commands, /quit to end; a line starting with // is sent with one / less."""
-    from hybrid_router.decision import DecisionNotFound
     from rich.markup import escape
+
+    from hybrid_router.decision import DecisionNotFound
 
     service = _service(_settings(ctx))
     history: list[dict] = [{"role": "system", "content": system}] if system else []
@@ -291,11 +290,10 @@ def route(
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
 ) -> None:
     """Decision only: score the prompt and say where it would go (nothing is generated or logged)."""
-    from hybrid_router.backends.llama_cpp import LlamaCppBackend
-    from hybrid_router.stores.sqlite_log import DecisionLog
-
     from edge_client.factory import build_route_source, build_strong
     from edge_client.service import EdgeService
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
+    from hybrid_router.stores.sqlite_log import DecisionLog
 
     settings = _settings(ctx).settings
     weak = LlamaCppBackend(settings.local_model_path, name=settings.local_model_name)  # not loaded: names only
@@ -360,7 +358,7 @@ def serve(
 
 
 def _since(days: int) -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+    return (datetime.now(UTC) - timedelta(days=days - 1)).date().isoformat()
 
 
 def _bar(value: float, largest: float, width: int = 16) -> str:
@@ -376,10 +374,9 @@ def usage(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Cost and savings from the decision log, by day and by route."""
+    from hybrid_router.local_quality import local_quality, rating_units
     from hybrid_router.stores.sqlite_log import DecisionLog
     from hybrid_router.usage import UsageSummary
-
-    from hybrid_router.local_quality import local_quality, rating_units
 
     settings = _settings(ctx).settings
     with DecisionLog(settings.decision_log_path) as log:
@@ -459,13 +456,12 @@ def feedback(
         ..., help="the answer's decision id (chat prints it; the server returns it in routing.decision_id)"
     ),
     rating: str = typer.Argument(..., help="1..5 stars, or +1 / -1 thumbs (signed: 1 alone is one star)"),
-    comment: Optional[str] = typer.Option(None, "--comment", help="what was right or wrong"),
+    comment: str | None = typer.Option(None, "--comment", help="what was right or wrong"),
 ) -> None:
     """Rate one answer by its decision id. `sync` uploads ratings; `export-feedback` makes them training rows."""
+    from edge_client.feedback import parse_rating
     from hybrid_router.decision import DecisionNotFound
     from hybrid_router.stores.sqlite_log import DecisionLog
-
-    from edge_client.feedback import parse_rating
 
     with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
         try:
@@ -480,9 +476,8 @@ def export_feedback(
     ctx: typer.Context, out: Path = typer.Option(..., "--out", help="JSONL file to write (replaced)")
 ) -> None:
     """Rated answers whose prompt was kept (store_prompts) as training rows: `hybrid-router train --data FILE`."""
-    from hybrid_router.stores.sqlite_log import DecisionLog
-
     from edge_client.feedback import export_training_rows
+    from hybrid_router.stores.sqlite_log import DecisionLog
 
     with DecisionLog(_settings(ctx).settings.decision_log_path) as log:
         written, skipped, failed = export_training_rows(log, out)
@@ -546,16 +541,16 @@ def label(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="JSONL to append rows to (a rerun resumes it)"),
     split: str = typer.Option("train", "--split", help="train, test or all (router_training/label_families.py)"),
-    family: Optional[list[str]] = typer.Option(None, "--family", help="only these families (repeatable)"),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude-family", help="leave a family out (repeatable)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="generator seed (default: train 1, test 2)"),
+    family: list[str] | None = typer.Option(None, "--family", help="only these families (repeatable)"),
+    exclude: list[str] | None = typer.Option(None, "--exclude-family", help="leave a family out (repeatable)"),
+    seed: int | None = typer.Option(None, "--seed", help="generator seed (default: train 1, test 2)"),
     per_family: int = typer.Option(50, "--per-family", min=1, help="prompts per family"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="only the first N prompts of the plan"),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="only the first N prompts of the plan"),
     max_tokens: int = typer.Option(48, "--max-tokens", min=1, max=MAX_TOKENS_LIMIT, help="answer length"),
-    strong_gguf: Optional[str] = typer.Option(
+    strong_gguf: str | None = typer.Option(
         None, "--strong-gguf", help="strong model as a local GGUF: qwen, smollm2 or a path"
     ),
-    strong_name: Optional[str] = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
+    strong_name: str | None = typer.Option(None, "--strong-name", help="the strong model's name in rows"),
     threads: int = typer.Option(1, "--threads", min=1, help="llama.cpp threads per model"),
     conversations: bool = typer.Option(
         False, "--conversations", help="4-turn conversations (conv_* families): one row per conversation"
@@ -590,17 +585,16 @@ def calibrate(
     labels: list[Path] = typer.Option(..., "--labels", help="rows from `hybrid-router label` (repeatable)"),
     target: float = typer.Option(0.9, "--target", help="quality target: the local model right on this share"),
     confidence: float = typer.Option(0.95, "--confidence", help="confidence of the guarantee"),
-    model: Optional[str] = typer.Option(None, "--model", help="the local model in the rows (default: pair.weak)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: <data_dir>/operating_point.json)"),
+    model: str | None = typer.Option(None, "--model", help="the local model in the rows (default: pair.weak)"),
+    out: Path | None = typer.Option(None, "--out", help="where to write (default: <data_dir>/operating_point.json)"),
     as_json: bool = typer.Option(False, "--json", help="print the operating point as JSON"),
 ) -> None:
     """The operating point for a quality target, with its guarantee, from the local model's labelled rows."""
-    from hybrid_router.routing import operating_point as op
-
     from edge_client.calibrate import CalibrateError
     from edge_client.calibrate import calibrate as compute
     from edge_client.routers import device_registry
     from edge_client.routing_source import LocalRouteSource
+    from hybrid_router.routing import operating_point as op
 
     settings = _settings(ctx).settings
     if not (0.0 < target < 1.0 and 0.0 < confidence < 1.0):
@@ -688,9 +682,8 @@ BUCKET_HELP = "act on the cloud's router bucket (AWS credentials) instead of thi
 
 def _registry(ctx: typer.Context, bucket: str | None):
     """The cloud's bucket registry (--bucket), or this device's own."""
-    from hybrid_router.registry import registry_from_bucket
-
     from edge_client.routers import device_registry
+    from hybrid_router.registry import registry_from_bucket
 
     return registry_from_bucket(bucket) if bucket else device_registry(_settings(ctx).settings)
 
@@ -708,7 +701,7 @@ def _ref(text: str):
 def routers_list(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json"),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """Versions on this device (active marked) and, when the cloud answers, the cloud's."""
     from edge_client.routers import CloudRegistryError, CloudRouters
@@ -777,7 +770,7 @@ def routers_list(
 @routers_app.command("pull")
 def routers_pull(
     ctx: typer.Context,
-    ref: Optional[str] = typer.Argument(
+    ref: str | None = typer.Argument(
         None, help="<router_id>@<version>; none: follow the cloud's active version and experiment"
     ),
 ) -> None:
@@ -808,7 +801,7 @@ def routers_pull(
 def routers_use(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="<router_id>@<version>"),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """Make a version the active one (a running experiment with another control is stopped). On this device the
     version must first load and score a prompt in a child process; one that does not is refused."""
@@ -825,7 +818,7 @@ def routers_use(
 def routers_register(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="router folder (router.onnx + tokenizer.json) or router.onnx"),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """Add a router under its own id and version (from its metadata); a version is never replaced."""
     manifest = _registry(ctx, bucket).register(path)
@@ -850,7 +843,7 @@ def experiments_start(
     candidate: str = typer.Option(..., "--candidate", help="<router_id>@<version>"),
     mode: str = typer.Option("shadow", "--mode", help="shadow or ab"),
     share: float = typer.Option(0.5, "--share", min=0.0, max=1.0, help="A/B: share of requests the candidate routes"),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """Test a candidate against the active version (the control)."""
     from edge_client.routers import prove
@@ -873,7 +866,7 @@ def experiments_report(
     ctx: typer.Context,
     experiment_id: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json"),
-    bucket: Optional[str] = typer.Option(
+    bucket: str | None = typer.Option(
         None, "--bucket", help="the experiment is the cloud's (read from this bucket); records are this device's"
     ),
 ) -> None:
@@ -926,7 +919,7 @@ def experiments_report(
 def experiments_promote(
     ctx: typer.Context,
     experiment_id: str = typer.Argument(...),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """End the experiment and make its candidate the active version."""
     deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=True)
@@ -939,7 +932,7 @@ def experiments_promote(
 def experiments_stop(
     ctx: typer.Context,
     experiment_id: str = typer.Argument(...),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help=BUCKET_HELP),
+    bucket: str | None = typer.Option(None, "--bucket", help=BUCKET_HELP),
 ) -> None:
     """End the experiment; the control stays active."""
     deployment = _registry(ctx, bucket).end_experiment(experiment_id, promote=False)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 from hybrid_router.privacy.contact import phone_regions
 from hybrid_router.privacy.kinds import PrivacyMode, parse_kinds
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP_NAME = "hybrid-router"
 ENV_PREFIX = "HYBRID_ROUTER_"
@@ -220,7 +221,7 @@ class Settings(BaseModel):
         return origins
 
     @model_validator(mode="after")
-    def _one_threshold_rule(self) -> "Settings":
+    def _one_threshold_rule(self) -> Settings:
         if self.threshold is not None and self.strong_share is not None:
             raise ValueError("set threshold or strong_share, not both")
         if self.quality_target is not None and (self.threshold is not None or self.strong_share is not None):
@@ -228,13 +229,13 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _cascade_band(self) -> "Settings":
+    def _cascade_band(self) -> Settings:
         if self.cascade_low is not None and self.cascade_high is not None and self.cascade_low > self.cascade_high:
             raise ValueError("cascade_low must not be above cascade_high")
         return self
 
     @model_validator(mode="after")
-    def _sagemaker_body_the_container_takes(self) -> "Settings":
+    def _sagemaker_body_the_container_takes(self) -> Settings:
         from hybrid_router.backends.sagemaker import container_contract
 
         container_contract(self.sagemaker_container, self.sagemaker_body_format)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from hybrid_router.backends.base import ChatBackend
-from hybrid_router.backends.llama_cpp import LlamaCppBackend, StatusCallback
-from hybrid_router.stores.sqlite_log import DecisionLog
-
 from edge_client.config import ConfigError, Settings
 from edge_client.routing_source import (
     LocalRouteSource,
@@ -17,6 +13,9 @@ from edge_client.routing_source import (
     UnavailableRouteSource,
 )
 from edge_client.service import EdgeService
+from hybrid_router.backends.base import ChatBackend
+from hybrid_router.backends.llama_cpp import LlamaCppBackend, StatusCallback
+from hybrid_router.stores.sqlite_log import DecisionLog
 
 DEFAULT_CLOUD_STRONG_MODEL = "strong"
 log = logging.getLogger("hybrid_router.edge")

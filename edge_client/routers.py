@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_client.config import Settings
 from hybrid_router.decision import utc_now_iso
 from hybrid_router.registry import (
     Deployment,
@@ -36,9 +39,6 @@ from hybrid_router.registry import (
     receive_version,
 )
 from hybrid_router.routing.probe import probe_router
-from pydantic import BaseModel, ConfigDict, Field
-
-from edge_client.config import Settings
 
 log = logging.getLogger("hybrid_router.edge")
 

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from hybrid_router.decision import Route, as_route
 from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing import operating_point as op
-from hybrid_router.decision import Route, as_route
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR, Router
 
 log = logging.getLogger("hybrid_router.edge")

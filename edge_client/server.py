@@ -18,10 +18,9 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import hybrid_router
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -32,15 +31,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import hybrid_router
+from edge_client.config import ConfigError, Settings
+from edge_client.routing_source import RoutingError
+from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModelError
 from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.openapi import document, errors
-from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.backends.base import BackendError
+from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.decision import DecisionNotFound
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
 from hybrid_router.http_face import chat_response, routing_block, routing_headers
-from hybrid_router.stores.sqlite_log import DecisionLogError
 from hybrid_router.openai_schema import (
     MAX_PROMPT_CHARS,
     ChatCompletionRequest,
@@ -50,10 +52,7 @@ from hybrid_router.openai_schema import (
     usage_chunk,
 )
 from hybrid_router.pipeline import ClientGone
-
-from edge_client.config import ConfigError, Settings
-from edge_client.routing_source import RoutingError
-from edge_client.service import EdgeService, Plan, StreamingAnswer, UnknownModelError
+from hybrid_router.stores.sqlite_log import DecisionLogError
 
 # Room for the JSON around a prompt of MAX_PROMPT_CHARS characters.
 MAX_BODY_BYTES = MAX_PROMPT_CHARS + 64 * 1024
@@ -431,11 +430,12 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     def dashboard(request: Request, days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS)) -> Any:
         """The device's dashboard (hybrid_router.dashboard over the decision log): to this machine's callers only."""
         from fastapi.responses import HTMLResponse
+
         from hybrid_router.dashboard import page
 
         if request.client is None or not is_loopback(request.client.host):
             return _error(403, "the dashboard is served to this machine only", code="not_loopback")
-        since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+        since = (datetime.now(UTC) - timedelta(days=days - 1)).date().isoformat()
         records = service.log.records(since=since)
         title = f"hybrid-router on this device ({service.settings.device_id}), last {days} days"
         return HTMLResponse(page(records, service.log.ratings(), title))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
-from datetime import datetime, timezone
 
+from edge_client.config import Settings
+from edge_client.routing_source import RouteSource, RoutingError, Scored, UnknownRouterKind
 from hybrid_router.backends.base import BackendError, ChatBackend, DraftingBackend
 from hybrid_router.budget import BudgetExceeded, SpendLedger
 from hybrid_router.cascade import CascadeError, CascadePolicy, load_policy
@@ -25,9 +27,6 @@ from hybrid_router.routing import RouterSpec, parse_router_model
 from hybrid_router.routing.conversation import conversation_key, features, follow_conversation
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
-
-from edge_client.config import Settings
-from edge_client.routing_source import RouteSource, RoutingError, Scored, UnknownRouterKind
 
 log = logging.getLogger("hybrid_router.edge")
 CASCADE = "cascade"  # the router kind in `router-cascade[-<min confidence>]`
@@ -87,7 +86,7 @@ class EdgeService:
         route_source: RouteSource | None,
         decision_log: DecisionLog,
         costs: CostModel | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.settings = settings
         self.weak = weak

@@ -42,7 +42,7 @@ _JSON = {"content-type": "application/json"}
 class SyncError(ConnectionError):
     """Sync stopped before every pending record was acknowledged; what was acknowledged stays marked."""
 
-    def __init__(self, message: str, report: "SyncReport | None" = None):
+    def __init__(self, message: str, report: SyncReport | None = None):
         super().__init__(message)
         self.report = report
 

@@ -35,11 +35,11 @@ from fastapi.responses import JSONResponse, Response
 from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.sagemaker import TGI_MAX_STOP_SEQUENCES
 from hybrid_router.openai_schema import ChatCompletionRequest, completion_chunk, error_body
 from hybrid_router.ulid import new_ulid
 from local_stack.model import Generation, LlamaTextModel, Piece, PromptTooLong
-from hybrid_router.api.streaming import ClosingStreamingResponse
 
 log = logging.getLogger("local_stack.container")
 

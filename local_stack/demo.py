@@ -21,12 +21,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from hybrid_router.openai_schema import ChatCompletionRequest
-from hybrid_router.usage import UsageSummary
-
 from edge_client.config import Settings
 from edge_client.factory import build_service
 from edge_client.sync import sync_decisions
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.usage import UsageSummary
 
 SAMPLE_PROMPTS = [
     "Say hello in French.",

@@ -67,7 +67,7 @@ class DynamoFaultPlan:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_ProxyServer"
+    server: _ProxyServer
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         proxy = self.server.proxy
@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
-    proxy: "DynamoDBFaults"
+    proxy: DynamoDBFaults
 
 
 class DynamoDBFaults:
@@ -150,7 +150,7 @@ class DynamoDBFaults:
         with self._lock:
             return sum(n for kind, n in self.counts.items() if kind != "forwarded")
 
-    def start(self) -> "DynamoDBFaults":
+    def start(self) -> DynamoDBFaults:
         self._thread.start()
         return self
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from hybrid_router.backends.base import sampling_options
 from hybrid_router.backends.llama_cpp import LlamaCppBackend
-
 from local_stack.weights import model_name_for
 
 

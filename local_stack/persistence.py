@@ -98,7 +98,7 @@ class DynamoDBServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "DynamoDBServer":
+    def start(self) -> DynamoDBServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
@@ -322,7 +322,7 @@ class TableSnapshots:
         while not self._stopping.wait(max(self.interval_s, 4 * self.last_save_s)):
             self._save_if_changed()
 
-    def start(self) -> "TableSnapshots":
+    def start(self) -> TableSnapshots:
         self._thread = threading.Thread(target=self._run, name="local-stack-snapshots", daemon=True)
         self._thread.start()
         return self

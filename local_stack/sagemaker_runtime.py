@@ -31,9 +31,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from hybrid_router.api.streaming import ClosingStreamingResponse
 from local_stack.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from local_stack.eventstream import exception_event, payload_part
-from hybrid_router.api.streaming import ClosingStreamingResponse
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

@@ -26,7 +26,7 @@ class ServerThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 300.0) -> "ServerThread":
+    def start(self, timeout_s: float = 300.0) -> ServerThread:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted connections inherit it: without it, a response written in two parts waits ~40 ms for the
@@ -64,7 +64,7 @@ class ServerThread:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -173,7 +173,7 @@ class Stack:
             except (OSError, ValueError):
                 pass
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,9 +21,9 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 MODEL = "smollm2-135m-instruct"
 SOURCE = "hybrid-router:router_training/easy_prompts.py (templates; answers by SmolLM2-135M-Instruct, checked)"

@@ -39,7 +39,7 @@ class EmbeddingCache:
         self._store: dict[bytes, np.ndarray] = {}
         if self.file.is_file():
             data = np.load(self.file)
-            for key, row in zip(data["keys"], data["emb"]):
+            for key, row in zip(data["keys"], data["emb"], strict=False):
                 self._store[bytes(key)] = row
 
     def _sess(self) -> ort.InferenceSession:
@@ -52,7 +52,9 @@ class EmbeddingCache:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         keys = [text_key(t) for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._store}.items(), key=lambda kv: len(kv[1]))
+        missing = sorted(
+            {k: t for k, t in zip(keys, texts, strict=False) if k not in self._store}.items(), key=lambda kv: len(kv[1])
+        )
         # One prompt per run, exactly as the runtime does (int8 dynamic quantisation is not batch-invariant).
         for done, (key, text) in enumerate(missing, start=1):
             ids = np.asarray(self.tokenizer.ids([text]), dtype=np.int64)

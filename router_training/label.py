@@ -28,12 +28,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hybrid_router.cascade import answer_confidence
-
 from router_training.label_families import ConversationTask, Task, build_conversations, build_tasks
 
 DEFAULT_MAX_TOKENS = 48
@@ -166,9 +165,8 @@ class StrongAnswerer:
 
 def build_models(settings: Any, options: LabelOptions) -> tuple[ConfidentWeak, StrongAnswerer]:
     """The weak model from the settings (build_weak), the strong one from --strong-gguf or the settings."""
-    from hybrid_router.backends.llama_cpp import LlamaCppBackend
-
     from edge_client.factory import build_strong, build_weak
+    from hybrid_router.backends.llama_cpp import LlamaCppBackend
 
     weak_backend = build_weak(settings)
     if weak_backend.model_path is None or not weak_backend.model_path.is_file():
@@ -271,7 +269,7 @@ def make_row(
         "outputs": {weak: weak_answer.as_dict(), strong: strong_answer.as_dict()},
         "weak_confidence": confidence,
         "max_tokens": max_tokens,
-        "labelled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labelled_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -389,7 +387,7 @@ CONVERSATION_CHAINS = ("weak@weak", "strong@strong", "weak@strong", "strong@weak
 
 def _history(task: ConversationTask, replies: list[str], upto: int) -> list[dict[str, str]]:
     messages: list[dict[str, str]] = []
-    for turn, reply in zip(task.turns[:upto], replies[:upto]):
+    for turn, reply in zip(task.turns[:upto], replies[:upto], strict=False):
         messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
     return messages
 
@@ -424,7 +422,7 @@ def label_conversation(task: ConversationTask, weak: Any, strong: Any, max_token
         "pair": {"weak": weak.name, "strong": strong.name},
         "answers": answers,
         "max_tokens": max_tokens,
-        "labelled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labelled_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,6 @@ def pair_graph(prior: PriorFeatures, head: PairHead):
 def train_pair_router(config: PairConfig) -> dict[str, Any]:
     """Trains, exports and checks a pair router; returns the training report (also written beside the file)."""
     from hybrid_router.routing.calibration import score_quantiles, threshold_for_share
-
     from router_training.embedding_export import file_sha256
     from router_training.router_graph import save_router
 
@@ -392,7 +391,7 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
     ref_scores = head.score(prior.emb[n:], prior.base[n:], prior.raw[n:])
     quantiles = score_quantiles(ref_scores)
     default_threshold = threshold_for_share(quantiles, config.default_share)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     router_id = config.router_id or f"pair-{weak_model}-vs-{strong_model}-{created[:10]}"
     prior_meta = prior.metadata
     metadata = {

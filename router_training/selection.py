@@ -29,7 +29,7 @@ def holdout_split(
     by_file: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         by_file[row.file].append(i)
-    for file, indices in sorted(by_file.items()):
+    for _file, indices in sorted(by_file.items()):
         groups = sorted({rows[i].group for i in indices})
         if len(groups) >= 3:
             chosen = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))

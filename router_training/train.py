@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -416,7 +416,12 @@ def _gate(fitting: _Fitting, fit_groups: set[str]):
     """The task gate, fitted on the gate pool minus the held-out groups (fit_groups: groups of the fitted rows;
     pool rows of files without model labels, e.g. gsm8k_train, count unless their group is held out)."""
     emb, labels, groups, labelled = fitting.gate_pool
-    keep = np.array([g in fit_groups or (not lab and g not in fitting.held_groups) for g, lab in zip(groups, labelled)])
+    keep = np.array(
+        [
+            g in fit_groups or (not lab and g not in fitting.held_groups)
+            for g, lab in zip(groups, labelled, strict=False)
+        ]
+    )
     key = tuple(np.flatnonzero(keep)[:: max(1, keep.sum() // 64)]) + (int(keep.sum()),)
     if key not in fitting.gate_cache:
         from router_training.cheap_features import fit_gate
@@ -562,9 +567,10 @@ def train_router(config: TrainConfig) -> TrainResult:
         lens = length_feature([len(r.prompt) for r in fit_rows])
         held = holdout_split(fit_rows, config.holdout, config.seed)
         if cheap:
+            from tokenizers import Tokenizer
+
             from hybrid_router.routing.tokens import PromptTokenizer
             from router_training import cheap_features as CF
-            from tokenizers import Tokenizer
 
             cf_tables = CF.token_tables(Tokenizer.from_file(str(tokenizer_src)).get_vocab())
             cf_tok = PromptTokenizer(tokenizer_src, **truncation)
@@ -583,7 +589,9 @@ def train_router(config: TrainConfig) -> TrainResult:
                     [r.group for r in pool],
                     [r.file in labelled_files for r in pool],
                 )
-                fitting.held_groups = {r.group for r, h in zip(fit_rows, held) if h} | set(config.holdout or ())
+                fitting.held_groups = {r.group for r, h in zip(fit_rows, held, strict=False) if h} | set(
+                    config.holdout or ()
+                )
                 if config.maths_expert:
                     from router_training.mix import file_target
 
@@ -605,7 +613,7 @@ def train_router(config: TrainConfig) -> TrainResult:
         else:
             grid = [{"alpha": a} for a in config.alphas]
         tr = ~held
-        train_rows = [r for r, h in zip(fit_rows, held) if not h]
+        train_rows = [r for r, h in zip(fit_rows, held, strict=False) if not h]
         candidates = []
         for params in grid:
             if not groups or tr.sum() < 10:
@@ -652,22 +660,24 @@ def train_router(config: TrainConfig) -> TrainResult:
         ref_scores = _pair_scores(head, ref_emb, ref_lens, strong, weak)
 
     if ref_scores is None:
-        from hybrid_router.routing.tokens import PromptTokenizer
         import onnxruntime as ort
+
+        from hybrid_router.routing.tokens import PromptTokenizer
 
         tok = PromptTokenizer(tokenizer_src, **truncation)
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         ref_scores = np.concatenate(
             [
                 sess.run(
-                    ["score"], dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i : i + 64]))))
+                    ["score"],
+                    dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i : i + 64])), strict=False)),
                 )[0]
                 for i in range(0, len(reference), 64)
             ]
         )
     quantiles = score_quantiles(ref_scores)
     default_threshold = threshold_for_share(quantiles, config.default_share)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     router_id = (
         config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
     )

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from types import ModuleType
 
@@ -130,7 +131,7 @@ def decision_table(dynamodb_client) -> Iterator[str]:
 def make_decision():
     """A factory for realistic DecisionRecords: make_decision(route="strong", day="2025-01-02", **fields)."""
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from hybrid_router.decision import DecisionRecord
     from hybrid_router.ulid import new_ulid
@@ -140,9 +141,9 @@ def make_decision():
     def make(route: str = "weak", at: datetime | str | None = None, **fields) -> DecisionRecord:
         if isinstance(at, str):
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        at = at or datetime.now(timezone.utc)
+        at = at or datetime.now(UTC)
         if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
+            at = at.replace(tzinfo=UTC)
         prompt_tokens, completion_tokens = rng.randint(5, 400), rng.randint(1, 600)
         strong_cost = round(prompt_tokens * 2.5e-6 + completion_tokens * 1e-5, 9)
         values = dict(

@@ -155,7 +155,7 @@ def evaluate_pairs(
     results = []
     for strong, weak in pairs:
         labelled = np.array([strong in r["scores"] and weak in r["scores"] for r in rows])
-        sub_rows = [r for r, keep in zip(rows, labelled) if keep]
+        sub_rows = [r for r, keep in zip(rows, labelled, strict=False) if keep]
         scores = dict(pair_free)
         for name, router in routers.items():
             if router.info.kind == "mf":
@@ -189,7 +189,7 @@ def evaluate_pairs(
                 )
             for category in categories:
                 mask = np.array([r["category"] == category for r in sub_rows])
-                cat_rows = [r for r, keep in zip(sub_rows, mask) if keep]
+                cat_rows = [r for r, keep in zip(sub_rows, mask, strict=False) if keep]
                 try:
                     entry["by_category"][category] = evaluate_benchmark(
                         cat_rows, values[mask], strong, weak, bootstrap=bootstrap, random_seeds=random_seeds

@@ -10,13 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from hybrid_router.api import ApiSettings, create_app
-from hybrid_router.api.identity import parse_key_map
-from hybrid_router.routing import load_router
-from hybrid_router.stores.dynamodb import DynamoDecisionStore
-from hybrid_router.ulid import is_ulid, new_ulid
-from local_stack.servers import ServerThread
 from test_api_support import (
     STRONG_ENDPOINT,
     ThrottlingDynamoDB,
@@ -28,6 +21,13 @@ from test_api_support import (
     throttling_dynamodb,  # noqa: F401
     tiny_router_dir,  # noqa: F401
 )
+
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.routing import load_router
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.ulid import is_ulid, new_ulid
+from local_stack.servers import ServerThread
 
 KEY, OTHER_KEY = "key-device-a", "key-device-b"
 KEYS = f"{KEY}=acme/device-a,{OTHER_KEY}=acme/device-b"

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-from hybrid_router.stores.dynamodb import DynamoDecisionStore
-from hybrid_router.ulid import is_ulid
 from test_api_support import (
     REPO,
     STRONG_ENDPOINT,
@@ -24,6 +21,9 @@ from test_api_support import (
     table,  # noqa: F401
     tiny_router_dir,  # noqa: F401
 )
+
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.ulid import is_ulid
 
 KEY_ID = load_event("route_post.json")["requestContext"]["identity"]["apiKeyId"]
 

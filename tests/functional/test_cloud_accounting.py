@@ -10,14 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from hybrid_router.api import ApiSettings, create_app
-from hybrid_router.api.identity import parse_key_map
-from hybrid_router.decision import DecisionRecord
-from hybrid_router.stores.dynamodb import DynamoDecisionStore
-from hybrid_router.stores.sqlite_log import DecisionLog
-from hybrid_router.ulid import new_ulid
-from local_stack.servers import ServerThread
 from test_api_support import (
     STRONG_ENDPOINT,
     assert_openai_error,
@@ -27,6 +19,13 @@ from test_api_support import (
 )
 
 from edge_client.sync import sync_decisions
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.stores.sqlite_log import DecisionLog
+from hybrid_router.ulid import new_ulid
+from local_stack.servers import ServerThread
 
 KEY, OTHER_KEY = "key-device-a", "key-device-b"
 

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from test_api_support import table, tiny_router_dir  # noqa: F401
 
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
@@ -21,7 +22,6 @@ from hybrid_router.backends.sagemaker import SageMakerBackend
 from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from local_stack.sagemaker_runtime import create_runtime_app
 from local_stack.servers import ServerThread
-from test_api_support import table, tiny_router_dir  # noqa: F401
 from tests.fixtures.replay_container import create_replay_app, load_cases
 
 ENDPOINT = "strong-replay"

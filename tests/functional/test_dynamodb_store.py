@@ -2,7 +2,7 @@
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -63,7 +63,7 @@ def test_invalid_records_fail_one_by_one(store, make_decision):
 
 
 def test_usage_equals_summary_of_inputs_and_since_window(store, make_decision):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     records = [
         make_decision(
             "strong" if i % 4 == 0 else "weak", at=now - timedelta(hours=7 * i), tenant_id="t1", device_id="d1"
@@ -180,7 +180,7 @@ def test_unreachable_table_reports_failures_not_accepts(dynamodb_client, make_de
 
 def test_window_uses_created_at_even_when_the_id_is_older(store, make_decision):
     """An id is made when the request is planned; created_at when a long answer ends, minutes later."""
-    planned = datetime(2025, 3, 1, 11, 58, tzinfo=timezone.utc)
+    planned = datetime(2025, 3, 1, 11, 58, tzinfo=UTC)
     record = make_decision(at="2025-03-01T12:02:00Z", tenant_id="t9", device_id="d9")
     record = record.model_copy(update={"decision_id": new_ulid(int(planned.timestamp() * 1000))})
     store.put_records([record])

@@ -11,11 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path
-
 from edge_client.config import Settings
 from edge_client.factory import build_weak
 from edge_client.server import create_app
+from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path
 from tests.functional.test_edge_server import (
     ALWAYS_WEAK,
     ServerThread,

@@ -9,13 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hybrid_router.stores.sqlite_log import DecisionLog
-from local_stack.servers import ServerThread
-
 from edge_client.config import Settings
 from edge_client.routing_source import LocalRouteSource
 from edge_client.server import create_app
 from edge_client.service import EdgeService
+from hybrid_router.stores.sqlite_log import DecisionLog
+from local_stack.servers import ServerThread
 
 # The tiny router's scores (a fixed function of the token ids): 0.396, 0.198, 0.311, 0.906, 0.190.
 MODEL = "router-tiny-0.35"
@@ -71,7 +70,7 @@ def converse(url: str, turns: list[str], headers: dict | None = None, **body) ->
 
 
 def flips(routes: list[str]) -> int:
-    return sum(a != b for a, b in zip(routes, routes[1:]))
+    return sum(a != b for a, b in zip(routes, routes[1:], strict=False))
 
 
 def test_a_conversation_that_works_on_a_strong_answer_stays_strong(server):

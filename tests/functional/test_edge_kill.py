@@ -19,7 +19,6 @@ import pytest
 
 from hybrid_router.pipeline import UNFINISHED
 from hybrid_router.stores.sqlite_log import DecisionLog
-
 from tests.conftest import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow

@@ -25,14 +25,13 @@ from fastapi import FastAPI, Request
 openai = pytest.importorskip("openai")
 pytest.importorskip("phonenumbers")
 
-from hybrid_router.backends.base import Completion, StreamResult  # noqa: E402
-from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
-from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
-
 from edge_client.config import Settings  # noqa: E402
 from edge_client.routing_source import LocalRouteSource, RemoteRouteSource  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
+from hybrid_router.backends.base import Completion, StreamResult  # noqa: E402
+from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
+from hybrid_router.stores.sqlite_log import DecisionLog  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ALWAYS_STRONG = "router-tiny-0.0"

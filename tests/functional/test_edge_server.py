@@ -29,17 +29,16 @@ openai = pytest.importorskip("openai")
 from fastapi import FastAPI  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 
-from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
-from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
-from hybrid_router.costs import CostModel  # noqa: E402
-from hybrid_router.routing import RouterSpec  # noqa: E402
-from hybrid_router.decision import DecisionRecord  # noqa: E402
-from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError  # noqa: E402
-
 from edge_client.config import Settings  # noqa: E402
 from edge_client.routing_source import LocalRouteSource, RoutingError  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
+from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
+from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
+from hybrid_router.costs import CostModel  # noqa: E402
+from hybrid_router.decision import DecisionRecord  # noqa: E402
+from hybrid_router.routing import RouterSpec  # noqa: E402
+from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +61,7 @@ class ServerThread:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -130,7 +129,7 @@ def edge(tmp_path, router_dir, weak, strong_server) -> Iterator[tuple[ServerThre
         yield server, service
 
 
-def client_for(server: ServerThread) -> "openai.OpenAI":
+def client_for(server: ServerThread) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
@@ -494,7 +493,7 @@ def test_client_leaving_mid_stream_frees_the_model_and_logs_the_partial_answer(e
         with http.stream("POST", "/v1/chat/completions", json=body) as response:
             decision_id = response.headers["x-hybrid-router-decision-id"]
             lines = response.iter_lines()
-            seen = [line for _, line in zip(range(6), lines)]
+            seen = [line for _, line in zip(range(6), lines, strict=False)]
         assert any('"content"' in line for line in seen)
         started = time.monotonic()
         # the next request gets the model long before 400 tokens could have been generated
@@ -536,10 +535,9 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(
     """routing_mode=remote asks the cloud API's POST /v1/route; strong_kind=cloud asks its chat endpoint
     with the x-api-key header. Both built by the edge factory from settings."""
     api = pytest.importorskip("hybrid_router.api.app")
+    from edge_client.factory import build_route_source, build_strong
     from hybrid_router.api.identity import Identity
     from hybrid_router.api.settings import ApiSettings
-
-    from edge_client.factory import build_route_source, build_strong
 
     cloud_model = LlamaCppBackend(n_ctx=1024, n_threads=1, name=STRONG_NAME)
     cloud_settings = ApiSettings(

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from test_edge_server import PROMPT, ServerThread, client_for, make_service, openai, router_dir  # noqa: F401
 
 from edge_client.config import ConfigError, Settings, describe, load_settings

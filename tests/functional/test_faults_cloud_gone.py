@@ -12,13 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from hybrid_router.api import ApiSettings, create_app
-from hybrid_router.api.identity import parse_key_map
-from hybrid_router.backends.base import Completion, StreamResult
-from hybrid_router.stores.dynamodb import DynamoDecisionStore
-from hybrid_router.stores.sqlite_log import DecisionLog
-from local_stack.servers import ServerThread
 from test_api_support import table  # noqa: F401
 from test_edge_server import ALWAYS_STRONG, make_service, router_dir  # noqa: F401
 from test_edge_server import ServerThread as EdgeServer
@@ -28,6 +21,12 @@ from edge_client.config import Settings
 from edge_client.factory import build_strong
 from edge_client.server import create_app as create_app_edge
 from edge_client.sync import SyncError, sync_decisions
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.backends.base import Completion, StreamResult
+from hybrid_router.stores.dynamodb import DynamoDecisionStore
+from hybrid_router.stores.sqlite_log import DecisionLog
+from local_stack.servers import ServerThread
 from tests.conftest import free_port
 
 KEY = "key-device-a"

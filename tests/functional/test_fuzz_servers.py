@@ -22,7 +22,6 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import CHECKS as CHECK_REGISTRY  # noqa: E402
 from schemathesis.specs.openapi import checks as _openapi_checks  # noqa: E402,F401 - registers the OpenAPI checks
-
 from test_api_support import table, tiny_router_dir  # noqa: E402,F401
 from test_edge_trust import TOKEN, edge_server, router_dir  # noqa: E402,F401
 from test_hostile_input import KEY, cloud  # noqa: E402,F401

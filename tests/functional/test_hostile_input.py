@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from test_api_lambda import body_of, invoke, lambda_env, load_handler  # noqa: F401
+from test_api_support import assert_openai_error, load_event, table, tiny_router_dir  # noqa: F401
+from test_edge_trust import CountingModel, edge, router_dir  # noqa: F401
 
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
@@ -20,9 +23,6 @@ from hybrid_router.api.limits import MAX_JSON_DEPTH, json_depth
 from hybrid_router.openai_schema import MAX_COMBINING_RUN
 from hybrid_router.stores.dynamodb import DynamoDecisionStore
 from local_stack.servers import ServerThread
-from test_api_lambda import body_of, invoke, lambda_env, load_handler  # noqa: F401
-from test_api_support import assert_openai_error, load_event, table, tiny_router_dir  # noqa: F401
-from test_edge_trust import CountingModel, edge, router_dir  # noqa: F401
 
 KEY = "key-device-a"
 TIME_LIMIT_S = 5.0

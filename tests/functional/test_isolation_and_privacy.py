@@ -14,18 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
-
-from hybrid_router.api import ApiSettings, create_app
-from hybrid_router.api.identity import parse_key_map
-from hybrid_router.decision import DecisionRecord
-from hybrid_router.ulid import new_ulid
-from local_stack.servers import ServerThread
 from test_api_lambda import invoke, lambda_env, load_handler  # noqa: F401
 from test_api_support import assert_openai_error, load_event, table, tiny_router_dir  # noqa: F401
 from test_edge_server import ALWAYS_STRONG, ALWAYS_WEAK
 from test_edge_trust import CountingModel, edge_server, router_dir  # noqa: F401
 
 from edge_client.sync import sync_decisions
+from hybrid_router.api import ApiSettings, create_app
+from hybrid_router.api.identity import parse_key_map
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.ulid import new_ulid
+from local_stack.servers import ServerThread
 
 KEYS = {"a": "key-tenant-acme-device-a", "b": "key-tenant-acme-device-b", "other": "key-tenant-globex-device-a"}
 OWNERS = {"a": ("acme", "device-a"), "b": ("acme", "device-b"), "other": ("globex", "device-a")}

@@ -18,7 +18,6 @@ from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E4
 from hybrid_router.backends.sagemaker import SageMakerBackend  # noqa: E402
 from local_stack.stack import start_stack  # noqa: E402
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ MODEL = os.environ.get("HYBRID_ROUTER_TEST_STRONG_MODEL", "smollm2")
 UPLOAD: dict[str, Any] = json.loads(json.loads((REPO / "tests/events/decisions_post.json").read_text())["body"])
 DECISION_IDS = [record["decision_id"] for record in UPLOAD["records"]]
 for _record in UPLOAD["records"]:  # recorded in 2024: now, so the stack's upload window takes them
-    _record["created_at"] = datetime.now(timezone.utc).isoformat()
+    _record["created_at"] = datetime.now(UTC).isoformat()
 
 
 @pytest.fixture(scope="module")

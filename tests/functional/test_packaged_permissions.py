@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_api_support import REPO, STRONG_ENDPOINT, load_event, sagemaker_stand_in  # noqa: F401 (a fixture)
 from test_router_layer import layer, runtime  # noqa: F401 (fixtures)
 from test_sam_template import SAM_VENV, python312_env

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_router.openai_schema import ChatCompletionRequest
-from hybrid_router.routing import RouterSpec, load_router
-from hybrid_router.routing import operating_point as op
-from hybrid_router.stores.sqlite_log import DecisionLog
-
 from edge_client.config import Settings
 from edge_client.doctor import check_quality_target
 from edge_client.routing_source import LocalRouteSource, RoutingError
 from edge_client.service import EdgeService
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.routing import RouterSpec, load_router
+from hybrid_router.routing import operating_point as op
+from hybrid_router.stores.sqlite_log import DecisionLog
 
 LOCAL = "tiny-local-model"
 PROMPTS = [f"What is {a} + {b}?" for a in range(1, 9) for b in range(1, 9)] + [
@@ -61,7 +60,7 @@ def labelled(tmp_path_factory) -> tuple[Path, list[float], list[int]]:
     outcomes = [int(s < cut) for s in scores]
     path = tmp_path_factory.mktemp("labels") / "labels.jsonl"
     with path.open("w") as handle:
-        for i, (prompt, outcome) in enumerate(zip(PROMPTS, outcomes)):
+        for i, (prompt, outcome) in enumerate(zip(PROMPTS, outcomes, strict=False)):
             row = {
                 "id": f"label/t/{i}",
                 "prompt": prompt,

@@ -102,7 +102,7 @@ def test_shadow_records_keep_the_candidates_decision(cloud, tmp_path, fixed_back
     candidate = load_router(device_registry(service.settings).local_folder(cloud["v2"]))
     strong_calls = service.strong.calls
     records = [ask(service, p).record for p in PROMPTS * 2]
-    for prompt, record in zip(PROMPTS * 2, records):
+    for prompt, record in zip(PROMPTS * 2, records, strict=False):
         own = candidate.decide(prompt)
         assert (record.experiment_id, record.arm, record.router_version) == ("shadow-1", "control", "1")
         assert (record.shadow_router_version, record.shadow_route) == ("2", own.route)

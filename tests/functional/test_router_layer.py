@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_api_support import REPO, table  # noqa: F401 (table: a fixture)
 from test_sam_template import python312_env
 

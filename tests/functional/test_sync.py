@@ -18,9 +18,9 @@ import uvicorn
 
 from edge_client.sync import SyncAuthError, SyncError, _acknowledged, sync_decisions
 from hybrid_router.api.app import create_app
-from hybrid_router.feedback import FeedbackRequest
 from hybrid_router.api.identity import parse_key_map
 from hybrid_router.api.settings import ApiSettings
+from hybrid_router.feedback import FeedbackRequest
 from hybrid_router.stores.dynamodb import DynamoDecisionStore, device_pk
 from hybrid_router.stores.sqlite_log import DecisionLog
 

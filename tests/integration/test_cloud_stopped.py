@@ -13,14 +13,13 @@ import uuid
 import httpx
 import pytest
 
+from edge_client.config import Settings
+from edge_client.factory import build_service
+from edge_client.sync import SyncError, sync_decisions
 from hybrid_router.backends.base import BackendError
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.stores.dynamodb import DynamoDecisionStore, make_client
 from hybrid_router.usage import UsageSummary
-
-from edge_client.config import Settings
-from edge_client.factory import build_service
-from edge_client.sync import SyncError, sync_decisions
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp")

@@ -12,13 +12,12 @@ import uuid
 import httpx
 import pytest
 
-from hybrid_router.backends.base import BackendError
-from hybrid_router.openai_schema import ChatCompletionRequest
-from hybrid_router.usage import UsageSummary
-
 from edge_client.config import Settings
 from edge_client.factory import build_service
 from edge_client.sync import sync_decisions
+from hybrid_router.backends.base import BackendError
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.usage import UsageSummary
 
 PROMPTS = [
     "Say hello.",

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from hybrid_router.dashboard import build, render
-from hybrid_router.usage import UsageSummary
 from hybrid_router.stores.protocol import Rating
+from hybrid_router.usage import UsageSummary
 
 
 def test_groups_percentiles_and_ratings(make_decision) -> None:

@@ -196,8 +196,9 @@ def test_the_quality_target_in_force_is_named_or_left_out(make_decision) -> None
 def test_privacy_kinds_are_left_out_while_empty_and_round_trip(make_decision) -> None:
     """A record without private data is what it was before the field existed (an older row or cloud reads it);
     one with private data names the kinds, under reason privacy:<kind>; a kind is a name, not a value."""
-    from hybrid_router.decision import DecisionRecord
     from pydantic import ValidationError
+
+    from hybrid_router.decision import DecisionRecord
 
     plain = make_decision()
     assert "privacy_kinds" not in plain.model_dump() and plain.privacy_kinds == []

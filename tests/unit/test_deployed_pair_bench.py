@@ -96,7 +96,7 @@ def test_the_cascade_score_is_the_products_decision_over_the_rows_features(bench
     policy = load_policy()
     default = bench.router_scores("default", rows)
     cascade = bench.router_scores("cascade", rows)
-    for score, row, ordered in zip(default, rows, cascade):
+    for score, row, ordered in zip(default, rows, cascade, strict=False):
         confidence = policy.confidence(row["weak_confidence"], 48)
         settled = policy.pre_route(float(score))
         strong = settled == "strong" or (settled == "draft" and not policy.keeps(confidence))
@@ -116,5 +116,5 @@ def test_cascade_selection_fits_a_verifier_and_keeps_families_apart(bench_script
     folds = select.family_folds(families)
     assert sum(fold.sum() for fold in folds) == 70
     for fold in folds:
-        inside = {f for f, held in zip(families, fold) if held}
-        assert inside.isdisjoint({f for f, held in zip(families, fold) if not held})
+        inside = {f for f, held in zip(families, fold, strict=False) if held}
+        assert inside.isdisjoint({f for f, held in zip(families, fold, strict=False) if not held})

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_router.openai_schema import ChatCompletionRequest
-from hybrid_router.stores.sqlite_log import DecisionLog
-
 from edge_client.config import Settings
 from edge_client.service import EdgeService
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.stores.sqlite_log import DecisionLog
 
 
 class Interrupted:

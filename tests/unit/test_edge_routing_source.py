@@ -6,15 +6,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from edge_client.config import Settings
+from edge_client.routing_source import LocalRouteSource, RemoteRouteSource, RoutingError, UnknownRouterKind
+from edge_client.service import EdgeService, UnknownModelError
 from hybrid_router.backends.llama_cpp import LlamaCppBackend
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.registry import RouterRef
 from hybrid_router.routing import RouterSpec
 from hybrid_router.stores.sqlite_log import DecisionLog
-
-from edge_client.config import Settings
-from edge_client.routing_source import LocalRouteSource, RemoteRouteSource, RoutingError, UnknownRouterKind
-from edge_client.service import EdgeService, UnknownModelError
 
 
 def test_an_uninstalled_router_kind_is_an_unknown_model(tmp_path) -> None:

@@ -8,10 +8,10 @@ import random
 import pytest
 
 from hybrid_router.experiments import MIN_RATINGS, Ratings, arm_for, mcnemar_exact, report, two_proportion_z, welch_z
-from hybrid_router.usage import percentile
 from hybrid_router.registry import Experiment, RouterRef
-from hybrid_router.ulid import new_ulid
 from hybrid_router.stores.protocol import Rating
+from hybrid_router.ulid import new_ulid
+from hybrid_router.usage import percentile
 
 CONTROL = RouterRef(router_id="r", version="1")
 CANDIDATE = RouterRef(router_id="r", version="2")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from router_training.label_families import CONVERSATION_SPLITS, build_conversations
-
 from router_training.label import CONVERSATION_CHAINS, Answer, LabelOptions, run_label_conversations
+from router_training.label_families import CONVERSATION_SPLITS, build_conversations
 
 
 def test_conversation_splits_are_disjoint_and_deterministic() -> None:

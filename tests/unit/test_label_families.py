@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from router_training.label import LabelError, RowFile, answer_confidence
 from router_training import label_families as L
+from router_training.label import LabelError, RowFile, answer_confidence
 
 PROCEDURAL = [f for f in L.known_families() if f in L.FAMILIES and L.FAMILIES[f].generate is not None]
 

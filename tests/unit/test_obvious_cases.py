@@ -3,7 +3,7 @@
 import numpy as np
 
 from hybrid_router.routing import load_router, load_router_for_kind
-from router_training.obvious_cases import auc, load_cases, obvious_cases_auc, main
+from router_training.obvious_cases import auc, load_cases, main, obvious_cases_auc
 
 
 def test_auc_counts_hard_above_easy_and_ties_as_half():

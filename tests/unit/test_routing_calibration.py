@@ -22,7 +22,7 @@ def test_threshold_for_share_hits_the_share_on_the_reference_set() -> None:
 def test_threshold_for_share_is_monotone_with_flat_quantiles() -> None:
     quantiles = [0.1] * 50 + [0.5] * 51
     thresholds = [threshold_for_share(quantiles, s) for s in np.linspace(0, 1, 101)]
-    assert all(a >= b for a, b in zip(thresholds, thresholds[1:]))
+    assert all(a >= b for a, b in zip(thresholds, thresholds[1:], strict=False))
 
 
 def test_bad_inputs() -> None:

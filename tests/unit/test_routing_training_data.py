@@ -26,7 +26,7 @@ def test_judge_files_are_scaled_and_pairs_built(tmp_path: Path) -> None:
     assert rows[0].scale == "judge_1_10"
     assert D.unit_scores(rows[0]) == {"a": 1.0, "b": 0.0, "c": 1.0}
     r, a, b, y = D.pairwise_outcomes(rows, ["a", "b", "c"])
-    got = {(int(i), int(j)): float(v) for i, j, v in zip(a, b, y)}
+    got = {(int(i), int(j)): float(v) for i, j, v in zip(a, b, y, strict=False)}
     assert got == {(0, 1): 1.0, (1, 2): 0.0}, "a-c tie dropped"
     r, a, b, y = D.pairwise_outcomes(rows, ["a", "b", "c"], ties="half")
     assert sorted(y.tolist()) == [0.0, 0.5, 1.0]

@@ -3,7 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -81,7 +81,7 @@ def test_records_window_usage_and_spend(log, make_decision):
         records[2].decision_id,
     ]
     # 08:00+02:00 is 06:00Z, compared in UTC
-    assert [r.decision_id for r in log.records(since=datetime(2025, 3, 2, 6, 30, tzinfo=timezone.utc))] == []
+    assert [r.decision_id for r in log.records(since=datetime(2025, 3, 2, 6, 30, tzinfo=UTC))] == []
     assert log.usage(since="2025-03-01") == UsageSummary.from_records(records[1:])
     assert log.spend_since("2025-03-01") == pytest.approx(0.375)  # strong only
     assert log.spend_since(datetime(2025, 2, 1)) == pytest.approx(0.875)

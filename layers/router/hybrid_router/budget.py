@@ -45,7 +45,7 @@ class Cap:
 @dataclass
 class Reservation:
     amount_usd: float
-    _ledger: "SpendLedger | None" = field(default=None, repr=False)
+    _ledger: SpendLedger | None = field(default=None, repr=False)
 
     def release(self) -> None:
         """Idempotent: the request's record is written, so its real cost now counts instead."""

@@ -82,7 +82,7 @@ def answer_confidence(tokens: Sequence[Mapping[str, Any]], text: str) -> dict[st
         if at >= 0:
             start, end, where = at, at + len(span), "answer"
     chosen, pos = [], 0
-    for piece, lp in zip(pieces, logprobs):
+    for piece, lp in zip(pieces, logprobs, strict=False):
         lo, hi = pos, pos + len(piece)
         pos = hi
         if hi > start and lo < end and piece.strip():
@@ -90,7 +90,7 @@ def answer_confidence(tokens: Sequence[Mapping[str, Any]], text: str) -> dict[st
     if not chosen:
         chosen, where = [lp for lp in logprobs], "completion"
     finite = [lp for lp in chosen if math.isfinite(lp)]
-    first_all = next((lp for piece, lp in zip(pieces, logprobs) if piece.strip()), None)
+    first_all = next((lp for piece, lp in zip(pieces, logprobs, strict=False) if piece.strip()), None)
     return {
         "mean_logprob": round(sum(finite) / len(finite), 5) if finite else None,
         "min_logprob": round(min(finite), 5) if finite else None,
@@ -144,7 +144,9 @@ class Verifier:
             raise CascadeError("verifier scales must be positive")
 
     def probability(self, inputs: Sequence[float]) -> float:
-        z = self.bias + sum(w * (x - m) / s for w, x, m, s in zip(self.weights, inputs, self.means, self.scales))
+        z = self.bias + sum(
+            w * (x - m) / s for w, x, m, s in zip(self.weights, inputs, self.means, self.scales, strict=False)
+        )
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
@@ -176,7 +178,7 @@ class CascadePolicy:
         high: float | None = None,
         signal: str | None = None,
         min_confidence: float | None = None,
-    ) -> "CascadePolicy":
+    ) -> CascadePolicy:
         """This policy with the given settings replaced (None keeps a value)."""
         given: dict[str, Any] = {
             k: v

@@ -31,7 +31,7 @@ class Prices:
     dynamodb_usd_per_write: float
 
     @classmethod
-    def from_toml(cls, text: str) -> "Prices":
+    def from_toml(cls, text: str) -> Prices:
         data = tomllib.loads(text)
         strong, weak, cloud = data["strong"], data["weak"], data["cloud_overhead"]
         if strong["pricing"] not in ("instance", "per_token"):
@@ -68,7 +68,7 @@ class CostModel:
     prices: Prices
 
     @classmethod
-    def default(cls) -> "CostModel":
+    def default(cls) -> CostModel:
         return cls(load_prices())
 
     def cloud_overhead_usd(self) -> float:

@@ -161,7 +161,7 @@ class Ratings(BaseModel):
     variance: float | None = None
 
     @classmethod
-    def of(cls, values: list[float]) -> "Ratings":
+    def of(cls, values: list[float]) -> Ratings:
         n = len(values)
         if n == 0:
             return cls()

@@ -37,7 +37,7 @@ class FeedbackRequest(TextOnly):
     comment: str | None = Field(default=None, max_length=4000)
 
     @model_validator(mode="after")
-    def _rating_scale(self) -> "FeedbackRequest":
+    def _rating_scale(self) -> FeedbackRequest:
         if not any(self.rating in ratings for ratings in _SCALES.values()):
             raise ValueError("rating must be 1..5 (stars) or -1/+1 (thumbs)")
         self.scale = rating_scale(self.rating, self.scale)

@@ -14,7 +14,6 @@ from hybrid_router.decision import DecisionRecord
 from hybrid_router.openai_schema import CascadeInfo, ChatCompletionResponse, Choice, Routing, Usage
 from hybrid_router.pipeline import Plan
 
-
 HEADER_FIELDS = ("decision_id", "route", "reason", "model", "score", "threshold")
 
 

@@ -185,8 +185,9 @@ def prompt_token_estimate(backend: ChatBackend, messages: list[dict]) -> int:
 
 def _load(backend: ChatBackend) -> None:
     """Load a lazy local model before the clock starts: generation latency and energy exclude loading."""
-    if getattr(backend, "loaded", True) is False:
-        getattr(backend, "load")()
+    load = getattr(backend, "load", None)  # only lazy backends have one
+    if getattr(backend, "loaded", True) is False and load is not None:
+        load()
 
 
 class Pipeline:
@@ -556,7 +557,7 @@ class Pipeline:
             )
         return AnswerFailed(f"{lead}: {message}", errors)
 
-    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> "StreamingAnswer":
+    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> StreamingAnswer:
         """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
         record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
         if plan.privacy is not None and plan.privacy.refuses:
@@ -643,7 +644,7 @@ class Pipeline:
 
     def _draft_stream(
         self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str, open_record: bool
-    ) -> "StreamingAnswer":
+    ) -> StreamingAnswer:
         """A held draft handed out as a stream of one piece (it is complete already)."""
         assert self.weak is not None
         if open_record:

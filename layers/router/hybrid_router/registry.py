@@ -93,7 +93,7 @@ class RouterRef(BaseModel):
         return check_name(value, "router id and version")
 
     @classmethod
-    def parse(cls, text: str) -> "RouterRef":
+    def parse(cls, text: str) -> RouterRef:
         router_id, at, version = text.partition("@")
         if not at:
             raise ValueError(f"a router version is written <router_id>@<version>, got {text!r}")

@@ -63,7 +63,7 @@ class UsageSummary(BaseModel):
     by_route: dict[str, UsageTotals]
 
     @classmethod
-    def from_records(cls, records: Iterable[DecisionRecord | Mapping[str, Any]]) -> "UsageSummary":
+    def from_records(cls, records: Iterable[DecisionRecord | Mapping[str, Any]]) -> UsageSummary:
         totals = _Accumulator()
         by_day: dict[str, _Accumulator] = {}
         by_route: dict[str, _Accumulator] = {}

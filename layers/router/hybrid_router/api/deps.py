@@ -46,4 +46,4 @@ def caller(request: Request) -> Identity:
         return identity_from_header(key, settings.api_keys)
     except IdentityError as exc:
         code = exc.code or ("missing_api_key" if exc.status_code == 401 else "invalid_api_key")
-        raise ApiError(exc.status_code, exc.message, code=code)
+        raise ApiError(exc.status_code, exc.message, code=code) from None

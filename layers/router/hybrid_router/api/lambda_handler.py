@@ -47,7 +47,7 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
         from hybrid_router.api.errors import ApiError
 
         try:
-            app.state.services.router
+            _ = app.state.services.router  # loads the router now, at init
         except ApiError as exc:
             logger.error("router not loaded at init", extra={"error": exc.message})
     asgi = Mangum(app, lifespan="off")
@@ -89,7 +89,7 @@ def make_streaming_app(groups: Collection[RouteGroup], **parts: Any) -> Any:
     app = create_app(groups=groups, **parts)
     if "inference" in groups:
         try:
-            app.state.services.router
+            _ = app.state.services.router  # loads the router now, at init
         except ApiError as exc:
             logger.error("router not loaded at init", extra={"error": exc.message})
     return app

@@ -55,7 +55,7 @@ class RouteRequest(TextOnly):
     strong_share: StrictFloat | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _one_input(self) -> "RouteRequest":
+    def _one_input(self) -> RouteRequest:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("send exactly one of 'prompt' or 'messages'")
         if self.threshold is not None and self.strong_share is not None:

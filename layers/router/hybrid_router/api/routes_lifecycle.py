@@ -8,9 +8,8 @@ key. Files are fetched from S3 by presigned URL (a router is larger than a Lambd
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
@@ -21,8 +20,8 @@ from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
 from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
-from hybrid_router.experiments import ExperimentReport, report
 from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
+from hybrid_router.experiments import ExperimentReport, report
 from hybrid_router.registry import Deployment, Manifest, RouterRef, check_name
 
 router = APIRouter()
@@ -88,7 +87,7 @@ def dashboard(
     """The caller's dashboard over its last `days` days (hybrid_router.dashboard: the numbers of /v1/usage)."""
     from hybrid_router.dashboard import page
 
-    since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).date().isoformat()
+    since = (datetime.now(UTC) - timedelta(days=days - 1)).date().isoformat()
     mine = svc.store.for_device(who.tenant_id, who.device_id)
     records = svc.call_store("dashboard", mine.records, since)
     ratings = svc.call_store("dashboard_ratings", mine.ratings)

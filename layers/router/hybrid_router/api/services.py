@@ -57,7 +57,9 @@ class Services:
                     try:
                         self._path_router = load_router(self.settings.router_path)
                     except RouterLoadError as exc:
-                        raise ApiError(503, f"The router could not be loaded: {exc}", code="router_unavailable")
+                        raise ApiError(
+                            503, f"The router could not be loaded: {exc}", code="router_unavailable"
+                        ) from None
         return self._path_router
 
     # versioned routers
@@ -123,7 +125,9 @@ class Services:
                     try:
                         router = load_router(folder)
                     except RouterLoadError as exc:
-                        raise ApiError(503, f"Router {ref} could not be loaded: {exc}", code="router_unavailable")
+                        raise ApiError(
+                            503, f"Router {ref} could not be loaded: {exc}", code="router_unavailable"
+                        ) from None
                     self._versions[ref] = router
         return router
 
@@ -149,7 +153,7 @@ class Services:
                 f"No router of kind '{kind}' is deployed here; this API serves 'router-{self.router.info.kind}'.",
                 code="model_not_found",
                 param="model",
-            )
+            ) from None
 
     @property
     def cost_model(self) -> CostModel:
@@ -231,17 +235,17 @@ class Services:
                     "The decision store is throttling requests; retry in a few seconds.",
                     code="store_throttled",
                     headers={"Retry-After": "2"},
-                )
+                ) from None
             if kind_of_code(code) == "retryable":
                 raise ApiError(
                     503,
                     f"The decision store is failing for now ({code}); retry in a few seconds.",
                     code="store_unavailable",
                     headers={"Retry-After": "2"},
-                )
+                ) from None
             if code == "ResourceNotFoundException":
-                raise ApiError(503, "The decision table does not exist.", code="store_unavailable")
-            raise ApiError(502, f"The decision store refused the request ({code}).", code="store_error")
+                raise ApiError(503, "The decision table does not exist.", code="store_unavailable") from None
+            raise ApiError(502, f"The decision store refused the request ({code}).", code="store_error") from None
         except BotoCoreError as exc:
             self.telemetry.store_failure(operation, type(exc).__name__)
             raise ApiError(
@@ -249,4 +253,4 @@ class Services:
                 "The decision store is unreachable; retry later.",
                 code="store_unavailable",
                 headers={"Retry-After": "2"},
-            )
+            ) from None

@@ -62,7 +62,7 @@ class ApiSettings(BaseModel):
     upload_window_days: int = Field(default=35, ge=1, le=3660)
 
     @model_validator(mode="after")
-    def _body_the_container_takes(self) -> "ApiSettings":
+    def _body_the_container_takes(self) -> ApiSettings:
         from hybrid_router.backends.sagemaker import container_contract
 
         container_contract(self.strong_container, self.sagemaker_body_format)
@@ -76,7 +76,7 @@ class ApiSettings(BaseModel):
         return validate_chat_template(value)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ApiSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:

@@ -254,7 +254,7 @@ class LlamaCppBackend:
         temperature: float,
         stop: list[str] | None,
         top_p: float | None,
-        logprobs: "_TokenLogprobs | None",
+        logprobs: _TokenLogprobs | None,
     ) -> Completion:
         with self._turn() as queue_s:
             llama = self._ensure_loaded()

@@ -34,7 +34,7 @@ class PrivacyCheck:
     redaction: Redaction | None = None  # only for a private conversation the detector read without failing
 
     @classmethod
-    def of(cls, texts: Sequence[str], last_user: int, mode: PrivacyMode, detector: Detector) -> "PrivacyCheck":
+    def of(cls, texts: Sequence[str], last_user: int, mode: PrivacyMode, detector: Detector) -> PrivacyCheck:
         detection = detector.detect(texts)
         redaction = Redaction(texts, detection) if detection.private and not detection.failed else None
         return cls(mode, detection, tuple(texts), last_user, redaction)

@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ class OperatingPoint:
         same_router = self.router_id == router_id and self.router_version == router_version
         return same_router and (local_model is None or self.local_model == local_model)
 
-    def retarget(self, target: float | None, confidence: float | None) -> "OperatingPoint":
+    def retarget(self, target: float | None, confidence: float | None) -> OperatingPoint:
         """The same labelled rows at another target and/or confidence (self when both are unchanged or None)."""
         target = self.quality_target if target is None else float(target)
         confidence = self.quality_confidence if confidence is None else float(confidence)
@@ -238,7 +238,7 @@ class OperatingPoint:
             return self
         if not self.labels:
             raise OperatingPointError("this operating point holds no labelled rows to recompute a threshold from")
-        scores, outcomes = zip(*self.labels)
+        scores, outcomes = zip(*self.labels, strict=False)
         selection = select_threshold(scores, outcomes, target, confidence)
         return build(
             selection,
@@ -315,7 +315,7 @@ def build(
         kept_failures=selection.kept_failures,
         failure_bound=selection.failure_bound,
         families=tuple(sorted(set(families))),
-        computed_at=computed_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        computed_at=computed_at or datetime.now(UTC).isoformat(timespec="seconds"),
         router_id=router_id,
         router_version=router_version,
         local_model=local_model,
@@ -340,7 +340,7 @@ def compute(
     rounded to LABEL_DIGITS first (a router's scores are float32), so the file recomputes exactly what was chosen."""
     scores = [round(float(s), LABEL_DIGITS) for s in scores]
     selection = select_threshold(scores, outcomes, target, confidence)
-    labels = list(zip(scores, (int(o) for o in outcomes)))
+    labels = list(zip(scores, (int(o) for o in outcomes), strict=False))
     return build(selection, families, router_id, router_version, local_model, labels_file, labels)
 
 

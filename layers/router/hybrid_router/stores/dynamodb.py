@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -160,9 +160,9 @@ def _ulid_floor(since: str | date | datetime, shift_ms: int = 0) -> str:
     if isinstance(since, str):
         since = datetime.fromisoformat(since.replace("Z", "+00:00")) if len(since) > 10 else date.fromisoformat(since)
     if not isinstance(since, datetime):
-        since = datetime(since.year, since.month, since.day, tzinfo=timezone.utc)
+        since = datetime(since.year, since.month, since.day, tzinfo=UTC)
     elif since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     ms = max(int(since.timestamp() * 1000) + shift_ms, 0)
     return new_ulid(ms)[:10] + "0" * 16
 
@@ -262,7 +262,7 @@ class DynamoDecisionStore:
                 outcomes = list(pool.map(self._upload_one, valid))
         else:
             outcomes = [self._upload_one(record) for record in valid]
-        for record, (outcome, stored) in zip(valid, outcomes):
+        for record, (outcome, stored) in zip(valid, outcomes, strict=False):
             if outcome is Stored.ACCEPTED:
                 result.stored.append(stored)
             elif outcome is Stored.DUPLICATE:
@@ -565,7 +565,7 @@ UPLOAD_MAX_AHEAD = timedelta(minutes=5)
 
 def check_upload_time(created_at: str, max_age: timedelta, now: datetime | None = None) -> None:
     """ValueError naming the window when a device's record claims a time outside it."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
     if created < now - max_age or created > now + UPLOAD_MAX_AHEAD:
         raise ValueError(
@@ -598,7 +598,7 @@ def _expires_at(created_at: str) -> int:
     try:
         created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         return int((created + timedelta(days=RETENTION_DAYS)).timestamp())
     except (ValueError, OverflowError):
         raise ValueError(f"invalid record: created_at must be an ISO 8601 time, got {created_at[:40]!r}") from None

@@ -32,7 +32,7 @@ class StoreFailure(str):
 
     kind: FailureKind
 
-    def __new__(cls, message: str, kind: FailureKind) -> "StoreFailure":
+    def __new__(cls, message: str, kind: FailureKind) -> StoreFailure:
         failure = super().__new__(cls, message)
         failure.kind = kind
         return failure

@@ -29,11 +29,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from hybrid_router.decision import CHARGED_FIELDS, DecisionNotFound, DecisionRecord, utc_iso, utc_now_iso
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse, Scale, rating_scale
@@ -175,7 +175,7 @@ class DecisionLog:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "DecisionLog":
+    def __enter__(self) -> DecisionLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -250,7 +250,7 @@ class DecisionLog:
         ids = list(decision_ids)
         if not ids:
             return 0
-        now = utc_iso(datetime.now(timezone.utc))
+        now = utc_iso(datetime.now(UTC))
         changed = 0
         with self._transaction(f"mark {len(ids)} decision(s) synced") as db:
             for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
@@ -420,7 +420,7 @@ class DecisionLog:
             (decision_id,),
             "read a rating",
         )
-        return StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, rows[0]))) if rows else None
+        return StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, rows[0], strict=False))) if rows else None
 
     def pending_feedback(self, limit: int = 100, after: str | None = None) -> list[StoredFeedback]:
         """Ratings the cloud does not have yet, of decisions it has (it refuses ratings of unknown decisions)."""
@@ -432,7 +432,7 @@ class DecisionLog:
             (after or "", int(limit)),
             "read pending ratings",
         )
-        return [StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))) for row in rows]
+        return [StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row, strict=False))) for row in rows]
 
     def feedback_pending_count(self) -> int:
         return self._query("SELECT count(*) FROM feedback WHERE synced_at IS NULL", (), "count pending ratings")[0][0]
@@ -447,7 +447,10 @@ class DecisionLog:
             "read ratings",
         )
         return [
-            (StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))), DecisionRecord.model_validate_json(row[-1]))
+            (
+                StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row, strict=False))),
+                DecisionRecord.model_validate_json(row[-1]),
+            )
             for row in rows
         ]
 
@@ -484,7 +487,7 @@ class DecisionLog:
     def ratings(self) -> dict[str, StoredFeedback]:
         """Every rating, by decision id."""
         rows = self._query(f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback", (), "read ratings")
-        return {row[0]: StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row))) for row in rows}
+        return {row[0]: StoredFeedback(**dict(zip(_FEEDBACK_COLUMNS, row, strict=False))) for row in rows}
 
     def usage(
         self, since: str | date | datetime | None = None, until: str | date | datetime | None = None
