@@ -37,6 +37,8 @@ from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.openapi import document, errors
 from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.backends.base import BackendError
+from hybrid_router.cache.policy import REQUEST_FIELD as CACHE_REQUEST_FIELD
+from hybrid_router.cache.policy import skips_cache
 from hybrid_router.decision import DecisionNotFound, DecisionRecord
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
 from hybrid_router.stores.sqlite_log import DecisionLogError
@@ -435,6 +437,8 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         if isinstance(parsed, JSONResponse):
             return parsed
         request = parsed
+        if skips_cache(http_request.headers.get("cache-control")):  # a fresh answer, as the request field asks
+            request.__pydantic_extra__[CACHE_REQUEST_FIELD] = False
         try:
             plan = await run_in_threadpool(service.plan, request)
         except UnknownModelError as exc:

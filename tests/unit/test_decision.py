@@ -142,7 +142,7 @@ def test_a_merged_record_keeps_the_devices_account_and_never_less_than_was_serve
 def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
     refuses unknown fields, takes it); one inside an experiment round-trips them."""
-    from hybrid_router.decision import EXPERIMENT_FIELDS, OPTIONAL_FIELDS, QUALITY_FIELDS, DecisionRecord
+    from hybrid_router.decision import CACHE_FIELDS, EXPERIMENT_FIELDS, OPTIONAL_FIELDS, QUALITY_FIELDS, DecisionRecord
 
     plain = make_decision()
     assert not set(EXPERIMENT_FIELDS) & set(plain.model_dump()) and "experiment_id" not in plain.model_dump_json()
@@ -157,7 +157,11 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
         shadow_route="strong",
         shadow_router_latency_ms=0.4,
     )
-    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {*QUALITY_FIELDS, "usage_estimated"}
+    assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {
+        *QUALITY_FIELDS,
+        *CACHE_FIELDS,
+        "usage_estimated",
+    }
     assert DecisionRecord.model_validate_json(tagged.model_dump_json()) == tagged
 
 

@@ -22,6 +22,8 @@ SMALLEST_STORED = 1e-100
 KEPT = "cascade:kept"
 ESCALATED = "cascade:escalated"
 CASCADE_REASONS = (KEPT, ESCALATED)
+# A strong answer served from the answer cache (hybrid_router.cache): the same request, or a near-duplicate.
+CACHE_REASONS = ("cache:exact", "cache:similar")
 
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
@@ -65,7 +67,9 @@ EXPERIMENT_FIELDS = (
 # The quality target in force when the router chose (hybrid_router.routing.operating_point); absent when the
 # threshold came from elsewhere (a threshold or strong share the user set, a router-<kind>-<t> name, no target).
 QUALITY_FIELDS = ("quality_target", "quality_confidence")
-OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS
+# The decision whose strong answer a cache hit served again (absent unless the answer came from the cache).
+CACHE_FIELDS = ("cached_from",)
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS + CACHE_FIELDS
 
 
 class DecisionRecord(BaseModel):
@@ -74,7 +78,9 @@ class DecisionRecord(BaseModel):
     `reason` is `routed` (the router chose), `forced` (the caller named a model),
     `budget:<cap>` (the daily or monthly spend cap sent it local; older records say `budget`) or
     `fallback:<cause>` (the chosen side failed), or in cascade mode `cascade:kept` (the local draft was the answer)
-    and `cascade:escalated` (the draft was discarded, the strong model answered).
+    and `cascade:escalated` (the draft was discarded, the strong model answered), or `cache:exact` /
+    `cache:similar` (a strong answer served again from the answer cache: `cached_from` names the decision that paid
+    for it, `cost_usd` is 0 and `strong_cost_usd` what it cost then, so the record keeps the saving).
     A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
     a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
     no strong-model dollars. Records without a draft keep the defaults (0, 0, None, False), so older records read
@@ -128,12 +134,14 @@ class DecisionRecord(BaseModel):
     # keeps, with `quality_confidence`); absent when no target set the threshold.
     quality_target: Share | None = None
     quality_confidence: Share | None = None
+    # A cache hit: the decision whose strong answer this is (hybrid_router.cache); absent otherwise.
+    cached_from: str | None = Field(default=None, max_length=26)
     # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
     usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment and quality-target fields and `usage_estimated` are left out while unset, so a record without
+        """Experiment, quality-target and cache fields and `usage_estimated` are left out while unset, so a record without
         them is what it was before they existed, and a cloud of that older version (which refuses unknown fields)
         still takes it."""
         data = handler(self)
@@ -184,10 +192,13 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget", *CASCADE_REASONS) or value.startswith(("fallback:", "budget:")):
+        if value in ("routed", "forced", "budget", *CASCADE_REASONS, *CACHE_REASONS) or value.startswith(
+            ("fallback:", "budget:")
+        ):
             return value
         raise ValueError(
-            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept or cascade:escalated"
+            "reason must be routed, forced, budget:<cap>, fallback:<cause>, cascade:kept, cascade:escalated, "
+            "cache:exact or cache:similar"
         )
 
     @property

@@ -19,6 +19,10 @@ otherwise the prompt escalates to the strong model (reason `cascade:escalated`; 
 If the strong model then fails or is over the spend cap, the draft is the answer after all when fallback is on
 (reason `fallback:<cause>` or `budget:<cap>`). A draft that fails sends the prompt to the strong model
 (`fallback:<cause>`). The record carries the draft's tokens, time and confidence either way.
+
+The answer cache (hybrid_router.cache, `cache`): before a strong attempt the request is looked up; a hit is the
+answer (reason `cache:exact`, no strong cost, `cached_from` the decision that paid; a stream streams the cached
+text), and a strong answer that completed OK is stored after its record is written.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from hybrid_router.backends.base import (
     StreamResult,
 )
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
+from hybrid_router.cache import CACHE_EXACT, CachedAnswer
+from hybrid_router.cache.step import CacheStep, cached_pieces
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import ESCALATED, KEPT, DecisionRecord
@@ -180,6 +186,7 @@ class Pipeline:
         default_max_tokens: int = 256,
         fallback_forced: bool = False,
         overflow_to_strong: bool = False,
+        cache: CacheStep | None = None,
     ):
         self.weak = weak
         self.strong = strong
@@ -193,6 +200,7 @@ class Pipeline:
         self.overflow_to_strong = overflow_to_strong  # a full local queue sends the request to the strong model
         self.store_prompts = store_prompts
         self.default_max_tokens = default_max_tokens
+        self.cache = cache  # strong answers served again for the same request (None: no cache)
 
     # what a request will try
 
@@ -280,6 +288,7 @@ class Pipeline:
         queue_s: float = 0.0,
         draft: Draft | None = None,
         usage_estimated: bool = False,
+        cached: CachedAnswer | None = None,
     ) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
         With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
@@ -290,6 +299,8 @@ class Pipeline:
         overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
         if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
             cost, energy = 0.0, 0.0
+        elif cached is not None:  # a strong answer served again: nothing paid now, what it cost then is saved
+            cost, energy, strong_cost = 0.0, 0.0, cached.cost_usd
         elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
             cost, energy = strong_cost, 0.0
         else:
@@ -336,6 +347,7 @@ class Pipeline:
             error=error[:500] if error else None,
             prompt=request.last_user_text() if self.store_prompts else None,
             usage_estimated=usage_estimated,
+            cached_from=cached.decision_id if cached is not None else None,
             **cascade,
             **plan.experiment_fields,
         )
@@ -359,8 +371,12 @@ class Pipeline:
             return self._draft_answer(plan, request, draft, KEPT)
         attempts, reason = self.attempts(plan, draft, draft_error)
         errors: list[BackendError] = [draft_error] if draft_error else []
+        key = self._cache_key(request, messages, options)
         try:
             for attempt in attempts:
+                hit = self._cache_lookup(attempt, key)
+                if hit is not None:
+                    return self._cached_answer(plan, request, hit, draft)
                 try:
                     self._reserve(attempt, request, options)
                 except BudgetExceeded as exc:
@@ -389,6 +405,7 @@ class Pipeline:
                     usage_estimated=completion.usage_estimated,
                 )
                 stored = self.write(record)
+                self._cache_store(key, completion.text, completion.finish_reason, record)
                 return Answer(completion.text, completion.finish_reason, record, stored)
             if self._draft_is_fallback(draft, errors):
                 assert draft is not None
@@ -396,6 +413,64 @@ class Pipeline:
             raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
         finally:
             self._settle(attempts)
+
+    # the answer cache: before a strong attempt, look up; after a strong answer completed OK, store
+
+    def _cache_key(self, request: ChatCompletionRequest, messages: list[dict], options: dict) -> str | None:
+        if self.cache is None:
+            return None
+        return self.cache.key(messages, self.strong_name, options, request.model_extra)
+
+    def _cache_lookup(self, attempt: Attempt, key: str | None) -> CachedAnswer | None:
+        if self.cache is None or attempt.route != "strong":
+            return None
+        return self.cache.lookup(key)
+
+    def _cache_store(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> None:
+        if self.cache is not None:
+            self.cache.remember(key, text, finish_reason, record)
+
+    def _cached_answer(
+        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None
+    ) -> Answer:
+        record = self.record(
+            plan,
+            request,
+            "strong",
+            CACHE_EXACT,
+            hit.prompt_tokens,
+            hit.completion_tokens,
+            0.0,
+            draft=draft,
+            cached=hit,
+        )
+        stored = self.write(record)
+        return Answer(hit.text, hit.finish_reason, record, stored)
+
+    def _cached_stream(
+        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None, open_record: bool
+    ) -> "StreamingAnswer":
+        """A cache hit as a stream: the cached text, word by word, then the record (reason `cache:exact`)."""
+        assert self.strong is not None
+        if open_record:
+            self.recorder.begin(
+                self.record(plan, request, "strong", CACHE_EXACT, 0, 0, 0.0, error=UNFINISHED, draft=draft, cached=hit)
+            )
+        text = cached_pieces(hit.text)
+        usage = StreamResult(hit.prompt_tokens, hit.completion_tokens, hit.finish_reason)
+        return StreamingAnswer(
+            self,
+            plan,
+            request,
+            Attempt("strong", self.strong),
+            CACHE_EXACT,
+            time.perf_counter(),
+            next(text, None),
+            text,
+            usage,
+            draft=draft,
+            cached=hit,
+        )
 
     # cascade: the local draft
 
@@ -513,8 +588,12 @@ class Pipeline:
         attempts, reason = self.attempts(plan, draft, draft_error)
         errors: list[BackendError] = [draft_error] if draft_error else []
         handed_over: Attempt | None = None
+        key = self._cache_key(request, messages, options)
         try:
             for attempt in attempts:
+                hit = self._cache_lookup(attempt, key)
+                if hit is not None:
+                    return self._cached_stream(plan, request, hit, draft, open_record)
                 try:
                     self._reserve(attempt, request, options)
                 except BudgetExceeded as exc:
@@ -543,6 +622,7 @@ class Pipeline:
                         iter(()),
                         _stream_result(stop.value),
                         draft=draft,
+                        cache_key=key,
                     )
                 except BackendError as exc:
                     errors.append(exc)
@@ -574,7 +654,9 @@ class Pipeline:
                     pieces.close()
                     raise
                 handed_over = attempt
-                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None, draft=draft)
+                return StreamingAnswer(
+                    self, plan, request, attempt, reason, began, first, pieces, None, draft=draft, cache_key=key
+                )
             if self._draft_is_fallback(draft, errors):
                 assert draft is not None
                 return self._draft_stream(plan, request, draft, self._fallback_reason(reason, errors), open_record)
@@ -622,6 +704,8 @@ class StreamingAnswer:
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
     draft: Draft | None = None  # cascade: the local draft (this answer itself when the route is weak)
+    cached: CachedAnswer | None = None  # a cache hit: the answer streams the cached text
+    cache_key: str | None = None  # where a strong answer that completes OK is stored
 
     @property
     def route(self) -> str:
@@ -692,11 +776,14 @@ class StreamingAnswer:
             queue_s=usage.queue_s,
             draft=self.draft,
             usage_estimated=usage.usage_estimated,
+            cached=self.cached,
         )
         try:
             self.stored = self.pipeline.write(self.record)
         finally:
             Pipeline._settle([self.attempt])
+        if error is None and self.cached is None:
+            self.pipeline._cache_store(self.cache_key, self.text, self.finish_reason, self.record)
 
     @property
     def text(self) -> str:

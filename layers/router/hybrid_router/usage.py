@@ -23,6 +23,8 @@ class UsageTotals(BaseModel):
     `saving_usd` = `strong_cost_usd` - `cost_usd`; `saving_share` is that saving as a share of `strong_cost_usd`.
     Cascade mode: `drafts` local drafts were made, `escalations` of them were discarded for the strong model;
     `escalation_cost_usd` is what the escalated requests cost, `discarded_draft_ms` the time their drafts took.
+    Answer cache: `cache_hits` requests were answered from it (reason `cache:<kind>`), and `cache_saving_usd` is
+    what their strong answers cost when first paid (part of `saving_usd`).
     """
 
     requests: int = 0
@@ -44,6 +46,8 @@ class UsageTotals(BaseModel):
     escalations: int = 0
     escalation_cost_usd: float = 0.0
     discarded_draft_ms: float = 0.0
+    cache_hits: int = 0
+    cache_saving_usd: float = 0.0
     first_at: str | None = None
     last_at: str | None = None
 
@@ -114,6 +118,8 @@ class _Accumulator:
     escalations: int = 0
     escalation_cost: list[float] = field(default_factory=list)
     discarded_draft_ms: list[float] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_saving: list[float] = field(default_factory=list)
     first_at: str | None = None
     last_at: str | None = None
 
@@ -134,6 +140,9 @@ class _Accumulator:
             self.escalations += 1
             self.escalation_cost.append(record.cost_usd)
             self.discarded_draft_ms.append(record.draft_latency_ms if record.route == "strong" else 0.0)
+        if record.reason.startswith("cache:"):
+            self.cache_hits += 1
+            self.cache_saving.append(record.saving_usd)
         if self.first_at is None or record.created_at < self.first_at:
             self.first_at = record.created_at
         if self.last_at is None or record.created_at > self.last_at:
@@ -163,6 +172,8 @@ class _Accumulator:
             escalations=self.escalations,
             escalation_cost_usd=math.fsum(self.escalation_cost),
             discarded_draft_ms=math.fsum(self.discarded_draft_ms),
+            cache_hits=self.cache_hits,
+            cache_saving_usd=math.fsum(self.cache_saving),
             first_at=self.first_at,
             last_at=self.last_at,
         )

@@ -1,0 +1,65 @@
+"""The pipeline's cache step: before a strong attempt, look the request up; after a strong answer completed OK,
+store it. Kept apart from the pipeline so the pipeline names it in two places and knows nothing else about it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hybrid_router.cache.key import cache_key
+from hybrid_router.cache.policy import CachePolicy
+from hybrid_router.cache.store import AnswerCache, CachedAnswer
+from hybrid_router.decision import DecisionRecord
+
+STORED_FINISH_REASONS = ("stop", "length")
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+@dataclass
+class CacheStep:
+    cache: AnswerCache
+    policy: CachePolicy = CachePolicy()
+
+    def key(self, messages: list[dict], model: str, options: dict, extra: dict | None) -> str | None:
+        """The request's key, or None when this request does not use the cache (off, sampled, or opted out)."""
+        if not self.policy.applies(options.get("temperature"), extra):
+            return None
+        return cache_key(
+            messages,
+            model,
+            options["max_tokens"],
+            options.get("temperature"),
+            options.get("top_p"),
+            options.get("stop"),
+        )
+
+    def lookup(self, key: str | None) -> CachedAnswer | None:
+        return None if key is None else self.cache.get(key)
+
+    def remember(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> bool:
+        """Stores a strong answer that completed OK: status ok, a finish reason of stop or length, the route the
+        plan chose (no fallback), and not itself a cache hit. Anything else is never stored."""
+        if key is None or record.route != "strong" or record.status != "ok" or record.cached_from is not None:
+            return False
+        if record.reason.startswith(("fallback:", "cache:", "budget")):
+            return False
+        if (finish_reason or "stop") not in STORED_FINISH_REASONS:
+            return False
+        return self.cache.put(
+            key,
+            CachedAnswer(
+                text=text,
+                finish_reason=finish_reason or "stop",
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                decision_id=record.decision_id,
+                cost_usd=record.strong_cost_usd,  # the strong answer's own price (no discarded draft in it)
+                model=record.model_used,
+            ),
+        )
+
+
+def cached_pieces(text: str) -> Iterator[str]:
+    """A cached answer as a stream: word by word, whitespace kept, so the pieces join to the text."""
+    yield from _PIECE.findall(text)
