@@ -132,6 +132,11 @@ def test_size_bounds_evict_the_oldest(tmp_path) -> None:
     kept = [sized.get(k) is not None for k in keys]
     assert kept[-1] and not kept[0] and 1 <= sum(kept) <= 2
     assert not sized.put(key(), answer(text="y" * 5000))  # larger than the whole bound: not stored
+    sized.put(keys[-1], answer(text="z"))  # replacing an entry counts it once
+    for store, name in ((cache, "c"), (sized, "b")):
+        with sqlite3.connect(tmp_path / f"{name}.sqlite3") as db:
+            counted = db.execute("SELECT COUNT(*), SUM(size) FROM answers").fetchone()
+            assert db.execute("SELECT entries, bytes FROM totals").fetchone() == counted
 
 
 @pytest.mark.parametrize(
