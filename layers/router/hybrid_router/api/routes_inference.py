@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import StreamingResponse
 
+from hybrid_router.cache.policy import REQUEST_FIELD as CACHE_REQUEST_FIELD
+from hybrid_router.cache.policy import skips_cache
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
@@ -131,8 +133,9 @@ class CloudRecorder:
         return _save(self.svc, record, self.linked)
 
 
-def _pipeline(svc: Services, linked: bool) -> Pipeline:
-    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder."""
+def _pipeline(svc: Services, linked: bool, tenant_id: str) -> Pipeline:
+    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder,
+    and the tenant's answer cache when it is turned on."""
     return Pipeline(
         svc.weak_backend(),
         svc.strong_backend(),
@@ -142,6 +145,7 @@ def _pipeline(svc: Services, linked: bool) -> Pipeline:
         costs=svc.cost_model,
         fallback=False,
         default_max_tokens=svc.settings.default_max_tokens,
+        cache=svc.answer_cache(tenant_id),
     )
 
 
@@ -251,6 +255,7 @@ def chat_completions(
     who: Identity = Depends(caller),
     svc: Services = Depends(services),
     x_decision_id: str | None = Header(default=None),
+    cache_control: str | None = Header(default=None),
 ) -> Any:
     """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
     forces strong. Every answer served is recorded here. A caller that keeps its own decision log (the edge
@@ -263,7 +268,9 @@ def chat_completions(
     if caller_id:
         _claim(svc, who, caller_id)
         plan.core.decision_id = caller_id
-    pipeline = _pipeline(svc, linked=bool(caller_id))
+    if skips_cache(cache_control):  # a fresh answer, as the request field `"cache": false` asks
+        body.__pydantic_extra__[CACHE_REQUEST_FIELD] = False
+    pipeline = _pipeline(svc, linked=bool(caller_id), tenant_id=who.tenant_id)
     if body.stream:
         return _stream(pipeline, plan, body)
     try:
@@ -272,6 +279,8 @@ def chat_completions(
         raise _backend_error(exc.last) from None
     record = answer.record
     routing = _routing_info(plan, pipeline)
+    if record.cached_from is not None:  # served again from the tenant's answer cache
+        routing.update(reason=record.reason, cached_from=record.cached_from, cost_usd=record.cost_usd)
     if not answer.stored:
         routing["unstored_record"] = record.model_dump(mode="json")
     return ChatCompletionResponse(
