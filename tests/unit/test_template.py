@@ -19,6 +19,7 @@ TEMPLATE = REPO / "template.yaml"
 IAM_FOR_OPERATION = {
     ("dynamodb", "PutItem"): {"dynamodb:PutItem"},
     ("dynamodb", "Query"): {"dynamodb:Query"},
+    ("dynamodb", "GetItem"): {"dynamodb:GetItem"},  # the answer cache's own items (ANSWER#...) only
     ("dynamodb", "TransactWriteItems"): {"dynamodb:ConditionCheckItem", "dynamodb:PutItem"},
     ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): {"sagemaker:InvokeEndpointWithResponseStream"},
@@ -32,6 +33,7 @@ IAM_FOR_OPERATION = {
 OPERATIONS = {
     "ApiFunction": {
         ("dynamodb", "PutItem"),
+        ("dynamodb", "GetItem"),
         ("sagemaker-runtime", "InvokeEndpoint"),
         ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),
         ("s3", "GetObject"),
@@ -367,3 +369,13 @@ def test_rules_refuse_a_stack_that_cannot_serve(template) -> None:
     vllm = rules["VllmTakesMessagesOnly"]
     assert vllm["RuleCondition"] == {"Fn::Equals": [{"Ref": "StrongContainer"}, "vllm"]}
     assert vllm["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "SageMakerBodyFormat"}, "messages"]}
+
+
+def test_the_api_reads_only_the_answer_caches_items(template) -> None:
+    """GetItem serves the answer cache; a leading-key condition keeps it off the decision records."""
+    statements = [s for p in functions(template)["ApiFunction"]["Policies"] for s in p["Statement"]]
+    (read,) = [s for s in statements if "dynamodb:GetItem" in s["Action"]]
+    assert read["Action"] == ["dynamodb:GetItem"]
+    assert read["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ANSWER#*"]}}
+    env = functions(template)["ApiFunction"]["Environment"]["Variables"]
+    assert env["ANSWER_CACHE"] == {"Ref": "AnswerCache"} and template["Parameters"]["AnswerCache"]["Default"] == "false"
