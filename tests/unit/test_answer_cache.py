@@ -347,3 +347,17 @@ def test_a_corrupt_cache_never_fails_a_request(tmp_path) -> None:
     (tmp_path / "answer_cache.sqlite3").write_bytes(b"\0garbage" * 1000)
     third = pipe.complete(ask(), strong_plan())
     assert third.record.reason == "routed" and third.record.status == "ok" and strong.calls == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_miss_records_exactly_what_no_cache_would(tmp_path, stream) -> None:
+    with_cache, cached_records = core(tmp_path)
+    recorder = Recorder()
+    without = Pipeline(Weak(), Strong(), "weak-1", "strong-1", recorder, CostModel.default())
+    for pipe in (with_cache, without):
+        if stream:
+            "".join(pipe.stream(ask(stream=True), strong_plan()))
+        else:
+            pipe.complete(ask(), strong_plan())
+    timing = {"decision_id", "created_at", "generation_latency_ms"}
+    assert cached_records.records[0].model_dump(exclude=timing) == recorder.records[0].model_dump(exclude=timing)
