@@ -361,3 +361,27 @@ def test_a_miss_records_exactly_what_no_cache_would(tmp_path, stream) -> None:
             pipe.complete(ask(), strong_plan())
     timing = {"decision_id", "created_at", "generation_latency_ms"}
     assert cached_records.records[0].model_dump(exclude=timing) == recorder.records[0].model_dump(exclude=timing)
+
+
+def test_an_answer_the_cache_cannot_hold_is_still_answered(tmp_path) -> None:
+    """Text SQLite cannot bind (a lone surrogate from a backend) is simply not cached; the request succeeds."""
+    strong = Strong(text="broken \ud800 text")
+    pipe, recorder = core(tmp_path, strong)
+    for _ in range(2):
+        answer_ = pipe.complete(ask(), strong_plan())
+        assert answer_.record.reason == "routed" and answer_.record.status == "ok"
+    assert strong.calls == 2
+
+
+def test_a_cache_that_raises_anything_is_a_miss(tmp_path) -> None:
+    class Broken:
+        def get(self, key):
+            raise RuntimeError("boom")
+
+        def put(self, key, answer):
+            raise RuntimeError("boom")
+
+    strong = Strong()
+    pipe = Pipeline(Weak(), strong, "weak-1", "strong-1", Recorder(), CostModel.default(), cache=CacheStep(Broken()))
+    assert pipe.complete(ask(), strong_plan()).record.reason == "routed"
+    assert "".join(pipe.stream(ask(stream=True), strong_plan())).strip() and strong.calls == 2

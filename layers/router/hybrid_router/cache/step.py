@@ -3,6 +3,7 @@ store it. Kept apart from the pipeline so the pipeline names it in two places an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from hybrid_router.cache.policy import CachePolicy
 from hybrid_router.cache.store import AnswerCache, CachedAnswer
 from hybrid_router.decision import DecisionRecord
 
+log = logging.getLogger("hybrid_router.cache")
 STORED_FINISH_REASONS = ("stop", "length")
 _PIECE = re.compile(r"\S+\s*|\s+")
 
@@ -35,7 +37,14 @@ class CacheStep:
         )
 
     def lookup(self, key: str | None) -> CachedAnswer | None:
-        return None if key is None else self.cache.get(key)
+        """The cached answer, or None: a miss, or any fault of the cache (it never fails a request)."""
+        if key is None:
+            return None
+        try:
+            return self.cache.get(key)
+        except Exception:  # noqa: BLE001 - the stores catch their own faults; anything else is a miss too
+            log.warning("answer cache lookup failed: a miss", exc_info=True)
+            return None
 
     def remember(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> bool:
         """Stores a strong answer that completed OK: status ok, a finish reason of stop or length, the route the
@@ -46,6 +55,13 @@ class CacheStep:
             return False
         if (finish_reason or "stop") not in STORED_FINISH_REASONS:
             return False
+        try:
+            return self._put(key, text, finish_reason, record)
+        except Exception:  # noqa: BLE001 - the answer is delivered and recorded; not caching it is harmless
+            log.warning("answer cache store failed", exc_info=True)
+            return False
+
+    def _put(self, key: str, text: str, finish_reason: str | None, record: DecisionRecord) -> bool:
         return self.cache.put(
             key,
             CachedAnswer(
