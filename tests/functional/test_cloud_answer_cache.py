@@ -3,6 +3,7 @@ through the cloud API (uvicorn, the SageMaker stand-in as the strong model) when
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,3 +139,30 @@ def test_the_cloud_cache_is_off_by_default(tiny_router_dir, table, dynamodb_endp
     finally:
         server.stop()
     assert reasons == ["routed", "routed"]
+
+
+def test_a_streamed_repeat_streams_the_cached_answer(cached_api) -> None:
+    first = chat(cached_api).json()
+
+    def streamed() -> tuple[str, dict]:
+        with cached_api.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "router-tiny-0.0",
+                "messages": [{"role": "user", "content": "Say hello in French."}],
+                "max_tokens": 8,
+                "stream": True,
+            },
+        ) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+        chunks = [json.loads(e) for e in events if e != "[DONE]"]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+        return text, chunks[0]["routing"]
+
+    text, routing = streamed()
+    assert text == first["choices"][0]["message"]["content"]
+    assert routing["reason"] == "cache:exact" and routing["cached_from"] == first["routing"]["decision_id"]
+    records = {r.decision_id: r for r in cached_api.store.records_for_device("acme", "device-a")}
+    hit = records[routing["decision_id"]]
+    assert hit.reason == "cache:exact" and hit.cost_usd == 0 and hit.cached_from == first["routing"]["decision_id"]

@@ -315,6 +315,8 @@ def _stream(pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest) ->
         try:
             chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
             chunk["routing"] = _routing_info(plan, pipeline)
+            if answer.cached is not None:  # served again from the tenant's answer cache
+                chunk["routing"].update(reason=answer.reason, cached_from=answer.cached.decision_id, cost_usd=0.0)
             yield _sse(chunk)
             try:
                 for piece in answer:
