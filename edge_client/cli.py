@@ -413,6 +413,11 @@ def usage(
     if totals.private:
         kinds = ", ".join(f"{kind} {count}" for kind, count in totals.privacy_kinds.items())
         console.print(f"private data: {totals.private} requests ({kinds})", highlight=False)
+    if totals.cache_hits:
+        console.print(
+            f"answer cache: {totals.cache_hits} strong answers served again, saved ${totals.cache_saving_usd:.6f}",
+            highlight=False,
+        )
     for title, groups in (("by day", summary.by_day), ("by route", summary.by_route)):
         table = Table(title=title, title_justify="left")
         for column in ("", "requests", "strong share", "cost $", "saved $", "saved"):

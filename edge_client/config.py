@@ -165,6 +165,21 @@ class Settings(BaseModel):
     monthly_cap_usd: float | None = Field(None, ge=0.0, description="strong spend per UTC month; past it -> local")
     data_dir: str = Field(default_factory=lambda: platformdirs.user_data_dir(APP_NAME))
     store_prompts: bool = False
+    # the answer cache (strong answers served again for the same request; beside the decision log)
+    cache: bool = Field(
+        True,
+        description="serve a repeated strong request from the answer cache (reason cache:exact, no strong cost); "
+        "temperature 0 only unless cache_any_temperature; a request skips it with Cache-Control: no-cache or "
+        '"cache": false',
+    )
+    cache_any_temperature: bool = Field(
+        False, description="cache answers sampled at a temperature above 0 too (off: each such request is fresh)"
+    )
+    cache_ttl_s: float = Field(7 * 24 * 3600.0, gt=0.0, description="how long a cached answer is served (seconds)")
+    cache_max_entries: int = Field(10_000, ge=1, description="cached answers kept at most; the oldest go first")
+    cache_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes of cached answers kept at most; the oldest go first"
+    )
     tenant_id: str = "local"
     device_id: str = "local"
     sync_batch_size: int = Field(100, ge=1, le=1000)
@@ -244,6 +259,10 @@ class Settings(BaseModel):
     @property
     def decision_log_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "decisions.sqlite3"
+
+    @property
+    def answer_cache_path(self) -> Path:
+        return Path(self.data_dir).expanduser() / "answer_cache.sqlite3"
 
 
 def env_name(field: str) -> str:

@@ -39,6 +39,7 @@ from hybrid_router.api.errors import error_response, validation_error_response
 from hybrid_router.api.limits import BodyLimits
 from hybrid_router.api.openapi import document, errors
 from hybrid_router.backends.base import BackendError
+from hybrid_router.cache.policy import opt_out, skips_cache
 from hybrid_router.dashboard import DASHBOARD_MAX_DAYS
 from hybrid_router.decision import DecisionNotFound
 from hybrid_router.feedback import FeedbackRequest, FeedbackResponse
@@ -390,6 +391,8 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
         if isinstance(parsed, JSONResponse):
             return parsed
         request = parsed
+        if skips_cache(http_request.headers.get("cache-control")):  # a fresh answer, as the request field asks
+            opt_out(request)
         try:
             plan = await run_in_threadpool(service.plan, request, http_request.headers.get("x-conversation-id"))
         except UnknownModelError as exc:

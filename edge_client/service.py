@@ -16,6 +16,8 @@ from edge_client.config import Settings
 from edge_client.routing_source import RouteSource, RoutingError, Scored, UnknownRouterKind
 from hybrid_router.backends.base import BackendError, ChatBackend, DraftingBackend
 from hybrid_router.budget import BudgetExceeded, SpendLedger
+from hybrid_router.cache import AnswerCache, CachePolicy
+from hybrid_router.cache.step import CacheStep
 from hybrid_router.cascade import CascadeError, CascadePolicy, load_policy
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import DecisionRecord, Route
@@ -77,6 +79,17 @@ class DecisionLogRecorder:
         return True
 
 
+def answer_cache(settings: Settings) -> CacheStep | None:
+    """The device's answer cache (per data folder, its own SQLite file beside the decision log), or None when
+    the `cache` setting is off."""
+    if not settings.cache:
+        return None
+    store = AnswerCache(
+        settings.answer_cache_path, settings.cache_ttl_s, settings.cache_max_entries, settings.cache_max_bytes
+    )
+    return CacheStep(store, CachePolicy(enabled=True, any_temperature=settings.cache_any_temperature))
+
+
 class EdgeService:
     def __init__(
         self,
@@ -122,6 +135,7 @@ class EdgeService:
             overflow_to_strong=settings.local_overflow == "strong",
             store_prompts=settings.store_prompts,
             default_max_tokens=settings.max_tokens,
+            cache=answer_cache(settings),
         )
 
     # names

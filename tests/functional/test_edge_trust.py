@@ -122,7 +122,10 @@ def test_what_the_user_runs_is_served(edge) -> None:
         assert edge.post(host=host, **{"content-type": "application/json"}).status_code == 200
     own = edge.post(origin=f"http://localhost:{port}", **{"content-type": "application/json; charset=utf-8"})
     assert own.status_code == 200 and own.json()["choices"][0]["message"]["content"] == "ok"
-    assert edge.service.strong.calls == 5
+    # each of the five was answered and recorded: the first by the strong model, the repeats from the answer cache
+    records = edge.service.log.records()
+    assert len(records) == 5 and edge.service.strong.calls == 1
+    assert sum(record.reason == "cache:exact" for record in records) == 4
     response = client_for(edge.server).chat.completions.create(model="strong", messages=PROMPT, max_tokens=4)
     assert response.choices[0].message.content == "ok" and response.model_extra["routing"]["route"] == "strong"
 

@@ -179,7 +179,8 @@ def test_a_prompt_is_kept_nowhere_with_default_settings(
                     json={"model": model, "messages": prompt, "stream": stream},
                 )
                 assert response.status_code == 200
-        assert edge.service.weak.calls == edge.service.strong.calls == 2
+        # the repeated strong prompt is answered from the answer cache, whose file the scan below covers too
+        assert edge.service.weak.calls == 2 and edge.service.strong.calls == 1
         report = sync_decisions(edge.service.log, cloud.url, api_key=KEYS["a"])
         assert (report.accepted, report.failed, report.remaining) == (4, [], 0)
     for stream in (False, True):
@@ -192,7 +193,7 @@ def test_a_prompt_is_kept_nowhere_with_default_settings(
     assert response["statusCode"] == 200
 
     files = sorted(path for path in (tmp_path / "device").rglob("*") if path.is_file())
-    assert any(path.name == "decisions.sqlite3" for path in files)
+    assert {"decisions.sqlite3", "answer_cache.sqlite3"} <= {path.name for path in files}
     assert [path.name for path in files if contains(path, marker.encode())] == []
     stored = items(cloud)
     assert len(stored) >= 6 and marker not in json.dumps(stored)

@@ -233,10 +233,10 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def chat(url: str, model: str = "router") -> dict:
+def chat(url: str, model: str = "router", **extra: object) -> dict:
     response = httpx.post(
         f"{url}/v1/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4},
+        json={"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4, **extra},
         timeout=60,
     )
     assert response.status_code == 200, response.text
@@ -266,7 +266,7 @@ def test_a_router_broken_behind_the_clis_back_leaves_the_device_routing(
     process, url = start_serve(device, tmp_path, HYBRID_ROUTER_THRESHOLD="0.0")
     try:
         health = httpx.get(f"{url}/health", timeout=10).json()
-        routed, forced = chat(url), chat(url, model="strong")
+        routed, forced = chat(url), chat(url, model="strong", cache=False)  # not the routed answer, cached
     finally:
         stop(process)
     assert health["status"] == "degraded", health

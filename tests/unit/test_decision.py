@@ -145,6 +145,7 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     """A record outside an experiment has the fields it had before experiments existed (an older cloud, which
     refuses unknown fields, takes it); one inside an experiment round-trips them."""
     from hybrid_router.decision import (
+        CACHE_FIELDS,
         CONVERSATION_FIELDS,
         EXPERIMENT_FIELDS,
         OPTIONAL_FIELDS,
@@ -172,6 +173,7 @@ def test_experiment_fields_are_left_out_while_empty(make_decision) -> None:
     assert set(tagged.model_dump()) == set(DecisionRecord.model_fields) - {
         *QUALITY_FIELDS,
         *CONVERSATION_FIELDS,
+        *CACHE_FIELDS,
         "usage_estimated",
         "privacy_kinds",
     }

@@ -19,6 +19,7 @@ TEMPLATE = REPO / "template.yaml"
 IAM_FOR_OPERATION = {
     ("dynamodb", "PutItem"): {"dynamodb:PutItem"},
     ("dynamodb", "Query"): {"dynamodb:Query"},
+    ("dynamodb", "GetItem"): {"dynamodb:GetItem"},  # the answer cache's own items (ANSWER#...) only
     ("dynamodb", "TransactWriteItems"): {"dynamodb:ConditionCheckItem", "dynamodb:PutItem"},
     ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): {"sagemaker:InvokeEndpointWithResponseStream"},
@@ -36,7 +37,7 @@ INFERENCE_OPERATIONS = {
     ("s3", "GetObject"),
 }
 OPERATIONS = {
-    "ChatFunction": INFERENCE_OPERATIONS,
+    "ChatFunction": INFERENCE_OPERATIONS | {("dynamodb", "GetItem")},  # GetItem: the answer cache
     "ApiFunction": {("s3", "GetObject")},  # models and route-only decisions: the router, nothing else
     "IngestFunction": {
         ("dynamodb", "PutItem"),
@@ -411,3 +412,13 @@ def test_chat_is_streamed_past_api_gateways_29_seconds(template) -> None:
                 assert "ResponseTransferMode" not in other["Properties"], name
         if name == "ApiFunction":
             assert float(props["Environment"]["Variables"]["SAGEMAKER_TIMEOUT_S"]) < 29
+
+
+def test_the_chat_function_reads_only_the_answer_caches_items(template) -> None:
+    """GetItem serves the answer cache; a leading-key condition keeps it off the decision records."""
+    statements = [s for p in functions(template)["ChatFunction"]["Policies"] for s in p["Statement"]]
+    (read,) = [s for s in statements if "dynamodb:GetItem" in s["Action"]]
+    assert read["Action"] == ["dynamodb:GetItem"]
+    assert read["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ANSWER#*"]}}
+    env = functions(template)["ChatFunction"]["Environment"]["Variables"]
+    assert env["ANSWER_CACHE"] == {"Ref": "AnswerCache"} and template["Parameters"]["AnswerCache"]["Default"] == "false"

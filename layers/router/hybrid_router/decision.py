@@ -23,6 +23,8 @@ PRIVACY_PREFIX = "privacy:"  # reason privacy:<kind>: private data kept the prom
 KEPT = "cascade:kept"
 ESCALATED = "cascade:escalated"
 CASCADE_REASONS = (KEPT, ESCALATED)
+# A strong answer served from the answer cache (hybrid_router.cache): the same request, or a near-duplicate.
+CACHE_REASONS = ("cache:exact", "cache:similar")
 
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
@@ -79,7 +81,9 @@ QUALITY_FIELDS = ("quality_target", "quality_confidence")
 # The conversation a request belongs to (hybrid_router.routing.conversation): the client's id or a hash of the
 # conversation's opening, never its text.
 CONVERSATION_FIELDS = ("conversation_id",)
-OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS + CONVERSATION_FIELDS
+# The decision whose strong answer a cache hit served again (absent unless the answer came from the cache).
+CACHE_FIELDS = ("cached_from",)
+OPTIONAL_FIELDS = EXPERIMENT_FIELDS + QUALITY_FIELDS + CONVERSATION_FIELDS + CACHE_FIELDS
 
 AFFINITY_REASONS = ("affinity:strong",)
 
@@ -96,6 +100,8 @@ class DecisionRecord(BaseModel):
     carried private data, so the local model answered or, with the `refuse` setting, nobody did).
     `privacy_kinds` names the kinds of private data found (hybrid_router.privacy.PrivacyKind), never the values;
     empty for a prompt without any (and for records older than the field).
+    `cache:exact` / `cache:similar`: a strong answer served again from the answer cache (`cached_from` names the
+    decision that paid for it, `cost_usd` is 0 and `strong_cost_usd` what it cost then, so the record keeps the saving).
     A cascade record carries the draft as well (`draft_tokens`, `draft_latency_ms`, `confidence`, `escalated`):
     a discarded draft costs time and energy (in `energy_wh`, and its electricity in `cost_usd` as any local answer),
     no strong-model dollars. Records without a draft keep the defaults (0, 0, None, False), so older records read
@@ -152,14 +158,16 @@ class DecisionRecord(BaseModel):
     quality_confidence: Share | None = None
     # The conversation's key (the client's own id, or `d-<hash>` of its opening); absent when none was known.
     conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # A cache hit: the decision whose strong answer this is (hybrid_router.cache); absent otherwise.
+    cached_from: str | None = Field(default=None, max_length=26)
     # The token counts are the backend's estimate: the model reported none (e.g. an answer cut off mid-stream).
     usage_estimated: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_optional(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Experiment, quality-target and conversation fields, `usage_estimated` and `privacy_kinds` are left out
-        while unset, so a record without them is what it was before they existed, and a cloud of that older version
-        (which refuses unknown fields) still takes it."""
+        """Experiment, quality-target, conversation and cache fields, `usage_estimated` and `privacy_kinds` are left
+        out while unset, so a record without them is what it was before they existed, and a cloud of that older
+        version (which refuses unknown fields) still takes it."""
         data = handler(self)
         for name in OPTIONAL_FIELDS:
             if data.get(name, 0) is None:
@@ -210,13 +218,18 @@ class DecisionRecord(BaseModel):
     @field_validator("reason")
     @classmethod
     def _known_reason(cls, value: str) -> str:
-        if value in ("routed", "forced", "budget", *CASCADE_REASONS, *AFFINITY_REASONS) or value.startswith(
-            ("fallback:", "budget:", PRIVACY_PREFIX)
-        ):
+        if value in (
+            "routed",
+            "forced",
+            "budget",
+            *CASCADE_REASONS,
+            *AFFINITY_REASONS,
+            *CACHE_REASONS,
+        ) or value.startswith(("fallback:", "budget:", PRIVACY_PREFIX)):
             return value
         raise ValueError(
             "reason must be routed, forced, budget:<cap>, fallback:<cause>, affinity:strong, cascade:kept, "
-            "cascade:escalated or privacy:<kind>"
+            "cascade:escalated, cache:exact, cache:similar or privacy:<kind>"
         )
 
     @property

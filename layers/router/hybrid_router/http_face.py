@@ -58,6 +58,8 @@ def _costs(record: DecisionRecord) -> dict[str, Any]:
         "saving_usd": record.saving_usd,
         "generation_latency_ms": round(record.generation_latency_ms, 3),
     }
+    if record.cached_from is not None:
+        costs["cached_from"] = record.cached_from
     if record.confidence is not None:  # cascade mode drafted locally first
         costs["cascade"] = CascadeInfo(
             confidence=round(record.confidence, 6),

@@ -279,6 +279,7 @@ class Routing(BaseModel):
     strong_cost_usd: float | None = None
     saving_usd: float | None = None
     generation_latency_ms: float | None = None
+    cached_from: str | None = None  # served again from the answer cache: the decision that paid for the answer
     cascade: CascadeInfo | None = None
     # The cloud could not store the record of an answer it served: re-send it to POST /v1/decisions.
     unstored_record: dict[str, Any] | None = None

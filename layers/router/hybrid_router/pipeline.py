@@ -24,6 +24,11 @@ Privacy (hybrid_router.privacy): a plan whose conversation carries private data 
 Kept local (reason `privacy:<kind>`), the strong model is never tried, not even as a fallback; refused, no model is
 asked and the record says so; redacted, the strong model gets placeholders and its answer gets the values back
 here. The record names the kinds, and keeps (when prompts are kept) the redacted prompt, never the values.
+
+The answer cache (hybrid_router.cache, `cache`): before a strong attempt the request is looked up; a hit is the
+answer (reason `cache:exact`, no strong cost, `cached_from` the decision that paid; a stream streams the cached
+text), and a strong answer that completed OK is stored after its record is written. A request carrying private
+data is never looked up or stored.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from hybrid_router.backends.base import (
     StreamResult,
 )
 from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
+from hybrid_router.cache import CACHE_EXACT, CachedAnswer
+from hybrid_router.cache.step import CacheStep, cached_pieces
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import CostModel
 from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord, Route
@@ -205,6 +212,7 @@ class Pipeline:
         default_max_tokens: int = 256,
         fallback_forced: bool = False,
         overflow_to_strong: bool = False,
+        cache: CacheStep | None = None,
     ):
         self.weak = weak
         self.strong = strong
@@ -218,6 +226,7 @@ class Pipeline:
         self.overflow_to_strong = overflow_to_strong  # a full local queue sends the request to the strong model
         self.store_prompts = store_prompts
         self.default_max_tokens = default_max_tokens
+        self.cache = cache  # strong answers served again for the same request (None: no cache)
 
     # what a request will try
 
@@ -323,6 +332,7 @@ class Pipeline:
         draft: Draft | None = None,
         usage_estimated: bool = False,
         served_as: str | None = None,
+        cached: CachedAnswer | None = None,
     ) -> DecisionRecord:
         """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
         `served_as`: the name the strong server gave the model that answered (the cloud's real name behind the
@@ -336,6 +346,8 @@ class Pipeline:
         overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
         if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
             cost, energy = 0.0, 0.0
+        elif cached is not None:  # a strong answer served again: nothing paid now, what it cost then is saved
+            cost, energy, strong_cost = 0.0, 0.0, cached.cost_usd
         elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
             cost, energy = strong_cost, 0.0
         else:
@@ -383,6 +395,7 @@ class Pipeline:
             prompt=self._kept_prompt(plan, request) if self.store_prompts else None,
             usage_estimated=usage_estimated,
             privacy_kinds=plan.privacy.kinds if plan.privacy else [],
+            cached_from=cached.decision_id if cached is not None else None,
             **cascade,
             **plan.experiment_fields,
         )
@@ -413,8 +426,12 @@ class Pipeline:
             return self._draft_answer(plan, request, draft, KEPT)
         attempts, reason = self.attempts(plan, draft, draft_error)
         errors: list[BackendError] = [draft_error] if draft_error else []
+        key = self._cache_key(request, plan, messages, options)
         try:
             for attempt in attempts:
+                hit = self._cache_lookup(attempt, key)
+                if hit is not None:
+                    return self._cached_answer(plan, request, hit, draft)
                 try:
                     self._reserve(attempt, request, options)
                 except BudgetExceeded as exc:
@@ -444,13 +461,73 @@ class Pipeline:
                     served_as=completion.model,
                 )
                 stored = self.write(record)
-                return Answer(self._received(attempt, plan, completion.text), completion.finish_reason, record, stored)
+                text = self._received(attempt, plan, completion.text)
+                self._cache_store(key, text, completion.finish_reason, record)
+                return Answer(text, completion.finish_reason, record, stored)
             if self._draft_is_fallback(draft, errors):
                 assert draft is not None
                 return self._draft_answer(plan, request, draft, self._fallback_reason(reason, errors))
             raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
         finally:
             self._settle(attempts)
+
+    # the answer cache: before a strong attempt, look up; after a strong answer completed OK, store
+
+    def _cache_key(self, request: ChatCompletionRequest, plan: Plan, messages: list[dict], options: dict) -> str | None:
+        if self.cache is None or (plan.privacy is not None and plan.privacy.kinds):
+            return None  # no cache; or private data, whose answers are never kept
+        return self.cache.key(messages, self.strong_name, options, request.model_extra)
+
+    def _cache_lookup(self, attempt: Attempt, key: str | None) -> CachedAnswer | None:
+        if self.cache is None or attempt.route != "strong":
+            return None
+        return self.cache.lookup(key)
+
+    def _cache_store(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> None:
+        if self.cache is not None:
+            self.cache.remember(key, text, finish_reason, record)
+
+    def _cached_answer(
+        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None
+    ) -> Answer:
+        record = self.record(
+            plan,
+            request,
+            "strong",
+            CACHE_EXACT,
+            hit.prompt_tokens,
+            hit.completion_tokens,
+            0.0,
+            draft=draft,
+            cached=hit,
+        )
+        stored = self.write(record)
+        return Answer(hit.text, hit.finish_reason, record, stored)
+
+    def _cached_stream(
+        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None, open_record: bool
+    ) -> StreamingAnswer:
+        """A cache hit as a stream: the cached text, word by word, then the record (reason `cache:exact`)."""
+        assert self.strong is not None
+        if open_record:
+            self.recorder.begin(
+                self.record(plan, request, "strong", CACHE_EXACT, 0, 0, 0.0, error=UNFINISHED, draft=draft, cached=hit)
+            )
+        text = cached_pieces(hit.text)
+        usage = StreamResult(hit.prompt_tokens, hit.completion_tokens, hit.finish_reason)
+        return StreamingAnswer(
+            self,
+            plan,
+            request,
+            Attempt("strong", self.strong),
+            CACHE_EXACT,
+            time.perf_counter(),
+            next(text, None),
+            text,
+            usage,
+            draft=draft,
+            cached=hit,
+        )
 
     # cascade: the local draft
 
@@ -570,8 +647,12 @@ class Pipeline:
         attempts, reason = self.attempts(plan, draft, draft_error)
         errors: list[BackendError] = [draft_error] if draft_error else []
         handed_over: Attempt | None = None
+        key = self._cache_key(request, plan, messages, options)
         try:
             for attempt in attempts:
+                hit = self._cache_lookup(attempt, key)
+                if hit is not None:
+                    return self._cached_stream(plan, request, hit, draft, open_record)
                 try:
                     self._reserve(attempt, request, options)
                 except BudgetExceeded as exc:
@@ -603,6 +684,7 @@ class Pipeline:
                         iter(()),
                         _stream_result(stop.value),
                         draft=draft,
+                        cache_key=key,
                     )
                 except BackendError as exc:
                     errors.append(exc)
@@ -634,7 +716,9 @@ class Pipeline:
                     pieces.close()
                     raise
                 handed_over = attempt
-                return StreamingAnswer(self, plan, request, attempt, reason, began, first, pieces, None, draft=draft)
+                return StreamingAnswer(
+                    self, plan, request, attempt, reason, began, first, pieces, None, draft=draft, cache_key=key
+                )
             if self._draft_is_fallback(draft, errors):
                 assert draft is not None
                 return self._draft_stream(plan, request, draft, self._fallback_reason(reason, errors), open_record)
@@ -682,6 +766,8 @@ class StreamingAnswer:
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
     draft: Draft | None = None  # cascade: the local draft (this answer itself when the route is weak)
+    cached: CachedAnswer | None = None  # a cache hit: the answer streams the cached text
+    cache_key: str | None = None  # where a strong answer that completes OK is stored
 
     @property
     def route(self) -> Route:
@@ -753,11 +839,14 @@ class StreamingAnswer:
             draft=self.draft,
             usage_estimated=usage.usage_estimated,
             served_as=usage.model,
+            cached=self.cached,
         )
         try:
             self.stored = self.pipeline.write(self.record)
         finally:
             Pipeline._settle([self.attempt])
+        if error is None and self.cached is None:
+            self.pipeline._cache_store(self.cache_key, self.text, self.finish_reason, self.record)
 
     @property
     def text(self) -> str:

@@ -28,6 +28,8 @@ class UsageTotals(BaseModel):
     `privacy_kinds` counts the requests per kind found (a request with two kinds counts in both).
     Conversations: `conversations` distinct conversation keys among the requests, `affinity` requests the
     conversation kept strong where the router alone would have answered locally (reason `affinity:strong`).
+    Answer cache: `cache_hits` requests were answered from it (reason `cache:<kind>`), and `cache_saving_usd` is
+    what their strong answers cost when first paid (part of `saving_usd`).
     """
 
     requests: int = 0
@@ -53,6 +55,8 @@ class UsageTotals(BaseModel):
     privacy_kinds: dict[str, int] = {}
     conversations: int = 0
     affinity: int = 0
+    cache_hits: int = 0
+    cache_saving_usd: float = 0.0
     first_at: str | None = None
     last_at: str | None = None
 
@@ -127,6 +131,8 @@ class _Accumulator:
     privacy_kinds: Counter[str] = field(default_factory=Counter)
     conversations: set[str] = field(default_factory=set)
     affinity: int = 0
+    cache_hits: int = 0
+    cache_saving: list[float] = field(default_factory=list)
     first_at: str | None = None
     last_at: str | None = None
 
@@ -152,6 +158,9 @@ class _Accumulator:
         if record.conversation_id is not None:
             self.conversations.add(record.conversation_id)
         self.affinity += record.reason.startswith("affinity:")
+        if record.reason.startswith("cache:"):
+            self.cache_hits += 1
+            self.cache_saving.append(record.saving_usd)
         if self.first_at is None or record.created_at < self.first_at:
             self.first_at = record.created_at
         if self.last_at is None or record.created_at > self.last_at:
@@ -185,6 +194,8 @@ class _Accumulator:
             privacy_kinds=dict(sorted(self.privacy_kinds.items())),
             conversations=len(self.conversations),
             affinity=self.affinity,
+            cache_hits=self.cache_hits,
+            cache_saving_usd=math.fsum(self.cache_saving),
             first_at=self.first_at,
             last_at=self.last_at,
         )

@@ -19,6 +19,7 @@ from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
 from hybrid_router.api.streaming import ClosingStreamingResponse
 from hybrid_router.backends.base import INPUT_REJECTED, BackendError
+from hybrid_router.cache.policy import opt_out, skips_cache
 from hybrid_router.decision import DecisionRecord, Route
 from hybrid_router.http_face import chat_response, routing_block, routing_headers
 from hybrid_router.openai_schema import (
@@ -131,8 +132,9 @@ class CloudRecorder:
         return _save(self.svc, record, self.linked)
 
 
-def _pipeline(svc: Services, linked: bool) -> Pipeline:
-    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder."""
+def _pipeline(svc: Services, linked: bool, tenant_id: str) -> Pipeline:
+    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder,
+    and the tenant's answer cache when it is turned on."""
     return Pipeline(
         svc.weak_backend(),
         svc.strong_backend(),
@@ -142,6 +144,7 @@ def _pipeline(svc: Services, linked: bool) -> Pipeline:
         costs=svc.cost_model,
         fallback=False,
         default_max_tokens=svc.settings.default_max_tokens,
+        cache=svc.answer_cache(tenant_id),
     )
 
 
@@ -243,6 +246,7 @@ def chat_completions(
     who: Identity = Depends(caller),
     svc: Services = Depends(services),
     x_decision_id: str | None = Header(default=None),
+    cache_control: str | None = Header(default=None),
 ) -> Any:
     """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
     forces strong. Every answer served is recorded here. A caller that keeps its own decision log (the edge
@@ -255,7 +259,9 @@ def chat_completions(
     if caller_id:
         _claim(svc, who, caller_id)
         plan.core.decision_id = caller_id
-    pipeline = _pipeline(svc, linked=bool(caller_id))
+    if skips_cache(cache_control):  # a fresh answer, as the request field `"cache": false` asks
+        opt_out(body)
+    pipeline = _pipeline(svc, linked=bool(caller_id), tenant_id=who.tenant_id)
     if body.stream:
         return _stream(pipeline, plan, body, svc.settings.stream_limit_s)
     try:
@@ -300,6 +306,8 @@ def _stream(
         try:
             chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
             chunk["routing"] = _routing_info(plan, pipeline)
+            if answer.cached is not None:  # served again from the tenant's answer cache
+                chunk["routing"].update(reason=answer.reason, cached_from=answer.cached.decision_id, cost_usd=0.0)
             yield _sse(chunk)
             try:
                 for piece in answer:

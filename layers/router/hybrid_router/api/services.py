@@ -178,6 +178,19 @@ class Services:
                     )
         return self._store
 
+    def answer_cache(self, tenant_id: str) -> Any:
+        """The tenant's answer cache step (DynamoDB, in the decision table), or None when ANSWER_CACHE is off."""
+        if not self.settings.answer_cache or not self.settings.table_name:
+            return None
+        from hybrid_router.cache import CachePolicy
+        from hybrid_router.cache.dynamodb import DynamoAnswerCache
+        from hybrid_router.cache.step import CacheStep
+
+        cache = DynamoAnswerCache(
+            self.settings.table_name, self.store.client, tenant_id, ttl_s=self.settings.answer_cache_ttl_s
+        )
+        return CacheStep(cache, CachePolicy())
+
     @property
     def has_weak_backend(self) -> bool:
         return self._weak is not None or bool(self.settings.weak_endpoint_name)

@@ -60,6 +60,10 @@ class ApiSettings(BaseModel):
     # An uploaded record's created_at must lie within this many days before the cloud's clock (and 5 minutes after):
     # a device that was offline longer has its older records refused, per record, with that reason.
     upload_window_days: int = Field(default=35, ge=1, le=3660)
+    # The answer cache (hybrid_router.cache.dynamodb): strong answers kept per tenant in the decision table, served
+    # again for the same request (reason cache:exact) until the TTL; off unless ANSWER_CACHE is true.
+    answer_cache: bool = False
+    answer_cache_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _body_the_container_takes(self) -> ApiSettings:
@@ -112,6 +116,8 @@ class ApiSettings(BaseModel):
             "upload_window_days": get("UPLOAD_WINDOW_DAYS"),
             "router_refresh_s": get("ROUTER_REFRESH_S"),
             "router_cache_dir": get("ROUTER_CACHE_DIR"),
+            "answer_cache": get("ANSWER_CACHE"),
+            "answer_cache_ttl_s": get("ANSWER_CACHE_TTL_S"),
         }
         values.update({k: v for k, v in optional.items() if v is not None})
         return cls.model_validate(values)
