@@ -166,3 +166,20 @@ def test_usage_shows_the_cache_hits_and_what_they_saved(cached_edge, tmp_path) -
     assert totals["cache_hits"] == 2 and totals["cache_saving_usd"] == pytest.approx(2 * paid["cost_usd"])
     assert totals["requests"] == 3 and totals["cost_usd"] == pytest.approx(paid["cost_usd"])
     assert "answer cache: 2 strong answers served again, saved $" in usage()
+
+
+def test_a_redacted_private_request_is_never_cached(tmp_path, router_dir, weak) -> None:
+    """With privacy = redact the strong model answers a private prompt (placeholders out, values back in): the
+    answer, which holds the values again, is not kept, and the repeat is asked again."""
+    app, seen = stand_in_strong()
+    private = [{"role": "user", "content": "Write a haiku for my colleague at jane.doe@acme-corp.com."}]
+    with ServerThread(app) as strong:
+        service = make_service(tmp_path, router_dir, weak, strong_backend(strong.url), privacy="redact")
+        with ServerThread(create_app(service)) as server:
+            client = client_for(server)
+            for _ in range(2):
+                answer = client.chat.completions.create(model=ALWAYS_STRONG, messages=private, max_tokens=16)
+                assert answer.model_extra["routing"]["reason"] != "cache:exact"
+    assert len(seen) == 2
+    assert "jane.doe" not in json.dumps(seen)  # the strong side saw a placeholder
+    assert service.pipeline.cache is not None and len(service.pipeline.cache.cache) == 0  # type: ignore[arg-type]
