@@ -113,9 +113,10 @@ def test_a_rating_the_full_log_cannot_keep_is_a_507(tmp_path, make_decision) -> 
     log = DecisionLog(settings.decision_log_path, max_bytes=64 * 1024)
     record = make_decision()
     log.append(record)
-    with pytest.raises(DecisionLogError):
-        for _ in range(10_000):
-            log.append(make_decision(prompt="x" * 500))
+    for size in (500, 0):  # full to the last page, whatever room the big records left
+        with pytest.raises(DecisionLogError):
+            for _ in range(10_000):
+                log.append(make_decision(prompt="x" * size))
     service = EdgeService(
         settings,
         weak=LlamaCppBackend(tmp_path / "absent.gguf", name="local"),
