@@ -27,6 +27,17 @@ def _unreadable_event_response(exc: Exception) -> dict:
     }
 
 
+def load_router_at_init(app: Any, logger: Any) -> None:
+    """Load the router during the init phase (full CPU, before the first request's clock starts). A broken router
+    file is not fatal here: requests then get a clear 503 naming the problem."""
+    from hybrid_router.api.errors import ApiError
+
+    try:
+        _ = app.state.services.router
+    except ApiError as exc:
+        logger.error("router not loaded at init", extra={"error": exc.message})
+
+
 def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict, Any], dict]:
     from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.logging import correlation_paths
@@ -42,14 +53,7 @@ def make_handler(groups: Collection[RouteGroup], **parts: Any) -> Callable[[dict
     parts.setdefault("telemetry", PowertoolsTelemetry(metrics, logger))
     app = create_app(groups=groups, **parts)
     if "inference" in groups:
-        # Load the router during the init phase (full CPU, before the first request's clock starts).
-        # A broken router file is not fatal here: requests then get a clear 503 naming the problem.
-        from hybrid_router.api.errors import ApiError
-
-        try:
-            _ = app.state.services.router  # loads the router now, at init
-        except ApiError as exc:
-            logger.error("router not loaded at init", extra={"error": exc.message})
+        load_router_at_init(app, logger)
     asgi = Mangum(app, lifespan="off")
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -80,7 +84,6 @@ def make_streaming_app(groups: Collection[RouteGroup], **parts: Any) -> Any:
     from aws_lambda_powertools import Logger, Metrics
 
     from hybrid_router.api.app import create_app
-    from hybrid_router.api.errors import ApiError
     from hybrid_router.api.telemetry import FlushingPowertoolsTelemetry
 
     logger = Logger()
@@ -88,8 +91,5 @@ def make_streaming_app(groups: Collection[RouteGroup], **parts: Any) -> Any:
     parts.setdefault("telemetry", FlushingPowertoolsTelemetry(metrics, logger))
     app = create_app(groups=groups, **parts)
     if "inference" in groups:
-        try:
-            _ = app.state.services.router  # loads the router now, at init
-        except ApiError as exc:
-            logger.error("router not loaded at init", extra={"error": exc.message})
+        load_router_at_init(app, logger)
     return app
