@@ -421,8 +421,7 @@ def test_ingest_calls_stay_within_the_template_permissions(lambda_env, routers_b
     assert set(aws_calls) == _template_operations()["IngestFunction"]
 
 
-def test_api_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls, monkeypatch) -> None:
-    monkeypatch.setenv("ANSWER_CACHE", "true")  # the answer cache reads (GetItem) and stores (PutItem) too
+def test_api_calls_stay_within_the_template_permissions(chat_env, routers_bucket, aws_calls) -> None:
     handler = load_handler("api")
     for name in ("route_post.json", "models_get.json"):  # the routes API Gateway sends it
         response, _ = invoke(handler, load_event(name))
@@ -434,6 +433,7 @@ def test_chat_calls_stay_within_the_template_permissions(chat_env, routers_bucke
     from fastapi.testclient import TestClient
 
     monkeypatch.setenv("HYBRID_ROUTER_IDENTITY_SOURCE", "request_context_header")
+    monkeypatch.setenv("ANSWER_CACHE", "true")  # the answer cache reads (GetItem) and stores (PutItem) too
     spec = importlib.util.spec_from_file_location(f"lambda_chat_{uuid.uuid4().hex[:6]}", REPO / "functions/chat/app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
