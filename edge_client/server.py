@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -309,6 +309,176 @@ async def _complete_unless_gone(http_request: Request, service: EdgeService, req
         watcher.cancel()
 
 
+router = APIRouter()  # the device server's routes; create_app mounts them with the device's guard and errors
+
+
+def _service(request: Request) -> EdgeService:
+    return request.app.state.service
+
+
+@router.get("/health")
+def health(service: EdgeService = Depends(_service)) -> dict[str, Any]:
+    """`status` is "degraded" while the router asked for cannot load and another routes (`router` says which)."""
+    weak = service.weak
+    source = service.route_source
+    status = getattr(source, "status", None)  # which router routes, and why when it is not the one asked for
+    return {
+        "status": "degraded" if status is not None and status.degraded else "ok",
+        "weak_model": service.weak_name,
+        "weak_loaded": bool(getattr(weak, "loaded", True)),
+        "strong_model": service.strong_name,
+        "strong_configured": service.strong is not None,
+        "router_kind": source.kind if source else None,
+        "router": status.as_dict() if status is not None else None,
+    }
+
+
+@router.get("/v1/models")
+async def models(service: EdgeService = Depends(_service)) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"} for name in service.model_names()
+        ],
+    }
+
+
+@router.get("/v1/models/{model:path}", responses=errors(404, 503))
+async def model(model: str, service: EdgeService = Depends(_service)) -> Any:
+    try:
+        served = await run_in_threadpool(service.serves, model)
+    except RoutingError as exc:  # an installed kind whose router file cannot be loaded
+        return _error(503, str(exc), "api_error", code="router_unavailable")
+    if not served:
+        return _error(
+            404,
+            f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
+            code="model_not_found",
+            param="model",
+        )
+    return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
+
+
+@router.post(
+    "/v1/chat/completions",
+    responses={
+        200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}},
+        **errors(404, 502, 503, 504, 507),
+    },
+)
+async def chat_completions(http_request: Request, service: EdgeService = Depends(_service)) -> Any:
+    parsed = _parse(await http_request.body())
+    if isinstance(parsed, JSONResponse):
+        return parsed
+    request = parsed
+    if skips_cache(http_request.headers.get("cache-control")):  # a fresh answer, as the request field asks
+        opt_out(request)
+    try:
+        plan = await run_in_threadpool(service.plan, request, http_request.headers.get("x-conversation-id"))
+    except UnknownModelError as exc:
+        return _error(404, str(exc), code="model_not_found", param="model")
+    except RoutingError as exc:
+        return _error(503, str(exc), "api_error", code="router_unavailable")
+    except BackendError as exc:  # refused before any model runs (a spend cap on a request naming the model)
+        return _backend_error(exc)
+    completion_id = f"chatcmpl-{plan.decision_id}"
+    try:
+        if request.stream:
+            answer = await run_in_threadpool(service.stream, request, plan)
+            routing = routing_block(plan, answer.route, answer.reason, answer.model)
+            include_usage = request.include_usage()
+            return StreamingResponse(
+                _sse_body(answer, completion_id, include_usage),
+                media_type="text/event-stream",
+                headers=routing_headers(routing),
+            )
+        result = await _complete_unless_gone(http_request, service, request, plan)
+    except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
+        return _error(499, str(exc), code="client_disconnected")
+    except BackendError as exc:
+        return _backend_error(exc)
+    except DecisionLogError as exc:
+        return _error(
+            507,
+            f"the decision log cannot be written, so the answer is withheld: {exc}",
+            "api_error",
+            code="decision_log_unwritable",
+        )
+    record = result.record
+    routing = routing_block(plan, record.route, record.reason, record.model_used, record)
+    response = chat_response(record, result.text, result.finish_reason, routing)
+    return JSONResponse(response.model_dump(exclude_none=True), headers=routing_headers(routing))
+
+
+@router.get("/dashboard", include_in_schema=False)
+def dashboard(
+    request: Request,
+    days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS),
+    service: EdgeService = Depends(_service),
+) -> Any:
+    """The device's dashboard (hybrid_router.dashboard over the decision log): to this machine's callers only."""
+    from fastapi.responses import HTMLResponse
+
+    from hybrid_router.dashboard import page
+
+    if request.client is None or not is_loopback(request.client.host):
+        return _error(403, "the dashboard is served to this machine only", code="not_loopback")
+    since = (datetime.now(UTC) - timedelta(days=days - 1)).date().isoformat()
+    records = service.log.records(since=since)
+    title = f"hybrid-router on this device ({service.settings.device_id}), last {days} days"
+    return HTMLResponse(page(records, service.log.ratings(), title))
+
+
+@router.get("/dashboard/chart.umd.min.js", include_in_schema=False)
+def dashboard_chart_js(request: Request) -> Any:
+    from hybrid_router.dashboard import chart_js
+
+    if request.client is None or not is_loopback(request.client.host):
+        return _error(403, "the dashboard is served to this machine only", code="not_loopback")
+    return Response(chart_js(), media_type="text/javascript")
+
+
+@router.post("/v1/feedback", response_model=FeedbackResponse, responses=errors(404, 422, 507))
+def feedback(body: FeedbackRequest, service: EdgeService = Depends(_service)) -> Any:
+    """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it."""
+    try:
+        stored = service.log.rate(body)
+    except DecisionNotFound:
+        return error_response(
+            404, f"No decision {body.decision_id} for this device.", code="decision_not_found", param="decision_id"
+        )
+    except DecisionLogError as exc:
+        return _error(
+            507,
+            f"the decision log cannot be written, so the rating is not saved: {exc}",
+            "api_error",
+            code="decision_log_unwritable",
+        )
+    return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = "not_found" if exc.status_code == 404 else None
+    response = _error(exc.status_code, str(exc.detail), code=code)
+    response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(
+        500,
+        "internal error; the request was not completed (the server's log has the details)",
+        "server_error",
+        code="internal_error",
+    )
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Bodies FastAPI parses (feedback): the cloud API's errors."""
+    return validation_error_response(exc)
+
+
 def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     """The server for `service`; `host` is the address it is bound to (then allowed as a Host), if known."""
     settings = service.settings
@@ -317,158 +487,10 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     app = FastAPI(title="hybrid-router edge", version=hybrid_router.__version__, docs_url=None, redoc_url=None)
     app.state.service = service
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else None
-        response = _error(exc.status_code, str(exc.detail), code=code)
-        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
-        return response
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # the details go to the log, not out
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(
-            500,
-            "internal error; the request was not completed (the server's log has the details)",
-            "server_error",
-            code="internal_error",
-        )
-
-    @app.exception_handler(RequestValidationError)  # bodies FastAPI parses (feedback): the cloud API's errors
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_error_response(exc)
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        """`status` is "degraded" while the router asked for cannot load and another routes (`router` says which)."""
-        weak = service.weak
-        source = service.route_source
-        status = getattr(source, "status", None)  # which router routes, and why when it is not the one asked for
-        return {
-            "status": "degraded" if status is not None and status.degraded else "ok",
-            "weak_model": service.weak_name,
-            "weak_loaded": bool(getattr(weak, "loaded", True)),
-            "strong_model": service.strong_name,
-            "strong_configured": service.strong is not None,
-            "router_kind": source.kind if source else None,
-            "router": status.as_dict() if status is not None else None,
-        }
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "hybrid-router"}
-                for name in service.model_names()
-            ],
-        }
-
-    @app.get("/v1/models/{model:path}", responses=errors(404, 503))
-    async def model(model: str) -> Any:
-        try:
-            served = await run_in_threadpool(service.serves, model)
-        except RoutingError as exc:  # an installed kind whose router file cannot be loaded
-            return _error(503, str(exc), "api_error", code="router_unavailable")
-        if not served:
-            return _error(
-                404,
-                f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
-                code="model_not_found",
-                param="model",
-            )
-        return {"id": model, "object": "model", "created": 0, "owned_by": "hybrid-router"}
-
-    @app.post(
-        "/v1/chat/completions",
-        responses={
-            200: {"model": ChatCompletionResponse, "content": {"text/event-stream": {}}},
-            **errors(404, 502, 503, 504, 507),
-        },
-    )
-    async def chat_completions(http_request: Request) -> Any:
-        parsed = _parse(await http_request.body())
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        request = parsed
-        if skips_cache(http_request.headers.get("cache-control")):  # a fresh answer, as the request field asks
-            opt_out(request)
-        try:
-            plan = await run_in_threadpool(service.plan, request, http_request.headers.get("x-conversation-id"))
-        except UnknownModelError as exc:
-            return _error(404, str(exc), code="model_not_found", param="model")
-        except RoutingError as exc:
-            return _error(503, str(exc), "api_error", code="router_unavailable")
-        except BackendError as exc:  # refused before any model runs (a spend cap on a request naming the model)
-            return _backend_error(exc)
-        completion_id = f"chatcmpl-{plan.decision_id}"
-        try:
-            if request.stream:
-                answer = await run_in_threadpool(service.stream, request, plan)
-                routing = routing_block(plan, answer.route, answer.reason, answer.model)
-                include_usage = request.include_usage()
-                return StreamingResponse(
-                    _sse_body(answer, completion_id, include_usage),
-                    media_type="text/event-stream",
-                    headers=routing_headers(routing),
-                )
-            result = await _complete_unless_gone(http_request, service, request, plan)
-        except ClientGone as exc:  # nobody reads this; generation stopped and the record says so
-            return _error(499, str(exc), code="client_disconnected")
-        except BackendError as exc:
-            return _backend_error(exc)
-        except DecisionLogError as exc:
-            return _error(
-                507,
-                f"the decision log cannot be written, so the answer is withheld: {exc}",
-                "api_error",
-                code="decision_log_unwritable",
-            )
-        record = result.record
-        routing = routing_block(plan, record.route, record.reason, record.model_used, record)
-        response = chat_response(record, result.text, result.finish_reason, routing)
-        return JSONResponse(response.model_dump(exclude_none=True), headers=routing_headers(routing))
-
-    @app.get("/dashboard", include_in_schema=False)
-    def dashboard(request: Request, days: int = Query(default=30, ge=1, le=DASHBOARD_MAX_DAYS)) -> Any:
-        """The device's dashboard (hybrid_router.dashboard over the decision log): to this machine's callers only."""
-        from fastapi.responses import HTMLResponse
-
-        from hybrid_router.dashboard import page
-
-        if request.client is None or not is_loopback(request.client.host):
-            return _error(403, "the dashboard is served to this machine only", code="not_loopback")
-        since = (datetime.now(UTC) - timedelta(days=days - 1)).date().isoformat()
-        records = service.log.records(since=since)
-        title = f"hybrid-router on this device ({service.settings.device_id}), last {days} days"
-        return HTMLResponse(page(records, service.log.ratings(), title))
-
-    @app.get("/dashboard/chart.umd.min.js", include_in_schema=False)
-    def dashboard_chart_js(request: Request) -> Any:
-        from hybrid_router.dashboard import chart_js
-
-        if request.client is None or not is_loopback(request.client.host):
-            return _error(403, "the dashboard is served to this machine only", code="not_loopback")
-        return Response(chart_js(), media_type="text/javascript")
-
-    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=errors(404, 422, 507))
-    def feedback(body: FeedbackRequest) -> Any:
-        """The cloud API's POST /v1/feedback, kept in the decision log until `sync` uploads it."""
-        try:
-            stored = service.log.rate(body)
-        except DecisionNotFound:
-            return error_response(
-                404, f"No decision {body.decision_id} for this device.", code="decision_not_found", param="decision_id"
-            )
-        except DecisionLogError as exc:
-            return _error(
-                507,
-                f"the decision log cannot be written, so the rating is not saved: {exc}",
-                "api_error",
-                code="decision_log_unwritable",
-            )
-        return FeedbackResponse(**stored.model_dump(include=set(FeedbackResponse.model_fields)))
-
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.include_router(router)
     app.add_middleware(BodyLimits, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
