@@ -26,7 +26,7 @@ from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
 from hybrid_router.privacy import DEFAULT_TRIGGERS, Detector, PrivacyCheck, PrivacyMode, parse_kinds
 from hybrid_router.privacy.detector import recognizers_for
 from hybrid_router.routing import RouterSpec, parse_router_model
-from hybrid_router.routing.conversation import conversation_key, features, follow_conversation
+from hybrid_router.routing.conversation import client_conversation_id, conversation_key, features, follow_conversation
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError
 from hybrid_router.ulid import new_ulid
 
@@ -338,15 +338,17 @@ class EdgeService:
         local model stays strong while the conversation's last turn here was answered strong, unless it is
         independent of the earlier turns and clearly easy (hybrid_router.routing.conversation)."""
         extra = request.model_extra or {}
-        key = conversation_key(request.messages, given_key, extra.get("metadata"), extra.get("user"))
+        client_id = client_conversation_id(given_key, extra.get("metadata"))
+        key = conversation_key(request.messages, client_id, user=extra.get("user"))
         plan.experiment_fields["conversation_id"] = key
         if not self.settings.conversation_affinity or plan.reason != "routed" or plan.cascade is not None:
             return
         if plan.route != "weak":
             return
-        given = key != conversation_key(request.messages, user=extra.get("user"))  # the client named it
         previous = self.log.last_route(key)
-        conversation = features(request.messages, key, previous, request.last_user_text(), key_given=given)
+        conversation = features(
+            request.messages, key, previous, request.last_user_text(), key_given=client_id is not None
+        )
         plan.route, plan.reason = follow_conversation(
             plan.route, plan.score, plan.threshold, conversation, self.settings.affinity_margin
         )

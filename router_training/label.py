@@ -321,22 +321,34 @@ def _progress(total: int, enabled: bool) -> tuple[Callable[[str], None], Callabl
     return advance, (lambda: None)
 
 
+def _planned(build: Callable[[], list[Any]], options: LabelOptions) -> list[Any]:
+    """The tasks a run plans (a bad family or split is a LabelError), cut to options.limit."""
+    try:
+        tasks = build()
+    except ValueError as exc:
+        raise LabelError(str(exc)) from exc
+    return tasks if options.limit is None else tasks[: max(0, options.limit)]
+
+
+def _pending(tasks: list[Any], rows: RowFile, options: LabelOptions) -> tuple[list[Any], LabelSummary]:
+    """The planned tasks not yet in the file, and the run's summary so far."""
+    pending = [t for t in tasks if t.id not in rows.ids]
+    return pending, LabelSummary(out=options.out, planned=len(tasks), already=len(tasks) - len(pending))
+
+
 def run_label(settings: Any, options: LabelOptions, models: tuple[Any, Any] | None = None) -> LabelSummary:
     """Label the planned tasks not yet in options.out; returns what this run did."""
     if options.max_tokens < 1:
         raise LabelError("--max-tokens must be at least 1")
-    try:
-        tasks = build_tasks(
+    tasks = _planned(
+        lambda: build_tasks(
             options.split, options.seed, options.per_family, options.families, options.exclude, options.gsm8k_path
-        )
-    except ValueError as exc:
-        raise LabelError(str(exc)) from exc
-    if options.limit is not None:
-        tasks = tasks[: max(0, options.limit)]
+        ),
+        options,
+    )
     rows = RowFile(options.out)
     try:
-        pending = [t for t in tasks if t.id not in rows.ids]
-        summary = LabelSummary(out=options.out, planned=len(tasks), already=len(tasks) - len(pending))
+        pending, summary = _pending(tasks, rows, options)
         if not pending:
             return summary
         weak, strong = models or build_models(settings, options)
@@ -430,16 +442,12 @@ def run_label_conversations(
     settings: Any, options: LabelOptions, models: tuple[Any, Any] | None = None
 ) -> LabelSummary:
     """Label the planned conversations not yet in options.out (resumable as run_label)."""
-    try:
-        tasks = build_conversations(options.split, options.seed, options.per_family, options.families)
-    except ValueError as exc:
-        raise LabelError(str(exc)) from exc
-    if options.limit is not None:
-        tasks = tasks[: max(0, options.limit)]
+    tasks = _planned(
+        lambda: build_conversations(options.split, options.seed, options.per_family, options.families), options
+    )
     rows = RowFile(options.out)
     try:
-        pending = [t for t in tasks if t.id not in rows.ids]
-        summary = LabelSummary(out=options.out, planned=len(tasks), already=len(tasks) - len(pending))
+        pending, summary = _pending(tasks, rows, options)
         if not pending:
             return summary
         weak, strong = models or build_models(settings, options)

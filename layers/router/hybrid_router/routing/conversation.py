@@ -54,14 +54,20 @@ def _role(message: Any) -> str | None:
     return message.get("role") if isinstance(message, Mapping) else getattr(message, "role", None)
 
 
+def client_conversation_id(given: str | None = None, metadata: Any = None) -> str | None:
+    """The conversation id the client sent: `given` (a header), else `metadata["conversation_id"]`; else None."""
+    if not given and isinstance(metadata, Mapping):
+        value = metadata.get("conversation_id")
+        given = value if isinstance(value, str) else None
+    return given or None
+
+
 def conversation_key(messages: Sequence[Any], given: str | None = None, metadata: Any = None, user: Any = None) -> str:
     """The conversation's key: `given` (a header), else `metadata["conversation_id"]`, recorded as sent when it is
     a plain id (letters, digits, `._:@/+=-`, at most 128) and as `h-<hash>` otherwise; else derived, `d-<hash>` of
     the caller's `user`, the system prompts and the first user message. The same opening gives the same key, so
     every turn of a conversation finds the earlier ones."""
-    if not given and isinstance(metadata, Mapping):
-        value = metadata.get("conversation_id")
-        given = value if isinstance(value, str) else None
+    given = client_conversation_id(given, metadata)
     if given:
         if _GIVEN_KEY.fullmatch(given):
             return given
