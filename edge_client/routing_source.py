@@ -5,53 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 
-from hybrid_router.decision import Route, as_route
+from hybrid_router.decision import as_route
+from hybrid_router.planning import Routers, RouteSource, RoutingError, Scored, UnknownRouterKind
 from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing import operating_point as op
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR, Router
 
 log = logging.getLogger("hybrid_router.edge")
-
-
-class RoutingError(RuntimeError):
-    """No decision could be made (router file unreadable, cloud router unreachable)."""
-
-
-class UnknownRouterKind(RoutingError):
-    """A `router-<kind>` name asks for a kind that is not installed: the caller's mistake, not an outage."""
-
-
-@dataclass(frozen=True)
-class Scored:
-    score: float
-    threshold: float
-    route: Route
-    latency_ms: float
-    router_id: str
-    router_version: str
-    fields: dict[str, Any] = field(default_factory=dict)  # a router experiment's record fields
-
-
-class RouteSource(Protocol):
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def default_threshold(self) -> float: ...
-
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored: ...
 
 
 def resolve_operating_point(
@@ -385,6 +350,10 @@ class LocalRouteSource:
                 raise UnknownRouterKind(str(exc)) from exc
             raise RoutingError(str(exc)) from exc
 
+    def serves_kind(self, kind: str | None) -> bool:
+        self.router_for(kind)
+        return True
+
     def decide(
         self,
         prompt: str,
@@ -394,49 +363,8 @@ class LocalRouteSource:
         decision_id: str | None = None,
     ) -> Scored:
         routing = self._now()  # one snapshot per decision: a reload never mixes two deployments in one record
-        router = routing.router if spec.kind in (None, routing.router.info.kind) else self.router_for(spec.kind)
-        if spec.threshold is not None:
-            threshold, strong_share = spec.threshold, None
-        point = routing.operating_point
-        at_target = router is routing.router and point is not None and threshold is None and strong_share is None
-        target_fields: dict[str, Any] = {}
-        if at_target:
-            assert point is not None
-            threshold = point.threshold
-            target_fields = {"quality_target": point.quality_target, "quality_confidence": point.quality_confidence}
-        if routing.experiment is not None and router is routing.router and decision_id is not None:
-            from hybrid_router.experiments import decide
-
-            arm = decide(
-                routing.experiment,
-                routing.router,
-                routing.candidate,
-                prompt,
-                decision_id,
-                threshold=threshold,
-                strong_share=strong_share,
-            )
-            return Scored(
-                score=arm.score,
-                threshold=arm.threshold,
-                route=as_route(arm.route),
-                latency_ms=arm.latency_ms,
-                router_id=arm.router.info.router_id,
-                router_version=arm.router.info.version,
-                fields={**arm.fields, **(target_fields if arm.router is router else {})},
-            )
-        if spec.threshold is None and spec.kind is not None and spec.kind != routing.router.info.kind:
-            threshold, strong_share = None, None  # another router: its own default threshold
-        decision = router.decide(prompt, threshold=threshold, strong_share=strong_share)
-        return Scored(
-            score=decision.score,
-            threshold=decision.threshold,
-            route=decision.route,
-            latency_ms=decision.latency_ms,
-            router_id=router.info.router_id,
-            router_version=router.info.version,
-            fields=target_fields,
-        )
+        routers = Routers(routing.router, routing.experiment, routing.candidate, routing.operating_point)
+        return routers.decide(prompt, spec, threshold, strong_share, decision_id, self.router_for)
 
 
 class UnavailableRouteSource:
@@ -450,6 +378,9 @@ class UnavailableRouteSource:
         self.status = RouterStatus("none", "none", "none", "none", wanted="a router", problem=problem)
 
     def router_for(self, kind: str | None) -> Router:
+        raise RoutingError(f"no router can be loaded: {self.status.problem}")
+
+    def serves_kind(self, kind: str | None) -> bool:
         raise RoutingError(f"no router can be loaded: {self.status.problem}")
 
     def decide(
@@ -472,6 +403,9 @@ class RemoteRouteSource:
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
         self.kind = "remote"
         self.default_threshold = 0.5
+
+    def serves_kind(self, kind: str | None) -> bool:
+        return True  # the cloud decides which router names it serves
 
     def decide(
         self,
@@ -517,3 +451,6 @@ def _error_code(response: httpx.Response) -> str | None:
         return response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return None
+
+
+__all__ = ["RouteSource", "RoutingError", "Scored", "UnknownRouterKind"]

@@ -488,7 +488,7 @@ def test_sagemaker_timeout_is_504(
     try:
         faults(mode="latency", latency_s=3)
         with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as client:
-            assert_openai_error(chat(client), 504, "upstream_strong_timeout")
+            assert_openai_error(chat(client), 504, "strong_timeout")
         [record] = DynamoDecisionStore(table, client=dynamodb_client).records_for_device("acme", "device-a")
         assert record.status == "error" and record.cost_usd == 0
     finally:
@@ -497,7 +497,7 @@ def test_sagemaker_timeout_is_504(
 
 def test_sagemaker_5xx_is_502(chat_api, faults) -> None:
     faults(mode="model_error", status=500)
-    assert_openai_error(chat(chat_api), 502, "upstream_strong_error")
+    assert_openai_error(chat(chat_api), 502, "strong_error")
     faults(mode="service_error", status=500)
     assert_openai_error(chat(chat_api), 502)
 
@@ -523,7 +523,7 @@ def test_prompt_over_the_strong_models_context_is_the_callers_400(chat_api, stre
 
 @pytest.mark.parametrize(
     "status, expected, code",
-    [(422, 400, "strong_rejected_input"), (413, 400, "strong_rejected_input"), (429, 502, "upstream_strong_error")],
+    [(422, 400, "strong_rejected_input"), (413, 400, "strong_rejected_input"), (429, 502, "strong_error")],
 )
 def test_endpoint_4xx_is_the_callers_error_only_when_it_refuses_the_input(
     chat_api, faults, status, expected, code
@@ -542,7 +542,7 @@ def test_broken_stream(chat_api, faults) -> None:
     lines = [line for line in response.text.splitlines() if line]
     assert lines[-1] == "data: [DONE]"
     errors = [json.loads(line[6:]) for line in lines[:-1] if '"error"' in line]
-    assert errors and errors[0]["error"]["code"].startswith("upstream_")
+    assert errors and errors[0]["error"]["code"].startswith("strong_")
     records = chat_api.store.records_for_device("acme", "device-a")
     assert [r.status for r in records] == ["error", "error"]
     cut_before, broke_after = records

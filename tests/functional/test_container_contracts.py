@@ -176,7 +176,7 @@ def test_a_failed_generation_answered_200_is_recorded_as_an_error_never_billed(
             failed = client.post("/v1/chat/completions", json=body)
             app.state.case = _case("lmi", "chat_complete")
             served = client.post("/v1/chat/completions", json=body)
-    assert failed.status_code == 502 and failed.json()["error"]["code"] == "upstream_strong_error", failed.text
+    assert failed.status_code == 502 and failed.json()["error"]["code"] == "strong_error", failed.text
     assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"].startswith("The capital")
     records = {
         r.decision_id: r

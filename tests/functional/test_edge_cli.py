@@ -66,7 +66,7 @@ def test_route_threshold_from_settings(env) -> None:
 def test_errors_are_one_line_without_traceback(env) -> None:
     unknown = cli(env, "route", "hi", "--model", "gpt-17")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
-    assert "unknown model 'gpt-17'" in unknown.stderr and "router-tiny-0.500" in unknown.stderr
+    assert "The model 'gpt-17' does not exist here" in unknown.stderr and "router-tiny-0.5" in unknown.stderr
     # a router that cannot load never stops the device: the packaged one routes, and the warning says why
     no_router = cli(dict(env, HYBRID_ROUTER_ROUTER_PATH="/nonexistent/router"), "route", "hi", "--json")
     assert no_router.returncode == 0 and "Traceback" not in no_router.stderr

@@ -212,14 +212,15 @@ def test_redact_sends_placeholders_and_puts_the_values_back(tmp_path, router_dir
 
 def test_a_failing_detector_keeps_the_prompt_local(tmp_path, router_dir, echo, fixed_backend) -> None:
     """Fail closed: the detector is given a recognizer that raises; the prompt is treated as private."""
-    from hybrid_router.privacy import Detector
+    from hybrid_router.planning import PrivacyGate
+    from hybrid_router.privacy import Detector, PrivacyMode
 
     def broken(text: str):
         raise RuntimeError("recognizer crashed")
         yield
 
     with device(tmp_path, router_dir, echo, fixed_backend, privacy="redact") as (client, service, strong):
-        service.privacy_detector = Detector(recognizers=[broken])
+        service.planner.privacy = PrivacyGate(PrivacyMode.REDACT, Detector(recognizers=[broken]))
         routing = ask(client, "What is the capital of Japan?").parse().model_extra["routing"]
         assert (routing["route"], routing["reason"]) == ("weak", "privacy:detector_error")
         assert strong.received == []

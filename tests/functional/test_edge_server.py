@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from edge_client.config import Settings  # noqa: E402
 from edge_client.routing_source import LocalRouteSource, RoutingError  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
+from hybrid_router.api.errors import error_type  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
 from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
 from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
@@ -199,7 +200,7 @@ def test_strong_route_over_http_and_models_list(edge) -> None:
     forced = client.chat.completions.create(model=service.weak_name, messages=PROMPT, max_tokens=8)
     assert forced.model_extra["routing"]["reason"] == "forced"
     ids = [model.id for model in client.models.list()]
-    assert ids[:2] == ["router", "router-tiny-0.500"] and service.weak_name in ids and STRONG_NAME in ids
+    assert ids[:2] == ["router", "router-tiny-0.5"] and service.weak_name in ids and STRONG_NAME in ids
     assert [client.models.retrieve(name).id for name in (STRONG_NAME, "router-tiny-0.1")] == [
         STRONG_NAME,
         "router-tiny-0.1",
@@ -375,13 +376,13 @@ def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, wea
     ("body", "status", "code"),
     [
         (b'{"model": "router", "messages": [', 400, "invalid_json"),
-        (json.dumps({"model": "router", "messages": []}).encode(), 400, "invalid_messages"),
-        (json.dumps({"model": "router"}).encode(), 400, "invalid_messages"),
+        (json.dumps({"model": "router", "messages": []}).encode(), 422, "invalid_value"),
+        (json.dumps({"model": "router"}).encode(), 422, "invalid_value"),
         (json.dumps({"model": "gpt-17", "messages": PROMPT}).encode(), 404, "model_not_found"),
         (json.dumps({"model": "router-nosuchkind-0.5", "messages": PROMPT}).encode(), 404, "model_not_found"),
         (
             json.dumps({"model": "router", "messages": [{"role": "wizard", "content": "x"}]}).encode(),
-            400,
+            422,
             "invalid_value",
         ),
         (
@@ -389,11 +390,11 @@ def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, wea
             413,
             None,
         ),
-        (b'{"model": "router", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400, "invalid_value"),
-        (json.dumps({"model": "router", "messages": PROMPT, "n": 2}).encode(), 400, "unsupported_value"),
+        (b'{"model": "router", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 422, "invalid_value"),
+        (json.dumps({"model": "router", "messages": PROMPT, "n": 2}).encode(), 422, "unsupported_value"),
         (
             json.dumps({"model": "router", "messages": PROMPT, "tools": [{"type": "function"}]}).encode(),
-            400,
+            422,
             "unsupported_value",
         ),
         (
@@ -411,10 +412,10 @@ def test_concurrent_strong_requests_never_pass_the_cap(tmp_path, router_dir, wea
                     ],
                 }
             ).encode(),
-            400,
+            422,
             "unsupported_value",
         ),
-        (json.dumps({"model": "router", "messages": PROMPT, "stream": "yes"}).encode(), 400, "invalid_value"),
+        (json.dumps({"model": "router", "messages": PROMPT, "stream": "yes"}).encode(), 422, "invalid_value"),
     ],
 )
 def test_bad_requests_get_openai_error_bodies(edge, body: bytes, status: int, code: str | None) -> None:
@@ -425,7 +426,7 @@ def test_bad_requests_get_openai_error_bodies(edge, body: bytes, status: int, co
     )
     assert response.status_code == status
     error = response.json()["error"]
-    assert error["message"] and error["type"] == "invalid_request_error"
+    assert error["message"] and error["type"] == error_type(status)
     if code:
         assert error["code"] == code
     if status == 404:

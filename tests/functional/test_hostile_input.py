@@ -43,16 +43,15 @@ ACCENTS = "e" + "\u0301" * 1000
 TEN_MB_JSON = b'{"messages":[{"role":"user","content":"' + b"a" * 10_000_000 + b'"}]}'
 TEN_MB_GARBAGE = b"\x00garbage" * 1_250_000
 
-# (id, path, body, status on the device, status on the cloud, code, param): the device answers invalid values
-# with 400 (as OpenAI does), the cloud with 422 naming the field.
+# (id, path, body, status, code, param): the same on the device server and the cloud API (one error table);
+# an invalid value is 422 naming the field.
 CASES = [
-    ("nested-1000", "/v1/chat/completions", nested(1000), 413, 413, "body_too_deep", None),
-    ("nested-100000", "/v1/chat/completions", nested(100_000), 413, 413, "body_too_deep", None),
+    ("nested-1000", "/v1/chat/completions", nested(1000), 413, "body_too_deep", None),
+    ("nested-100000", "/v1/chat/completions", nested(100_000), 413, "body_too_deep", None),
     (
         "nested-feedback",
         "/v1/feedback",
         b'{"decision_id":' + b"[" * 5000 + b"]" * 5000 + b"}",
-        413,
         413,
         "body_too_deep",
         None,
@@ -61,21 +60,19 @@ CASES = [
         "surrogate-content",
         "/v1/chat/completions",
         chat(messages=[{"role": "user", "content": "a \ud800 b"}]),
-        400,
         422,
         "invalid_value",
         "messages.0.content",
     ),
-    ("surrogate-stop", "/v1/chat/completions", chat(stop="\ud800"), 400, 422, "invalid_value", "stop"),
-    ("surrogate-stop-list", "/v1/chat/completions", chat(stop=["ok", "\udfff"]), 400, 422, "invalid_value", "stop.1"),
-    ("surrogate-model", "/v1/chat/completions", chat(model="\ud800"), 400, 422, "invalid_value", "model"),
-    ("surrogate-extra-field", "/v1/chat/completions", chat(user="\udc80"), 400, 422, "invalid_value", "user"),
-    ("surrogate-key", "/v1/chat/completions", chat(**{"\ud800": 1}), 400, 422, "invalid_value", "\\ud800"),
+    ("surrogate-stop", "/v1/chat/completions", chat(stop="\ud800"), 422, "invalid_value", "stop"),
+    ("surrogate-stop-list", "/v1/chat/completions", chat(stop=["ok", "\udfff"]), 422, "invalid_value", "stop.1"),
+    ("surrogate-model", "/v1/chat/completions", chat(model="\ud800"), 422, "invalid_value", "model"),
+    ("surrogate-extra-field", "/v1/chat/completions", chat(user="\udc80"), 422, "invalid_value", "user"),
+    ("surrogate-key", "/v1/chat/completions", chat(**{"\ud800": 1}), 422, "invalid_value", "\\ud800"),
     (
         "surrogate-part",
         "/v1/chat/completions",
         chat(messages=[{"role": "user", "content": [{"type": "text", "text": "\ud800"}]}]),
-        400,
         422,
         "invalid_value",
         "messages.0.content.0.text",
@@ -85,7 +82,6 @@ CASES = [
         "/v1/feedback",
         json.dumps({"decision_id": ULID, "rating": 5, "comment": "\ud800"}).encode(),
         422,
-        422,
         "invalid_value",
         "comment",
     ),
@@ -93,7 +89,6 @@ CASES = [
         "combining-1000",
         "/v1/chat/completions",
         chat(messages=[{"role": "user", "content": ACCENTS}]),
-        400,
         422,
         "invalid_value",
         "messages.0.content",
@@ -102,7 +97,6 @@ CASES = [
         "no-user-text",
         "/v1/chat/completions",
         chat(messages=[{"role": "tool"}]),
-        400,
         422,
         "invalid_value",
         "messages",
@@ -111,24 +105,22 @@ CASES = [
         "only-assistant-text",
         "/v1/chat/completions",
         chat(messages=[{"role": "assistant", "content": "hello"}]),
-        400,
         422,
         "invalid_value",
         "messages",
     ),
-    ("logprobs", "/v1/chat/completions", chat(logprobs=True), 400, 422, "unsupported_value", "logprobs"),
-    ("top-logprobs", "/v1/chat/completions", chat(top_logprobs=3), 400, 422, "unsupported_value", "top_logprobs"),
+    ("logprobs", "/v1/chat/completions", chat(logprobs=True), 422, "unsupported_value", "logprobs"),
+    ("top-logprobs", "/v1/chat/completions", chat(top_logprobs=3), 422, "unsupported_value", "top_logprobs"),
     (
         "response-format-json",
         "/v1/chat/completions",
         chat(response_format={"type": "json_object"}),
-        400,
         422,
         "unsupported_value",
         "response_format",
     ),
-    ("10mb-json", "/v1/chat/completions", TEN_MB_JSON, 413, 413, "body_too_large", None),
-    ("10mb-garbage", "/v1/chat/completions", TEN_MB_GARBAGE, 413, 413, "body_too_large", None),
+    ("10mb-json", "/v1/chat/completions", TEN_MB_JSON, 413, "body_too_large", None),
+    ("10mb-garbage", "/v1/chat/completions", TEN_MB_GARBAGE, 413, "body_too_large", None),
 ]
 CLOUD_ONLY = [
     (
@@ -214,21 +206,17 @@ def timed_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[httpx.Re
     return response, time.monotonic() - started
 
 
-@pytest.mark.parametrize("name, path, body, device_status, _, code, param", CASES, ids=[c[0] for c in CASES])
-def test_the_device_server_refuses_hostile_input(edge, name, path, body, device_status, _, code, param) -> None:
+@pytest.mark.parametrize("name, path, body, status, code, param", CASES, ids=[c[0] for c in CASES])
+def test_the_device_server_refuses_hostile_input(edge, name, path, body, status, code, param) -> None:
     response, elapsed = timed_post(edge.url + path, body, {})
-    check(response, device_status, code, param, elapsed)
+    check(response, status, code, param, elapsed)
     assert edge.untouched()
 
 
-@pytest.mark.parametrize(
-    "name, path, body, _, cloud_status, code, param",
-    CASES + [(name, path, body, None, status, code, param) for name, path, body, status, code, param in CLOUD_ONLY],
-    ids=[c[0] for c in CASES + CLOUD_ONLY],
-)
-def test_the_cloud_api_refuses_hostile_input(cloud, name, path, body, _, cloud_status, code, param) -> None:
+@pytest.mark.parametrize("name, path, body, status, code, param", CASES + CLOUD_ONLY, ids=[c[0] for c in CASES + CLOUD_ONLY])
+def test_the_cloud_api_refuses_hostile_input(cloud, name, path, body, status, code, param) -> None:
     response, elapsed = timed_post(cloud.url + path, body, {"x-api-key": KEY})
-    check(response, cloud_status, code, param, elapsed)
+    check(response, status, code, param, elapsed)
     assert cloud.strong.calls == 0 and cloud.store.records_for_device("acme", "device-a") == []
 
 

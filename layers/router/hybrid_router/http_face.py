@@ -18,21 +18,17 @@ HEADER_FIELDS = ("decision_id", "route", "reason", "model", "score", "threshold"
 
 
 def routing_block(
-    plan: Plan,
-    route: str,
-    reason: str,
-    model: str,
-    record: DecisionRecord | None = None,
-    decided_route: str | None = None,
+    plan: Plan, route: str, reason: str, model: str, record: DecisionRecord | None = None
 ) -> dict[str, Any]:
     """The `routing` block of `plan` answered by `route`/`model`; with the answer's `record`, what it cost."""
     fields = plan.experiment_fields
+    decided_route = plan.decided_route
     routing = Routing(
         decision_id=plan.decision_id,
         route=route,  # type: ignore[arg-type]
         reason=reason,
         model=model,
-        decided_route=decided_route if decided_route != route else None,  # type: ignore[arg-type]
+        decided_route=decided_route if decided_route != route else None,
         score=round(plan.score, 6),
         threshold=round(plan.threshold, 6),
         router_id=plan.router_id,

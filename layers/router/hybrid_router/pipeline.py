@@ -82,6 +82,7 @@ class Plan:
     # Record fields of a router experiment (hybrid_router.experiments.decide): experiment id, arm, shadow decision.
     experiment_fields: dict = field(default_factory=dict)
     privacy: PrivacyCheck | None = None  # what the privacy detector found (None: the `privacy` setting is off)
+    decided_route: Route | None = None  # what the router chose, when the plan answers otherwise (no weak endpoint)
 
 
 CANNOT_DRAFT = "local_cannot_draft"

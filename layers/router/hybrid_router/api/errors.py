@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hybrid_router.backends.base import INPUT_REJECTED, BackendError
 from hybrid_router.openai_schema import error_body
 
 log = logging.getLogger("hybrid_router.api")
@@ -23,12 +24,20 @@ _ERROR_TYPES = {
     409: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
+    415: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
     500: "server_error",
     502: "upstream_error",
     503: "service_unavailable",
     504: "timeout_error",
+    507: "server_error",
 }
+
+
+def error_type(status_code: int) -> str:
+    """OpenAI's error `type` for an HTTP status."""
+    return _ERROR_TYPES.get(status_code, "invalid_request_error")
 
 
 class ApiError(Exception):
@@ -57,7 +66,7 @@ def error_response(
     param: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(message, _ERROR_TYPES.get(status_code, "invalid_request_error"), code=code, param=param)
+    body = error_body(message, error_type(status_code), code=code, param=param)
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
@@ -84,7 +93,58 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, f"Invalid request: {message}", code="invalid_value", param=param)
 
 
+def backend_error(exc: BackendError) -> ApiError:
+    """A model that could not answer, before the first byte: the caller's error when the model refused this input
+    or a cap refused it (4xx), else 502, or 503/504 when the model was unreachable, busy or too slow. The code is
+    the cause (`strong_timeout`, `local_busy`, `budget_daily`, ...)."""
+    if exc.cause == INPUT_REJECTED:  # the same request fails again anywhere: not ours to retry
+        status = 400
+    elif 400 <= exc.status_code < 500 or exc.status_code in (502, 503, 504):
+        status = exc.status_code
+    else:
+        status = 502
+    headers = None
+    if exc.retry_after_s is not None:  # a busy model: the same request may pass in a moment
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return ApiError(status, str(exc), code=exc.cause, headers=headers)
+
+
+def as_api_error(exc: Exception) -> ApiError | None:
+    """The one table from what planning and answering raise to HTTP; None for what is not a known refusal."""
+    from hybrid_router.pipeline import ClientGone
+    from hybrid_router.planning import InvalidRouting, RoutingError, UnknownModelError, UnknownRouterKind
+    from hybrid_router.stores.sqlite_log import DecisionLogError
+
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownModelError | UnknownRouterKind):
+        return ApiError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, RoutingError):
+        return ApiError(503, str(exc), code="router_unavailable")
+    if isinstance(exc, InvalidRouting):
+        return ApiError(422, str(exc), code="invalid_value")
+    if isinstance(exc, ClientGone):  # nobody reads this; generation stopped and the record says so
+        return ApiError(499, str(exc), code="client_disconnected")
+    if isinstance(exc, BackendError):
+        return backend_error(exc)
+    if isinstance(exc, DecisionLogError):
+        return ApiError(
+            507, f"The decision log cannot be written, so the answer is withheld: {exc}", code="decision_log_unwritable"
+        )
+    return None
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from hybrid_router.pipeline import ClientGone
+    from hybrid_router.planning import InvalidRouting, RoutingError, UnknownModelError
+    from hybrid_router.stores.sqlite_log import DecisionLogError
+
+    return (UnknownModelError, RoutingError, InvalidRouting, ClientGone, BackendError, DecisionLogError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The same handlers on both servers: the same failure is the same status, code and body everywhere."""
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status_code, exc.message, exc.code, exc.param, exc.headers)
@@ -102,7 +162,16 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         messages = {404: "No such route.", 405: "Method not allowed on this route."}
         message = messages.get(exc.status_code) or str(exc.detail)
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        code = "not_found" if exc.status_code == 404 else None
+        return error_response(exc.status_code, message, code=code, headers=getattr(exc, "headers", None))
+
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        known = as_api_error(exc)
+        assert known is not None, f"{type(exc).__name__} is registered for as_api_error"
+        return error_response(known.status_code, known.message, known.code, known.param, known.headers)
+
+    for known in _known_errors():
+        app.add_exception_handler(known, _known)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -30,14 +30,16 @@ class ErrorResponse(BaseModel):
 
 
 _WHY = {
-    400: "The body is not JSON, or a value is invalid or unsupported (the device server's invalid values)",
+    400: "The body is not JSON, or the model refused this input",
     401: "No credentials, or not the expected ones",
     403: "Credentials not accepted, or (device server) a Host or Origin that is not this machine's",
     404: "No such model or decision",
     409: "The x-decision-id was used before, or is another device's",
     413: "Body over the size limit, JSON nested too deeply, too many records, or a prompt over the limit",
     415: "The body is not sent as application/json",
-    422: "A field is invalid (named in `param`)",
+    422: "A field is invalid or unsupported (named in `param`)",
+    429: "A spend cap is reached for a request that named the strong model, or the local model's queue is full",
+    499: "The client went away before the answer was complete (recorded as such)",
     502: "The model endpoint or the decision store failed",
     503: "The router, the model or the decision store is unavailable for now; retry",
     504: "The model endpoint timed out",

@@ -1,120 +1,101 @@
-"""Inference routes: POST /v1/chat/completions, GET /v1/models[/{model}], POST /v1/route."""
+"""Inference routes of the cloud API: the shared chat routes (hybrid_router.chat_routes) over the cloud's door,
+and POST /v1/route (a decision only, for devices that do not run the router)."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends
 
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.identity import Identity
-from hybrid_router.api.models import ModelCard, ModelList, RouteRequest, RouteResponse
+from hybrid_router.api.models import RouteRequest, RouteResponse
 from hybrid_router.api.openapi import errors
 from hybrid_router.api.services import Services
-from hybrid_router.api.streaming import ClosingStreamingResponse
-from hybrid_router.backends.base import INPUT_REJECTED, BackendError
-from hybrid_router.cache.policy import opt_out, skips_cache
-from hybrid_router.decision import DecisionRecord, Route
-from hybrid_router.http_face import chat_response, routing_block, routing_headers
-from hybrid_router.openai_schema import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    completion_chunk,
-    error_body,
-    usage_chunk,
+from hybrid_router.chat_routes import ChatHeaders, chat_router
+from hybrid_router.decision import DecisionRecord
+from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.pipeline import Answer, Pipeline, Plan, StreamingAnswer
+from hybrid_router.planning import (
+    Caller,
+    ModelCatalog,
+    Planner,
+    Routers,
+    RoutingDefaults,
+    RoutingError,
+    Scored,
+    UnknownRouterKind,
 )
-from hybrid_router.pipeline import AnswerFailed, Pipeline, Plan
-from hybrid_router.ulid import new_ulid
-
-router = APIRouter()
+from hybrid_router.routing import Router, RouterSpec, parse_router_model
 
 
-def _resolve_model(svc: Services, model: str) -> tuple[Any, Route | None, float | None]:
-    """(router, forced route or None, threshold named in the model) for a `model` name; unknown names are 404."""
-    from hybrid_router.routing import parse_router_model
+class DeployedRouteSource:
+    """The cloud's routers: the registry's active version (or router_path's), a running experiment's arms, and
+    any other shipped kind a `router-<kind>` name asks for."""
 
-    spec = parse_router_model(model)
-    if spec is not None:
-        return svc.router_for_kind(spec.kind), None, spec.threshold
-    if model in (svc.strong_model_name(), "strong"):
-        return svc.router, "strong", None
-    if model in (svc.weak_model_name(), "weak") and svc.has_weak_backend:
-        return svc.router, "weak", None
-    raise ApiError(
-        404,
-        f"The model '{model}' does not exist here; GET /v1/models lists the models served.",
-        code="model_not_found",
-        param="model",
+    def __init__(self, svc: Services, experiments: bool = True):
+        self.svc = svc
+        self.experiments = experiments  # POST /v1/route answers with the active version only
+
+    @property
+    def kind(self) -> str:
+        return self.svc.router.info.kind
+
+    @property
+    def default_threshold(self) -> float:
+        return self.svc.router.info.default_threshold
+
+    def serves_kind(self, kind: str | None) -> bool:
+        self._router_for(kind)
+        return True
+
+    def _router_for(self, kind: str | None) -> Router:
+        router = self.svc.router_for_kind(kind)
+        if router is None:
+            raise UnknownRouterKind(
+                f"no router of kind {kind!r} is deployed here; this API serves 'router-{self.kind}'"
+            )
+        return router
+
+    def decide(
+        self,
+        prompt: str,
+        spec: RouterSpec,
+        threshold: float | None,
+        strong_share: float | None,
+        decision_id: str | None = None,
+    ) -> Scored:
+        try:
+            running = self.svc.experiment_routers() if self.experiments else None
+            if running is not None:
+                experiment, control, candidate = running
+                routers = Routers(control, experiment, candidate)
+            else:
+                routers = Routers(self.svc.router)
+        except ApiError as exc:
+            if exc.code != "router_unavailable":
+                raise
+            raise RoutingError(exc.message) from None
+        return routers.decide(prompt, spec, threshold, strong_share, decision_id, self._router_for)
+
+
+def cloud_catalog(svc: Services, experiments: bool = True) -> ModelCatalog:
+    return ModelCatalog(
+        svc.weak_model_name(),
+        svc.strong_model_name(),
+        DeployedRouteSource(svc, experiments),
+        has_weak=svc.has_weak_backend,
+        has_strong=bool(svc.settings.strong_endpoint_name),
     )
 
 
-def _decide(
-    svc: Services, prompt: str, model: str, threshold: float | None = None, strong_share: float | None = None
-) -> tuple[Any, Route | None, Any]:
-    """(router, forced route or None, RouteDecision). Forced requests are scored too: the record keeps the score."""
-    router_, forced, named_threshold = _resolve_model(svc, model)
-    if threshold is None and strong_share is None:
-        threshold = named_threshold
-    try:
-        decision = router_.decide(prompt, threshold=threshold, strong_share=strong_share)
-    except ValueError as exc:  # e.g. strong_share on a router without a calibration table
-        raise ApiError(422, f"Cannot route this request: {exc}", code="invalid_value") from None
-    return router_, forced, decision
-
-
-@dataclass
-class CloudPlan:
-    """The core plan, plus what the cloud tells its caller: what the router chose before a missing weak
-    endpoint sent the prompt strong."""
-
-    core: Plan
-    decided_route: Route
-
-
-def _plan(svc: Services, body: ChatCompletionRequest, who: Identity, decision_id: str | None = None) -> CloudPlan:
-    decision_id = decision_id or new_ulid()
-    router_, forced, named_threshold = _resolve_model(svc, body.model)
-    experiment_fields: dict[str, Any] = {}
-    running = svc.experiment_routers() if not forced and router_ is svc.router else None
-    if running is not None:  # the experiment's arm decides (hybrid_router.experiments: one copy, device and cloud)
-        from hybrid_router.experiments import decide
-
-        experiment, control, candidate = running
-        decision: Any = decide(
-            experiment, control, candidate, body.last_user_text(), decision_id, threshold=named_threshold
-        )
-        router_, experiment_fields = decision.router, decision.fields
-    else:
-        router_, forced, decision = _decide(svc, body.last_user_text(), body.model)
-    decided: Route = forced or decision.route
-    route: Route = decided
-    reason = "forced" if forced else "routed"
-    if decided == "weak" and svc.weak_backend() is None:
-        # No weak endpoint in the cloud: the strong endpoint answers, and the record says so.
-        route, reason = "strong", "fallback:no_weak_endpoint"
-    info = router_.info
-    core = Plan(
-        decision_id=decision_id,
-        requested_model=body.model,
-        route=route,
-        reason=reason,
-        score=float(decision.score),
-        threshold=float(decision.threshold),
-        router_id=info.router_id,
-        router_version=info.version,
-        router_latency_ms=float(decision.latency_ms),
-        remote=True,
-        tenant_id=who.tenant_id,
-        device_id=who.device_id,
-        experiment_fields=experiment_fields,
-    )
-    return CloudPlan(core, decided)
+def cloud_planner(
+    svc: Services, threshold: float | None = None, strong_share: float | None = None, experiments: bool = True
+) -> Planner:
+    """The one planner with the cloud's settings: no privacy step, no caps, a conversation key but no memory of
+    its earlier routes, and a missing weak endpoint answered by the strong one."""
+    return Planner(cloud_catalog(svc, experiments), RoutingDefaults(threshold, strong_share), in_cloud=True)
 
 
 class CloudRecorder:
@@ -130,22 +111,6 @@ class CloudRecorder:
 
     def write(self, record: DecisionRecord) -> bool:
         return _save(self.svc, record, self.linked)
-
-
-def _pipeline(svc: Services, linked: bool, tenant_id: str) -> Pipeline:
-    """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB recorder,
-    and the tenant's answer cache when it is turned on."""
-    return Pipeline(
-        svc.weak_backend(),
-        svc.strong_backend(),
-        svc.weak_model_name(),
-        svc.strong_model_name(),
-        CloudRecorder(svc, linked),
-        costs=svc.cost_model,
-        fallback=False,
-        default_max_tokens=svc.settings.default_max_tokens,
-        cache=svc.answer_cache(tenant_id),
-    )
 
 
 def _save(svc: Services, record: DecisionRecord, linked: bool) -> bool:
@@ -198,33 +163,6 @@ def _claim(svc: Services, who: Identity, decision_id: str) -> None:
         ) from None
 
 
-def _routing_info(plan: CloudPlan, pipeline: Pipeline, record: DecisionRecord | None = None) -> dict[str, Any]:
-    core = plan.core
-    model = pipeline.strong_name if core.route == "strong" else pipeline.weak_name
-    return routing_block(core, core.route, core.reason, model, record, decided_route=plan.decided_route)
-
-
-def _backend_error(exc: BackendError) -> ApiError:
-    """What the caller hears when the endpoint fails before the first byte (plain and streaming requests alike)."""
-    if exc.cause == INPUT_REJECTED:  # the endpoint refused this input: the caller's error, not ours to retry
-        return ApiError(400, str(exc), code=INPUT_REJECTED)
-    status = exc.status_code if exc.status_code in (502, 503, 504) else 502
-    what = "timed out" if status == 504 else "failed"
-    return ApiError(status, f"The model endpoint {what}: {exc}", code=f"upstream_{exc.cause}")
-
-
-def _check_input(body: ChatCompletionRequest) -> None:
-    """What validation lets through but no model should see: refused before routing, so nothing is charged or logged."""
-    problem = body.input_problem()
-    if problem is not None:
-        raise ApiError(
-            413 if problem.too_large else 422,
-            problem.message[0].upper() + problem.message[1:] + ".",
-            code=problem.code,
-            param=problem.param,
-        )
-
-
 def _caller_decision_id(value: str | None) -> str | None:
     if value is None:
         return None
@@ -235,169 +173,81 @@ def _caller_decision_id(value: str | None) -> str | None:
     return value.strip()
 
 
-@router.post(
-    "/v1/chat/completions",
-    response_model=ChatCompletionResponse,
-    response_model_exclude_none=True,
-    responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 409, 422, 502, 503, 504)},
-)
-def chat_completions(
-    body: ChatCompletionRequest,
-    who: Identity = Depends(caller),
-    svc: Services = Depends(services),
-    x_decision_id: str | None = Header(default=None),
-    cache_control: str | None = Header(default=None),
-) -> Any:
-    """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; the strong model's name
-    forces strong. Every answer served is recorded here. A caller that keeps its own decision log (the edge
-    client) sends `x-decision-id`: the answer and the record carry that id, which links the record to the
-    device's own (uploaded later, merged, so nothing counts twice). The id must be new and the caller's own
-    (409 `decision_id_reused` / `decision_id_conflict`)."""
-    caller_id = _caller_decision_id(x_decision_id)
-    _check_input(body)
-    plan = _plan(svc, body, who, caller_id)
-    if caller_id:
-        _claim(svc, who, caller_id)
-        plan.core.decision_id = caller_id
-    if skips_cache(cache_control):  # a fresh answer, as the request field `"cache": false` asks
-        opt_out(body)
-    pipeline = _pipeline(svc, linked=bool(caller_id), tenant_id=who.tenant_id)
-    if body.stream:
-        return _stream(pipeline, plan, body, svc.settings.stream_limit_s)
-    try:
-        answer = pipeline.complete(body, plan.core)
-    except AnswerFailed as exc:
-        raise _backend_error(exc.last) from None
-    record = answer.record
-    routing = _routing_info(plan, pipeline, record)
-    if not answer.stored:
-        routing["unstored_record"] = record.model_dump(mode="json")
-    return JSONResponse(
-        chat_response(record, answer.text, answer.finish_reason, routing).model_dump(exclude_none=True),
-        headers=routing_headers(routing),
-    )
+class CloudDoor:
+    """The cloud's side of a chat request, for one caller."""
+
+    def __init__(self, svc: Services, who: Identity):
+        self.svc = svc
+        self.who = who
+        self.planner = cloud_planner(svc)
+        self.linked = False
+        self.stream_limit_s = svc.settings.stream_limit_s
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self.planner.catalog
+
+    def plan(self, request: ChatCompletionRequest, headers: ChatHeaders) -> Plan:
+        """A caller that keeps its own decision log (the edge client) sends `x-decision-id`: the answer and the
+        record carry that id, which links the record to the device's own (uploaded later, merged, so nothing
+        counts twice). The id must be new and the caller's own (409 `decision_id_reused` /
+        `decision_id_conflict`)."""
+        decision_id = _caller_decision_id(headers.decision_id)
+        who = self.who
+        plan = self.planner.plan(request, Caller(who.tenant_id, who.device_id, headers.conversation_id, decision_id))
+        if decision_id is not None:
+            _claim(self.svc, who, decision_id)
+            self.linked = True
+        return plan
+
+    def _pipeline(self) -> Pipeline:
+        """The cloud's settings of the one pipeline: no fallback to the other side, no budget, the DynamoDB
+        recorder, and the tenant's answer cache when it is turned on."""
+        svc = self.svc
+        return Pipeline(
+            svc.weak_backend(),
+            svc.strong_backend(),
+            svc.weak_model_name(),
+            svc.strong_model_name(),
+            CloudRecorder(svc, self.linked),
+            costs=svc.cost_model,
+            fallback=False,
+            default_max_tokens=svc.settings.default_max_tokens,
+            cache=svc.answer_cache(self.who.tenant_id),
+        )
+
+    def complete(self, request: ChatCompletionRequest, plan: Plan, cancelled: Any = None) -> Answer:
+        return self._pipeline().complete(request, plan, cancelled=cancelled)
+
+    def stream(self, request: ChatCompletionRequest, plan: Plan) -> StreamingAnswer:
+        return self._pipeline().stream(request, plan)
 
 
-class StreamLimit(Exception):
-    """An answer streamed for longer than STREAM_LIMIT_S (ended and recorded already)."""
+def cloud_door(who: Identity = Depends(caller), svc: Services = Depends(services)) -> CloudDoor:
+    return CloudDoor(svc, who)
 
 
-def _sse(data: Any) -> str:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _stream(
-    pipeline: Pipeline, plan: CloudPlan, body: ChatCompletionRequest, limit_s: float | None = None
-) -> StreamingResponse:
-    """Server-sent events. Under uvicorn (and the Lambda Web Adapter) they flow as generated; Mangum collects the
-    whole body and returns it as one buffered text/event-stream response: same chunks, same [DONE], at the end.
-    The first piece is fetched before the response starts, so a dead endpoint is still a 502/504 status.
-    `limit_s` (STREAM_LIMIT_S): an answer still streaming after that long is ended here, with an error event, and
-    recorded with what was sent (error "stream_limit"), before the function's own timeout could lose the record."""
-    started = time.monotonic()
-    try:
-        answer = pipeline.stream(body, plan.core)
-    except AnswerFailed as exc:
-        raise _backend_error(exc.last) from None
-    completion_id, created = f"chatcmpl-{plan.core.decision_id}", int(time.time())
-    model = answer.model
-
-    def events() -> Iterator[str]:
-        try:
-            chunk = completion_chunk(completion_id, model, {"role": "assistant", "content": ""}, created=created)
-            chunk["routing"] = _routing_info(plan, pipeline)
-            if answer.cached is not None:  # served again from the tenant's answer cache
-                chunk["routing"].update(reason=answer.reason, cached_from=answer.cached.decision_id, cost_usd=0.0)
-            yield _sse(chunk)
-            try:
-                for piece in answer:
-                    yield _sse(completion_chunk(completion_id, model, {"content": piece}, created=created))
-                    if limit_s is not None and time.monotonic() - started > limit_s and answer.record is None:
-                        answer.close("stream_limit")
-                        raise StreamLimit(limit_s)
-            except StreamLimit:
-                yield _sse(
-                    error_body(
-                        f"The answer was still streaming after {limit_s:g} s, the longest a stream may last here; "
-                        "it ends with what was sent (recorded as such). Ask for fewer max_tokens.",
-                        "timeout_error",
-                        code="stream_limit",
-                    )
-                )
-            except BackendError as exc:  # recorded by the answer, with the pieces delivered
-                yield _sse(
-                    error_body(
-                        f"The model endpoint broke off the answer: {exc}",
-                        "upstream_error",
-                        code=f"upstream_{exc.cause}",
-                    )
-                )
-            else:
-                last = completion_chunk(completion_id, model, {}, finish_reason=answer.finish_reason, created=created)
-                if answer.record is not None:  # as the device's last chunk: the block with what the answer cost
-                    last["routing"] = _routing_info(plan, pipeline, answer.record)
-                yield _sse(last)
-                if body.include_usage() and answer.record is not None:
-                    yield _sse(usage_chunk(completion_id, model, answer.record, created=created))
-            yield "data: [DONE]\n\n"
-        finally:  # the client went away mid-answer: stop reading the endpoint, record what was sent
-            if answer.record is None:
-                answer.close("client_disconnected")
-
-    return ClosingStreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-decision-id": plan.core.decision_id},
-    )
-
-
-@router.get("/v1/models", response_model=ModelList, responses=errors(503))
-def list_models(_: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelList:
-    info = svc.router.info
-    cards = [
-        ModelCard(id="router", description=f"{info.kind} router at its default threshold {info.default_threshold:g}"),
-        ModelCard(id=f"router-{info.kind}-{info.default_threshold:g}", description="the same router, named"),
-    ]
-    if svc.settings.strong_endpoint_name:
-        cards.append(ModelCard(id=svc.strong_model_name(), description="strong model (SageMaker endpoint)"))
-        cards.append(ModelCard(id="strong", description=f"alias of {svc.strong_model_name()}"))
-    if svc.has_weak_backend:
-        cards.append(ModelCard(id=svc.weak_model_name(), description="weak model (SageMaker endpoint)"))
-    return ModelList(data=cards)
-
-
-@router.get("/v1/models/{model:path}", response_model=ModelCard, responses=errors(404, 503))
-def retrieve_model(model: str, identity: Identity = Depends(caller), svc: Services = Depends(services)) -> ModelCard:
-    """One model by name: a listed one, or any name a chat request accepts (e.g. `router-mf-0.4`); else 404."""
-    listed = {card.id: card for card in list_models(identity, svc).data}
-    if model in listed:
-        return listed[model]
-    router_, _, threshold = _resolve_model(svc, model)
-    return ModelCard(
-        id=model,
-        description=f"{router_.info.kind} router at threshold {threshold:g}"
-        if threshold is not None
-        else f"{router_.info.kind} router at its default threshold",
-    )
+router = APIRouter()
+router.include_router(chat_router(cloud_door, chat_errors=(409,)))
 
 
 @router.post("/v1/route", response_model=RouteResponse, responses=errors(404, 422, 503))
 def route(body: RouteRequest, _: Identity = Depends(caller), svc: Services = Depends(services)) -> RouteResponse:
     """Decision only. Nothing is stored: the caller logs its decision under the returned decision_id."""
-    router_, forced, decision = _decide(svc, body.text(), body.model, body.threshold, body.strong_share)
-    info = router_.info
-    chosen: Route = forced or decision.route
-    svc.telemetry.route_only(chosen, float(decision.latency_ms))
+    planner = cloud_planner(svc, body.threshold, body.strong_share, experiments=False)
+    plan = planner.decide(body.model, body.text())
+    spec = parse_router_model(body.model)
+    svc.telemetry.route_only(plan.route, plan.router_latency_ms)
     return RouteResponse(
-        decision_id=new_ulid(),
-        score=float(decision.score),
-        threshold=float(decision.threshold),
-        route=chosen,
-        model=svc.strong_model_name() if chosen == "strong" else svc.weak_model_name(),
-        router_id=info.router_id,
-        router_kind=info.kind,
-        router_version=info.version,
+        decision_id=plan.decision_id,
+        score=plan.score,
+        threshold=plan.threshold,
+        route=plan.route,
+        model=svc.strong_model_name() if plan.route == "strong" else svc.weak_model_name(),
+        router_id=plan.router_id,
+        router_kind=(spec.kind if spec is not None else None) or svc.router.info.kind,
+        router_version=plan.router_version,
         strong_model=svc.strong_model_name(),
         weak_model=svc.weak_model_name(),
-        latency_ms=float(decision.latency_ms),
+        latency_ms=plan.router_latency_ms,
     )

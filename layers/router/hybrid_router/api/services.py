@@ -140,7 +140,7 @@ class Services:
         return experiment, self.router_version(experiment.control), self.router_version(experiment.candidate)
 
     def router_for_kind(self, kind: str | None) -> Any:
-        """The router a `router-<kind>` name asks for: the deployed one, or another shipped kind; else 404."""
+        """The router a `router-<kind>` name asks for: the deployed one, or another shipped kind; else None."""
         if kind is None or kind == self.router.info.kind:
             return self.router
         from hybrid_router.routing import RouterLoadError, load_router_for_kind
@@ -148,12 +148,7 @@ class Services:
         try:
             return load_router_for_kind(kind)
         except RouterLoadError:
-            raise ApiError(
-                404,
-                f"No router of kind '{kind}' is deployed here; this API serves 'router-{self.router.info.kind}'.",
-                code="model_not_found",
-                param="model",
-            ) from None
+            return None
 
     @property
     def cost_model(self) -> CostModel:
