@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from hybrid_router.decision import as_route
-from hybrid_router.planning import Routers, RouteSource, RoutingError, Scored, UnknownRouterKind
-from hybrid_router.routing import RouterLoadError, RouterSpec, available_kinds, load_router, load_router_for_kind
+from hybrid_router.planning import RouteQuery, Routers, RouteSource, RoutingError, Scored, UnknownRouterKind
+from hybrid_router.routing import RouterLoadError, available_kinds, load_router, load_router_for_kind
 from hybrid_router.routing import operating_point as op
 from hybrid_router.routing.router import DEFAULT_ROUTER_DIR, Router
 
@@ -354,17 +354,10 @@ class LocalRouteSource:
         self.router_for(kind)
         return True
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored:
+    def decide(self, query: RouteQuery) -> Scored:
         routing = self._now()  # one snapshot per decision: a reload never mixes two deployments in one record
         routers = Routers(routing.router, routing.experiment, routing.candidate, routing.operating_point)
-        return routers.decide(prompt, spec, threshold, strong_share, decision_id, self.router_for)
+        return routers.decide(query, self.router_for)
 
 
 class UnavailableRouteSource:
@@ -383,14 +376,7 @@ class UnavailableRouteSource:
     def serves_kind(self, kind: str | None) -> bool:
         raise RoutingError(f"no router can be loaded: {self.status.problem}")
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored:
+    def decide(self, query: RouteQuery) -> Scored:
         raise RoutingError(f"no router can be loaded: {self.status.problem}")
 
 
@@ -407,20 +393,14 @@ class RemoteRouteSource:
     def serves_kind(self, kind: str | None) -> bool:
         return True  # the cloud decides which router names it serves
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored:
-        body: dict = {"model": spec.name, "prompt": prompt}
+    def decide(self, query: RouteQuery) -> Scored:
+        spec = query.spec
+        body: dict = {"model": spec.name, "prompt": query.prompt}
         if spec.threshold is None:
-            if threshold is not None:
-                body["threshold"] = threshold
-            if strong_share is not None:
-                body["strong_share"] = strong_share
+            if query.threshold is not None:
+                body["threshold"] = query.threshold
+            if query.strong_share is not None:
+                body["strong_share"] = query.strong_share
         started = time.perf_counter()
         try:
             response = self._client.post("/v1/route", json=body)

@@ -32,8 +32,8 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from edge_client.config import Settings  # noqa: E402
 from edge_client.routing_source import LocalRouteSource, RoutingError  # noqa: E402
 from edge_client.server import create_app  # noqa: E402
-from hybrid_router.api.errors import error_type  # noqa: E402
 from edge_client.service import EdgeService  # noqa: E402
+from hybrid_router.api.errors import error_type  # noqa: E402
 from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path  # noqa: E402
 from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
 from hybrid_router.costs import CostModel  # noqa: E402

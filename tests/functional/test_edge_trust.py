@@ -21,6 +21,7 @@ from test_edge_server import PROMPT, ServerThread, client_for, make_service, ope
 from edge_client.config import ConfigError, Settings, describe, load_settings
 from edge_client.server import MAX_BODY_BYTES, check_bind, create_app
 from edge_client.service import EdgeService
+from hybrid_router.api.errors import error_type
 from hybrid_router.backends.base import Completion, StreamResult
 
 TOKEN = "s3cret-token-for-tests"
@@ -78,7 +79,7 @@ def guarded(tmp_path, router_dir) -> Iterator[Edge]:  # noqa: F811
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert (error["code"], error["type"]) == (code, "invalid_request_error") and error["message"]
+    assert (error["code"], error["type"]) == (code, error_type(status)) and error["message"]
 
 
 def test_the_cross_site_attack_is_refused_and_costs_nothing(edge) -> None:
@@ -205,7 +206,7 @@ def test_a_huge_upload_is_refused_without_being_read(edge, declared) -> None:
 def test_lax_numbers_are_invalid_values(edge, body) -> None:
     request = json.dumps({"model": "strong", "messages": PROMPT, **body}).encode()
     response = edge.post(request, **{"content-type": "application/json"})
-    assert_refused(response, 400, "invalid_value")
+    assert_refused(response, 422, "invalid_value")
     assert response.json()["error"]["param"] == next(iter(body))
     assert edge.untouched()
 

@@ -213,7 +213,9 @@ def test_the_device_server_refuses_hostile_input(edge, name, path, body, status,
     assert edge.untouched()
 
 
-@pytest.mark.parametrize("name, path, body, status, code, param", CASES + CLOUD_ONLY, ids=[c[0] for c in CASES + CLOUD_ONLY])
+@pytest.mark.parametrize(
+    "name, path, body, status, code, param", CASES + CLOUD_ONLY, ids=[c[0] for c in CASES + CLOUD_ONLY]
+)
 def test_the_cloud_api_refuses_hostile_input(cloud, name, path, body, status, code, param) -> None:
     response, elapsed = timed_post(cloud.url + path, body, {"x-api-key": KEY})
     check(response, status, code, param, elapsed)

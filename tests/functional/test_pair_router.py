@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from hybrid_router.planning import RouteQuery
 from hybrid_router.routing import Router, load_router, parse_router_model
 from hybrid_router.routing.tokens import PromptTokenizer
 from router_training.label_families import family_tasks
@@ -131,8 +132,8 @@ def test_pair_router_from_the_edge_settings_answers_router_pair_names(tmp_path: 
     assert train_main(["--kind", "pair", "--data", str(data), "--out", str(out), "--alphas", "10", "--folds", "2"]) == 0
     source = LocalRouteSource(str(out))
     assert source.kind == "pair"
-    low = source.decide("hi", parse_router_model("router-pair-0.0"), None, None)
-    high = source.decide("hi", parse_router_model("router-pair-1.0"), None, None)
+    low = source.decide(RouteQuery("hi", parse_router_model("router-pair-0.0")))
+    high = source.decide(RouteQuery("hi", parse_router_model("router-pair-1.0")))
     assert (low.route, high.route) == ("strong", "weak") and low.router_id.startswith("pair-tiny-weak-vs-bigger")
 
 

@@ -17,6 +17,7 @@ from edge_client.doctor import check_quality_target
 from edge_client.routing_source import LocalRouteSource, RoutingError
 from edge_client.service import EdgeService
 from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.planning import RouteQuery
 from hybrid_router.routing import RouterSpec, load_router
 from hybrid_router.routing import operating_point as op
 from hybrid_router.stores.sqlite_log import DecisionLog
@@ -109,18 +110,18 @@ def test_the_route_source_routes_at_the_operating_point_and_names_the_target(cal
     source = LocalRouteSource(data_dir=data_dir)
     assert source.operating_point is not None and source.operating_point_source.startswith("data folder:")
     assert source.default_threshold == point.threshold != source.router.info.default_threshold
-    scored = source.decide("What is 2 + 3?", RouterSpec(name="router"), None, None)
+    scored = source.decide(RouteQuery("What is 2 + 3?", RouterSpec(name="router")))
     assert scored.threshold == point.threshold
     assert scored.fields == {"quality_target": 0.9, "quality_confidence": 0.95}
     # expert settings and router-<kind>-<t> names replace the target: their decisions name none
-    assert source.decide("hi", RouterSpec(name="router"), 0.5, None).fields == {}
-    assert source.decide("hi", RouterSpec(name="router"), None, 0.3).fields == {}
-    named = source.decide("hi", RouterSpec(name="router-clf-0.2", kind="clf", threshold=0.2), None, None)
+    assert source.decide(RouteQuery("hi", RouterSpec(name="router"), 0.5, None)).fields == {}
+    assert source.decide(RouteQuery("hi", RouterSpec(name="router"), None, 0.3)).fields == {}
+    named = source.decide(RouteQuery("hi", RouterSpec(name="router-clf-0.2", kind="clf", threshold=0.2)))
     assert named.threshold == 0.2 and named.fields == {}
     # another target is recomputed from the file's labelled rows
     looser = LocalRouteSource(data_dir=data_dir, quality_target=0.6)
     assert looser.default_threshold >= point.threshold
-    assert looser.decide("hi", RouterSpec(name="router"), None, None).fields["quality_target"] == 0.6
+    assert looser.decide(RouteQuery("hi", RouterSpec(name="router"))).fields["quality_target"] == 0.6
 
 
 def test_an_operating_point_for_another_router_version_is_not_used(calibrated, tmp_path) -> None:
@@ -227,7 +228,7 @@ def test_an_experiments_control_routes_at_the_target_and_its_records_name_it(tmp
     assert source.operating_point is not None and point.met
     arms = set()
     for prompt in PROMPTS[:40]:
-        scored = source.decide(prompt, RouterSpec(name="router"), None, None, decision_id=new_ulid())
+        scored = source.decide(RouteQuery(prompt, RouterSpec(name="router"), None, None, decision_id=new_ulid()))
         arms.add(scored.fields["arm"])
         if scored.fields["arm"] == "control":
             assert scored.threshold == point.threshold and scored.fields["quality_target"] == 0.9

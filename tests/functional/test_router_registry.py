@@ -17,6 +17,7 @@ from edge_client.routers import CloudRouters, device_registry
 from edge_client.routing_source import LocalRouteSource
 from hybrid_router.api import ApiSettings, create_app
 from hybrid_router.api.identity import parse_key_map
+from hybrid_router.planning import RouteQuery
 from hybrid_router.registry import ChecksumMismatch, RouterNotFound, RouterRef, RouterRegistry, S3Blobs, VersionExists
 from hybrid_router.routing import RouterSpec
 from local_stack.servers import ServerThread
@@ -108,7 +109,7 @@ def test_the_device_pulls_checks_and_routes_offline(api, registry, routers, tmp_
     assert (folder / "router.onnx").read_bytes() == (routers["2"] / "router.onnx").read_bytes()
     # the cloud is gone (the API server stops after the test; no network is used below): routing goes on
     source = LocalRouteSource(None, registry=local)
-    scored = source.decide(PROMPT, RouterSpec(name="router"), None, None)
+    scored = source.decide(RouteQuery(PROMPT, RouterSpec(name="router")))
     assert (scored.router_id, scored.router_version) == ("tiny-token-mean", "2")
 
 

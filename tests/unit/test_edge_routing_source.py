@@ -11,6 +11,7 @@ from edge_client.routing_source import LocalRouteSource, RemoteRouteSource, Rout
 from edge_client.service import EdgeService, UnknownModelError
 from hybrid_router.backends.llama_cpp import LlamaCppBackend
 from hybrid_router.openai_schema import ChatCompletionRequest
+from hybrid_router.planning import RouteQuery
 from hybrid_router.registry import RouterRef
 from hybrid_router.routing import RouterSpec
 from hybrid_router.stores.sqlite_log import DecisionLog
@@ -48,14 +49,14 @@ def test_remote_router_answers_become_routing_errors() -> None:
         )
     )
     with pytest.raises(UnknownRouterKind, match="does not serve 'router-zz-0.5'"):
-        not_served.decide("hi", spec, None, None)
+        not_served.decide(RouteQuery("hi", spec))
     wrong_path = remote(lambda request: httpx.Response(404, json={"error": {"message": "No such route."}}))
     with pytest.raises(RoutingError) as info:
-        wrong_path.decide("hi", spec, None, None)
+        wrong_path.decide(RouteQuery("hi", spec))
     assert not isinstance(info.value, UnknownRouterKind) and "answered 404" in str(info.value)
     not_json = remote(lambda request: httpx.Response(200, text="<html>gateway</html>"))
     with pytest.raises(RoutingError, match="unexpected answer: <html>gateway"):
-        not_json.decide("hi", spec, None, None)
+        not_json.decide(RouteQuery("hi", spec))
 
 
 def test_a_damaged_deployment_file_routes_with_the_last_proven_version(tmp_path, write_tiny_router) -> None:
@@ -73,5 +74,5 @@ def test_a_damaged_deployment_file_routes_with_the_last_proven_version(tmp_path,
     status = source.status
     assert status.degraded and "deployment cannot be read" in status.problem
     assert (status.in_use, status.source) == ("tiny-token-mean@1", "last good version")
-    assert source.decide("hi", RouterSpec(name="router"), None, None).router_version == "1"
+    assert source.decide(RouteQuery("hi", RouterSpec(name="router"))).router_version == "1"
     assert source._now() is source._now()  # the same problem is not rebuilt (nor logged) again

@@ -21,13 +21,14 @@ from hybrid_router.planning import (
     Caller,
     ModelCatalog,
     Planner,
+    RouteQuery,
     Routers,
     RoutingDefaults,
     RoutingError,
     Scored,
     UnknownRouterKind,
 )
-from hybrid_router.routing import Router, RouterSpec, parse_router_model
+from hybrid_router.routing import Router, parse_router_model
 
 
 class DeployedRouteSource:
@@ -58,14 +59,7 @@ class DeployedRouteSource:
             )
         return router
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored:
+    def decide(self, query: RouteQuery) -> Scored:
         try:
             running = self.svc.experiment_routers() if self.experiments else None
             if running is not None:
@@ -77,7 +71,7 @@ class DeployedRouteSource:
             if exc.code != "router_unavailable":
                 raise
             raise RoutingError(exc.message) from None
-        return routers.decide(prompt, spec, threshold, strong_share, decision_id, self._router_for)
+        return routers.decide(query, self._router_for)
 
 
 def cloud_catalog(svc: Services, experiments: bool = True) -> ModelCatalog:
@@ -217,7 +211,8 @@ class CloudDoor:
         )
 
     def complete(self, request: ChatCompletionRequest, plan: Plan, cancelled: Any = None) -> Answer:
-        return self._pipeline().complete(request, plan, cancelled=cancelled)
+        """One InvokeEndpoint call, never cut short: the endpoint bills the whole generation either way."""
+        return self._pipeline().complete(request, plan)
 
     def stream(self, request: ChatCompletionRequest, plan: Plan) -> StreamingAnswer:
         return self._pipeline().stream(request, plan)

@@ -9,7 +9,7 @@ from hybrid_router.planning.errors import (
     UnknownRouterKind,
 )
 from hybrid_router.planning.planner import Caller, Planner, RoutingDefaults
-from hybrid_router.planning.source import Routers, RouteSource, Scored
+from hybrid_router.planning.source import RouteQuery, Routers, RouteSource, Scored
 from hybrid_router.planning.steps import Conversations, PrivacyGate, SpendCaps
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ModelCatalog",
     "Planner",
     "PrivacyGate",
+    "RouteQuery",
     "RouteSource",
     "Routers",
     "RoutingDefaults",

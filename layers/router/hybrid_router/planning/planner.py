@@ -17,7 +17,7 @@ from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Plan
 from hybrid_router.planning.catalog import CASCADE, REMOTE, ModelCatalog
 from hybrid_router.planning.errors import RoutingError, UnknownModelError, UnknownRouterKind
-from hybrid_router.planning.source import RouteSource, Scored
+from hybrid_router.planning.source import RouteQuery, RouteSource, Scored
 from hybrid_router.planning.steps import Conversations, PrivacyGate, SpendCaps
 from hybrid_router.routing import RouterSpec
 from hybrid_router.ulid import new_ulid
@@ -122,7 +122,8 @@ class Planner:
     def _score(self, model: str, prompt: str, spec: RouterSpec, decision_id: str | None) -> Scored:
         assert self.source is not None, "the catalog refuses router names without a source"
         try:
-            return self.source.decide(prompt, spec, self.defaults.threshold, self.defaults.strong_share, decision_id)
+            defaults = self.defaults
+            return self.source.decide(RouteQuery(prompt, spec, defaults.threshold, defaults.strong_share, decision_id))
         except UnknownRouterKind as exc:  # router-<kind> of a kind not installed: as unknown as any name
             raise UnknownModelError(model, self.catalog.names(), why=str(exc)) from None
 

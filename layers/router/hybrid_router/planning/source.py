@@ -28,6 +28,18 @@ class Scored:
     fields: dict[str, Any] = field(default_factory=dict)  # a router experiment's and the quality target's fields
 
 
+@dataclass(frozen=True)
+class RouteQuery:
+    """What a source is asked: score `prompt` for the router `spec` names, at the settings' threshold or strong
+    share; `decision_id` (routed requests only) picks a running experiment's arm."""
+
+    prompt: str
+    spec: RouterSpec
+    threshold: float | None = None
+    strong_share: float | None = None
+    decision_id: str | None = None
+
+
 class RouteSource(Protocol):
     @property
     def kind(self) -> str: ...
@@ -35,16 +47,8 @@ class RouteSource(Protocol):
     @property
     def default_threshold(self) -> float: ...
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None = None,
-    ) -> Scored:
-        """Scores `prompt` for the router `spec` names; `decision_id` (routed requests only) picks an experiment's
-        arm. Raises UnknownRouterKind, RoutingError, InvalidRouting."""
+    def decide(self, query: RouteQuery) -> Scored:
+        """Raises UnknownRouterKind, RoutingError, InvalidRouting."""
         ...
 
     def serves_kind(self, kind: str | None) -> bool:
@@ -62,17 +66,10 @@ class Routers:
     candidate: Router | None = None
     operating_point: OperatingPoint | None = None
 
-    def decide(
-        self,
-        prompt: str,
-        spec: RouterSpec,
-        threshold: float | None,
-        strong_share: float | None,
-        decision_id: str | None,
-        other_kind: Callable[[str], Router],
-    ) -> Scored:
+    def decide(self, query: RouteQuery, other_kind: Callable[[str], Router]) -> Scored:
         """A threshold in the name wins over the settings' threshold and strong share; with neither, the operating
         point's threshold (and the record names its target). Another kind routes at its own default threshold."""
+        prompt, spec, threshold, strong_share = query.prompt, query.spec, query.threshold, query.strong_share
         router = self.router if spec.kind in (None, self.router.info.kind) else other_kind(spec.kind or "")
         if spec.threshold is not None:
             threshold, strong_share = spec.threshold, None
@@ -84,8 +81,8 @@ class Routers:
             threshold = point.threshold
             target = {"quality_target": point.quality_target, "quality_confidence": point.quality_confidence}
         try:
-            if self.experiment is not None and router is self.router and decision_id is not None:
-                return self._arm(prompt, threshold, strong_share, decision_id, target)
+            if self.experiment is not None and router is self.router and query.decision_id is not None:
+                return self._arm(prompt, threshold, strong_share, query.decision_id, target)
             decision = router.decide(prompt, threshold=threshold, strong_share=strong_share)
         except ValueError as exc:  # e.g. strong_share on a router without a calibration table
             raise InvalidRouting(f"Cannot route this request: {exc}") from None
