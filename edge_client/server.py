@@ -170,11 +170,11 @@ class DeviceDoor:
         return self.service.stream(request, plan)
 
 
-def _service(request: Request) -> EdgeService:
+async def _service(request: Request) -> EdgeService:
     return request.app.state.service
 
 
-def device_door(service: EdgeService = Depends(_service)) -> DeviceDoor:
+async def device_door(service: EdgeService = Depends(_service)) -> DeviceDoor:
     return DeviceDoor(service)
 
 

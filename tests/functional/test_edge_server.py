@@ -38,6 +38,7 @@ from hybrid_router.backends.llama_cpp import LlamaCppBackend, default_model_path
 from hybrid_router.backends.openai_compat import OpenAICompatBackend  # noqa: E402
 from hybrid_router.costs import CostModel  # noqa: E402
 from hybrid_router.decision import DecisionRecord  # noqa: E402
+from hybrid_router.planning import RouteQuery  # noqa: E402
 from hybrid_router.routing import RouterSpec  # noqa: E402
 from hybrid_router.stores.sqlite_log import DecisionLog, DecisionLogError  # noqa: E402
 
@@ -573,7 +574,7 @@ def test_remote_routing_and_cloud_strong_through_the_cloud_api(
             data_dir=str(tmp_path / "other"), routing_mode="remote", cloud_url=cloud.url, api_key="not-the-key"
         )
         with pytest.raises(RoutingError) as info:
-            build_route_source(wrong_key).decide("hi", RouterSpec("router"), None, None)
+            build_route_source(wrong_key).decide(RouteQuery("hi", RouterSpec("router")))
         assert "answered 401" in str(info.value) or "answered 403" in str(info.value)
     strong_record = logged(service, to_cloud.model_extra["routing"]["decision_id"])
     weak_record = logged(service, local.model_extra["routing"]["decision_id"])

@@ -13,7 +13,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,7 +65,7 @@ class ChatDoor(Protocol):
     def stream(self, request: ChatCompletionRequest, plan: Plan) -> StreamingAnswer: ...
 
 
-def chat_headers(
+async def chat_headers(
     x_conversation_id: str | None = Header(default=None),
     x_decision_id: str | None = Header(default=None),
     cache_control: str | None = Header(default=None),
@@ -86,8 +86,8 @@ def check_input(request: ChatCompletionRequest) -> None:
         )
 
 
-def chat_router(door: Callable[..., ChatDoor], *, chat_errors: tuple[int, ...] = ()) -> APIRouter:
-    """The chat routes over the door `door` (a FastAPI dependency) gives; `chat_errors`: the statuses the
+def chat_router(door: Callable[..., Awaitable[ChatDoor]], *, chat_errors: tuple[int, ...] = ()) -> APIRouter:
+    """The chat routes over the door `door` (an async FastAPI dependency: no thread hop per request) gives; `chat_errors`: the statuses the
     server's door adds to the chat route's documented ones."""
     router = APIRouter()
 

@@ -15,15 +15,15 @@ from hybrid_router.api.identity import (
 from hybrid_router.api.services import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def caller(request: Request) -> Identity:
+async def caller(request: Request) -> Identity:
     """In Lambda, Mangum puts the API Gateway event in the ASGI scope; only that is trusted there. Behind the
     Lambda Web Adapter (identity_source "request_context_header") the event's requestContext arrives as the
     x-amzn-request-context header, which the adapter writes over any header of that name the client sent."""
-    settings = services(request).settings
+    settings = request.app.state.services.settings
     event = request.scope.get("aws.event")
     try:
         if event is not None:

@@ -218,7 +218,7 @@ class CloudDoor:
         return self._pipeline().stream(request, plan)
 
 
-def cloud_door(who: Identity = Depends(caller), svc: Services = Depends(services)) -> CloudDoor:
+async def cloud_door(who: Identity = Depends(caller), svc: Services = Depends(services)) -> CloudDoor:
     return CloudDoor(svc, who)
 
 
