@@ -334,31 +334,22 @@ class Pipeline:
         served_as: str | None = None,
         cached: CachedAnswer | None = None,
     ) -> DecisionRecord:
-        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
-        `served_as`: the name the strong server gave the model that answered (the cloud's real name behind the
-        alias `strong`), recorded instead of the configured one.
-        With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
-        energy (and its electricity cost) to the record."""
-        costs = self.costs
+        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's,
+        as CostModel.charge prices them. `served_as`: the name the strong server gave the model that answered (the
+        cloud's real name behind the alias `strong`), recorded instead of the configured one."""
         strong_name = (served_as or self.strong_name)[:200] if route == "strong" else self.strong_name
         generation_s = max(generation_s - queue_s, 0.0)
-        strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
-        overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
-        if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
-            cost, energy = 0.0, 0.0
-        elif cached is not None:  # a strong answer served again: nothing paid now, what it cost then is saved
-            cost, energy, strong_cost = 0.0, 0.0, cached.cost_usd
-        elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
-            cost, energy = strong_cost, 0.0
-        else:
-            cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
-        if draft is not None and route != "weak":  # the discarded draft: time, energy, electricity
-            draft_s = max(draft.seconds - draft.queue_s, 0.0)
-            cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
-        if error is not None:  # a failed or cut answer saves nothing against always-strong
-            strong_cost = cost
-        if route != plan.route and reason.startswith("fallback:"):  # not the model chosen: no saving to claim
-            strong_cost = cost
+        charge = self.costs.charge(
+            route,
+            prompt_tokens,
+            completion_tokens,
+            generation_s,
+            remote=plan.remote,
+            failed=error is not None,
+            fell_back=route != plan.route and reason.startswith("fallback:"),
+            draft_s=max(draft.seconds - draft.queue_s, 0.0) if draft is not None else None,
+            cached_cost_usd=cached.cost_usd if cached is not None else None,
+        )
         cascade: dict[str, Any] = (
             {}
             if draft is None
@@ -387,9 +378,9 @@ class Pipeline:
             router_latency_ms=plan.router_latency_ms,
             generation_latency_ms=generation_s * 1000.0,
             queue_latency_ms=queue_s * 1000.0,
-            cost_usd=cost,
-            strong_cost_usd=strong_cost,
-            energy_wh=energy,
+            cost_usd=charge.cost_usd,
+            strong_cost_usd=charge.strong_cost_usd,
+            energy_wh=charge.energy_wh,
             status="error" if error else "ok",
             error=error[:500] if error else None,
             prompt=self._kept_prompt(plan, request) if self.store_prompts else None,
