@@ -29,15 +29,20 @@ The answer cache (hybrid_router.cache, `cache`): before a strong attempt the req
 answer (reason `cache:exact`, no strong cost, `cached_from` the decision that paid; a stream streams the cached
 text), and a strong answer that completed OK is stored after its record is written. A request carrying private
 data is never looked up or stored.
+
+In the code: `_prepare` makes a request's Job (refusing private data, drafting in the cascade band); `_answer` is
+the one attempt loop of both kinds of answer, and a mode (PlainMode, StreamMode) hands out what it finds: an
+attempt's answer, a cached one or the draft. `record` builds the decision record from the Job and its Outcome, at
+the price CostModel.charge puts on it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hybrid_router.backends.base import (
     INPUT_REJECTED,
@@ -384,6 +389,14 @@ class Pipeline:
             attempt.reservation = self.budget.reserve(job.messages, job.options["max_tokens"])
 
     @staticmethod
+    def _settle(attempts: list[Attempt]) -> None:
+        for attempt in attempts:
+            if attempt.reservation is not None:
+                attempt.reservation.release()
+
+    # what a model is sent, and what it gives back
+
+    @staticmethod
     def _sent(attempt: Attempt, job: Job) -> list[dict]:
         """What an attempt's model is given: the strong model gets a redacted conversation when the plan redacts."""
         privacy = job.plan.privacy
@@ -394,18 +407,14 @@ class Pipeline:
         """An attempt's answer with redacted values put back."""
         return plan.privacy.incoming(text) if attempt.route == "strong" and plan.privacy else text
 
-    def refuse(self, job: Job) -> PrivateDataRefused:
-        """Records a refused request (privacy setting `refuse`) and returns the error to raise."""
-        assert job.plan.privacy is not None
-        refused = PrivateDataRefused(job.plan.privacy.kinds)
-        self.write(self.record(job, Outcome("weak", job.plan.reason, error=str(refused))))
-        return refused
-
-    @staticmethod
-    def _settle(attempts: list[Attempt]) -> None:
-        for attempt in attempts:
-            if attempt.reservation is not None:
-                attempt.reservation.release()
+    def _pieces(self, attempt: Attempt, job: Job) -> Generator[str, None, StreamResult]:
+        """An attempt's answer as it streams, with redacted values put back."""
+        pieces = attempt.backend.stream(self._sent(attempt, job), **job.options)
+        privacy = job.plan.privacy
+        if attempt.route == "strong" and privacy is not None and privacy.redacts:
+            assert privacy.redaction is not None
+            return privacy.redaction.restore_stream(pieces)
+        return pieces
 
     # the record
 
@@ -459,6 +468,13 @@ class Pipeline:
     def write(self, record: DecisionRecord) -> bool:
         return self.recorder.write(record)
 
+    def _write_settled(self, record: DecisionRecord, attempt: Attempt) -> bool:
+        """Writes an answer's record, then releases its attempt's reservation: the real cost counts instead."""
+        try:
+            return self.write(record)
+        finally:
+            self._settle([attempt])
+
     # answering
 
     def complete(
@@ -469,41 +485,13 @@ class Pipeline:
         if cancelled is not None:
             return self._complete_cancellable(request, plan, cancelled)
         job = self._prepare(request, plan)
-        if job.draft is not None and job.draft.kept:
-            return self._draft_answer(job, KEPT)
-        attempts, reason = self.attempts(plan, job.draft, job.draft_error)
-        errors: list[BackendError] = [job.draft_error] if job.draft_error else []
-        try:
-            for attempt in attempts:
-                hit = self._cache_lookup(attempt, job.cache_key)
-                if hit is not None:
-                    return self._cached_answer(job, hit)
-                try:
-                    self._reserve(attempt, job)
-                except BudgetExceeded as exc:
-                    reason = exc.reason if attempt is attempts[0] else reason
-                    continue
-                try:
-                    _load(attempt.backend)
-                    began = time.perf_counter()
-                    completion = attempt.backend.complete(self._sent(attempt, job), **job.options)
-                except BackendError as exc:
-                    errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
-                    if self.ends_attempts(attempt, exc):
-                        break
-                    continue
-                outcome = Outcome(attempt.route, reason, _completion_usage(completion), time.perf_counter() - began)
-                record = self.record(job, outcome)
-                stored = self.write(record)
-                text = self._received(attempt, plan, completion.text)
-                self._cache_store(job.cache_key, text, completion.finish_reason, record)
-                return Answer(text, completion.finish_reason, record, stored)
-            if self._draft_is_fallback(job.draft, errors):
-                return self._draft_answer(job, self._fallback_reason(reason, errors))
-            raise self.give_up(job, errors)
-        finally:
-            self._settle(attempts)
+        return self._answer(job, PlainMode(self, job))
+
+    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> StreamingAnswer:
+        """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
+        record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
+        job = self._prepare(request, plan)
+        return self._answer(job, StreamMode(self, job, open_record))
 
     def _prepare(self, request: ChatCompletionRequest, plan: Plan) -> Job:
         """The request made ready to answer: refused (raises PrivateDataRefused) when its private data says so;
@@ -515,6 +503,85 @@ class Pipeline:
             raise self.refuse(job)
         job.draft, job.draft_error = self._draft(job)
         return job
+
+    def _answer(self, job: Job, mode: AnswerMode[AnswerT]) -> AnswerT:
+        """The answer, plain or streamed as `mode` hands it out: a kept draft; else the first attempt that answers
+        (the planned route, then the fallback), from the cache or its model; else the discarded draft after all;
+        else AnswerFailed. The attempt that answers settles when its record is written (a stream's at its end)."""
+        if job.draft is not None and job.draft.kept:
+            return mode.from_draft(KEPT)
+        attempts, reason = self.attempts(job.plan, job.draft, job.draft_error)
+        errors: list[BackendError] = [job.draft_error] if job.draft_error else []
+        answered: Attempt | None = None
+        try:
+            for attempt in attempts:
+                hit = self._cache_lookup(attempt, job.cache_key)
+                if hit is not None:
+                    return mode.from_cache(hit)
+                try:
+                    self._reserve(attempt, job)
+                except BudgetExceeded as exc:
+                    reason = exc.reason if attempt is attempts[0] else reason
+                    continue
+                try:
+                    _load(attempt.backend)
+                    answer = mode.from_attempt(attempt, reason)
+                except BackendError as exc:
+                    errors.append(exc)
+                    reason = f"fallback:{exc.cause}"
+                    if self.ends_attempts(attempt, exc):
+                        break
+                    continue
+                answered = attempt
+                return answer
+            if self._draft_is_fallback(job.draft, errors):
+                return mode.from_draft(self._fallback_reason(reason, errors))
+            raise self.give_up(job, errors)
+        finally:
+            self._settle([a for a in attempts if a is not answered])
+
+    def _complete_cancellable(
+        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool]
+    ) -> Answer:
+        answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
+        for _ in answer:
+            if cancelled():
+                answer.close("client_disconnected")
+                assert answer.record is not None
+                raise ClientGone(answer.record)
+        assert answer.record is not None
+        return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
+
+    # requests nobody answers
+
+    def refuse(self, job: Job) -> PrivateDataRefused:
+        """Records a refused request (privacy setting `refuse`) and returns the error to raise."""
+        assert job.plan.privacy is not None
+        refused = PrivateDataRefused(job.plan.privacy.kinds)
+        self.write(self.record(job, Outcome("weak", job.plan.reason, error=str(refused))))
+        return refused
+
+    def give_up(self, job: Job, errors: list[BackendError]) -> AnswerFailed:
+        """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
+        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
+        with a smaller context, would not be a fallback but a silent different answer."""
+        plan, draft = job.plan, job.draft
+        if not errors:  # nothing was tried: the side the plan names has no backend here
+            side = "strong" if plan.route == "strong" else "local"
+            errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
+        message = "; ".join(f"{e.cause}: {e}" for e in errors)
+        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
+        if draft is not None and len(errors) <= 1:
+            reason = ESCALATED
+        route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
+        seconds = time.perf_counter() - job.started
+        self.write(self.record(job, Outcome(route, reason, seconds=seconds, error=message)))
+        lead = "no model could answer"
+        if errors and errors[-1].cause == INPUT_REJECTED:
+            lead = "the strong model refused this request" + (
+                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model"
+            )
+        return AnswerFailed(f"{lead}: {message}", errors)
 
     # the answer cache: before a strong attempt, look up; after a strong answer completed OK, store
 
@@ -531,29 +598,6 @@ class Pipeline:
     def _cache_store(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> None:
         if self.cache is not None:
             self.cache.remember(key, text, finish_reason, record)
-
-    def _cached_answer(self, job: Job, hit: CachedAnswer) -> Answer:
-        record = self.record(job, Outcome("strong", CACHE_EXACT, _cached_usage(hit), cached=hit))
-        stored = self.write(record)
-        return Answer(hit.text, hit.finish_reason, record, stored)
-
-    def _cached_stream(self, job: Job, hit: CachedAnswer, open_record: bool) -> StreamingAnswer:
-        """A cache hit as a stream: the cached text, word by word, then the record (reason `cache:exact`)."""
-        assert self.strong is not None
-        if open_record:
-            self.recorder.begin(self.record(job, Outcome("strong", CACHE_EXACT, error=UNFINISHED, cached=hit)))
-        text = cached_pieces(hit.text)
-        return StreamingAnswer(
-            self,
-            job,
-            Attempt("strong", self.strong),
-            CACHE_EXACT,
-            time.perf_counter(),
-            next(text, None),
-            text,
-            _cached_usage(hit),
-            cached=hit,
-        )
 
     # cascade: the local draft
 
@@ -603,124 +647,113 @@ class Pipeline:
     def _fallback_reason(reason: str, errors: list[BackendError]) -> str:
         return f"fallback:{errors[0].cause}" if errors else reason
 
-    def _draft_answer(self, job: Job, reason: str) -> Answer:
-        draft = job.draft
+
+AnswerT = TypeVar("AnswerT")
+AnswerT_co = TypeVar("AnswerT_co", covariant=True)
+
+
+class AnswerMode(Protocol[AnswerT_co]):
+    """How answers are handed out (whole, or as streams), from each place an answer can come from."""
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> AnswerT_co:
+        """The attempt's model answers (it is loaded, and reserved for); raises BackendError when it cannot."""
+        ...
+
+    def from_cache(self, hit: CachedAnswer) -> AnswerT_co:
+        """A strong answer served again from the answer cache."""
+        ...
+
+    def from_draft(self, reason: str) -> AnswerT_co:
+        """The cascade draft, kept or the fallback after all."""
+        ...
+
+
+@dataclass
+class PlainMode:
+    """Whole answers (Pipeline.complete): each recorded before it is handed out."""
+
+    pipeline: Pipeline
+    job: Job
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> Answer:
+        pipeline, job = self.pipeline, self.job
+        began = time.perf_counter()
+        completion = attempt.backend.complete(pipeline._sent(attempt, job), **job.options)
+        outcome = Outcome(attempt.route, reason, _completion_usage(completion), time.perf_counter() - began)
+        record = pipeline.record(job, outcome)
+        stored = pipeline._write_settled(record, attempt)
+        text = pipeline._received(attempt, job.plan, completion.text)
+        pipeline._cache_store(job.cache_key, text, completion.finish_reason, record)
+        return Answer(text, completion.finish_reason, record, stored)
+
+    def from_cache(self, hit: CachedAnswer) -> Answer:
+        outcome = Outcome("strong", CACHE_EXACT, _cached_usage(hit), cached=hit)
+        return self._recorded(hit.text, hit.finish_reason, outcome)
+
+    def from_draft(self, reason: str) -> Answer:
+        draft = self.job.draft
         assert draft is not None
-        record = self.record(job, Outcome("weak", reason, draft.usage, draft.seconds))
-        stored = self.write(record)
-        return Answer(draft.text, draft.finish_reason, record, stored)
+        return self._recorded(draft.text, draft.finish_reason, Outcome("weak", reason, draft.usage, draft.seconds))
 
-    def _complete_cancellable(
-        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool]
-    ) -> Answer:
-        answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
-        for _ in answer:
-            if cancelled():
-                answer.close("client_disconnected")
-                assert answer.record is not None
-                raise ClientGone(answer.record)
-        assert answer.record is not None
-        return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
+    def _recorded(self, text: str, finish_reason: str, outcome: Outcome) -> Answer:
+        record = self.pipeline.record(self.job, outcome)
+        return Answer(text, finish_reason, record, self.pipeline.write(record))
 
-    def give_up(self, job: Job, errors: list[BackendError]) -> AnswerFailed:
-        """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
-        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
-        with a smaller context, would not be a fallback but a silent different answer."""
-        plan, draft = job.plan, job.draft
-        if not errors:  # nothing was tried: the side the plan names has no backend here
-            side = "strong" if plan.route == "strong" else "local"
-            errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
-        message = "; ".join(f"{e.cause}: {e}" for e in errors)
-        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
-        if draft is not None and len(errors) <= 1:
-            reason = ESCALATED
-        route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
-        seconds = time.perf_counter() - job.started
-        self.write(self.record(job, Outcome(route, reason, seconds=seconds, error=message)))
-        lead = "no model could answer"
-        if errors and errors[-1].cause == INPUT_REJECTED:
-            lead = "the strong model refused this request" + (
-                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model"
-            )
-        return AnswerFailed(f"{lead}: {message}", errors)
 
-    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> StreamingAnswer:
-        """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
-        record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
-        job = self._prepare(request, plan)
-        if job.draft is not None and job.draft.kept:
-            return self._draft_stream(job, KEPT, open_record)
-        attempts, reason = self.attempts(plan, job.draft, job.draft_error)
-        errors: list[BackendError] = [job.draft_error] if job.draft_error else []
-        handed_over: Attempt | None = None
+@dataclass
+class StreamMode:
+    """Streamed answers (Pipeline.stream): each record is opened (Recorder.begin) before the first piece is handed
+    out, unless `open_record` is False, and written when the stream ends (StreamingAnswer)."""
+
+    pipeline: Pipeline
+    job: Job
+    open_record: bool
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> StreamingAnswer:
+        """The model's stream, its first piece awaited here: a model that fails before it falls back."""
+        pipeline, job = self.pipeline, self.job
+        began = time.perf_counter()
+        pieces = pipeline._pieces(attempt, job)
         try:
-            for attempt in attempts:
-                hit = self._cache_lookup(attempt, job.cache_key)
-                if hit is not None:
-                    return self._cached_stream(job, hit, open_record)
-                try:
-                    self._reserve(attempt, job)
-                except BudgetExceeded as exc:
-                    reason = exc.reason if attempt is attempts[0] else reason
-                    continue
-                try:
-                    _load(attempt.backend)
-                except BackendError as exc:
-                    errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
-                    continue
-                began = time.perf_counter()
-                pieces = attempt.backend.stream(self._sent(attempt, job), **job.options)
-                if attempt.route == "strong" and plan.privacy is not None and plan.privacy.redacts:
-                    assert plan.privacy.redaction is not None
-                    pieces = plan.privacy.redaction.restore_stream(pieces)
-                try:
-                    first = next(pieces)
-                except StopIteration as stop:
-                    handed_over = attempt
-                    return StreamingAnswer(
-                        self, job, attempt, reason, began, None, iter(()), _stream_result(stop.value)
-                    )
-                except BackendError as exc:
-                    errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
-                    if self.ends_attempts(attempt, exc):
-                        break
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
-                    seconds = time.perf_counter() - began
-                    self.write(self.record(job, Outcome(attempt.route, reason, seconds=seconds, error="interrupted")))
-                    raise
-                try:
-                    if open_record:
-                        self.recorder.begin(self.record(job, Outcome(attempt.route, reason, error=UNFINISHED)))
-                except BaseException:
-                    pieces.close()
-                    raise
-                handed_over = attempt
-                return StreamingAnswer(self, job, attempt, reason, began, first, pieces, None)
-            if self._draft_is_fallback(job.draft, errors):
-                return self._draft_stream(job, self._fallback_reason(reason, errors), open_record)
-            raise self.give_up(job, errors)
-        finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
-            self._settle([a for a in attempts if a is not handed_over])
+            first = next(pieces)
+        except StopIteration as stop:  # an empty answer
+            return StreamingAnswer(pipeline, job, attempt, reason, began, None, iter(()), _stream_result(stop.value))
+        except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
+            interrupted = Outcome(attempt.route, reason, seconds=time.perf_counter() - began, error="interrupted")
+            pipeline.write(pipeline.record(job, interrupted))
+            raise
+        try:
+            self._open(attempt.route, reason)
+        except BaseException:
+            pieces.close()
+            raise
+        return StreamingAnswer(pipeline, job, attempt, reason, began, first, pieces, None)
 
-    def _draft_stream(self, job: Job, reason: str, open_record: bool) -> StreamingAnswer:
-        """A held draft handed out as a stream of one piece (it is complete already)."""
-        draft = job.draft
-        assert self.weak is not None and draft is not None
-        if open_record:
-            self.recorder.begin(self.record(job, Outcome("weak", reason, error=UNFINISHED)))
+    def from_cache(self, hit: CachedAnswer) -> StreamingAnswer:
+        """The cached text, word by word."""
+        strong = self.pipeline.strong
+        assert strong is not None
+        self._open("strong", CACHE_EXACT, hit)
+        text = cached_pieces(hit.text)
+        attempt = Attempt("strong", strong)
+        began, usage = time.perf_counter(), _cached_usage(hit)
+        first = next(text, None)
+        return StreamingAnswer(self.pipeline, self.job, attempt, CACHE_EXACT, began, first, text, usage, cached=hit)
+
+    def from_draft(self, reason: str) -> StreamingAnswer:
+        """The held draft as a stream of one piece (it is complete already)."""
+        draft, weak = self.job.draft, self.pipeline.weak
+        assert draft is not None and weak is not None
+        self._open("weak", reason)
+        attempt, began = Attempt("weak", weak), time.perf_counter()
         return StreamingAnswer(
-            self,
-            job,
-            Attempt("weak", self.weak),
-            reason,
-            time.perf_counter(),
-            draft.text or None,
-            iter(()),
-            draft.usage,
+            self.pipeline, self.job, attempt, reason, began, draft.text or None, iter(()), draft.usage
         )
+
+    def _open(self, route: Route, reason: str, cached: CachedAnswer | None = None) -> None:
+        if self.open_record:
+            opened = Outcome(route, reason, error=UNFINISHED, cached=cached)
+            self.pipeline.recorder.begin(self.pipeline.record(self.job, opened))
 
 
 @dataclass
@@ -806,10 +839,7 @@ class StreamingAnswer:
         self.record = self.pipeline.record(
             self.job, Outcome(self.route, self.reason, usage, seconds, error, self.cached)
         )
-        try:
-            self.stored = self.pipeline.write(self.record)
-        finally:
-            Pipeline._settle([self.attempt])
+        self.stored = self.pipeline._write_settled(self.record, self.attempt)
         if error is None and self.cached is None:
             self.pipeline._cache_store(self.job.cache_key, self.text, self.finish_reason, self.record)
 
