@@ -8,21 +8,28 @@ from hybrid_router.costs import Charge, CostModel, Prices
 
 # Round prices: a strong token costs $1 (prompt) or $2 (completion) a million, a cloud request $0.001, and the
 # device draws 36 W at $0.50 a kWh, so 100 s of local generation is 1 Wh and $0.0005.
-PRICES = Prices(
-    strong_pricing="per_token",
-    instance_usd_per_hour=0.0,
-    input_tokens_per_second=1.0,
-    output_tokens_per_second=1.0,
-    input_usd_per_million=1.0,
-    output_usd_per_million=2.0,
-    device_watts=36.0,
-    usd_per_kwh=0.5,
-    api_gateway_usd_per_request=0.001,
-    lambda_usd_per_request=0.0,
-    lambda_usd_per_gb_second=0.0,
-    lambda_memory_gb=1.0,
-    lambda_seconds_per_request=1.0,
-    dynamodb_usd_per_write=0.0,
+PRICES = Prices.from_toml(
+    """
+    [strong]
+    pricing = "per_token"
+    instance_usd_per_hour = 0.0
+    input_tokens_per_second = 1.0
+    output_tokens_per_second = 1.0
+    input_usd_per_million = 1.0
+    output_usd_per_million = 2.0
+
+    [weak]
+    device_watts = 36.0
+    usd_per_kwh = 0.5
+
+    [cloud_overhead]
+    api_gateway_usd_per_request = 0.001
+    lambda_usd_per_request = 0.0
+    lambda_usd_per_gb_second = 0.0
+    lambda_memory_gb = 1.0
+    lambda_seconds_per_request = 1.0
+    dynamodb_usd_per_write = 0.0
+    """
 )
 COSTS = CostModel(PRICES)
 STRONG_USD = 0.003  # 1,000 prompt and 500 completion tokens, and the cloud request
