@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from hybrid_router.decision import Route
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,19 @@ def load_prices(path: str | None = None) -> Prices:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What one answer cost (`energy_wh` on the device), and what the strong model would have cost for it."""
+
+    cost_usd: float = 0.0
+    strong_cost_usd: float = 0.0
+    energy_wh: float = 0.0
+
+    @property
+    def saving_usd(self) -> float:
+        return self.strong_cost_usd - self.cost_usd
+
+
+@dataclass(frozen=True)
 class CostModel:
     prices: Prices
 
@@ -91,6 +106,52 @@ class CostModel:
 
     def weak_cost_usd(self, generation_seconds: float) -> float:
         return self.weak_energy_wh(generation_seconds) / 1000.0 * self.prices.usd_per_kwh
+
+    def charge(
+        self,
+        route: Route,
+        prompt_tokens: int,
+        completion_tokens: int,
+        generation_s: float,
+        *,
+        remote: bool = False,
+        failed: bool = False,
+        fell_back: bool = False,
+        draft_s: float | None = None,
+        cached_cost_usd: float | None = None,
+    ) -> Charge:
+        """What one answer cost and what it would have cost had the strong model answered.
+
+        `generation_s`: the model's time, waiting for a busy local model excluded. `remote`: the decision went
+        through the cloud, so a local answer paid for a cloud request too. `failed`: an error ended the answer;
+        `fell_back`: the side the plan did not choose answered; either way no saving is claimed. `draft_s`: the
+        cascade draft's time: on the weak route the draft is the answer (its time is `generation_s`); on the strong
+        route it was discarded, and its electricity is paid on top.
+        `cached_cost_usd`: the answer was served again from the answer cache, and cost this when it was paid for.
+        """
+        if failed and completion_tokens == 0:  # nothing was delivered: nothing to pay
+            charge = Charge()
+        elif cached_cost_usd is not None:  # nothing paid now; what it cost then is the saving
+            charge = Charge(0.0, cached_cost_usd)
+        elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
+            strong_cost = self.strong_cost_usd(prompt_tokens, completion_tokens)
+            charge = Charge(strong_cost, strong_cost)
+        else:
+            overhead = self.cloud_overhead_usd() if remote else 0.0
+            charge = Charge(
+                self.weak_cost_usd(generation_s) + overhead,
+                self.strong_cost_usd(prompt_tokens, completion_tokens),
+                self.weak_energy_wh(generation_s),
+            )
+        if draft_s is not None and route != "weak":
+            charge = replace(
+                charge,
+                cost_usd=charge.cost_usd + self.weak_cost_usd(draft_s),
+                energy_wh=charge.energy_wh + self.weak_energy_wh(draft_s),
+            )
+        if failed or fell_back:
+            charge = replace(charge, strong_cost_usd=charge.cost_usd)
+        return charge
 
     def log_cost_usd(self) -> float:
         """Storing one decision record in DynamoDB."""

@@ -29,21 +29,27 @@ The answer cache (hybrid_router.cache, `cache`): before a strong attempt the req
 answer (reason `cache:exact`, no strong cost, `cached_from` the decision that paid; a stream streams the cached
 text), and a strong answer that completed OK is stored after its record is written. A request carrying private
 data is never looked up or stored.
+
+In the code: `_prepare` makes a request's Job (refusing private data, drafting in the cascade band); `_answer` is
+the one attempt loop of both kinds of answer, and a mode (PlainMode, StreamMode) hands out what it finds: an
+attempt's answer, a cached one or the draft. `record` builds the decision record from the Job and its Outcome, at
+the price CostModel.charge puts on it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hybrid_router.backends.base import (
     INPUT_REJECTED,
     LOCAL_BUSY,
     BackendError,
     ChatBackend,
+    Completion,
     DraftingBackend,
     StreamResult,
 )
@@ -51,7 +57,7 @@ from hybrid_router.budget import BudgetExceeded, Reservation, SpendLedger
 from hybrid_router.cache import CACHE_EXACT, CachedAnswer
 from hybrid_router.cache.step import CacheStep, cached_pieces
 from hybrid_router.cascade import CascadePolicy, answer_confidence
-from hybrid_router.costs import CostModel
+from hybrid_router.costs import Charge, CostModel
 from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord, Route
 from hybrid_router.openai_schema import ChatCompletionRequest
 
@@ -101,6 +107,14 @@ class Draft:
     queue_s: float
     confidence: float
     kept: bool
+
+    @property
+    def generation_s(self) -> float:
+        return max(self.seconds - self.queue_s, 0.0)
+
+    @property
+    def usage(self) -> StreamResult:
+        return StreamResult(self.prompt_tokens, self.completion_tokens, self.finish_reason, self.queue_s)
 
 
 UNFINISHED = "unfinished: the stream started and was cut off before it ended (the process stopped)"
@@ -171,6 +185,58 @@ class Attempt:
     reservation: Reservation | None = None
 
 
+@dataclass
+class Job:
+    """One request being answered: its plan, what a model is sent, when it started, its answer cache key (None:
+    not cached) and, in the cascade band, the local draft or the error that kept it from being made."""
+
+    plan: Plan
+    request: ChatCompletionRequest
+    messages: list[dict]
+    options: dict
+    started: float
+    cache_key: str | None
+    draft: Draft | None = None
+    draft_error: BackendError | None = None
+
+
+NO_USAGE = StreamResult(0, 0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request ended, as its record tells it: the side that answered (or failed) and why, the answer's usage
+    (`usage.model`: the name the strong server gave the model), its time (`seconds` includes `usage.queue_s`), the
+    error that ended it, and the cached answer it served again."""
+
+    route: Route
+    reason: str
+    usage: StreamResult = NO_USAGE
+    seconds: float = 0.0
+    error: str | None = None
+    cached: CachedAnswer | None = None
+
+    @property
+    def generation_s(self) -> float:
+        """The model's time: waiting for a busy local model is not generation."""
+        return max(self.seconds - self.usage.queue_s, 0.0)
+
+
+def _completion_usage(completion: Completion) -> StreamResult:
+    return StreamResult(
+        completion.prompt_tokens,
+        completion.completion_tokens,
+        completion.finish_reason,
+        completion.queue_s,
+        completion.usage_estimated,
+        completion.model,
+    )
+
+
+def _cached_usage(hit: CachedAnswer) -> StreamResult:
+    return StreamResult(hit.prompt_tokens, hit.completion_tokens, hit.finish_reason)
+
+
 def _stream_result(value: StreamResult | tuple | None) -> StreamResult | None:
     """A stream's return value as a StreamResult (a backend may return a bare (prompt, completion) pair)."""
     if value is None or isinstance(value, StreamResult):
@@ -196,6 +262,35 @@ def _load(backend: ChatBackend) -> None:
     load = getattr(backend, "load", None)  # only lazy backends have one
     if getattr(backend, "loaded", True) is False and load is not None:
         load()
+
+
+def _plan_fields(plan: Plan) -> dict[str, Any]:
+    """A record's fields that come from the plan: the decision, the router that made it, what the privacy
+    detector found, a router experiment's fields."""
+    return {
+        "decision_id": plan.decision_id,
+        "tenant_id": plan.tenant_id,
+        "device_id": plan.device_id,
+        "router_id": plan.router_id,
+        "router_version": plan.router_version,
+        "score": min(max(plan.score, 0.0), 1.0),
+        "threshold": min(max(plan.threshold, 0.0), 1.0),
+        "router_latency_ms": plan.router_latency_ms,
+        "privacy_kinds": plan.privacy.kinds if plan.privacy else [],
+        **plan.experiment_fields,
+    }
+
+
+def _draft_fields(draft: Draft | None) -> dict[str, Any]:
+    """A cascade record's fields about the local draft, kept or discarded (none without a draft)."""
+    if draft is None:
+        return {}
+    return {
+        "draft_tokens": draft.completion_tokens,
+        "draft_latency_ms": draft.generation_s * 1e3,
+        "confidence": min(max(draft.confidence, 0.0), 1.0),
+        "escalated": not draft.kept,
+    }
 
 
 class Pipeline:
@@ -289,27 +384,10 @@ class Pipeline:
             "top_p": request.top_p,
         }
 
-    def _reserve(self, attempt: Attempt, request: ChatCompletionRequest, options: dict) -> None:
+    def _reserve(self, attempt: Attempt, job: Job) -> None:
         """A strong attempt first reserves its worst-case cost (raises BudgetExceeded); the weak one costs none."""
         if attempt.route == "strong" and self.budget is not None:
-            attempt.reservation = self.budget.reserve(self.messages(request), options["max_tokens"])
-
-    @staticmethod
-    def _sent(attempt: Attempt, plan: Plan, messages: list[dict]) -> list[dict]:
-        """What an attempt's model is given: the strong model gets a redacted conversation when the plan redacts."""
-        return plan.privacy.outgoing(messages) if attempt.route == "strong" and plan.privacy else messages
-
-    @staticmethod
-    def _received(attempt: Attempt, plan: Plan, text: str) -> str:
-        """An attempt's answer with redacted values put back."""
-        return plan.privacy.incoming(text) if attempt.route == "strong" and plan.privacy else text
-
-    def refuse(self, plan: Plan, request: ChatCompletionRequest) -> PrivateDataRefused:
-        """Records a refused request (privacy setting `refuse`) and returns the error to raise."""
-        assert plan.privacy is not None
-        refused = PrivateDataRefused(plan.privacy.kinds)
-        self.write(self.record(plan, request, "weak", plan.reason, 0, 0, 0.0, error=str(refused)))
-        return refused
+            attempt.reservation = self.budget.reserve(job.messages, job.options["max_tokens"])
 
     @staticmethod
     def _settle(attempts: list[Attempt]) -> None:
@@ -317,88 +395,70 @@ class Pipeline:
             if attempt.reservation is not None:
                 attempt.reservation.release()
 
+    # what a model is sent, and what it gives back
+
+    @staticmethod
+    def _sent(attempt: Attempt, job: Job) -> list[dict]:
+        """What an attempt's model is given: the strong model gets a redacted conversation when the plan redacts."""
+        privacy = job.plan.privacy
+        return privacy.outgoing(job.messages) if attempt.route == "strong" and privacy else job.messages
+
+    @staticmethod
+    def _received(attempt: Attempt, plan: Plan, text: str) -> str:
+        """An attempt's answer with redacted values put back."""
+        return plan.privacy.incoming(text) if attempt.route == "strong" and plan.privacy else text
+
+    def _pieces(self, attempt: Attempt, job: Job) -> Generator[str, None, StreamResult]:
+        """An attempt's answer as it streams, with redacted values put back."""
+        pieces = attempt.backend.stream(self._sent(attempt, job), **job.options)
+        privacy = job.plan.privacy
+        if attempt.route == "strong" and privacy is not None and privacy.redacts:
+            assert privacy.redaction is not None
+            return privacy.redaction.restore_stream(pieces)
+        return pieces
+
     # the record
 
-    def record(
-        self,
-        plan: Plan,
-        request: ChatCompletionRequest,
-        route: Route,
-        reason: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        generation_s: float,
-        error: str | None = None,
-        queue_s: float = 0.0,
-        draft: Draft | None = None,
-        usage_estimated: bool = False,
-        served_as: str | None = None,
-        cached: CachedAnswer | None = None,
-    ) -> DecisionRecord:
-        """`generation_s` includes `queue_s` (waiting for a busy local model); cost and energy are generation's.
-        `served_as`: the name the strong server gave the model that answered (the cloud's real name behind the
-        alias `strong`), recorded instead of the configured one.
-        With a cascade `draft`: a weak route's answer is the draft; any other outcome adds the discarded draft's
-        energy (and its electricity cost) to the record."""
-        costs = self.costs
-        strong_name = (served_as or self.strong_name)[:200] if route == "strong" else self.strong_name
-        generation_s = max(generation_s - queue_s, 0.0)
-        strong_cost = costs.strong_cost_usd(prompt_tokens, completion_tokens)
-        overhead = costs.cloud_overhead_usd() if plan.remote else 0.0
-        if error is not None and completion_tokens == 0:  # nothing was delivered: nothing to pay
-            cost, energy = 0.0, 0.0
-        elif cached is not None:  # a strong answer served again: nothing paid now, what it cost then is saved
-            cost, energy, strong_cost = 0.0, 0.0, cached.cost_usd
-        elif route == "strong":  # delivered tokens are paid for, even when the stream broke off after them
-            cost, energy = strong_cost, 0.0
-        else:
-            cost, energy = costs.weak_cost_usd(generation_s) + overhead, costs.weak_energy_wh(generation_s)
-        if draft is not None and route != "weak":  # the discarded draft: time, energy, electricity
-            draft_s = max(draft.seconds - draft.queue_s, 0.0)
-            cost, energy = cost + costs.weak_cost_usd(draft_s), energy + costs.weak_energy_wh(draft_s)
-        if error is not None:  # a failed or cut answer saves nothing against always-strong
-            strong_cost = cost
-        if route != plan.route and reason.startswith("fallback:"):  # not the model chosen: no saving to claim
-            strong_cost = cost
-        cascade: dict[str, Any] = (
-            {}
-            if draft is None
-            else {
-                "draft_tokens": draft.completion_tokens,
-                "draft_latency_ms": max(draft.seconds - draft.queue_s, 0.0) * 1e3,
-                "confidence": min(max(draft.confidence, 0.0), 1.0),
-                "escalated": not draft.kept,
-            }
-        )
+    def record(self, job: Job, outcome: Outcome) -> DecisionRecord:
+        """The decision record of `job` ending as `outcome`, at the price CostModel.charge puts on it. The strong
+        model is named as its server named it (the cloud's real name behind the alias `strong`), if it did."""
+        usage, route = outcome.usage, outcome.route
+        strong_name = (usage.model or self.strong_name)[:200] if route == "strong" else self.strong_name
+        charge = self._charge(job, outcome)
         return DecisionRecord(
-            decision_id=plan.decision_id,
-            tenant_id=plan.tenant_id,
-            device_id=plan.device_id,
-            router_id=plan.router_id,
-            router_version=plan.router_version,
-            score=min(max(plan.score, 0.0), 1.0),
-            threshold=min(max(plan.threshold, 0.0), 1.0),
             route=route,
-            reason=reason,
+            reason=outcome.reason,
             weak_model=self.weak_name,
             strong_model=strong_name,
             model_used=self.weak_name if route == "weak" else strong_name,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            router_latency_ms=plan.router_latency_ms,
-            generation_latency_ms=generation_s * 1000.0,
-            queue_latency_ms=queue_s * 1000.0,
-            cost_usd=cost,
-            strong_cost_usd=strong_cost,
-            energy_wh=energy,
-            status="error" if error else "ok",
-            error=error[:500] if error else None,
-            prompt=self._kept_prompt(plan, request) if self.store_prompts else None,
-            usage_estimated=usage_estimated,
-            privacy_kinds=plan.privacy.kinds if plan.privacy else [],
-            cached_from=cached.decision_id if cached is not None else None,
-            **cascade,
-            **plan.experiment_fields,
+            prompt_tokens=int(usage.prompt_tokens),
+            completion_tokens=int(usage.completion_tokens),
+            generation_latency_ms=outcome.generation_s * 1000.0,
+            queue_latency_ms=usage.queue_s * 1000.0,
+            cost_usd=charge.cost_usd,
+            strong_cost_usd=charge.strong_cost_usd,
+            energy_wh=charge.energy_wh,
+            status="error" if outcome.error else "ok",
+            error=outcome.error[:500] if outcome.error else None,
+            prompt=self._kept_prompt(job.plan, job.request) if self.store_prompts else None,
+            usage_estimated=usage.usage_estimated,
+            cached_from=outcome.cached.decision_id if outcome.cached is not None else None,
+            **_plan_fields(job.plan),
+            **_draft_fields(job.draft),
+        )
+
+    def _charge(self, job: Job, outcome: Outcome) -> Charge:
+        plan, usage = job.plan, outcome.usage
+        return self.costs.charge(
+            outcome.route,
+            int(usage.prompt_tokens),
+            int(usage.completion_tokens),
+            outcome.generation_s,
+            remote=plan.remote,
+            failed=outcome.error is not None,
+            fell_back=outcome.route != plan.route and outcome.reason.startswith("fallback:"),
+            draft_s=job.draft.generation_s if job.draft is not None else None,
+            cached_cost_usd=outcome.cached.cost_usd if outcome.cached is not None else None,
         )
 
     @staticmethod
@@ -409,6 +469,13 @@ class Pipeline:
     def write(self, record: DecisionRecord) -> bool:
         return self.recorder.write(record)
 
+    def _write_settled(self, record: DecisionRecord, attempt: Attempt) -> bool:
+        """Writes an answer's record, then releases its attempt's reservation: the real cost counts instead."""
+        try:
+            return self.write(record)
+        finally:
+            self._settle([attempt])
+
     # answering
 
     def complete(
@@ -416,61 +483,106 @@ class Pipeline:
     ) -> Answer:
         """A whole answer. With `cancelled` (e.g. "has the HTTP client hung up?"), the answer is generated as a
         stream and stops at the first piece after `cancelled()` turns true (raises ClientGone)."""
-        if plan.privacy is not None and plan.privacy.refuses:
-            raise self.refuse(plan, request)
         if cancelled is not None:
             return self._complete_cancellable(request, plan, cancelled)
+        job = self._prepare(request, plan)
+        return self._answer(job, PlainMode(self, job))
+
+    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> StreamingAnswer:
+        """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
+        record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
+        job = self._prepare(request, plan)
+        return self._answer(job, StreamMode(self, job, open_record))
+
+    def _prepare(self, request: ChatCompletionRequest, plan: Plan) -> Job:
+        """The request made ready to answer: refused (raises PrivateDataRefused) when its private data says so;
+        in the cascade band, drafted by the local model."""
         messages, options = self.messages(request), self._options(request, plan)
-        started = time.perf_counter()
-        draft, draft_error = self._draft(plan, request, messages, options)
-        if draft is not None and draft.kept:
-            return self._draft_answer(plan, request, draft, KEPT)
-        attempts, reason = self.attempts(plan, draft, draft_error)
-        errors: list[BackendError] = [draft_error] if draft_error else []
-        key = self._cache_key(request, plan, messages, options)
+        cache_key = self._cache_key(request, plan, messages, options)
+        job = Job(plan, request, messages, options, time.perf_counter(), cache_key)
+        if plan.privacy is not None and plan.privacy.refuses:
+            raise self.refuse(job)
+        job.draft, job.draft_error = self._draft(job)
+        return job
+
+    def _answer(self, job: Job, mode: AnswerMode[AnswerT]) -> AnswerT:
+        """The answer, plain or streamed as `mode` hands it out: a kept draft; else the first attempt that answers
+        (the planned route, then the fallback), from the cache or its model; else the discarded draft after all;
+        else AnswerFailed. The attempt that answers settles when its record is written (a stream's at its end)."""
+        if job.draft is not None and job.draft.kept:
+            return mode.from_draft(KEPT)
+        attempts, reason = self.attempts(job.plan, job.draft, job.draft_error)
+        errors: list[BackendError] = [job.draft_error] if job.draft_error else []
+        answered: Attempt | None = None
         try:
             for attempt in attempts:
-                hit = self._cache_lookup(attempt, key)
+                hit = self._cache_lookup(attempt, job.cache_key)
                 if hit is not None:
-                    return self._cached_answer(plan, request, hit, draft)
+                    return mode.from_cache(hit)
                 try:
-                    self._reserve(attempt, request, options)
+                    self._reserve(attempt, job)
                 except BudgetExceeded as exc:
                     reason = exc.reason if attempt is attempts[0] else reason
                     continue
                 try:
                     _load(attempt.backend)
-                    began = time.perf_counter()
-                    completion = attempt.backend.complete(self._sent(attempt, plan, messages), **options)
+                    answer = mode.from_attempt(attempt, reason)
                 except BackendError as exc:
                     errors.append(exc)
                     reason = f"fallback:{exc.cause}"
                     if self.ends_attempts(attempt, exc):
                         break
                     continue
-                record = self.record(
-                    plan,
-                    request,
-                    attempt.route,
-                    reason,
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                    time.perf_counter() - began,
-                    queue_s=completion.queue_s,
-                    draft=draft,
-                    usage_estimated=completion.usage_estimated,
-                    served_as=completion.model,
-                )
-                stored = self.write(record)
-                text = self._received(attempt, plan, completion.text)
-                self._cache_store(key, text, completion.finish_reason, record)
-                return Answer(text, completion.finish_reason, record, stored)
-            if self._draft_is_fallback(draft, errors):
-                assert draft is not None
-                return self._draft_answer(plan, request, draft, self._fallback_reason(reason, errors))
-            raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
+                answered = attempt
+                return answer
+            if self._draft_is_fallback(job.draft, errors):
+                return mode.from_draft(self._fallback_reason(reason, errors))
+            raise self.give_up(job, errors)
         finally:
-            self._settle(attempts)
+            self._settle([a for a in attempts if a is not answered])
+
+    def _complete_cancellable(
+        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool]
+    ) -> Answer:
+        answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
+        for _ in answer:
+            if cancelled():
+                answer.close("client_disconnected")
+                assert answer.record is not None
+                raise ClientGone(answer.record)
+        assert answer.record is not None
+        return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
+
+    # requests nobody answers
+
+    def refuse(self, job: Job) -> PrivateDataRefused:
+        """Records a refused request (privacy setting `refuse`) and returns the error to raise."""
+        assert job.plan.privacy is not None
+        refused = PrivateDataRefused(job.plan.privacy.kinds)
+        self.write(self.record(job, Outcome("weak", job.plan.reason, error=str(refused))))
+        return refused
+
+    def give_up(self, job: Job, errors: list[BackendError]) -> AnswerFailed:
+        """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
+        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
+        with a smaller context, would not be a fallback but a silent different answer."""
+        plan, draft = job.plan, job.draft
+        if not errors:  # nothing was tried: the side the plan names has no backend here
+            side = "strong" if plan.route == "strong" else "local"
+            errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
+        message = "; ".join(f"{e.cause}: {e}" for e in errors)
+        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
+        if draft is not None and len(errors) <= 1:
+            reason = ESCALATED
+        route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
+        seconds = time.perf_counter() - job.started
+        self.write(self.record(job, Outcome(route, reason, seconds=seconds, error=message)))
+        lead = "no model could answer"
+        if errors and errors[-1].cause == INPUT_REJECTED:
+            lead = "the strong model refused this request" + (
+                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model"
+            )
+        return AnswerFailed(f"{lead}: {message}", errors)
 
     # the answer cache: before a strong attempt, look up; after a strong answer completed OK, store
 
@@ -488,56 +600,12 @@ class Pipeline:
         if self.cache is not None:
             self.cache.remember(key, text, finish_reason, record)
 
-    def _cached_answer(
-        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None
-    ) -> Answer:
-        record = self.record(
-            plan,
-            request,
-            "strong",
-            CACHE_EXACT,
-            hit.prompt_tokens,
-            hit.completion_tokens,
-            0.0,
-            draft=draft,
-            cached=hit,
-        )
-        stored = self.write(record)
-        return Answer(hit.text, hit.finish_reason, record, stored)
-
-    def _cached_stream(
-        self, plan: Plan, request: ChatCompletionRequest, hit: CachedAnswer, draft: Draft | None, open_record: bool
-    ) -> StreamingAnswer:
-        """A cache hit as a stream: the cached text, word by word, then the record (reason `cache:exact`)."""
-        assert self.strong is not None
-        if open_record:
-            self.recorder.begin(
-                self.record(plan, request, "strong", CACHE_EXACT, 0, 0, 0.0, error=UNFINISHED, draft=draft, cached=hit)
-            )
-        text = cached_pieces(hit.text)
-        usage = StreamResult(hit.prompt_tokens, hit.completion_tokens, hit.finish_reason)
-        return StreamingAnswer(
-            self,
-            plan,
-            request,
-            Attempt("strong", self.strong),
-            CACHE_EXACT,
-            time.perf_counter(),
-            next(text, None),
-            text,
-            usage,
-            draft=draft,
-            cached=hit,
-        )
-
     # cascade: the local draft
 
-    def _draft(
-        self, plan: Plan, request: ChatCompletionRequest, messages: list[dict], options: dict
-    ) -> tuple[Draft | None, BackendError | None]:
+    def _draft(self, job: Job) -> tuple[Draft | None, BackendError | None]:
         """In the cascade band, the local model's draft and the policy's verdict on it; else (None, None). A draft
         that cannot be made is (None, the error): the prompt goes to the strong model."""
-        policy = plan.cascade
+        policy = job.plan.cascade
         if policy is None:
             return None, None
         if not isinstance(self.weak, DraftingBackend):
@@ -546,19 +614,18 @@ class Pipeline:
         try:
             _load(self.weak)
             began = time.perf_counter()
-            made = self.weak.draft(messages, **options)
+            made = self.weak.draft(job.messages, **job.options)
         except BackendError as exc:
             log.warning("cascade draft failed (%s); asking the strong model", exc.cause)
             return None, exc
         except KeyboardInterrupt:  # Ctrl-C in the CLI while the draft is made: still logged
-            self.write(
-                self.record(plan, request, "weak", plan.reason, 0, 0, time.perf_counter() - began, error="interrupted")
-            )
+            interrupted = Outcome("weak", job.plan.reason, seconds=time.perf_counter() - began, error="interrupted")
+            self.write(self.record(job, interrupted))
             raise
         seconds = time.perf_counter() - began
         completion = made.completion
         features = answer_confidence(made.tokens, completion.text)
-        confidence = policy.confidence(features, options["max_tokens"])
+        confidence = policy.confidence(features, job.options["max_tokens"])
         return Draft(
             completion.text,
             completion.finish_reason or "stop",
@@ -581,172 +648,113 @@ class Pipeline:
     def _fallback_reason(reason: str, errors: list[BackendError]) -> str:
         return f"fallback:{errors[0].cause}" if errors else reason
 
-    def _draft_answer(self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str) -> Answer:
-        record = self.record(
-            plan,
-            request,
-            "weak",
-            reason,
-            draft.prompt_tokens,
-            draft.completion_tokens,
-            draft.seconds,
-            queue_s=draft.queue_s,
-            draft=draft,
-        )
-        stored = self.write(record)
-        return Answer(draft.text, draft.finish_reason, record, stored)
 
-    def _complete_cancellable(
-        self, request: ChatCompletionRequest, plan: Plan, cancelled: Callable[[], bool]
-    ) -> Answer:
-        answer = self.stream(request, plan, open_record=False)  # the client holds no decision id until the end
-        for _ in answer:
-            if cancelled():
-                answer.close("client_disconnected")
-                assert answer.record is not None
-                raise ClientGone(answer.record)
-        assert answer.record is not None
-        return Answer(answer.text, answer.finish_reason, answer.record, answer.stored)
+AnswerT = TypeVar("AnswerT")
+AnswerT_co = TypeVar("AnswerT_co", covariant=True)
 
-    def give_up(
-        self,
-        plan: Plan,
-        request: ChatCompletionRequest,
-        errors: list[BackendError],
-        seconds: float,
-        draft: Draft | None = None,
-    ) -> AnswerFailed:
-        """Records the failed request and returns the error to raise. A strong model that refused the input (e.g. a
-        prompt over its context) ends the attempts: the request is wrong, not the cloud down, and the local model,
-        with a smaller context, would not be a fallback but a silent different answer."""
-        if not errors:  # nothing was tried: the side the plan names has no backend here
-            side = "strong" if plan.route == "strong" else "local"
-            errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
-        message = "; ".join(f"{e.cause}: {e}" for e in errors)
-        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
-        if draft is not None and len(errors) <= 1:
-            reason = ESCALATED
-        route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
-        self.write(self.record(plan, request, route, reason, 0, 0, seconds, error=message, draft=draft))
-        lead = "no model could answer"
-        if errors and errors[-1].cause == INPUT_REJECTED:
-            lead = "the strong model refused this request" + (
-                "" if len(errors) > 1 or not self.fallback else ", so it was not retried on the local model"
-            )
-        return AnswerFailed(f"{lead}: {message}", errors)
 
-    def stream(self, request: ChatCompletionRequest, plan: Plan, open_record: bool = True) -> StreamingAnswer:
-        """Starts the answer: fallbacks happen before the first piece, so the route is known up front. The
-        record is opened (Recorder.begin) before the first piece is handed out, unless `open_record` is False."""
-        if plan.privacy is not None and plan.privacy.refuses:
-            raise self.refuse(plan, request)
-        messages, options = self.messages(request), self._options(request, plan)
-        started = time.perf_counter()
-        draft, draft_error = self._draft(plan, request, messages, options)
-        if draft is not None and draft.kept:
-            return self._draft_stream(plan, request, draft, KEPT, open_record)
-        attempts, reason = self.attempts(plan, draft, draft_error)
-        errors: list[BackendError] = [draft_error] if draft_error else []
-        handed_over: Attempt | None = None
-        key = self._cache_key(request, plan, messages, options)
+class AnswerMode(Protocol[AnswerT_co]):
+    """How answers are handed out (whole, or as streams), from each place an answer can come from."""
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> AnswerT_co:
+        """The attempt's model answers (it is loaded, and reserved for); raises BackendError when it cannot."""
+        ...
+
+    def from_cache(self, hit: CachedAnswer) -> AnswerT_co:
+        """A strong answer served again from the answer cache."""
+        ...
+
+    def from_draft(self, reason: str) -> AnswerT_co:
+        """The cascade draft, kept or the fallback after all."""
+        ...
+
+
+@dataclass
+class PlainMode:
+    """Whole answers (Pipeline.complete): each recorded before it is handed out."""
+
+    pipeline: Pipeline
+    job: Job
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> Answer:
+        pipeline, job = self.pipeline, self.job
+        began = time.perf_counter()
+        completion = attempt.backend.complete(pipeline._sent(attempt, job), **job.options)
+        outcome = Outcome(attempt.route, reason, _completion_usage(completion), time.perf_counter() - began)
+        record = pipeline.record(job, outcome)
+        stored = pipeline._write_settled(record, attempt)
+        text = pipeline._received(attempt, job.plan, completion.text)
+        pipeline._cache_store(job.cache_key, text, completion.finish_reason, record)
+        return Answer(text, completion.finish_reason, record, stored)
+
+    def from_cache(self, hit: CachedAnswer) -> Answer:
+        outcome = Outcome("strong", CACHE_EXACT, _cached_usage(hit), cached=hit)
+        return self._recorded(hit.text, hit.finish_reason, outcome)
+
+    def from_draft(self, reason: str) -> Answer:
+        draft = self.job.draft
+        assert draft is not None
+        return self._recorded(draft.text, draft.finish_reason, Outcome("weak", reason, draft.usage, draft.seconds))
+
+    def _recorded(self, text: str, finish_reason: str, outcome: Outcome) -> Answer:
+        record = self.pipeline.record(self.job, outcome)
+        return Answer(text, finish_reason, record, self.pipeline.write(record))
+
+
+@dataclass
+class StreamMode:
+    """Streamed answers (Pipeline.stream): each record is opened (Recorder.begin) before the first piece is handed
+    out, unless `open_record` is False, and written when the stream ends (StreamingAnswer)."""
+
+    pipeline: Pipeline
+    job: Job
+    open_record: bool
+
+    def from_attempt(self, attempt: Attempt, reason: str) -> StreamingAnswer:
+        """The model's stream, its first piece awaited here: a model that fails before it falls back."""
+        pipeline, job = self.pipeline, self.job
+        began = time.perf_counter()
+        pieces = pipeline._pieces(attempt, job)
         try:
-            for attempt in attempts:
-                hit = self._cache_lookup(attempt, key)
-                if hit is not None:
-                    return self._cached_stream(plan, request, hit, draft, open_record)
-                try:
-                    self._reserve(attempt, request, options)
-                except BudgetExceeded as exc:
-                    reason = exc.reason if attempt is attempts[0] else reason
-                    continue
-                try:
-                    _load(attempt.backend)
-                except BackendError as exc:
-                    errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
-                    continue
-                began = time.perf_counter()
-                pieces = attempt.backend.stream(self._sent(attempt, plan, messages), **options)
-                if attempt.route == "strong" and plan.privacy is not None and plan.privacy.redacts:
-                    assert plan.privacy.redaction is not None
-                    pieces = plan.privacy.redaction.restore_stream(pieces)
-                try:
-                    first = next(pieces)
-                except StopIteration as stop:
-                    handed_over = attempt
-                    return StreamingAnswer(
-                        self,
-                        plan,
-                        request,
-                        attempt,
-                        reason,
-                        began,
-                        None,
-                        iter(()),
-                        _stream_result(stop.value),
-                        draft=draft,
-                        cache_key=key,
-                    )
-                except BackendError as exc:
-                    errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
-                    if self.ends_attempts(attempt, exc):
-                        break
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
-                    self.write(
-                        self.record(
-                            plan,
-                            request,
-                            attempt.route,
-                            reason,
-                            0,
-                            0,
-                            time.perf_counter() - began,
-                            error="interrupted",
-                            draft=draft,
-                        )
-                    )
-                    raise
-                try:
-                    if open_record:
-                        self.recorder.begin(
-                            self.record(plan, request, attempt.route, reason, 0, 0, 0.0, error=UNFINISHED, draft=draft)
-                        )
-                except BaseException:
-                    pieces.close()
-                    raise
-                handed_over = attempt
-                return StreamingAnswer(
-                    self, plan, request, attempt, reason, began, first, pieces, None, draft=draft, cache_key=key
-                )
-            if self._draft_is_fallback(draft, errors):
-                assert draft is not None
-                return self._draft_stream(plan, request, draft, self._fallback_reason(reason, errors), open_record)
-            raise self.give_up(plan, request, errors, time.perf_counter() - started, draft)
-        finally:  # the attempt that streams settles when its record is written (StreamingAnswer._finish)
-            self._settle([a for a in attempts if a is not handed_over])
+            first = next(pieces)
+        except StopIteration as stop:  # an empty answer
+            return StreamingAnswer(pipeline, job, attempt, reason, began, None, iter(()), _stream_result(stop.value))
+        except KeyboardInterrupt:  # Ctrl-C before the first piece (a long prompt being read): still logged
+            interrupted = Outcome(attempt.route, reason, seconds=time.perf_counter() - began, error="interrupted")
+            pipeline.write(pipeline.record(job, interrupted))
+            raise
+        try:
+            self._open(attempt.route, reason)
+        except BaseException:
+            pieces.close()
+            raise
+        return StreamingAnswer(pipeline, job, attempt, reason, began, first, pieces, None)
 
-    def _draft_stream(
-        self, plan: Plan, request: ChatCompletionRequest, draft: Draft, reason: str, open_record: bool
-    ) -> StreamingAnswer:
-        """A held draft handed out as a stream of one piece (it is complete already)."""
-        assert self.weak is not None
-        if open_record:
-            self.recorder.begin(self.record(plan, request, "weak", reason, 0, 0, 0.0, error=UNFINISHED, draft=draft))
-        usage = StreamResult(draft.prompt_tokens, draft.completion_tokens, draft.finish_reason, draft.queue_s)
+    def from_cache(self, hit: CachedAnswer) -> StreamingAnswer:
+        """The cached text, word by word."""
+        strong = self.pipeline.strong
+        assert strong is not None
+        self._open("strong", CACHE_EXACT, hit)
+        text = cached_pieces(hit.text)
+        attempt = Attempt("strong", strong)
+        began, usage = time.perf_counter(), _cached_usage(hit)
+        first = next(text, None)
+        return StreamingAnswer(self.pipeline, self.job, attempt, CACHE_EXACT, began, first, text, usage, cached=hit)
+
+    def from_draft(self, reason: str) -> StreamingAnswer:
+        """The held draft as a stream of one piece (it is complete already)."""
+        draft, weak = self.job.draft, self.pipeline.weak
+        assert draft is not None and weak is not None
+        self._open("weak", reason)
+        attempt, began = Attempt("weak", weak), time.perf_counter()
         return StreamingAnswer(
-            self,
-            plan,
-            request,
-            Attempt("weak", self.weak),
-            reason,
-            time.perf_counter(),
-            draft.text or None,
-            iter(()),
-            usage,
-            draft=draft,
+            self.pipeline, self.job, attempt, reason, began, draft.text or None, iter(()), draft.usage
         )
+
+    def _open(self, route: Route, reason: str, cached: CachedAnswer | None = None) -> None:
+        if self.open_record:
+            opened = Outcome(route, reason, error=UNFINISHED, cached=cached)
+            self.pipeline.recorder.begin(self.pipeline.record(self.job, opened))
 
 
 @dataclass
@@ -754,21 +762,22 @@ class StreamingAnswer:
     """Text pieces of an answer in progress. Iterating to the end (or closing) writes the decision record."""
 
     pipeline: Pipeline
-    plan: Plan
-    request: ChatCompletionRequest
+    job: Job
     attempt: Attempt
     reason: str
     began: float
     first: str | None
     rest: Iterator[str]
     usage: StreamResult | None
+    cached: CachedAnswer | None = None  # a cache hit: the answer streams the cached text
     record: DecisionRecord | None = None
     stored: bool = True
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
-    draft: Draft | None = None  # cascade: the local draft (this answer itself when the route is weak)
-    cached: CachedAnswer | None = None  # a cache hit: the answer streams the cached text
-    cache_key: str | None = None  # where a strong answer that completes OK is stored
+
+    @property
+    def plan(self) -> Plan:
+        return self.job.plan
 
     @property
     def route(self) -> Route:
@@ -821,33 +830,19 @@ class StreamingAnswer:
             return
         usage = self.usage
         if usage is None:  # cut short: the prompt was read whole; count what was produced (a piece is about a token)
-            prompt = prompt_token_estimate(self.attempt.backend, Pipeline.messages(self.request))
+            prompt = prompt_token_estimate(self.attempt.backend, self.job.messages)
             usage = StreamResult(prompt, len(self.text_parts), "stop", usage_estimated=True)
         self.finish_reason = usage.finish_reason or "stop"
         seconds = time.perf_counter() - self.began
-        if self.draft is not None and self.route == "weak":  # the held draft: its generation time, not the handing out
-            seconds = self.draft.seconds
+        draft = self.job.draft
+        if draft is not None and self.route == "weak":  # the held draft: its generation time, not the handing out
+            seconds = draft.seconds
         self.record = self.pipeline.record(
-            self.plan,
-            self.request,
-            self.route,
-            self.reason,
-            int(usage.prompt_tokens),
-            int(usage.completion_tokens),
-            seconds,
-            error=error,
-            queue_s=usage.queue_s,
-            draft=self.draft,
-            usage_estimated=usage.usage_estimated,
-            served_as=usage.model,
-            cached=self.cached,
+            self.job, Outcome(self.route, self.reason, usage, seconds, error, self.cached)
         )
-        try:
-            self.stored = self.pipeline.write(self.record)
-        finally:
-            Pipeline._settle([self.attempt])
+        self.stored = self.pipeline._write_settled(self.record, self.attempt)
         if error is None and self.cached is None:
-            self.pipeline._cache_store(self.cache_key, self.text, self.finish_reason, self.record)
+            self.pipeline._cache_store(self.job.cache_key, self.text, self.finish_reason, self.record)
 
     @property
     def text(self) -> str:
@@ -860,6 +855,8 @@ __all__ = [
     "ClientGone",
     "Attempt",
     "Draft",
+    "Job",
+    "Outcome",
     "Pipeline",
     "Plan",
     "PrivateDataRefused",
