@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hybrid_router.costs import CostModel
+from hybrid_router.decision import BUDGET_PREFIX
 
 SpendSince = Callable[[datetime], float]
 # Chat-template tokens around each message (role markers, separators), counted generously.
@@ -64,7 +65,7 @@ class BudgetExceeded(Exception):
 
     @property
     def reason(self) -> str:
-        return f"budget:{self.cap.name}"
+        return f"{BUDGET_PREFIX}{self.cap.name}"
 
 
 class SpendLedger:

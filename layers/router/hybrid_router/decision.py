@@ -19,6 +19,11 @@ MAX_LATENCY_MS = 10**8
 # count or price a record holds, so a smaller positive value is stored as 0.
 SMALLEST_STORED = 1e-100
 
+# Why a request went where it went (the record's `reason`), one vocabulary for every module.
+ROUTED = "routed"  # the router chose
+FORCED = "forced"  # the request named a model
+FALLBACK_PREFIX = "fallback:"  # fallback:<cause>: the other side answered because <cause>
+BUDGET_PREFIX = "budget:"  # budget:<cap>: a spend cap kept a strong plan local
 PRIVACY_PREFIX = "privacy:"  # reason privacy:<kind>: private data kept the prompt on the device (or refused it)
 KEPT = "cascade:kept"
 ESCALATED = "cascade:escalated"
@@ -31,6 +36,15 @@ Usd = Annotated[float, Field(ge=0.0, le=MAX_USD, allow_inf_nan=False)]
 Millis = Annotated[float, Field(ge=0.0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 KindName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+def fallback(cause: str) -> str:
+    """The reason of an answer the planned side could not give: `fallback:<cause>`."""
+    return f"{FALLBACK_PREFIX}{cause}"
+
+
+def is_fallback(reason: str) -> bool:
+    return reason.startswith(FALLBACK_PREFIX)
 
 
 def as_route(value: object) -> Route:
@@ -122,7 +136,7 @@ class DecisionRecord(BaseModel):
     score: Share
     threshold: Share
     route: Route
-    reason: str = "routed"
+    reason: str = ROUTED
     weak_model: str
     strong_model: str
     model_used: str
@@ -219,13 +233,13 @@ class DecisionRecord(BaseModel):
     @classmethod
     def _known_reason(cls, value: str) -> str:
         if value in (
-            "routed",
-            "forced",
+            ROUTED,
+            FORCED,
             "budget",
             *CASCADE_REASONS,
             *AFFINITY_REASONS,
             *CACHE_REASONS,
-        ) or value.startswith(("fallback:", "budget:", PRIVACY_PREFIX)):
+        ) or value.startswith((FALLBACK_PREFIX, BUDGET_PREFIX, PRIVACY_PREFIX)):
             return value
         raise ValueError(
             "reason must be routed, forced, budget:<cap>, fallback:<cause>, affinity:strong, cascade:kept, "
@@ -271,7 +285,7 @@ def charged_differently(sent: DecisionRecord, stored: DecisionRecord) -> bool:
 
 def answered_locally_after_all(device: DecisionRecord) -> bool:
     """The device's record of a request the cloud served says the device gave up waiting and answered itself."""
-    return device.route == "weak" and device.reason.startswith("fallback:")
+    return device.route == "weak" and is_fallback(device.reason)
 
 
 def merge_served(served: DecisionRecord, device: DecisionRecord, device_first: bool = False) -> DecisionRecord:

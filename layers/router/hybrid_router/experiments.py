@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import ROUTED, DecisionRecord, is_fallback
 from hybrid_router.local_quality import rating_units
 from hybrid_router.registry import Experiment
 from hybrid_router.stores.protocol import RatingLike
@@ -221,8 +221,8 @@ def report(
     scored = [r for r in mine if r.shadow_route is not None]
     agreement = (
         (
-            sum(r.route == r.shadow_route for r in scored if r.reason == "routed")
-            / max(1, sum(r.reason == "routed" for r in scored))
+            sum(r.route == r.shadow_route for r in scored if r.reason == ROUTED)
+            / max(1, sum(r.reason == ROUTED for r in scored))
         )
         if scored
         else None
@@ -249,7 +249,7 @@ def _arm(
     strong = sum(r.route == "strong" for r in records)
     cost = math.fsum(r.cost_usd for r in records)
     strong_cost = math.fsum(r.strong_cost_usd for r in records)
-    fallbacks = sum(r.reason.startswith("fallback:") for r in records)
+    fallbacks = sum(is_fallback(r.reason) for r in records)
     latencies = [r.router_latency_ms for r in records]
     return ArmReport(
         arm=arm,
@@ -308,7 +308,7 @@ def _shadow_arm(experiment: Experiment, control: list[DecisionRecord]) -> ArmRep
 
 
 def _shadow_verdict(control: list[DecisionRecord]) -> Verdict:
-    routed = [r for r in control if r.reason == "routed" and r.shadow_route is not None]
+    routed = [r for r in control if r.reason == ROUTED and r.shadow_route is not None]
     b = sum(r.route == "strong" and r.shadow_route == "weak" for r in routed)  # candidate would save here
     c = sum(r.route == "weak" and r.shadow_route == "strong" for r in routed)
     test = "McNemar's exact test on paired routes (two-sided, alpha 0.05)"

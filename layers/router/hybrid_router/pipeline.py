@@ -58,7 +58,17 @@ from hybrid_router.cache import CACHE_EXACT, CachedAnswer
 from hybrid_router.cache.step import CacheStep, cached_pieces
 from hybrid_router.cascade import CascadePolicy, answer_confidence
 from hybrid_router.costs import Charge, CostModel
-from hybrid_router.decision import ESCALATED, KEPT, PRIVACY_PREFIX, DecisionRecord, Route
+from hybrid_router.decision import (
+    BUDGET_PREFIX,
+    ESCALATED,
+    FORCED,
+    KEPT,
+    PRIVACY_PREFIX,
+    DecisionRecord,
+    Route,
+    fallback,
+    is_fallback,
+)
 from hybrid_router.openai_schema import ChatCompletionRequest
 
 if TYPE_CHECKING:  # the cloud never detects (the device does): it does not pay for compiling the patterns
@@ -351,21 +361,21 @@ class Pipeline:
         weak = Attempt("weak", self.weak) if self.weak is not None else None
         strong = Attempt("strong", self.strong) if self.strong is not None else None
         if plan.cascade is not None:
-            reason = ESCALATED if draft is not None else f"fallback:{draft_error.cause if draft_error else 'draft'}"
+            reason = ESCALATED if draft is not None else fallback(draft_error.cause if draft_error else "draft")
             if draft_error is not None and weak is not None and self.ends_attempts(weak, draft_error):
                 return [], reason
             if strong is None:
-                return [], "fallback:strong_not_configured" if draft is not None else reason
+                return [], fallback("strong_not_configured") if draft is not None else reason
             return [strong], reason
         chosen, other = (strong, weak) if plan.route == "strong" else (weak, strong)
-        if plan.reason.startswith(("budget", PRIVACY_PREFIX)) or (plan.privacy and plan.privacy.keeps_local):
+        if plan.reason.startswith((BUDGET_PREFIX, PRIVACY_PREFIX)) or (plan.privacy and plan.privacy.keeps_local):
             return ([weak] if weak else []), plan.reason  # over a cap, or private: never strong, not even as fallback
-        fallback = self.fallback and (plan.reason != "forced" or self.fallback_forced)
+        may_fall_back = self.fallback and (plan.reason != FORCED or self.fallback_forced)
         if chosen is None:
-            if other is None or not fallback:
+            if other is None or not may_fall_back:
                 return [], plan.reason
-            return [other], f"fallback:{plan.route}_not_configured"
-        return ([chosen, other] if fallback and other else [chosen]), plan.reason
+            return [other], fallback(f"{plan.route}_not_configured")
+        return ([chosen, other] if may_fall_back and other else [chosen]), plan.reason
 
     def ends_attempts(self, attempt: Attempt, error: BackendError) -> bool:
         """Errors after which no other model is tried: the strong model refused the input itself (the local
@@ -456,7 +466,7 @@ class Pipeline:
             outcome.generation_s,
             remote=plan.remote,
             failed=outcome.error is not None,
-            fell_back=outcome.route != plan.route and outcome.reason.startswith("fallback:"),
+            fell_back=outcome.route != plan.route and is_fallback(outcome.reason),
             draft_s=job.draft.generation_s if job.draft is not None else None,
             cached_cost_usd=outcome.cached.cost_usd if outcome.cached is not None else None,
         )
@@ -529,7 +539,7 @@ class Pipeline:
                     answer = mode.from_attempt(attempt, reason)
                 except BackendError as exc:
                     errors.append(exc)
-                    reason = f"fallback:{exc.cause}"
+                    reason = fallback(exc.cause)
                     if self.ends_attempts(attempt, exc):
                         break
                     continue
@@ -571,7 +581,7 @@ class Pipeline:
             side = "strong" if plan.route == "strong" else "local"
             errors = [BackendError(f"the {side} model is not configured", f"{plan.route}_not_configured", 503)]
         message = "; ".join(f"{e.cause}: {e}" for e in errors)
-        reason = f"fallback:{errors[0].cause}" if len(errors) > 1 else plan.reason  # why it fell back
+        reason = fallback(errors[0].cause) if len(errors) > 1 else plan.reason  # why it fell back
         if draft is not None and len(errors) <= 1:
             reason = ESCALATED
         route = "strong" if draft is not None else plan.route  # an escalated prompt failed on the strong side
@@ -646,7 +656,7 @@ class Pipeline:
 
     @staticmethod
     def _fallback_reason(reason: str, errors: list[BackendError]) -> str:
-        return f"fallback:{errors[0].cause}" if errors else reason
+        return fallback(errors[0].cause) if errors else reason
 
 
 AnswerT = TypeVar("AnswerT")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import DecisionRecord, is_fallback
 
 
 class UsageTotals(BaseModel):
@@ -139,7 +139,7 @@ class _Accumulator:
     def add(self, record: DecisionRecord) -> None:
         self.requests += 1
         self.strong += record.route == "strong"
-        self.fallbacks += record.reason.startswith("fallback:")
+        self.fallbacks += is_fallback(record.reason)
         self.errors += record.status == "error"
         self.prompt_tokens += record.prompt_tokens
         self.completion_tokens += record.completion_tokens

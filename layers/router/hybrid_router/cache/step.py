@@ -12,7 +12,7 @@ from typing import Protocol
 from hybrid_router.cache.key import cache_key
 from hybrid_router.cache.policy import CachePolicy
 from hybrid_router.cache.store import CachedAnswer
-from hybrid_router.decision import DecisionRecord
+from hybrid_router.decision import BUDGET_PREFIX, FALLBACK_PREFIX, DecisionRecord
 
 log = logging.getLogger("hybrid_router.cache")
 STORED_FINISH_REASONS = ("stop", "length")
@@ -60,7 +60,7 @@ class CacheStep:
         plan chose (no fallback), and not itself a cache hit. Anything else is never stored."""
         if key is None or record.route != "strong" or record.status != "ok" or record.cached_from is not None:
             return False
-        if record.reason.startswith(("fallback:", "cache:", "budget")):
+        if record.reason.startswith((FALLBACK_PREFIX, "cache:", BUDGET_PREFIX)):
             return False
         if (finish_reason or "stop") not in STORED_FINISH_REASONS:
             return False

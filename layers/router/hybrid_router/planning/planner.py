@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from hybrid_router.cascade import CascadePolicy
-from hybrid_router.decision import Route
+from hybrid_router.decision import FORCED, ROUTED, Route, fallback
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Plan
 from hybrid_router.planning.catalog import CASCADE, REMOTE, ModelCatalog
@@ -23,7 +23,7 @@ from hybrid_router.routing import RouterSpec
 from hybrid_router.ulid import new_ulid
 
 log = logging.getLogger("hybrid_router.planning")
-NO_WEAK_ENDPOINT = "fallback:no_weak_endpoint"
+NO_WEAK_ENDPOINT = fallback("no_weak_endpoint")
 DEFAULT_ROUTER = RouterSpec(name="router")
 
 
@@ -97,12 +97,12 @@ class Planner:
         if cascade is not None:
             scored = self._score(model, prompt, DEFAULT_ROUTER, None)
             settled = cascade.pre_route(scored.score)
-            plan = self._plan(decision_id, model, scored, "strong" if settled == "strong" else "weak", "routed", caller)
+            plan = self._plan(decision_id, model, scored, "strong" if settled == "strong" else "weak", ROUTED, caller)
             plan.threshold, plan.cascade = cascade.high, cascade if settled == "draft" else None
             plan.experiment_fields = {}  # the band, not the quality target, decides
             return plan
         scored = self._score(model, prompt, spec, decision_id)
-        return self._plan(decision_id, model, scored, scored.route, "routed", caller)
+        return self._plan(decision_id, model, scored, scored.route, ROUTED, caller)
 
     @property
     def _remote(self) -> bool:
@@ -131,17 +131,17 @@ class Planner:
         """A forced request never depends on the router: scored when one is at hand (the record keeps the
         score), else planned without one."""
         if self.source is None:
-            return self._plan(decision_id, model, None, route, "forced", caller)
+            return self._plan(decision_id, model, None, route, FORCED, caller)
         if self._remote:  # not worth a round trip to the cloud
-            plan = self._plan(decision_id, model, None, route, "forced", caller)
+            plan = self._plan(decision_id, model, None, route, FORCED, caller)
             plan.threshold, plan.router_id, plan.router_version = self.source.default_threshold, "remote", "unknown"
             return plan
         try:
             scored = self._score(model, prompt, DEFAULT_ROUTER, None)
         except RoutingError as exc:
             log.error("no router to score a forced request (%s); it is answered by %s", exc, model)
-            return self._plan(decision_id, model, None, route, "forced", caller)
-        return self._plan(decision_id, model, scored, route, "forced", caller)
+            return self._plan(decision_id, model, None, route, FORCED, caller)
+        return self._plan(decision_id, model, scored, route, FORCED, caller)
 
     def _plan(
         self, decision_id: str, model: str, scored: Scored | None, route: Route, reason: str, caller: Caller

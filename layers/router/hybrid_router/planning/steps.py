@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hybrid_router.decision import FORCED, ROUTED
 from hybrid_router.openai_schema import ChatCompletionRequest
 from hybrid_router.pipeline import Plan
 from hybrid_router.routing.conversation import (
@@ -62,7 +63,7 @@ class Conversations:
         plan.experiment_fields["conversation_id"] = key
         if self.last_route is None or not self.affinity:
             return
-        if plan.reason != "routed" or plan.cascade is not None or plan.route != "weak":
+        if plan.reason != ROUTED or plan.cascade is not None or plan.route != "weak":
             return
         previous = self.last_route(key)
         conversation = features(
@@ -85,7 +86,7 @@ class SpendCaps:
         if plan.route != "strong":
             return
         over = self.over_cap(request)
-        if over is not None and plan.reason == "forced" and not self.forced_fallback:
+        if over is not None and plan.reason == FORCED and not self.forced_fallback:
             raise SpendCapReached(over)
         if over is not None:
             plan.route, plan.reason = "weak", over.reason

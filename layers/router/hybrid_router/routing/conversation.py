@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_router.decision import Route
+from hybrid_router.decision import ROUTED, Route
 
 AFFINITY = "affinity:strong"
 AFFINITY_MARGIN = 0.03  # fixed before any conversation was measured; BENCHMARKS.md "Conversations"
@@ -163,7 +163,7 @@ def follow_conversation(
     that a conversation the strong model has been answering stays strong (reason `affinity:strong`) unless the new
     message is independent of it and clearly easy (score < threshold - margin)."""
     if route == "strong" or not conversation.strong_context:
-        return route, "routed"
+        return route, ROUTED
     if not conversation.depends and score < threshold - margin:
-        return "weak", "routed"
+        return "weak", ROUTED
     return "strong", AFFINITY
