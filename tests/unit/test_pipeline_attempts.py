@@ -23,7 +23,7 @@ class Drafting(Weak):
     def draft(self, messages, max_tokens=256, temperature=0.0, decision_id=None, stop=None, top_p=None):
         self.calls += 1
         tokens = [{"token": "drafted", "logprob": -0.3}, {"token": " answer", "logprob": -0.2}]
-        return base.Draft(Completion("drafted answer", self.name, 9, 2), tokens)
+        return base.DraftCompletion(Completion("drafted answer", self.name, 9, 2), tokens)
 
 
 def pipeline(weak: Weak, strong: Strong, budget: SpendLedger | None = None) -> tuple[Pipeline, Recorder]:

