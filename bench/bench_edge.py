@@ -22,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,19 @@ def interleaved(i: int, backend: LlamaCppBackend, direct, server) -> tuple[float
     return (*results["direct"], *results["server"])
 
 
+def paired_runs(
+    backend: LlamaCppBackend,
+    prompts: list[str],
+    count: int,
+    direct: Callable[[str], tuple[float, int]],
+    server: Callable[[str], tuple[float, int]],
+) -> Iterator[tuple[float, int, float, int]]:
+    """`count` interleaved runs of both paths, cycling through `prompts`: (seconds, tokens) direct, then server."""
+    for i in range(count):
+        prompt = prompts[i % len(prompts)]
+        yield interleaved(i, backend, partial(direct, prompt), partial(server, prompt))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
@@ -190,14 +205,14 @@ def measure_overhead(
         direct_call(backend, prompt, max_tokens)
         server_call(http, model, prompt, max_tokens)
     times: dict[str, list[float]] = {"direct": [], "server": [], "overhead": []}
-    for i in range(requests):
-        prompt = PROMPTS[i % len(PROMPTS)]
-        d, d_tokens, s, s_tokens = interleaved(
-            i,
-            backend,
-            lambda prompt=prompt: direct_call(backend, prompt, max_tokens),
-            lambda prompt=prompt: server_call(http, model, prompt, max_tokens),
-        )
+    runs = paired_runs(
+        backend,
+        PROMPTS,
+        requests,
+        lambda prompt: direct_call(backend, prompt, max_tokens),
+        lambda prompt: server_call(http, model, prompt, max_tokens),
+    )
+    for d, d_tokens, s, s_tokens in runs:
         assert d_tokens == s_tokens, "the two paths generated different answers"
         times["direct"].append(d * 1000)
         times["server"].append(s * 1000)
@@ -210,14 +225,14 @@ def measure_throughput(
 ) -> dict[str, list[float]]:
     """Streamed tokens per second of each request, raw and through the server."""
     rates: dict[str, list[float]] = {"raw": [], "server": []}
-    for i in range(requests):
-        prompt = LONG_PROMPTS[i % len(LONG_PROMPTS)]
-        d, d_tokens, s, s_tokens = interleaved(
-            i,
-            backend,
-            lambda prompt=prompt: direct_stream(backend, prompt, max_tokens),
-            lambda prompt=prompt: server_stream(http, model, prompt, max_tokens),
-        )
+    runs = paired_runs(
+        backend,
+        LONG_PROMPTS,
+        requests,
+        lambda prompt: direct_stream(backend, prompt, max_tokens),
+        lambda prompt: server_stream(http, model, prompt, max_tokens),
+    )
+    for d, d_tokens, s, s_tokens in runs:
         rates["raw"].append(d_tokens / d)
         rates["server"].append(s_tokens / s)
     return rates
