@@ -22,7 +22,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -155,7 +158,20 @@ def interleaved(i: int, backend: LlamaCppBackend, direct, server) -> tuple[float
     return (*results["direct"], *results["server"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def paired_runs(
+    backend: LlamaCppBackend,
+    prompts: list[str],
+    count: int,
+    direct: Callable[[str], tuple[float, int]],
+    server: Callable[[str], tuple[float, int]],
+) -> Iterator[tuple[float, int, float, int]]:
+    """`count` interleaved runs of both paths, cycling through `prompts`: (seconds, tokens) direct, then server."""
+    for i in range(count):
+        prompt = prompts[i % len(prompts)]
+        yield interleaved(i, backend, partial(direct, prompt), partial(server, prompt))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--router", default=None, help="router folder or file")
@@ -165,55 +181,100 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def edge_service(scratch: Path, router: str | None, backend: LlamaCppBackend, source: LocalRouteSource) -> EdgeService:
+    """The edge server's service on `backend` alone, logging to `scratch`, routing with `source` (the folder
+    `router`). Threshold 1.0 keeps every request on the local model while still scoring it with the router."""
+    settings = Settings(data_dir=str(scratch), router_path=router, threshold=1.0)
+    return EdgeService(
+        settings,
+        weak=backend,
+        strong=None,
+        route_source=source,
+        decision_log=DecisionLog(settings.decision_log_path),
+    )
+
+
+def measure_overhead(
+    backend: LlamaCppBackend, http: httpx.Client, model: str, requests: int, max_tokens: int
+) -> dict[str, list[float]]:
+    """Milliseconds per request, direct and through the server, and their difference (after a warm-up of both)."""
+    for prompt in PROMPTS[:2]:
+        direct_call(backend, prompt, max_tokens)
+        server_call(http, model, prompt, max_tokens)
+    times: dict[str, list[float]] = {"direct": [], "server": [], "overhead": []}
+    runs = paired_runs(
+        backend,
+        PROMPTS,
+        requests,
+        lambda prompt: direct_call(backend, prompt, max_tokens),
+        lambda prompt: server_call(http, model, prompt, max_tokens),
+    )
+    for d, d_tokens, s, s_tokens in runs:
+        assert d_tokens == s_tokens, "the two paths generated different answers"
+        times["direct"].append(d * 1000)
+        times["server"].append(s * 1000)
+        times["overhead"].append((s - d) * 1000)
+    return times
+
+
+def measure_throughput(
+    backend: LlamaCppBackend, http: httpx.Client, model: str, requests: int, max_tokens: int
+) -> dict[str, list[float]]:
+    """Streamed tokens per second of each request, raw and through the server."""
+    rates: dict[str, list[float]] = {"raw": [], "server": []}
+    runs = paired_runs(
+        backend,
+        LONG_PROMPTS,
+        requests,
+        lambda prompt: direct_stream(backend, prompt, max_tokens),
+        lambda prompt: server_stream(http, model, prompt, max_tokens),
+    )
+    for d, d_tokens, s, s_tokens in runs:
+        rates["raw"].append(d_tokens / d)
+        rates["server"].append(s_tokens / s)
+    return rates
+
+
+def _p50_p99(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99)}
+
+
+def print_result(result: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"model {result['model']} ({args.threads} thread(s)), router {result['router']}, "
+        f"{args.requests} requests x {args.max_tokens} tokens"
+    )
+    for key in ("direct_ms", "server_ms", "overhead_ms", "router_latency_ms"):
+        print(f"  {key:18s} p50 {result[key]['p50']:8.2f}  p99 {result[key]['p99']:8.2f}")
+    ratio = result["ratio_server_over_direct"]
+    print(f"  server/direct      p50 {ratio['p50']:8.3f}  p99 {ratio['p99']:8.3f}")
+    print(
+        f"streaming {args.stream_requests} x {args.stream_tokens} tokens: raw {result['raw_tokens_per_s']:.1f} "
+        f"tok/s, server {result['server_tokens_per_s']:.1f} tok/s, "
+        f"ratio {result['throughput_ratio']:.3f} (goal >= 0.97)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch_name:
-        scratch = Path(scratch_name)
         router = router_dir(args.router)
         backend = LlamaCppBackend(args.model_path, n_ctx=2048, n_threads=args.threads)
         backend.load()
-        settings = Settings(data_dir=str(scratch), router_path=router, threshold=1.0)
         source = LocalRouteSource(router)
-        service = EdgeService(
-            settings,
-            weak=backend,
-            strong=None,
-            route_source=source,
-            decision_log=DecisionLog(settings.decision_log_path),
-        )
-        # threshold 1.0 keeps every request on the local model while still scoring it with the router
+        service = edge_service(Path(scratch_name), router, backend, source)
         model = "router"
         with Server(create_app(service)) as server, httpx.Client(base_url=server.url, timeout=300) as http:
-            for prompt in PROMPTS[:2]:  # warm-up both paths
-                direct_call(backend, prompt, args.max_tokens)
-                server_call(http, model, prompt, args.max_tokens)
-            direct, routed, overhead = [], [], []
-            for i in range(args.requests):
-                prompt = PROMPTS[i % len(PROMPTS)]
-                d, d_tokens, s, s_tokens = interleaved(
-                    i,
-                    backend,
-                    lambda prompt=prompt: direct_call(backend, prompt, args.max_tokens),
-                    lambda prompt=prompt: server_call(http, model, prompt, args.max_tokens),
-                )
-                assert d_tokens == s_tokens, "the two paths generated different answers"
-                direct.append(d * 1000)
-                routed.append(s * 1000)
-                overhead.append((s - d) * 1000)
-            raw_tps, server_tps = [], []
-            for i in range(args.stream_requests):
-                prompt = LONG_PROMPTS[i % len(LONG_PROMPTS)]
-                d, d_tokens, s, s_tokens = interleaved(
-                    i,
-                    backend,
-                    lambda prompt=prompt: direct_stream(backend, prompt, args.stream_tokens),
-                    lambda prompt=prompt: server_stream(http, model, prompt, args.stream_tokens),
-                )
-                raw_tps.append(d_tokens / d)
-                server_tps.append(s_tokens / s)
+            times = measure_overhead(backend, http, model, args.requests, args.max_tokens)
+            rates = measure_throughput(backend, http, model, args.stream_requests, args.stream_tokens)
         decisions = service.log.count()
         router_ms = [r.router_latency_ms for r in service.log.records()]
 
+    direct, routed = times["direct"], times["server"]
+    raw_tps, server_tps = statistics.median(rates["raw"]), statistics.median(rates["server"])
     result = {
         "model": backend.name,
         "threads": args.threads,
@@ -221,35 +282,23 @@ def main(argv: list[str] | None = None) -> int:
         "requests": args.requests,
         "max_tokens": args.max_tokens,
         "decisions_logged": decisions,
-        "direct_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99)},
-        "server_ms": {"p50": percentile(routed, 50), "p99": percentile(routed, 99)},
-        "overhead_ms": {"p50": percentile(overhead, 50), "p99": percentile(overhead, 99)},
+        "direct_ms": _p50_p99(direct),
+        "server_ms": _p50_p99(routed),
+        "overhead_ms": _p50_p99(times["overhead"]),
         "ratio_server_over_direct": {
             "p50": percentile(routed, 50) / percentile(direct, 50),
             "p99": percentile(routed, 99) / percentile(direct, 99),
         },
-        "router_latency_ms": {"p50": percentile(router_ms, 50), "p99": percentile(router_ms, 99)},
+        "router_latency_ms": _p50_p99(router_ms),
         "stream_tokens": args.stream_tokens,
-        "raw_tokens_per_s": statistics.median(raw_tps),
-        "server_tokens_per_s": statistics.median(server_tps),
-        "throughput_ratio": statistics.median(server_tps) / statistics.median(raw_tps),
+        "raw_tokens_per_s": raw_tps,
+        "server_tokens_per_s": server_tps,
+        "throughput_ratio": server_tps / raw_tps,
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"model {result['model']} ({args.threads} thread(s)), router {result['router']}, "
-            f"{args.requests} requests x {args.max_tokens} tokens"
-        )
-        for key in ("direct_ms", "server_ms", "overhead_ms", "router_latency_ms"):
-            print(f"  {key:18s} p50 {result[key]['p50']:8.2f}  p99 {result[key]['p99']:8.2f}")
-        ratio = result["ratio_server_over_direct"]
-        print(f"  server/direct      p50 {ratio['p50']:8.3f}  p99 {ratio['p99']:8.3f}")
-        print(
-            f"streaming {args.stream_requests} x {args.stream_tokens} tokens: raw {result['raw_tokens_per_s']:.1f} "
-            f"tok/s, server {result['server_tokens_per_s']:.1f} tok/s, "
-            f"ratio {result['throughput_ratio']:.3f} (goal >= 0.97)"
-        )
+        print_result(result, args)
     return 0
 
 

@@ -155,7 +155,6 @@ def build() -> dict[str, Any]:
     train_scores = np.round(router.score([r["prompt"] for r in train]).astype(np.float64), op.LABEL_DIGITS)
     test_scores = np.round(router.score([r["prompt"] for r in test]).astype(np.float64), op.LABEL_DIGITS)
     case_scores = {name: router.score(prompts).astype(np.float64) for name, prompts in _cases().items()}
-    shipped = op.load(op.PACKAGED_PATH)
     report: dict[str, Any] = {
         "router": f"{router.info.router_id} {router.info.version}",
         "calibration": {"file": str(TRAIN_FILE.relative_to(REPO)), "rows": len(train)},
@@ -166,66 +165,109 @@ def build() -> dict[str, Any]:
         },
         "confidence": CONFIDENCE,
     }
-    smollm2 = MODELS["smollm2"]
-    report["shipped"] = {
+    report["shipped"] = _shipped_point(test, test_scores, case_scores)
+    fresh = _fresh_trivial_answers()
+    if fresh is not None:
+        report["fresh_trivial_answers"] = fresh
+    report["models"] = {
+        label: _model_report(model, train, test, train_scores, test_scores, case_scores)
+        for label, model in MODELS.items()
+    }
+    return report
+
+
+def _shipped_point(
+    test: list[dict[str, Any]], test_scores: np.ndarray, case_scores: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The packaged operating point, and what it does on the held-out rows (for SmolLM2) and the cases."""
+    from hybrid_router.routing import operating_point as op
+
+    shipped = op.load(op.PACKAGED_PATH)
+    right = np.array([r["scores"][MODELS["smollm2"]] for r in test], dtype=int)
+    return {
         "quality_target": shipped.quality_target,
         "quality_confidence": shipped.quality_confidence,
         "threshold": shipped.threshold,
         "met": shipped.met,
         "guarantee": shipped.guarantee,
-        "held_out": _held_out(
-            shipped.threshold, test_scores, np.array([r["scores"][smollm2] for r in test], dtype=int)
-        ),
+        "held_out": _held_out(shipped.threshold, test_scores, right),
         "cases": _on_cases(shipped.threshold, case_scores),
     }
-    if ANSWERS_FILE.is_file():
-        judged = [r for r in _rows(ANSWERS_FILE) if "right" in r]
-        if judged:
-            right = sum(r["right"] for r in judged)
-            report["fresh_trivial_answers"] = {
-                "model": judged[0]["model"],
-                "judged": len(judged),
-                "right": right,
-                "failure_rate": round(1 - right / len(judged), 4),
-                "failure_lower_bound_95": round(1 - op.clopper_pearson_upper(right, len(judged), CONFIDENCE), 4),
-            }
-    report["models"] = {}
-    for label, model in MODELS.items():
-        right_train = np.array([r["scores"][model] for r in train], dtype=int)
-        right_test = np.array([r["scores"][model] for r in test], dtype=int)
-        order = np.argsort(train_scores, kind="stable")
-        bottom = max(1, int(0.05 * len(train)))
-        rows = []
-        for target in TARGETS:
-            chosen = op.select_threshold(train_scores, right_train, target, CONFIDENCE)
-            rows.append(
-                {
-                    "target": target,
-                    "threshold": round(chosen.threshold, 6),
-                    "met": chosen.met,
-                    "calibration_kept": chosen.kept,
-                    "calibration_failure_bound": round(chosen.failure_bound, 4),
-                    "held_out": _held_out(chosen.threshold, test_scores, right_test),
-                    "cases": _on_cases(chosen.threshold, case_scores),
-                }
-            )
-        all_scores = np.concatenate([train_scores, test_scores])
-        all_right = np.concatenate([right_train, right_test])
-        all_families = [r["family"] for r in train] + [r["family"] for r in test]
-        report["models"][label] = {
-            "model": model,
-            "calibration_accuracy": round(float(right_train.mean()), 4),
-            "held_out_accuracy": round(float(right_test.mean()), 4),
-            "calibration_accuracy_lowest_5pct": round(float(right_train[order[:bottom]].mean()), 4),
-            "targets": rows,
-            "family_splits": [
-                family_split_study(all_scores, all_right, all_families, target, SPLITS) for target in TARGETS
-            ],
-            "family_oracle": [
-                family_oracle(right_train, [r["family"] for r in train], target) for target in (0.9, 0.8, 0.7)
-            ],
-        }
-    return report
+
+
+def _fresh_trivial_answers() -> dict[str, Any] | None:
+    """How often the hand-judged answers to the fresh trivial prompts are wrong (None until some are judged)."""
+    from hybrid_router.routing import operating_point as op
+
+    if not ANSWERS_FILE.is_file():
+        return None
+    judged = [r for r in _rows(ANSWERS_FILE) if "right" in r]
+    if not judged:
+        return None
+    right = sum(r["right"] for r in judged)
+    return {
+        "model": judged[0]["model"],
+        "judged": len(judged),
+        "right": right,
+        "failure_rate": round(1 - right / len(judged), 4),
+        "failure_lower_bound_95": round(1 - op.clopper_pearson_upper(right, len(judged), CONFIDENCE), 4),
+    }
+
+
+def _model_report(
+    model: str,
+    train: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    train_scores: np.ndarray,
+    test_scores: np.ndarray,
+    case_scores: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """One local model: its accuracy, each target's operating point, the family-split study and the oracle."""
+    right_train = np.array([r["scores"][model] for r in train], dtype=int)
+    right_test = np.array([r["scores"][model] for r in test], dtype=int)
+    order = np.argsort(train_scores, kind="stable")
+    bottom = max(1, int(0.05 * len(train)))
+    all_scores = np.concatenate([train_scores, test_scores])
+    all_right = np.concatenate([right_train, right_test])
+    all_families = [r["family"] for r in train] + [r["family"] for r in test]
+    return {
+        "model": model,
+        "calibration_accuracy": round(float(right_train.mean()), 4),
+        "held_out_accuracy": round(float(right_test.mean()), 4),
+        "calibration_accuracy_lowest_5pct": round(float(right_train[order[:bottom]].mean()), 4),
+        "targets": [
+            _target_row(target, train_scores, right_train, test_scores, right_test, case_scores) for target in TARGETS
+        ],
+        "family_splits": [
+            family_split_study(all_scores, all_right, all_families, target, SPLITS) for target in TARGETS
+        ],
+        "family_oracle": [
+            family_oracle(right_train, [r["family"] for r in train], target) for target in (0.9, 0.8, 0.7)
+        ],
+    }
+
+
+def _target_row(
+    target: float,
+    train_scores: np.ndarray,
+    right_train: np.ndarray,
+    test_scores: np.ndarray,
+    right_test: np.ndarray,
+    case_scores: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The threshold calibrated for `target`, and what it does on the held-out rows and the cases."""
+    from hybrid_router.routing import operating_point as op
+
+    chosen = op.select_threshold(train_scores, right_train, target, CONFIDENCE)
+    return {
+        "target": target,
+        "threshold": round(chosen.threshold, 6),
+        "met": chosen.met,
+        "calibration_kept": chosen.kept,
+        "calibration_failure_bound": round(chosen.failure_bound, 4),
+        "held_out": _held_out(chosen.threshold, test_scores, right_test),
+        "cases": _on_cases(chosen.threshold, case_scores),
+    }
 
 
 def _pct(value: float | None) -> str:

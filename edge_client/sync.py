@@ -146,20 +146,12 @@ def sync_decisions(
         return _sync_with_settings(log, client, max_retries=max_retries, sleep=sleep)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    own_client = not isinstance(client, httpx.Client)
-    if own_client:
-        if not client:
-            raise SyncError("no cloud URL to sync to (set cloud_url / HYBRID_ROUTER_CLOUD_URL)")
-        http = httpx.Client(base_url=str(client), timeout=timeout_s)
-    else:
-        assert isinstance(client, httpx.Client)
-        http = client
-    headers = {"x-api-key": api_key} if api_key else {}
+    http, own_client = _http_client(client, timeout_s)
     report = SyncReport()
     post = partial(
         _post,
         http,
-        headers=headers,
+        headers={"x-api-key": api_key} if api_key else {},
         max_retries=max_retries,
         base_delay_s=base_delay_s,
         max_delay_s=max_delay_s,
@@ -167,38 +159,8 @@ def sync_decisions(
         report=report,
     )
     started = time.monotonic()
-    cursor: str | None = None
-    size = batch_size
     try:
-        while max_batches is None or report.batches < max_batches:
-            batch = log.pending_json(size, after=cursor)
-            if not batch:
-                break
-            ids = [decision_id for decision_id, _ in batch]
-            answer = post(DECISIONS_PATH, {"records": [record for _, record in batch]})
-            if answer is None:  # 413: the batch was too big for the cloud; halve it and try again
-                if size > 1:
-                    size = max(1, len(batch) // 2)
-                    continue
-                answer = {
-                    "accepted": 0,
-                    "duplicates": 0,
-                    "failed": [{"decision_id": ids[0], "error": "too large for the cloud (HTTP 413)"}],
-                }
-                size = batch_size
-            failed = _acknowledged(answer, ids)
-            acked = [decision_id for decision_id in ids if decision_id not in failed]
-            log.mark_synced(acked, batch=new_ulid())
-            log.mark_refused(failed)
-            counts = log.apply_charges(_charges(answer, acked))
-            report.charged += counts.total
-            report.answered_locally += counts.answered_locally
-            report.sent += len(batch)
-            report.batches += 1
-            report.accepted += int(answer["accepted"])
-            report.duplicates += int(answer["duplicates"])
-            report.failed.extend(failed.items())
-            cursor = ids[-1]
+        _sync_records(log, post, batch_size, max_batches, report)
         _sync_feedback(log, post, batch_size, report)
     except SyncError as error:
         error.report = _finish(report, log, started)
@@ -207,6 +169,58 @@ def sync_decisions(
         if own_client:
             http.close()
     return _finish(report, log, started)
+
+
+def _http_client(client: httpx.Client | str | None, timeout_s: float) -> tuple[httpx.Client, bool]:
+    """The client to send with, and whether it is ours to close (made here for a base URL)."""
+    if isinstance(client, httpx.Client):
+        return client, False
+    if not client:
+        raise SyncError("no cloud URL to sync to (set cloud_url / HYBRID_ROUTER_CLOUD_URL)")
+    return httpx.Client(base_url=str(client), timeout=timeout_s), True
+
+
+def _sync_records(
+    log: DecisionLog, post: Callable[..., Any], batch_size: int, max_batches: int | None, report: SyncReport
+) -> None:
+    """Pending records oldest first, a batch a request. A batch too large for the cloud (413) is halved and sent
+    again; a single record too large is refused."""
+    cursor: str | None = None
+    size = batch_size
+    while max_batches is None or report.batches < max_batches:
+        batch = log.pending_json(size, after=cursor)
+        if not batch:
+            break
+        ids = [decision_id for decision_id, _ in batch]
+        answer = post(DECISIONS_PATH, {"records": [record for _, record in batch]})
+        if answer is None:  # 413: the batch was too big for the cloud; halve it and try again
+            if size > 1:
+                size = max(1, len(batch) // 2)
+                continue
+            answer = {
+                "accepted": 0,
+                "duplicates": 0,
+                "failed": [{"decision_id": ids[0], "error": "too large for the cloud (HTTP 413)"}],
+            }
+            size = batch_size
+        _settle_batch(log, ids, answer, report)
+        cursor = ids[-1]
+
+
+def _settle_batch(log: DecisionLog, ids: list[str], answer: Any, report: SyncReport) -> None:
+    """Marks the batch's records as the cloud answered (synced, refused, charged) and counts them in `report`."""
+    failed = _acknowledged(answer, ids)
+    acked = [decision_id for decision_id in ids if decision_id not in failed]
+    log.mark_synced(acked, batch=new_ulid())
+    log.mark_refused(failed)
+    counts = log.apply_charges(_charges(answer, acked))
+    report.charged += counts.total
+    report.answered_locally += counts.answered_locally
+    report.sent += len(ids)
+    report.batches += 1
+    report.accepted += int(answer["accepted"])
+    report.duplicates += int(answer["duplicates"])
+    report.failed.extend(failed.items())
 
 
 def _sync_feedback(log: DecisionLog, post: Callable[..., Any], page_size: int, report: SyncReport) -> None:

@@ -27,9 +27,10 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from jinja2 import TemplateError
@@ -295,6 +296,133 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
+@dataclass
+class _Container:
+    """What the routes share: the model, the /v1 routes' API key (None: open), the delay held per token."""
+
+    model: TextModel
+    api_key: str | None
+    token_delay_s: float
+    load_on_startup: bool
+
+
+router = APIRouter()  # the container's routes; create_container_app mounts them over one _Container
+
+
+async def _container(request: Request) -> _Container:
+    return request.app.state.container
+
+
+def _answer_chat(container: _Container, body: Any) -> Response:
+    """Runs in a worker thread (so does any stream's generation): the event loop never waits for the model."""
+    try:
+        request = ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "unencodable_text":  # TGI's validation error, as for any input the model cannot take
+            return _rejected(f"{first['ctx']['param']} is not valid UTF-8 text (it holds an unpaired surrogate)")
+        return _error(400, _validation_message(exc))
+    model, token_delay_s = container.model, container.token_delay_s
+    try:
+        messages = _chat_messages(request)
+        try:
+            prompt_tokens = model.chat_token_count(messages)
+        except (TemplateError, ValueError) as exc:  # the template's own raise_exception, e.g. role order
+            raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
+        model.check_fits(prompt_tokens, request.token_limit(256))
+        if request.stream:
+            return ClosingStreamingResponse(
+                _chat_stream(model, request, messages, token_delay_s), media_type="text/event-stream"
+            )
+        answer = _chat_response(model, request, messages)
+        _pace(token_delay_s * answer["usage"]["completion_tokens"])
+        return JSONResponse(answer)
+    except InputRejected as exc:
+        return _rejected(str(exc))
+    except ValueError as exc:
+        if _context_error(exc):
+            return _rejected(str(exc))
+        raise
+
+
+def _answer_tgi(container: _Container, body: Any) -> Response:
+    """Runs in a worker thread, as _answer_chat does."""
+    try:
+        request = TgiRequest.model_validate(body)
+    except ValidationError as exc:
+        return _error(400, _validation_message(exc))
+    stops = len(request.parameters.stop)
+    if stops > TGI_MAX_STOP_SEQUENCES:  # TGI's own check and wording
+        return _rejected(f"`stop` supports up to {TGI_MAX_STOP_SEQUENCES} stop sequences. Given: {stops}")
+    model, token_delay_s = container.model, container.token_delay_s
+    try:
+        model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
+        if request.stream:
+            return ClosingStreamingResponse(_tgi_stream(model, request, token_delay_s), media_type="text/event-stream")
+        return JSONResponse([_tgi_response(model, request, token_delay_s)])
+    except ValueError as exc:
+        if _context_error(exc):
+            return _rejected(str(exc))
+        raise
+
+
+def _authorized(container: _Container, request: Request) -> bool:
+    if container.api_key is None:
+        return True
+    bearer = request.headers.get("authorization", "")
+    return bearer == f"Bearer {container.api_key}" or request.headers.get("x-api-key") == container.api_key
+
+
+@router.get("/ping")
+def ping(container: _Container = Depends(_container)) -> Response:
+    return Response(status_code=200 if container.model.loaded else 503)
+
+
+@router.post("/invocations")
+async def invocations(request: Request, container: _Container = Depends(_container)) -> Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return _error(400, "request body must be a JSON object")
+    if "messages" in body:
+        return await run_in_threadpool(_answer_chat, container, body)
+    if "inputs" in body:
+        return await run_in_threadpool(_answer_tgi, container, body)
+    return _error(400, "request body needs 'inputs' (TGI/LMI shape) or 'messages' (OpenAI shape)")
+
+
+@router.get("/v1/models")
+def models(request: Request, container: _Container = Depends(_container)) -> Response:
+    if not _authorized(container, request):
+        return _error(401, "missing or wrong API key", "authentication_error")
+    model = {"id": container.model.name, "object": "model", "owned_by": "local"}
+    return JSONResponse({"object": "list", "data": [model]})
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, container: _Container = Depends(_container)) -> Response:
+    if not _authorized(container, request):
+        return _error(401, "missing or wrong API key", "authentication_error")
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return _error(400, "request body must be a JSON object")
+    return await run_in_threadpool(_answer_chat, container, body)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # JSON, as TGI answers a failed generation; the traceback goes to the server log only.
+    return JSONResponse(
+        {"error": f"Generation failed: {type(exc).__name__}: {exc}", "error_type": "generation"}, status_code=500
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    container: _Container = app.state.container
+    if container.load_on_startup:
+        container.model.load()
+    yield
+
+
 def create_container_app(
     model: TextModel, api_key: str | None = None, load_on_startup: bool = True, token_delay_s: float | None = None
 ) -> FastAPI:
@@ -305,109 +433,11 @@ def create_container_app(
         token_delay_s = float(os.environ.get(TOKEN_DELAY_ENV, "") or 0)
     if token_delay_s < 0:
         raise ValueError(f"token_delay_s must be >= 0, not {token_delay_s}")
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if load_on_startup:
-            model.load()
-        yield
-
-    app = FastAPI(title="hybrid-router stand-in SageMaker container", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="hybrid-router stand-in SageMaker container", docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app.state.container = _Container(model, api_key, token_delay_s, load_on_startup)
     app.state.model = model
-
-    def answer_chat(body: Any) -> Response:
-        """Runs in a worker thread (so does any stream's generation): the event loop never waits for the model."""
-        try:
-            request = ChatCompletionRequest.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            if first["type"] == "unencodable_text":  # TGI's validation error, as for any input the model cannot take
-                return _rejected(f"{first['ctx']['param']} is not valid UTF-8 text (it holds an unpaired surrogate)")
-            return _error(400, _validation_message(exc))
-        try:
-            messages = _chat_messages(request)
-            try:
-                prompt_tokens = model.chat_token_count(messages)
-            except (TemplateError, ValueError) as exc:  # the template's own raise_exception, e.g. role order
-                raise InputRejected(f"the chat template cannot render these messages: {exc}") from None
-            model.check_fits(prompt_tokens, request.token_limit(256))
-            if request.stream:
-                return ClosingStreamingResponse(
-                    _chat_stream(model, request, messages, token_delay_s), media_type="text/event-stream"
-                )
-            answer = _chat_response(model, request, messages)
-            _pace(token_delay_s * answer["usage"]["completion_tokens"])
-            return JSONResponse(answer)
-        except InputRejected as exc:
-            return _rejected(str(exc))
-        except ValueError as exc:
-            if _context_error(exc):
-                return _rejected(str(exc))
-            raise
-
-    def answer_tgi(body: Any) -> Response:
-        try:
-            request = TgiRequest.model_validate(body)
-        except ValidationError as exc:
-            return _error(400, _validation_message(exc))
-        stops = len(request.parameters.stop)
-        if stops > TGI_MAX_STOP_SEQUENCES:  # TGI's own check and wording
-            return _rejected(f"`stop` supports up to {TGI_MAX_STOP_SEQUENCES} stop sequences. Given: {stops}")
-        try:
-            model.check_fits(model.prompt_token_count(request.inputs), request.parameters.max_new_tokens)
-            if request.stream:
-                return ClosingStreamingResponse(
-                    _tgi_stream(model, request, token_delay_s), media_type="text/event-stream"
-                )
-            return JSONResponse([_tgi_response(model, request, token_delay_s)])
-        except ValueError as exc:
-            if _context_error(exc):
-                return _rejected(str(exc))
-            raise
-
-    @app.get("/ping")
-    def ping() -> Response:
-        return Response(status_code=200 if model.loaded else 503)
-
-    @app.post("/invocations")
-    async def invocations(request: Request) -> Response:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object")
-        if "messages" in body:
-            return await run_in_threadpool(answer_chat, body)
-        if "inputs" in body:
-            return await run_in_threadpool(answer_tgi, body)
-        return _error(400, "request body needs 'inputs' (TGI/LMI shape) or 'messages' (OpenAI shape)")
-
-    def authorized(request: Request) -> bool:
-        if api_key is None:
-            return True
-        bearer = request.headers.get("authorization", "")
-        return bearer == f"Bearer {api_key}" or request.headers.get("x-api-key") == api_key
-
-    @app.get("/v1/models")
-    def models(request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "missing or wrong API key", "authentication_error")
-        return JSONResponse({"object": "list", "data": [{"id": model.name, "object": "model", "owned_by": "local"}]})
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "missing or wrong API key", "authentication_error")
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object")
-        return await run_in_threadpool(answer_chat, body)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # JSON, as TGI answers a failed generation; the traceback goes to the server log only.
-        return JSONResponse(
-            {"error": f"Generation failed: {type(exc).__name__}: {exc}", "error_type": "generation"}, status_code=500
-        )
-
+    app.include_router(router)
+    app.add_exception_handler(Exception, _unexpected)
     return app
 
 

@@ -23,11 +23,12 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -124,6 +125,182 @@ _COMPONENT_REQUIRED = (
     "Please include Inference Component Name header or consider using SageMaker models."
 )
 
+Endpoints = dict[str, str | dict[str, str]]  # endpoint name -> container base URL, or component name -> base URL
+
+
+@dataclass
+class _Runtime:
+    """What the routes share: where each endpoint's containers are, the fault plan, the client to the containers."""
+
+    endpoints: Endpoints
+    faults: _Faults
+    http: httpx.AsyncClient
+
+
+router = APIRouter()  # the runtime's routes; create_runtime_app mounts them over one _Runtime
+
+
+async def _runtime(request: Request) -> _Runtime:
+    return request.app.state.runtime
+
+
+def _container_url(endpoints: Endpoints, name: str, request: Request) -> str | JSONResponse:
+    """The container that serves this call, or SageMaker's refusal."""
+    target = endpoints.get(name)
+    component = request.headers.get(_COMPONENT_HEADER)
+    if target is None:
+        return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+    if isinstance(target, str):
+        if component:
+            return aws_error(
+                400, "ValidationError", f"Inference Component {component} is not deployed on endpoint {name}."
+            )
+        return target
+    if not component:
+        return aws_error(400, "ValidationError", _COMPONENT_REQUIRED)
+    if component not in target:
+        return aws_error(400, "ValidationError", f"Inference Component {component} not found.")
+    return target[component]
+
+
+async def _injected_failure(plan: FaultPlan | None) -> Response | None:
+    """Applies the part of a fault plan that comes before the container is called: a delay, or a failed answer."""
+    if plan is None:
+        return None
+    if plan.mode == "latency":
+        await asyncio.sleep(plan.latency_s)
+    elif plan.mode == "model_error":
+        return _model_error(plan.status, "injected container failure")
+    elif plan.mode == "service_error":
+        return _service_error(plan.status)
+    return None
+
+
+def _forward_headers(request: Request, accept_header: str) -> dict[str, str]:
+    """The headers the container gets: the content type, the caller's accept (from `accept_header`), the custom
+    attributes."""
+    headers = {"content-type": request.headers.get("content-type", "application/json")}
+    if request.headers.get(accept_header):
+        headers["accept"] = request.headers[accept_header]
+    custom = request.headers.get("x-amzn-sagemaker-custom-attributes")
+    if custom:
+        headers["x-amzn-sagemaker-custom-attributes"] = custom
+    return headers
+
+
+@router.post("/endpoints/{name}/invocations")
+async def invoke_endpoint(name: str, request: Request, runtime: _Runtime = Depends(_runtime)) -> Response:
+    base = _container_url(runtime.endpoints, name, request)
+    if not isinstance(base, str):
+        return base
+    body = await request.body()
+    failed = await _injected_failure(runtime.faults.take(name, "invoke"))
+    if failed is not None:
+        return failed
+    try:
+        answer = await runtime.http.post(
+            f"{base}/invocations", content=body, headers=_forward_headers(request, "accept")
+        )
+    except httpx.HTTPError as exc:
+        return _model_error(502, f"container unreachable: {type(exc).__name__}")
+    if answer.status_code >= 400:
+        return _model_error(answer.status_code, _container_message(answer.content))
+    headers = {"x-Amzn-Invoked-Production-Variant": VARIANT}
+    custom = answer.headers.get("x-amzn-sagemaker-custom-attributes")
+    if custom:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
+    return Response(answer.content, media_type=answer.headers.get("content-type", "application/json"), headers=headers)
+
+
+async def _payload_events(answer: httpx.Response, plan: FaultPlan | None) -> AsyncIterator[bytes]:
+    """The container's streamed answer as event-stream PayloadParts, with the plan's cut, error or stall."""
+    parts = 0
+    stalled = False
+    try:
+        async for chunk in answer.aiter_bytes():
+            if plan is not None and parts >= plan.after_parts:
+                if plan.mode == "cut":
+                    raise _CutConnection("connection cut by fault injection")
+                if plan.mode == "stream_error":
+                    yield exception_event(
+                        "ModelStreamError",
+                        "An error occurred while streaming the response body (injected by the local stand-in).",
+                        "ModelStreamError",
+                    )
+                    return
+                if plan.mode == "stall" and not stalled:
+                    stalled = True
+                    await asyncio.sleep(plan.latency_s)
+            yield payload_part(chunk)
+            parts += 1
+    except httpx.HTTPError:
+        yield exception_event(
+            "ModelStreamError", "The model container's response stream broke off.", "ModelStreamError"
+        )
+    finally:
+        # The caller went away (or the stream ended): close the container connection too, at once, so the
+        # container stops generating. Shielded, as a disconnect arrives here as a cancellation.
+        with anyio.CancelScope(shield=True):
+            await answer.aclose()
+
+
+@router.post("/endpoints/{name}/invocations-response-stream")
+async def invoke_endpoint_with_response_stream(
+    name: str, request: Request, runtime: _Runtime = Depends(_runtime)
+) -> Response:
+    base = _container_url(runtime.endpoints, name, request)
+    if not isinstance(base, str):
+        return base
+    body = await request.body()
+    plan = runtime.faults.take(name, "stream")
+    failed = await _injected_failure(plan)
+    if failed is not None:
+        return failed
+    outgoing = runtime.http.build_request(
+        "POST", f"{base}/invocations", content=body, headers=_forward_headers(request, "x-amzn-sagemaker-accept")
+    )
+    try:
+        answer = await runtime.http.send(outgoing, stream=True)
+    except httpx.HTTPError as exc:
+        return _model_error(502, f"container unreachable: {type(exc).__name__}")
+    if answer.status_code >= 400:
+        raw = await answer.aread()
+        await answer.aclose()
+        return _model_error(answer.status_code, _container_message(raw))
+    headers = {
+        "x-Amzn-Invoked-Production-Variant": VARIANT,
+        "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json"),
+    }
+    return ClosingStreamingResponse(_payload_events(answer, plan), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
+
+
+@router.get("/_stand_in/faults")
+def get_faults(runtime: _Runtime = Depends(_runtime)) -> dict:
+    return runtime.faults.plan.model_dump()
+
+
+@router.post("/_stand_in/faults")
+def set_faults(plan: FaultPlan, runtime: _Runtime = Depends(_runtime)) -> dict:
+    runtime.faults.plan = plan
+    return plan.model_dump()
+
+
+@router.delete("/_stand_in/faults")
+def clear_faults(runtime: _Runtime = Depends(_runtime)) -> dict:
+    runtime.faults.plan = FaultPlan()
+    return runtime.faults.plan.model_dump()
+
+
+@router.get("/_stand_in/health")
+def health(runtime: _Runtime = Depends(_runtime)) -> dict:
+    return {"status": "ok", "endpoints": sorted(runtime.endpoints)}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.runtime.http.aclose()
+
 
 def create_runtime_app(
     endpoints: Mapping[str, str | Mapping[str, str]],
@@ -134,156 +311,16 @@ def create_runtime_app(
     component name -> container base URL} for an endpoint with inference components."""
     if faults is None and os.environ.get(FAULTS_ENV):
         faults = FaultPlan.model_validate_json(os.environ[FAULTS_ENV])
-    state = _Faults(faults)
-    routes: dict[str, str | dict[str, str]] = {
-        name: target.rstrip("/") if isinstance(target, str) else {c: u.rstrip("/") for c, u in target.items()}
-        for name, target in endpoints.items()
-    }
-    http = httpx.AsyncClient(timeout=httpx.Timeout(container_timeout_s, connect=5.0))
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await http.aclose()
-
-    app = FastAPI(title="local SageMaker runtime stand-in", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.faults = state
-
-    def container_url(name: str, request: Request) -> str | JSONResponse:
-        """The container that serves this call, or SageMaker's refusal."""
-        target = routes.get(name)
-        component = request.headers.get(_COMPONENT_HEADER)
-        if target is None:
-            return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT_ID} not found.")
-        if isinstance(target, str):
-            if component:
-                return aws_error(
-                    400, "ValidationError", f"Inference Component {component} is not deployed on endpoint {name}."
-                )
-            return target
-        if not component:
-            return aws_error(400, "ValidationError", _COMPONENT_REQUIRED)
-        if component not in target:
-            return aws_error(400, "ValidationError", f"Inference Component {component} not found.")
-        return target[component]
-
-    async def before(plan: FaultPlan | None) -> Response | None:
-        if plan is None:
-            return None
-        if plan.mode == "latency":
-            await asyncio.sleep(plan.latency_s)
-        elif plan.mode == "model_error":
-            return _model_error(plan.status, "injected container failure")
-        elif plan.mode == "service_error":
-            return _service_error(plan.status)
-        return None
-
-    def forward_headers(request: Request, accept_header: str) -> dict[str, str]:
-        headers = {"content-type": request.headers.get("content-type", "application/json")}
-        if request.headers.get(accept_header):
-            headers["accept"] = request.headers[accept_header]
-        custom = request.headers.get("x-amzn-sagemaker-custom-attributes")
-        if custom:
-            headers["x-amzn-sagemaker-custom-attributes"] = custom
-        return headers
-
-    @app.post("/endpoints/{name}/invocations")
-    async def invoke_endpoint(name: str, request: Request) -> Response:
-        base = container_url(name, request)
-        if not isinstance(base, str):
-            return base
-        body = await request.body()
-        failed = await before(state.take(name, "invoke"))
-        if failed is not None:
-            return failed
-        try:
-            answer = await http.post(f"{base}/invocations", content=body, headers=forward_headers(request, "accept"))
-        except httpx.HTTPError as exc:
-            return _model_error(502, f"container unreachable: {type(exc).__name__}")
-        if answer.status_code >= 400:
-            return _model_error(answer.status_code, _container_message(answer.content))
-        headers = {"x-Amzn-Invoked-Production-Variant": VARIANT}
-        custom = answer.headers.get("x-amzn-sagemaker-custom-attributes")
-        if custom:
-            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return Response(
-            answer.content, media_type=answer.headers.get("content-type", "application/json"), headers=headers
-        )
-
-    @app.post("/endpoints/{name}/invocations-response-stream")
-    async def invoke_endpoint_with_response_stream(name: str, request: Request) -> Response:
-        base = container_url(name, request)
-        if not isinstance(base, str):
-            return base
-        body = await request.body()
-        plan = state.take(name, "stream")
-        failed = await before(plan)
-        if failed is not None:
-            return failed
-        outgoing = http.build_request(
-            "POST", f"{base}/invocations", content=body, headers=forward_headers(request, "x-amzn-sagemaker-accept")
-        )
-        try:
-            answer = await http.send(outgoing, stream=True)
-        except httpx.HTTPError as exc:
-            return _model_error(502, f"container unreachable: {type(exc).__name__}")
-        if answer.status_code >= 400:
-            raw = await answer.aread()
-            await answer.aclose()
-            return _model_error(answer.status_code, _container_message(raw))
-
-        async def events() -> AsyncIterator[bytes]:
-            parts = 0
-            stalled = False
-            try:
-                async for chunk in answer.aiter_bytes():
-                    if plan is not None and parts >= plan.after_parts:
-                        if plan.mode == "cut":
-                            raise _CutConnection("connection cut by fault injection")
-                        if plan.mode == "stream_error":
-                            yield exception_event(
-                                "ModelStreamError",
-                                "An error occurred while streaming the response body (injected by the local stand-in).",
-                                "ModelStreamError",
-                            )
-                            return
-                        if plan.mode == "stall" and not stalled:
-                            stalled = True
-                            await asyncio.sleep(plan.latency_s)
-                    yield payload_part(chunk)
-                    parts += 1
-            except httpx.HTTPError:
-                yield exception_event(
-                    "ModelStreamError", "The model container's response stream broke off.", "ModelStreamError"
-                )
-            finally:
-                # The caller went away (or the stream ended): close the container connection too, at once, so the
-                # container stops generating. Shielded, as a disconnect arrives here as a cancellation.
-                with anyio.CancelScope(shield=True):
-                    await answer.aclose()
-
-        headers = {
-            "x-Amzn-Invoked-Production-Variant": VARIANT,
-            "X-Amzn-SageMaker-Content-Type": answer.headers.get("content-type", "application/json"),
-        }
-        return ClosingStreamingResponse(events(), media_type=EVENTSTREAM_CONTENT_TYPE, headers=headers)
-
-    @app.get("/_stand_in/faults")
-    def get_faults() -> dict:
-        return state.plan.model_dump()
-
-    @app.post("/_stand_in/faults")
-    def set_faults(plan: FaultPlan) -> dict:
-        state.plan = plan
-        return plan.model_dump()
-
-    @app.delete("/_stand_in/faults")
-    def clear_faults() -> dict:
-        state.plan = FaultPlan()
-        return state.plan.model_dump()
-
-    @app.get("/_stand_in/health")
-    def health() -> dict:
-        return {"status": "ok", "endpoints": sorted(routes)}
-
+    runtime = _Runtime(
+        endpoints={
+            name: target.rstrip("/") if isinstance(target, str) else {c: u.rstrip("/") for c, u in target.items()}
+            for name, target in endpoints.items()
+        },
+        faults=_Faults(faults),
+        http=httpx.AsyncClient(timeout=httpx.Timeout(container_timeout_s, connect=5.0)),
+    )
+    app = FastAPI(title="local SageMaker runtime stand-in", docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app.state.runtime = runtime
+    app.state.faults = runtime.faults  # the fault plan, for code holding the app
+    app.include_router(router)
     return app

@@ -180,124 +180,161 @@ class Stack:
         self.stop()
 
 
-def start_stack(
-    model: str | None = None,
-    *,
-    api: bool = True,
-    host: str = "127.0.0.1",
-    api_port: int = 0,
-    table_name: str = DEFAULT_TABLE,
-    endpoint_name: str = DEFAULT_ENDPOINT,
-    region: str = DEFAULT_REGION,
-    api_key: str | None = None,
-    tenant: str = "local",
-    device: str = "local-device",
-    n_ctx: int = 2048,
-    n_threads: int | None = None,
-    faults: FaultPlan | None = None,
-    state_file: str | Path | None = None,
-    router_path: str | Path | None = None,
-    routers_bucket: str | None = DEFAULT_BUCKET,
-    data_dir: str | Path | None = None,
-    snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
-    log_level: str = "warning",
-    token_delay_s: float | None = None,
-    gateway_port: int = 0,
-) -> Stack:
-    """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL).
+@dataclass(frozen=True)
+class StackOptions:
+    """What start_stack starts, and how: its keyword arguments, with their defaults."""
+
+    model: str | None = None  # the strong model: 'qwen' (default), 'smollm2', or a .gguf path
+    api: bool = True  # the cloud API and the API Gateway in front of it (False: only the AWS stand-ins)
+    host: str = "127.0.0.1"
+    api_port: int = 0
+    table_name: str = DEFAULT_TABLE
+    endpoint_name: str = DEFAULT_ENDPOINT
+    region: str = DEFAULT_REGION
+    api_key: str | None = None
+    tenant: str = "local"
+    device: str = "local-device"
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    faults: FaultPlan | None = None
+    # Where to write the connection info (None: don't write one).
+    state_file: str | Path | None = None
+    # The router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default) until the
+    # routers bucket (moto's S3; None: no bucket) names an active version. With data_dir the bucket's objects persist
+    # beside the tables (local_stack.persistence.BucketMirror).
+    router_path: str | Path | None = None
+    routers_bucket: str | None = DEFAULT_BUCKET
+    # The folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded at start,
+    # saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
+    data_dir: str | Path | None = None
+    snapshot_interval_s: float = SNAPSHOT_INTERVAL_S
+    log_level: str = "warning"
+    # The SageMaker stand-in holds each generated token this long, as a slower GPU would (None: env
+    # LOCAL_SAGEMAKER_TOKEN_DELAY_S, else 0).
+    token_delay_s: float | None = None
+    gateway_port: int = 0
+
+
+def start_stack(model: str | None = None, **options: Any) -> Stack:
+    """Start every stand-in. model: 'qwen' (default), 'smollm2', or a .gguf path (env HYBRID_ROUTER_STRONG_MODEL);
+    options: any other field of StackOptions, e.g. start_stack("smollm2", n_threads=1, data_dir=folder).
 
     The cloud API reads its settings from os.environ, so the stack sets the variables and stop() restores them.
-    router_path: the router the API uses (HYBRID_ROUTER_ROUTER; None: the environment's or the packaged default)
-    until the routers bucket (moto's S3; None: no bucket) names an active version. With data_dir the bucket's
-    objects persist beside the tables (local_stack.persistence.BucketMirror).
-    state_file: where to write the connection info (None: don't write one).
-    data_dir: the folder that keeps the API key (unless api_key is given) and the tables across restarts: loaded
-    at start, saved every snapshot_interval_s while something changed and at stop (None: in memory, a new key).
-    token_delay_s: the SageMaker stand-in holds each generated token this long, as a slower GPU would (None: env
-    LOCAL_SAGEMAKER_TOKEN_DELAY_S, else 0).
     """
-    from hybrid_router.stores.dynamodb import create_table, make_client
+    return _start(StackOptions(model=model, **options))
 
+
+def _start(options: StackOptions) -> Stack:
+    """The stack `options` describe, running; if any part fails to start, what did start is stopped."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     stack = Stack()
     try:
-        folder = Path(data_dir) if data_dir is not None else None
+        api_key = options.api_key
+        folder = Path(options.data_dir) if options.data_dir is not None else None
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            stack._lock = lock_data_dir(folder)
-            api_key = api_key or load_or_create_key(folder)
-        stack._moto = DynamoDBServer(host).start()
-        dynamodb_url = stack._moto.url
-
-        model_path = resolve_model(model)
-        text_model = LlamaTextModel(model_path, n_ctx=n_ctx, n_threads=n_threads)
+            api_key = _claim_data_dir(stack, folder, api_key)
+        stack._moto = DynamoDBServer(options.host).start()
+        model_path = resolve_model(options.model)
+        text_model = LlamaTextModel(model_path, n_ctx=options.n_ctx, n_threads=options.n_threads)
         stack.model = text_model
-        container = ServerThread(
-            create_container_app(text_model, token_delay_s=token_delay_s),
-            host=host,
-            log_level=log_level,
-            name="sagemaker-container",
-        )
-        stack._servers.append(container.start())
-        runtime = ServerThread(
-            create_runtime_app({endpoint_name: container.url}, faults=faults),
-            host=host,
-            log_level=log_level,
-            name="sagemaker-runtime",
-        )
-        stack._servers.append(runtime.start())
-
+        container, runtime = _start_sagemaker(stack, text_model, options)
         info = StackInfo(
             api_url=None,
             api_key=api_key or new_api_key(),
-            tenant=tenant,
-            device=device,
+            tenant=options.tenant,
+            device=options.device,
             sagemaker_runtime_url=runtime.url,
             container_url=container.url,
-            dynamodb_url=dynamodb_url,
-            endpoint_name=endpoint_name,
-            table_name=table_name,
-            region=region,
+            dynamodb_url=stack._moto.url,
+            endpoint_name=options.endpoint_name,
+            table_name=options.table_name,
+            region=options.region,
             model_name=text_model.name,
             model_path=str(model_path),
             pid=os.getpid(),
             data_dir=str(folder) if folder is not None else None,
-            routers_bucket=routers_bucket,
+            routers_bucket=options.routers_bucket,
         )
         stack._set_env(stack_environment(info))
-        if router_path is not None:
-            stack._set_env({"HYBRID_ROUTER_ROUTER": str(router_path)})
-        client = make_client(endpoint_url=dynamodb_url, region=region)
-        snapshots = None
-        create_table(client, table_name)
-        s3 = create_bucket(dynamodb_url, region, routers_bucket) if routers_bucket else None
-        if folder is not None:
-            mirrors = [BucketMirror(s3, routers_bucket, folder)] if s3 is not None and routers_bucket else []
-            snapshots = TableSnapshots(
-                stack._moto, client, region, [table_name], folder, snapshot_interval_s, buckets=mirrors
-            )
-        if snapshots is not None:
-            stack.restored_items = snapshots.restore()
-            stack._snapshots = snapshots.start()
-
-        if api:
-            from hybrid_router.api import create_app
-
-            server = ServerThread(create_app(), host=host, port=api_port, log_level=log_level, name="cloud-api")
-            stack._servers.append(server.start())
-            info.api_url = server.url
-            info.gateway_url = _start_gateway(stack, info, host, gateway_port, log_level)
+        if options.router_path is not None:
+            stack._set_env({"HYBRID_ROUTER_ROUTER": str(options.router_path)})
+        _create_stores(stack, info, folder, options.snapshot_interval_s)
+        if options.api:
+            _start_cloud_api(stack, info, options)
         stack.info = info
-        if state_file is not None:
-            path = Path(state_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(asdict(info), indent=2) + "\n")
-            path.chmod(0o600)
-            stack.state_file = path
+        if options.state_file is not None:
+            stack.state_file = _write_state_file(info, Path(options.state_file))
         return stack
     except BaseException:
         stack.stop()
         raise
+
+
+def _claim_data_dir(stack: Stack, folder: Path, api_key: str | None) -> str:
+    """Holds `folder` (made if need be) for this stack; returns the API key: the one given, else the one kept there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stack._lock = lock_data_dir(folder)
+    return api_key or load_or_create_key(folder)
+
+
+def _start_sagemaker(
+    stack: Stack, text_model: LlamaTextModel, options: StackOptions
+) -> tuple[ServerThread, ServerThread]:
+    """The model container and the SageMaker runtime in front of it, serving options.endpoint_name."""
+    container = ServerThread(
+        create_container_app(text_model, token_delay_s=options.token_delay_s),
+        host=options.host,
+        log_level=options.log_level,
+        name="sagemaker-container",
+    )
+    stack._servers.append(container.start())
+    runtime = ServerThread(
+        create_runtime_app({options.endpoint_name: container.url}, faults=options.faults),
+        host=options.host,
+        log_level=options.log_level,
+        name="sagemaker-runtime",
+    )
+    stack._servers.append(runtime.start())
+    return container, runtime
+
+
+def _create_stores(stack: Stack, info: StackInfo, folder: Path | None, snapshot_interval_s: float) -> None:
+    """The decisions table and the routers bucket; with a data folder, what it kept is loaded into them and saved
+    back while the stack runs."""
+    from hybrid_router.stores.dynamodb import create_table, make_client
+
+    client = make_client(endpoint_url=info.dynamodb_url, region=info.region)
+    create_table(client, info.table_name)
+    bucket = info.routers_bucket
+    s3 = create_bucket(info.dynamodb_url, info.region, bucket) if bucket else None
+    if folder is None:
+        return
+    mirrors = [BucketMirror(s3, bucket, folder)] if s3 is not None and bucket else []
+    snapshots = TableSnapshots(
+        stack._moto, client, info.region, [info.table_name], folder, snapshot_interval_s, buckets=mirrors
+    )
+    stack.restored_items = snapshots.restore()
+    stack._snapshots = snapshots.start()
+
+
+def _start_cloud_api(stack: Stack, info: StackInfo, options: StackOptions) -> None:
+    """The cloud API as the stack serves it directly, and as API Gateway serves it (info's URLs set to them)."""
+    from hybrid_router.api import create_app
+
+    server = ServerThread(
+        create_app(), host=options.host, port=options.api_port, log_level=options.log_level, name="cloud-api"
+    )
+    stack._servers.append(server.start())
+    info.api_url = server.url
+    info.gateway_url = _start_gateway(stack, info, options.host, options.gateway_port, options.log_level)
+
+
+def _write_state_file(info: StackInfo, path: Path) -> Path:
+    """The connection info as JSON, readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 GATEWAY_KEY_ID = "local-stack-key"  # the id API Gateway would give the stack's key (requestContext.identity.apiKeyId)
@@ -401,24 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     print("starting the local stack (the strong model loads first) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     try:
-        stack = start_stack(
-            args.model,
-            api=not args.no_api,
-            host=args.host,
-            api_port=args.port,
-            table_name=args.table,
-            endpoint_name=args.endpoint_name,
-            api_key=args.api_key,
-            tenant=args.tenant,
-            device=args.device,
-            n_threads=args.threads,
-            token_delay_s=args.token_delay,
-            gateway_port=args.gateway_port,
-            state_file=state_file,
-            router_path=args.router,
-            data_dir=data_dir,
-            log_level=args.log_level,
-        )
+        stack = _start(_options_from_args(args, state_file, data_dir))
     except Exception as exc:  # a clear one-line reason instead of a stack trace
         print(f"error: the local stack did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -426,15 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         info = stack.info
         assert info is not None
         print(f"local stack up in {time.perf_counter() - started:.1f}s", flush=True)
-        if info.api_url:
-            print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
-        if info.gateway_url:
-            print(f"  API Gateway      {info.gateway_url}   (same key; chat streamed, other routes cut at 29 s)")
-        print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
-        print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
-        if info.routers_bucket:
-            print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
-        print(f"  connection info  {state_file}")
+        _print_connection_info(info, state_file)
         if data_dir is not None:
             print(
                 f"  data             {data_dir}   {stack.restored_items} items and objects loaded; the key, the "
@@ -451,6 +463,40 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready_file:
             Path(args.ready_file).unlink(missing_ok=True)
     return 0
+
+
+def _options_from_args(args: argparse.Namespace, state_file: Path, data_dir: Path | None) -> StackOptions:
+    return StackOptions(
+        model=args.model,
+        api=not args.no_api,
+        host=args.host,
+        api_port=args.port,
+        table_name=args.table,
+        endpoint_name=args.endpoint_name,
+        api_key=args.api_key,
+        tenant=args.tenant,
+        device=args.device,
+        n_threads=args.threads,
+        token_delay_s=args.token_delay,
+        gateway_port=args.gateway_port,
+        state_file=state_file,
+        router_path=args.router,
+        data_dir=data_dir,
+        log_level=args.log_level,
+    )
+
+
+def _print_connection_info(info: StackInfo, state_file: Path) -> None:
+    """Where each part of the stack answers, and the state file that says the same."""
+    if info.api_url:
+        print(f"  cloud API        {info.api_url}   (x-api-key: {info.api_key})")
+    if info.gateway_url:
+        print(f"  API Gateway      {info.gateway_url}   (same key; chat streamed, other routes cut at 29 s)")
+    print(f"  SageMaker        {info.sagemaker_runtime_url}   endpoint {info.endpoint_name} -> {info.model_name}")
+    print(f"  DynamoDB         {info.dynamodb_url}   table {info.table_name}")
+    if info.routers_bucket:
+        print(f"  S3               {info.dynamodb_url}   bucket {info.routers_bucket} (router versions)")
+    print(f"  connection info  {state_file}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import html
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,6 +26,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 CHART_JS = "chart.umd.min.js"
 CHART_JS_PATH = "/dashboard/" + CHART_JS
 DASHBOARD_MAX_DAYS = 366  # `days` of GET /dashboard: 1..366 on both servers (422 otherwise)
+
+Summary = TypeVar("Summary")  # what a table row shows of a group: its Latency or its RatingSummary
 
 
 class Latency(BaseModel):
@@ -161,10 +163,56 @@ def _table(name: str, title: str, groups: Mapping[str, UsageTotals]) -> str:
     return f'<section><h2>{title}</h2><table id="{name}">{head}{rows}{empty}</table></section>'
 
 
-def render(data: Dashboard) -> str:
+_STYLE = """\
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; background: #fafafa; }
+h1 { font-size: 1.4rem; margin: 0 0 .2rem; } h2 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
+.meta { color: #666; font-size: .85rem; }
+.cards { display: flex; flex-wrap: wrap; gap: .6rem; margin: 1rem 0; }
+.card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .5rem .8rem; min-width: 9rem; }
+.card .label { color: #666; font-size: .75rem; text-transform: uppercase; } .card .value { font-size: 1.2rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1rem; }
+.chart { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem; height: 260px; }
+table { border-collapse: collapse; background: #fff; font-size: .85rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; } th:first-child { text-align: left; }
+.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(640px, 1fr)); gap: 0 1.5rem; }
+"""
+
+# Draws the four charts from the page's own JSON (the dashboard-data script), with Chart.js.
+_CHARTS_SCRIPT = """\
+(function () {
+  const data = JSON.parse(document.getElementById("dashboard-data").textContent);
+  const days = Object.keys(data.usage.by_day);
+  const day = (f) => days.map((d) => data.usage.by_day[d][f]);
+  const opts = (title, extra) => Object.assign({responsive: true, maintainAspectRatio: false, animation: false,
+    plugins: {title: {display: true, text: title}}}, extra || {});
+  new Chart(document.getElementById("chart-cost"), {type: "line", data: {labels: days, datasets: [
+    {label: "cost $", data: day("cost_usd")}, {label: "all-strong $", data: day("strong_cost_usd")},
+    {label: "saving $", data: day("saving_usd")}]}, options: opts("Cost and saving by day")});
+  new Chart(document.getElementById("chart-share"), {type: "bar", data: {labels: days, datasets: [
+    {label: "strong share", data: day("strong_share")}]},
+    options: opts("Strong share by day", {scales: {y: {min: 0, max: 1}}})});
+  const reasons = Object.keys(data.by_reason);
+  new Chart(document.getElementById("chart-reasons"), {type: "doughnut", data: {labels: reasons, datasets: [
+    {label: "requests", data: reasons.map((r) => data.by_reason[r].requests)}]}, options: opts("Routes by reason")});
+  const groups = Object.assign({}, data.by_router);
+  for (const [k, v] of Object.entries(data.by_arm)) groups["arm " + k] = v;
+  const names = Object.keys(groups);
+  new Chart(document.getElementById("chart-routers"), {type: "bar", data: {labels: names, datasets: [
+    {label: "strong share", data: names.map((n) => groups[n].strong_share)},
+    {label: "saving share", data: names.map((n) => groups[n].saving_share)}]},
+    options: opts("By router version and experiment arm", {scales: {y: {min: 0, max: 1}}})});
+  document.body.dataset.charts = "drawn";
+})();
+"""
+
+
+def _rating_mean(summary: RatingSummary) -> str:
+    return "-" if summary.mean is None else f"{summary.mean:.3f}"
+
+
+def _cards(data: Dashboard) -> str:
+    """The headline numbers, a card each (its value's id: card-<name>)."""
     t = data.usage.totals
-    lat = data.router_latency
-    rating = "-" if data.ratings.mean is None else f"{data.ratings.mean:.3f}"
     cards = [
         ("requests", str(t.requests)),
         ("cost_usd", _money(t.cost_usd)),
@@ -173,50 +221,64 @@ def render(data: Dashboard) -> str:
         ("strong_share", f"{t.strong_share:.1%}"),
         ("fallbacks", str(t.fallbacks)),
         ("conversations", f"{t.conversations} ({t.affinity} kept strong)"),
-        ("router_p95_ms", f"{lat.p95_ms:.2f}"),
+        ("router_p95_ms", f"{data.router_latency.p95_ms:.2f}"),
         ("private", str(t.private)),
-        ("rating_mean", f"{rating} (n={data.ratings.count})"),
+        ("rating_mean", f"{_rating_mean(data.ratings)} (n={data.ratings.count})"),
     ]
-    card_html = "".join(
+    return "".join(
         f'<div class="card"><div class="label">{name.replace("_", " ")}</div>'
         f'<div class="value" id="card-{name}">{value}</div></div>'
         for name, value in cards
     )
-    latencies = [*data.latency_by_router.items(), *(("arm " + k, v) for k, v in data.latency_by_arm.items())]
-    latency_rows = "".join(
+
+
+def _all_then_by_router_and_arm(
+    overall: Summary, by_router: Mapping[str, Summary], by_arm: Mapping[str, Summary]
+) -> list[tuple[str, Summary]]:
+    """The rows of a table: `overall` as "all", then each router version, then each arm as "arm <experiment>/<arm>"."""
+    return [("all", overall), *by_router.items(), *(("arm " + k, v) for k, v in by_arm.items())]
+
+
+def _latency_table(data: Dashboard) -> str:
+    """Router latency percentiles: all requests, then by router version and by experiment arm."""
+    groups = _all_then_by_router_and_arm(data.router_latency, data.latency_by_router, data.latency_by_arm)
+    rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{v.p50_ms:.3f}</td><td>{v.p95_ms:.3f}</td><td>{v.p99_ms:.3f}</td></tr>"
-        for k, v in latencies
+        for k, v in groups
     )
-    ratings = [*data.ratings_by_router.items(), *(("arm " + k, v) for k, v in data.ratings_by_arm.items())]
-    rating_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v.count}</td><td>{'-' if v.mean is None else f'{v.mean:.3f}'}</td></tr>"
-        for k, v in ratings
-    )
-    privacy_rows = (
-        "".join(f"<tr><th>{html.escape(kind)}</th><td>{count}</td></tr>" for kind, count in t.privacy_kinds.items())
+    return f'<table id="latency"><tr><th></th><th>p50</th><th>p95</th><th>p99</th></tr>\n{rows}</table>'
+
+
+def _ratings_table(data: Dashboard) -> str:
+    """Rating counts and means: all rated requests, then by router version and by experiment arm."""
+    groups = _all_then_by_router_and_arm(data.ratings, data.ratings_by_router, data.ratings_by_arm)
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v.count}</td><td>{_rating_mean(v)}</td></tr>" for k, v in groups)
+    return f'<table id="ratings"><tr><th></th><th>rated</th><th>mean</th></tr>\n{rows}</table>'
+
+
+def _privacy_table(totals: UsageTotals) -> str:
+    """Requests with private data, by kind of data (never the values)."""
+    rows = (
+        "".join(
+            f"<tr><th>{html.escape(kind)}</th><td>{count}</td></tr>" for kind, count in totals.privacy_kinds.items()
+        )
         or '<tr><td colspan="2">none found</td></tr>'
     )
+    return f'<table id="privacy"><tr><th></th><th>requests</th></tr>{rows}</table>'
+
+
+def render(data: Dashboard) -> str:
+    t = data.usage.totals
     payload = data.model_dump_json().replace("<", "\\u003c")  # raw script text: no "</script>" inside
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(data.title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; background: #fafafa; }}
-h1 {{ font-size: 1.4rem; margin: 0 0 .2rem; }} h2 {{ font-size: 1.05rem; margin: 1.2rem 0 .4rem; }}
-.meta {{ color: #666; font-size: .85rem; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: .6rem; margin: 1rem 0; }}
-.card {{ background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .5rem .8rem; min-width: 9rem; }}
-.card .label {{ color: #666; font-size: .75rem; text-transform: uppercase; }} .card .value {{ font-size: 1.2rem; }}
-.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1rem; }}
-.chart {{ background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem; height: 260px; }}
-table {{ border-collapse: collapse; background: #fff; font-size: .85rem; }}
-th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }} th:first-child {{ text-align: left; }}
-.tables {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(640px, 1fr)); gap: 0 1.5rem; }}
-</style></head>
+{_STYLE}</style></head>
 <body>
 <h1>{html.escape(data.title)}</h1>
 <div class="meta">{t.requests} requests from {t.first_at or "-"} to {t.last_at or "-"}; generated {data.generated_at}</div>
-{_quality_warning(data)}<div class="cards">{card_html}</div>
+{_quality_warning(data)}<div class="cards">{_cards(data)}</div>
 <div class="charts">
 <div class="chart"><canvas id="chart-cost"></canvas></div>
 <div class="chart"><canvas id="chart-share"></canvas></div>
@@ -229,41 +291,15 @@ th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }} t
 {_table("by-reason", "By reason", data.by_reason)}
 {_table("by-router", "By router version", data.by_router)}
 {_table("by-arm", "By experiment arm", data.by_arm)}
-<section><h2>Router latency (ms)</h2><table id="latency"><tr><th></th><th>p50</th><th>p95</th><th>p99</th></tr>
-<tr><th>all</th><td>{lat.p50_ms:.3f}</td><td>{lat.p95_ms:.3f}</td><td>{lat.p99_ms:.3f}</td></tr>{latency_rows}</table>
-<h2>Ratings (0..1)</h2><table id="ratings"><tr><th></th><th>rated</th><th>mean</th></tr>
-<tr><th>all</th><td>{data.ratings.count}</td><td>{rating}</td></tr>{rating_rows}</table>
+<section><h2>Router latency (ms)</h2>{_latency_table(data)}
+<h2>Ratings (0..1)</h2>{_ratings_table(data)}
 <h2>Local quality from ratings</h2>{_quality_table(data)}
-<h2>Private data by kind</h2><table id="privacy"><tr><th></th><th>requests</th></tr>{privacy_rows}</table></section>
+<h2>Private data by kind</h2>{_privacy_table(t)}</section>
 </div>
 <script type="application/json" id="dashboard-data">{payload}</script>
 <script src="{CHART_JS_PATH}"></script>
 <script>
-(function () {{
-  const data = JSON.parse(document.getElementById("dashboard-data").textContent);
-  const days = Object.keys(data.usage.by_day);
-  const day = (f) => days.map((d) => data.usage.by_day[d][f]);
-  const opts = (title, extra) => Object.assign({{responsive: true, maintainAspectRatio: false, animation: false,
-    plugins: {{title: {{display: true, text: title}}}}}}, extra || {{}});
-  new Chart(document.getElementById("chart-cost"), {{type: "line", data: {{labels: days, datasets: [
-    {{label: "cost $", data: day("cost_usd")}}, {{label: "all-strong $", data: day("strong_cost_usd")}},
-    {{label: "saving $", data: day("saving_usd")}}]}}, options: opts("Cost and saving by day")}});
-  new Chart(document.getElementById("chart-share"), {{type: "bar", data: {{labels: days, datasets: [
-    {{label: "strong share", data: day("strong_share")}}]}},
-    options: opts("Strong share by day", {{scales: {{y: {{min: 0, max: 1}}}}}})}});
-  const reasons = Object.keys(data.by_reason);
-  new Chart(document.getElementById("chart-reasons"), {{type: "doughnut", data: {{labels: reasons, datasets: [
-    {{label: "requests", data: reasons.map((r) => data.by_reason[r].requests)}}]}}, options: opts("Routes by reason")}});
-  const groups = Object.assign({{}}, data.by_router);
-  for (const [k, v] of Object.entries(data.by_arm)) groups["arm " + k] = v;
-  const names = Object.keys(groups);
-  new Chart(document.getElementById("chart-routers"), {{type: "bar", data: {{labels: names, datasets: [
-    {{label: "strong share", data: names.map((n) => groups[n].strong_share)}},
-    {{label: "saving share", data: names.map((n) => groups[n].saving_share)}}]}},
-    options: opts("By router version and experiment arm", {{scales: {{y: {{min: 0, max: 1}}}}}})}});
-  document.body.dataset.charts = "drawn";
-}})();
-</script>
+{_CHARTS_SCRIPT}</script>
 </body></html>
 """
 
