@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from hybrid_router.api.errors import ApiError
 from hybrid_router.api.settings import ApiSettings
@@ -13,7 +14,14 @@ from hybrid_router.costs import CostModel
 from hybrid_router.stores.errors import THROTTLING_CODES, kind_of_code
 
 if TYPE_CHECKING:
+    from hybrid_router.cache.step import CacheStep
+    from hybrid_router.registry import Deployment, Experiment, LiveDeployment, RouterRef, RouterRegistry
+    from hybrid_router.routing import Router
     from hybrid_router.stores.dynamodb import DynamoDecisionStore
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Services:
@@ -21,8 +29,8 @@ class Services:
         self,
         settings: ApiSettings,
         *,
-        router: Any = None,
-        store: Any = None,
+        router: Router | None = None,
+        store: DynamoDecisionStore | None = None,
         strong_backend: ChatBackend | None = None,
         weak_backend: ChatBackend | None = None,
         cost_model: CostModel | None = None,
@@ -36,13 +44,13 @@ class Services:
         self._cost_model = cost_model
         self.telemetry: Telemetry = telemetry or LogTelemetry()
         self._lock = threading.Lock()
-        self._path_router: Any = None  # router_path's, while the registry names no active version
-        self._registry: Any = None
-        self._live: Any = None
-        self._versions: dict[Any, Any] = {}
+        self._path_router: Router | None = None  # router_path's, while the registry names no active version
+        self._registry: RouterRegistry | None = None
+        self._live: LiveDeployment | None = None
+        self._versions: dict[RouterRef, Router] = {}
 
     @property
-    def router(self) -> Any:
+    def router(self) -> Router:
         """The active router: the given one; else the registry's active version; else router_path's."""
         if self._router is not None:
             return self._router
@@ -65,7 +73,7 @@ class Services:
     # versioned routers
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> RouterRegistry:
         if not self.settings.routers_bucket:
             raise ApiError(
                 404,
@@ -78,7 +86,7 @@ class Services:
             self._registry = RouterRegistry(S3Blobs(self.settings.routers_bucket, region=self.settings.region))
         return self._registry
 
-    def call_registry(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call_registry(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs a registry call; S3 trouble becomes 503 registry_unavailable, an unknown version 404."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -98,7 +106,7 @@ class Services:
                 headers={"Retry-After": "2"},
             ) from None
 
-    def deployment(self) -> Any:
+    def deployment(self) -> Deployment | None:
         """The registry's deployment (active version, experiment), re-read at most every router_refresh_s
         (hybrid_router.registry.LiveDeployment); None without a bucket, or while the bucket names no active version.
         If a re-read fails, the last one holds."""
@@ -112,7 +120,7 @@ class Services:
             )
         return self._live.current()
 
-    def router_version(self, ref: Any) -> Any:
+    def router_version(self, ref: RouterRef) -> Router:
         """One registered version, downloaded and checked once per process, then cached by id and version."""
         router = self._versions.get(ref)
         if router is None:
@@ -131,7 +139,7 @@ class Services:
                     self._versions[ref] = router
         return router
 
-    def experiment_routers(self) -> tuple[Any, Any, Any] | None:
+    def experiment_routers(self) -> tuple[Experiment, Router, Router] | None:
         """(experiment, control router, candidate router) while an experiment runs, else None."""
         deployment = self.deployment()
         if deployment is None or deployment.experiment is None or deployment.experiment.status != "running":
@@ -139,7 +147,7 @@ class Services:
         experiment = deployment.experiment
         return experiment, self.router_version(experiment.control), self.router_version(experiment.candidate)
 
-    def router_for_kind(self, kind: str | None) -> Any:
+    def router_for_kind(self, kind: str | None) -> Router | None:
         """The router a `router-<kind>` name asks for: the deployed one, or another shipped kind; else None."""
         if kind is None or kind == self.router.info.kind:
             return self.router
@@ -173,7 +181,7 @@ class Services:
                     )
         return self._store
 
-    def answer_cache(self, tenant_id: str) -> Any:
+    def answer_cache(self, tenant_id: str) -> CacheStep | None:
         """The tenant's answer cache step (DynamoDB, in the decision table), or None when ANSWER_CACHE is off."""
         if not self.settings.answer_cache or not self.settings.table_name:
             return None
@@ -228,7 +236,7 @@ class Services:
     def weak_model_name(self) -> str:
         return self.settings.weak_model_name or self.router.info.weak_model
 
-    def call_store(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call_store(self, operation: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs a store call; DynamoDB trouble becomes 503 (throttled/unreachable) or 502, with a clear message."""
         from botocore.exceptions import BotoCoreError, ClientError
 
