@@ -246,6 +246,22 @@ def _c(name: str, value) -> object:
 
 def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
     """ONNX nodes: input_ids, attention_mask, prompt_chars, embedding -> score (same maths as FeatureHead)."""
+    task_gate = head.mode == "task-cheap"
+    parts = [_base_feature_nodes(tables)]
+    if task_gate:
+        parts.append(_task_gate_nodes(head))
+    parts.append(_ridge_nodes(head, extra="cf_extra" if task_gate else "cf_base"))
+    if head.maths is not None:
+        parts.append(_maths_expert_nodes(head.maths))
+    nodes = [node for part_nodes, _ in parts for node in part_nodes]
+    inits = [init for _, part_inits in parts for init in part_inits]
+    raw = "cf_raw" if head.maths is None else "mx_raw"
+    nodes.append(helper.make_node("Sigmoid", [raw], ["score"]))
+    return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+
+
+def _base_feature_nodes(tables) -> tuple[list, list]:
+    """input_ids, attention_mask, prompt_chars -> cf_base [N, 7], as `base_features` computes it."""
     table, letter, punct = tables
     select_share = np.zeros((N_TOKEN, N_TOKEN), dtype=np.float32)
     select_log = np.zeros((N_TOKEN, N_TOKEN), dtype=np.float32)
@@ -295,59 +311,65 @@ def feature_head_nodes(head: FeatureHead, tables) -> tuple[list, list, list]:
         _c("cf_one_i", np.array([1], dtype=np.int64)),
         _c("cf_big", np.array([1 << 40], dtype=np.int64)),
     ]
-    if head.mode == "task-cheap":
-        nodes += [
-            helper.make_node("MatMul", ["embedding", "cf_gate_W"], ["cf_gate_z0"]),
-            helper.make_node("Add", ["cf_gate_z0", "cf_gate_b"], ["cf_gate_z"]),
-            helper.make_node("Softmax", ["cf_gate_z"], ["cf_gate"], axis=1),
-            helper.make_node("Unsqueeze", ["cf_gate", "cf_axis2"], ["cf_gate3"]),
-            helper.make_node("Unsqueeze", ["cf_base", "cf_axis1"], ["cf_base3"]),
-            helper.make_node("Mul", ["cf_gate3", "cf_base3"], ["cf_inter3"]),
-            helper.make_node("Reshape", ["cf_inter3", "cf_inter_shape"], ["cf_inter"]),
-            helper.make_node("Concat", ["cf_inter", "cf_gate"], ["cf_extra"], axis=1),
-        ]
-        inits += [
-            _c("cf_gate_W", head.gate_W.astype(np.float32)),
-            _c("cf_gate_b", head.gate_b.astype(np.float32)[None, :]),
-            _c("cf_inter_shape", np.array([-1, len(TASKS) * N_BASE], dtype=np.int64)),
-        ]
-        extra = "cf_extra"
-    else:
-        extra = "cf_base"
-    nodes += [
+    return nodes, inits
+
+
+def _task_gate_nodes(head: FeatureHead) -> tuple[list, list]:
+    """embedding, cf_base -> cf_gate (softmax of the task gate) and cf_extra = [gate (x) base, gate]."""
+    nodes = [
+        helper.make_node("MatMul", ["embedding", "cf_gate_W"], ["cf_gate_z0"]),
+        helper.make_node("Add", ["cf_gate_z0", "cf_gate_b"], ["cf_gate_z"]),
+        helper.make_node("Softmax", ["cf_gate_z"], ["cf_gate"], axis=1),
+        helper.make_node("Unsqueeze", ["cf_gate", "cf_axis2"], ["cf_gate3"]),
+        helper.make_node("Unsqueeze", ["cf_base", "cf_axis1"], ["cf_base3"]),
+        helper.make_node("Mul", ["cf_gate3", "cf_base3"], ["cf_inter3"]),
+        helper.make_node("Reshape", ["cf_inter3", "cf_inter_shape"], ["cf_inter"]),
+        helper.make_node("Concat", ["cf_inter", "cf_gate"], ["cf_extra"], axis=1),
+    ]
+    inits = [
+        _c("cf_gate_W", head.gate_W.astype(np.float32)),
+        _c("cf_gate_b", head.gate_b.astype(np.float32)[None, :]),
+        _c("cf_inter_shape", np.array([-1, len(TASKS) * N_BASE], dtype=np.int64)),
+    ]
+    return nodes, inits
+
+
+def _ridge_nodes(head: FeatureHead, extra: str) -> tuple[list, list]:
+    """embedding, the extra features -> cf_raw = e.w + extra.v + b."""
+    nodes = [
         helper.make_node("MatMul", ["embedding", "cf_w"], ["cf_ew2"]),
         helper.make_node("MatMul", [extra, "cf_v"], ["cf_xv2"]),
         helper.make_node("Add", ["cf_ew2", "cf_xv2"], ["cf_raw2"]),
         helper.make_node("Squeeze", ["cf_raw2", "cf_axis1"], ["cf_raw0"]),
         helper.make_node("Add", ["cf_raw0", "cf_b"], ["cf_raw"]),
     ]
-    inits += [
+    inits = [
         _c("cf_w", head.w.astype(np.float32)[:, None]),
         _c("cf_v", head.v.astype(np.float32)[:, None]),
         _c("cf_b", np.array(head.b, dtype=np.float32)),
     ]
-    raw = "cf_raw"
-    if head.maths is not None:
-        m = head.maths
-        nodes += [
-            helper.make_node("MatMul", ["embedding", "mx_w"], ["mx_ew"]),
-            helper.make_node("MatMul", ["cf_base", "mx_v"], ["mx_xv"]),
-            helper.make_node("Add", ["mx_ew", "mx_xv"], ["mx_z2"]),
-            helper.make_node("Squeeze", ["mx_z2", "cf_axis1"], ["mx_z"]),
-            helper.make_node("Mul", ["mx_z", "mx_spread"], ["mx_zs"]),
-            helper.make_node("Add", ["mx_zs", "mx_offset"], ["mx_target"]),
-            helper.make_node("Gather", ["cf_gate", "mx_task"], ["mx_g"], axis=1),
-            helper.make_node("Sub", ["mx_target", "cf_raw"], ["mx_delta"]),
-            helper.make_node("Mul", ["mx_g", "mx_delta"], ["mx_step"]),
-            helper.make_node("Add", ["cf_raw", "mx_step"], ["mx_raw"]),
-        ]
-        inits += [
-            _c("mx_w", m.w.astype(np.float32)[:, None]),
-            _c("mx_v", m.v.astype(np.float32)[:, None]),
-            _c("mx_spread", np.array(m.spread, dtype=np.float32)),
-            _c("mx_offset", np.array(m.level + m.spread * m.c, dtype=np.float32)),
-            _c("mx_task", np.array(TASKS.index("maths"), dtype=np.int64)),
-        ]
-        raw = "mx_raw"
-    nodes.append(helper.make_node("Sigmoid", [raw], ["score"]))
-    return nodes, inits, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+    return nodes, inits
+
+
+def _maths_expert_nodes(m: MathsExpert) -> tuple[list, list]:
+    """cf_raw -> mx_raw: moved towards the maths expert's level + spread * z by the maths gate."""
+    nodes = [
+        helper.make_node("MatMul", ["embedding", "mx_w"], ["mx_ew"]),
+        helper.make_node("MatMul", ["cf_base", "mx_v"], ["mx_xv"]),
+        helper.make_node("Add", ["mx_ew", "mx_xv"], ["mx_z2"]),
+        helper.make_node("Squeeze", ["mx_z2", "cf_axis1"], ["mx_z"]),
+        helper.make_node("Mul", ["mx_z", "mx_spread"], ["mx_zs"]),
+        helper.make_node("Add", ["mx_zs", "mx_offset"], ["mx_target"]),
+        helper.make_node("Gather", ["cf_gate", "mx_task"], ["mx_g"], axis=1),
+        helper.make_node("Sub", ["mx_target", "cf_raw"], ["mx_delta"]),
+        helper.make_node("Mul", ["mx_g", "mx_delta"], ["mx_step"]),
+        helper.make_node("Add", ["cf_raw", "mx_step"], ["mx_raw"]),
+    ]
+    inits = [
+        _c("mx_w", m.w.astype(np.float32)[:, None]),
+        _c("mx_v", m.v.astype(np.float32)[:, None]),
+        _c("mx_spread", np.array(m.spread, dtype=np.float32)),
+        _c("mx_offset", np.array(m.level + m.spread * m.c, dtype=np.float32)),
+        _c("mx_task", np.array(TASKS.index("maths"), dtype=np.int64)),
+    ]
+    return nodes, inits

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import shutil
 import sys
 import time
@@ -47,86 +46,11 @@ def file_sha256(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------- torch MiniLM
-def build_torch_minilm():
-    import torch
-    from safetensors.torch import load_file
+def build_torch_minilm():  # -> router_training.minilm_torch.MiniLM (torch imported only here)
+    """all-MiniLM-L6-v2 as a torch module, in eval mode."""
+    from router_training.minilm_torch import load_minilm
 
-    model_dir = minilm_dir()
-    config = json.loads((model_dir / "config.json").read_text())
-    weights = load_file(str(model_dir / "model.safetensors"))
-    hidden, heads, eps = config["hidden_size"], config["num_attention_heads"], config["layer_norm_eps"]
-    n_layers = config["num_hidden_layers"]
-
-    class Layer(torch.nn.Module):
-        def __init__(self, prefix: str):
-            super().__init__()
-            self.q = torch.nn.Linear(hidden, hidden)
-            self.k = torch.nn.Linear(hidden, hidden)
-            self.v = torch.nn.Linear(hidden, hidden)
-            self.o = torch.nn.Linear(hidden, hidden)
-            self.ln1 = torch.nn.LayerNorm(hidden, eps=eps)
-            self.ff1 = torch.nn.Linear(hidden, config["intermediate_size"])
-            self.ff2 = torch.nn.Linear(config["intermediate_size"], hidden)
-            self.ln2 = torch.nn.LayerNorm(hidden, eps=eps)
-            names = {
-                "q": "attention.self.query",
-                "k": "attention.self.key",
-                "v": "attention.self.value",
-                "o": "attention.output.dense",
-                "ln1": "attention.output.LayerNorm",
-                "ff1": "intermediate.dense",
-                "ff2": "output.dense",
-                "ln2": "output.LayerNorm",
-            }
-            for attr, name in names.items():
-                module = getattr(self, attr)
-                module.weight.data.copy_(weights[f"{prefix}.{name}.weight"])
-                module.bias.data.copy_(weights[f"{prefix}.{name}.bias"])
-
-        def forward(self, x, additive_mask):
-            batch, length, _ = x.shape
-            head_dim = hidden // heads
-
-            def split(t):
-                return t.view(batch, length, heads, head_dim).transpose(1, 2)
-
-            q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-            attn = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim)) + additive_mask
-            context = torch.matmul(torch.softmax(attn, dim=-1), v).transpose(1, 2).reshape(batch, length, hidden)
-            x = self.ln1(x + self.o(context))
-            return self.ln2(x + self.ff2(torch.nn.functional.gelu(self.ff1(x))))
-
-    class MiniLM(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.word = torch.nn.Embedding.from_pretrained(weights["embeddings.word_embeddings.weight"])
-            # token_type_ids are always 0 for single sentences: fold row 0 into the position table.
-            position = (
-                weights["embeddings.position_embeddings.weight"] + weights["embeddings.token_type_embeddings.weight"][0]
-            )
-            self.position = torch.nn.Parameter(position, requires_grad=False)
-            self.ln = torch.nn.LayerNorm(hidden, eps=eps)
-            self.ln.weight.data.copy_(weights["embeddings.LayerNorm.weight"])
-            self.ln.bias.data.copy_(weights["embeddings.LayerNorm.bias"])
-            self.layers = torch.nn.ModuleList(Layer(f"encoder.layer.{i}") for i in range(n_layers))
-
-        def token_states(self, input_ids, attention_mask):
-            length = input_ids.shape[1]
-            x = self.ln(self.word(input_ids) + self.position[:length].unsqueeze(0))
-            mask = attention_mask.to(x.dtype)
-            additive = ((1.0 - mask) * -10000.0)[:, None, None, :]
-            for layer in self.layers:
-                x = layer(x, additive)
-            return x, mask
-
-        def forward(self, input_ids, attention_mask):
-            x, mask = self.token_states(input_ids, attention_mask)
-            summed = (x * mask.unsqueeze(-1)).sum(dim=1)
-            pooled = summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-            return pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-    model = MiniLM().eval()
-    return model
+    return load_minilm(minilm_dir())
 
 
 def export_minilm(out_dir: Path) -> tuple[Path, Path]:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from router_training.plots import CostQualityChart, Line, plot_cost_quality
 from router_training.scoring import (
     DEFAULT_BATCH_SIZE,
     iter_jsonl,
@@ -379,6 +380,35 @@ def scores_for(data: BenchmarkData, by_id: Mapping[str | int, float], source: st
     return np.array([by_id[i] for i in data.ids], dtype=np.float64)
 
 
+def cost_quality_chart(
+    data: BenchmarkData, router_scores: np.ndarray, label: str, random_seeds: int = DEFAULT_RANDOM_SEEDS
+) -> CostQualityChart:
+    """The cost-quality chart's lines: the router, random routers (mean over seeds) and the oracle."""
+    s, w = data.strong, data.weak
+    r_strong, r_weak = float(s.mean()), float(w.mean())
+
+    def line(share: np.ndarray, pgr: np.ndarray) -> Line:
+        return Line(strong_share=share, quality=r_weak + pgr * (r_strong - r_weak))
+
+    grid = np.linspace(0.0, 1.0, 201)
+    router = pgr_curve(np.asarray(router_scores, dtype=np.float64), s, w)
+    oracle = pgr_curve(s - w, s, w)
+    randoms = [pgr_curve(np.random.default_rng(k).random(data.n), s, w) for k in range(max(random_seeds, 1))]
+    random_mean = np.mean([np.interp(grid, c.c, c.pgr) for c in randoms], axis=0)
+    return CostQualityChart(
+        title=f"{os.path.basename(data.source)} (n={data.n})",
+        router_label=label,
+        router=line(router.c, router.pgr),
+        random=line(grid, random_mean),
+        random_seeds=len(randoms),
+        oracle=line(oracle.c, oracle.pgr),
+        strong_model=data.strong_model,
+        strong_mean=r_strong,
+        weak_model=data.weak_model,
+        weak_mean=r_weak,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 
@@ -442,9 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {"router": rid}
         result.update(evaluate_benchmark(data, scores, random_seeds=args.random_seeds, bootstrap=args.bootstrap))
         if args.plot:
-            from router_training.plots import plot_cost_quality
-
-            plot_cost_quality(data, scores, args.plot, label=rid, random_seeds=args.random_seeds)
+            plot_cost_quality(cost_quality_chart(data, scores, rid, args.random_seeds), args.plot)
             result["plot"] = str(args.plot)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -351,13 +351,52 @@ def pair_graph(prior: PriorFeatures, head: PairHead):
     return model
 
 
+@dataclass
+class PairRows:
+    """The label rows that train a pair router: those that score both models of the pair."""
+
+    paths: list[Path]
+    rows_read: int  # rows left after --exclude, decontaminated and deduplicated
+    exclude: set[str]
+    strong_model: str
+    weak_model: str
+    used: list[D.Row]
+    strong: np.ndarray  # each used row's unit score for the strong model
+    weak: np.ndarray
+
+    @property
+    def groups(self) -> list[str]:
+        return [r.group for r in self.used]
+
+
 def train_pair_router(config: PairConfig) -> dict[str, Any]:
     """Trains, exports and checks a pair router; returns the training report (also written beside the file)."""
-    from hybrid_router.routing.calibration import score_quantiles, threshold_for_share
-    from router_training.embedding_export import file_sha256
-    from router_training.router_graph import save_router
-
     started = time.time()
+    data = _pair_training_rows(config)
+    reference = _reference(data.used, config.reference_per_file, config.seed)
+    prior = read_prior(config.prior, [r.prompt for r in data.used] + reference)
+    n = len(data.used)
+    emb, base, prior_raw = prior.emb[:n], prior.base[:n], prior.raw[:n]
+    folds = _folds(data.groups, config.folds, config.seed, config.holdout)
+    chosen, candidates = select(emb, base, prior_raw, data.strong, data.weak, data.groups, config.alphas, folds)
+    needed = (data.strong > data.weak).astype(np.float64)
+    head = fit_pair_head(emb, base, prior_raw, data.strong - data.weak, needed, chosen["alpha"] or 0.0, chosen["mode"])
+    reference_scores = head.score(prior.emb[n:], prior.base[n:], prior.raw[n:])
+    metadata = _pair_metadata(config, data, prior, head, chosen, reference_scores)
+    diff = _save_and_check(config.out, prior, head, metadata, reference, reference_scores)
+    selection = {
+        "folds": [sorted(set(np.asarray(data.groups)[f])) for f in folds],
+        "candidates": candidates,
+        "chosen": chosen,
+    }
+    report = _pair_report(data, selection, metadata, diff)
+    report["router_onnx_mb"] = round((config.out / "router.onnx").stat().st_size / 1e6, 2)
+    report["seconds"] = round(time.time() - started, 1)
+    (config.out / "training_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _pair_training_rows(config: PairConfig) -> PairRows:
     paths = [Path(p) for p in config.data]
     for path in paths:
         if not path.is_file():
@@ -377,31 +416,32 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
     weak = np.array([D.unit_scores(r)[weak_model] for r in used])
     if not (strong > weak).any():
         raise PairError(f"{strong_model} never scored above {weak_model}: nothing for a router to find")
-    prompts = [r.prompt for r in used]
-    reference = _reference(used, config.reference_per_file, config.seed)
-    prior = read_prior(config.prior, prompts + reference)
-    n = len(used)
-    emb, base, prior_raw = prior.emb[:n], prior.base[:n], prior.raw[:n]
-    groups = [r.group for r in used]
-    folds = _folds(groups, config.folds, config.seed, config.holdout)
-    chosen, candidates = select(emb, base, prior_raw, strong, weak, groups, config.alphas, folds)
-    head = fit_pair_head(
-        emb, base, prior_raw, strong - weak, (strong > weak).astype(np.float64), chosen["alpha"] or 0.0, chosen["mode"]
-    )
-    ref_scores = head.score(prior.emb[n:], prior.base[n:], prior.raw[n:])
-    quantiles = score_quantiles(ref_scores)
-    default_threshold = threshold_for_share(quantiles, config.default_share)
+    return PairRows(paths, len(rows), exclude, strong_model, weak_model, used, strong, weak)
+
+
+def _pair_metadata(
+    config: PairConfig,
+    data: PairRows,
+    prior: PriorFeatures,
+    head: PairHead,
+    chosen: dict[str, Any],
+    reference_scores: np.ndarray,
+) -> dict[str, Any]:
+    """The router file's metadata: the pair, the prior, how the head was chosen, and its calibration."""
+    from hybrid_router.routing.calibration import score_quantiles, threshold_for_share
+    from router_training.embedding_export import file_sha256
+
+    quantiles = score_quantiles(reference_scores)
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    router_id = config.router_id or f"pair-{weak_model}-vs-{strong_model}-{created[:10]}"
-    prior_meta = prior.metadata
-    metadata = {
+    strong_model, weak_model = data.strong_model, data.weak_model
+    return {
         "kind": KIND,
         "version": "1",
-        "router_id": router_id,
+        "router_id": config.router_id or f"pair-{weak_model}-vs-{strong_model}-{created[:10]}",
         "created_at": created,
-        "embedding": prior_meta.get("embedding"),
-        "tokenizer": prior_meta.get("tokenizer"),
-        "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
+        "embedding": prior.metadata.get("embedding"),
+        "tokenizer": prior.metadata.get("tokenizer"),
+        "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in data.paths],
         "protocol": {
             "target": "gain = strong score - weak score (ridge), calibrated to P(strong scored above weak)",
             "selection": chosen,
@@ -409,13 +449,13 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
             if not config.holdout
             else f"held out: {sorted(config.holdout)}",
             "seed": config.seed,
-            "excluded_groups": sorted(exclude),
+            "excluded_groups": sorted(data.exclude),
             "dedup": "normalised prompt",
             "decontamination": "refuse normalised-equal benchmark prompts",
         },
         "prior": {
-            "router_id": prior_meta.get("router_id"),
-            "kind": prior_meta.get("kind"),
+            "router_id": prior.metadata.get("router_id"),
+            "kind": prior.metadata.get("kind"),
             "sha256": file_sha256(prior.path),
             "logit_weight": head.c,
         },
@@ -423,37 +463,55 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
         "models": [strong_model, weak_model],
         "strong_model": strong_model,
         "weak_model": weak_model,
-        "default_threshold": default_threshold,
+        "default_threshold": threshold_for_share(quantiles, config.default_share),
         "default_strong_share": config.default_share,
         "calibration": {
             "quantiles": quantiles,
-            "n": len(reference),
+            "n": len(reference_scores),
             "reference": f"up to {config.reference_per_file} seeded prompts per training file",
         },
     }
-    model = pair_graph(prior, head)
-    config.out.mkdir(parents=True, exist_ok=True)
-    save_router(model, metadata, config.out / "router.onnx")
-    tok_file = prior.path.parent / (prior_meta.get("tokenizer") or {}).get("file", "tokenizer.json")
-    shutil.copyfile(tok_file, config.out / "tokenizer.json")
 
+
+def _save_and_check(
+    out: Path,
+    prior: PriorFeatures,
+    head: PairHead,
+    metadata: dict[str, Any],
+    reference: list[str],
+    reference_scores: np.ndarray,
+) -> float:
+    """Writes router.onnx and the prior's tokenizer, loads them as the runtime does and returns the largest
+    difference from the head's scores on the first 50 reference prompts (RuntimeError when over 2e-3)."""
     from hybrid_router.routing import Router
+    from router_training.router_graph import save_router
 
-    check = Router(config.out / "router.onnx")
-    diff = float(np.abs(check.score(reference[:50]) - ref_scores[:50]).max()) if reference else 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    save_router(pair_graph(prior, head), metadata, out / "router.onnx")
+    tokenizer = prior.path.parent / (prior.metadata.get("tokenizer") or {}).get("file", "tokenizer.json")
+    shutil.copyfile(tokenizer, out / "tokenizer.json")
+    check = Router(out / "router.onnx")
+    diff = float(np.abs(check.score(reference[:50]) - reference_scores[:50]).max()) if reference else 0.0
     if diff > 2e-3:
         raise RuntimeError(f"exported pair router disagrees with the fitted head: {diff}")
+    return diff
+
+
+def _pair_report(data: PairRows, selection: dict[str, Any], metadata: dict[str, Any], diff: float) -> dict[str, Any]:
+    """The training report, but for the file's size and the time taken."""
+    strong, weak = data.strong, data.weak
     by_family: dict[str, list[int]] = defaultdict(list)
-    for i, g in enumerate(groups):
+    for i, g in enumerate(data.groups):
         by_family[g].append(i)
-    report = {
+    n = len(data.used)
+    return {
         "kind": KIND,
-        "router_id": router_id,
-        "pair": {"strong": strong_model, "weak": weak_model},
-        "files": [str(p) for p in paths],
-        "rows_read": len(rows),
+        "router_id": metadata["router_id"],
+        "pair": {"strong": data.strong_model, "weak": data.weak_model},
+        "files": [str(p) for p in data.paths],
+        "rows_read": data.rows_read,
         "rows_pair_used": n,
-        "rows_other_ignored": len(rows) - n,
+        "rows_other_ignored": data.rows_read - n,
         "strong_mean": round(float(strong.mean()), 4),
         "weak_mean": round(float(weak.mean()), 4),
         "strong_needed_share": round(float((strong > weak).mean()), 4),
@@ -461,16 +519,8 @@ def train_pair_router(config: PairConfig) -> dict[str, Any]:
             g: {"n": len(ix), "strong": round(float(strong[ix].mean()), 3), "weak": round(float(weak[ix].mean()), 3)}
             for g, ix in sorted(by_family.items())
         },
-        "selection": {
-            "folds": [sorted(set(np.asarray(groups)[f])) for f in folds],
-            "candidates": candidates,
-            "chosen": chosen,
-        },
+        "selection": selection,
         "prior": metadata["prior"],
-        "default_threshold": default_threshold,
+        "default_threshold": metadata["default_threshold"],
         "export_check_max_abs_diff": diff,
-        "router_onnx_mb": round((config.out / "router.onnx").stat().st_size / 1e6, 2),
-        "seconds": round(time.time() - started, 1),
     }
-    (config.out / "training_report.json").write_text(json.dumps(report, indent=2))
-    return report

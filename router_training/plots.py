@@ -1,54 +1,58 @@
-"""Cost-quality curve of a router on a benchmark (PNG): router, random (mean over seeds), oracle, weak / strong only."""
+"""Cost-quality chart of a router on a benchmark (PNG): router, random (mean over seeds), oracle, weak / strong only.
+
+It draws the lines it is given; router_training.evaluate computes them (`cost_quality_chart`)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from router_training.evaluate import DEFAULT_RANDOM_SEEDS, BenchmarkData, pgr_curve
+
+@dataclass(frozen=True)
+class Line:
+    """Mean score of the answers used at each share of prompts sent to the strong model (0..1)."""
+
+    strong_share: np.ndarray
+    quality: np.ndarray
 
 
-def _quality(curve_pgr: np.ndarray, r_strong: float, r_weak: float) -> np.ndarray:
-    return r_weak + curve_pgr * (r_strong - r_weak)
+@dataclass(frozen=True)
+class CostQualityChart:
+    title: str
+    router_label: str
+    router: Line
+    random: Line  # the mean over `random_seeds` random routers
+    random_seeds: int
+    oracle: Line
+    strong_model: str
+    strong_mean: float
+    weak_model: str
+    weak_mean: float
 
 
-def plot_cost_quality(
-    data: BenchmarkData,
-    router_scores: np.ndarray,
-    path: str | os.PathLike[str],
-    label: str = "router",
-    random_seeds: int = DEFAULT_RANDOM_SEEDS,
-) -> None:
+def plot_cost_quality(chart: CostQualityChart, path: str | os.PathLike[str]) -> None:
     """Mean score of the answers used (y) against the share of prompts sent to the strong model (x)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s, w = data.strong, data.weak
-    r_strong, r_weak = float(s.mean()), float(w.mean())
-    grid = np.linspace(0.0, 1.0, 201)
-
-    router = pgr_curve(np.asarray(router_scores, dtype=np.float64), s, w)
-    oracle = pgr_curve(s - w, s, w)
-    randoms = [pgr_curve(np.random.default_rng(k).random(data.n), s, w) for k in range(max(random_seeds, 1))]
-    random_mean = np.mean([np.interp(grid, c.c, c.pgr) for c in randoms], axis=0)
-
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.plot(100 * router.c, _quality(router.pgr, r_strong, r_weak), label=label, linewidth=2)
+    ax.plot(100 * chart.router.strong_share, chart.router.quality, label=chart.router_label, linewidth=2)
     ax.plot(
-        100 * grid,
-        _quality(random_mean, r_strong, r_weak),
-        label=f"random (mean of {len(randoms)} seeds)",
+        100 * chart.random.strong_share,
+        chart.random.quality,
+        label=f"random (mean of {chart.random_seeds} seeds)",
         linestyle=":",
     )
-    ax.plot(100 * oracle.c, _quality(oracle.pgr, r_strong, r_weak), label="oracle", linestyle="-.", alpha=0.6)
-    ax.axhline(r_strong, color="red", linestyle="--", label=f"strong only: {data.strong_model}")
-    ax.axhline(r_weak, color="grey", linestyle="--", label=f"weak only: {data.weak_model}")
+    ax.plot(100 * chart.oracle.strong_share, chart.oracle.quality, label="oracle", linestyle="-.", alpha=0.6)
+    ax.axhline(chart.strong_mean, color="red", linestyle="--", label=f"strong only: {chart.strong_model}")
+    ax.axhline(chart.weak_mean, color="grey", linestyle="--", label=f"weak only: {chart.weak_model}")
     ax.set_xlabel("prompts sent to the strong model (%)")
     ax.set_ylabel("mean score of the answers used")
-    ax.set_title(f"{os.path.basename(data.source)} (n={data.n})")
+    ax.set_title(chart.title)
     ax.set_xlim(0, 100)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)

