@@ -18,6 +18,7 @@ from edge_client.cli.common import (
     rate_answer,
     warn_if_degraded,
 )
+from hybrid_router.decision import is_fallback
 from hybrid_router.openai_schema import MAX_TOKENS_LIMIT
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def _summary(record: DecisionRecord) -> str:
 
 def _fallback_notice(record: DecisionRecord, model: str) -> str | None:
     """A line in plain sight when the answer is not from the side that was chosen or asked for."""
-    if not record.reason.startswith("fallback:"):
+    if not is_fallback(record.reason):
         return None
     how = "chosen by the router" if model.startswith("router") else f"asked for ({model})"
     cause = record.reason.split(":", 1)[1]
@@ -202,21 +203,13 @@ def route(
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
 ) -> None:
     """Decision only: score the prompt and say where it would go (nothing is generated or logged)."""
-    from edge_client.factory import build_route_source, build_strong
-    from edge_client.service import EdgeService
+    from edge_client.factory import build_service
     from hybrid_router.backends.llama_cpp import LlamaCppBackend
     from hybrid_router.http_face import routing_block
-    from hybrid_router.stores.sqlite_log import DecisionLog
 
     settings = loaded_settings(ctx).settings
     weak = LlamaCppBackend(settings.local_model_path, name=settings.local_model_name)  # not loaded: names only
-    service = EdgeService(
-        settings,
-        weak=weak,
-        strong=build_strong(settings),
-        route_source=build_route_source(settings),
-        decision_log=DecisionLog(settings.decision_log_path),
-    )
+    service = build_service(settings, weak=weak)
     warn_if_degraded(service.route_source)
     plan = service.plan(_request([{"role": "user", "content": prompt}], model, None, stream=False))
     model_name = service.weak_name if plan.route == "weak" else service.strong_name
