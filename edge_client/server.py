@@ -1,8 +1,7 @@
-"""The device's OpenAI-compatible HTTP server: POST /v1/chat/completions (plain and SSE), GET /v1/models[/{model}], GET /health,
-and POST /v1/feedback (a rating of one answer, as the cloud API takes it, kept in the device's decision log).
-
-Each answer carries its decision: a `routing` field (and, for streams, on the last chunk) plus
-x-hybrid-router-* response headers. Errors use OpenAI's error body.
+"""The device's OpenAI-compatible HTTP server: the chat routes the cloud API mounts too (hybrid_router.chat_routes:
+POST /v1/chat/completions, GET /v1/models[/{model}]) over the device's door, plus GET /health, the dashboard and
+POST /v1/feedback (a rating of one answer, as the cloud API takes it, kept in the device's decision log). Errors
+are the cloud's table (hybrid_router.api.errors): the same failure, the same status and code on both servers.
 
 Only what the user meant is served: the Host must be this machine's (no DNS rebinding), a browser Origin must be
 this server's own or an allowed one, bodies must be application/json (no CORS "simple request" reaches a model), and
