@@ -173,8 +173,8 @@ async def _service(request: Request) -> EdgeService:
     return request.app.state.service
 
 
-async def device_door(service: EdgeService = Depends(_service)) -> DeviceDoor:
-    return DeviceDoor(service)
+async def device_door(request: Request) -> DeviceDoor:
+    return DeviceDoor(request.app.state.service)
 
 
 router = APIRouter()  # the device server's routes: the shared chat routes, then the device's own

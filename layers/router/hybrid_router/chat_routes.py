@@ -13,11 +13,11 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Request, params
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -65,12 +65,21 @@ class ChatDoor(Protocol):
     def stream(self, request: ChatCompletionRequest, plan: Plan) -> StreamingAnswer: ...
 
 
-async def chat_headers(
-    x_conversation_id: str | None = Header(default=None),
-    x_decision_id: str | None = Header(default=None),
-    cache_control: str | None = Header(default=None),
-) -> ChatHeaders:
-    return ChatHeaders(x_conversation_id, x_decision_id, cache_control)
+# The headers a chat request may carry, read straight from the request (no dependency to solve per request).
+HEADERS = {
+    "x-conversation-id": "the conversation this message belongs to (kept in the record; never the text)",
+    "x-decision-id": "a new ULID the answer and its record carry (callers that keep their own decision log)",
+    "cache-control": "`no-cache`: a fresh answer, not one from the answer cache",
+}
+HEADER_PARAMETERS = [
+    {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": about}
+    for name, about in HEADERS.items()
+]
+
+
+def chat_headers(request: Request) -> ChatHeaders:
+    get = request.headers.get
+    return ChatHeaders(get("x-conversation-id"), get("x-decision-id"), get("cache-control"))
 
 
 def check_input(request: ChatCompletionRequest) -> None:
@@ -86,26 +95,29 @@ def check_input(request: ChatCompletionRequest) -> None:
         )
 
 
-def chat_router(door: Callable[..., Awaitable[ChatDoor]], *, chat_errors: tuple[int, ...] = ()) -> APIRouter:
-    """The chat routes over the door `door` (an async FastAPI dependency: no thread hop per request) gives; `chat_errors`: the statuses the
-    server's door adds to the chat route's documented ones."""
-    router = APIRouter()
+def chat_router(
+    door: Callable[[Request], Awaitable[ChatDoor]],
+    *,
+    chat_errors: tuple[int, ...] = (),
+    dependencies: Sequence[params.Depends] = (),
+) -> APIRouter:
+    """The chat routes over the door `door(request)` opens (a plain coroutine, not a dependency: FastAPI solves
+    little per request); `chat_errors`: the statuses the server's door adds to the documented ones;
+    `dependencies`: what runs before the body is read (the cloud's caller identity)."""
+    router = APIRouter(dependencies=list(dependencies))
 
     @router.post(
         "/v1/chat/completions",
         response_model=ChatCompletionResponse,
         response_model_exclude_none=True,
         responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 413, 422, 502, 503, 504, *chat_errors)},
+        openapi_extra={"parameters": HEADER_PARAMETERS},
     )
-    async def chat_completions(
-        body: ChatCompletionRequest,
-        http_request: Request,
-        headers: ChatHeaders = Depends(chat_headers),
-        chat: ChatDoor = Depends(door),
-    ) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, http_request: Request) -> Any:
         """OpenAI chat completions. `model` "router" / "router-<kind>-<threshold>" routes; a model's own name
         (or `weak` / `strong`) forces it. Every answer carries its decision in `routing` and x-hybrid-router-*
         headers."""
+        chat, headers = await door(http_request), chat_headers(http_request)
         check_input(body)
         if skips_cache(headers.cache_control):  # a fresh answer, as the request field `"cache": false` asks
             opt_out(body)
@@ -116,16 +128,19 @@ def chat_router(door: Callable[..., Awaitable[ChatDoor]], *, chat_errors: tuple[
         return plain_response(await complete_unless_gone(http_request, chat, body, plan), plan)
 
     @router.get("/v1/models", response_model=ModelList, responses=errors(503))
-    def list_models(chat: ChatDoor = Depends(door)) -> ModelList:
-        return ModelList(data=[ModelCard(id=name, description=about) for name, about in chat.catalog.cards()])
+    async def list_models(http_request: Request) -> ModelList:
+        chat = await door(http_request)
+        cards = await run_in_threadpool(lambda: chat.catalog.cards())  # may load the router
+        return ModelList(data=[ModelCard(id=name, description=about) for name, about in cards])
 
     @router.get("/v1/models/{model:path}", response_model=ModelCard, responses=errors(404, 503))
-    def retrieve_model(model: str, chat: ChatDoor = Depends(door)) -> ModelCard:
+    async def retrieve_model(model: str, http_request: Request) -> ModelCard:
         """One model by name: a listed one, or any name a chat request accepts (e.g. `router-mf-0.4`); else 404."""
-        listed = dict(chat.catalog.cards())
+        chat = await door(http_request)
+        listed = dict(await run_in_threadpool(lambda: chat.catalog.cards()))
         if model in listed:
             return ModelCard(id=model, description=listed[model])
-        if not chat.catalog.serves(model):
+        if not await run_in_threadpool(chat.catalog.serves, model):
             raise ApiError(
                 404,
                 f"The model '{model}' does not exist here; GET /v1/models lists the models served.",

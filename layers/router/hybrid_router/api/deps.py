@@ -20,6 +20,13 @@ async def services(request: Request) -> Services:
 
 
 async def caller(request: Request) -> Identity:
+    """The caller's identity (401/403 when there is none), kept on `request.state.identity` for the handler."""
+    identity = _identity(request)
+    request.state.identity = identity
+    return identity
+
+
+def _identity(request: Request) -> Identity:
     """In Lambda, Mangum puts the API Gateway event in the ASGI scope; only that is trusted there. Behind the
     Lambda Web Adapter (identity_source "request_context_header") the event's requestContext arrives as the
     x-amzn-request-context header, which the adapter writes over any header of that name the client sent."""

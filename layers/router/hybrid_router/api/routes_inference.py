@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from hybrid_router.api.deps import caller, services
 from hybrid_router.api.errors import ApiError
@@ -173,9 +173,16 @@ class CloudDoor:
     def __init__(self, svc: Services, who: Identity):
         self.svc = svc
         self.who = who
-        self.planner = cloud_planner(svc)
+        self._planner: Planner | None = None
         self.linked = False
         self.stream_limit_s = svc.settings.stream_limit_s
+
+    @property
+    def planner(self) -> Planner:
+        """Built on first use, in a worker thread: naming the models may load the router."""
+        if self._planner is None:
+            self._planner = cloud_planner(self.svc)
+        return self._planner
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -218,12 +225,13 @@ class CloudDoor:
         return self._pipeline().stream(request, plan)
 
 
-async def cloud_door(who: Identity = Depends(caller), svc: Services = Depends(services)) -> CloudDoor:
-    return CloudDoor(svc, who)
+async def cloud_door(request: Request) -> CloudDoor:
+    """The caller's door, under the identity the router's dependency checked (401/403 before anything else)."""
+    return CloudDoor(request.app.state.services, request.state.identity)
 
 
 router = APIRouter()
-router.include_router(chat_router(cloud_door, chat_errors=(409,)))
+router.include_router(chat_router(cloud_door, chat_errors=(409,), dependencies=[Depends(caller)]))
 
 
 @router.post("/v1/route", response_model=RouteResponse, responses=errors(404, 422, 503))
