@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hybrid_router.backends.base import (
@@ -205,9 +206,13 @@ class Job:
     messages: list[dict]
     options: dict
     started: float
-    cache_key: str | None
+    key_of: Callable[[Job], str | None]  # the cache key, computed only for a strong attempt (hashing costs)
     draft: Draft | None = None
     draft_error: BackendError | None = None
+
+    @cached_property
+    def cache_key(self) -> str | None:
+        return self.key_of(self)
 
 
 NO_USAGE = StreamResult(0, 0)
@@ -508,8 +513,7 @@ class Pipeline:
         """The request made ready to answer: refused (raises PrivateDataRefused) when its private data says so;
         in the cascade band, drafted by the local model."""
         messages, options = self.messages(request), self._options(request, plan)
-        cache_key = self._cache_key(request, plan, messages, options)
-        job = Job(plan, request, messages, options, time.perf_counter(), cache_key)
+        job = Job(plan, request, messages, options, time.perf_counter(), self._cache_key)
         if plan.privacy is not None and plan.privacy.refuses:
             raise self.refuse(job)
         job.draft, job.draft_error = self._draft(job)
@@ -526,7 +530,7 @@ class Pipeline:
         answered: Attempt | None = None
         try:
             for attempt in attempts:
-                hit = self._cache_lookup(attempt, job.cache_key)
+                hit = self._cache_lookup(attempt, job)
                 if hit is not None:
                     return mode.from_cache(hit)
                 try:
@@ -596,19 +600,20 @@ class Pipeline:
 
     # the answer cache: before a strong attempt, look up; after a strong answer completed OK, store
 
-    def _cache_key(self, request: ChatCompletionRequest, plan: Plan, messages: list[dict], options: dict) -> str | None:
+    def _cache_key(self, job: Job) -> str | None:
+        plan = job.plan
         if self.cache is None or (plan.privacy is not None and plan.privacy.kinds):
             return None  # no cache; or private data, whose answers are never kept
-        return self.cache.key(messages, self.strong_name, options, request.model_extra)
+        return self.cache.key(job.messages, self.strong_name, job.options, job.request.model_extra)
 
-    def _cache_lookup(self, attempt: Attempt, key: str | None) -> CachedAnswer | None:
+    def _cache_lookup(self, attempt: Attempt, job: Job) -> CachedAnswer | None:
         if self.cache is None or attempt.route != "strong":
             return None
-        return self.cache.lookup(key)
+        return self.cache.lookup(job.cache_key)
 
-    def _cache_store(self, key: str | None, text: str, finish_reason: str | None, record: DecisionRecord) -> None:
-        if self.cache is not None:
-            self.cache.remember(key, text, finish_reason, record)
+    def _cache_store(self, job: Job, text: str, finish_reason: str | None, record: DecisionRecord) -> None:
+        if self.cache is not None and record.route == "strong":  # only strong answers are kept
+            self.cache.remember(job.cache_key, text, finish_reason, record)
 
     # cascade: the local draft
 
@@ -694,7 +699,7 @@ class PlainMode:
         record = pipeline.record(job, outcome)
         stored = pipeline._write_settled(record, attempt)
         text = pipeline._received(attempt, job.plan, completion.text)
-        pipeline._cache_store(job.cache_key, text, completion.finish_reason, record)
+        pipeline._cache_store(job, text, completion.finish_reason, record)
         return Answer(text, completion.finish_reason, record, stored)
 
     def from_cache(self, hit: CachedAnswer) -> Answer:
@@ -852,7 +857,7 @@ class StreamingAnswer:
         )
         self.stored = self.pipeline._write_settled(self.record, self.attempt)
         if error is None and self.cached is None:
-            self.pipeline._cache_store(self.job.cache_key, self.text, self.finish_reason, self.record)
+            self.pipeline._cache_store(self.job, self.text, self.finish_reason, self.record)
 
     @property
     def text(self) -> str:
