@@ -177,8 +177,8 @@ async def device_door(request: Request) -> DeviceDoor:
     return DeviceDoor(request.app.state.service)
 
 
-router = APIRouter()  # the device server's routes: the shared chat routes, then the device's own
-router.include_router(chat_router(device_door, chat_errors=(429, 499, 507)))
+chat_routes = chat_router(device_door, chat_errors=(429, 499, 507))  # the routes the cloud API mounts too
+router = APIRouter()  # the device's own routes
 
 
 @router.get("/health")
@@ -251,6 +251,7 @@ def create_app(service: EdgeService, host: str | None = None) -> FastAPI:
     app.state.service = service
 
     install_error_handlers(app)
+    app.include_router(chat_routes)
     app.include_router(router)
     app.add_middleware(BodyLimits, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(

@@ -77,9 +77,17 @@ HEADER_PARAMETERS = [
 ]
 
 
+_HEADER_NAMES = {name.encode(): name for name in HEADERS}
+
+
 def chat_headers(request: Request) -> ChatHeaders:
-    get = request.headers.get
-    return ChatHeaders(get("x-conversation-id"), get("x-decision-id"), get("cache-control"))
+    """The chat headers, in one pass over the raw headers (a miss costs nothing; the last of a repeated one wins)."""
+    found = {
+        _HEADER_NAMES[name]: value.decode("latin-1")
+        for name, value in request.scope["headers"]
+        if name in _HEADER_NAMES
+    }
+    return ChatHeaders(found.get("x-conversation-id"), found.get("x-decision-id"), found.get("cache-control"))
 
 
 def check_input(request: ChatCompletionRequest) -> None:

@@ -45,6 +45,7 @@ def create_app(
     app.state.services = Services(settings, **parts)
     install_error_handlers(app)
     if "inference" in groups:
+        app.include_router(routes_inference.chat_routes)
         app.include_router(routes_inference.router)
     if "records" in groups:
         app.include_router(routes_records.router)

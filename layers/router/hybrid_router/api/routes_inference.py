@@ -230,8 +230,8 @@ async def cloud_door(request: Request) -> CloudDoor:
     return CloudDoor(request.app.state.services, request.state.identity)
 
 
+chat_routes = chat_router(cloud_door, chat_errors=(409,), dependencies=[Depends(caller)])  # the device's too
 router = APIRouter()
-router.include_router(chat_router(cloud_door, chat_errors=(409,), dependencies=[Depends(caller)]))
 
 
 @router.post("/v1/route", response_model=RouteResponse, responses=errors(404, 422, 503))
