@@ -27,6 +27,8 @@ import onnx
 import onnx.utils
 from onnx import TensorProto, helper, numpy_helper
 
+from router_training.data import shared_data_dir
+
 ENCODER_FILES = {"minilm": "minilm_int8.onnx", "static": "static_int8.onnx"}
 OPSET = 17
 
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--encoders", nargs="+", default=["minilm", "static"], choices=list(ENCODER_FILES))
     parser.add_argument("--measure-prompts", type=int, default=0, help="measure cosine/latency on N training prompts")
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/train/mmlu_pro.jsonl"))
+    parser.add_argument("--data", type=Path, default=shared_data_dir() / "train" / "mmlu_pro.jsonl")
     args = parser.parse_args(argv)
     paths = export_encoders(args.out, tuple(args.encoders))
     for name, path in paths.items():

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from router_training import evaluate, scoring
+from router_training.data import shared_data_dir
 
-BENCHMARKS = Path("/work/shared/data/benchmarks")
+BENCHMARKS = shared_data_dir() / "benchmarks"
 MT_BENCH = BENCHMARKS / "routellm_mt_bench.jsonl"
 REQUIRED_KEYS = {
     "apgr",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from router_training.data import shared_data_dir
 from router_training.evaluate import (
     apgr,
     apgr_routellm_deciles,
@@ -21,7 +22,7 @@ from router_training.evaluate import (
     random_apgrs,
 )
 
-BENCHMARKS = Path("/work/shared/data/benchmarks")
+BENCHMARKS = shared_data_dir() / "benchmarks"
 
 # 4 prompts: the strong model gains 1 point on the first two only. r_strong = .75, r_weak = .25.
 STRONG4 = np.array([1.0, 1.0, 1.0, 0.0])
